@@ -1,0 +1,55 @@
+// Builds the libtorch addon with node-gyp: configures when libtorch changed (or on first build),
+// otherwise lets make rebuild only what changed. Runs as the package's install script.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { HOW_TO_INSTALL, findLibtorch } from "./libtorch.mjs";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+function nodeGyp() {
+  // npm tells scripts where its node-gyp is; outside npm, use the one bundled with npm.
+  const candidates = [
+    process.env.npm_config_node_gyp,
+    join(dirname(process.execPath), "../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js"),
+  ];
+  const found = candidates.find((p) => p && existsSync(p));
+  if (!found) throw new Error("node-gyp not found: install it with `npm install -g node-gyp`");
+  return found;
+}
+
+export function buildNative({ quiet = false } = {}) {
+  const torch = findLibtorch();
+  if (!torch) {
+    console.error(`svdlora: ${HOW_TO_INSTALL}`);
+    return false;
+  }
+  const stamp = join(root, "build/libtorch.json");
+  const fingerprint = JSON.stringify({ torch, node: process.version });
+  const configured = existsSync(join(root, "build/Makefile")) && existsSync(stamp) && readFileSync(stamp, "utf8") === fingerprint;
+  const j = String(Math.max(1, Math.min(4, jobs())));
+  const args = configured ? ["build", "-j", j] : ["rebuild", "-j", j];
+  if (!quiet || !configured) console.error(`svdlora: building the native addon against libtorch ${torch.version} (${torch.source}${torch.cuda ? ", CUDA" : ", CPU"})…`);
+  const r = spawnSync(process.execPath, [nodeGyp(), ...args, ...nodeHeaders(), ...(configured ? ["--silent"] : [])], { cwd: root, stdio: ["ignore", quiet ? "ignore" : "inherit", "inherit"] });
+  if (r.status !== 0) {
+    console.error("svdlora: native build failed (see the compiler output above)");
+    return false;
+  }
+  mkdirSync(join(root, "build"), { recursive: true });
+  writeFileSync(stamp, fingerprint);
+  return true;
+}
+
+function jobs() {
+  return Number(process.env.JOBS) || (globalThis.navigator?.hardwareConcurrency ?? 2);
+}
+
+// Build against the headers of the running Node when it ships them: no download needed.
+function nodeHeaders() {
+  if (process.env.npm_config_nodedir) return [`--nodedir=${process.env.npm_config_nodedir}`];
+  const prefix = join(dirname(process.execPath), "..");
+  return existsSync(join(prefix, "include/node/node_api.h")) ? [`--nodedir=${prefix}`] : [];
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) process.exit(buildNative() ? 0 : 1);

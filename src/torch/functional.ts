@@ -1,0 +1,58 @@
+// Free functions over several tensors: joining, selection, neural-net ops, linear algebra.
+import { native } from "./native.js";
+import { type Scalar, Tensor, _wrap as wrap, _wrapAll as wrapAll } from "./tensor.js";
+
+const handles = (ts: Tensor[]) => ts.map((t) => t.handle);
+const arg = (x: Tensor | Scalar) => (x instanceof Tensor ? x.handle : x);
+
+export const cat = (tensors: Tensor[], dim = 0) => wrap(native.cat(handles(tensors), dim));
+export const stack = (tensors: Tensor[], dim = 0) => wrap(native.stack(handles(tensors), dim));
+/** Elementwise cond ? a : b; either side may be a number. */
+export const where = (cond: Tensor, a: Tensor | Scalar, b: Tensor | Scalar) => wrap(native.where(cond.handle, arg(a), arg(b)));
+
+export const matmul = (a: Tensor, b: Tensor) => a.matmul(b);
+/** x Wᵀ + b, as torch.nn.functional.linear. */
+export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null) => wrap(native.linear(x.handle, weight.handle, bias?.handle ?? null));
+/** Rows of weight picked by integer ids. */
+export const embedding = (weight: Tensor, ids: Tensor) => wrap(native.embedding(weight.handle, ids.handle));
+export const dropout = (x: Tensor, p: number, training: boolean) => wrap(native.dropout(x.handle, p, training));
+export const softmax = (x: Tensor, dim: number) => x.softmax(dim);
+export const logSoftmax = (x: Tensor, dim: number) => x.logSoftmax(dim);
+
+const REDUCTIONS = { none: 0, mean: 1, sum: 2 } as const;
+export interface CrossEntropyOptions {
+  ignoreIndex?: number;
+  reduction?: keyof typeof REDUCTIONS;
+  labelSmoothing?: number;
+}
+/** logits [N, C] against class ids [N]; targets equal to ignoreIndex (default −100) count for nothing. */
+export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOptions = {}): Tensor {
+  return wrap(native.crossEntropy(logits.handle, targets.handle, o.ignoreIndex ?? -100, REDUCTIONS[o.reduction ?? "mean"], o.labelSmoothing ?? 0));
+}
+
+export interface AttentionOptions {
+  /** Boolean (true = attend) or additive float mask, broadcastable to [B, H, L, S]. */
+  mask?: Tensor | null;
+  dropout?: number;
+  causal?: boolean;
+  scale?: number;
+}
+/**
+ * Scaled dot-product attention. q: [B, H, L, D]; k, v: [B, Hkv, S, D] where Hkv divides H
+ * (grouped-query attention without copying heads where libtorch supports it).
+ */
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
+  return wrap(native.sdpa(q.handle, k.handle, v.handle, o.mask?.handle ?? null, o.dropout ?? 0, o.causal ?? false, o.scale ?? null));
+}
+
+/** Reduced SVD: A = U diag(S) Vh with k = min(m, n) columns. */
+export function svd(a: Tensor): { U: Tensor; S: Tensor; Vh: Tensor } {
+  const [U, S, Vh] = wrapAll(native.svd(a.handle));
+  return { U, S, Vh };
+}
+export const svdvals = (a: Tensor) => wrap(native.svdvals(a.handle));
+/** Reduced QR: A = Q R, Q with orthonormal columns. */
+export function qr(a: Tensor): { Q: Tensor; R: Tensor } {
+  const [Q, R] = wrapAll(native.qr(a.handle));
+  return { Q, R };
+}

@@ -1,0 +1,7 @@
+// The tensor API over libtorch: `import * as torch from "svdlora/torch"` style.
+export { buildInfo, elementSize, isFloating, type DType } from "./dtype.js";
+export { Tensor, type Device, type NestedArray, type Scalar, type ToOptions, type TypedArray } from "./tensor.js";
+export * from "./create.js";
+export * from "./functional.js";
+export * from "./autograd.js";
+export * from "./runtime.js";

@@ -1,0 +1,52 @@
+// Memory scopes and accounting, seeds, threads, and CUDA devices.
+import { native } from "./native.js";
+import { type Disposable, collect, keep, runScoped } from "./scope.js";
+import { Tensor, _wrap as wrap } from "./tensor.js";
+
+export { keep };
+
+const isTensor = (v: unknown): v is Disposable => v instanceof Tensor;
+
+/** Runs fn and frees every tensor it made except those in its result. Scopes nest. */
+export const tidy = <R>(fn: () => R): R => runScoped(fn, isTensor);
+
+/** Frees every tensor found in value (a tensor, or arrays/objects of them). */
+export function dispose(value: unknown): void {
+  for (const t of collect(value, isTensor)) t.dispose();
+}
+
+/** Tensors alive in this process: handles holding memory, and their bytes (shared storage once). */
+export const memory = (): { count: number; bytes: number } => native.liveTensors();
+
+/** Seeds the CPU and every CUDA generator, as torch.manual_seed. */
+export const manualSeed = (seed: number): void => native.manualSeed(seed);
+export const getNumThreads = (): number => native.getNumThreads();
+export const setNumThreads = (n: number): void => native.setNumThreads(n);
+/** The CPU generator's state (a uint8 tensor), for exact resume. */
+export const getRngState = (): Tensor => wrap(native.getRngState());
+export const setRngState = (state: Tensor): void => native.setRngState(state.handle);
+
+export interface CudaDevice {
+  index: number;
+  name: string;
+  totalMemory: number;
+  capability: string;
+  multiProcessors: number;
+}
+export interface CudaMemory {
+  allocated: number;
+  peakAllocated: number;
+  reserved: number;
+  peakReserved: number;
+}
+
+export const cuda = {
+  isAvailable: (): boolean => native.buildInfo().cudaAvailable,
+  devices: (): CudaDevice[] => native.devices(),
+  deviceCount: (): number => (native.devices() as CudaDevice[]).length,
+  manualSeed: (seed: number): void => native.cudaManualSeed(seed),
+  memory: (device?: number): CudaMemory => native.cudaMemory(device),
+  resetPeakMemory: (device?: number): void => native.cudaResetPeak(device),
+  emptyCache: (): void => native.cudaEmptyCache(),
+  synchronize: (): void => native.cudaSynchronize(),
+};
