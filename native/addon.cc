@@ -135,7 +135,7 @@ at::ScalarType Dtype(const Napi::CallbackInfo& info, size_t i) {
 }
 
 at::TensorOptions Options(const Napi::CallbackInfo& info, size_t dtypeArg, size_t deviceArg) {
-  auto opts = at::TensorOptions().dtype(at::kFloat);
+  at::TensorOptions opts;  // no dtype: libtorch picks its default (float32, or int64 for arange of integers)
   if (!info[dtypeArg].IsUndefined() && !info[dtypeArg].IsNull()) opts = opts.dtype(Dtype(info, dtypeArg));
   if (!info[deviceArg].IsUndefined() && !info[deviceArg].IsNull()) opts = opts.device(c10::Device(Str(info, deviceArg)));
   return opts;

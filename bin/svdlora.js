@@ -1,0 +1,10 @@
+#!/usr/bin/env node
+// Entry point of the `svdlora` command; the CLI itself is TypeScript compiled to dist/.
+import { existsSync } from "node:fs";
+
+const main = new URL("../dist/src/cli/main.js", import.meta.url);
+if (!existsSync(main)) {
+  console.error("svdlora: not built yet: run `npm run setup` in the svdlora directory");
+  process.exit(1);
+}
+await import(main.href);

@@ -1,0 +1,23 @@
+// The `svdlora` command: one file per subcommand registers itself here.
+import { Command, CommanderError } from "commander";
+import { registerInfo } from "./info.js";
+import { packageVersion } from "../version.js";
+
+const program = new Command("svdlora")
+  .description("SVD-guided LoRA initialization experiments on causal language models (libtorch, CPU or CUDA)")
+  .version(packageVersion())
+  .showHelpAfterError("(run `svdlora --help` for usage)")
+  .exitOverride();
+
+registerInfo(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode); // commander already printed the message
+  // One clear line for users; the stack only on request.
+  const err = e as Error;
+  console.error(`svdlora: error: ${err.message}`);
+  if (process.env.SVDLORA_DEBUG) console.error(err.stack);
+  process.exit(1);
+}

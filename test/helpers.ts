@@ -1,0 +1,18 @@
+// Shared test helpers. SVDLORA_TEST_DEVICE=cuda runs the device-aware tests on the GPU.
+import assert from "node:assert/strict";
+import type { Tensor } from "../src/torch/index.js";
+
+export const device = process.env.SVDLORA_TEST_DEVICE ?? "cpu";
+
+/** Asserts two flat number lists agree within atol + rtol·|expected|. */
+export function assertClose(actual: ArrayLike<number | bigint> | number[], expected: ArrayLike<number>, atol = 1e-5, rtol = 1e-5, what = "value"): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} != ${expected.length}`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = Number(actual[i]);
+    const e = expected[i];
+    assert.ok(Math.abs(a - e) <= atol + rtol * Math.abs(e), `${what}[${i}]: ${a} != ${e}`);
+  }
+}
+
+/** The tensor's elements as plain numbers (on the CPU). */
+export const values = (t: Tensor): number[] => Array.from(t.data() as ArrayLike<number | bigint>, Number);
