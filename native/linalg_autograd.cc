@@ -1,4 +1,5 @@
 // Linear algebra (SVD, QR) and autograd: gradients, backward, grad mode.
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include "tensor.h"

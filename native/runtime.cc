@@ -16,7 +16,8 @@ namespace svdlora {
 
 static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(ENV);
-  o.Set("torchVersion", TORCH_VERSION);
+  o.Set("torchVersion", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                           std::to_string(TORCH_VERSION_PATCH));
 #ifdef SVDLORA_CUDA
   o.Set("builtWithCuda", true);
 #else

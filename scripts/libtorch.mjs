@@ -71,8 +71,10 @@ function cudaInclude(found) {
 
 function torchVersion(found) {
   const h = join(found.include[1], "torch/version.h");
-  const m = existsSync(h) && /TORCH_VERSION\s+\\?\s*"([^"]+)"/.exec(readFileSync(h, "utf8"));
-  return m ? m[1] : "unknown";
+  if (!existsSync(h)) return "unknown";
+  const text = readFileSync(h, "utf8");
+  const part = (name) => new RegExp(`#define TORCH_VERSION_${name}\\s+(\\d+)`).exec(text)?.[1];
+  return [part("MAJOR"), part("MINOR"), part("PATCH")].every(Boolean) ? `${part("MAJOR")}.${part("MINOR")}.${part("PATCH")}` : "unknown";
 }
 
 export function findLibtorch() {
