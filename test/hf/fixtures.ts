@@ -1,0 +1,22 @@
+// Shared helpers for the hf tests: temp dirs and hand-built safetensors bytes.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after } from "node:test";
+
+/** A fresh temp directory, removed when the test file finishes. */
+export function tempDir(prefix = "svdlora-hf-"): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A safetensors file from a header string (used verbatim) and raw data bytes. */
+export function safetensorsBytes(header: string, data: Uint8Array | number[] = []): Buffer {
+  const json = Buffer.from(header, "utf8");
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([length, json, Buffer.from(data)]);
+}
+
+export const f32Bytes = (...values: number[]) => Buffer.from(new Float32Array(values).buffer);
