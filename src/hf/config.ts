@@ -80,8 +80,8 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) return fail(`"${field}" must be a positive integer, got ${JSON.stringify(v)}`);
     return v;
   };
-  const positiveNumber = (field: string, fallback: number): number => {
-    const v = raw[field] ?? fallback;
+  const positiveNumber = (field: string, fallback: number, from: Record<string, unknown> = raw): number => {
+    const v = from[field] ?? fallback;
     if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) return fail(`"${field}" must be a positive number, got ${JSON.stringify(v)}`);
     return v;
   };
@@ -113,7 +113,15 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
   const hiddenAct = raw.hidden_act ?? "silu";
   if (typeof hiddenAct !== "string") fail(`"hidden_act" must be a string, got ${JSON.stringify(hiddenAct)}`);
 
-  const ropeScaling = raw.rope_scaling ?? null;
+  // transformers >= 5 writes rope_parameters {rope_theta, rope_type, …}; older configs a
+  // top-level rope_theta and an optional rope_scaling.
+  const ropeParameters = raw.rope_parameters;
+  if (ropeParameters !== undefined && ropeParameters !== null && (typeof ropeParameters !== "object" || Array.isArray(ropeParameters))) {
+    fail(`"rope_parameters" must be an object, got ${JSON.stringify(ropeParameters)}`);
+  }
+  const ropeParams = (ropeParameters ?? {}) as Record<string, unknown>;
+  const ropeType = ropeParams.rope_type ?? ropeParams.type ?? "default";
+  const ropeScaling = raw.rope_scaling ?? (ropeType !== "default" ? ropeParams : null);
   if (ropeScaling !== null && (typeof ropeScaling !== "object" || Array.isArray(ropeScaling))) {
     fail(`"rope_scaling" must be an object or null, got ${JSON.stringify(ropeScaling)}`);
   }
@@ -137,7 +145,7 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
     headDim,
     vocabSize: positive("vocab_size"),
     rmsNormEps: positiveNumber("rms_norm_eps", 1e-6),
-    ropeTheta: positiveNumber("rope_theta", 10000),
+    ropeTheta: "rope_theta" in ropeParams ? positiveNumber("rope_theta", 10000, ropeParams) : positiveNumber("rope_theta", 10000),
     ropeScaling: ropeScaling as Record<string, unknown> | null,
     maxPositionEmbeddings: positive("max_position_embeddings", isQwen2 ? 32768 : 2048),
     tieWordEmbeddings: flag("tie_word_embeddings", false),

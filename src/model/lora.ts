@@ -1,0 +1,169 @@
+// LoRA: y = W x + s · B A x beside a frozen linear layer, with A (r × in), B (out × r), s = α / r
+// (α / √r with rsLoRA). Factors are kept in float32 whatever the base dtype, as PEFT does when
+// the base is half precision and autocast is off.
+import { type LoraAdapterConfig, type LoraWeights, isTargetModule, loraConfig, loraScaling, rankFor } from "../hf/peft.js";
+import * as torch from "../torch/index.js";
+import type { Tensor } from "../torch/index.js";
+import type { CausalLM } from "./qwen2.js";
+
+export type LoraInit = "random" | "gaussian" | "pissa";
+
+export interface LoraSettings {
+  rank: number;
+  alpha: number;
+  dropout?: number;
+  rslora?: boolean;
+  /** Module names (PEFT's target_modules, e.g. ["q_proj", "v_proj"]) or "all-linear". */
+  targets: string[] | "all-linear";
+}
+
+export class LoRA {
+  training = true;
+
+  constructor(
+    readonly A: Tensor,
+    readonly B: Tensor,
+    readonly scaling: number,
+    readonly dropout = 0,
+  ) {}
+
+  get rank(): number { return this.A.size(0); }
+
+  /** s · B A x, in x's dtype. */
+  forward(x: Tensor): Tensor {
+    return torch.tidy(() => {
+      let h = x.to(this.A.dtype);
+      if (this.dropout > 0 && this.training) h = torch.dropout(h, this.dropout, true);
+      return torch.linear(torch.linear(h, this.A), this.B).mul(this.scaling).to(x.dtype);
+    });
+  }
+
+  /** ΔW = s · B A (out × in), float32. */
+  delta(): Tensor {
+    return torch.tidy(() => this.B.matmul(this.A).mul(this.scaling));
+  }
+
+  parameters(): Tensor[] { return [this.A, this.B]; }
+}
+
+const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+/**
+ * The PEFT adapter config for these settings. init_lora_weights stays true whatever our init was:
+ * the saved factors are a plain LoRA, and PEFT re-runs a named init (e.g. "pissa", which rewrites
+ * the base weights) when it loads one.
+ */
+export function adapterConfigFor(s: LoraSettings, baseModel: string): LoraAdapterConfig {
+  return loraConfig({
+    r: s.rank,
+    loraAlpha: s.alpha,
+    loraDropout: s.dropout ?? 0,
+    useRslora: s.rslora ?? false,
+    targetModules: s.targets === "all-linear" ? ALL_LINEAR : s.targets,
+    baseModel,
+  });
+}
+
+function checkSettings(s: LoraSettings, inF: number, outF: number, path: string): void {
+  if (!Number.isInteger(s.rank) || s.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${s.rank}`);
+  if (s.rank > Math.min(inF, outF))
+    throw new Error(`LoRA rank ${s.rank} is larger than ${path} allows (min(in ${inF}, out ${outF}) = ${Math.min(inF, outF)}): use a smaller --lora-rank`);
+  if (!(s.alpha > 0)) throw new Error(`LoRA alpha must be > 0, got ${s.alpha}`);
+  if (s.dropout !== undefined && !(s.dropout >= 0 && s.dropout < 1)) throw new Error(`LoRA dropout must be in [0, 1), got ${s.dropout}`);
+}
+
+/**
+ * Adds fresh LoRA factors to the targeted projections and returns them by module path.
+ * random: A ~ U(±1/√in) (PEFT's Kaiming-uniform with a = √5), B = 0. gaussian: A ~ N(0, 1/r), B = 0.
+ * pissa: A, B from the top-r SVD of W (√σ on both sides), and W becomes the residual W − s·B A.
+ */
+export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit): Map<string, LoRA> {
+  const config = adapterConfigFor(s, "");
+  const scaling = s.rslora ? s.alpha / Math.sqrt(s.rank) : s.alpha / s.rank;
+  const added = new Map<string, LoRA>();
+  for (const [path, linear] of model.linears()) {
+    if (!isTargetModule(config, path)) continue;
+    const inF = linear.inFeatures, outF = linear.outFeatures;
+    checkSettings(s, inF, outF, path);
+    const [A, B] = torch.noGrad(() => {
+      const device = linear.weight.device;
+      if (init === "pissa") return pissaFactors(linear, s.rank, scaling);
+      const A = torch.empty([s.rank, inF], { device });
+      if (init === "gaussian") A.normal_(0, 1 / s.rank);
+      else A.uniform_(-1 / Math.sqrt(inF), 1 / Math.sqrt(inF));
+      return [A, torch.zeros([outF, s.rank], { device })];
+    });
+    linear.lora = new LoRA(torch.keep(A.requiresGrad_()), torch.keep(B.requiresGrad_()), scaling, s.dropout ?? 0);
+    added.set(path, linear.lora);
+  }
+  if (added.size === 0) throw new Error(`no module matches the LoRA targets ${JSON.stringify(s.targets)}: use names like q_proj,v_proj or all-linear`);
+  return added;
+}
+
+// PEFT's pissa init: B = U_r √(S_r / s), A = √(S_r / s) Vh_r, W ← W − s · B A.
+function pissaFactors(linear: { weight: Tensor }, r: number, scaling: number): [Tensor, Tensor] {
+  return torch.tidy(() => {
+    const W = linear.weight.to("float32");
+    const { U, S, Vh } = torch.svd(W);
+    const root = S.narrow(0, 0, r).div(scaling).sqrt();
+    const B = U.narrow(1, 0, r).mul(root);
+    const A = Vh.narrow(0, 0, r).mul(root.unsqueeze(1));
+    const residual = W.sub(B.matmul(A).mul(scaling)).to(linear.weight.dtype);
+    linear.weight.copy_(residual);
+    return [A.contiguous(), B.contiguous()];
+  });
+}
+
+/**
+ * Attaches an adapter's factors (PEFT layout) to the model, as trainable copies; every adapted
+ * module must exist with matching shapes.
+ */
+export function loadLora(model: CausalLM, config: LoraAdapterConfig, weights: LoraWeights, trainable = true): Map<string, LoRA> {
+  const linears = model.linears();
+  const added = new Map<string, LoRA>();
+  for (const [path, { A, B }] of weights) {
+    const linear = linears.get(path);
+    if (!linear) throw new Error(`adapter module ${path} does not exist in the base model (is it the right --base-model?)`);
+    const r = rankFor(config, path);
+    const want = { A: [r, linear.inFeatures], B: [linear.outFeatures, r] };
+    if (`${A.shape}` !== `${want.A}` || `${B.shape}` !== `${want.B}`)
+      throw new Error(`adapter ${path}: lora_A [${A.shape}] / lora_B [${B.shape}] do not fit the base layer (want [${want.A}] / [${want.B}])`);
+    const device = linear.weight.device;
+    const a = torch.keep(A.to({ dtype: "float32", device, copy: true }).detach());
+    const b = torch.keep(B.to({ dtype: "float32", device, copy: true }).detach());
+    if (trainable) { a.requiresGrad_(); b.requiresGrad_(); }
+    linear.lora = new LoRA(a, b, loraScaling(config, path), config.lora_dropout);
+    added.set(path, linear.lora);
+  }
+  return added;
+}
+
+/** The factors as PEFT stores them (float32, CPU). */
+export function loraWeights(loras: Map<string, LoRA>): LoraWeights {
+  const out: LoraWeights = new Map();
+  for (const [path, l] of loras) out.set(path, { A: torch.keep(l.A.detach().cpu()), B: torch.keep(l.B.detach().cpu()) });
+  return out;
+}
+
+export function loraParameters(loras: Map<string, LoRA>): Tensor[] {
+  return [...loras.values()].flatMap((l) => l.parameters());
+}
+
+export function setLoraTraining(loras: Map<string, LoRA>, on: boolean): void {
+  for (const l of loras.values()) l.training = on;
+}
+
+/** Folds every adapter into its base weight (W ← W + s·B A) and removes it. */
+export function mergeLora(model: CausalLM): number {
+  let merged = 0;
+  torch.noGrad(() => {
+    for (const linear of model.linears().values()) {
+      if (!linear.lora) continue;
+      const lora = linear.lora;
+      torch.tidy(() => linear.weight.copy_(linear.weight.to("float32").add(lora.delta()).to(linear.weight.dtype)));
+      linear.lora = null;
+      merged++;
+    }
+  });
+  return merged;
+}

@@ -1,0 +1,194 @@
+// A Qwen2 / Llama decoder, top to bottom: embeddings → N × (RMSNorm → attention with RoPE and
+// grouped-query heads → RMSNorm → SwiGLU MLP) → RMSNorm → lm_head. Weight names are the Hugging
+// Face keys, so a checkpoint loads without a conversion table.
+import type { ModelConfig } from "../hf/config.js";
+import * as torch from "../torch/index.js";
+import type { DType, Tensor } from "../torch/index.js";
+import { Linear } from "./linear.js";
+
+/** Where a weight comes from: a checkpoint reader, random init, … (HF key → tensor). */
+export type WeightSource = (name: string, shape: number[]) => Tensor;
+
+export interface ForwardOptions {
+  /** [B, T] or [1, T]; default 0…T−1. Packed batches restart positions at each sample. */
+  positionIds?: Tensor;
+  /** Boolean [B|1, 1, T, T], true = may attend; default causal. Packed batches pass a block-causal mask. */
+  mask?: Tensor;
+}
+
+function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+  return torch.tidy(() => {
+    // In float32 as transformers does, then back to the activation dtype before the weight.
+    const h = x.to("float32");
+    const normed = h.mul(h.square().mean(-1, true).add(eps).rsqrt());
+    return normed.to(x.dtype).mul(weight);
+  });
+}
+
+/** cos and sin tables [B|1, T, headDim] for rotary embeddings at the given positions. */
+function rotaryTables(positions: Tensor, headDim: number, theta: number, dtype: DType): [Tensor, Tensor] {
+  return torch.tidy(() => {
+    const exponents = torch.arange(0, headDim, 2, { dtype: "int64", device: positions.device }).to("float32").div(headDim);
+    const invFreq = torch.full([headDim / 2], theta, { device: positions.device }).pow(exponents).reciprocal();
+    const freqs = positions.to("float32").unsqueeze(-1).mul(invFreq); // [B, T, D/2]
+    const emb = torch.cat([freqs, freqs], -1);
+    return [emb.cos().to(dtype), emb.sin().to(dtype)];
+  });
+}
+
+/** Non-interleaved RoPE on x [B, H, T, D]: x·cos + rotate_half(x)·sin. */
+function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  return torch.tidy(() => {
+    const half = x.size(-1) / 2;
+    const rotated = torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
+    return x.mul(cos.unsqueeze(1)).add(rotated.mul(sin.unsqueeze(1)));
+  });
+}
+
+class Attention {
+  readonly qProj: Linear;
+  readonly kProj: Linear;
+  readonly vProj: Linear;
+  readonly oProj: Linear;
+
+  constructor(private readonly c: ModelConfig, w: WeightSource, prefix: string) {
+    const q = c.numAttentionHeads * c.headDim;
+    const kv = c.numKeyValueHeads * c.headDim;
+    const bias = (name: string, n: number, on: boolean) => (on ? w(`${prefix}.${name}.bias`, [n]) : null);
+    this.qProj = new Linear(w(`${prefix}.q_proj.weight`, [q, c.hiddenSize]), bias("q_proj", q, c.qkvBias));
+    this.kProj = new Linear(w(`${prefix}.k_proj.weight`, [kv, c.hiddenSize]), bias("k_proj", kv, c.qkvBias));
+    this.vProj = new Linear(w(`${prefix}.v_proj.weight`, [kv, c.hiddenSize]), bias("v_proj", kv, c.qkvBias));
+    this.oProj = new Linear(w(`${prefix}.o_proj.weight`, [c.hiddenSize, q]), bias("o_proj", c.hiddenSize, c.oProjBias));
+  }
+
+  forward(x: Tensor, cos: Tensor, sin: Tensor, mask?: Tensor): Tensor {
+    return torch.tidy(() => {
+      const [B, T] = x.shape;
+      const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: D } = this.c;
+      const q = applyRotary(this.qProj.forward(x).view(B, T, H, D).transpose(1, 2), cos, sin);
+      const k = applyRotary(this.kProj.forward(x).view(B, T, Hkv, D).transpose(1, 2), cos, sin);
+      const v = this.vProj.forward(x).view(B, T, Hkv, D).transpose(1, 2);
+      const y = torch.scaledDotProductAttention(q, k, v, mask ? { mask } : { causal: true });
+      return this.oProj.forward(y.transpose(1, 2).reshape(B, T, H * D));
+    });
+  }
+}
+
+class Mlp {
+  readonly gateProj: Linear;
+  readonly upProj: Linear;
+  readonly downProj: Linear;
+
+  constructor(c: ModelConfig, w: WeightSource, prefix: string) {
+    const bias = (name: string, n: number) => (c.mlpBias ? w(`${prefix}.${name}.bias`, [n]) : null);
+    this.gateProj = new Linear(w(`${prefix}.gate_proj.weight`, [c.intermediateSize, c.hiddenSize]), bias("gate_proj", c.intermediateSize));
+    this.upProj = new Linear(w(`${prefix}.up_proj.weight`, [c.intermediateSize, c.hiddenSize]), bias("up_proj", c.intermediateSize));
+    this.downProj = new Linear(w(`${prefix}.down_proj.weight`, [c.hiddenSize, c.intermediateSize]), bias("down_proj", c.hiddenSize));
+  }
+
+  forward(x: Tensor): Tensor {
+    return torch.tidy(() => this.downProj.forward(this.gateProj.forward(x).silu().mul(this.upProj.forward(x))));
+  }
+}
+
+class DecoderLayer {
+  readonly inputNorm: Tensor;
+  readonly selfAttn: Attention;
+  readonly postAttentionNorm: Tensor;
+  readonly mlp: Mlp;
+
+  constructor(private readonly c: ModelConfig, w: WeightSource, prefix: string) {
+    this.inputNorm = w(`${prefix}.input_layernorm.weight`, [c.hiddenSize]);
+    this.selfAttn = new Attention(c, w, `${prefix}.self_attn`);
+    this.postAttentionNorm = w(`${prefix}.post_attention_layernorm.weight`, [c.hiddenSize]);
+    this.mlp = new Mlp(c, w, `${prefix}.mlp`);
+  }
+
+  forward(x: Tensor, cos: Tensor, sin: Tensor, mask?: Tensor): Tensor {
+    return torch.tidy(() => {
+      const h = x.add(this.selfAttn.forward(rmsNorm(x, this.inputNorm, this.c.rmsNormEps), cos, sin, mask));
+      return h.add(this.mlp.forward(rmsNorm(h, this.postAttentionNorm, this.c.rmsNormEps)));
+    });
+  }
+}
+
+export class CausalLM {
+  readonly embedTokens: Tensor;
+  readonly layers: DecoderLayer[];
+  readonly norm: Tensor;
+  readonly lmHead: Tensor;
+
+  constructor(readonly config: ModelConfig, w: WeightSource) {
+    const c = config;
+    if (c.ropeScaling) throw new Error(`rope scaling ${JSON.stringify(c.ropeScaling)} is not supported yet: only plain RoPE (rope_type "default")`);
+    if (c.hiddenAct !== "silu") throw new Error(`hidden_act "${c.hiddenAct}" is not supported: Qwen2/Llama use silu`);
+    this.embedTokens = w("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
+    this.layers = Array.from({ length: c.numHiddenLayers }, (_, i) => new DecoderLayer(c, w, `model.layers.${i}`));
+    this.norm = w("model.norm.weight", [c.hiddenSize]);
+    this.lmHead = c.tieWordEmbeddings ? this.embedTokens : w("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+  }
+
+  get dtype(): DType { return this.embedTokens.dtype; }
+  get device(): string { return this.embedTokens.device; }
+
+  /** Every projection, by its Hugging Face module path (LoRA targets these). */
+  linears(): Map<string, Linear> {
+    const out = new Map<string, Linear>();
+    this.layers.forEach((layer, i) => {
+      const a = layer.selfAttn, m = layer.mlp;
+      const entries: [string, Linear][] = [
+        ["self_attn.q_proj", a.qProj], ["self_attn.k_proj", a.kProj], ["self_attn.v_proj", a.vProj], ["self_attn.o_proj", a.oProj],
+        ["mlp.gate_proj", m.gateProj], ["mlp.up_proj", m.upProj], ["mlp.down_proj", m.downProj],
+      ];
+      for (const [name, linear] of entries) out.set(`model.layers.${i}.${name}`, linear);
+    });
+    return out;
+  }
+
+  /** Every weight by its Hugging Face key (what a checkpoint holds). */
+  namedWeights(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>([["model.embed_tokens.weight", this.embedTokens]]);
+    this.layers.forEach((layer, i) => {
+      out.set(`model.layers.${i}.input_layernorm.weight`, layer.inputNorm);
+      out.set(`model.layers.${i}.post_attention_layernorm.weight`, layer.postAttentionNorm);
+    });
+    for (const [path, linear] of this.linears()) {
+      out.set(`${path}.weight`, linear.weight);
+      if (linear.bias) out.set(`${path}.bias`, linear.bias);
+    }
+    out.set("model.norm.weight", this.norm);
+    if (!this.config.tieWordEmbeddings) out.set("lm_head.weight", this.lmHead);
+    return out;
+  }
+
+  /** Final hidden states [B, T, hidden] for token ids [B, T]. */
+  hidden(ids: Tensor, o: ForwardOptions = {}): Tensor {
+    return torch.tidy(() => {
+      const T = ids.size(1);
+      const positions = o.positionIds ?? torch.arange(0, T, 1, { device: ids.device }).unsqueeze(0);
+      const [cos, sin] = rotaryTables(positions, this.config.headDim, this.config.ropeTheta, this.dtype);
+      let h = torch.embedding(this.embedTokens, ids);
+      for (const layer of this.layers) h = layer.forward(h, cos, sin, o.mask);
+      return rmsNorm(h, this.norm, this.config.rmsNormEps);
+    });
+  }
+
+  /** Logits [B, T, vocab] in the model's dtype. */
+  forward(ids: Tensor, o: ForwardOptions = {}): Tensor {
+    return torch.tidy(() => torch.linear(this.hidden(ids, o), this.lmHead));
+  }
+
+  /**
+   * Mean next-token cross-entropy as transformers computes it: labels [B, T] are the ids
+   * themselves with −100 where nothing is predicted; position t predicts labels[t + 1].
+   */
+  loss(ids: Tensor, labels: Tensor, o: ForwardOptions = {}): Tensor {
+    return torch.tidy(() => {
+      const T = ids.size(1);
+      const h = this.hidden(ids, o).narrow(1, 0, T - 1);
+      const logits = torch.linear(h, this.lmHead).to("float32");
+      const targets = labels.narrow(1, 1, T - 1);
+      return torch.crossEntropy(logits.reshape(-1, this.config.vocabSize), targets.reshape(-1), { ignoreIndex: -100 });
+    });
+  }
+}
