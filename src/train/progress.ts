@@ -1,0 +1,150 @@
+// Training progress on stderr: a cli-progress bar on a terminal; plain lines every N steps or
+// seconds when stderr is not a TTY (CI logs, pipes), so logs stay readable; nothing when quiet.
+import cliProgress from "cli-progress";
+
+/** The little of a stream that progress needs; process.stderr fits. */
+export interface ProgressStream {
+  write(text: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
+
+export interface ProgressOptions {
+  totalSteps: number;
+  totalEpochs?: number;
+  /** Shown before the bar or line, e.g. "train random". */
+  label?: string;
+  stream?: ProgressStream;
+  quiet?: boolean;
+  /** Force the bar (true) or plain lines (false); defaults to stream.isTTY. */
+  tty?: boolean;
+  /** Plain-line mode: print at every multiple of this step (default 10)… */
+  everySteps?: number;
+  /** …and whenever this many seconds passed since the last line (default 30). */
+  everySeconds?: number;
+  /** Weight of the past in the loss's moving average (default 0.9). */
+  smoothing?: number;
+  /** Where a resumed run starts, so rates and ETA count only this session's work. */
+  startStep?: number;
+  startTokens?: number;
+  /** Clock in milliseconds (tests inject one). */
+  now?: () => number;
+}
+
+export interface ProgressUpdate {
+  /** Optimizer steps done so far. */
+  step: number;
+  epoch?: number;
+  loss?: number;
+  /** Training tokens processed so far (cumulative). */
+  tokens?: number;
+  lr?: number;
+}
+
+type ResolvedOptions = Required<Omit<ProgressOptions, "totalEpochs" | "label">> & Pick<ProgressOptions, "totalEpochs" | "label">;
+
+/** "1:02:03" or "2:03". */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return "?";
+  const s = Math.round(seconds);
+  const [h, m, sec] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return h > 0 ? `${h}:${pad(m)}:${pad(sec)}` : `${m}:${pad(sec)}`;
+}
+
+export class TrainingProgress {
+  private readonly o: ResolvedOptions;
+  private readonly startMs: number;
+  private readonly bar: cliProgress.SingleBar | null = null;
+  private lossAverage = 0;
+  private lossCount = 0;
+  private lastPrintMs: number;
+  private lastPrintedStep = -1;
+  private last: ProgressUpdate | null = null;
+  private stopped = false;
+
+  constructor(options: ProgressOptions) {
+    const stream = options.stream ?? process.stderr;
+    this.o = {
+      stream,
+      quiet: false,
+      tty: stream.isTTY === true,
+      everySteps: 10,
+      everySeconds: 30,
+      smoothing: 0.9,
+      startStep: 0,
+      startTokens: 0,
+      now: Date.now,
+      // Options given as undefined keep their defaults.
+      ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+    } as ResolvedOptions;
+    if (!(this.o.smoothing >= 0 && this.o.smoothing < 1)) throw new Error(`progress: smoothing must be in [0, 1), got ${this.o.smoothing}`);
+    if (!(this.o.everySteps >= 1)) throw new Error(`progress: everySteps must be >= 1, got ${this.o.everySteps}`);
+    this.startMs = this.o.now();
+    this.lastPrintMs = this.startMs;
+    if (!this.o.quiet && this.o.tty) {
+      this.bar = new cliProgress.SingleBar(
+        {
+          stream: stream as NodeJS.WritableStream,
+          format: `${this.o.label ? this.o.label + " " : ""}[{bar}] {value}/{total} | {stats}`,
+          hideCursor: true,
+          barsize: 30,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      this.bar.start(this.o.totalSteps, this.o.startStep, { stats: "" });
+    }
+  }
+
+  /** The loss's exponential moving average, bias-corrected as Adam's moments are (null before any loss). */
+  get smoothedLoss(): number | null {
+    return this.lossCount === 0 ? null : this.lossAverage / (1 - this.o.smoothing ** this.lossCount);
+  }
+
+  update(u: ProgressUpdate): void {
+    if (this.stopped || this.o.quiet) return;
+    if (u.loss !== undefined) {
+      this.lossAverage = this.o.smoothing * this.lossAverage + (1 - this.o.smoothing) * u.loss;
+      this.lossCount++;
+    }
+    this.last = u;
+    const nowMs = this.o.now();
+    if (this.bar) {
+      this.bar.update(u.step, { stats: this.stats(u, nowMs) });
+      return;
+    }
+    const due =
+      u.step % this.o.everySteps === 0 || nowMs - this.lastPrintMs >= this.o.everySeconds * 1000 || u.step >= this.o.totalSteps;
+    if (due && u.step !== this.lastPrintedStep) this.printLine(u, nowMs);
+  }
+
+  /** Ends the display: the bar's final render, or the last line if it was not printed yet. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.bar) this.bar.stop();
+    else if (!this.o.quiet && this.last && this.last.step !== this.lastPrintedStep) this.printLine(this.last, this.o.now());
+  }
+
+  private printLine(u: ProgressUpdate, nowMs: number): void {
+    const label = this.o.label ? `${this.o.label} ` : "";
+    this.o.stream.write(`${label}step ${u.step}/${this.o.totalSteps} | ${this.stats(u, nowMs)}\n`);
+    this.lastPrintMs = nowMs;
+    this.lastPrintedStep = u.step;
+  }
+
+  /** "epoch 1/5 | loss 2.3457 | lr 2.00e-4 | 1234 tok/s | elapsed 0:12 | ETA 1:48", parts known so far. */
+  private stats(u: ProgressUpdate, nowMs: number): string {
+    const parts: string[] = [];
+    const elapsedS = (nowMs - this.startMs) / 1000;
+    if (u.epoch !== undefined) parts.push(`epoch ${u.epoch}${this.o.totalEpochs ? `/${this.o.totalEpochs}` : ""}`);
+    const loss = this.smoothedLoss;
+    if (loss !== null) parts.push(`loss ${loss.toFixed(4)}`);
+    if (u.lr !== undefined) parts.push(`lr ${u.lr.toExponential(2)}`);
+    if (u.tokens !== undefined && elapsedS > 0) parts.push(`${Math.round((u.tokens - this.o.startTokens) / elapsedS)} tok/s`);
+    parts.push(`elapsed ${formatDuration(elapsedS)}`);
+    const done = u.step - this.o.startStep;
+    if (done > 0) parts.push(`ETA ${formatDuration(((this.o.totalSteps - u.step) * elapsedS) / done)}`);
+    return parts.join(" | ");
+  }
+}
