@@ -1,6 +1,8 @@
 // The `svdlora` command: one file per subcommand registers itself here.
 import { Command, CommanderError } from "commander";
 import { registerInfo } from "./info.js";
+import { registerPretrain } from "./pretrain.js";
+import { registerTrain } from "./train.js";
 import { packageVersion } from "../version.js";
 
 const program = new Command("svdlora")
@@ -10,6 +12,8 @@ const program = new Command("svdlora")
   .exitOverride();
 
 registerInfo(program);
+registerTrain(program);
+registerPretrain(program);
 
 try {
   await program.parseAsync(process.argv);

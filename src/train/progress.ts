@@ -137,7 +137,7 @@ export class TrainingProgress {
   private stats(u: ProgressUpdate, nowMs: number): string {
     const parts: string[] = [];
     const elapsedS = (nowMs - this.startMs) / 1000;
-    if (u.epoch !== undefined) parts.push(`epoch ${u.epoch}${this.o.totalEpochs ? `/${this.o.totalEpochs}` : ""}`);
+    if (u.epoch !== undefined) parts.push(`epoch ${Number.isInteger(u.epoch) ? u.epoch : u.epoch.toFixed(2)}${this.o.totalEpochs ? `/${this.o.totalEpochs}` : ""}`);
     const loss = this.smoothedLoss;
     if (loss !== null) parts.push(`loss ${loss.toFixed(4)}`);
     if (u.lr !== undefined) parts.push(`lr ${u.lr.toExponential(2)}`);

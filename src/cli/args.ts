@@ -1,0 +1,52 @@
+// Flag value parsers for commander: one clear message for a bad value.
+import { InvalidArgumentError } from "commander";
+
+export function int(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got "${value}"`);
+  return n;
+}
+
+export function positiveInt(value: string): number {
+  const n = int(value);
+  if (n < 1) throw new InvalidArgumentError(`expected an integer ≥ 1, got "${value}"`);
+  return n;
+}
+
+export function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a number > 0, got "${value}"`);
+  return n;
+}
+
+export function fraction(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n < 1)) throw new InvalidArgumentError(`expected a number in [0, 1), got "${value}"`);
+  return n;
+}
+
+export function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a number ≥ 0, got "${value}"`);
+  return n;
+}
+
+export function oneOf<T extends string>(choices: readonly T[]) {
+  return (value: string): T => {
+    if (!choices.includes(value as T)) throw new InvalidArgumentError(`expected one of ${choices.join(", ")}, got "${value}"`);
+    return value as T;
+  };
+}
+
+/** "q_proj,v_proj" → ["q_proj", "v_proj"]; "all-linear" stays as it is. */
+export function targets(value: string): string[] | "all-linear" {
+  if (value === "all-linear") return value;
+  const list = value.split(",").map((s) => s.trim()).filter(Boolean);
+  if (list.length === 0) throw new InvalidArgumentError(`expected module names like q_proj,v_proj or all-linear, got "${value}"`);
+  return list;
+}
+
+export function device(value: string): string {
+  if (!/^(cpu|cuda(:\d+)?)$/.test(value)) throw new InvalidArgumentError(`expected cpu, cuda or cuda:N, got "${value}"`);
+  return value;
+}

@@ -1,0 +1,154 @@
+// Making the embedded default model (models/tiny-prob): a small Qwen2-architecture model whose
+// byte-level BPE tokenizer and weights are trained by svdlora itself on generated probability
+// text. The corpus never contains a question of data/probability (train or eval).
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { buildProbabilityProblems, FAMILIES, generateProblem, problemKey, Random, solutionText } from "../data/probability/index.js";
+import type { ProbabilityProblem } from "../data/probability/index.js";
+import { buildByteLevelTokenizer, writeTokenizerFiles } from "../data/tiny-tokenizer.js";
+import type { Encoded } from "../data/types.js";
+import { parseModelConfig } from "../hf/config.js";
+import { loadTokenizer } from "../hf/tokenizer.js";
+import { randomCausalLM } from "../model/loader.js";
+import { saveCausalLM } from "../model/save.js";
+import * as torch from "../torch/index.js";
+import { replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
+import { trainFull } from "../train/full.js";
+
+export interface TinyModelSize {
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  intermediate: number;
+}
+
+export interface PretrainOptions {
+  outputDir: string;
+  samples: number;
+  /** Share of samples written as ChatML conversations (without a system prompt); the rest as plain text. */
+  chatFraction: number;
+  merges: number;
+  size: TinyModelSize;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  maxLength: number;
+  seed: number;
+  device: string;
+  quiet?: boolean;
+}
+
+export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, "outputDir"> = {
+  samples: 12000,
+  chatFraction: 0.3,
+  merges: 1200,
+  size: { hidden: 256, layers: 4, heads: 8, kvHeads: 2, intermediate: 704 },
+  epochs: 3,
+  batchSize: 32,
+  learningRate: 2e-3,
+  maxLength: 512,
+  seed: 2024,
+  device: "cpu",
+};
+
+/** Problems for the corpus; repeats are fine, the shipped train/eval questions are not. */
+export function corpusProblems(count: number, seed: number): ProbabilityProblem[] {
+  const { train, eval: held } = buildProbabilityProblems();
+  const banned = new Set([...train, ...held].flatMap((p) => [problemKey(p), p.question]));
+  const rng = new Random(seed);
+  const out: ProbabilityProblem[] = [];
+  for (let i = 0; out.length < count; i++) {
+    const p = generateProblem(rng, FAMILIES[i % FAMILIES.length]);
+    if (!banned.has(problemKey(p)) && !banned.has(p.question)) out.push(p);
+  }
+  return out;
+}
+
+export const plainText = (p: ProbabilityProblem) => `Question: ${p.question}\nAnswer: ${solutionText(p)}`;
+
+export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<string, unknown>> {
+  const started = Date.now();
+  const problems = corpusProblems(o.samples, o.seed);
+  const rng = new Random(o.seed + 1);
+  const asChat = problems.map(() => rng.next() < o.chatFraction);
+
+  // Tokenizer: byte-level BPE with merges learned from the first part of the corpus.
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-pretrain-"));
+  const sampleTexts = problems.slice(0, 2000).map(plainText);
+  const files = buildByteLevelTokenizer({ corpus: sampleTexts, numMerges: o.merges });
+  await writeTokenizerFiles(work, files);
+  const tokenizer = await loadTokenizer(work);
+  const endOfText = tokenizer.tokenToId("<|endoftext|>")!;
+
+  let truncated = 0;
+  const data: Encoded[] = problems.map((p, i) => {
+    const text = asChat[i]
+      ? tokenizer.applyChatTemplate([{ role: "user", content: p.question }, { role: "assistant", content: solutionText(p) }])
+      : plainText(p);
+    let ids = [...tokenizer.encode(text, { addSpecialTokens: false }), endOfText];
+    if (ids.length > o.maxLength) (ids = ids.slice(0, o.maxLength)), truncated++;
+    return { ids, lossMask: ids.map(() => true), truncated: false };
+  });
+
+  const s = o.size;
+  const config = parseModelConfig({
+    model_type: "qwen2",
+    hidden_size: s.hidden,
+    intermediate_size: s.intermediate,
+    num_hidden_layers: s.layers,
+    num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads,
+    vocab_size: tokenizer.vocabSize,
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    hidden_act: "silu",
+    bos_token_id: null,
+    eos_token_id: tokenizer.eos?.id ?? endOfText,
+    pad_token_id: endOfText,
+  });
+  torch.manualSeed(o.seed);
+  const model = randomCausalLM(config, { device: o.device });
+  const parameters = [...model.namedWeights().values()].reduce((n, t) => n + t.numel(), 0);
+  const run = trainFull(model, data, {
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    learningRate: o.learningRate,
+    weightDecay: 0.1,
+    warmupRatio: 0.05,
+    scheduler: "cosine",
+    maxGradNorm: 1.0,
+    seed: o.seed,
+    padId: endOfText,
+    device: o.device,
+    packing: false,
+    label: "pretrain tiny-prob",
+    quiet: o.quiet,
+    logPath: path.join(work, "pretrain_log.csv"),
+  });
+
+  saveCausalLM(model, work, "float32");
+  const tail = run.losses.slice(-20);
+  const summary = {
+    made_by: "svdlora pretrain",
+    parameters,
+    corpus: { problems: o.samples, chat_fraction: o.chatFraction, seed: o.seed, truncated, tokens_per_epoch: data.reduce((n, d) => n + d.ids.length, 0) },
+    tokenizer: { merges: o.merges, vocab_size: tokenizer.vocabSize },
+    training: {
+      epochs: o.epochs, batch_size: o.batchSize, learning_rate: o.learningRate, steps: run.losses.length,
+      first_loss: run.losses[0], final_loss_mean_last_20: tail.reduce((a, b) => a + b, 0) / tail.length,
+      tokens: run.tokens, train_seconds: Math.round(run.seconds * 10) / 10,
+    },
+    hardware: o.device.startsWith("cuda") ? torch.cuda.devices()[0]?.name : `${os.cpus()[0]?.model} (${os.cpus().length} cores)`,
+    libtorch: torch.buildInfo.torchVersion,
+    wall_seconds: Math.round((Date.now() - started) / 100) / 10,
+  };
+  writeFileAtomic(path.join(work, "pretrain_summary.json"), JSON.stringify(summary, null, 2) + "\n");
+  writeFileAtomic(path.join(work, "generation_config.json"), JSON.stringify({ eos_token_id: config.eosTokenId, pad_token_id: endOfText, do_sample: false }, null, 2) + "\n");
+  replaceDirectoryAtomic(o.outputDir, (dir) => fs.cpSync(work, dir, { recursive: true }));
+  fs.rmSync(work, { recursive: true, force: true });
+  return summary;
+}

@@ -1,0 +1,247 @@
+// The LoRA training run (SPEC steps 1 and 3): data → tokens → batches → AdamW steps, with the
+// CSV log, eval loss per epoch, a progress bar, and the adapter saved in PEFT format.
+import fs from "node:fs";
+import path from "node:path";
+import { loadDataset } from "../data/dataset.js";
+import { QWEN25_MATH_SYSTEM_PROMPT, formatSamples } from "../data/format.js";
+import type { Encoded } from "../data/types.js";
+import { loadAdapter, saveAdapter } from "../hf/peft.js";
+import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
+import { loadCausalLM } from "../model/loader.js";
+import { type LoRA, type LoraInit, type LoraSettings, addLora, adapterConfigFor, loadLora, loraParameters, loraWeights, setLoraTraining } from "../model/lora.js";
+import type { CausalLM } from "../model/qwen2.js";
+import * as torch from "../torch/index.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import { type Batch, epochOrder, makeBatch } from "./batches.js";
+import { clipGradNorm } from "./clip.js";
+import { TrainingLogWriter, trainingLogPath } from "./log.js";
+import { AdamW } from "./optim.js";
+import { TrainingProgress } from "./progress.js";
+import { type ScheduleKind, lrAt } from "./schedule.js";
+
+export type InitKind = LoraInit | "svd";
+
+export interface TrainConfig {
+  baseModel: string;
+  trainData: string;
+  evalData?: string;
+  outputDir: string;
+  init: InitKind;
+  /** A PEFT adapter whose factors start the run (init "svd"). */
+  svdFactors?: string;
+  lora: LoraSettings;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  gradientAccumulationSteps: number;
+  warmupRatio: number;
+  scheduler: ScheduleKind;
+  weightDecay: number;
+  maxGradNorm: number;
+  maxLength: number;
+  seed: number;
+  device: string;
+  dtype?: torch.DType;
+  packing: boolean;
+  /** System prompt for samples without one; null leaves it to the chat template. */
+  systemPrompt: string | null;
+  quiet?: boolean;
+  /** Shown before the progress bar. */
+  label?: string;
+}
+
+export const TRAIN_DEFAULTS = {
+  init: "random" as InitKind,
+  epochs: 5,
+  batchSize: 4,
+  learningRate: 2e-4,
+  gradientAccumulationSteps: 1,
+  warmupRatio: 0,
+  scheduler: "linear" as ScheduleKind,
+  weightDecay: 0,
+  maxGradNorm: 1.0,
+  maxLength: 1024,
+  seed: 42,
+  device: "cpu",
+  packing: false,
+  systemPrompt: QWEN25_MATH_SYSTEM_PROMPT as string | null,
+  lora: { rank: 16, alpha: 16, dropout: 0, rslora: false, targets: ["q_proj", "v_proj"] } as LoraSettings,
+};
+
+export interface TrainResult {
+  init: InitKind;
+  adapterDir: string;
+  logPath: string;
+  steps: number;
+  tokens: number;
+  seconds: number;
+  initialLoss: number;
+  finalLoss: number;
+  evalLosses: { step: number; epoch: number; loss: number }[];
+  truncated: number;
+  samples: number;
+  trainableParameters: number;
+}
+
+/** Everything a run needs in memory: the model with LoRA attached and the tokenized data. */
+export interface Prepared {
+  model: CausalLM;
+  tokenizer: HfTokenizer;
+  loras: Map<string, LoRA>;
+  train: Encoded[];
+  eval: Encoded[];
+  truncated: number;
+}
+
+function encode(file: string, tokenizer: HfTokenizer, cfg: TrainConfig): { encoded: Encoded[]; truncated: number } {
+  const { encoded, stats } = formatSamples(loadDataset(file), tokenizer, { systemPrompt: cfg.systemPrompt ?? undefined, maxLength: cfg.maxLength });
+  if (encoded.length === 0) throw new Error(`${file}: no sample has answer tokens left after formatting (is --max-length too small?)`);
+  return { encoded, truncated: stats.truncated };
+}
+
+export function defaultDtype(device: string): torch.DType {
+  return device.startsWith("cuda") ? "bfloat16" : "float32";
+}
+
+export async function prepare(cfg: TrainConfig): Promise<Prepared> {
+  const tokenizer = await loadTokenizer(cfg.baseModel);
+  const train = encode(cfg.trainData, tokenizer, cfg);
+  const evalSet = cfg.evalData ? encode(cfg.evalData, tokenizer, cfg).encoded : [];
+  torch.manualSeed(cfg.seed);
+  const model = loadCausalLM(cfg.baseModel, { dtype: cfg.dtype ?? defaultDtype(cfg.device), device: cfg.device });
+  let loras: Map<string, LoRA>;
+  if (cfg.init === "svd") {
+    if (!cfg.svdFactors) throw new Error("--init svd needs --svd-factors DIR (the svd_factors_rank{r}/ adapter written by `svdlora svd`)");
+    const { config, weights } = loadAdapter(cfg.svdFactors);
+    if (config.r !== cfg.lora.rank)
+      throw new Error(`--svd-factors ${cfg.svdFactors} has rank ${config.r} but --lora-rank is ${cfg.lora.rank}: make them equal`);
+    loras = loadLora(model, { ...config, lora_dropout: cfg.lora.dropout ?? 0 }, weights);
+    torch.dispose([...weights.values()]);
+  } else {
+    loras = addLora(model, cfg.lora, cfg.init);
+  }
+  return { model, tokenizer, loras, train: train.encoded, eval: evalSet, truncated: train.truncated };
+}
+
+/** Token-weighted mean loss over a data set, without gradients. */
+export function evaluateLoss(model: CausalLM, loras: Map<string, LoRA>, samples: Encoded[], o: { batchSize: number; padId: number; device: string }): number {
+  setLoraTraining(loras, false);
+  let sum = 0, count = 0;
+  torch.noGrad(() => {
+    for (let i = 0; i < samples.length; i += o.batchSize) {
+      torch.tidy(() => {
+        const b = makeBatch(samples.slice(i, i + o.batchSize), { ...o, packing: false });
+        if (b.targets === 0) return;
+        sum += model.loss(b.ids, b.labels, b.options).item() * b.targets;
+        count += b.targets;
+      });
+    }
+  });
+  setLoraTraining(loras, true);
+  return sum / count;
+}
+
+function validate(cfg: TrainConfig): void {
+  const positiveInt = (name: string, v: number) => {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${v}`);
+  };
+  positiveInt("--epochs", cfg.epochs);
+  positiveInt("--batch-size", cfg.batchSize);
+  positiveInt("--gradient-accumulation-steps", cfg.gradientAccumulationSteps);
+  if (!(cfg.learningRate > 0)) throw new Error(`--learning-rate must be > 0, got ${cfg.learningRate}`);
+  if (!(cfg.warmupRatio >= 0 && cfg.warmupRatio < 1)) throw new Error(`--warmup-ratio must be in [0, 1), got ${cfg.warmupRatio}`);
+  for (const [flag, file] of [["--train-data", cfg.trainData], ["--eval-data", cfg.evalData], ["--base-model", cfg.baseModel]] as const)
+    if (file !== undefined && !fs.existsSync(file)) throw new Error(`${flag} ${file}: no such file or directory`);
+}
+
+export async function train(cfg: TrainConfig): Promise<TrainResult> {
+  validate(cfg);
+  const p = await prepare(cfg);
+  const { model, loras, tokenizer } = p;
+  const padId = tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
+  const params = loraParameters(loras);
+  const optimizer = new AdamW(params, { lr: cfg.learningRate, weightDecay: cfg.weightDecay });
+  const microPerEpoch = Math.ceil(p.train.length / cfg.batchSize);
+  const stepsPerEpoch = Math.ceil(microPerEpoch / cfg.gradientAccumulationSteps);
+  const totalSteps = stepsPerEpoch * cfg.epochs;
+  const schedule = { base: cfg.learningRate, warmupSteps: Math.ceil(cfg.warmupRatio * totalSteps), totalSteps, kind: cfg.scheduler };
+  const batchOpts = { padId, device: cfg.device, packing: cfg.packing };
+
+  fs.mkdirSync(cfg.outputDir, { recursive: true });
+  const logPath = trainingLogPath(cfg.outputDir, cfg.init);
+  const log = new TrainingLogWriter(logPath);
+  const progress = new TrainingProgress({ totalSteps, totalEpochs: cfg.epochs, label: cfg.label ?? `train ${cfg.init}`, quiet: cfg.quiet });
+  const started = performance.now();
+  const elapsed = () => (performance.now() - started) / 1000;
+  const evalLosses: TrainResult["evalLosses"] = [];
+  let tokens = 0, step = 0;
+  const runEval = (epoch: number) => {
+    if (p.eval.length === 0) return;
+    const loss = evaluateLoss(model, loras, p.eval, { batchSize: cfg.batchSize, padId, device: cfg.device });
+    evalLosses.push({ step, epoch, loss });
+    log.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
+  };
+
+  const losses: number[] = [];
+  try {
+    runEval(0);
+    for (let epoch = 0; epoch < cfg.epochs; epoch++) {
+      const order = epochOrder(p.train.length, cfg.seed, epoch);
+      for (let s = 0; s < stepsPerEpoch; s++) {
+        const first = s * cfg.gradientAccumulationSteps;
+        const micro = Math.min(cfg.gradientAccumulationSteps, microPerEpoch - first);
+        let stepLoss = 0;
+        for (let m = 0; m < micro; m++) {
+          const at = (first + m) * cfg.batchSize;
+          const samples = order.slice(at, at + cfg.batchSize).map((i) => p.train[i]);
+          torch.tidy(() => {
+            const b: Batch = makeBatch(samples, batchOpts);
+            const loss = model.loss(b.ids, b.labels, b.options);
+            loss.div(micro).backward();
+            stepLoss += loss.item() / micro;
+            tokens += b.tokens;
+          });
+        }
+        if (!Number.isFinite(stepLoss))
+          throw new Error(`loss became ${stepLoss} at step ${step + 1}: lower --learning-rate (now ${cfg.learningRate}) or check the data`);
+        const gradNorm = clipGradNorm(params, cfg.maxGradNorm);
+        if (!Number.isFinite(gradNorm)) throw new Error(`gradient norm became ${gradNorm} at step ${step + 1}: lower --learning-rate`);
+        const lr = lrAt(step, schedule);
+        optimizer.setLr(lr);
+        optimizer.step();
+        optimizer.zeroGrad();
+        step++;
+        losses.push(stepLoss);
+        const epochNow = epoch + (s + 1) / stepsPerEpoch;
+        log.writeTrain({ step, epoch: epochNow, loss: stepLoss, lr, gradNorm, tokens, elapsedS: elapsed() });
+        progress.update({ step, epoch: epochNow, loss: stepLoss, tokens, lr });
+      }
+      runEval(epoch + 1);
+    }
+  } finally {
+    progress.stop();
+    log.close();
+  }
+
+  const adapterDir = path.join(cfg.outputDir, `final_model_${cfg.init}`);
+  const weights = loraWeights(loras);
+  saveAdapter(adapterDir, adapterConfigFor(cfg.lora, cfg.baseModel), weights);
+  torch.dispose([...weights.values()]);
+  const result: TrainResult = {
+    init: cfg.init,
+    adapterDir,
+    logPath,
+    steps: step,
+    tokens,
+    seconds: elapsed(),
+    initialLoss: losses[0],
+    finalLoss: losses[losses.length - 1],
+    evalLosses,
+    truncated: p.truncated,
+    samples: p.train.length,
+    trainableParameters: params.reduce((n, t) => n + t.numel(), 0),
+  };
+  writeFileAtomic(path.join(cfg.outputDir, `train_summary_${cfg.init}.json`), JSON.stringify({ config: cfg, result }, null, 2) + "\n");
+  optimizer.dispose();
+  return result;
+}
