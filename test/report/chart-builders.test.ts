@@ -1,0 +1,104 @@
+// Each chart builder renders cleanly (no Vega warnings) to a PNG whose SVG carries the titles,
+// axis titles and legend entries. SVDLORA_REPORT_EXAMPLES=<dir> also writes the PNGs there to look at.
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+import { renderChart, saveChart, type RenderedChart, type TopLevelSpec } from "../../src/report/charts.js";
+import { comparisonChart } from "../../src/report/comparison-chart.js";
+import { epochBoundaries, lossCurvesChart, lossSeriesNames } from "../../src/report/loss-curves-chart.js";
+import { svdAnalysisChart } from "../../src/report/svd-analysis-chart.js";
+import { spreadIndices, synthesisChart } from "../../src/report/synthesis-chart.js";
+import { pngSize } from "./png.js";
+import { sampleArms, sampleLossRows, sampleSvdModules, sampleSynthesisModules } from "./sample-data.js";
+
+const examplesDir = process.env.SVDLORA_REPORT_EXAMPLES;
+
+async function render(name: string, spec: TopLevelSpec): Promise<RenderedChart> {
+  const chart = examplesDir ? await saveChart(path.join(examplesDir, `${name}.png`), spec) : await renderChart(spec);
+  const size = pngSize(chart.png);
+  assert.ok(size.width >= 600 && size.height >= 400, `${name}: ${size.width}×${size.height}`);
+  assert.deepEqual(chart.warnings, [], `${name}: Vega warnings`);
+  return chart;
+}
+
+/** Vega writes each label as its own <text> element; escaping follows XML rules. */
+function assertHasText(svg: string, ...texts: string[]): void {
+  const escape = (t: string) => t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  for (const t of texts) assert.ok(svg.includes(`>${escape(t)}</text>`), `SVG lacks text "${t}"`);
+}
+
+describe("lossCurvesChart", () => {
+  it("draws raw, smoothed and eval loss with titles and a legend that names the smoothing", async () => {
+    const { svg } = await render("loss_curves_random", lossCurvesChart(sampleLossRows(), "Training loss — random init"));
+    const names = lossSeriesNames(0.9);
+    assertHasText(svg, "Training loss — random init", "optimizer step", "cross-entropy loss (nats / token)", names.raw, names.smoothed, names.eval, "epoch 2", "epoch 5");
+    assert.match(names.smoothed, /EMA, β = 0\.9/);
+  });
+
+  it("renders without eval rows, and with no rows at all", async () => {
+    const trainOnly = sampleLossRows().filter((r) => r.evalLoss === undefined);
+    await render("loss_curves_train_only", lossCurvesChart(trainOnly, "train only", { smoothing: 0.6 }));
+    const { svg } = await renderChart(lossCurvesChart([], "nothing logged yet"));
+    assertHasText(svg, "nothing logged yet");
+  });
+
+  it("places epoch boundaries between epochs, for fractional and whole-number epochs", () => {
+    const fractional = [1, 2, 3, 4].map((step) => ({ step, epoch: step / 2, loss: 1 }));
+    assert.deepEqual(epochBoundaries(fractional), [{ step: 2.5, label: "epoch 2" }]);
+    const zeroBased = [0, 0, 1, 1, 2].map((epoch, i) => ({ step: i + 1, epoch, loss: 1 }));
+    assert.deepEqual(epochBoundaries(zeroBased).map((b) => b.label), ["epoch 2", "epoch 3"]);
+  });
+});
+
+describe("synthesisChart", () => {
+  it("shows spectra for a few modules and the noise of every module against the requested one", async () => {
+    const modules = sampleSynthesisModules(28);
+    const { svg } = await render("synthesis_plots", synthesisChart({ modules, noiseScale: 0.1, targetRank: 64, loraRank: 16 }));
+    assertHasText(svg, "Teacher synthesis: singular-value spectra and achieved noise", "LoRA ΔW (rank r)", "synthesized teacher ΔW (rank K)");
+    assertHasText(svg, "singular value index i", "achieved noise ratio", "requested 0.1", modules[0].name, modules[27].name);
+    assert.match(svg, /r = 16, K = 64/);
+  });
+
+  it("copes with a 7B-sized module list and with a single module", async () => {
+    const { svg } = await render("synthesis_plots_196", synthesisChart({ modules: sampleSynthesisModules(196) }));
+    assertHasText(svg, "adapted matrix (in model order)");
+    await renderChart(synthesisChart({ modules: sampleSynthesisModules(1) }));
+  });
+
+  it("spreads the spectrum panels over the model", () => {
+    assert.deepEqual(spreadIndices(28, 3), [0, 14, 27]);
+    assert.deepEqual(spreadIndices(2, 6), [0, 1]);
+    assert.deepEqual(spreadIndices(5, 0), []);
+  });
+});
+
+describe("svdAnalysisChart", () => {
+  it("draws the four panels with the means in the subtitle", async () => {
+    const modules = sampleSvdModules(28);
+    const { svg } = await render("svd_analysis_rank16", svdAnalysisChart({ modules, rank: 16 }));
+    assertHasText(svg, "SVD analysis of the teacher ΔW at rank r = 16", "Relative reconstruction error", "Energy captured by rank r");
+    assertHasText(svg, "Singular-value spectra", "grey: the other matrices", "Error vs energy per matrix", "energy ratio", "relative error", "r = 16");
+    assertHasText(svg, "number of matrices", "σᵢ / σ₁  (log scale)", "√(1 − energy): exact SVD");
+    const meanError = modules.reduce((a, m) => a + m.relError, 0) / modules.length;
+    assert.ok(svg.includes(`mean relative error ${meanError.toFixed(3)}`));
+  });
+
+  it("leaves out modules without finite metrics and says so", async () => {
+    const modules = [...sampleSvdModules(5), { name: "broken", relError: NaN, energy: NaN, spectrum: [0, 0] }];
+    const { svg } = await render("svd_analysis_with_nan", svdAnalysisChart({ modules, rank: 4 }));
+    assert.match(svg, /1 without finite metrics left out/);
+  });
+});
+
+describe("comparisonChart", () => {
+  it("overlays the curves and puts initial and final loss side by side", async () => {
+    const { svg } = await render("comparison_random_vs_svd", comparisonChart({ arms: sampleArms(), targetLoss: 1 }));
+    assertHasText(svg, "Comparison: random vs svd", "Training loss per step", "faint: raw · solid: EMA, β = 0.9", "Initial and final loss");
+    assertHasText(svg, "optimizer step", "training loss", "initial loss", "final loss", "random", "svd", "target 1");
+  });
+
+  it("takes more arms, e.g. a PiSSA baseline", async () => {
+    const { svg } = await render("comparison_three_arms", comparisonChart({ arms: sampleArms(["random", "svd", "pissa"]), title: "Three inits" }));
+    assertHasText(svg, "Three inits", "pissa");
+  });
+});
