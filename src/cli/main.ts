@@ -1,6 +1,8 @@
 // The `svdlora` command: one file per subcommand registers itself here.
 import { Command, CommanderError } from "commander";
+import { registerEval } from "./eval.js";
 import { registerInfo } from "./info.js";
+import { registerMerge } from "./merge.js";
 import { registerPretrain } from "./pretrain.js";
 import { registerTrain } from "./train.js";
 import { packageVersion } from "../version.js";
@@ -9,11 +11,14 @@ const program = new Command("svdlora")
   .description("SVD-guided LoRA initialization experiments on causal language models (libtorch, CPU or CUDA)")
   .version(packageVersion())
   .showHelpAfterError("(run `svdlora --help` for usage)")
+  .configureOutput({ outputError: (message, write) => write(`svdlora: ${message}`) })
   .exitOverride();
 
 registerInfo(program);
 registerTrain(program);
 registerPretrain(program);
+registerEval(program);
+registerMerge(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -10,11 +10,22 @@ import { Linear } from "./linear.js";
 export type WeightSource = (name: string, shape: number[]) => Tensor;
 
 export interface ForwardOptions {
-  /** [B, T] or [1, T]; default 0…T−1. Packed batches restart positions at each sample. */
+  /** [B, T] or [1, T]; default 0…T−1 (after the cached tokens). Packed batches restart positions at each sample. */
   positionIds?: Tensor;
   /** Boolean [B|1, 1, T, T], true = may attend; default causal. Packed batches pass a block-causal mask. */
   mask?: Tensor;
+  /** Keys and values of earlier tokens, one entry per layer, extended in place (generation). */
+  cache?: LayerCache[];
 }
+
+/** A layer's keys and values [B, Hkv, S, D] so far; owned by the cache (dispose with disposeCache). */
+export interface LayerCache {
+  k?: Tensor;
+  v?: Tensor;
+}
+
+export const newCache = (layers: number): LayerCache[] => Array.from({ length: layers }, () => ({}));
+export const disposeCache = (cache: LayerCache[]) => cache.forEach((c) => torch.dispose([c.k, c.v]));
 
 function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   return torch.tidy(() => {
@@ -61,14 +72,23 @@ class Attention {
     this.oProj = new Linear(w(`${prefix}.o_proj.weight`, [c.hiddenSize, q]), bias("o_proj", c.hiddenSize, c.oProjBias));
   }
 
-  forward(x: Tensor, cos: Tensor, sin: Tensor, mask?: Tensor): Tensor {
+  forward(x: Tensor, cos: Tensor, sin: Tensor, mask?: Tensor, cache?: LayerCache): Tensor {
     return torch.tidy(() => {
       const [B, T] = x.shape;
       const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: D } = this.c;
       const q = applyRotary(this.qProj.forward(x).view(B, T, H, D).transpose(1, 2), cos, sin);
-      const k = applyRotary(this.kProj.forward(x).view(B, T, Hkv, D).transpose(1, 2), cos, sin);
-      const v = this.vProj.forward(x).view(B, T, Hkv, D).transpose(1, 2);
-      const y = torch.scaledDotProductAttention(q, k, v, mask ? { mask } : { causal: true });
+      let k = applyRotary(this.kProj.forward(x).view(B, T, Hkv, D).transpose(1, 2), cos, sin);
+      let v = this.vProj.forward(x).view(B, T, Hkv, D).transpose(1, 2);
+      const past = cache?.k !== undefined;
+      if (cache) {
+        if (past) [k, v] = [torch.cat([cache.k!, k], 2), torch.cat([cache.v!, v], 2)];
+        torch.dispose([cache.k, cache.v]);
+        [cache.k, cache.v] = [torch.keep(k), torch.keep(v)];
+      }
+      // One new token after cached ones may see all of them; otherwise causal (or the given mask).
+      const attend = mask ? { mask } : past && T === 1 ? {} : { causal: true };
+      if (past && T > 1 && !mask) throw new Error("attention: several new tokens after a cache need an explicit mask");
+      const y = torch.scaledDotProductAttention(q, k, v, attend);
       return this.oProj.forward(y.transpose(1, 2).reshape(B, T, H * D));
     });
   }
@@ -104,9 +124,9 @@ class DecoderLayer {
     this.mlp = new Mlp(c, w, `${prefix}.mlp`);
   }
 
-  forward(x: Tensor, cos: Tensor, sin: Tensor, mask?: Tensor): Tensor {
+  forward(x: Tensor, cos: Tensor, sin: Tensor, mask?: Tensor, cache?: LayerCache): Tensor {
     return torch.tidy(() => {
-      const h = x.add(this.selfAttn.forward(rmsNorm(x, this.inputNorm, this.c.rmsNormEps), cos, sin, mask));
+      const h = x.add(this.selfAttn.forward(rmsNorm(x, this.inputNorm, this.c.rmsNormEps), cos, sin, mask, cache));
       return h.add(this.mlp.forward(rmsNorm(h, this.postAttentionNorm, this.c.rmsNormEps)));
     });
   }
@@ -165,10 +185,11 @@ export class CausalLM {
   hidden(ids: Tensor, o: ForwardOptions = {}): Tensor {
     return torch.tidy(() => {
       const T = ids.size(1);
-      const positions = o.positionIds ?? torch.arange(0, T, 1, { device: ids.device }).unsqueeze(0);
+      const start = o.cache?.[0]?.k?.size(2) ?? 0;
+      const positions = o.positionIds ?? torch.arange(start, start + T, 1, { device: ids.device }).unsqueeze(0);
       const [cos, sin] = rotaryTables(positions, this.config.headDim, this.config.ropeTheta, this.dtype);
       let h = torch.embedding(this.embedTokens, ids);
-      for (const layer of this.layers) h = layer.forward(h, cos, sin, o.mask);
+      this.layers.forEach((layer, i) => (h = layer.forward(h, cos, sin, o.mask, o.cache?.[i])));
       return rmsNorm(h, this.norm, this.config.rmsNormEps);
     });
   }
@@ -190,5 +211,29 @@ export class CausalLM {
       const targets = labels.narrow(1, 1, T - 1);
       return torch.crossEntropy(logits.reshape(-1, this.config.vocabSize), targets.reshape(-1), { ignoreIndex: -100 });
     });
+  }
+
+  /** Greedy decoding with a key/value cache; returns the new token ids (stop token excluded). */
+  generate(prompt: number[], o: { maxNewTokens: number; stopTokenIds: readonly number[] }): number[] {
+    const cache = newCache(this.layers.length);
+    const out: number[] = [];
+    try {
+      torch.noGrad(() => {
+        let input = prompt;
+        while (out.length < o.maxNewTokens) {
+          const next = torch.tidy(() => {
+            const ids = torch.tensor([input], { dtype: "int64", device: this.device });
+            const h = this.hidden(ids, { cache });
+            return torch.linear(h.select(1, h.size(1) - 1), this.lmHead).argmax(-1).item();
+          });
+          if (o.stopTokenIds.includes(next)) break;
+          out.push(next);
+          input = [next];
+        }
+      });
+    } finally {
+      disposeCache(cache);
+    }
+    return out;
   }
 }

@@ -8,7 +8,7 @@ import type { Encoded } from "../data/types.js";
 import { loadAdapter, saveAdapter } from "../hf/peft.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
-import { type LoRA, type LoraInit, type LoraSettings, addLora, adapterConfigFor, loadLora, loraParameters, loraWeights, setLoraTraining } from "../model/lora.js";
+import { type LoRA, type LoraInit, type LoraSettings, addLora, adapterConfigFor, loadLora, loraParameters, loraWeights } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
@@ -16,6 +16,7 @@ import { type Batch, epochOrder, makeBatch } from "./batches.js";
 import { clipGradNorm } from "./clip.js";
 import { TrainingLogWriter, trainingLogPath } from "./log.js";
 import { AdamW } from "./optim.js";
+import { evaluateLoss } from "./evaluate.js";
 import { TrainingProgress } from "./progress.js";
 import { type ScheduleKind, lrAt } from "./schedule.js";
 
@@ -121,24 +122,6 @@ export async function prepare(cfg: TrainConfig): Promise<Prepared> {
     loras = addLora(model, cfg.lora, cfg.init);
   }
   return { model, tokenizer, loras, train: train.encoded, eval: evalSet, truncated: train.truncated };
-}
-
-/** Token-weighted mean loss over a data set, without gradients. */
-export function evaluateLoss(model: CausalLM, loras: Map<string, LoRA>, samples: Encoded[], o: { batchSize: number; padId: number; device: string }): number {
-  setLoraTraining(loras, false);
-  let sum = 0, count = 0;
-  torch.noGrad(() => {
-    for (let i = 0; i < samples.length; i += o.batchSize) {
-      torch.tidy(() => {
-        const b = makeBatch(samples.slice(i, i + o.batchSize), { ...o, packing: false });
-        if (b.targets === 0) return;
-        sum += model.loss(b.ids, b.labels, b.options).item() * b.targets;
-        count += b.targets;
-      });
-    }
-  });
-  setLoraTraining(loras, true);
-  return sum / count;
 }
 
 function validate(cfg: TrainConfig): void {

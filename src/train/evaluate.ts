@@ -1,0 +1,64 @@
+// Held-out evaluation: token-weighted loss, and exact-answer accuracy from greedy generation.
+import { checkAnswer } from "../data/answer.js";
+import { encodePrompt } from "../data/format.js";
+import type { Encoded, Sample } from "../data/types.js";
+import type { HfTokenizer } from "../hf/tokenizer.js";
+import { type LoRA, setLoraTraining } from "../model/lora.js";
+import type { CausalLM } from "../model/qwen2.js";
+import * as torch from "../torch/index.js";
+import { makeBatch } from "./batches.js";
+
+/** Token-weighted mean loss over a data set, without gradients (LoRA dropout off). */
+export function evaluateLoss(model: CausalLM, loras: Map<string, LoRA>, samples: Encoded[], o: { batchSize: number; padId: number; device: string }): number {
+  setLoraTraining(loras, false);
+  let sum = 0, count = 0;
+  try {
+    torch.noGrad(() => {
+      for (let i = 0; i < samples.length; i += o.batchSize) {
+        torch.tidy(() => {
+          const b = makeBatch(samples.slice(i, i + o.batchSize), { ...o, packing: false });
+          if (b.targets === 0) return;
+          sum += model.loss(b.ids, b.labels, b.options).item() * b.targets;
+          count += b.targets;
+        });
+      }
+    });
+  } finally {
+    setLoraTraining(loras, true);
+  }
+  return sum / count;
+}
+
+export interface AccuracyResult {
+  correct: number;
+  total: number;
+  /** Samples without a checkable answer (no \boxed{} in the reference). */
+  skipped: number;
+  outputs: { question: string; expected: string; output: string; correct: boolean }[];
+}
+
+/** Greedy answers to each sample's prompt, checked as exact rationals against its boxed answer. */
+export function evaluateAccuracy(
+  model: CausalLM,
+  tokenizer: HfTokenizer,
+  samples: Sample[],
+  o: { systemPrompt?: string; maxNewTokens: number; onProgress?: (done: number, total: number) => void },
+): AccuracyResult {
+  const result: AccuracyResult = { correct: 0, total: 0, skipped: 0, outputs: [] };
+  samples.forEach((sample, i) => {
+    if (sample.answer === undefined) {
+      result.skipped++;
+      return;
+    }
+    const prompt = encodePrompt(sample, tokenizer, { systemPrompt: o.systemPrompt });
+    const ids = model.generate(prompt, { maxNewTokens: o.maxNewTokens, stopTokenIds: tokenizer.stopTokenIds });
+    const output = tokenizer.decode(ids, { skipSpecialTokens: true });
+    const correct = checkAnswer(output, sample.answer);
+    result.total++;
+    if (correct) result.correct++;
+    const question = sample.messages.find((m) => m.role === "user")?.content ?? "";
+    result.outputs.push({ question, expected: sample.answer, output, correct });
+    o.onProgress?.(i + 1, samples.length);
+  });
+  return result;
+}
