@@ -138,11 +138,27 @@ export function loadLora(model: CausalLM, config: LoraAdapterConfig, weights: Lo
   return added;
 }
 
-/** The factors as PEFT stores them (float32, CPU). */
+/** A snapshot of the factors as PEFT stores them (float32, CPU copies: training goes on in place). */
 export function loraWeights(loras: Map<string, LoRA>): LoraWeights {
+  const snapshot = (t: Tensor) => torch.keep(t.detach().to({ device: "cpu", copy: true }));
   const out: LoraWeights = new Map();
-  for (const [path, l] of loras) out.set(path, { A: torch.keep(l.A.detach().cpu()), B: torch.keep(l.B.detach().cpu()) });
+  for (const [path, l] of loras) out.set(path, { A: snapshot(l.A), B: snapshot(l.B) });
   return out;
+}
+
+/**
+ * A PiSSA adapter trained on the residual base, turned into a plain LoRA for the original base
+ * as PEFT converts it: ΔW = s·(B A − B₀ A₀) = s'·[B, −B₀]·[A; A₀] with rank 2r and α chosen so
+ * that s' = s (2α, or √2·α with rsLoRA).
+ */
+export function pissaToLora(trained: LoraWeights, initial: LoraWeights, s: LoraSettings): { weights: LoraWeights; settings: LoraSettings } {
+  const weights: LoraWeights = new Map();
+  for (const [path, { A, B }] of trained) {
+    const start = initial.get(path);
+    if (!start) throw new Error(`pissaToLora: no initial factors for ${path}`);
+    weights.set(path, torch.tidy(() => ({ A: torch.cat([A, start.A], 0), B: torch.cat([B, start.B.neg()], 1) })));
+  }
+  return { weights, settings: { ...s, rank: 2 * s.rank, alpha: s.rslora ? Math.SQRT2 * s.alpha : 2 * s.alpha } };
 }
 
 export function loraParameters(loras: Map<string, LoRA>): Tensor[] {

@@ -5,10 +5,10 @@ import path from "node:path";
 import { loadDataset } from "../data/dataset.js";
 import { QWEN25_MATH_SYSTEM_PROMPT, formatSamples } from "../data/format.js";
 import type { Encoded } from "../data/types.js";
-import { loadAdapter, saveAdapter } from "../hf/peft.js";
+import { type LoraWeights, loadAdapter, saveAdapter } from "../hf/peft.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
-import { type LoRA, type LoraInit, type LoraSettings, addLora, adapterConfigFor, loadLora, loraParameters, loraWeights } from "../model/lora.js";
+import { type LoRA, type LoraInit, type LoraSettings, addLora, adapterConfigFor, loadLora, loraParameters, loraWeights, pissaToLora } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
@@ -92,6 +92,8 @@ export interface Prepared {
   train: Encoded[];
   eval: Encoded[];
   truncated: number;
+  /** PiSSA's starting factors, needed to save a plain LoRA for the original base. */
+  pissaInitial?: LoraWeights;
 }
 
 function encode(file: string, tokenizer: HfTokenizer, cfg: TrainConfig): { encoded: Encoded[]; truncated: number } {
@@ -121,7 +123,8 @@ export async function prepare(cfg: TrainConfig): Promise<Prepared> {
   } else {
     loras = addLora(model, cfg.lora, cfg.init);
   }
-  return { model, tokenizer, loras, train: train.encoded, eval: evalSet, truncated: train.truncated };
+  const pissaInitial = cfg.init === "pissa" ? loraWeights(loras) : undefined;
+  return { model, tokenizer, loras, train: train.encoded, eval: evalSet, truncated: train.truncated, pissaInitial };
 }
 
 function validate(cfg: TrainConfig): void {
@@ -207,8 +210,15 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
   }
 
   const adapterDir = path.join(cfg.outputDir, `final_model_${cfg.init}`);
-  const weights = loraWeights(loras);
-  saveAdapter(adapterDir, adapterConfigFor(cfg.lora, cfg.baseModel), weights);
+  let weights = loraWeights(loras);
+  let settings = cfg.lora;
+  if (p.pissaInitial) {
+    // The PiSSA factors only make sense on the residual base: save the plain-LoRA equivalent.
+    const converted = pissaToLora(weights, p.pissaInitial, cfg.lora);
+    torch.dispose([...weights.values(), ...p.pissaInitial.values()]);
+    ({ weights, settings } = converted);
+  }
+  saveAdapter(adapterDir, adapterConfigFor(settings, cfg.baseModel), weights);
   torch.dispose([...weights.values()]);
   const result: TrainResult = {
     init: cfg.init,

@@ -59,3 +59,27 @@ test("svd init starts from the given factors: its first loss is the trained adap
   await assert.rejects(train({ ...base, init: "svd", outputDir: path.join(dir, "x") }), /--init svd needs --svd-factors/);
   await assert.rejects(train({ ...base, init: "svd", svdFactors: path.join(dir, "final_model_random"), lora: { ...base.lora, rank: 8 } }), /has rank 16 but --lora-rank is 8/);
 });
+
+test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the trained model on the original base", async () => {
+  const { loadCausalLM } = await import("../../src/model/loader.js");
+  const { loadLora } = await import("../../src/model/lora.js");
+  const torch = await import("../../src/torch/index.js");
+  const out = path.join(dir, "pissa");
+  const r = await train({ ...base, init: "pissa", epochs: 1, outputDir: out, lora: { ...base.lora, rank: 4, alpha: 8 } });
+  const { config, weights } = loadAdapter(r.adapterDir);
+  assert.equal(config.r, 8);
+  assert.equal(config.lora_alpha, 16);
+  // The saved adapter on the original base gives the held-out loss the run ended with.
+  const model = loadCausalLM(EMBEDDED_MODEL);
+  loadLora(model, config, weights, false);
+  const { formatSamples } = await import("../../src/data/format.js");
+  const { loadTokenizer } = await import("../../src/hf/tokenizer.js");
+  const { evaluateLoss } = await import("../../src/train/evaluate.js");
+  const tok = await loadTokenizer(EMBEDDED_MODEL);
+  const { encoded } = formatSamples(loadDataset(evalData), tok, { systemPrompt: base.systemPrompt ?? undefined, maxLength: base.maxLength });
+  const loss = evaluateLoss(model, new Map(), encoded, { batchSize: 4, padId: tok.pad!.id, device: "cpu" });
+  const ended = r.evalLosses[r.evalLosses.length - 1].loss;
+  assert.ok(Math.abs(loss - ended) < 1e-4, `reloaded ${loss} vs end of run ${ended}`);
+  assert.ok(Math.abs(ended - r.evalLosses[0].loss) > 1e-3, "training changed the model");
+  torch.dispose([...weights.values()]);
+});

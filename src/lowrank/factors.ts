@@ -1,0 +1,156 @@
+// SVD-init factors (SPEC step 2b): truncate a teacher ΔW at the LoRA rank r and split it into LoRA
+// factors with B·A = ΔW_r / s, so the new adapter starts exactly at s·B·A = ΔW_r.
+//   seed split:     B = U_r Σ_r / s,   A = V_rᵀ
+//   balanced split: B = U_r √(Σ_r/s),  A = √(Σ_r/s) V_rᵀ   (equal factor norms: better conditioned)
+import { type LoraAdapterConfig, type LoraWeights, loraConfig, loraScaling } from "../hf/peft.js";
+import * as torch from "../torch/index.js";
+import { Tensor } from "../torch/index.js";
+import { DEFAULT_RANK_TOLERANCE, type SpectrumMetrics, spectrumMetrics } from "./metrics.js";
+import { type Svd, exactSvd, factoredSvd, randomizedSvd } from "./svd.js";
+
+/**
+ * A module's ΔW (out × in), in any of the forms the workflow has: an SVD-form factorization
+ * U diag(S) Vh (a synthesized teacher), LoRA factors scale · B A (a PEFT adapter), or a dense matrix
+ * (e.g. the difference of two checkpoints' weights).
+ */
+export type DeltaSource = Svd | { B: Tensor; A: Tensor; scale: number } | Tensor;
+
+export type FactorSplit = "seed" | "balanced";
+
+export interface SvdFactorOptions {
+  /** The LoRA rank r. */
+  rank: number;
+  /** lora_alpha of the adapter to be trained; s = α / r (α / √r with rsLoRA). */
+  alpha: number;
+  useRslora?: boolean;
+  /** Default "seed" (the reference design). */
+  split?: FactorSplit;
+  /** dtype of the returned factors. Default float32. */
+  dtype?: torch.DType;
+  /**
+   * Dense deltas only: "exact" (LAPACK SVD) or "randomized" (top-r vectors by randomizedSvd; the full
+   * spectrum for the metrics still comes from svdvals). Default "exact".
+   */
+  denseMethod?: "exact" | "randomized";
+}
+
+export interface ModuleFactorMetrics extends SpectrumMetrics {
+  shape: [number, number];
+}
+
+export interface SvdFactors {
+  weights: LoraWeights;
+  metrics: Map<string, ModuleFactorMetrics>;
+  rank: number;
+  alpha: number;
+  useRslora: boolean;
+  scaling: number;
+  split: FactorSplit;
+}
+
+/** The SVD of ΔW however it is given, and the tolerance below which its values count as zero. */
+function deltaSvd(delta: DeltaSource, rank: number, denseMethod: "exact" | "randomized"): { svd: Svd; spectrum: Tensor; tolerance: number } {
+  if (delta instanceof Tensor) {
+    if (delta.ndim !== 2) throw new Error(`a dense ΔW must be a matrix, got shape [${delta.shape}]`);
+    // numpy.linalg.matrix_rank's threshold: round-off of a dense SVD grows with the matrix size
+    const tolerance = Math.max(...delta.shape) * (delta.dtype === "float64" ? 2.2e-16 : 1.2e-7);
+    if (denseMethod === "randomized") {
+      const min = Math.min(...delta.shape);
+      const svd = randomizedSvd(delta, Math.min(rank, min));
+      return { svd, spectrum: torch.svdvals(delta.to(svd.S.dtype)), tolerance };
+    }
+    const svd = exactSvd(delta);
+    return { svd, spectrum: svd.S, tolerance };
+  }
+  if ("B" in delta) {
+    const svd = factoredSvd(delta.B, delta.A, delta.scale);
+    return { svd, spectrum: svd.S, tolerance: DEFAULT_RANK_TOLERANCE };
+  }
+  const { U, S, Vh } = delta;
+  const p = S.shape[0];
+  if (U.ndim !== 2 || S.ndim !== 1 || Vh.ndim !== 2 || U.shape[1] !== p || Vh.shape[0] !== p) {
+    throw new Error(`SVD factors have inconsistent shapes U [${U.shape}], S [${S.shape}], Vh [${Vh.shape}]`);
+  }
+  const order = S.sort(0, true)[1]; // stored factors should be descending already; make sure
+  return { svd: { U: U.indexSelect(1, order), S: S.indexSelect(0, order), Vh: Vh.indexSelect(0, order) }, spectrum: S, tolerance: DEFAULT_RANK_TOLERANCE };
+}
+
+/** [out, in] of ΔW; throws when rank r cannot fit the matrix. */
+function checkShape(modulePath: string, delta: DeltaSource, r: number): [number, number] {
+  const m = delta instanceof Tensor ? delta.shape[0] : "B" in delta ? delta.B.shape[0] : delta.U.shape[0];
+  const n = delta instanceof Tensor ? delta.shape[1] : "B" in delta ? delta.A.shape[1] : delta.Vh.shape[1];
+  if (r > Math.min(m, n)) throw new Error(`${modulePath}: rank ${r} exceeds min(out, in) = ${Math.min(m, n)} of this ${m}×${n} matrix`);
+  const stored = delta instanceof Tensor ? Math.min(m, n) : "B" in delta ? delta.B.shape[1] : delta.S.shape[0];
+  if (r > stored) throw new Error(`${modulePath}: rank ${r} exceeds the delta's rank ${stored}; use rank ≤ ${stored} or a teacher of higher rank (--target-rank)`);
+  return [m, n];
+}
+
+/** LoRA factors and metrics for one module; throws a one-line error naming what is wrong. */
+export function moduleFactors(
+  modulePath: string,
+  delta: DeltaSource,
+  o: { rank: number; scaling: number; split: FactorSplit; dtype: torch.DType; denseMethod: "exact" | "randomized" },
+): { factors: { A: Tensor; B: Tensor }; metrics: ModuleFactorMetrics } {
+  return torch.tidy(() => {
+    const [m, n] = checkShape(modulePath, delta, o.rank);
+    const r = o.rank;
+    const { svd, spectrum, tolerance } = deltaSvd(delta, r, o.denseMethod);
+    const metrics = spectrumMetrics(spectrum, r, tolerance);
+    if (metrics.numericalRank === 0) throw new Error(`${modulePath}: ΔW is zero; there is nothing to initialize from`);
+    if (r > metrics.numericalRank) {
+      throw new Error(`${modulePath}: rank ${r} exceeds the delta's numerical rank ${metrics.numericalRank} (σ_${r} ≈ 0); use rank ≤ ${metrics.numericalRank}`);
+    }
+    const U = svd.U.narrow(1, 0, r);
+    const S = svd.S.narrow(0, 0, r).div(o.scaling);
+    const Vh = svd.Vh.narrow(0, 0, r);
+    const [bScale, aScale] = o.split === "seed" ? [S, null] : [S.sqrt(), S.sqrt()];
+    const B = U.mul(bScale.unsqueeze(0)).to(o.dtype).contiguous();
+    const A = (aScale ? Vh.mul(aScale.unsqueeze(1)) : Vh).to(o.dtype).clone();
+    return { factors: { A, B }, metrics: { ...metrics, shape: [m, n] as [number, number] } };
+  });
+}
+
+/** s = α / r, or α / √r with rsLoRA (as PEFT). */
+export function scalingFor(rank: number, alpha: number, useRslora = false): number {
+  return alpha / (useRslora ? Math.sqrt(rank) : rank);
+}
+
+/** Step 2b: LoRA factors B·A = ΔW_r / s for every module, and the truncation metrics. */
+export function svdInitFactors(deltas: ReadonlyMap<string, DeltaSource>, options: SvdFactorOptions): SvdFactors {
+  const { rank, alpha } = options;
+  if (!Number.isInteger(rank) || rank < 1) throw new Error(`rank must be a positive integer, got ${rank}`);
+  if (!(alpha > 0) || !Number.isFinite(alpha)) throw new Error(`lora alpha must be a positive number, got ${alpha}`);
+  const split = options.split ?? "seed";
+  if (split !== "seed" && split !== "balanced") throw new Error(`split must be "seed" or "balanced", got ${JSON.stringify(split)}`);
+  if (deltas.size === 0) throw new Error("no modules to factor");
+  const scaling = scalingFor(rank, alpha, options.useRslora);
+  const o = { rank, scaling, split, dtype: options.dtype ?? "float32", denseMethod: options.denseMethod ?? "exact" } as const;
+  for (const [modulePath, delta] of deltas) checkShape(modulePath, delta, rank); // fail before any SVD work
+  const result: SvdFactors = { weights: new Map(), metrics: new Map(), rank, alpha, useRslora: options.useRslora ?? false, scaling, split };
+  try {
+    for (const modulePath of [...deltas.keys()].sort()) {
+      const { factors, metrics } = moduleFactors(modulePath, deltas.get(modulePath)!, o);
+      result.weights.set(modulePath, factors);
+      result.metrics.set(modulePath, metrics);
+    }
+  } catch (error) {
+    torch.dispose([...result.weights.values()]);
+    throw error;
+  }
+  return result;
+}
+
+/** The LoRA deltas of a loaded PEFT adapter, as factor sources (ΔW = s · B A, per-module s). */
+export function deltasFromAdapter(config: LoraAdapterConfig, weights: LoraWeights): Map<string, DeltaSource> {
+  return new Map([...weights].map(([path, { A, B }]) => [path, { B, A, scale: loraScaling(config, path) }]));
+}
+
+/**
+ * A PEFT config for the factors; target modules are the last path components. init_lora_weights
+ * stays true: PEFT raises "Unknown initialization" for strings it does not know, and the factors
+ * in the file override the init anyway (the split is recorded in the analysis instead).
+ */
+export function svdFactorsConfig(factors: SvdFactors, baseModel: string | null): LoraAdapterConfig {
+  const targetModules = [...new Set([...factors.weights.keys()].map((p) => p.split(".").pop()!))].sort();
+  return loraConfig({ r: factors.rank, loraAlpha: factors.alpha, targetModules, baseModel, useRslora: factors.useRslora, initLoraWeights: true });
+}
