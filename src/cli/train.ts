@@ -70,7 +70,7 @@ export function registerTrain(program: Command): void {
       });
       const evals = result.evalLosses;
       console.log(`trained ${result.steps} steps on ${result.samples} samples (${result.tokens} tokens) in ${result.seconds.toFixed(1)} s`);
-      console.log(`train loss ${result.initialLoss.toFixed(4)} → ${result.finalLoss.toFixed(4)}`);
+      console.log(`train loss by epoch: ${result.epochLosses.map((l) => l.toFixed(4)).join(", ")}`);
       if (evals.length > 1) console.log(`eval loss  ${evals[0].loss.toFixed(4)} → ${evals[evals.length - 1].loss.toFixed(4)} (${evalData})`);
       if (result.truncated) console.log(`${result.truncated} samples were longer than --max-length and were truncated`);
       console.log(`adapter: ${result.adapterDir}\nlog:     ${result.logPath}`);

@@ -78,6 +78,8 @@ export interface TrainResult {
   seconds: number;
   initialLoss: number;
   finalLoss: number;
+  /** Mean training loss of each epoch. */
+  epochLosses: number[];
   evalLosses: { step: number; epoch: number; loss: number }[];
   truncated: number;
   samples: number;
@@ -126,6 +128,8 @@ export async function prepare(cfg: TrainConfig): Promise<Prepared> {
   const pissaInitial = cfg.init === "pissa" ? loraWeights(loras) : undefined;
   return { model, tokenizer, loras, train: train.encoded, eval: evalSet, truncated: train.truncated, pissaInitial };
 }
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 function validate(cfg: TrainConfig): void {
   const positiveInt = (name: string, v: number) => {
@@ -229,6 +233,7 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
     seconds: elapsed(),
     initialLoss: losses[0],
     finalLoss: losses[losses.length - 1],
+    epochLosses: Array.from({ length: cfg.epochs }, (_, e) => mean(losses.slice(e * stepsPerEpoch, (e + 1) * stepsPerEpoch))),
     evalLosses,
     truncated: p.truncated,
     samples: p.train.length,
