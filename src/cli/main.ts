@@ -1,9 +1,12 @@
 // The `svdlora` command: one file per subcommand registers itself here.
 import { Command, CommanderError } from "commander";
+import { registerCompare } from "./compare.js";
 import { registerEval } from "./eval.js";
 import { registerInfo } from "./info.js";
 import { registerMerge } from "./merge.js";
 import { registerPretrain } from "./pretrain.js";
+import { registerSvd } from "./svd.js";
+import { registerSynthesize } from "./synthesize.js";
 import { registerTrain } from "./train.js";
 import { packageVersion } from "../version.js";
 
@@ -19,6 +22,9 @@ registerTrain(program);
 registerPretrain(program);
 registerEval(program);
 registerMerge(program);
+registerCompare(program);
+registerSynthesize(program);
+registerSvd(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -5,7 +5,8 @@ import { resolveBaseModel } from "../hf/hub.js";
 import { EMBEDDED_EVAL, EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../paths.js";
 import type { DType } from "../torch/index.js";
 import { SCHEDULE_KINDS } from "../train/schedule.js";
-import { TRAIN_DEFAULTS, type InitKind, train } from "../train/trainer.js";
+import { trainStep } from "../pipeline/train.js";
+import { TRAIN_DEFAULTS, type InitKind } from "../train/trainer.js";
 import * as arg from "./args.js";
 
 export function registerTrain(program: Command): void {
@@ -43,7 +44,7 @@ export function registerTrain(program: Command): void {
     .action(async (o) => {
       const baseModel = await resolveBaseModel(o.baseModel);
       const evalData = o.evalData ?? (path.resolve(o.trainData) === path.resolve(EMBEDDED_TRAIN) ? EMBEDDED_EVAL : undefined);
-      const result = await train({
+      const result = await trainStep({
         ...TRAIN_DEFAULTS,
         baseModel,
         trainData: o.trainData,
@@ -73,6 +74,6 @@ export function registerTrain(program: Command): void {
       console.log(`train loss by epoch: ${result.epochLosses.map((l) => l.toFixed(4)).join(", ")}`);
       if (evals.length > 1) console.log(`eval loss  ${evals[0].loss.toFixed(4)} → ${evals[evals.length - 1].loss.toFixed(4)} (${evalData})`);
       if (result.truncated) console.log(`${result.truncated} samples were longer than --max-length and were truncated`);
-      console.log(`adapter: ${result.adapterDir}\nlog:     ${result.logPath}`);
+      console.log(`adapter: ${result.adapterDir}\nlog:     ${result.logPath}\nfigure:  ${result.plotFile}`);
     });
 }

@@ -217,13 +217,15 @@ export function synthesisReport(delta: SynthesizedDelta): string {
     `noise: ${s.noiseForm}, noiseScale = ${s.noiseScale}`,
     `seed: ${s.seed} (per-module streams: FNV-1a(seed, module path) → xoshiro128** + Box–Muller)`,
     `stored as ${s.dtype} factors U [out×K], S [K], Vh [K×in]`,
+    "columns: ‖·‖ = Frobenius norm; energy@r = share of ‖ΔW_synth‖² in its top r singular values; noise = achieved ‖ΔW_synth − ΔW_clean‖ / ‖ΔW_clean‖",
     "",
   ];
   const rows = [...delta.info].map(([path, info]) => {
     const S = delta.modules.get(path)!.S;
     const m = spectrumMetrics(S, info.loraRank);
     const f = (x: number) => x.toPrecision(4);
-    return `${path}  [${info.shape.join("×")}]  r=${info.loraRank} K=${info.rank}  σ1=${f(m.spectrum[0])} σr=${f(m.spectrum[info.loraRank - 1])} σK=${f(m.spectrum[info.rank - 1])}  energy@r=${f(m.energyRatio)}  noise=${f(info.achievedNoiseRatio)}`;
+    const loraNorm = Math.sqrt(info.loraSpectrum.reduce((a, v) => a + v * v, 0));
+    return `${path}  [${info.shape.join("×")}]  r=${info.loraRank} K=${info.rank}  ‖ΔW_lora‖=${f(loraNorm)} ‖ΔW_synth‖=${f(m.frobeniusNorm)}  σ1=${f(m.spectrum[0])} σr=${f(m.spectrum[info.loraRank - 1])} σK=${f(m.spectrum[info.rank - 1])}  energy@r=${f(m.energyRatio)}  noise=${f(info.achievedNoiseRatio)}`;
   });
   const ratios = [...delta.info.values()].map((i) => i.achievedNoiseRatio);
   lines.push(`${rows.length} modules; achieved noise ratio min ${Math.min(...ratios).toPrecision(6)}, max ${Math.max(...ratios).toPrecision(6)}`, "", ...rows);

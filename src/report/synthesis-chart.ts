@@ -99,8 +99,9 @@ export function synthesisChart(input: SynthesisChartInput): TopLevelSpec {
               x: manyModules
                 ? { field: "index", type: "ordinal", title: "adapted matrix (in model order)", axis: { labels: false, ticks: false } }
                 : { field: "module", type: "nominal", sort: null, title: null, axis: { labelAngle: -40, labelLimit: 220, labelFontSize: 10 } },
-              // not from zero: what matters is the distance to the requested value
-              y: { field: "noise", type: "quantitative", title: "achieved noise ratio", scale: { zero: false } },
+              // not from zero: what matters is the distance to the requested value, but at least
+              // ±5 % of it is shown, so round-off (1e-16) does not fill the axis
+              y: { field: "noise", type: "quantitative", title: "achieved noise ratio", scale: { zero: false, domain: noiseDomain(noise.map((n) => n.noise), input.noiseScale) }, axis: { format: ".4~f" } },
             },
           },
           ...(input.noiseScale === undefined
@@ -126,4 +127,13 @@ export function synthesisChart(input: SynthesisChartInput): TopLevelSpec {
 /** (index, σ) points for a log axis: 1-based index, non-positive and non-finite values dropped. */
 function spectrumPoints(module: string, spectrum: readonly number[], series: string) {
   return spectrum.map((sigma, i) => ({ module, series, index: i + 1, sigma })).filter((p) => isPlottable(p.sigma) && p.sigma > 0);
+}
+
+/** y range of the noise panel: the values and the requested ratio, padded by ≥ 5 % of it. */
+function noiseDomain(values: number[], requested: number | undefined): [number, number] {
+  const all = [...values, ...(requested === undefined ? [] : [requested])].filter(Number.isFinite);
+  if (all.length === 0) return [0, 1];
+  const lo = Math.min(...all), hi = Math.max(...all);
+  const pad = Math.max(0.05 * Math.abs(requested ?? hi), 0.2 * (hi - lo), 1e-3);
+  return [Math.max(0, lo - pad), hi + pad];
 }

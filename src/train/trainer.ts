@@ -4,11 +4,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { loadDataset } from "../data/dataset.js";
 import { QWEN25_MATH_SYSTEM_PROMPT, formatSamples } from "../data/format.js";
-import type { Encoded } from "../data/types.js";
+import type { Encoded, Sample } from "../data/types.js";
 import { type LoraWeights, loadAdapter, saveAdapter } from "../hf/peft.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
-import { type LoRA, type LoraInit, type LoraSettings, addLora, adapterConfigFor, loadLora, loraParameters, loraWeights, pissaToLora } from "../model/lora.js";
+import { type LoRA, type LoraInit, type LoraSettings, addLora, adapterConfigFor, loadLora, loraParameters, loraWeights, pissaToLora, setLoraTraining } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
@@ -16,7 +16,7 @@ import { type Batch, epochOrder, makeBatch } from "./batches.js";
 import { clipGradNorm } from "./clip.js";
 import { TrainingLogWriter, trainingLogPath } from "./log.js";
 import { AdamW } from "./optim.js";
-import { evaluateLoss } from "./evaluate.js";
+import { evaluateAccuracy, evaluateLoss } from "./evaluate.js";
 import { TrainingProgress } from "./progress.js";
 import { type ScheduleKind, lrAt } from "./schedule.js";
 
@@ -49,6 +49,11 @@ export interface TrainConfig {
   quiet?: boolean;
   /** Shown before the progress bar. */
   label?: string;
+  /** Names the outputs (final_model_<name>/, training_log_<name>.csv); default the init. */
+  runName?: string;
+  /** After training, answer this many eval questions by greedy decoding and check them (0 = skip). */
+  accuracySamples?: number;
+  maxNewTokens?: number;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -71,6 +76,8 @@ export const TRAIN_DEFAULTS = {
 
 export interface TrainResult {
   init: InitKind;
+  runName: string;
+  seed: number;
   adapterDir: string;
   logPath: string;
   steps: number;
@@ -84,6 +91,8 @@ export interface TrainResult {
   truncated: number;
   samples: number;
   trainableParameters: number;
+  /** Exact-answer accuracy on the first eval questions after training, when asked for. */
+  accuracy: { correct: number; total: number; seconds: number } | null;
 }
 
 /** Everything a run needs in memory: the model with LoRA attached and the tokenized data. */
@@ -94,6 +103,7 @@ export interface Prepared {
   train: Encoded[];
   eval: Encoded[];
   truncated: number;
+  evalSamples: Sample[];
   /** PiSSA's starting factors, needed to save a plain LoRA for the original base. */
   pissaInitial?: LoraWeights;
 }
@@ -111,6 +121,7 @@ export function defaultDtype(device: string): torch.DType {
 export async function prepare(cfg: TrainConfig): Promise<Prepared> {
   const tokenizer = await loadTokenizer(cfg.baseModel);
   const train = encode(cfg.trainData, tokenizer, cfg);
+  const evalSamples = cfg.evalData ? loadDataset(cfg.evalData) : [];
   const evalSet = cfg.evalData ? encode(cfg.evalData, tokenizer, cfg).encoded : [];
   torch.manualSeed(cfg.seed);
   const model = loadCausalLM(cfg.baseModel, { dtype: cfg.dtype ?? defaultDtype(cfg.device), device: cfg.device });
@@ -126,7 +137,7 @@ export async function prepare(cfg: TrainConfig): Promise<Prepared> {
     loras = addLora(model, cfg.lora, cfg.init);
   }
   const pissaInitial = cfg.init === "pissa" ? loraWeights(loras) : undefined;
-  return { model, tokenizer, loras, train: train.encoded, eval: evalSet, truncated: train.truncated, pissaInitial };
+  return { model, tokenizer, loras, train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, pissaInitial };
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -158,9 +169,10 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
   const batchOpts = { padId, device: cfg.device, packing: cfg.packing };
 
   fs.mkdirSync(cfg.outputDir, { recursive: true });
-  const logPath = trainingLogPath(cfg.outputDir, cfg.init);
+  const runName = cfg.runName ?? cfg.init;
+  const logPath = trainingLogPath(cfg.outputDir, runName);
   const log = new TrainingLogWriter(logPath);
-  const progress = new TrainingProgress({ totalSteps, totalEpochs: cfg.epochs, label: cfg.label ?? `train ${cfg.init}`, quiet: cfg.quiet });
+  const progress = new TrainingProgress({ totalSteps, totalEpochs: cfg.epochs, label: cfg.label ?? `train ${runName}`, quiet: cfg.quiet });
   const started = performance.now();
   const elapsed = () => (performance.now() - started) / 1000;
   const evalLosses: TrainResult["evalLosses"] = [];
@@ -213,7 +225,19 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
     log.close();
   }
 
-  const adapterDir = path.join(cfg.outputDir, `final_model_${cfg.init}`);
+  const trainSeconds = elapsed();
+  let accuracy: TrainResult["accuracy"] = null;
+  if (cfg.accuracySamples && p.evalSamples.length > 0) {
+    const t0 = performance.now();
+    setLoraTraining(loras, false);
+    const a = evaluateAccuracy(model, tokenizer, p.evalSamples.slice(0, cfg.accuracySamples), {
+      systemPrompt: cfg.systemPrompt ?? undefined,
+      maxNewTokens: cfg.maxNewTokens ?? 384,
+    });
+    accuracy = { correct: a.correct, total: a.total, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  const adapterDir = path.join(cfg.outputDir, `final_model_${runName}`);
   let weights = loraWeights(loras);
   let settings = cfg.lora;
   if (p.pissaInitial) {
@@ -226,11 +250,13 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
   torch.dispose([...weights.values()]);
   const result: TrainResult = {
     init: cfg.init,
+    runName,
+    seed: cfg.seed,
     adapterDir,
     logPath,
     steps: step,
     tokens,
-    seconds: elapsed(),
+    seconds: trainSeconds,
     initialLoss: losses[0],
     finalLoss: losses[losses.length - 1],
     epochLosses: Array.from({ length: cfg.epochs }, (_, e) => mean(losses.slice(e * stepsPerEpoch, (e + 1) * stepsPerEpoch))),
@@ -238,8 +264,9 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
     truncated: p.truncated,
     samples: p.train.length,
     trainableParameters: params.reduce((n, t) => n + t.numel(), 0),
+    accuracy,
   };
-  writeFileAtomic(path.join(cfg.outputDir, `train_summary_${cfg.init}.json`), JSON.stringify({ config: cfg, result }, null, 2) + "\n");
+  writeFileAtomic(path.join(cfg.outputDir, `train_summary_${runName}.json`), JSON.stringify({ config: cfg, result }, null, 2) + "\n");
   optimizer.dispose();
   return result;
 }

@@ -1,0 +1,37 @@
+// Where each step of the experiment writes, under one experiment directory (SPEC's layout).
+import path from "node:path";
+
+export function layout(root: string, o: { targetRank: number; rank: number }) {
+  const training = path.join(root, "training_results");
+  const teacher = path.join(root, "synthesized_teacher");
+  const svd = path.join(root, "svd_results");
+  return {
+    root,
+    training,
+    plots: path.join(training, "plots"),
+    adapter: (run: string) => path.join(training, `final_model_${run}`),
+    log: (run: string) => path.join(training, `training_log_${run}.csv`),
+    summary: (run: string) => path.join(training, `train_summary_${run}.json`),
+    lossPlot: (run: string) => path.join(training, "plots", `loss_curves_${run}.png`),
+    teacher,
+    delta: path.join(teacher, `synthesized_delta_rank${o.targetRank}.safetensors`),
+    synthesisReport: path.join(teacher, "synthesis_report.txt"),
+    synthesisPlot: path.join(teacher, "synthesis_plots.png"),
+    synthesisTiming: path.join(teacher, "synthesis_timing.json"),
+    svd,
+    factors: path.join(svd, `svd_factors_rank${o.rank}`),
+    analysis: path.join(svd, `svd_analysis_rank${o.rank}.json`),
+    svdReport: path.join(svd, `svd_report_rank${o.rank}.txt`),
+    svdPlot: path.join(svd, `svd_analysis_rank${o.rank}.png`),
+    svdTiming: path.join(svd, "svd_timing.json"),
+    comparisonReport: path.join(training, "comparison_report.txt"),
+    comparisonPlot: path.join(training, "comparison_random_vs_svd.png"),
+    comparisonJson: path.join(training, "comparison.json"),
+    html: path.join(root, "report.html"),
+  };
+}
+
+export type Layout = ReturnType<typeof layout>;
+
+/** "model.layers.3.self_attn.q_proj" → "layers.3.self_attn.q_proj" for charts and tables. */
+export const shortName = (modulePath: string) => modulePath.replace(/^(base_model\.model\.)?model\./, "");
