@@ -5,6 +5,7 @@ import { registerEval } from "./eval.js";
 import { registerInfo } from "./info.js";
 import { registerMerge } from "./merge.js";
 import { registerPretrain } from "./pretrain.js";
+import { registerRun } from "./run.js";
 import { registerSvd } from "./svd.js";
 import { registerSynthesize } from "./synthesize.js";
 import { registerTrain } from "./train.js";
@@ -25,6 +26,7 @@ registerMerge(program);
 registerCompare(program);
 registerSynthesize(program);
 registerSvd(program);
+registerRun(program);
 
 try {
   await program.parseAsync(process.argv);

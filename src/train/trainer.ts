@@ -51,6 +51,8 @@ export interface TrainConfig {
   label?: string;
   /** Names the outputs (final_model_<name>/, training_log_<name>.csv); default the init. */
   runName?: string;
+  /** Use only the first n eval samples for the per-epoch eval loss (all when unset). */
+  evalLimit?: number;
   /** After training, answer this many eval questions by greedy decoding and check them (0 = skip). */
   accuracySamples?: number;
   maxNewTokens?: number;
@@ -122,7 +124,7 @@ export async function prepare(cfg: TrainConfig): Promise<Prepared> {
   const tokenizer = await loadTokenizer(cfg.baseModel);
   const train = encode(cfg.trainData, tokenizer, cfg);
   const evalSamples = cfg.evalData ? loadDataset(cfg.evalData) : [];
-  const evalSet = cfg.evalData ? encode(cfg.evalData, tokenizer, cfg).encoded : [];
+  const evalSet = cfg.evalData ? encode(cfg.evalData, tokenizer, cfg).encoded.slice(0, cfg.evalLimit) : [];
   torch.manualSeed(cfg.seed);
   const model = loadCausalLM(cfg.baseModel, { dtype: cfg.dtype ?? defaultDtype(cfg.device), device: cfg.device });
   let loras: Map<string, LoRA>;
