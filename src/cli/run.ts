@@ -20,7 +20,7 @@ async function menu(): Promise<StepId[] | null> {
     for (const [id, name] of Object.entries(STEP_NAMES)) console.log(`  ${id}  ${name}`);
     console.log("  q  quit");
     for (;;) {
-      const answer = (await rl.question("> ")).trim().toLowerCase();
+      const answer = (await rl.question("> ").catch(() => "q")).trim().toLowerCase(); // Ctrl+D: quit
       if (answer === "q" || answer === "quit") return null;
       if (answer === "a" || answer === "all") return [1, 2, 3, 4];
       if (["1", "2", "3", "4"].includes(answer)) return [Number(answer) as StepId];
