@@ -40,9 +40,11 @@ def write_model(model, d):
     model.save_pretrained(d, safe_serialization=True)
 
 
+TOKENIZERS_ONLY = os.environ.get("TOKENIZERS_ONLY") == "1"
+
 # 1. Logits of tiny Qwen2 (GQA, qkv bias) and tiny Llama (tied embeddings) in fp32.
 batch = torch.randint(0, 300, (2, 11), generator=torch.Generator().manual_seed(1))
-for kind in ["qwen2", "llama"]:
+for kind in ([] if TOKENIZERS_ONLY else ["qwen2", "llama"]):
     model = tiny(kind)
     d = os.path.join(out, f"{kind}-tiny")
     write_model(model, d)
@@ -53,42 +55,51 @@ for kind in ["qwen2", "llama"]:
 # 2. LoRA on tiny Qwen2: loss and gradients of one batch with masked prompts and right padding.
 from peft import LoraConfig, PeftModel, get_peft_model
 
-base = Qwen2ForCausalLM.from_pretrained(os.path.join(out, "qwen2-tiny"), torch_dtype=torch.float32)
-base.config._attn_implementation = "eager"
-# init_lora_weights=False: B random too, so every A and B gets a non-zero gradient.
-cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0, init_lora_weights=False,
-                 task_type="CAUSAL_LM")
-peft_model = get_peft_model(base, cfg)
-ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(2))
-attn = torch.ones_like(ids)
-attn[1, 9:] = 0                          # second sample: 9 real tokens, right-padded
-ids[1, 9:] = 0
-labels = ids.clone()
-labels[0, :5] = -100                     # prompt tokens do not count
-labels[1, :3] = -100
-labels[1, 9:] = -100
-out_ = peft_model(input_ids=ids, attention_mask=attn, labels=labels)
-out_.loss.backward()
-grads = {n.replace(".default", ""): p.grad.contiguous() for n, p in peft_model.named_parameters() if p.requires_grad}
-d = os.path.join(out, "qwen2-tiny-lora")
-peft_model.save_pretrained(d)
-save_file({"input_ids": ids, "attention_mask": attn, "labels": labels, "loss": out_.loss.detach().reshape(1),
-           "logits": out_.logits.detach().contiguous(), **{f"grad.{k}": v for k, v in grads.items()}},
-          os.path.join(d, "expected.safetensors"))
+
+def lora_golden():
+
+    base = Qwen2ForCausalLM.from_pretrained(os.path.join(out, "qwen2-tiny"), torch_dtype=torch.float32)
+    base.config._attn_implementation = "eager"
+    # init_lora_weights=False: B random too, so every A and B gets a non-zero gradient.
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0, init_lora_weights=False,
+                     task_type="CAUSAL_LM")
+    peft_model = get_peft_model(base, cfg)
+    ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(2))
+    attn = torch.ones_like(ids)
+    attn[1, 9:] = 0                          # second sample: 9 real tokens, right-padded
+    ids[1, 9:] = 0
+    labels = ids.clone()
+    labels[0, :5] = -100                     # prompt tokens do not count
+    labels[1, :3] = -100
+    labels[1, 9:] = -100
+    out_ = peft_model(input_ids=ids, attention_mask=attn, labels=labels)
+    out_.loss.backward()
+    grads = {n.replace(".default", ""): p.grad.contiguous() for n, p in peft_model.named_parameters() if p.requires_grad}
+    d = os.path.join(out, "qwen2-tiny-lora")
+    peft_model.save_pretrained(d)
+    save_file({"input_ids": ids, "attention_mask": attn, "labels": labels, "loss": out_.loss.detach().reshape(1),
+               "logits": out_.logits.detach().contiguous(), **{f"grad.{k}": v for k, v in grads.items()}},
+              os.path.join(d, "expected.safetensors"))
+
+
+
+if not TOKENIZERS_ONLY:
+    lora_golden()
 
 # 3. Tokenizers: a byte-level BPE trained here, and every tokenizer fixture of the repo.
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+bpe_dir = os.path.join(out, "tokenizers", "hf-bpe")
 bpe = Tokenizer(models.BPE())
 bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
 bpe.decoder = decoders.ByteLevel()
 corpus = [f"The probability of {k} heads in {n} flips is \\boxed{{{k}/{n}}}." for k in range(5) for n in range(5, 9)] * 3
 trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
                               initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-bpe.train_from_iterator(corpus, trainer)
-bpe_dir = os.path.join(out, "tokenizers", "hf-bpe")
-os.makedirs(bpe_dir, exist_ok=True)
-bpe.save(os.path.join(bpe_dir, "tokenizer.json"))
+if not os.path.exists(os.path.join(bpe_dir, "tokenizer.json")):  # keep a committed one as it is
+    bpe.train_from_iterator(corpus, trainer)
+    os.makedirs(bpe_dir, exist_ok=True)
+    bpe.save(os.path.join(bpe_dir, "tokenizer.json"))
 save_json(os.path.join(bpe_dir, "tokenizer_config.json"), {
     "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "bos_token": None, "clean_up_tokenization_spaces": False,
     "tokenizer_class": "PreTrainedTokenizerFast",
@@ -103,6 +114,7 @@ tok_root = os.path.join(out, "tokenizers")
 repo_fixtures = os.path.join("test", "fixtures", "tokenizers")
 dirs = [("hf-bpe", bpe_dir)] + [(n, os.path.join(repo_fixtures, n)) for n in sorted(os.listdir(repo_fixtures))
                                 if os.path.isfile(os.path.join(repo_fixtures, n, "tokenizer.json"))]
+dirs.append(("tiny-prob", os.path.join("models", "tiny-prob")))  # the embedded model's own tokenizer
 expected = {}
 for name, path in dirs:
     tok = AutoTokenizer.from_pretrained(path)

@@ -20,10 +20,11 @@ interface GoldenEntry {
 
 const expected = JSON.parse(readFileSync(fixtures("golden/tokenizers/expected.json"), "utf8")) as Record<string, GoldenEntry>;
 
-// Where make_golden.py found each tokenizer (hf-bpe was trained by the script, the others are repo fixtures).
+// Where make_golden.py found each tokenizer (hf-bpe was trained by the script, the others are in the repo).
 const DIRS: Record<string, string> = {
   "hf-bpe": fixtures("golden/tokenizers/hf-bpe"),
   "qwen-style": fixtures("tokenizers/qwen-style"),
+  "tiny-prob": new URL("../../../models/tiny-prob", import.meta.url).pathname, // the embedded model's own
 };
 
 const TEXTS = [
