@@ -83,3 +83,12 @@ test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the traine
   assert.ok(Math.abs(ended - r.evalLosses[0].loss) > 1e-3, "training changed the model");
   torch.dispose([...weights.values()]);
 });
+
+test("gradient accumulation: one optimizer step per accumulated group, the last one shorter", async () => {
+  const r = await train({ ...base, init: "random", epochs: 1, batchSize: 2, gradientAccumulationSteps: 3, outputDir: path.join(dir, "accum") });
+  // 16 samples → 8 micro-batches of 2 → steps of 3, 3 and 2 micro-batches.
+  assert.equal(r.steps, 3);
+  const log = readTrainingLog(r.logPath);
+  assert.deepEqual(log.train.map((row) => row.tokens > 0), [true, true, true]);
+  assert.equal(log.train[2].tokens, r.tokens);
+});
