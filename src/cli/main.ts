@@ -9,6 +9,7 @@ import { registerRun } from "./run.js";
 import { registerSvd } from "./svd.js";
 import { registerSynthesize } from "./synthesize.js";
 import { registerTrain } from "./train.js";
+import { registerTrainFull } from "./train-full.js";
 import { packageVersion } from "../version.js";
 
 const program = new Command("svdlora")
@@ -20,6 +21,7 @@ const program = new Command("svdlora")
 
 registerInfo(program);
 registerTrain(program);
+registerTrainFull(program);
 registerPretrain(program);
 registerEval(program);
 registerMerge(program);

@@ -5,6 +5,7 @@ import { systemInfo } from "../cli/info.js";
 import { type ReportSection, writeReportHtml } from "../report/index.js";
 import type { ExperimentConfig } from "./experiment.js";
 import type { Layout } from "./layout.js";
+import { fullFinetuneReportSection } from "./train-full.js";
 
 const readText = (file: string, maxLines = 80): string | undefined => {
   if (!fs.existsSync(file)) return undefined;
@@ -55,6 +56,7 @@ export async function writeExperimentReport(c: ExperimentConfig, L: Layout): Pro
       text: readText(L.svdReport),
       images: [{ path: L.svdPlot, caption: "Relative error, energy ratio, spectra, error vs energy" }],
     },
+    ...[fullFinetuneReportSection(L.root, c.lora.rank)].filter((s): s is ReportSection => s !== null), // only with full_finetune/ results
     {
       heading: "How to read this",
       text: [

@@ -12,3 +12,5 @@ export type { ComparisonArm, ComparisonChartInput } from "./comparison-chart.js"
 export { emaSmooth } from "./smoothing.js";
 export { writeReportHtml, renderReportHtml, escapeHtml, imageDataUri, imageMimeType } from "./html.js";
 export type { HtmlReport, HtmlReportOptions, ReportSection, ReportImage, TableCell } from "./html.js";
+export { spectraChart, energyAtRank, SPECTRA_SERIES } from "./spectra-chart.js";
+export type { SpectraModule, SpectraChartInput } from "./spectra-chart.js";
