@@ -104,8 +104,12 @@ static Napi::Value LiveTensors(const Napi::CallbackInfo& info) {
 }
 
 #ifdef SVDLORA_CUDA
+// The device index asked for, with CUDA initialized: the caching allocator knows no device
+// ("Invalid device argument") until the first CUDA tensor exists.
 static c10::DeviceIndex DeviceArg(const Napi::CallbackInfo& info, size_t i) {
-  return static_cast<c10::DeviceIndex>(info[i].IsUndefined() ? c10::cuda::current_device() : Int(info, i));
+  auto d = static_cast<c10::DeviceIndex>(info[i].IsUndefined() ? c10::cuda::current_device() : Int(info, i));
+  at::empty({0}, at::TensorOptions().device(at::kCUDA, d));
+  return d;
 }
 #endif
 

@@ -9,7 +9,6 @@ import { HOW_TO_INSTALL, findLibtorch } from "./libtorch.mjs";
 import { buildNative } from "./build-native.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 // What the system must provide, and how to tell it is there.
 const SYSTEM_PACKAGES = [
   { pkg: "libtorch-dev", required: true, present: () => findLibtorch() !== null },
@@ -22,7 +21,6 @@ const SYSTEM_PACKAGES = [
       findLibtorch()?.source !== "system" ||
       ["x86_64", "aarch64"].some((arch) => existsSync(`/usr/lib/${arch}-linux-gnu/openblas-pthread/libblas.so.3`)),
   },
-  { pkg: "fonts-dejavu-core", required: false, present: () => existsSync(FONT) }, // chart text must render
 ];
 
 function run(cmd, args, what, { fatal = true } = {}) {

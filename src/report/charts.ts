@@ -6,10 +6,14 @@ import * as path from "node:path";
 import { Resvg, type ResvgRenderOptions } from "@resvg/resvg-js";
 import type * as Vega from "vega";
 import type { TopLevelSpec } from "vega-lite";
+import { PACKAGE_ROOT } from "../paths.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { CHART_FONT } from "./chart-theme.js";
 
 export type { TopLevelSpec } from "vega-lite";
+
+/** DejaVu Sans and Bold (free licence, assets/fonts/LICENSE-DejaVu), shipped for systems without them. */
+export const SHIPPED_FONT_DIR = `${PACKAGE_ROOT}assets/fonts`;
 
 /** Where DejaVu Sans lives on common systems (Debian/Ubuntu first: fonts-dejavu-core). */
 export const DEFAULT_FONT_DIRS = [
@@ -18,6 +22,7 @@ export const DEFAULT_FONT_DIRS = [
   "/usr/share/fonts/dejavu", // older Fedora, openSUSE
   "/usr/share/fonts/TTF", // Arch
   "/usr/local/share/fonts",
+  SHIPPED_FONT_DIR, // a copy that ships with svdlora, for machines without the package
 ];
 const DEJAVU_SANS_FILES = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf"];
 
