@@ -1,17 +1,13 @@
 // `svdlora merge`: folds a LoRA adapter into its base model and writes a plain model directory.
-import fs from "node:fs";
-import path from "node:path";
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
 import { loadAdapter } from "../hf/peft.js";
 import { loadCausalLM } from "../model/loader.js";
 import { loadLora, mergeLora } from "../model/lora.js";
-import { saveCausalLM } from "../model/save.js";
+import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
 import * as torch from "../torch/index.js";
 import { replaceDirectoryAtomic } from "../util/atomic.js";
 import * as arg from "./args.js";
-
-const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json", "special_tokens_map.json"];
 
 export function registerMerge(program: Command): void {
   program
@@ -32,7 +28,7 @@ export function registerMerge(program: Command): void {
       const dtype = o.dtype ?? model.config.torchDtype ?? "float32";
       replaceDirectoryAtomic(o.outputDir, (dir) => {
         saveCausalLM(model, dir, dtype);
-        for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(base, f))) fs.copyFileSync(path.join(base, f), path.join(dir, f));
+        copyTokenizerFiles(base, dir);
       });
       console.log(`merged ${merged} LoRA modules into ${o.outputDir} (${dtype})`);
     });

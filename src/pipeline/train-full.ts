@@ -16,7 +16,7 @@ import { SafetensorsCheckpoint } from "../hf/checkpoint.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
 import type { CausalLM } from "../model/qwen2.js";
-import { saveCausalLM } from "../model/save.js";
+import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
 import { type ReportSection, saveChart, spectraChart } from "../report/index.js";
 import * as torch from "../torch/index.js";
 import { evaluateLoss } from "../train/evaluate.js";
@@ -69,8 +69,6 @@ export const FULL_FINETUNE_BYTES_PER_PARAM = 16;
 export const FULL_LOG = "training_log_full.csv";
 export const FULL_SUMMARY = "train_full_summary.json";
 /** What `svdlora merge` copies too: a fine-tuned directory must tokenize like its base. */
-const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json", "special_tokens_map.json"];
-
 export interface TrainFullResult {
   modelDir: string;
   logPath: string;
@@ -178,7 +176,7 @@ export async function trainFullStep(cfg: TrainFullConfig): Promise<TrainFullResu
         log.close();
       }
       saveCausalLM(model, dir, "float32");
-      for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(cfg.baseModel, f))) fs.copyFileSync(path.join(cfg.baseModel, f), path.join(dir, f));
+      copyTokenizerFiles(cfg.baseModel, dir);
       const final = path.resolve(cfg.outputDir);
       result = {
         modelDir: final, logPath: path.join(final, FULL_LOG), summaryPath: path.join(final, FULL_SUMMARY),
