@@ -6,7 +6,8 @@ import { assertClose, values } from "../test/helpers.js";
 
 const cuda = "cuda:0";
 
-test("a CUDA device is visible and named", () => {
+test("a CUDA device is visible and named; memory statistics work before the first CUDA tensor", () => {
+  assert.ok(torch.cuda.memory().allocated >= 0);
   assert.equal(torch.cuda.isAvailable(), true);
   const [d] = torch.cuda.devices();
   assert.ok(d.name.length > 0 && d.totalMemory > 1e9, JSON.stringify(d));

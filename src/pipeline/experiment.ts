@@ -11,6 +11,7 @@ import { compareRuns, writeComparison } from "./compare.js";
 import { layout } from "./layout.js";
 import { writeExperimentReport } from "./report.js";
 import { svdStep } from "./svd.js";
+import { fullFinetuneBaseline, fullFinetuneLayout } from "./train-full.js";
 import { SYNTHESIZE_DEFAULTS, synthesizeStep } from "./synthesize.js";
 import { trainStep } from "./train.js";
 
@@ -38,6 +39,8 @@ export interface ExperimentConfig {
   accuracySamples: number;
   /** Eval samples used for the per-epoch eval loss (null = all). */
   evalLimit: number | null;
+  /** Also fine-tune every weight (small models) and analyse the real ΔW beside the synthesized teacher (step 2). */
+  fullFinetune: boolean;
   quiet: boolean;
 }
 
@@ -61,6 +64,7 @@ export const EXPERIMENT_DEFAULTS: ExperimentConfig = {
   factorSplit: "seed",
   accuracySamples: 0,
   evalLimit: null,
+  fullFinetune: false,
   quiet: false,
 };
 
@@ -82,7 +86,7 @@ export function readExperimentFile(file: string): Partial<ExperimentConfig> {
 export type StepId = 1 | 2 | 3 | 4;
 export const STEP_NAMES: Record<StepId, string> = {
   1: "train the random-init LoRA baseline",
-  2: "synthesize the teacher ΔW and analyse it with SVD",
+  2: "synthesize the teacher ΔW and analyse it with SVD (and a real full fine-tune's ΔW with fullFinetune)",
   3: "train the SVD-initialized LoRA (and the extra arms)",
   4: "compare the runs and write report.html",
 };
@@ -122,7 +126,7 @@ export function stepComplete(c: ExperimentConfig, step: StepId): boolean {
     case 1:
       return seeds.every((k) => fs.existsSync(L.summary(runName("random", k))));
     case 2:
-      return fs.existsSync(L.svdTiming) && fs.existsSync(L.synthesisTiming);
+      return fs.existsSync(L.svdTiming) && fs.existsSync(L.synthesisTiming) && (!c.fullFinetune || fs.existsSync(fullFinetuneLayout(c.outputDir, c.lora.rank).svdTiming));
     case 3:
       return ["svd", ...c.extraArms].every((arm) => seeds.every((k) => fs.existsSync(L.summary(runName(arm, k)))));
     case 4: {
@@ -153,6 +157,7 @@ export async function runStep(c: ExperimentConfig, step: StepId, log: (line: str
         split: c.factorSplit, outputDir: L.svd,
       });
       log(`  SVD at rank ${c.lora.rank}: mean error ${v.summary.relativeError.mean.toFixed(4)}, mean energy ${v.summary.energyRatio.mean.toFixed(4)} (${v.seconds.toFixed(2)} s)`);
+      if (c.fullFinetune) await fullFinetuneBaseline(c, { log });
       return;
     }
     case 3:
