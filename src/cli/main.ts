@@ -10,6 +10,7 @@ import { registerSvd } from "./svd.js";
 import { registerSynthesize } from "./synthesize.js";
 import { registerTrain } from "./train.js";
 import { registerTrainFull } from "./train-full.js";
+import { InterruptedError } from "../train/trainer.js";
 import { packageVersion } from "../version.js";
 
 const program = new Command("svdlora")
@@ -34,6 +35,10 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CommanderError) process.exit(e.exitCode); // commander already printed the message
+  if (e instanceof InterruptedError) {
+    console.error(`svdlora: ${e.message}`);
+    process.exit(130);
+  }
   // One clear line for users; the stack only on request.
   const err = e as Error;
   console.error(`svdlora: error: ${err.message}`);

@@ -26,6 +26,9 @@ export function registerTrain(program: Command): void {
     .option("--packing", "pack samples into one row per batch (no attention across samples)")
     .option("--dtype <dtype>", "weights dtype (default float32 on cpu, bfloat16 on cuda)", arg.oneOf(["float32", "bfloat16", "float16"] as const))
     .option("--output-dir <dir>", "where final_model_<init>/ and training_log_<init>.csv go", "training_results")
+    .option("--save-steps <n>", "also checkpoint every n optimizer steps (always at each epoch's end)", arg.int, 0)
+    .option("--resume", "continue from the run's checkpoint in <output-dir>/checkpoints/ (same flags)")
+    .option("--skip-nonfinite", "skip steps with a NaN/inf loss or gradient (counted) instead of stopping")
     .action(async (o) => {
       const flags = trainingFlagValues(o);
       const result = await trainStep({
@@ -39,12 +42,17 @@ export function registerTrain(program: Command): void {
         gradientAccumulationSteps: o.gradientAccumulationSteps,
         packing: Boolean(o.packing),
         dtype: o.dtype as DType | undefined,
+        saveSteps: o.saveSteps,
+        resume: Boolean(o.resume),
+        skipNonfinite: Boolean(o.skipNonfinite),
       });
       const evalData = flags.evalData;
       const evals = result.evalLosses;
       console.log(`trained ${result.steps} steps on ${result.samples} samples (${result.tokens} tokens) in ${result.seconds.toFixed(1)} s`);
       console.log(`train loss by epoch: ${result.epochLosses.map((l) => l.toFixed(4)).join(", ")}`);
       if (evals.length > 1) console.log(`eval loss  ${evals[0].loss.toFixed(4)} → ${evals[evals.length - 1].loss.toFixed(4)} (${evalData})`);
+      if (result.resumedFrom !== null) console.log(`resumed from the checkpoint at step ${result.resumedFrom}`);
+      if (result.skippedSteps) console.log(`${result.skippedSteps} steps were skipped for a non-finite loss or gradient`);
       if (result.truncated) console.log(`${result.truncated} samples were longer than --max-length and were truncated`);
       console.log(`adapter: ${result.adapterDir}\nlog:     ${result.logPath}\nfigure:  ${result.plotFile}`);
     });

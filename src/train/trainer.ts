@@ -13,6 +13,7 @@ import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { type Batch, epochOrder, makeBatch } from "./batches.js";
+import { checkpointDir, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { clipGradNorm } from "./clip.js";
 import { TrainingLogWriter, trainingLogPath } from "./log.js";
 import { AdamW } from "./optim.js";
@@ -53,6 +54,12 @@ export interface TrainConfig {
   runName?: string;
   /** Use only the first n eval samples for the per-epoch eval loss (all when unset). */
   evalLimit?: number;
+  /** Save a checkpoint every n optimizer steps (besides each epoch's end); 0 = epoch ends only. */
+  saveSteps?: number;
+  /** Continue from this run's checkpoint when there is one. */
+  resume?: boolean;
+  /** Skip (count, log as nan) a step whose loss or gradient is not finite, instead of stopping. */
+  skipNonfinite?: boolean;
   /** After training, answer this many eval questions by greedy decoding and check them (0 = skip). */
   accuracySamples?: number;
   maxNewTokens?: number;
@@ -95,6 +102,19 @@ export interface TrainResult {
   trainableParameters: number;
   /** Exact-answer accuracy on the first eval questions after training, when asked for. */
   accuracy: { correct: number; total: number; seconds: number } | null;
+  /** Steps skipped for a non-finite loss or gradient (--skip-nonfinite). */
+  skippedSteps: number;
+  /** The step the run resumed from, or null. */
+  resumedFrom: number | null;
+}
+
+/** Raised when Ctrl-C stopped a run after saving a checkpoint. */
+export class InterruptedError extends Error {}
+
+/** The settings a resumed run must share with the checkpoint it starts from. */
+function fingerprint(cfg: TrainConfig): Record<string, unknown> {
+  const { baseModel, trainData, init, svdFactors, lora, epochs, batchSize, learningRate, gradientAccumulationSteps, warmupRatio, scheduler, weightDecay, maxGradNorm, maxLength, seed, packing, systemPrompt } = cfg;
+  return { baseModel, trainData, init, svdFactors, lora, epochs, batchSize, learningRate, gradientAccumulationSteps, warmupRatio, scheduler, weightDecay, maxGradNorm, maxLength, seed, packing, systemPrompt };
 }
 
 /** Everything a run needs in memory: the model with LoRA attached and the tokenized data. */
@@ -173,25 +193,40 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
   fs.mkdirSync(cfg.outputDir, { recursive: true });
   const runName = cfg.runName ?? cfg.init;
   const logPath = trainingLogPath(cfg.outputDir, runName);
-  const log = new TrainingLogWriter(logPath);
-  const progress = new TrainingProgress({ totalSteps, totalEpochs: cfg.epochs, label: cfg.label ?? `train ${runName}`, quiet: cfg.quiet });
-  const started = performance.now();
+  const ckpt = checkpointDir(cfg.outputDir, runName);
+  const resumed = cfg.resume && hasCheckpoint(ckpt) ? loadCheckpoint(ckpt, loras, optimizer, fingerprint(cfg)) : null;
+  if (cfg.resume && !resumed && !cfg.quiet) console.error(`svdlora: no checkpoint in ${ckpt}, starting from step 0`);
+  const log = new TrainingLogWriter(logPath, resumed ? { resumeAfterStep: resumed.step } : {});
+  let step = resumed?.step ?? 0;
+  let tokens = resumed?.tokens ?? 0;
+  let skipped = resumed?.skipped ?? 0;
+  const losses: number[] = resumed?.losses ?? [];
+  const evalLosses: TrainResult["evalLosses"] = resumed?.evalLosses ?? [];
+  const progress = new TrainingProgress({
+    totalSteps, totalEpochs: cfg.epochs, label: cfg.label ?? `train ${runName}`, quiet: cfg.quiet, startStep: step, startTokens: tokens,
+  });
+  const started = performance.now() - (resumed?.elapsedS ?? 0) * 1000;
   const elapsed = () => (performance.now() - started) / 1000;
-  const evalLosses: TrainResult["evalLosses"] = [];
-  let tokens = 0, step = 0;
   const runEval = (epoch: number) => {
     if (p.eval.length === 0) return;
     const loss = evaluateLoss(model, loras, p.eval, { batchSize: cfg.batchSize, padId, device: cfg.device });
     evalLosses.push({ step, epoch, loss });
     log.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
   };
+  const save = () => saveCheckpoint(ckpt, loras, optimizer, { step, tokens, elapsedS: elapsed(), losses, evalLosses, skipped, fingerprint: fingerprint(cfg) });
 
-  const losses: number[] = [];
+  // Ctrl-C: the first one stops at the next step boundary with a checkpoint, a second one at once.
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+  };
+  process.on("SIGINT", onSigint);
   try {
-    runEval(0);
-    for (let epoch = 0; epoch < cfg.epochs; epoch++) {
+    if (!resumed) runEval(0);
+    for (let epoch = Math.floor(step / stepsPerEpoch); epoch < cfg.epochs; epoch++) {
       const order = epochOrder(p.train.length, cfg.seed, epoch);
-      for (let s = 0; s < stepsPerEpoch; s++) {
+      for (let s = step - epoch * stepsPerEpoch; s < stepsPerEpoch; s++) {
         const first = s * cfg.gradientAccumulationSteps;
         const micro = Math.min(cfg.gradientAccumulationSteps, microPerEpoch - first);
         let stepLoss = 0;
@@ -206,23 +241,37 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
             tokens += b.tokens;
           });
         }
-        if (!Number.isFinite(stepLoss))
-          throw new Error(`loss became ${stepLoss} at step ${step + 1}: lower --learning-rate (now ${cfg.learningRate}) or check the data`);
-        const gradNorm = clipGradNorm(params, cfg.maxGradNorm);
-        if (!Number.isFinite(gradNorm)) throw new Error(`gradient norm became ${gradNorm} at step ${step + 1}: lower --learning-rate`);
+        const gradNorm = Number.isFinite(stepLoss) ? clipGradNorm(params, cfg.maxGradNorm) : Number.NaN;
         const lr = lrAt(step, schedule);
-        optimizer.setLr(lr);
-        optimizer.step();
+        if (Number.isFinite(stepLoss) && Number.isFinite(gradNorm)) {
+          optimizer.setLr(lr);
+          optimizer.step();
+        } else if (cfg.skipNonfinite) {
+          skipped++;
+        } else {
+          const last = hasCheckpoint(ckpt) ? `the last good checkpoint is in ${ckpt} (continue with --resume)` : "no checkpoint was saved yet";
+          throw new Error(`${Number.isFinite(stepLoss) ? "gradient norm" : "loss"} became ${Number.isFinite(stepLoss) ? gradNorm : stepLoss} at step ${step + 1}: lower --learning-rate (now ${cfg.learningRate}) or pass --skip-nonfinite; ${last}`);
+        }
         optimizer.zeroGrad();
         step++;
         losses.push(stepLoss);
         const epochNow = epoch + (s + 1) / stepsPerEpoch;
         log.writeTrain({ step, epoch: epochNow, loss: stepLoss, lr, gradNorm, tokens, elapsedS: elapsed() });
         progress.update({ step, epoch: epochNow, loss: stepLoss, tokens, lr });
+        const lastOfEpoch = s === stepsPerEpoch - 1;
+        if (!lastOfEpoch && cfg.saveSteps && step % cfg.saveSteps === 0) save();
+        await new Promise(setImmediate); // lets a pending Ctrl-C in
+        if (interrupted) {
+          if (!lastOfEpoch) save();
+          else (runEval(epoch + 1), save());
+          throw new InterruptedError(`interrupted at step ${step}: checkpoint saved in ${ckpt}; continue with the same command and --resume`);
+        }
       }
       runEval(epoch + 1);
+      save();
     }
   } finally {
+    process.off("SIGINT", onSigint);
     progress.stop();
     log.close();
   }
@@ -260,6 +309,8 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
     tokens,
     seconds: trainSeconds,
     initialLoss: losses[0],
+    skippedSteps: skipped,
+    resumedFrom: resumed?.step ?? null,
     finalLoss: losses[losses.length - 1],
     epochLosses: Array.from({ length: cfg.epochs }, (_, e) => mean(losses.slice(e * stepsPerEpoch, (e + 1) * stepsPerEpoch))),
     evalLosses,

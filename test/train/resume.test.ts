@@ -1,0 +1,75 @@
+// Crash safety: a training process killed with SIGKILL at a random moment, then resumed, ends
+// with an adapter bitwise identical to an uninterrupted run; Ctrl-C saves a checkpoint and exits.
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
+
+const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-resume-"));
+const subset = (from: string, n: number, name: string) => {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, JSON.stringify(JSON.parse(fs.readFileSync(from, "utf8")).slice(0, n)));
+  return file;
+};
+const trainData = subset(EMBEDDED_TRAIN, 16, "train.json");
+const evalData = subset(EMBEDDED_EVAL, 4, "eval.json");
+const args = (out: string) => ["train", "--train-data", trainData, "--eval-data", evalData, "--epochs", "2", "--batch-size", "4", "--learning-rate", "1e-3", "--save-steps", "1", "--quiet", "--output-dir", out];
+const adapterBytes = (out: string) => fs.readFileSync(path.join(out, "final_model_random", "adapter_model.safetensors"));
+const trainRows = (out: string) => {
+  const log = path.join(out, "training_log_random.csv");
+  return fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").filter((l) => /^\d+,[^,]*,[^,]+,/.test(l)).length : 0;
+};
+const lossColumn = (out: string) => fs.readFileSync(path.join(out, "training_log_random.csv"), "utf8").split("\n").map((l) => l.split(",").slice(0, 3).join(","));
+
+/** Starts a run and sends `signal` once `rows` training rows are logged, after a random delay. */
+async function interruptedRun(out: string, rows: number, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  const child = spawn(process.execPath, [bin, ...args(out)], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, sig) => resolve({ code, signal: sig })));
+  while (trainRows(out) < rows && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, Math.random() * 300));
+  child.kill(signal);
+  return { ...(await done), stderr: stderr.trim() };
+}
+
+const reference = path.join(dir, "reference");
+
+test("an uninterrupted reference run", () => {
+  const r = spawnSync(process.execPath, [bin, ...args(reference)], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(fs.existsSync(path.join(reference, "checkpoints", "random", "trainer_state.json")));
+});
+
+test("SIGKILL at a random moment, then --resume: the adapter is bitwise identical", async () => {
+  const out = path.join(dir, "killed");
+  const killed = await interruptedRun(out, 3, "SIGKILL");
+  assert.equal(killed.signal, "SIGKILL", "the run was still going when killed");
+  assert.equal(fs.existsSync(path.join(out, "final_model_random")), false);
+  const resumed = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stdout, /resumed from the checkpoint at step [1-8]/);
+  assert.ok(adapterBytes(out).equals(adapterBytes(reference)), "adapter differs from the uninterrupted run");
+  // The log reads as one run: the same steps and losses as the reference.
+  assert.deepEqual(lossColumn(out), lossColumn(reference));
+});
+
+test("Ctrl-C saves a checkpoint and exits with 130; --resume finishes the same run", async () => {
+  const out = path.join(dir, "sigint");
+  const r = await interruptedRun(out, 2, "SIGINT");
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /^svdlora: interrupted at step \d+: checkpoint saved in .*checkpoints\/random; continue with the same command and --resume$/);
+  const resumed = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.ok(adapterBytes(out).equals(adapterBytes(reference)));
+});
+
+test("resuming with other settings is refused in one line", () => {
+  const r = spawnSync(process.execPath, [bin, ...args(reference).map((a) => (a === "1e-3" ? "2e-3" : a)), "--resume"], { encoding: "utf8" });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr.trim(), /^svdlora: error: checkpoint .* was made with other settings \(learningRate: 0\.001 then, 0\.002 now\)/);
+});
