@@ -140,6 +140,16 @@ static Napi::Value CudaEmptyCache(const Napi::CallbackInfo& info) {
 #endif
   return ENV.Undefined();
 }
+// cudaSetMemoryFraction(fraction, device): caps this process's CUDA allocations, as
+// torch.cuda.set_per_process_memory_fraction.
+static Napi::Value CudaSetMemoryFraction(const Napi::CallbackInfo& info) {
+#ifdef SVDLORA_CUDA
+  c10::cuda::CUDACachingAllocator::setMemoryFraction(Num(info, 0), DeviceArg(info, 1));
+#else
+  throw Napi::Error::New(ENV, "this build of svdlora has no CUDA support");
+#endif
+  return ENV.Undefined();
+}
 static Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
 #ifdef SVDLORA_CUDA
   c10::cuda::device_synchronize();
@@ -161,6 +171,7 @@ void RegisterRuntime(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "cudaResetPeak", CudaResetPeak);
   SVDLORA_EXPORT(e, "cudaEmptyCache", CudaEmptyCache);
   SVDLORA_EXPORT(e, "cudaSynchronize", CudaSynchronize);
+  SVDLORA_EXPORT(e, "cudaSetMemoryFraction", CudaSetMemoryFraction);
 }
 
 }  // namespace svdlora

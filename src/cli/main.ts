@@ -31,7 +31,18 @@ registerSynthesize(program);
 registerSvd(program);
 registerRun(program);
 
+/** libtorch's out-of-memory error, said the way users can act on. */
+function explainOutOfMemory(message: string): string | null {
+  if (!/out of memory/i.test(message)) return null;
+  // "CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has …": its first two sentences.
+  const what = message.split("\n")[0].replace(/^\w+: /, "").split(". ").slice(0, 2).join(". ");
+  return `out of GPU memory (${what}): try a smaller --batch-size with more --gradient-accumulation-steps (same effective batch), a smaller --max-length, or a GPU with more memory`;
+}
+
 try {
+  // Like torch.cuda.set_per_process_memory_fraction, for sharing a GPU (and for trying out-of-memory handling).
+  const fraction = process.env.SVDLORA_CUDA_MEMORY_FRACTION;
+  if (fraction) (await import("../torch/index.js")).cuda.setMemoryFraction(Number(fraction));
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CommanderError) process.exit(e.exitCode); // commander already printed the message
@@ -41,7 +52,7 @@ try {
   }
   // One clear line for users; the stack only on request.
   const err = e as Error;
-  console.error(`svdlora: error: ${err.message}`);
+  console.error(`svdlora: error: ${explainOutOfMemory(err.message) ?? err.message}`);
   if (process.env.SVDLORA_DEBUG) console.error(err.stack);
   process.exit(1);
 }

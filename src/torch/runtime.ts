@@ -49,4 +49,6 @@ export const cuda = {
   resetPeakMemory: (device?: number): void => native.cudaResetPeak(device),
   emptyCache: (): void => native.cudaEmptyCache(),
   synchronize: (): void => native.cudaSynchronize(),
+  /** Caps this process's allocations on a device to a share of its memory (0 < fraction ≤ 1). */
+  setMemoryFraction: (fraction: number, device?: number): void => native.cudaSetMemoryFraction(fraction, device),
 };
