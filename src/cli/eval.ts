@@ -45,9 +45,10 @@ export function registerEval(program: Command): void {
         torch.dispose([...weights.values()]);
       }
       const { encoded, stats } = formatSamples(samples, tokenizer, { systemPrompt, maxLength: o.maxLength });
+      if (encoded.length === 0) throw new Error(`${o.data}: no sample has answer tokens left after formatting (is --max-length ${o.maxLength} too small?)`);
       const padId = tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
       const loss = evaluateLoss(model, loras, encoded, { batchSize: o.batchSize, padId, device: o.device });
-      console.log(`eval loss ${loss.toFixed(4)} over ${encoded.length} samples (${stats.lossTokens} answer tokens)${stats.truncated ? `, ${stats.truncated} truncated` : ""}`);
+      console.log(`eval loss ${loss.toFixed(4)} over ${encoded.length} samples (${stats.lossTokens} answer tokens)${truncation(stats, o.maxLength)}`);
       let accuracy = null;
       if (o.generate) {
         const progress = new TrainingProgress({ totalSteps: samples.length, label: "generate", quiet: o.quiet });
@@ -66,4 +67,12 @@ export function registerEval(program: Command): void {
         console.log(`results: ${o.output}`);
       }
     });
+}
+
+/** "; 4 truncated to --max-length 90, 2 skipped (no answer token left)", or "" when neither happened. */
+function truncation(stats: { truncated: number; droppedEmpty: number }, maxLength: number): string {
+  const parts = [];
+  if (stats.truncated) parts.push(`${stats.truncated} truncated to --max-length ${maxLength}`);
+  if (stats.droppedEmpty) parts.push(`${stats.droppedEmpty} skipped (no answer token left)`);
+  return parts.length ? `; ${parts.join(", ")}` : "";
 }

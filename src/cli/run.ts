@@ -3,6 +3,7 @@ import fs from "node:fs";
 import readline from "node:readline/promises";
 import type { Command } from "commander";
 import { EXPERIMENT_DEFAULTS, type ExperimentConfig, STEP_NAMES, type StepId, experimentLayout, readExperimentFile, runExperiment } from "../pipeline/experiment.js";
+import { checkExperimentSettings } from "../pipeline/experiment-settings.js";
 import * as arg from "./args.js";
 
 function parseSteps(value: string): StepId[] {
@@ -31,8 +32,8 @@ async function menu(): Promise<StepId[] | null> {
   }
 }
 
-/** Flags that override the config file; only those given on the command line. */
-function overrides(o: Record<string, unknown>): Partial<ExperimentConfig> {
+/** Flags that override the config file; only those given on the command line (lora: field by field over `lora`). */
+function overrides(o: Record<string, unknown>, lora: ExperimentConfig["lora"]): Partial<ExperimentConfig> {
   const out: Partial<ExperimentConfig> = {};
   const set = <K extends keyof ExperimentConfig>(key: K, value: unknown) => {
     if (value !== undefined) out[key] = value as ExperimentConfig[K];
@@ -53,9 +54,9 @@ function overrides(o: Record<string, unknown>): Partial<ExperimentConfig> {
   set("factorSplit", o.factorSplit);
   set("accuracySamples", o.accuracySamples);
   if (o.fullFinetune) out.fullFinetune = true;
-  if (o.arms !== undefined) out.extraArms = o.arms === "none" ? [] : (String(o.arms).split(",") as ExperimentConfig["extraArms"]);
+  set("extraArms", o.arms);
   if (o.loraRank !== undefined || o.loraAlpha !== undefined)
-    out.lora = { ...EXPERIMENT_DEFAULTS.lora, ...(o.loraRank !== undefined ? { rank: o.loraRank as number } : {}), ...(o.loraAlpha !== undefined ? { alpha: o.loraAlpha as number } : {}) };
+    out.lora = { ...lora, ...(o.loraRank !== undefined ? { rank: o.loraRank as number } : {}), ...(o.loraAlpha !== undefined ? { alpha: o.loraAlpha as number } : {}) };
   return out;
 }
 
@@ -74,10 +75,10 @@ function experimentOptions(cmd: Command): Command {
     .option("--target-rank <K>", "teacher rank", arg.positiveInt)
     .option("--noise-scale <x>", "teacher noise", arg.nonNegative)
     .option("--factor-split <split>", "seed | balanced", arg.oneOf(["seed", "balanced"] as const))
-    .option("--arms <list>", "extra arms beside random and svd: pissa, gaussian, or none")
+    .option("--arms <list>", "extra arms beside random and svd: pissa, gaussian, or none", arg.listOf(["pissa", "gaussian"] as const))
     .option("--seeds <n>", "repeat each arm with n seeds (mean ± std)", arg.positiveInt)
     .option("--seed <n>", "first seed", arg.int)
-    .option("--accuracy-samples <n>", "eval questions answered by each arm after training", arg.int)
+    .option("--accuracy-samples <n>", "eval questions answered by each arm after training", arg.nonNegativeInt)
     .option("--device <device>", "cpu | cuda | cuda:N", arg.device)
     .option("--full-finetune", "also fine-tune every weight (small models) and analyse the real ΔW")
     .option("--force", "redo steps whose outputs are complete")
@@ -98,8 +99,12 @@ export function registerRun(program: Command): void {
       .option("--config <file>", "experiment config (JSON or YAML); flags override it")
       .option("--steps <list>", "all, or step numbers: 1 baseline, 2 teacher + SVD, 3 SVD-init training, 4 comparison"),
   ).action(async (o) => {
-    const c: ExperimentConfig = { ...EXPERIMENT_DEFAULTS, ...(o.config ? readExperimentFile(o.config) : {}), ...overrides(o) };
+    const file = o.config ? checkExperimentSettings(readExperimentFile(o.config), `--config ${o.config}`) : {};
+    const lora = { ...EXPERIMENT_DEFAULTS.lora, ...file.lora }; // a file may set only some LoRA fields
+    const c: ExperimentConfig = { ...EXPERIMENT_DEFAULTS, ...file, lora, ...overrides(o, lora) };
     if (o.quiet) c.quiet = true;
+    const deviceIssue = arg.deviceProblem(c.device);
+    if (deviceIssue) throw new Error(`--config ${o.config}: device ${c.device}: ${deviceIssue}`);
     const steps = o.steps ? parseSteps(o.steps) : process.stdin.isTTY ? await menu() : [1, 2, 3, 4];
     if (!steps) return;
     await runExperiment(c, steps as StepId[], { force: Boolean(o.force) });
@@ -113,7 +118,7 @@ export function registerRun(program: Command): void {
   ).action(async (o) => {
     // Per-epoch eval on 120 of the 240 held-out questions and accuracy on 40 keep it within minutes;
     // the tiny model is small enough for a real full fine-tune beside the synthesized teacher.
-    const c: ExperimentConfig = { ...EXPERIMENT_DEFAULTS, outputDir: "svdlora-demo", evalLimit: 120, accuracySamples: 40, fullFinetune: true, ...overrides(o) };
+    const c: ExperimentConfig = { ...EXPERIMENT_DEFAULTS, outputDir: "svdlora-demo", evalLimit: 120, accuracySamples: 40, fullFinetune: true, ...overrides(o, EXPERIMENT_DEFAULTS.lora) };
     if (o.quiet) c.quiet = true;
     const started = Date.now();
     await runExperiment(c, [1, 2, 3, 4], { force: Boolean(o.force) });

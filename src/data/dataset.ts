@@ -177,7 +177,10 @@ export function toSample(value: unknown, where: string): Sample {
   const matches = SHAPES.filter((s) => s.keys.every((k) => k in item));
   if (matches.length === 0) {
     const keys = Object.keys(item);
-    throw new DatasetError(`${where}: matches no known shape (its keys: ${keys.length ? keys.join(", ") : "none"}). Accepted shapes: ${ACCEPTED_SHAPES}`);
+    // One shape partly there ({question} alone): say which field is missing.
+    const partial = SHAPES.filter((s) => s.keys.some((k) => k in item));
+    const missing = partial.length === 1 ? `: missing ${partial[0]!.keys.filter((k) => !(k in item)).map((k) => `"${k}"`).join(", ")} for ${partial[0]!.name}` : "";
+    throw new DatasetError(`${where}: matches no known shape (its keys: ${keys.length ? keys.join(", ") : "none"})${missing}. Accepted shapes: ${ACCEPTED_SHAPES}`);
   }
   if (matches.length > 1) throw new DatasetError(`${where}: ambiguous, it has the fields of ${matches.map((s) => s.name).join(" and ")}; keep one shape`);
   const msgs = matches[0]!.convert(item, where);

@@ -141,6 +141,7 @@ export function parseAdapterConfig(json: unknown, source = ADAPTER_CONFIG): Lora
 
 export function loadAdapterConfig(dir: string): LoraAdapterConfig {
   const file = path.join(dir, ADAPTER_CONFIG);
+  if (!fs.existsSync(dir)) throw new Error(`${dir}: no such adapter directory`);
   if (!fs.existsSync(file)) throw new Error(`${dir}: no ${ADAPTER_CONFIG}; not a PEFT adapter directory`);
   let json: unknown;
   try {
