@@ -53,7 +53,7 @@ export function registerTrain(program: Command): void {
       if (evals.length > 1) console.log(`eval loss  ${evals[0].loss.toFixed(4)} → ${evals[evals.length - 1].loss.toFixed(4)} (${evalData})`);
       if (result.resumedFrom !== null) console.log(`resumed from the checkpoint at step ${result.resumedFrom}`);
       if (result.skippedSteps) console.log(`${result.skippedSteps} steps were skipped for a non-finite loss or gradient`);
-      if (result.truncated) console.log(`${result.truncated} samples were longer than --max-length and were truncated`);
+      if (result.truncated) console.log(`${result.truncated} samples were longer than --max-length and were truncated${result.dropped ? `; ${result.dropped} of them kept no answer token and were left out` : ""}`);
       console.log(`adapter: ${result.adapterDir}\nlog:     ${result.logPath}\nfigure:  ${result.plotFile}`);
     });
 }

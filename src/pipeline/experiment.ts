@@ -8,6 +8,7 @@ import YAML from "yaml";
 import { EMBEDDED_EVAL, EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../paths.js";
 import { TRAIN_DEFAULTS, type TrainConfig } from "../train/trainer.js";
 import { compareRuns, writeComparison } from "./compare.js";
+import { checkExperimentSettings } from "./experiment-settings.js";
 import { layout } from "./layout.js";
 import { writeExperimentReport } from "./report.js";
 import { svdStep } from "./svd.js";
@@ -75,12 +76,12 @@ export function readExperimentFile(file: string): Partial<ExperimentConfig> {
   try {
     parsed = /\.ya?ml$/i.test(file) ? YAML.parse(fs.readFileSync(file, "utf8")) : JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (e) {
-    throw new Error(`--config ${file}: not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${(e as Error).message.split("\n")[0]}`);
+    throw new Error(`--config ${file}: not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${(e as Error).message.split("\n")[0].replace(/:\s*$/, "")}`);
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error(`--config ${file}: expected a mapping of settings`);
   const unknown = Object.keys(parsed).filter((k) => !(k in EXPERIMENT_DEFAULTS));
   if (unknown.length) throw new Error(`--config ${file}: unknown setting${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} (known: ${Object.keys(EXPERIMENT_DEFAULTS).join(", ")})`);
-  return parsed as Partial<ExperimentConfig>;
+  return checkExperimentSettings(parsed as Record<string, unknown>, `--config ${file}`);
 }
 
 export type StepId = 1 | 2 | 3 | 4;

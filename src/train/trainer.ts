@@ -98,6 +98,8 @@ export interface TrainResult {
   epochLosses: number[];
   evalLosses: { step: number; epoch: number; loss: number }[];
   truncated: number;
+  /** Samples dropped because truncation left them no answer token. */
+  dropped: number;
   samples: number;
   trainableParameters: number;
   /** Exact-answer accuracy on the first eval questions after training, when asked for. */
@@ -125,15 +127,17 @@ export interface Prepared {
   train: Encoded[];
   eval: Encoded[];
   truncated: number;
+  /** Training samples left with no answer token after truncation, and so not trained on. */
+  dropped: number;
   evalSamples: Sample[];
   /** PiSSA's starting factors, needed to save a plain LoRA for the original base. */
   pissaInitial?: LoraWeights;
 }
 
-function encode(file: string, tokenizer: HfTokenizer, cfg: TrainConfig): { encoded: Encoded[]; truncated: number } {
+function encode(file: string, tokenizer: HfTokenizer, cfg: TrainConfig): { encoded: Encoded[]; truncated: number; dropped: number } {
   const { encoded, stats } = formatSamples(loadDataset(file), tokenizer, { systemPrompt: cfg.systemPrompt ?? undefined, maxLength: cfg.maxLength });
-  if (encoded.length === 0) throw new Error(`${file}: no sample has answer tokens left after formatting (is --max-length too small?)`);
-  return { encoded, truncated: stats.truncated };
+  if (encoded.length === 0) throw new Error(`${file}: no sample has answer tokens left after formatting (is --max-length ${cfg.maxLength} too small?)`);
+  return { encoded, truncated: stats.truncated, dropped: stats.droppedEmpty };
 }
 
 export function defaultDtype(device: string): torch.DType {
@@ -159,7 +163,7 @@ export async function prepare(cfg: TrainConfig): Promise<Prepared> {
     loras = addLora(model, cfg.lora, cfg.init);
   }
   const pissaInitial = cfg.init === "pissa" ? loraWeights(loras) : undefined;
-  return { model, tokenizer, loras, train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, pissaInitial };
+  return { model, tokenizer, loras, train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped, pissaInitial };
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -315,6 +319,7 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
     epochLosses: Array.from({ length: cfg.epochs }, (_, e) => mean(losses.slice(e * stepsPerEpoch, (e + 1) * stepsPerEpoch))),
     evalLosses,
     truncated: p.truncated,
+    dropped: p.dropped,
     samples: p.train.length,
     trainableParameters: params.reduce((n, t) => n + t.numel(), 0),
     accuracy,
