@@ -17,9 +17,12 @@ const SYSTEM_PACKAGES = [
   {
     pkg: "libopenblas0-pthread",
     required: false,
-    present: () =>
-      findLibtorch()?.source !== "system" ||
-      ["x86_64", "aarch64"].some((arch) => existsSync(`/usr/lib/${arch}-linux-gnu/openblas-pthread/libblas.so.3`)),
+    present: () => {
+      // Needed with the system libtorch, also when that is about to be installed.
+      const torch = findLibtorch();
+      if (torch !== null && torch.source !== "system") return true;
+      return ["x86_64", "aarch64"].some((arch) => existsSync(`/usr/lib/${arch}-linux-gnu/openblas-pthread/libblas.so.3`));
+    },
   },
 ];
 
