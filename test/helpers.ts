@@ -1,5 +1,7 @@
 // Shared test helpers. SVDLORA_TEST_DEVICE=cuda runs the device-aware tests on the GPU.
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import type { Tensor } from "../src/torch/index.js";
 
 export const device = process.env.SVDLORA_TEST_DEVICE ?? "cpu";
@@ -16,3 +18,10 @@ export function assertClose(actual: ArrayLike<number | bigint> | number[], expec
 
 /** The tensor's elements as plain numbers (on the CPU). */
 export const values = (t: Tensor): number[] => Array.from(t.data() as ArrayLike<number | bigint>, Number);
+
+/** Writes the first n items of a JSON data set into dir/name and returns its path. */
+export function dataSubset(from: string, n: number, dir: string, name: string): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, JSON.stringify(JSON.parse(fs.readFileSync(from, "utf8")).slice(0, n)));
+  return file;
+}

@@ -7,13 +7,10 @@ import path from "node:path";
 import { test } from "node:test";
 import { EXPERIMENT_DEFAULTS, type ExperimentConfig, experimentLayout, readExperimentFile, runExperiment, stepComplete } from "../../src/pipeline/experiment.js";
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
+import { dataSubset } from "../helpers.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-exp-"));
-const subset = (from: string, n: number, name: string) => {
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, JSON.stringify(JSON.parse(fs.readFileSync(from, "utf8")).slice(0, n)));
-  return file;
-};
+const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
 const config: ExperimentConfig = {
   ...EXPERIMENT_DEFAULTS,
   trainData: subset(EMBEDDED_TRAIN, 12, "train.json"),

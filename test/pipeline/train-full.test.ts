@@ -24,13 +24,10 @@ import * as torch from "../../src/torch/index.js";
 import { evaluateLoss } from "../../src/train/evaluate.js";
 import { readTrainingLog } from "../../src/train/log.js";
 import { PNG_SIGNATURE } from "../report/png.js";
+import { dataSubset } from "../helpers.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-full-"));
-const subset = (from: string, n: number, name: string) => {
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, JSON.stringify(JSON.parse(fs.readFileSync(from, "utf8")).slice(0, n)));
-  return file;
-};
+const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
 const trainData = subset(EMBEDDED_TRAIN, 8, "train.json");
 const evalData = subset(EMBEDDED_EVAL, 8, "eval.json");
 const config: ExperimentConfig = {

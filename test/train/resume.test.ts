@@ -7,14 +7,11 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
+import { dataSubset } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-resume-"));
-const subset = (from: string, n: number, name: string) => {
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, JSON.stringify(JSON.parse(fs.readFileSync(from, "utf8")).slice(0, n)));
-  return file;
-};
+const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
 const trainData = subset(EMBEDDED_TRAIN, 16, "train.json");
 const evalData = subset(EMBEDDED_EVAL, 4, "eval.json");
 const args = (out: string) => ["train", "--train-data", trainData, "--eval-data", evalData, "--epochs", "2", "--batch-size", "4", "--learning-rate", "1e-3", "--save-steps", "1", "--quiet", "--output-dir", out];

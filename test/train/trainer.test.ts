@@ -10,14 +10,10 @@ import { loadAdapter } from "../../src/hf/peft.js";
 import { EMBEDDED_EVAL, EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { readTrainingLog } from "../../src/train/log.js";
 import { TRAIN_DEFAULTS, train } from "../../src/train/trainer.js";
+import { dataSubset } from "../helpers.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-train-"));
-const subset = (from: string, n: number, name: string) => {
-  const items = JSON.parse(fs.readFileSync(from, "utf8")).slice(0, n);
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, JSON.stringify(items));
-  return file;
-};
+const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
 const trainData = subset(EMBEDDED_TRAIN, 16, "train.json");
 const evalData = subset(EMBEDDED_EVAL, 16, "eval.json");
 const base = { ...TRAIN_DEFAULTS, baseModel: EMBEDDED_MODEL, trainData, evalData, outputDir: dir, epochs: 2, batchSize: 4, learningRate: 1e-3, quiet: true };
