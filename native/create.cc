@@ -1,7 +1,14 @@
 // Creating tensors, moving data between JS and libtorch, and reading tensor metadata.
-#include "tensor.h"
+#include <ATen/Parallel.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <stdexcept>
+
+#include "tensor.h"
 
 namespace svdlora {
 
@@ -62,6 +69,95 @@ static Napi::Value FromBytes(const Napi::CallbackInfo& info) {
   auto* src = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
   if (want) std::memcpy(t.data_ptr(), src, want);
   return Wrap(info.Env(), t);
+}
+
+// Reads exactly n bytes of fd at pos (pread: no shared file position, so threads may share fd).
+static void ReadAt(int fd, uint8_t* dst, size_t n, int64_t pos) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t k = ::pread(fd, dst + done, std::min<size_t>(n - done, size_t(1) << 30), static_cast<off_t>(pos + done));
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) throw std::runtime_error(std::string("reading the file failed: ") + std::strerror(errno));
+    if (k == 0) {
+      throw std::runtime_error("the file ended at byte " + std::to_string(pos + static_cast<int64_t>(done)) +
+                               " while reading (was it truncated or replaced?)");
+    }
+    done += static_cast<size_t>(k);
+  }
+}
+
+// The same in blocks read by the intra-op thread pool: page-cache copies and disk queues both go
+// faster with several readers.
+static void ReadAtParallel(int fd, uint8_t* dst, size_t n, int64_t pos, size_t block) {
+  const int64_t blocks = static_cast<int64_t>((n + block - 1) / block);
+  if (blocks <= 1) return ReadAt(fd, dst, n, pos);
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; b++) {
+      size_t off = static_cast<size_t>(b) * block;
+      ReadAt(fd, dst + off, std::min(block, n - off), pos + static_cast<int64_t>(off));
+    }
+  });
+}
+
+// fromFile(fd, position, byteLength, shape, dtype, device?, chunkBytes?, blockBytes?): a tensor of
+// the raw elements at [position, position + byteLength) of an open file, with no JS buffer and no
+// extra host copy. CPU: read straight into the new tensor's memory. Other devices: read through
+// two pinned staging buffers of chunkBytes (64 MiB), each copied to the device asynchronously
+// while the next piece is read into the other. chunkBytes/blockBytes exist for tests.
+static Napi::Value FromFile(const Napi::CallbackInfo& info) {
+  const int fd = static_cast<int>(Int(info, 0));
+  const int64_t pos = Int(info, 1);
+  const int64_t length = Int(info, 2);
+  auto shape = Ints(info, 3);
+  auto dtype = Dtype(info, 4);
+  c10::Device device = info[5].IsUndefined() || info[5].IsNull() ? c10::Device(at::kCPU) : c10::Device(Str(info, 5));
+  const size_t chunk = static_cast<size_t>(std::max<int64_t>(OptInt(info, 6).value_or(int64_t(64) << 20), 1));
+  const size_t block = static_cast<size_t>(std::max<int64_t>(OptInt(info, 7).value_or(int64_t(4) << 20), 1));
+  if (pos < 0) throw std::runtime_error("position must be non-negative");
+
+  auto out = at::empty(shape, at::TensorOptions().dtype(dtype).device(device));
+  const size_t n = out.nbytes();
+  if (length < 0 || static_cast<size_t>(length) != n) {
+    throw std::runtime_error(std::to_string(length) + " bytes given, shape and dtype need " + std::to_string(n));
+  }
+  if (n == 0) return Wrap(info.Env(), out);
+  if (device.is_cpu()) {
+    ReadAtParallel(fd, static_cast<uint8_t*>(out.data_ptr()), n, pos, block);
+    return Wrap(info.Env(), out);
+  }
+  if (!device.is_cuda()) {  // no pinned memory there: read on the CPU, then one copy
+    auto host = at::empty(shape, at::TensorOptions().dtype(dtype));
+    ReadAtParallel(fd, static_cast<uint8_t*>(host.data_ptr()), n, pos, block);
+    out.copy_(host);
+    return Wrap(info.Env(), out);
+  }
+  // Round k reads into stage[k % 2] while round k - 1's copy (from the other buffer) runs; the
+  // stream sync before round k's copy waits for round k - 1's, so the buffer read in round k + 1
+  // (stage[(k + 1) % 2]) is free by then.
+  // The buffers are always chunk-sized: libtorch's pinned-memory cache then serves every call
+  // from the same two blocks instead of pinning new memory for each size of tensor.
+  auto bytes = out.view({-1}).view(at::kByte);
+  const size_t piece = chunk;
+  auto pinned = at::TensorOptions().dtype(at::kByte).pinned_memory(true);
+  at::Tensor stage[2] = {at::empty({static_cast<int64_t>(piece)}, pinned),
+                         n > piece ? at::empty({static_cast<int64_t>(piece)}, pinned) : at::Tensor()};
+  c10::impl::VirtualGuardImpl impl(out.device().type());
+  auto sync = [&] { impl.synchronizeStream(impl.getStream(out.device())); };
+  try {
+    int k = 0;
+    for (size_t off = 0; off < n; off += piece, k ^= 1) {
+      const size_t len = std::min(piece, n - off);
+      ReadAtParallel(fd, static_cast<uint8_t*>(stage[k].data_ptr()), len, pos + static_cast<int64_t>(off), block);
+      sync();
+      bytes.narrow(0, static_cast<int64_t>(off), static_cast<int64_t>(len))
+          .copy_(stage[k].narrow(0, 0, static_cast<int64_t>(len)), /*non_blocking=*/true);
+    }
+    sync();
+  } catch (...) {
+    sync();  // no copy may still read a staging buffer once it is freed
+    throw;
+  }
+  return Wrap(info.Env(), out);
 }
 
 // toBytes(t): a Node Buffer holding a contiguous CPU copy of the tensor's elements.
@@ -125,6 +221,7 @@ void RegisterCreate(Napi::Env env, Napi::Object exports) {
   SVDLORA_EXPORT(exports, "uniform_", UniformInPlace);
   SVDLORA_EXPORT(exports, "normal_", NormalInPlace);
   SVDLORA_EXPORT(exports, "fromBytes", FromBytes);
+  SVDLORA_EXPORT(exports, "fromFile", FromFile);
   SVDLORA_EXPORT(exports, "toBytes", ToBytes);
   SVDLORA_EXPORT(exports, "item", Item);
   SVDLORA_EXPORT(exports, "to", To);

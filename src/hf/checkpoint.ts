@@ -3,7 +3,7 @@
 // validated on open; tensors are read lazily.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { Tensor } from "../torch/index.js";
+import type { Device, Tensor } from "../torch/index.js";
 import { SafetensorsFile, type TensorEntry } from "./safetensors.js";
 
 export const SINGLE_FILE = "model.safetensors";
@@ -45,9 +45,9 @@ export class SafetensorsCheckpoint {
     return { ...file.entry(name), file: file.path };
   }
 
-  /** One tensor, on the CPU, in the checkpoint's dtype. */
-  read(name: string): Tensor {
-    return this.fileFor(name).read(name);
+  /** One tensor, in the checkpoint's dtype, on the CPU or read straight to `o.device`. */
+  read(name: string, o: { device?: Device } = {}): Tensor {
+    return this.fileFor(name).read(name, o);
   }
 
   close(): void {

@@ -1,8 +1,10 @@
 // Reading and writing .safetensors files. Reads are lazy: the header is parsed and validated on
 // open, and each tensor is read by position when asked for, so a multi-GB checkpoint never sits
-// in memory whole. Writes stream tensor by tensor into a temp file that is renamed into place.
+// in memory whole; from a file, a tensor's bytes go straight into its own memory (or, for CUDA,
+// through pinned staging buffers to the device), with no JS buffer in between. Writes stream
+// tensor by tensor into a temp file that is renamed into place.
 import * as fs from "node:fs";
-import { type Tensor, elementSize, fromBytes } from "../torch/index.js";
+import { type Device, type Tensor, elementSize, fromBytes, fromFile } from "../torch/index.js";
 import { writeAll, writeFileAtomicWith } from "../util/atomic.js";
 import {
   type SafetensorsHeader, type TensorEntry, SafetensorsFormatError, encodeHeader, headerLength, parseHeader, writeOrder,
@@ -13,6 +15,8 @@ export { type SafetensorsDType, type TensorEntry, SafetensorsFormatError, MAX_HE
 /** Random access to bytes: a file descriptor, or a buffer (tests, small in-memory files). */
 interface ByteSource {
   size: number;
+  /** The open file, when the bytes come from one: tensors are then read natively. */
+  fd?: number;
   read(position: number, length: number): Buffer;
   close(): void;
 }
@@ -25,6 +29,7 @@ function fileSource(path: string): ByteSource {
   const size = fs.fstatSync(fd).size;
   return {
     size,
+    fd,
     read(position, length) {
       const buffer = Buffer.allocUnsafeSlow(length);
       let done = 0;
@@ -97,10 +102,26 @@ export class SafetensorsFile {
     return this.source.read(this.dataStart + begin, end - begin);
   }
 
-  /** One tensor, on the CPU, in the file's dtype. */
-  read(name: string): Tensor {
+  /** One tensor, in the file's dtype, on the CPU or on `o.device` (read straight there). */
+  read(name: string, o: { device?: Device } = {}): Tensor {
     const entry = this.entry(name);
-    return fromBytes(this.readBytes(name), entry.shape, entry.dtype);
+    if (!this.source) throw new Error(`${this.path}: read after close()`);
+    const device = o.device ?? "cpu";
+    if (this.source.fd === undefined) {
+      const t = fromBytes(this.readBytes(name), entry.shape, entry.dtype);
+      if (device === "cpu") return t;
+      const moved = t.to({ device });
+      t.dispose();
+      return moved;
+    }
+    try {
+      return fromFile(this.source.fd, this.dataStart + entry.begin, entry.end - entry.begin, entry.shape, entry.dtype, { device });
+    } catch (error) {
+      const message = (error as Error).message;
+      const ended = /the file ended at byte .*/.exec(message);
+      if (ended) throw new SafetensorsFormatError(this.path, ended[0]);
+      throw new Error(`${this.path}: reading tensor ${JSON.stringify(name)} failed: ${message}`);
+    }
   }
 
   close(): void {

@@ -10,18 +10,25 @@ export interface LoadOptions {
   device?: string;
 }
 
-/** Reads config.json and the safetensors weights (one tensor at a time) into a frozen model. */
+/**
+ * Reads config.json and the safetensors weights into a frozen model, one tensor at a time, each
+ * read from its shard straight into memory on the target device (CUDA: through pinned staging
+ * buffers); a dtype change happens there too (on the GPU for CUDA, where it is fastest).
+ */
 export function loadCausalLM(dir: string, o: LoadOptions = {}): CausalLM {
   const config = loadModelConfig(dir);
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
     const dtype = o.dtype ?? config.torchDtype ?? "float32";
+    const device = o.device ?? "cpu";
     return new CausalLM(config, (name, shape) => {
       if (!ckpt.has(name)) throw new Error(`${dir}: weight ${name} is missing from the checkpoint`);
-      const raw = ckpt.read(name);
-      if (`${raw.shape}` !== `${shape}`) throw new Error(`${dir}: weight ${name} has shape [${raw.shape}], config.json implies [${shape}]`);
-      const t = torch.keep(raw.to({ dtype, device: o.device ?? "cpu" }));
-      if (t !== raw) raw.dispose();
+      const entry = ckpt.entry(name);
+      if (`${entry.shape}` !== `${shape}`) throw new Error(`${dir}: weight ${name} has shape [${entry.shape}], config.json implies [${shape}]`);
+      const raw = ckpt.read(name, { device });
+      if (raw.dtype === dtype) return torch.keep(raw);
+      const t = torch.keep(raw.to({ dtype }));
+      raw.dispose();
       return t;
     });
   } finally {

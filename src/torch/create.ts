@@ -38,6 +38,24 @@ export function fromBytes(bytes: Uint8Array, shape: number[], dtype: DType): Ten
   return wrap(native.fromBytes(bytes, shape, dtypeCode(dtype)));
 }
 
+export interface FromFileOptions {
+  /** Where the tensor goes (default the CPU); CUDA reads through pinned staging buffers. */
+  device?: Device;
+  /** Staging buffer size for non-CPU devices (default 64 MiB) and parallel read block (4 MiB): for tests. */
+  chunkBytes?: number;
+  blockBytes?: number;
+}
+
+/**
+ * A tensor of the raw elements (little-endian, row-major) at `position` of an open file, read
+ * without a JS buffer: straight into the tensor's memory on the CPU; to CUDA through two pinned
+ * buffers, one copied to the device while the next piece is read into the other. Reads run on
+ * the intra-op threads. `byteLength` must equal what shape and dtype need.
+ */
+export function fromFile(fd: number, position: number, byteLength: number, shape: number[], dtype: DType, o: FromFileOptions = {}): Tensor {
+  return wrap(native.fromFile(fd, position, byteLength, shape, dtypeCode(dtype), o.device ?? null, o.chunkBytes ?? null, o.blockBytes ?? null));
+}
+
 function dtypeOfTypedArray(a: TypedArray): DType {
   if (a instanceof Float64Array) return "float64";
   if (a instanceof Int32Array) return "int32";
