@@ -205,6 +205,8 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   svdlora::RegisterOps(env, exports);
   svdlora::RegisterLinalgAutograd(env, exports);
   svdlora::RegisterRuntime(env, exports);
+  svdlora::RegisterFused(env, exports);
+  svdlora::RegisterDistributed(env, exports);
   return exports;
 }
 

@@ -1,5 +1,15 @@
 // Tensor math: views and indexing, pointwise math with broadcasting, reductions, neural-net ops.
+#include <torch/version.h>
+
 #include "tensor.h"
+
+// Kernels that only newer CUDA builds of libtorch have: flash attention over packed sequences
+// (2.5+ takes the optional scale and window arguments used here) and the fused AdamW update.
+#define SVDLORA_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+#if defined(SVDLORA_CUDA) && SVDLORA_TORCH_AT_LEAST(2, 5)
+#define SVDLORA_FAST_KERNELS 1
+#endif
 
 namespace svdlora {
 
@@ -254,6 +264,42 @@ static Napi::Value Sdpa(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// flashAttnVarlen(q [T, H, D], k [T, Hkv, D], v, cuSeqlens int32 [n + 1], maxSeqlen, causal, scale?):
+// attention inside each packed sequence only, grouped-query heads without copies; differentiable.
+static Napi::Value FlashAttnVarlen(const Napi::CallbackInfo& info) {
+#ifdef SVDLORA_FAST_KERNELS
+  auto& q = T(info, 0);
+  auto& cu = T(info, 3);
+  int64_t maxLen = Int(info, 4);
+  auto out = at::_flash_attention_forward(q, T(info, 1), T(info, 2), cu, cu, maxLen, maxLen, 0.0, Bool(info, 5), false, OptNum(info, 6));
+  return Wrap(ENV, std::get<0>(out));
+#else
+  throw std::runtime_error("flash attention on packed sequences needs libtorch >= 2.5 built with CUDA");
+#endif
+}
+
+// fusedAdamW(params, grads, expAvgs, expAvgSqs, steps, lr, beta1, beta2, weightDecay, eps, foundInf?):
+// torch.optim.AdamW(fused=True) in one multi-tensor kernel; steps are float32 device scalars,
+// already incremented; a non-zero foundInf skips the update on the device (no host sync).
+static Napi::Value FusedAdamW(const Napi::CallbackInfo& info) {
+#ifdef SVDLORA_FAST_KERNELS
+  auto params = TList(info, 0), grads = TList(info, 1), m = TList(info, 2), v = TList(info, 3), steps = TList(info, 4);
+  at::_fused_adamw_(params, grads, m, v, {}, steps, Num(info, 5), Num(info, 6), Num(info, 7), Num(info, 8), Num(info, 9),
+                    /*amsgrad=*/false, /*maximize=*/false, std::nullopt, OptT(info, 10));
+  return info.Env().Undefined();
+#else
+  throw std::runtime_error("fused AdamW needs libtorch >= 2.5 built with CUDA");
+#endif
+}
+
+static Napi::Value FastKernels(const Napi::CallbackInfo& info) {
+#ifdef SVDLORA_FAST_KERNELS
+  return Napi::Boolean::New(ENV, at::hasCUDA());
+#else
+  return Napi::Boolean::New(ENV, false);
+#endif
+}
+
 void RegisterOps(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "reshape", Reshape);
   SVDLORA_EXPORT(e, "view", View);
@@ -346,6 +392,9 @@ void RegisterOps(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "dropout", Dropout);
   SVDLORA_EXPORT(e, "crossEntropy", CrossEntropy);
   SVDLORA_EXPORT(e, "sdpa", Sdpa);
+  SVDLORA_EXPORT(e, "flashAttnVarlen", FlashAttnVarlen);
+  SVDLORA_EXPORT(e, "fusedAdamW", FusedAdamW);
+  SVDLORA_EXPORT(e, "fastKernels", FastKernels);
 }
 
 }  // namespace svdlora

@@ -6,6 +6,7 @@
 
 #ifdef SVDLORA_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #endif
@@ -83,14 +84,24 @@ static Napi::Value CudaManualSeed(const Napi::CallbackInfo& info) {
 #endif
   return ENV.Undefined();
 }
-// The CPU generator's state as a uint8 tensor, and back: for exact resume.
+// A generator's state as a uint8 tensor, and back: the CPU one for exact resume, a GPU's (device
+// index as the optional argument) to replay dropout masks when a layer is recomputed.
+static at::Generator Generator(const Napi::CallbackInfo& info, size_t i) {
+  auto device = OptInt(info, i);
+  if (!device) return at::detail::getDefaultCPUGenerator();
+#ifdef SVDLORA_CUDA
+  return at::cuda::detail::getDefaultCUDAGenerator(*device);
+#else
+  throw std::runtime_error("this build has no CUDA");
+#endif
+}
 static Napi::Value GetRngState(const Napi::CallbackInfo& info) {
-  auto gen = at::detail::getDefaultCPUGenerator();
+  auto gen = Generator(info, 0);
   std::lock_guard<std::mutex> lock(gen.mutex());
   return Wrap(ENV, gen.get_state());
 }
 static Napi::Value SetRngState(const Napi::CallbackInfo& info) {
-  auto gen = at::detail::getDefaultCPUGenerator();
+  auto gen = Generator(info, 1);
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(T(info, 0));
   return ENV.Undefined();

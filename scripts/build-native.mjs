@@ -26,7 +26,8 @@ export function buildNative({ quiet = false } = {}) {
     return false;
   }
   const stamp = join(root, "build/libtorch.json");
-  const fingerprint = JSON.stringify({ torch, node: process.version });
+  // Gloo's headers decide whether the CPU data-parallel backend is compiled in (scripts/c10d.mjs).
+  const fingerprint = JSON.stringify({ torch, node: process.version, glooHeaders: existsSync("/usr/include/gloo/config.h") });
   const configured = existsSync(join(root, "build/Makefile")) && existsSync(stamp) && readFileSync(stamp, "utf8") === fingerprint;
   const j = String(Math.max(1, Math.min(4, jobs())));
   const args = configured ? ["build", "-j", j] : ["rebuild", "-j", j];

@@ -24,6 +24,16 @@ const SYSTEM_PACKAGES = [
       return ["x86_64", "aarch64"].some((arch) => existsSync(`/usr/lib/${arch}-linux-gnu/openblas-pthread/libblas.so.3`));
     },
   },
+  // Debian's libtorch has c10d's Gloo backend built in but not Gloo's headers: with them the addon
+  // gets data-parallel training over CPU processes (how the multi-GPU code is tested without GPUs).
+  {
+    pkg: "libgloo-dev",
+    required: false,
+    present: () => {
+      const torch = findLibtorch();
+      return (torch !== null && torch.source !== "system") || existsSync("/usr/include/gloo/config.h");
+    },
+  },
 ];
 
 function run(cmd, args, what, { fatal = true } = {}) {

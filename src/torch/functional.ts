@@ -15,6 +15,17 @@ export const matmul = (a: Tensor, b: Tensor) => a.matmul(b);
 export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null) => wrap(native.linear(x.handle, weight.handle, bias?.handle ?? null));
 /** Rows of weight picked by integer ids. */
 export const embedding = (weight: Tensor, ids: Tensor) => wrap(native.embedding(weight.handle, ids.handle));
+// Decoder-layer pieces as single autograd nodes (native/fused.cc): fewer ops for the host to queue.
+/** silu(gate) · up, the SwiGLU product; its backward keeps gate and up only, not silu(gate). */
+export const swiglu = (gate: Tensor, up: Tensor) => wrap(native.swiglu(gate.handle, up.handle));
+/** RMSNorm as transformers computes it: x·rsqrt(mean(x²) + eps) in float32, cast back to x's dtype, times weight. */
+export const rmsNorm = (x: Tensor, weight: Tensor, eps: number) => wrap(native.rmsNorm(x.handle, weight.handle, eps));
+/** x Wᵀ + b + scaling·(x Aᵀ) Bᵀ: a frozen linear layer and its LoRA factors as one node (factors cast to x's dtype). */
+export function loraLinear(x: Tensor, weight: Tensor, bias: Tensor | null, A: Tensor, B: Tensor, scaling: number): Tensor {
+  return wrap(native.loraLinear(x.handle, weight.handle, bias?.handle ?? null, A.handle, B.handle, scaling));
+}
+/** Non-interleaved rotary embedding x·cos + rotate_half(x)·sin; cos and sin broadcast to x. */
+export const rope = (x: Tensor, cos: Tensor, sin: Tensor) => wrap(native.rope(x.handle, cos.handle, sin.handle));
 export const dropout = (x: Tensor, p: number, training: boolean) => wrap(native.dropout(x.handle, p, training));
 export const softmax = (x: Tensor, dim: number) => x.softmax(dim);
 export const logSoftmax = (x: Tensor, dim: number) => x.logSoftmax(dim);
@@ -55,4 +66,35 @@ export const svdvals = (a: Tensor) => wrap(native.svdvals(a.handle));
 export function qr(a: Tensor): { Q: Tensor; R: Tensor } {
   const [Q, R] = wrapAll(native.qr(a.handle));
   return { Q, R };
+}
+
+/**
+ * Causal attention inside each of several sequences packed into one: q [T, H, D], k and v
+ * [T, Hkv, D], cuSeqlens int32 [n + 1] with the sequence starts and T at the end. Flash
+ * attention kernel, so CUDA with libtorch ≥ 2.5 only (see fastKernelsAvailable).
+ */
+export function flashAttentionVarlen(q: Tensor, k: Tensor, v: Tensor, cuSeqlens: Tensor, maxSeqlen: number, o: { causal?: boolean; scale?: number } = {}): Tensor {
+  return wrap(native.flashAttnVarlen(q.handle, k.handle, v.handle, cuSeqlens.handle, maxSeqlen, o.causal ?? true, o.scale ?? null));
+}
+
+/** Whether this build has the CUDA-only kernels (packed flash attention, fused AdamW) and a GPU. */
+export const fastKernelsAvailable = (): boolean => native.fastKernels();
+
+export interface FusedAdamWArgs {
+  params: Tensor[];
+  grads: Tensor[];
+  expAvgs: Tensor[];
+  expAvgSqs: Tensor[];
+  /** float32 device scalars holding each parameter's step count, already incremented. */
+  steps: Tensor[];
+  lr: number;
+  betas: [number, number];
+  weightDecay: number;
+  eps: number;
+  /** A device scalar; when non-zero the whole update is skipped on the device. */
+  foundInf?: Tensor;
+}
+/** torch.optim.AdamW(fused=True)'s multi-tensor kernel, in place (CUDA only). */
+export function fusedAdamW_(a: FusedAdamWArgs): void {
+  native.fusedAdamW(handles(a.params), handles(a.grads), handles(a.expAvgs), handles(a.expAvgSqs), handles(a.steps), a.lr, a.betas[0], a.betas[1], a.weightDecay, a.eps, a.foundInf?.handle ?? null);
 }

@@ -22,9 +22,9 @@ export const memory = (): { count: number; bytes: number } => native.liveTensors
 export const manualSeed = (seed: number): void => native.manualSeed(seed);
 export const getNumThreads = (): number => native.getNumThreads();
 export const setNumThreads = (n: number): void => native.setNumThreads(n);
-/** The CPU generator's state (a uint8 tensor), for exact resume. */
-export const getRngState = (): Tensor => wrap(native.getRngState());
-export const setRngState = (state: Tensor): void => native.setRngState(state.handle);
+/** A generator's state (a uint8 tensor): the CPU's, or GPU cudaDevice's. */
+export const getRngState = (cudaDevice?: number): Tensor => wrap(native.getRngState(cudaDevice ?? null));
+export const setRngState = (state: Tensor, cudaDevice?: number): void => native.setRngState(state.handle, cudaDevice ?? null);
 
 export interface CudaDevice {
   index: number;

@@ -106,3 +106,40 @@ test("gradient checkpointing pattern: recompute a block and backward with the up
   block(x).backward(h1Leaf.grad!);
   assertClose(values(w.grad!), expected, 1e-12, 1e-12);
 });
+
+test("swiglu equals silu(gate)·up, and its gradients match finite differences", () => {
+  torch.manualSeed(16);
+  const [g, u] = [rnd(3, 6), rnd(3, 6)];
+  assertClose(values(torch.swiglu(g, u)), values(g.silu().mul(u)), 1e-12, 1e-12, "forward");
+  const w = rnd(3, 6);
+  gradcheck((a, b) => torch.swiglu(a, b).mul(w).sum(), [g, u]);
+});
+
+test("rmsNorm equals the composite x·rsqrt(mean(x²) + eps)·w, with gradients for x and w", () => {
+  torch.manualSeed(17);
+  const [x, w] = [rnd(3, 8), rnd(8)];
+  const composite = x.mul(x.square().mean(-1, true).add(1e-6).rsqrt()).mul(w);
+  assertClose(values(torch.rmsNorm(x, w, 1e-6)), values(composite), 1e-12, 1e-12, "forward");
+  const probe = rnd(3, 8);
+  gradcheck((a, b) => torch.rmsNorm(a, b, 1e-6).mul(probe).sum(), [x, w]);
+});
+
+test("rope equals x·cos + rotate_half(x)·sin, with its gradient", () => {
+  torch.manualSeed(18);
+  const [x, cos, sin] = [rnd(2, 3, 4, 6), rnd(1, 1, 4, 6), rnd(1, 1, 4, 6)];
+  const rotated = torch.cat([x.narrow(-1, 3, 3).neg(), x.narrow(-1, 0, 3)], -1);
+  assertClose(values(torch.rope(x, cos, sin)), values(x.mul(cos).add(rotated.mul(sin))), 1e-12, 1e-12, "forward");
+  const probe = rnd(2, 3, 4, 6);
+  gradcheck((a) => torch.rope(a, cos, sin).mul(probe).sum(), [x]);
+});
+
+test("loraLinear equals x Wᵀ + b + s·(x Aᵀ) Bᵀ, with gradients for x, W, A and B", () => {
+  torch.manualSeed(19);
+  const [x, W, b, A, B] = [rnd(2, 3, 5), rnd(4, 5), rnd(4), rnd(2, 5), rnd(4, 2)];
+  const composite = torch.linear(x, W, b).add(torch.linear(torch.linear(x, A), B).mul(1.5));
+  assertClose(values(torch.loraLinear(x, W, b, A, B, 1.5)), values(composite), 1e-12, 1e-12, "forward");
+  const probe = rnd(2, 3, 4);
+  gradcheck((x_, W_, A_, B_) => torch.loraLinear(x_, W_, b, A_, B_, 1.5).mul(probe).sum(), [x, W, A, B]);
+  assert.throws(() => torch.loraLinear(x, W, b.detach().requiresGrad_(), A, B, 1), /bias must be frozen/);
+  gradcheck((x_, A_, B_) => torch.loraLinear(x_, W, null, A_, B_, 0.5).mul(probe).sum(), [x, A, B]);
+});
