@@ -3,7 +3,8 @@ import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
 import type { DType } from "../torch/index.js";
 import { trainStep } from "../pipeline/train.js";
-import { TRAIN_DEFAULTS, type InitKind } from "../train/trainer.js";
+import { GRADIENT_CHECKPOINTING, type GradientCheckpointing, TRAIN_DEFAULTS, type InitKind, type TrainConfig, train } from "../train/trainer.js";
+import { launchWorkers } from "../train/launch.js";
 import * as arg from "./args.js";
 import { addTrainingFlags, trainingFlagValues } from "./training-flags.js";
 
@@ -23,15 +24,22 @@ export function registerTrain(program: Command): void {
     .option("--rslora", "rank-stabilized scaling alpha/sqrt(r)")
     .option("--target-modules <list>", "comma-separated module names, or all-linear", arg.targets, d.lora.targets)
     .option("--gradient-accumulation-steps <n>", "micro-batches per optimizer step", arg.positiveInt, d.gradientAccumulationSteps)
-    .option("--packing", "pack samples into one row per batch (no attention across samples)")
+    .option("--packing", "pack each batch into one row, no padding, attention kept inside samples (default on cuda)")
+    .option("--no-packing", "pad each batch to its longest sample instead")
+    .option("--gradient-checkpointing <mode>", "recompute layers in backward: auto (on cuda, only as many as --max-memory needs) | on | off", arg.oneOf(GRADIENT_CHECKPOINTING), d.gradientCheckpointing)
+    .option("--max-memory <GiB>", "GPU memory budget for --gradient-checkpointing auto (default 90% of the card)", arg.positiveNumber)
     .option("--dtype <dtype>", "weights dtype (default float32 on cpu, bfloat16 on cuda)", arg.oneOf(["float32", "bfloat16", "float16"] as const))
     .option("--output-dir <dir>", "where final_model_<init>/ and training_log_<init>.csv go", "training_results")
     .option("--save-steps <n>", "also checkpoint every n optimizer steps (always at each epoch's end)", arg.int, 0)
     .option("--resume", "continue from the run's checkpoint in <output-dir>/checkpoints/ (same flags)")
     .option("--skip-nonfinite", "skip steps with a NaN/inf loss or gradient (counted) instead of stopping")
+    .option("--gpus <n>", "data-parallel over n processes, one GPU each (n CPU processes with --device cpu); each takes --batch-size samples per step", arg.positiveInt, 1)
     .action(async (o) => {
+      // The launcher starts one worker per GPU with this same command line; each joins the group.
+      if (o.gpus > 1 && !process.env.WORLD_SIZE) return launchWorkers(o.gpus, process.argv.slice(2));
+      const otherRank = Boolean(process.env.RANK) && process.env.RANK !== "0";
       const flags = trainingFlagValues(o);
-      const result = await trainStep({
+      const cfg: TrainConfig = {
         ...TRAIN_DEFAULTS,
         ...flags,
         baseModel: await resolveBaseModel(o.baseModel),
@@ -40,12 +48,16 @@ export function registerTrain(program: Command): void {
         svdFactors: o.svdFactors,
         lora: { rank: o.loraRank, alpha: o.loraAlpha, dropout: o.loraDropout, rslora: Boolean(o.rslora), targets: o.targetModules },
         gradientAccumulationSteps: o.gradientAccumulationSteps,
-        packing: Boolean(o.packing),
+        packing: o.packing as boolean | undefined,
+        gradientCheckpointing: o.gradientCheckpointing as GradientCheckpointing,
+        maxMemoryGib: o.maxMemory as number | undefined,
         dtype: o.dtype as DType | undefined,
         saveSteps: o.saveSteps,
         resume: Boolean(o.resume),
         skipNonfinite: Boolean(o.skipNonfinite),
-      });
+      };
+      if (otherRank) return void (await train(cfg)); // rank 0 writes and reports
+      const result = await trainStep(cfg);
       const evalData = flags.evalData;
       const evals = result.evalLosses;
       console.log(`trained ${result.steps} steps on ${result.samples} samples (${result.tokens} tokens) in ${result.seconds.toFixed(1)} s`);

@@ -29,12 +29,17 @@ export class LoRA {
 
   get rank(): number { return this.A.size(0); }
 
-  /** s · B A x, in x's dtype. */
+  /**
+   * s · B A x, in x's dtype. With half-precision activations the float32 factors are cast for the
+   * pass and the products run in that precision, as under autocast: no float32 copy of x is kept
+   * for backward, and the gradients still land in the float32 factors.
+   */
   forward(x: Tensor): Tensor {
     return torch.tidy(() => {
-      let h = x.to(this.A.dtype);
+      let h = x;
       if (this.dropout > 0 && this.training) h = torch.dropout(h, this.dropout, true);
-      return torch.linear(torch.linear(h, this.A), this.B).mul(this.scaling).to(x.dtype);
+      if (x.dtype !== this.A.dtype) return torch.linear(torch.linear(h, this.A.to(x.dtype)), this.B.mul(this.scaling).to(x.dtype));
+      return torch.linear(torch.linear(h, this.A), this.B).mul(this.scaling);
     });
   }
 

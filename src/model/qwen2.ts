@@ -16,6 +16,19 @@ export interface ForwardOptions {
   mask?: Tensor;
   /** Keys and values of earlier tokens, one entry per layer, extended in place (generation). */
   cache?: LayerCache[];
+  /**
+   * Several samples packed into ids [1, T]: int32 sequence starts [n + 1] (T last) and the longest
+   * sample. Attention then runs inside each sample with packed flash attention (CUDA), without a mask.
+   */
+  packed?: { cuSeqlens: Tensor; maxSeqlen: number };
+}
+
+/** What each layer needs besides its input: rotary tables for the positions and how to attend. */
+export interface LayerContext {
+  cos: Tensor;
+  sin: Tensor;
+  mask?: Tensor;
+  packed?: ForwardOptions["packed"];
 }
 
 /** A layer's keys and values [B, Hkv, S, D] so far; owned by the cache (dispose with disposeCache). */
@@ -27,14 +40,8 @@ export interface LayerCache {
 export const newCache = (layers: number): LayerCache[] => Array.from({ length: layers }, () => ({}));
 export const disposeCache = (cache: LayerCache[]) => cache.forEach((c) => torch.dispose([c.k, c.v]));
 
-function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
-  return torch.tidy(() => {
-    // In float32 as transformers does, then back to the activation dtype before the weight.
-    const h = x.to("float32");
-    const normed = h.mul(h.square().mean(-1, true).add(eps).rsqrt());
-    return normed.to(x.dtype).mul(weight);
-  });
-}
+// RMSNorm in float32 as transformers does, cast back before the weight (one fused autograd node).
+const rmsNorm = (x: Tensor, weight: Tensor, eps: number): Tensor => torch.rmsNorm(x, weight, eps);
 
 /** cos and sin tables [B|1, T, headDim] for rotary embeddings at the given positions. */
 function rotaryTables(positions: Tensor, headDim: number, theta: number, dtype: DType): [Tensor, Tensor] {
@@ -47,14 +54,8 @@ function rotaryTables(positions: Tensor, headDim: number, theta: number, dtype: 
   });
 }
 
-/** Non-interleaved RoPE on x [B, H, T, D]: x·cos + rotate_half(x)·sin. */
-function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
-  return torch.tidy(() => {
-    const half = x.size(-1) / 2;
-    const rotated = torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
-    return x.mul(cos.unsqueeze(1)).add(rotated.mul(sin.unsqueeze(1)));
-  });
-}
+/** Non-interleaved RoPE: x·cos + rotate_half(x)·sin, with cos and sin broadcastable to x. */
+const applyRotary = (x: Tensor, cos: Tensor, sin: Tensor): Tensor => torch.rope(x, cos, sin);
 
 class Attention {
   readonly qProj: Linear;
@@ -72,10 +73,20 @@ class Attention {
     this.oProj = new Linear(w(`${prefix}.o_proj.weight`, [c.hiddenSize, q]), bias("o_proj", c.hiddenSize, c.oProjBias));
   }
 
-  forward(x: Tensor, cos: Tensor, sin: Tensor, mask?: Tensor, cache?: LayerCache): Tensor {
+  forward(x: Tensor, ctx: LayerContext, cache?: LayerCache): Tensor {
     return torch.tidy(() => {
       const [B, T] = x.shape;
       const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: D } = this.c;
+      if (ctx.packed) {
+        // Packed samples: tokens × heads × dim, as the flash kernel takes them; cos/sin [T, 1, D].
+        const [cos, sin] = [ctx.cos.view(T, 1, D), ctx.sin.view(T, 1, D)];
+        const q = applyRotary(this.qProj.forward(x).view(T, H, D), cos, sin);
+        const k = applyRotary(this.kProj.forward(x).view(T, Hkv, D), cos, sin);
+        const v = this.vProj.forward(x).view(T, Hkv, D);
+        const y = torch.flashAttentionVarlen(q, k, v, ctx.packed.cuSeqlens, ctx.packed.maxSeqlen);
+        return this.oProj.forward(y.view(B, T, H * D));
+      }
+      const [cos, sin] = [ctx.cos.unsqueeze(1), ctx.sin.unsqueeze(1)]; // [B|1, 1, T, D]
       const q = applyRotary(this.qProj.forward(x).view(B, T, H, D).transpose(1, 2), cos, sin);
       let k = applyRotary(this.kProj.forward(x).view(B, T, Hkv, D).transpose(1, 2), cos, sin);
       let v = this.vProj.forward(x).view(B, T, Hkv, D).transpose(1, 2);
@@ -86,6 +97,7 @@ class Attention {
         [cache.k, cache.v] = [torch.keep(k), torch.keep(v)];
       }
       // One new token after cached ones may see all of them; otherwise causal (or the given mask).
+      const mask = ctx.mask;
       const attend = mask ? { mask } : past && T === 1 ? {} : { causal: true };
       if (past && T > 1 && !mask) throw new Error("attention: several new tokens after a cache need an explicit mask");
       const y = torch.scaledDotProductAttention(q, k, v, attend);
@@ -107,7 +119,7 @@ class Mlp {
   }
 
   forward(x: Tensor): Tensor {
-    return torch.tidy(() => this.downProj.forward(this.gateProj.forward(x).silu().mul(this.upProj.forward(x))));
+    return torch.tidy(() => this.downProj.forward(torch.swiglu(this.gateProj.forward(x), this.upProj.forward(x))));
   }
 }
 
@@ -124,9 +136,9 @@ class DecoderLayer {
     this.mlp = new Mlp(c, w, `${prefix}.mlp`);
   }
 
-  forward(x: Tensor, cos: Tensor, sin: Tensor, mask?: Tensor, cache?: LayerCache): Tensor {
+  forward(x: Tensor, ctx: LayerContext, cache?: LayerCache): Tensor {
     return torch.tidy(() => {
-      const h = x.add(this.selfAttn.forward(rmsNorm(x, this.inputNorm, this.c.rmsNormEps), cos, sin, mask, cache));
+      const h = x.add(this.selfAttn.forward(rmsNorm(x, this.inputNorm, this.c.rmsNormEps), ctx, cache));
       return h.add(this.mlp.forward(rmsNorm(h, this.postAttentionNorm, this.c.rmsNormEps)));
     });
   }
@@ -181,16 +193,36 @@ export class CausalLM {
     return out;
   }
 
-  /** Final hidden states [B, T, hidden] for token ids [B, T]. */
-  hidden(ids: Tensor, o: ForwardOptions = {}): Tensor {
+  /** Token embeddings [B, T, hidden]: the first layer's input. */
+  embed(ids: Tensor): Tensor {
+    return torch.embedding(this.embedTokens, ids);
+  }
+
+  /** Rotary tables and attention layout shared by every layer for this input. */
+  layerContext(ids: Tensor, o: ForwardOptions = {}): LayerContext {
     return torch.tidy(() => {
+      if (o.packed && o.mask) throw new Error("forward: pass either a mask or packed sequence starts, not both");
+      if (o.packed && (o.cache || ids.size(0) !== 1)) throw new Error("forward: packed samples need ids [1, T] and no cache");
       const T = ids.size(1);
       const start = o.cache?.[0]?.k?.size(2) ?? 0;
       const positions = o.positionIds ?? torch.arange(start, start + T, 1, { device: ids.device }).unsqueeze(0);
       const [cos, sin] = rotaryTables(positions, this.config.headDim, this.config.ropeTheta, this.dtype);
-      let h = torch.embedding(this.embedTokens, ids);
-      this.layers.forEach((layer, i) => (h = layer.forward(h, cos, sin, o.mask, o.cache?.[i])));
-      return rmsNorm(h, this.norm, this.config.rmsNormEps);
+      return { cos, sin, mask: o.mask, packed: o.packed };
+    });
+  }
+
+  /** The final RMSNorm, applied to the last layer's output. */
+  finalNorm(h: Tensor): Tensor {
+    return rmsNorm(h, this.norm, this.config.rmsNormEps);
+  }
+
+  /** Final hidden states [B, T, hidden] for token ids [B, T]. */
+  hidden(ids: Tensor, o: ForwardOptions = {}): Tensor {
+    return torch.tidy(() => {
+      const ctx = this.layerContext(ids, o);
+      let h = this.embed(ids);
+      this.layers.forEach((layer, i) => (h = layer.forward(h, ctx, o.cache?.[i])));
+      return this.finalNorm(h);
     });
   }
 

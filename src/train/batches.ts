@@ -13,6 +13,9 @@ export interface Batch {
   tokens: number;
   /** Targets that count in the loss (labels ≠ −100 after the shift). */
   targets: number;
+  /** The targets as flat indices into the B·(T − 1) shifted positions, and the ids they predict (int64). */
+  targetIndex: torch.Tensor;
+  targetIds: torch.Tensor;
 }
 
 /** The sample order of an epoch: a seeded shuffle, the same on every machine and after a resume. */
@@ -20,8 +23,18 @@ export function epochOrder(n: number, seed: number, epoch: number): number[] {
   return new Random(seed * 1000 + epoch).shuffle(Array.from({ length: n }, (_, i) => i));
 }
 
-function countTargets(labels: number[][]): number {
-  return labels.reduce((sum, row) => sum + row.slice(1).filter((l) => l !== IGNORE_INDEX).length, 0);
+// Position t predicts labels[t + 1]; found on the host so the step needs no device-side nonzero().
+function targetsOf(labels: number[][], device: string): Pick<Batch, "targets" | "targetIndex" | "targetIds"> {
+  const index: number[] = [], ids: number[] = [];
+  labels.forEach((row, b) => {
+    for (let t = 1; t < row.length; t++)
+      if (row[t] !== IGNORE_INDEX) {
+        index.push(b * (row.length - 1) + t - 1);
+        ids.push(row[t]);
+      }
+  });
+  const int64 = { dtype: "int64" as const, device };
+  return { targets: index.length, targetIndex: torch.tensor(index, int64), targetIds: torch.tensor(ids, int64) };
 }
 
 /** Right-padded batch: causal attention alone keeps real tokens from seeing the padding after them. */
@@ -32,26 +45,32 @@ export function paddedBatch(samples: Encoded[], padId: number, device: string): 
     labels: torch.tensor(b.labels, { dtype: "int64", device }),
     options: {},
     tokens: samples.reduce((s, e) => s + e.ids.length, 0),
-    targets: countTargets(b.labels),
+    ...targetsOf(b.labels, device),
   };
 }
 
-/** Samples packed into one row; positions restart and a block-causal mask keeps samples apart. */
-export function packedBatch(samples: Encoded[], device: string): Batch {
+/**
+ * Samples packed into one row with positions restarting at each sample. Attention stays inside
+ * each sample: packed flash attention where the build has it (CUDA), a block-causal mask otherwise.
+ */
+export function packedBatch(samples: Encoded[], device: string, flash = false): Batch {
   const [p] = packBatches(samples, Number.MAX_SAFE_INTEGER);
   const T = p.inputIds[0].length;
+  const positionIds = torch.tensor(p.positionIds, { dtype: "int64", device });
   return {
     ids: torch.tensor(p.inputIds, { dtype: "int64", device }),
     labels: torch.tensor(p.labels, { dtype: "int64", device }),
-    options: {
-      positionIds: torch.tensor(p.positionIds, { dtype: "int64", device }),
-      mask: torch.fromBytes(blockCausalMask(p.cuSeqlens), [1, 1, T, T], "bool").to({ device }),
-    },
+    options: flash
+      ? { positionIds, packed: { cuSeqlens: torch.tensor(p.cuSeqlens, { dtype: "int32", device }), maxSeqlen: p.maxSeqlen } }
+      : { positionIds, mask: torch.fromBytes(blockCausalMask(p.cuSeqlens), [1, 1, T, T], "bool").to({ device }) },
     tokens: T,
-    targets: countTargets(p.labels),
+    ...targetsOf(p.labels, device),
   };
 }
 
+/** Packed flash attention is used for packed batches on CUDA when this build has the kernel. */
+export const usesFlashPacking = (device: string): boolean => device.startsWith("cuda") && torch.fastKernelsAvailable();
+
 export function makeBatch(samples: Encoded[], o: { padId: number; device: string; packing: boolean }): Batch {
-  return o.packing ? packedBatch(samples, o.device) : paddedBatch(samples, o.padId, o.device);
+  return o.packing ? packedBatch(samples, o.device, usesFlashPacking(o.device)) : paddedBatch(samples, o.padId, o.device);
 }

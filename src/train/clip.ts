@@ -14,6 +14,33 @@ function totalGradNorm(grads: Tensor[]): Tensor {
 
 const gradsOf = (params: readonly Tensor[]) => params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
 
+/** Scalar tensor: the joint 2-norm of the gradients of params (null when none has one). Reading it syncs. */
+export function gradNormTensor(params: readonly Tensor[]): Tensor | null {
+  return torch.noGrad(() =>
+    torch.tidy(() => {
+      const grads = gradsOf(params);
+      return grads.length === 0 ? null : totalGradNorm(grads);
+    }),
+  );
+}
+
+/**
+ * Scales the gradients so their joint 2-norm is at most maxNorm, given that norm both as the
+ * tensor from gradNormTensor and as its value already read (so this adds no host sync).
+ */
+export function scaleToMaxNorm(params: readonly Tensor[], total: Tensor, totalValue: number, maxNorm: number): void {
+  if (!(maxNorm > 0)) throw new Error(`clipGradNorm: maxNorm must be > 0, got ${maxNorm}`);
+  // PyTorch multiplies by min(max_norm / (total + 1e-6), 1), evaluated as reciprocal() * max_norm
+  // (Tensor.__rtruediv__); a factor of 1 changes nothing, so it is only applied when below 1.
+  if (!Number.isFinite(totalValue) || totalValue + 1e-6 <= maxNorm) return;
+  torch.noGrad(() =>
+    torch.tidy(() => {
+      const coef = total.add(1e-6).reciprocal().mul(maxNorm).clamp(null, 1);
+      for (const g of gradsOf(params)) g.mul_(coef.to({ device: g.device }));
+    }),
+  );
+}
+
 /**
  * Scales the gradients of params in place so that their joint 2-norm is at most maxNorm, and
  * returns the norm before scaling (0 when no parameter has a gradient; NaN or Infinity when a
@@ -21,28 +48,24 @@ const gradsOf = (params: readonly Tensor[]) => params.map((p) => p.grad).filter(
  */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
   if (!(maxNorm > 0)) throw new Error(`clipGradNorm: maxNorm must be > 0, got ${maxNorm}`);
-  return torch.noGrad(() =>
-    torch.tidy(() => {
-      const grads = gradsOf(params);
-      if (grads.length === 0) return 0;
-      const total = totalGradNorm(grads);
-      const totalValue = total.item();
-      if (!Number.isFinite(totalValue)) return totalValue;
-      // PyTorch evaluates max_norm / (total + 1e-6) as reciprocal() * max_norm (Tensor.__rtruediv__).
-      const coef = total.add(1e-6).reciprocal().mul(maxNorm);
-      // PyTorch clamps the coefficient to 1 and always multiplies; multiplying by 1 changes nothing.
-      if (coef.item() < 1) for (const g of grads) g.mul_(coef.to({ device: g.device }));
-      return totalValue;
-    }),
-  );
+  const total = gradNormTensor(params);
+  if (!total) return 0;
+  try {
+    const value = total.item();
+    scaleToMaxNorm(params, total, value, maxNorm);
+    return value;
+  } finally {
+    total.dispose();
+  }
 }
 
 /** The joint 2-norm of the gradients, leaving them unchanged (0 when there are none). */
 export function gradNorm(params: readonly Tensor[]): number {
-  return torch.noGrad(() =>
-    torch.tidy(() => {
-      const grads = gradsOf(params);
-      return grads.length === 0 ? 0 : totalGradNorm(grads).item();
-    }),
-  );
+  const total = gradNormTensor(params);
+  if (!total) return 0;
+  try {
+    return total.item();
+  } finally {
+    total.dispose();
+  }
 }

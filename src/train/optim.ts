@@ -1,7 +1,8 @@
 // AdamW with the exact update of torch.optim.AdamW (single-tensor path, foreach=False,
 // amsgrad=False, maximize=False): the same libtorch ops in the same order, so float32 results
-// agree with PyTorch to rounding. State is kept per parameter, as PyTorch does, so a parameter
-// that has no gradient at some step keeps its own (smaller) step count.
+// agree with PyTorch to rounding; on CUDA, PyTorch's fused kernel (fused=True) instead. State is
+// kept per parameter, as PyTorch does, so a parameter that has no gradient at some step keeps its
+// own (smaller) step count.
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 
@@ -10,6 +11,8 @@ export interface AdamWOptions {
   betas?: [number, number];
   eps?: number;
   weightDecay?: number;
+  /** Use the fused CUDA kernel: default when every parameter is float32 on CUDA and the build has it. */
+  fused?: boolean;
 }
 
 export interface AdamWHyper {
@@ -55,6 +58,8 @@ export class AdamW {
     this.params = [...params];
     this.hyper = hyper;
     this.state = params.map(() => null);
+    if (options.fused && !this.fusedPossible()) throw new Error("AdamW: fused needs float32 parameters on CUDA and a libtorch ≥ 2.5 CUDA build");
+    this.fusedChoice = options.fused;
   }
 
   get lr(): number {
@@ -71,8 +76,12 @@ export class AdamW {
     return this.state[i]?.step ?? 0;
   }
 
-  /** One update of every parameter that has a gradient; the others are left untouched. */
+  /**
+   * One update of every parameter that has a gradient; the others are left untouched. On CUDA
+   * (libtorch ≥ 2.5) all of them go through PyTorch's fused AdamW kernel at once.
+   */
   step(): void {
+    if (this.fused) return this.fusedStep();
     const { lr, betas: [beta1, beta2], eps, weightDecay } = this.hyper;
     torch.noGrad(() =>
       this.params.forEach((param, i) =>
@@ -92,6 +101,40 @@ export class AdamW {
         }),
       ),
     );
+  }
+
+  // torch.optim.AdamW(fused=True): the step counts go to the kernel as float32 device scalars,
+  // one per distinct count (all parameters share one in a LoRA run), written without a host sync.
+  private fusedStep(): void {
+    const { lr, betas, eps, weightDecay } = this.hyper;
+    torch.noGrad(() =>
+      torch.tidy(() => {
+        const a: torch.FusedAdamWArgs = { params: [], grads: [], expAvgs: [], expAvgSqs: [], steps: [], lr, betas, weightDecay, eps };
+        const stepTensors = new Map<number, Tensor>();
+        this.params.forEach((param, i) => {
+          const grad = param.grad;
+          if (grad === null) return;
+          const s = (this.state[i] ??= newState(param));
+          s.step += 1;
+          let step = stepTensors.get(s.step);
+          if (!step) stepTensors.set(s.step, (step = torch.full([], s.step, { dtype: "float32", device: param.device })));
+          a.params.push(param);
+          a.grads.push(grad);
+          a.expAvgs.push(s.expAvg);
+          a.expAvgSqs.push(s.expAvgSq);
+          a.steps.push(step);
+        });
+        if (a.params.length > 0) torch.fusedAdamW_(a);
+      }),
+    );
+  }
+
+  private get fused(): boolean {
+    return (this.fusedChoice ??= this.fusedPossible());
+  }
+  private fusedChoice: boolean | undefined;
+  private fusedPossible(): boolean {
+    return this.params.every((p) => p.device.startsWith("cuda") && p.dtype === "float32") && torch.fastKernelsAvailable();
   }
 
   /** Drops every gradient (set_to_none, PyTorch's default). */

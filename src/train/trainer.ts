@@ -12,16 +12,20 @@ import { type LoRA, type LoraInit, type LoraSettings, addLora, adapterConfigFor,
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
-import { type Batch, epochOrder, makeBatch } from "./batches.js";
+import { epochOrder, makeBatch } from "./batches.js";
 import { checkpointDir, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
-import { clipGradNorm } from "./clip.js";
+import type { CheckpointPolicy } from "./backprop.js";
 import { TrainingLogWriter, trainingLogPath } from "./log.js";
 import { AdamW } from "./optim.js";
 import { evaluateAccuracy, evaluateLoss } from "./evaluate.js";
 import { TrainingProgress } from "./progress.js";
+import { type DataParallel, broadcastFromMain, joinProcessGroup, leaveProcessGroup, shareOf, sumNumbers } from "./data-parallel.js";
+import { optimizerStep } from "./step.js";
 import { type ScheduleKind, lrAt } from "./schedule.js";
 
 export type InitKind = LoraInit | "svd";
+export type GradientCheckpointing = "auto" | "on" | "off";
+export const GRADIENT_CHECKPOINTING: readonly GradientCheckpointing[] = ["auto", "on", "off"];
 
 export interface TrainConfig {
   baseModel: string;
@@ -44,7 +48,12 @@ export interface TrainConfig {
   seed: number;
   device: string;
   dtype?: torch.DType;
-  packing: boolean;
+  /** One row per batch, no padding, attention kept inside each sample; default on for CUDA. */
+  packing?: boolean;
+  /** Recompute layers during backward: "auto" only where the memory budget needs it (CUDA). */
+  gradientCheckpointing?: GradientCheckpointing;
+  /** GPU memory budget for "auto" checkpointing, GiB; default 90 % of the card. */
+  maxMemoryGib?: number;
   /** System prompt for samples without one; null leaves it to the chat template. */
   systemPrompt: string | null;
   quiet?: boolean;
@@ -78,7 +87,7 @@ export const TRAIN_DEFAULTS = {
   maxLength: 1024,
   seed: 42,
   device: "cpu",
-  packing: false,
+  gradientCheckpointing: "auto" as GradientCheckpointing,
   systemPrompt: QWEN25_MATH_SYSTEM_PROMPT as string | null,
   lora: { rank: 16, alpha: 16, dropout: 0, rslora: false, targets: ["q_proj", "v_proj"] } as LoraSettings,
 };
@@ -114,9 +123,10 @@ export interface TrainResult {
 export class InterruptedError extends Error {}
 
 /** The settings a resumed run must share with the checkpoint it starts from. */
-function fingerprint(cfg: TrainConfig): Record<string, unknown> {
-  const { baseModel, trainData, init, svdFactors, lora, epochs, batchSize, learningRate, gradientAccumulationSteps, warmupRatio, scheduler, weightDecay, maxGradNorm, maxLength, seed, packing, systemPrompt } = cfg;
-  return { baseModel, trainData, init, svdFactors, lora, epochs, batchSize, learningRate, gradientAccumulationSteps, warmupRatio, scheduler, weightDecay, maxGradNorm, maxLength, seed, packing, systemPrompt };
+function fingerprint(cfg: TrainConfig, dp: DataParallel): Record<string, unknown> {
+  const { baseModel, trainData, init, svdFactors, lora, epochs, batchSize, learningRate, gradientAccumulationSteps, warmupRatio, scheduler, weightDecay, maxGradNorm, maxLength, seed, systemPrompt } = cfg;
+  const ranks = dp.worldSize > 1 ? { ranks: dp.worldSize } : {}; // the global batch depends on it
+  return { baseModel, trainData, init, svdFactors, lora, epochs, batchSize, learningRate, gradientAccumulationSteps, warmupRatio, scheduler, weightDecay, maxGradNorm, maxLength, seed, packing: usesPacking(cfg), systemPrompt, ...ranks };
 }
 
 /** Everything a run needs in memory: the model with LoRA attached and the tokenized data. */
@@ -144,6 +154,20 @@ export function defaultDtype(device: string): torch.DType {
   return device.startsWith("cuda") ? "bfloat16" : "float32";
 }
 
+export const usesPacking = (cfg: Pick<TrainConfig, "packing" | "device">): boolean => cfg.packing ?? cfg.device.startsWith("cuda");
+
+/** The layers to recompute in backward, from --gradient-checkpointing and --max-memory. */
+export function checkpointPolicy(cfg: Pick<TrainConfig, "gradientCheckpointing" | "maxMemoryGib" | "device">): CheckpointPolicy {
+  const mode = cfg.gradientCheckpointing ?? "auto";
+  if (mode === "on") return "all";
+  if (mode === "off" || !cfg.device.startsWith("cuda")) return "off";
+  const index = Number(cfg.device.split(":")[1] ?? 0);
+  const card = torch.cuda.devices()[index];
+  if (!card) throw new Error(`--device ${cfg.device}: no such GPU (${torch.cuda.deviceCount()} found)`);
+  const budgetGib = cfg.maxMemoryGib ?? (0.9 * card.totalMemory) / 2 ** 30;
+  return { budgetBytes: budgetGib * 2 ** 30 };
+}
+
 export async function prepare(cfg: TrainConfig): Promise<Prepared> {
   const tokenizer = await loadTokenizer(cfg.baseModel);
   const train = encode(cfg.trainData, tokenizer, cfg);
@@ -166,6 +190,9 @@ export async function prepare(cfg: TrainConfig): Promise<Prepared> {
   return { model, tokenizer, loras, train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped, pissaInitial };
 }
 
+// Targets a batch of these samples has (position 0 of a sample predicts nothing).
+const targetCount = (samples: Encoded[]) => samples.reduce((n, s) => n + s.lossMask.filter((on, t) => on && t > 0).length, 0);
+
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 function validate(cfg: TrainConfig): void {
@@ -183,24 +210,41 @@ function validate(cfg: TrainConfig): void {
 
 export async function train(cfg: TrainConfig): Promise<TrainResult> {
   validate(cfg);
+  // Several processes (svdlora train --gpus N, or torchrun-style variables): join them first.
+  const dp = joinProcessGroup(cfg.device);
+  try {
+    return await trainOn({ ...cfg, device: dp.device, quiet: cfg.quiet || !dp.isMain }, dp);
+  } finally {
+    leaveProcessGroup(dp);
+  }
+}
+
+async function trainOn(cfg: TrainConfig, dp: DataParallel): Promise<TrainResult> {
   const p = await prepare(cfg);
   const { model, loras, tokenizer } = p;
   const padId = tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
   const params = loraParameters(loras);
   const optimizer = new AdamW(params, { lr: cfg.learningRate, weightDecay: cfg.weightDecay });
-  const microPerEpoch = Math.ceil(p.train.length / cfg.batchSize);
+  broadcastFromMain(params, dp);
+  // Each micro-step takes batchSize samples per rank: a global batch of batchSize × ranks.
+  const globalBatch = cfg.batchSize * dp.worldSize;
+  const microPerEpoch = Math.ceil(p.train.length / globalBatch);
   const stepsPerEpoch = Math.ceil(microPerEpoch / cfg.gradientAccumulationSteps);
   const totalSteps = stepsPerEpoch * cfg.epochs;
   const schedule = { base: cfg.learningRate, warmupSteps: Math.ceil(cfg.warmupRatio * totalSteps), totalSteps, kind: cfg.scheduler };
-  const batchOpts = { padId, device: cfg.device, packing: cfg.packing };
+  const batchOpts = { padId, device: cfg.device, packing: usesPacking(cfg) };
+  const checkpoint = checkpointPolicy(cfg);
+  if (cfg.maxMemoryGib !== undefined && !(cfg.maxMemoryGib > 0)) throw new Error(`--max-memory must be > 0 GiB, got ${cfg.maxMemoryGib}`);
 
   fs.mkdirSync(cfg.outputDir, { recursive: true });
   const runName = cfg.runName ?? cfg.init;
   const logPath = trainingLogPath(cfg.outputDir, runName);
   const ckpt = checkpointDir(cfg.outputDir, runName);
-  const resumed = cfg.resume && hasCheckpoint(ckpt) ? loadCheckpoint(ckpt, loras, optimizer, fingerprint(cfg)) : null;
+  const print = fingerprint(cfg, dp);
+  const resumed = cfg.resume && hasCheckpoint(ckpt) ? loadCheckpoint(ckpt, loras, optimizer, print) : null;
   if (cfg.resume && !resumed && !cfg.quiet) console.error(`svdlora: no checkpoint in ${ckpt}, starting from step 0`);
-  const log = new TrainingLogWriter(logPath, resumed ? { resumeAfterStep: resumed.step } : {});
+  // Only rank 0 logs, evaluates and writes.
+  const log = dp.isMain ? new TrainingLogWriter(logPath, resumed ? { resumeAfterStep: resumed.step } : {}) : null;
   let step = resumed?.step ?? 0;
   let tokens = resumed?.tokens ?? 0;
   let skipped = resumed?.skipped ?? 0;
@@ -212,12 +256,12 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
   const started = performance.now() - (resumed?.elapsedS ?? 0) * 1000;
   const elapsed = () => (performance.now() - started) / 1000;
   const runEval = (epoch: number) => {
-    if (p.eval.length === 0) return;
+    if (p.eval.length === 0 || !log) return;
     const loss = evaluateLoss(model, loras, p.eval, { batchSize: cfg.batchSize, padId, device: cfg.device });
     evalLosses.push({ step, epoch, loss });
-    log.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
+    log?.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
   };
-  const save = () => saveCheckpoint(ckpt, loras, optimizer, { step, tokens, elapsedS: elapsed(), losses, evalLosses, skipped, fingerprint: fingerprint(cfg) });
+  const save = () => dp.isMain && saveCheckpoint(ckpt, loras, optimizer, { step, tokens, elapsedS: elapsed(), losses, evalLosses, skipped, fingerprint: print });
 
   // Ctrl-C: the first one stops at the next step boundary with a checkpoint, a second one at once.
   let interrupted = false;
@@ -233,38 +277,33 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
       for (let s = step - epoch * stepsPerEpoch; s < stepsPerEpoch; s++) {
         const first = s * cfg.gradientAccumulationSteps;
         const micro = Math.min(cfg.gradientAccumulationSteps, microPerEpoch - first);
-        let stepLoss = 0;
-        for (let m = 0; m < micro; m++) {
-          const at = (first + m) * cfg.batchSize;
-          const samples = order.slice(at, at + cfg.batchSize).map((i) => p.train[i]);
-          torch.tidy(() => {
-            const b: Batch = makeBatch(samples, batchOpts);
-            const loss = model.loss(b.ids, b.labels, b.options);
-            loss.div(micro).backward();
-            stepLoss += loss.item() / micro;
-            tokens += b.tokens;
-          });
-        }
-        const gradNorm = Number.isFinite(stepLoss) ? clipGradNorm(params, cfg.maxGradNorm) : Number.NaN;
         const lr = lrAt(step, schedule);
-        if (Number.isFinite(stepLoss) && Number.isFinite(gradNorm)) {
-          optimizer.setLr(lr);
-          optimizer.step();
-        } else if (cfg.skipNonfinite) {
+        const batches = Array.from({ length: micro }, (_, m) => {
+          const at = (first + m) * globalBatch;
+          const global = order.slice(at, at + globalBatch).map((i) => p.train[i]);
+          const mine = shareOf(global, dp, (sample) => sample.ids.length);
+          const weight = dp.worldSize === 1 ? 1 / micro : targetCount(mine) / (targetCount(global) * micro);
+          return { make: () => (mine.length > 0 ? makeBatch(mine, batchOpts) : null), weight };
+        });
+        const r = optimizerStep(model, optimizer, batches, { checkpoint, maxGradNorm: cfg.maxGradNorm, lr, dataParallel: dp });
+        const [stepLoss, gradNorm] = [r.loss, r.gradNorm];
+        tokens += r.tokens;
+        if (!r.updated) {
+          if (!cfg.skipNonfinite) {
+            const last = hasCheckpoint(ckpt) ? `the last good checkpoint is in ${ckpt} (continue with --resume)` : "no checkpoint was saved yet";
+            throw new Error(`${Number.isFinite(stepLoss) ? "gradient norm" : "loss"} became ${Number.isFinite(stepLoss) ? gradNorm : stepLoss} at step ${step + 1}: lower --learning-rate (now ${cfg.learningRate}) or pass --skip-nonfinite; ${last}`);
+          }
           skipped++;
-        } else {
-          const last = hasCheckpoint(ckpt) ? `the last good checkpoint is in ${ckpt} (continue with --resume)` : "no checkpoint was saved yet";
-          throw new Error(`${Number.isFinite(stepLoss) ? "gradient norm" : "loss"} became ${Number.isFinite(stepLoss) ? gradNorm : stepLoss} at step ${step + 1}: lower --learning-rate (now ${cfg.learningRate}) or pass --skip-nonfinite; ${last}`);
         }
-        optimizer.zeroGrad();
         step++;
         losses.push(stepLoss);
         const epochNow = epoch + (s + 1) / stepsPerEpoch;
-        log.writeTrain({ step, epoch: epochNow, loss: stepLoss, lr, gradNorm, tokens, elapsedS: elapsed() });
+        log?.writeTrain({ step, epoch: epochNow, loss: stepLoss, lr, gradNorm, tokens, elapsedS: elapsed() });
         progress.update({ step, epoch: epochNow, loss: stepLoss, tokens, lr });
         const lastOfEpoch = s === stepsPerEpoch - 1;
         if (!lastOfEpoch && cfg.saveSteps && step % cfg.saveSteps === 0) save();
         await new Promise(setImmediate); // lets a pending Ctrl-C in
+        if (dp.worldSize > 1) interrupted = sumNumbers([interrupted ? 1 : 0], dp)[0] > 0; // all ranks stop together
         if (interrupted) {
           if (!lastOfEpoch) save();
           else (runEval(epoch + 1), save());
@@ -277,12 +316,12 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
   } finally {
     process.off("SIGINT", onSigint);
     progress.stop();
-    log.close();
+    log?.close();
   }
 
   const trainSeconds = elapsed();
   let accuracy: TrainResult["accuracy"] = null;
-  if (cfg.accuracySamples && p.evalSamples.length > 0) {
+  if (cfg.accuracySamples && p.evalSamples.length > 0 && dp.isMain) {
     const t0 = performance.now();
     setLoraTraining(loras, false);
     const a = evaluateAccuracy(model, tokenizer, p.evalSamples.slice(0, cfg.accuracySamples), {
@@ -293,6 +332,11 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
   }
 
   const adapterDir = path.join(cfg.outputDir, `final_model_${runName}`);
+  if (!dp.isMain) {
+    // The other ranks hold the same adapter; rank 0 writes it.
+    optimizer.dispose();
+    return { ...summaryOf(), adapterDir, accuracy };
+  }
   let weights = loraWeights(loras);
   let settings = cfg.lora;
   if (p.pissaInitial) {
@@ -303,28 +347,30 @@ export async function train(cfg: TrainConfig): Promise<TrainResult> {
   }
   saveAdapter(adapterDir, adapterConfigFor(settings, cfg.baseModel), weights);
   torch.dispose([...weights.values()]);
-  const result: TrainResult = {
-    init: cfg.init,
-    runName,
-    seed: cfg.seed,
-    adapterDir,
-    logPath,
-    steps: step,
-    tokens,
-    seconds: trainSeconds,
-    initialLoss: losses[0],
-    skippedSteps: skipped,
-    resumedFrom: resumed?.step ?? null,
-    finalLoss: losses[losses.length - 1],
-    epochLosses: Array.from({ length: cfg.epochs }, (_, e) => mean(losses.slice(e * stepsPerEpoch, (e + 1) * stepsPerEpoch))),
-    evalLosses,
-    truncated: p.truncated,
-    dropped: p.dropped,
-    samples: p.train.length,
-    trainableParameters: params.reduce((n, t) => n + t.numel(), 0),
-    accuracy,
-  };
+  const result: TrainResult = { ...summaryOf(), adapterDir, accuracy };
   writeFileAtomic(path.join(cfg.outputDir, `train_summary_${runName}.json`), JSON.stringify({ config: cfg, result }, null, 2) + "\n");
   optimizer.dispose();
   return result;
+
+  function summaryOf(): Omit<TrainResult, "adapterDir" | "accuracy"> {
+    return {
+      init: cfg.init,
+      runName,
+      seed: cfg.seed,
+      logPath,
+      steps: step,
+      tokens,
+      seconds: trainSeconds,
+      initialLoss: losses[0],
+      skippedSteps: skipped,
+      resumedFrom: resumed?.step ?? null,
+      finalLoss: losses[losses.length - 1],
+      epochLosses: Array.from({ length: cfg.epochs }, (_, e) => mean(losses.slice(e * stepsPerEpoch, (e + 1) * stepsPerEpoch))),
+      evalLosses,
+      truncated: p.truncated,
+      dropped: p.dropped,
+      samples: p.train.length,
+      trainableParameters: params.reduce((n, t) => n + t.numel(), 0),
+    };
+  }
 }

@@ -1,0 +1,198 @@
+// One training pass of a CausalLM over a batch — forward, loss, backward — shaped for memory:
+// - the loss over the vocabulary runs in row chunks and writes its gradient by hand, so no
+//   [tokens × vocab] logits or graph ever exist (152k columns on Qwen2.5);
+// - layers whose activations do not fit the memory budget are run without a graph and recomputed
+//   during backward (gradient checkpointing), one layer at a time, so it costs nothing where
+//   memory allows.
+// Every layer's input is a leaf: backward walks the layers from the last, handing each the
+// gradient of its output, so kept and recomputed layers mix freely.
+import type { CausalLM, LayerContext } from "../model/qwen2.js";
+import * as torch from "../torch/index.js";
+import type { Tensor } from "../torch/index.js";
+import type { Batch } from "./batches.js";
+
+/**
+ * Which layers keep their activations for backward: all ("off"), none ("all"), the first n, or as
+ * many as fit in budgetBytes of GPU memory (measured as the step runs; CPU keeps them all).
+ */
+export type CheckpointPolicy = "off" | "all" | { keepLayers: number } | { budgetBytes: number };
+
+export interface BackpropOptions {
+  /** Multiplies the gradients (1 / micro-batches under accumulation). */
+  gradScale?: number;
+  checkpoint?: CheckpointPolicy;
+  /** Target rows whose logits are computed at once; default about 64M logits (441 rows of Qwen2.5's 152k vocab). */
+  lossChunk?: number;
+}
+
+export interface BackpropResult {
+  /** Mean cross-entropy over the batch's targets: a float32 device scalar (reading it syncs). */
+  loss: Tensor;
+  /** Layers recomputed during backward. */
+  recomputed: number;
+}
+
+// Retained bytes of a kept layer per token, measured on the GPU, by model.
+const layerBytesPerToken = new WeakMap<CausalLM, number>();
+
+// A run of layers that backward handles in one pass: kept layers chain into one graph; a
+// recomputed layer is a segment of its own. input is the first layer's input (a leaf, except the
+// embeddings); output is null until a recomputed layer is run again.
+interface Segment {
+  first: number;
+  last: number;
+  input: Tensor;
+  output: Tensor | null;
+  rngState: Tensor | null;
+}
+
+/** Mean next-token cross-entropy of the batch, with the gradients of every trainable tensor accumulated. */
+export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOptions = {}): BackpropResult {
+  if (batch.targets === 0) throw new Error("lossAndBackward: the batch has no target tokens");
+  return torch.tidy(() => {
+    const ctx = model.layerContext(batch.ids, batch.options);
+    const keep = keepPolicy(model, batch, o);
+    const rng = dropoutRng(model);
+    const segments: Segment[] = [];
+    let h = torch.noGrad(() => model.embed(batch.ids));
+    model.layers.forEach((layer, i) => {
+      const open = segments[segments.length - 1];
+      if (keep(i)) {
+        if (open?.output) {
+          h = open.output = layer.forward(h, ctx);
+          open.last = i;
+        } else {
+          const input = i === 0 ? h : h.detach().requiresGrad_();
+          h = layer.forward(input, ctx);
+          segments.push({ first: i, last: i, input, output: h, rngState: null });
+        }
+      } else {
+        const input = i === 0 ? h : h.detach().requiresGrad_();
+        const rngState = rng?.save() ?? null;
+        h = torch.noGrad(() => layer.forward(input, ctx));
+        segments.push({ first: i, last: i, input, output: null, rngState });
+      }
+    });
+
+    // The loss head; when the last layers kept their graph, its backward runs on through them.
+    const top = segments[segments.length - 1];
+    const headInput = top.output ? top.output : h.detach().requiresGrad_();
+    const loss = headLossAndBackward(model, headInput, batch, o.gradScale ?? 1, lossChunk(model, o));
+    let grad: Tensor | null = top.output ? top.input.grad : headInput.grad;
+    if (top.output) (segments.pop(), top.input.dispose(), top.output.dispose());
+    else headInput.dispose();
+    let recomputed = 0;
+    while (grad) {
+      const seg = segments.pop()!;
+      let out = seg.output;
+      if (!out) {
+        out = recompute(model, seg.first, seg.input, ctx, rng, seg.rngState);
+        recomputed++;
+      }
+      torch.backward([out], [grad]);
+      torch.dispose([out, grad, seg.rngState]);
+      grad = seg.first > 0 ? seg.input.grad : null;
+      seg.input.dispose(); // frees its gradient with it
+    }
+    return { loss, recomputed };
+  });
+}
+
+function recompute(model: CausalLM, i: number, input: Tensor, ctx: LayerContext, rng: DropoutRng | null, state: Tensor | null): Tensor {
+  if (!rng || !state) return model.layers[i].forward(input, ctx);
+  const now = rng.save();
+  rng.restore(state); // the same dropout masks as the first pass
+  try {
+    return model.layers[i].forward(input, ctx);
+  } finally {
+    rng.restore(now);
+    now.dispose();
+  }
+}
+
+/**
+ * The final norm and the cross-entropy over the target rows, chunk by chunk without a graph:
+ * d loss / d logits = softmax − onehot, so the gradient of a row of hidden states is
+ * (softmax · W − W[target]) / n. Only the norm and the row selection are left to autograd.
+ */
+function headLossAndBackward(model: CausalLM, last: Tensor, batch: Batch, gradScale: number, chunk: number): Tensor {
+  return torch.tidy(() => {
+    const [, T, hidden] = last.shape;
+    const rows = model.finalNorm(last).narrow(1, 0, T - 1).reshape(-1, hidden).indexSelect(0, batch.targetIndex);
+    const n = batch.targets;
+    const W = model.lmHead;
+    const sums: Tensor[] = [];
+    const grads: Tensor[] = [];
+    torch.noGrad(() => {
+      for (let start = 0; start < n; start += chunk) {
+        const c = Math.min(chunk, n - start);
+        const [sum, grad] = torch.tidy(() => {
+          const x = rows.narrow(0, start, c);
+          const ids = batch.targetIds.narrow(0, start, c);
+          const half = torch.linear(x, W);
+          const logits = half.to("float32");
+          if (half !== logits) half.dispose();
+          const lse = logits.logsumexp(-1);
+          const sum = lse.sub(logits.gather(1, ids.unsqueeze(1)).squeeze(1)).sum();
+          const probs = logits.softmax(-1);
+          logits.dispose(); // at most two [chunk × vocab] float32 buffers at a time
+          const softmaxW = probs.to(W.dtype).matmul(W);
+          probs.dispose();
+          const grad = softmaxW.to("float32").sub(torch.embedding(W, ids).to("float32")).mul(gradScale / n).to(rows.dtype);
+          return [sum, grad];
+        });
+        sums.push(sum);
+        grads.push(grad);
+      }
+    });
+    torch.backward([rows], [grads.length === 1 ? grads[0] : torch.cat(grads, 0)]);
+    return torch.noGrad(() => torch.stack(sums).sum().div(n));
+  });
+}
+
+const lossChunk = (model: CausalLM, o: BackpropOptions) => o.lossChunk ?? Math.max(1, Math.floor(2 ** 26 / model.config.vocabSize));
+
+function keepPolicy(model: CausalLM, batch: Batch, o: BackpropOptions): (i: number) => boolean {
+  const p = o.checkpoint ?? "off";
+  if (p === "off") return () => true;
+  if (p === "all") return () => false;
+  if ("keepLayers" in p) return (i) => i < p.keepLayers;
+  if (!model.device.startsWith("cuda")) return () => true;
+  // Greedy: keep layers while the measured cost of one more, plus what backward and the loss
+  // head need on top, fits the budget; recompute the rest.
+  const device = cudaIndex(model.device);
+  const tokens = batch.ids.numel();
+  const hidden = model.config.hiddenSize;
+  const chunkRows = Math.min(lossChunk(model, o), batch.targets);
+  const headBytes = chunkRows * model.config.vocabSize * 12 + batch.targets * hidden * 8;
+  let before = 0;
+  let lastKept = -1;
+  return (i) => {
+    const allocated = torch.cuda.memory(device).allocated;
+    if (lastKept === i - 1 && i > 0) {
+      const measured = (allocated - before) / tokens;
+      layerBytesPerToken.set(model, Math.max(measured, layerBytesPerToken.get(model) ?? 0));
+    }
+    const perToken = layerBytesPerToken.get(model);
+    const layer = (perToken ?? 0) * tokens;
+    const fits = perToken === undefined ? i === 0 : allocated + 3 * layer + headBytes <= p.budgetBytes;
+    before = allocated;
+    if (fits) lastKept = i;
+    return fits;
+  };
+}
+
+const cudaIndex = (device: string): number => Number(device.split(":")[1] ?? 0);
+
+interface DropoutRng {
+  save(): Tensor;
+  restore(state: Tensor): void;
+}
+
+// LoRA dropout draws random masks: a recomputed layer must draw the same ones.
+function dropoutRng(model: CausalLM): DropoutRng | null {
+  const active = [...model.linears().values()].some((l) => l.lora && l.lora.training && l.lora.dropout > 0);
+  if (!active) return null;
+  const device = model.device.startsWith("cuda") ? cudaIndex(model.device) : undefined;
+  return { save: () => torch.keep(torch.getRngState(device)), restore: (s) => torch.setRngState(s, device) };
+}

@@ -1,0 +1,84 @@
+// One optimizer step over one or more micro-batches: forward and backward of each, the gradients
+// summed across ranks when data-parallel, one host read of the loss and gradient norm, clipping,
+// and the AdamW update when both are finite.
+import type { CausalLM } from "../model/qwen2.js";
+import * as torch from "../torch/index.js";
+import type { Tensor } from "../torch/index.js";
+import { type CheckpointPolicy, lossAndBackward } from "./backprop.js";
+import type { Batch } from "./batches.js";
+import { type DataParallel, sumGradients } from "./data-parallel.js";
+import { gradNormTensor, scaleToMaxNorm } from "./clip.js";
+import type { AdamW } from "./optim.js";
+
+export interface StepOptions {
+  checkpoint: CheckpointPolicy;
+  /** Gradient clipping norm; 0 or undefined = no clipping (the norm is still reported). */
+  maxGradNorm?: number;
+  lr: number;
+  dataParallel?: DataParallel;
+}
+
+/**
+ * A micro-batch, made just in time (so only one is on the device), and its weight in the step's
+ * loss: 1 / micro-batches alone; with several ranks, this rank's share of the global micro-batch's
+ * targets over the micro-batch count, so the summed gradient is the global batch's. make() may
+ * return null: this rank has no samples in a short last batch.
+ */
+export interface MicroBatch {
+  make: () => Batch | null;
+  weight: number;
+}
+
+export interface StepResult {
+  /** Mean loss over the micro-batches. */
+  loss: number;
+  gradNorm: number;
+  tokens: number;
+  /** False when the loss or gradient norm was not finite: nothing was updated. */
+  updated: boolean;
+  /** Layers recomputed in backward (gradient checkpointing), summed over the micro-batches. */
+  recomputed: number;
+}
+
+/** Runs the micro-batches and updates the parameters. Gradients are cleared afterwards in every case. */
+export function optimizerStep(model: CausalLM, optimizer: AdamW, micro: MicroBatch[], o: StepOptions): StepResult {
+  const params = optimizer.params;
+  let tokens = 0;
+  let recomputed = 0;
+  let lossSum: Tensor | null = null;
+  for (const m of micro)
+    torch.tidy(() => {
+      const b = m.make();
+      if (!b) return;
+      const r = lossAndBackward(model, b, { gradScale: m.weight, checkpoint: o.checkpoint });
+      recomputed += r.recomputed;
+      const sum: Tensor = lossSum ? lossSum.add(r.loss.mul(m.weight)) : r.loss.mul(m.weight);
+      lossSum?.dispose();
+      lossSum = torch.keep(sum);
+      tokens += b.tokens;
+    });
+  const dp = o.dataParallel;
+  const device = params[0]?.device ?? "cpu";
+  // This rank's weighted loss and token count; with several ranks they are summed along with the gradients.
+  const local = torch.noGrad(() =>
+    torch.tidy(() => torch.stack([lossSum ? (lossSum as Tensor).to("float32") : torch.zeros([], { device }), torch.full([], tokens, { dtype: "float32", device })])),
+  );
+  torch.dispose(lossSum);
+  if (dp) sumGradients(params, dp, [local]);
+  const norm = gradNormTensor(params);
+  try {
+    // The only host sync of the step: loss, tokens and gradient norm in one read, after all the backward work is queued.
+    const [loss, stepTokens, gradNorm] = torch.tidy(() => torch.cat([local, (norm ?? torch.zeros([], { device })).to({ device }).reshape([1])]).toArray()) as number[];
+    tokens = stepTokens;
+    const updated = Number.isFinite(loss) && Number.isFinite(gradNorm);
+    if (updated) {
+      if (o.maxGradNorm && norm) scaleToMaxNorm(params, norm, gradNorm, o.maxGradNorm);
+      optimizer.setLr(o.lr);
+      optimizer.step();
+    }
+    return { loss, gradNorm, tokens, updated, recomputed };
+  } finally {
+    torch.dispose([local, norm]);
+    optimizer.zeroGrad();
+  }
+}

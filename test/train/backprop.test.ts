@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parseModelConfig } from "../../src/hf/config.js";
+import { randomCausalLM } from "../../src/model/loader.js";
+import { addLora, loraParameters } from "../../src/model/lora.js";
+import * as torch from "../../src/torch/index.js";
+import { type CheckpointPolicy, lossAndBackward } from "../../src/train/backprop.js";
+import { packedBatch, paddedBatch } from "../../src/train/batches.js";
+import { assertClose, device, values } from "../helpers.js";
+
+const config = parseModelConfig({
+  model_type: "qwen2", hidden_size: 32, intermediate_size: 64, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2,
+  vocab_size: 97, max_position_embeddings: 64, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false,
+});
+const sample = (ids: number[], promptLen: number) => ({ ids, lossMask: ids.map((_, i) => i >= promptLen), truncated: false });
+const samples = [sample([1, 2, 3, 4, 5, 6, 7], 3), sample([9, 8, 7, 6], 1), sample([11, 12, 13, 14, 15, 16, 17, 18, 19, 20], 4)];
+
+function setup(dropout = 0) {
+  torch.manualSeed(3);
+  const model = randomCausalLM(config, { device, std: 0.2 });
+  const loras = addLora(model, { rank: 4, alpha: 8, dropout, targets: "all-linear" }, "gaussian");
+  // Non-zero B, so every factor gets a gradient.
+  torch.noGrad(() => loras.forEach((l) => l.B.normal_(0, 0.1)));
+  return { model, params: loraParameters(loras) };
+}
+
+const gradsOf = (params: torch.Tensor[]) => params.flatMap((p) => values(p.grad!));
+
+function reference(dropout = 0, seed = 7) {
+  const { model, params } = setup(dropout);
+  const b = paddedBatch(samples, 0, device);
+  torch.manualSeed(seed);
+  const loss = model.loss(b.ids, b.labels, b.options);
+  loss.mul(0.5).backward();
+  return { loss: loss.item(), grads: gradsOf(params) };
+}
+
+for (const policy of ["off", "all", { keepLayers: 1 }] as CheckpointPolicy[]) {
+  test(`lossAndBackward (checkpointing ${JSON.stringify(policy)}) matches autograd through model.loss, padded and packed`, () => {
+    const want = reference();
+    for (const packed of [false, true]) {
+      const { model, params } = setup();
+      const b = packed ? packedBatch(samples, device) : paddedBatch(samples, 0, device);
+      const r = lossAndBackward(model, b, { checkpoint: policy, gradScale: 0.5, lossChunk: 5 });
+      assert.equal(r.recomputed, policy === "off" ? 0 : policy === "all" ? 3 : 2);
+      assert.ok(Math.abs(r.loss.item() - want.loss) < 1e-5, `loss ${r.loss.item()} vs ${want.loss}`);
+      assertClose(gradsOf(params), want.grads, 1e-6, 1e-4, `grads (packed ${packed})`);
+    }
+  });
+}
+
+test("recomputed layers replay the LoRA dropout masks of the first pass", () => {
+  const want = reference(0.3, 11);
+  const { model, params } = setup(0.3);
+  const b = paddedBatch(samples, 0, device);
+  torch.manualSeed(11);
+  const r = lossAndBackward(model, b, { checkpoint: "all", gradScale: 0.5 });
+  assert.ok(Math.abs(r.loss.item() - want.loss) < 1e-5);
+  assertClose(gradsOf(params), want.grads, 1e-6, 1e-4, "grads");
+  // And dropout really is on: another seed gives other gradients.
+  const other = reference(0.3, 12);
+  assert.notDeepEqual(other.grads, want.grads);
+});
+
+test("a batch without target tokens is refused", () => {
+  const { model } = setup();
+  const b = paddedBatch([sample([1, 2, 3], 3)], 0, device);
+  assert.throws(() => lossAndBackward(model, b), /no target tokens/);
+});
+
+test("lossAndBackward leaves no tensors behind but the gradients", () => {
+  const { model, params } = setup();
+  const b = paddedBatch(samples, 0, device);
+  lossAndBackward(model, b, { checkpoint: { keepLayers: 2 } }).loss.dispose();
+  const before = torch.memory().count;
+  for (const p of params) p.grad = null;
+  lossAndBackward(model, b, { checkpoint: { keepLayers: 2 } }).loss.dispose();
+  assert.equal(torch.memory().count, before);
+});
