@@ -452,14 +452,12 @@ static void Unflatten(const std::vector<at::Tensor>& ts, const std::vector<size_
   }
 }
 
-// distAllReduce(tensors, op): in place, one collective per bucket.
-static Napi::Value DistAllReduce(const Napi::CallbackInfo& info) {
-  auto env = ENV;
-  auto& s = Active(env, "allReduce");
-  auto ts = TList(info, 0);
-  auto opName = info[1].IsUndefined() ? std::string("sum") : Str(info, 1);
-  auto op = ReduceOpOf(env, opName);
-  CheckTensors(env, s, "allReduce", ts, opName == "avg");
+// Runs `collective` on each bucket of ts (flattened, unless the bucket is one contiguous tensor),
+// all launched before any wait; then `finish(flat)` on each, and the results copied back into ts
+// when `copyBack` and the bucket was flattened.
+template <typename Collective, typename Finish>
+static void Bucketed(Napi::Env env, DistState& s, const char* op, std::vector<at::Tensor>& ts, Collective collective, Finish finish,
+                     bool copyBack) {
   at::NoGradGuard noGrad;
   auto buckets = Buckets(ts, s.bucketBytes);
   std::vector<at::Tensor> flats(buckets.size());
@@ -469,19 +467,36 @@ static Napi::Value DistAllReduce(const Napi::CallbackInfo& info) {
     bool in = false;
     flats[b] = Flatten(ts, buckets[b], in);
     inPlace[b] = in;
-    works.push_back(Start(env, s, "allReduce", [&] {
-      std::vector<at::Tensor> v{flats[b]};
-      c10d::AllreduceOptions o;
-      o.reduceOp = op;
-      o.timeout = s.timeout;
-      return s.group->allreduce(v, o);
-    }));
+    works.push_back(Start(env, s, op, [&] { return collective(flats[b]); }));
   }
-  for (auto& w : works) Wait(env, s, "allReduce", w);
+  for (auto& w : works) Wait(env, s, op, w);
   for (size_t b = 0; b < buckets.size(); b++) {
-    if (opName == "avg") flats[b].div_(s.size);
-    if (!inPlace[b]) Unflatten(ts, buckets[b], flats[b]);
+    finish(flats[b]);
+    if (copyBack && !inPlace[b]) Unflatten(ts, buckets[b], flats[b]);
   }
+}
+
+// distAllReduce(tensors, op): in place, one collective per bucket.
+static Napi::Value DistAllReduce(const Napi::CallbackInfo& info) {
+  auto env = ENV;
+  auto& s = Active(env, "allReduce");
+  auto ts = TList(info, 0);
+  auto opName = info[1].IsUndefined() ? std::string("sum") : Str(info, 1);
+  auto op = ReduceOpOf(env, opName);
+  CheckTensors(env, s, "allReduce", ts, opName == "avg");
+  Bucketed(
+      env, s, "allReduce", ts,
+      [&](at::Tensor& flat) {
+        std::vector<at::Tensor> v{flat};
+        c10d::AllreduceOptions o;
+        o.reduceOp = op;
+        o.timeout = s.timeout;
+        return s.group->allreduce(v, o);
+      },
+      [&](at::Tensor& flat) {
+        if (opName == "avg") flat.div_(s.size);
+      },
+      true);
   return env.Undefined();
 }
 
@@ -494,28 +509,17 @@ static Napi::Value DistBroadcast(const Napi::CallbackInfo& info) {
   if (root < 0 || root >= s.size)
     throw DistError(env, "distributed: broadcast: root " + std::to_string(root) + " is not in 0.." + std::to_string(s.size - 1));
   CheckTensors(env, s, "broadcast", ts, false);
-  at::NoGradGuard noGrad;
-  auto buckets = Buckets(ts, s.bucketBytes);
-  std::vector<at::Tensor> flats(buckets.size());
-  std::vector<char> inPlace(buckets.size());
-  std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  for (size_t b = 0; b < buckets.size(); b++) {
-    bool in = false;
-    flats[b] = Flatten(ts, buckets[b], in);
-    inPlace[b] = in;
-    works.push_back(Start(env, s, "broadcast", [&] {
-      std::vector<at::Tensor> v{flats[b]};
-      c10d::BroadcastOptions o;
-      o.rootRank = root;
-      o.rootTensor = 0;
-      o.timeout = s.timeout;
-      return s.group->broadcast(v, o);
-    }));
-  }
-  for (auto& w : works) Wait(env, s, "broadcast", w);
-  if (s.rank != root)
-    for (size_t b = 0; b < buckets.size(); b++)
-      if (!inPlace[b]) Unflatten(ts, buckets[b], flats[b]);
+  Bucketed(
+      env, s, "broadcast", ts,
+      [&](at::Tensor& flat) {
+        std::vector<at::Tensor> v{flat};
+        c10d::BroadcastOptions o;
+        o.rootRank = root;
+        o.rootTensor = 0;
+        o.timeout = s.timeout;
+        return s.group->broadcast(v, o);
+      },
+      [](at::Tensor&) {}, s.rank != root);
   return env.Undefined();
 }
 
