@@ -1,9 +1,9 @@
 // `svdlora train`: LoRA fine-tuning (SPEC steps 1 and 3).
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
-import type { DType } from "../torch/index.js";
 import { trainStep } from "../pipeline/train.js";
 import { GRADIENT_CHECKPOINTING, type GradientCheckpointing, TRAIN_DEFAULTS, type InitKind, type TrainConfig, train } from "../train/trainer.js";
+import * as torch from "../torch/index.js";
 import { launchWorkers } from "../train/launch.js";
 import * as arg from "./args.js";
 import { addTrainingFlags, trainingFlagValues } from "./training-flags.js";
@@ -36,7 +36,13 @@ export function registerTrain(program: Command): void {
     .option("--gpus <n>", "data-parallel over n processes, one GPU each (n CPU processes with --device cpu); each takes --batch-size samples per step", arg.positiveInt, 1)
     .action(async (o) => {
       // The launcher starts one worker per GPU with this same command line; each joins the group.
-      if (o.gpus > 1 && !process.env.WORLD_SIZE) return launchWorkers(o.gpus, process.argv.slice(2));
+      if (o.gpus > 1 && !process.env.WORLD_SIZE) {
+        const visible = torch.cuda.deviceCount();
+        if (o.device.startsWith("cuda") && o.gpus > visible)
+          throw new Error(`--gpus ${o.gpus}: this machine shows ${visible} GPU${visible === 1 ? "" : "s"}; use --gpus ${Math.max(1, visible)} or fewer`);
+        if (o.device.startsWith("cuda:")) throw new Error(`--gpus ${o.gpus} picks the GPUs itself (one per process): use --device cuda, not ${o.device}`);
+        return launchWorkers(o.gpus, process.argv.slice(2));
+      }
       const otherRank = Boolean(process.env.RANK) && process.env.RANK !== "0";
       const flags = trainingFlagValues(o);
       const cfg: TrainConfig = {
@@ -51,7 +57,7 @@ export function registerTrain(program: Command): void {
         packing: o.packing as boolean | undefined,
         gradientCheckpointing: o.gradientCheckpointing as GradientCheckpointing,
         maxMemoryGib: o.maxMemory as number | undefined,
-        dtype: o.dtype as DType | undefined,
+        dtype: o.dtype as torch.DType | undefined,
         saveSteps: o.saveSteps,
         resume: Boolean(o.resume),
         skipNonfinite: Boolean(o.skipNonfinite),
