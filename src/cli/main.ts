@@ -36,7 +36,7 @@ function explainOutOfMemory(message: string): string | null {
   if (!/out of memory/i.test(message)) return null;
   // "CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has …": its first two sentences.
   const what = message.split("\n")[0].replace(/^\w+: /, "").split(". ").slice(0, 2).join(". ");
-  return `out of GPU memory (${what}): try a smaller --batch-size with more --gradient-accumulation-steps (same effective batch), a smaller --max-length, or a GPU with more memory`;
+  return `out of GPU memory (${what}): try a lower --max-memory (more layers recomputed) or --gradient-checkpointing on, a smaller --batch-size with more --gradient-accumulation-steps (same effective batch), or a smaller --max-length`;
 }
 
 try {
