@@ -11,7 +11,7 @@ import { EMBEDDED_EVAL, EMBEDDED_MODEL } from "../paths.js";
 import * as torch from "../torch/index.js";
 import { evaluateAccuracy, evaluateLoss } from "../train/evaluate.js";
 import { TrainingProgress } from "../train/progress.js";
-import { defaultDtype } from "../train/trainer.js";
+import { defaultDtype, usesPacking } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import * as arg from "./args.js";
 
@@ -47,7 +47,7 @@ export function registerEval(program: Command): void {
       const { encoded, stats } = formatSamples(samples, tokenizer, { systemPrompt, maxLength: o.maxLength });
       if (encoded.length === 0) throw new Error(`${o.data}: no sample has answer tokens left after formatting (is --max-length ${o.maxLength} too small?)`);
       const padId = tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
-      const loss = evaluateLoss(model, loras, encoded, { batchSize: o.batchSize, padId, device: o.device });
+      const loss = evaluateLoss(model, loras, encoded, { batchSize: o.batchSize, padId, device: o.device, packing: usesPacking({ device: o.device }) });
       console.log(`eval loss ${loss.toFixed(4)} over ${encoded.length} samples (${stats.lossTokens} answer tokens)${truncation(stats, o.maxLength)}`);
       let accuracy = null;
       if (o.generate) {

@@ -216,13 +216,13 @@ export class CausalLM {
     return rmsNorm(h, this.norm, this.config.rmsNormEps);
   }
 
-  /** Final hidden states [B, T, hidden] for token ids [B, T]. */
-  hidden(ids: Tensor, o: ForwardOptions = {}): Tensor {
+  /** Final hidden states [B, T, hidden] for token ids [B, T] (before the final norm with finalNorm: false). */
+  hidden(ids: Tensor, o: ForwardOptions = {}, { finalNorm = true } = {}): Tensor {
     return torch.tidy(() => {
       const ctx = this.layerContext(ids, o);
       let h = this.embed(ids);
       this.layers.forEach((layer, i) => (h = layer.forward(h, ctx, o.cache?.[i])));
-      return this.finalNorm(h);
+      return finalNorm ? this.finalNorm(h) : h;
     });
   }
 

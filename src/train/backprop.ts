@@ -117,37 +117,68 @@ function recompute(model: CausalLM, i: number, input: Tensor, ctx: LayerContext,
  */
 function headLossAndBackward(model: CausalLM, last: Tensor, batch: Batch, gradScale: number, chunk: number): Tensor {
   return torch.tidy(() => {
-    const [, T, hidden] = last.shape;
-    const rows = model.finalNorm(last).narrow(1, 0, T - 1).reshape(-1, hidden).indexSelect(0, batch.targetIndex);
-    const n = batch.targets;
-    const W = model.lmHead;
-    const sums: Tensor[] = [];
-    const grads: Tensor[] = [];
-    torch.noGrad(() => {
+    const rows = targetRows(model, last, batch);
+    const { sum, grad } = chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, chunk, gradScale / batch.targets);
+    torch.backward([rows], [grad!]);
+    return torch.noGrad(() => sum.div(batch.targets));
+  });
+}
+
+/** Mean next-token cross-entropy of a batch without gradients, its logits a chunk of rows at a time. */
+export function evaluationLoss(model: CausalLM, batch: Batch, lossChunkRows?: number): Tensor {
+  if (batch.targets === 0) throw new Error("evaluationLoss: the batch has no target tokens");
+  return torch.noGrad(() =>
+    torch.tidy(() => {
+      const last = model.hidden(batch.ids, batch.options, { finalNorm: false });
+      const rows = targetRows(model, last, batch);
+      return chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, lossChunk(model, { lossChunk: lossChunkRows }), null).sum.div(batch.targets);
+    }),
+  );
+}
+
+// The final-normed hidden states of the positions that predict a target: [targets, hidden].
+function targetRows(model: CausalLM, last: Tensor, batch: Batch): Tensor {
+  const [, T, hidden] = last.shape;
+  return model.finalNorm(last).narrow(1, 0, T - 1).reshape(-1, hidden).indexSelect(0, batch.targetIndex);
+}
+
+/**
+ * The summed cross-entropy of rows [n, hidden] through the output layer W against ids, chunk rows
+ * at a time, so at most two [chunk × vocab] float32 buffers exist; with gradScale, also
+ * gradScale × its gradient with respect to the rows (in the rows' dtype).
+ */
+function chunkedCrossEntropy(rows: Tensor, ids: Tensor, W: Tensor, chunk: number, gradScale: number | null): { sum: Tensor; grad: Tensor | null } {
+  return torch.noGrad(() =>
+    torch.tidy(() => {
+      const n = rows.size(0);
+      const sums: Tensor[] = [];
+      const grads: Tensor[] = [];
       for (let start = 0; start < n; start += chunk) {
         const c = Math.min(chunk, n - start);
+        // What the chunk returns moves to the enclosing scope; the rest is freed at once.
         const [sum, grad] = torch.tidy(() => {
           const x = rows.narrow(0, start, c);
-          const ids = batch.targetIds.narrow(0, start, c);
+          const target = ids.narrow(0, start, c);
           const half = torch.linear(x, W);
           const logits = half.to("float32");
           if (half !== logits) half.dispose();
           const lse = logits.logsumexp(-1);
-          const sum = lse.sub(logits.gather(1, ids.unsqueeze(1)).squeeze(1)).sum();
+          const sum = lse.sub(logits.gather(1, target.unsqueeze(1)).squeeze(1)).sum();
+          if (gradScale === null) return [sum, null];
           const probs = logits.softmax(-1);
-          logits.dispose(); // at most two [chunk × vocab] float32 buffers at a time
+          logits.dispose();
           const softmaxW = probs.to(W.dtype).matmul(W);
           probs.dispose();
-          const grad = softmaxW.to("float32").sub(torch.embedding(W, ids).to("float32")).mul(gradScale / n).to(rows.dtype);
-          return [sum, grad];
+          return [sum, softmaxW.to("float32").sub(torch.embedding(W, target).to("float32")).mul(gradScale).to(rows.dtype)];
         });
         sums.push(sum);
-        grads.push(grad);
+        if (grad) grads.push(grad);
       }
-    });
-    torch.backward([rows], [grads.length === 1 ? grads[0] : torch.cat(grads, 0)]);
-    return torch.noGrad(() => torch.stack(sums).sum().div(n));
-  });
+      const sum = torch.stack(sums).sum();
+      const grad = gradScale === null ? null : grads.length === 1 ? grads[0] : torch.cat(grads, 0);
+      return { sum, grad };
+    }),
+  );
 }
 
 const lossChunk = (model: CausalLM, o: BackpropOptions) => o.lossChunk ?? Math.max(1, Math.floor(2 ** 26 / model.config.vocabSize));

@@ -6,19 +6,23 @@ import type { HfTokenizer } from "../hf/tokenizer.js";
 import { type LoRA, setLoraTraining } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
+import { evaluationLoss } from "./backprop.js";
 import { makeBatch } from "./batches.js";
 
-/** Token-weighted mean loss over a data set, without gradients (LoRA dropout off). */
-export function evaluateLoss(model: CausalLM, loras: Map<string, LoRA>, samples: Encoded[], o: { batchSize: number; padId: number; device: string }): number {
+/**
+ * Token-weighted mean loss over a data set, without gradients (LoRA dropout off). Batched as
+ * training is (packed on CUDA), with the loss over the vocabulary a chunk of rows at a time.
+ */
+export function evaluateLoss(model: CausalLM, loras: Map<string, LoRA>, samples: Encoded[], o: { batchSize: number; padId: number; device: string; packing?: boolean }): number {
   setLoraTraining(loras, false);
   let sum = 0, count = 0;
   try {
     torch.noGrad(() => {
       for (let i = 0; i < samples.length; i += o.batchSize) {
         torch.tidy(() => {
-          const b = makeBatch(samples.slice(i, i + o.batchSize), { ...o, packing: false });
+          const b = makeBatch(samples.slice(i, i + o.batchSize), { ...o, packing: o.packing ?? false });
           if (b.targets === 0) return;
-          sum += model.loss(b.ids, b.labels, b.options).item() * b.targets;
+          sum += evaluationLoss(model, b).item() * b.targets;
           count += b.targets;
         });
       }

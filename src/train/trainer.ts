@@ -257,7 +257,7 @@ async function trainOn(cfg: TrainConfig, dp: DataParallel): Promise<TrainResult>
   const elapsed = () => (performance.now() - started) / 1000;
   const runEval = (epoch: number) => {
     if (p.eval.length === 0 || !log) return;
-    const loss = evaluateLoss(model, loras, p.eval, { batchSize: cfg.batchSize, padId, device: cfg.device });
+    const loss = evaluateLoss(model, loras, p.eval, { ...batchOpts, batchSize: cfg.batchSize });
     evalLosses.push({ step, epoch, loss });
     log?.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
   };

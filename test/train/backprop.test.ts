@@ -4,7 +4,7 @@ import { parseModelConfig } from "../../src/hf/config.js";
 import { randomCausalLM } from "../../src/model/loader.js";
 import { addLora, loraParameters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
-import { type CheckpointPolicy, lossAndBackward } from "../../src/train/backprop.js";
+import { type CheckpointPolicy, evaluationLoss, lossAndBackward } from "../../src/train/backprop.js";
 import { packedBatch, paddedBatch } from "../../src/train/batches.js";
 import { assertClose, device, values } from "../helpers.js";
 
@@ -76,4 +76,19 @@ test("lossAndBackward leaves no tensors behind but the gradients", () => {
   for (const p of params) p.grad = null;
   lossAndBackward(model, b, { checkpoint: { keepLayers: 2 } }).loss.dispose();
   assert.equal(torch.memory().count, before);
+});
+
+test("evaluationLoss equals model.loss, padded and packed, in small loss chunks", () => {
+  const { model } = setup();
+  const want = torch.noGrad(() => {
+    const b = paddedBatch(samples, 0, device);
+    return model.loss(b.ids, b.labels, b.options).item();
+  });
+  for (const b of [paddedBatch(samples, 0, device), packedBatch(samples, device)]) {
+    const before = torch.memory().count;
+    const got = evaluationLoss(model, b, 4);
+    assert.ok(Math.abs(got.item() - want) < 1e-5, `${got.item()} vs ${want}`);
+    got.dispose();
+    assert.equal(torch.memory().count, before);
+  }
 });
