@@ -4,8 +4,8 @@
 // - layers whose activations do not fit the memory budget are run without a graph and recomputed
 //   during backward (gradient checkpointing), one layer at a time, so it costs nothing where
 //   memory allows.
-// Every layer's input is a leaf: backward walks the layers from the last, handing each the
-// gradient of its output, so kept and recomputed layers mix freely.
+// Backward walks segments from the last: a run of kept layers is one segment (one autograd pass),
+// each recomputed layer another; every segment's input is a leaf whose gradient feeds the next.
 import type { CausalLM, LayerContext } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
@@ -35,12 +35,10 @@ export interface BackpropResult {
 // Retained bytes of a kept layer per token, measured on the GPU, by model.
 const layerBytesPerToken = new WeakMap<CausalLM, number>();
 
-// A run of layers that backward handles in one pass: kept layers chain into one graph; a
-// recomputed layer is a segment of its own. input is the first layer's input (a leaf, except the
-// embeddings); output is null until a recomputed layer is run again.
+// Layers that backward handles in one pass. input is the first one's input (a leaf, except the
+// embeddings); output is null for a recomputed layer until it runs again.
 interface Segment {
   first: number;
-  last: number;
   input: Tensor;
   output: Tensor | null;
   rngState: Tensor | null;
@@ -60,17 +58,16 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
       if (keep(i)) {
         if (open?.output) {
           h = open.output = layer.forward(h, ctx);
-          open.last = i;
         } else {
           const input = i === 0 ? h : h.detach().requiresGrad_();
           h = layer.forward(input, ctx);
-          segments.push({ first: i, last: i, input, output: h, rngState: null });
+          segments.push({ first: i, input, output: h, rngState: null });
         }
       } else {
         const input = i === 0 ? h : h.detach().requiresGrad_();
         const rngState = rng?.save() ?? null;
         h = torch.noGrad(() => layer.forward(input, ctx));
-        segments.push({ first: i, last: i, input, output: null, rngState });
+        segments.push({ first: i, input, output: null, rngState });
       }
     });
 
