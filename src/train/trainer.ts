@@ -203,6 +203,7 @@ function validate(cfg: TrainConfig): void {
   positiveInt("--batch-size", cfg.batchSize);
   positiveInt("--gradient-accumulation-steps", cfg.gradientAccumulationSteps);
   if (!(cfg.learningRate > 0)) throw new Error(`--learning-rate must be > 0, got ${cfg.learningRate}`);
+  if (cfg.maxMemoryGib !== undefined && !(cfg.maxMemoryGib > 0)) throw new Error(`--max-memory must be > 0 GiB, got ${cfg.maxMemoryGib}`);
   if (!(cfg.warmupRatio >= 0 && cfg.warmupRatio < 1)) throw new Error(`--warmup-ratio must be in [0, 1), got ${cfg.warmupRatio}`);
   for (const [flag, file] of [["--train-data", cfg.trainData], ["--eval-data", cfg.evalData], ["--base-model", cfg.baseModel]] as const)
     if (file !== undefined && !fs.existsSync(file)) throw new Error(`${flag} ${file}: no such file or directory`);
@@ -234,7 +235,6 @@ async function trainOn(cfg: TrainConfig, dp: DataParallel): Promise<TrainResult>
   const schedule = { base: cfg.learningRate, warmupSteps: Math.ceil(cfg.warmupRatio * totalSteps), totalSteps, kind: cfg.scheduler };
   const batchOpts = { padId, device: cfg.device, packing: usesPacking(cfg) };
   const checkpoint = checkpointPolicy(cfg);
-  if (cfg.maxMemoryGib !== undefined && !(cfg.maxMemoryGib > 0)) throw new Error(`--max-memory must be > 0 GiB, got ${cfg.maxMemoryGib}`);
 
   fs.mkdirSync(cfg.outputDir, { recursive: true });
   const runName = cfg.runName ?? cfg.init;
