@@ -4,7 +4,7 @@ import { resolveBaseModel } from "../hf/hub.js";
 import { trainStep } from "../pipeline/train.js";
 import { GRADIENT_CHECKPOINTING, type GradientCheckpointing, TRAIN_DEFAULTS, type InitKind, type TrainConfig, train } from "../train/trainer.js";
 import * as torch from "../torch/index.js";
-import { launchWorkers } from "../train/launch.js";
+import { LaunchError, launchWorkers } from "../train/launch.js";
 import * as arg from "./args.js";
 import { addTrainingFlags, trainingFlagValues } from "./training-flags.js";
 
@@ -41,7 +41,13 @@ export function registerTrain(program: Command): void {
         if (o.device.startsWith("cuda") && o.gpus > visible)
           throw new Error(`--gpus ${o.gpus}: this machine shows ${visible} GPU${visible === 1 ? "" : "s"}; use --gpus ${Math.max(1, visible)} or fewer`);
         if (o.device.startsWith("cuda:")) throw new Error(`--gpus ${o.gpus} picks the GPUs itself (one per process): use --device cuda, not ${o.device}`);
-        return launchWorkers(o.gpus, process.argv.slice(2));
+        try {
+          return await launchWorkers(o.gpus, process.argv.slice(2));
+        } catch (e) {
+          // Ctrl-C: the workers have said where they stopped; exit as they did (130).
+          if (e instanceof LaunchError && e.rank === null) process.exit(e.exitCode);
+          throw e;
+        }
       }
       const otherRank = Boolean(process.env.RANK) && process.env.RANK !== "0";
       const flags = trainingFlagValues(o);

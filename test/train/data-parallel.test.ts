@@ -2,7 +2,7 @@
 // runs two processes whose summed gradients must give the run of one process with the same global
 // batch. Skipped when the addon was built without Gloo (Debian: libgloo-dev, installed by setup).
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -69,4 +69,40 @@ test("shareOf splits a global batch into equal counts with even sizes, the same 
   const three = [0, 1, 2].map((rank) => shareOf(["a", "b"], { rank, worldSize: 3, isMain: rank === 0, device: "cpu" }));
   assert.deepEqual(three, [["a"], ["b"], []]);
   assert.deepEqual(shareOf([1, 2, 3], { rank: 0, worldSize: 1, isMain: true, device: "cpu" }), [1, 2, 3]);
+});
+
+test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finishes the run", { skip: !gloo && "this build has no Gloo backend" }, async () => {
+  const data = dataSubset(train, 16, tmp, "train16.json");
+  const args = (out: string) => ["train", "--train-data", data, "--eval-data", data, "--epochs", "2", "--batch-size", "2", "--gpus", "2", "--device", "cpu",
+    "--save-steps", "1", "--quiet", "--output-dir", path.join(tmp, out)];
+  const rows = (out: string) => {
+    const log = path.join(tmp, out, "training_log_random.csv");
+    return fs.existsSync(log) ? readTrainingLog(log).train.length : 0;
+  };
+  const reference = svdlora(...args("ctrlc-reference"));
+  assert.equal(reference.code, 0, reference.stderr);
+
+  const child = spawn(process.execPath, [bin, ...args("ctrlc")], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, RANK: "", WORLD_SIZE: "" } });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  while (rows("ctrlc") < 2 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+  child.kill("SIGINT");
+  assert.equal(await exited, 130, stderr);
+  const stoppedAt = rows("ctrlc");
+  assert.ok(stoppedAt >= 2 && stoppedAt < 8, `stopped after ${stoppedAt} of 8 steps`);
+  // Both ranks report the same step.
+  const steps = [...stderr.matchAll(/interrupted at step (\d+)/g)].map((m) => Number(m[1]));
+  assert.equal(steps.length, 2, stderr);
+  assert.equal(steps[0], steps[1], stderr);
+
+  const resumed = svdlora(...args("ctrlc"), "--resume");
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.equal(rows("ctrlc"), 8);
+  const [a, b] = ["ctrlc-reference", "ctrlc"].map((d) => loadAdapter(path.join(tmp, d, "final_model_random")).weights);
+  for (const [name, w] of a)
+    for (const k of ["A", "B"] as const) {
+      const rel = torch.tidy(() => w[k].sub(b.get(name)![k]).norm().item() / w[k].norm().item());
+      assert.ok(rel < 1e-5, `${name} ${k}: relative difference ${rel}`);
+    }
 });
