@@ -15,11 +15,10 @@ import { saveAdapter } from "../src/hf/peft.js";
 import { loadCausalLM, randomCausalLM } from "../src/model/loader.js";
 import { addLora, adapterConfigFor, loraParameters, loraWeights } from "../src/model/lora.js";
 import * as torch from "../src/torch/index.js";
-import { makeBatch } from "../src/train/batches.js";
-import { broadcastFromMain, joinProcessGroup, shareOf } from "../src/train/data-parallel.js";
+import { broadcastFromMain, joinProcessGroup } from "../src/train/data-parallel.js";
 import { launchWorkers } from "../src/train/launch.js";
 import { AdamW } from "../src/train/optim.js";
-import { optimizerStep } from "../src/train/step.js";
+import { optimizerStep, rankMicroBatch } from "../src/train/step.js";
 import { type GradientCheckpointing, checkpointPolicy } from "../src/train/trainer.js";
 
 const { values: flags, positionals } = parseArgs({
@@ -86,11 +85,8 @@ outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
       real = 0; padded = 0; timed = 0; recomputed = 0;
     }
     const global = encoded.slice(i, i + 4 * dp.worldSize);
-    const chunk = shareOf(global, dp, (s) => s.ids.length);
-    const targets = (b: typeof global) => b.reduce((n, s) => n + s.ids.length - 1, 0);
-    const weight = targets(chunk) / targets(global);
-    const make = () => (chunk.length > 0 ? makeBatch(chunk, { padId: 151643, device: dp.device, packing }) : null);
-    const r = optimizerStep(model, optimizer, [{ make, weight }], { checkpoint, lr: 2e-4, dataParallel: dp });
+    const micro = rankMicroBatch(global, 1, dp, { padId: 151643, device: dp.device, packing });
+    const r = optimizerStep(model, optimizer, [micro], { checkpoint, lr: 2e-4, dataParallel: dp });
     losses.push(r.loss);
     real += r.tokens;
     padded += packing ? r.tokens : global.length * Math.max(...global.map((s) => s.ids.length));

@@ -5,8 +5,9 @@ import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { type CheckpointPolicy, lossAndBackward } from "./backprop.js";
-import type { Batch } from "./batches.js";
-import { type DataParallel, sumGradients } from "./data-parallel.js";
+import type { Encoded } from "../data/types.js";
+import { type Batch, makeBatch } from "./batches.js";
+import { type DataParallel, shareOf, sumGradients } from "./data-parallel.js";
 import { gradNormTensor, scaleToMaxNorm } from "./clip.js";
 import type { AdamW } from "./optim.js";
 
@@ -27,6 +28,16 @@ export interface StepOptions {
 export interface MicroBatch {
   make: () => Batch | null;
   weight: number;
+}
+
+// Targets these samples give (position 0 of a sample predicts nothing).
+const targetCount = (samples: Encoded[]) => samples.reduce((n, s) => n + s.lossMask.filter((on, t) => on && t > 0).length, 0);
+
+/** This rank's token-balanced share of a global micro-batch (one of `count` in the step), weighted as MicroBatch says. */
+export function rankMicroBatch(global: Encoded[], count: number, dp: DataParallel, batch: { padId: number; device: string; packing: boolean }): MicroBatch {
+  const mine = shareOf(global, dp, (sample) => sample.ids.length);
+  const weight = dp.worldSize === 1 ? 1 / count : targetCount(mine) / (targetCount(global) * count);
+  return { make: () => (mine.length > 0 ? makeBatch(mine, batch) : null), weight };
 }
 
 export interface StepResult {

@@ -12,15 +12,15 @@ import { type LoRA, type LoraInit, type LoraSettings, addLora, adapterConfigFor,
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
-import { epochOrder, makeBatch } from "./batches.js";
+import { epochOrder } from "./batches.js";
 import { checkpointDir, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import type { CheckpointPolicy } from "./backprop.js";
 import { TrainingLogWriter, trainingLogPath } from "./log.js";
 import { AdamW } from "./optim.js";
 import { evaluateAccuracy, evaluateLoss } from "./evaluate.js";
 import { TrainingProgress } from "./progress.js";
-import { type DataParallel, broadcastFromMain, joinProcessGroup, leaveProcessGroup, shareOf, sumNumbers } from "./data-parallel.js";
-import { optimizerStep } from "./step.js";
+import { type DataParallel, broadcastFromMain, joinProcessGroup, leaveProcessGroup, sumNumbers } from "./data-parallel.js";
+import { optimizerStep, rankMicroBatch } from "./step.js";
 import { type ScheduleKind, lrAt } from "./schedule.js";
 
 export type InitKind = LoraInit | "svd";
@@ -190,9 +190,6 @@ export async function prepare(cfg: TrainConfig): Promise<Prepared> {
   return { model, tokenizer, loras, train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped, pissaInitial };
 }
 
-// Targets a batch of these samples has (position 0 of a sample predicts nothing).
-const targetCount = (samples: Encoded[]) => samples.reduce((n, s) => n + s.lossMask.filter((on, t) => on && t > 0).length, 0);
-
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 function validate(cfg: TrainConfig): void {
@@ -280,10 +277,7 @@ async function trainOn(cfg: TrainConfig, dp: DataParallel): Promise<TrainResult>
         const lr = lrAt(step, schedule);
         const batches = Array.from({ length: micro }, (_, m) => {
           const at = (first + m) * globalBatch;
-          const global = order.slice(at, at + globalBatch).map((i) => p.train[i]);
-          const mine = shareOf(global, dp, (sample) => sample.ids.length);
-          const weight = dp.worldSize === 1 ? 1 / micro : targetCount(mine) / (targetCount(global) * micro);
-          return { make: () => (mine.length > 0 ? makeBatch(mine, batchOpts) : null), weight };
+          return rankMicroBatch(order.slice(at, at + globalBatch).map((i) => p.train[i]), micro, dp, batchOpts);
         });
         const r = optimizerStep(model, optimizer, batches, { checkpoint, maxGradNorm: cfg.maxGradNorm, lr, dataParallel: dp });
         const [stepLoss, gradNorm] = [r.loss, r.gradNorm];
