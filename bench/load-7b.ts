@@ -45,7 +45,8 @@ const shardPaths = shardFiles.map((f) => path.join(dir, f));
 const bytes = shardPaths.reduce((n, p) => n + fs.statSync(p).size, 0);
 
 if (dropCache) {
-  const py = "import os, sys\nfor f in sys.argv[1:]:\n  fd = os.open(f, os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)";
+  const py =
+    "import os, sys\nfor f in sys.argv[1:]:\n  fd = os.open(f, os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)";
   const r = spawnSync("python3", ["-c", py, ...shardPaths], { stdio: ["ignore", "inherit", "inherit"] });
   if (r.status !== 0) throw new Error(`--drop-cache: python3 posix_fadvise failed (${r.error?.message ?? `exit ${r.status}`})`);
 }
@@ -68,11 +69,24 @@ if (onCuda) torch.cuda.synchronize();
 const seconds = (performance.now() - t0) / 1000;
 
 const params = [...model.namedWeights()].reduce((n, [, t]) => n + t.numel(), 0);
-console.log(JSON.stringify({
-  side: "svdlora", what: "load_7b_sharded", dir, device, dtype, seconds: Number(seconds.toFixed(2)),
-  gb_per_s: Number((bytes / seconds / 1e9).toFixed(2)), checkpoint_gib: gib(bytes), shards: shardFiles.length, params,
-  gib_on_gpu: onCuda ? gib(torch.cuda.memory().allocated - allocatedBefore) : null,
-  host_rss_before_gib: gib(rssBefore), host_max_rss_gib: gib(process.resourceUsage().maxRSS * 1024),
-  page_cache: dropCache ? "dropped (posix_fadvise DONTNEED)" : "as found", cuda_init_s: cudaInitS === null ? null : Number(cudaInitS.toFixed(2)),
-  gpu: onCuda ? torch.cuda.devices()[0]?.name ?? null : null, torch: torch.buildInfo.torchVersion,
-}));
+console.log(
+  JSON.stringify({
+    side: "svdlora",
+    what: "load_7b_sharded",
+    dir,
+    device,
+    dtype,
+    seconds: Number(seconds.toFixed(2)),
+    gb_per_s: Number((bytes / seconds / 1e9).toFixed(2)),
+    checkpoint_gib: gib(bytes),
+    shards: shardFiles.length,
+    params,
+    gib_on_gpu: onCuda ? gib(torch.cuda.memory().allocated - allocatedBefore) : null,
+    host_rss_before_gib: gib(rssBefore),
+    host_max_rss_gib: gib(process.resourceUsage().maxRSS * 1024),
+    page_cache: dropCache ? "dropped (posix_fadvise DONTNEED)" : "as found",
+    cuda_init_s: cudaInitS === null ? null : Number(cudaInitS.toFixed(2)),
+    gpu: onCuda ? (torch.cuda.devices()[0]?.name ?? null) : null,
+    torch: torch.buildInfo.torchVersion,
+  }),
+);

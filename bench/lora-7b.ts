@@ -54,8 +54,17 @@ const model = flags["model-dir"]
   ? loadCausalLM(flags["model-dir"], { dtype: "bfloat16", device: dp.device })
   : randomCausalLM(
       parseModelConfig({
-        model_type: "qwen2", hidden_size: 3584, intermediate_size: 18944, num_hidden_layers: Number(flags.layers), num_attention_heads: 28,
-        num_key_value_heads: 4, rope_theta: 10000, rms_norm_eps: 1e-6, max_position_embeddings: 4096, vocab_size: 152064, tie_word_embeddings: false,
+        model_type: "qwen2",
+        hidden_size: 3584,
+        intermediate_size: 18944,
+        num_hidden_layers: Number(flags.layers),
+        num_attention_heads: 28,
+        num_key_value_heads: 4,
+        rope_theta: 10000,
+        rms_norm_eps: 1e-6,
+        max_position_embeddings: 4096,
+        vocab_size: 152064,
+        tie_word_embeddings: false,
       }),
       { dtype: "bfloat16", device: dp.device },
     );
@@ -70,11 +79,20 @@ if (flags["save-adapter"]) {
 }
 const optimizer = new AdamW(loraParameters(loras), { lr: 2e-4, weightDecay: 0.01 });
 broadcastFromMain(loraParameters(loras), dp);
-const checkpoint = checkpointPolicy({ device: dp.device, gradientCheckpointing: flags.checkpointing as GradientCheckpointing, maxMemoryGib: budgetGib });
+const checkpoint = checkpointPolicy({
+  device: dp.device,
+  gradientCheckpointing: flags.checkpointing as GradientCheckpointing,
+  maxMemoryGib: budgetGib,
+});
 const encoded = samples.map((ids) => ({ ids, lossMask: ids.map(() => true), truncated: false }));
 
 torch.cuda.resetPeakMemory();
-let steps = 0, real = 0, padded = 0, timed = 0, recomputed = 0, start = 0;
+let steps = 0,
+  real = 0,
+  padded = 0,
+  timed = 0,
+  recomputed = 0,
+  start = 0;
 const losses: number[] = [];
 outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
   for (let i = 0; i < encoded.length; i += 4 * dp.worldSize) {
@@ -82,7 +100,10 @@ outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
     if (epoch === 0 && steps === 3) {
       torch.cuda.synchronize();
       start = performance.now();
-      real = 0; padded = 0; timed = 0; recomputed = 0;
+      real = 0;
+      padded = 0;
+      timed = 0;
+      recomputed = 0;
     }
     const global = encoded.slice(i, i + 4 * dp.worldSize);
     const micro = rankMicroBatch(global, 1, dp, { padId: 151643, device: dp.device, packing });
@@ -98,12 +119,23 @@ torch.cuda.synchronize();
 const seconds = (performance.now() - start) / 1000;
 if (!dp.isMain) process.exit(0);
 const N = [...model.namedWeights()].filter(([n]) => n !== "model.embed_tokens.weight").reduce((n, [, t]) => n + t.numel(), 0);
-console.log(JSON.stringify({
-  side: "svdlora", gpus: dp.worldSize, targets, layers: model.config.numHiddenLayers, budget_gib: budgetGib ?? null, checkpointing: flags.checkpointing, packing,
-  timed_steps: timed, seconds: Number(seconds.toFixed(2)),
-  real_tokens_per_s: Math.round(real / seconds), padded_tokens_per_s: Math.round(padded / seconds),
-  mfu_4N_real_pct_of_989: Number(((100 * 4 * N * real) / seconds / 989e12 / dp.worldSize).toFixed(1)),
-  recomputed_layers_per_step: Number((recomputed / timed).toFixed(1)),
-  peak_mem_gib: Number((torch.cuda.memory().peakAllocated / 2 ** 30).toFixed(2)), gpu: torch.cuda.devices()[0].name,
-  first_losses: losses.slice(0, 20).map((l) => Number(l.toFixed(5))),
-}));
+console.log(
+  JSON.stringify({
+    side: "svdlora",
+    gpus: dp.worldSize,
+    targets,
+    layers: model.config.numHiddenLayers,
+    budget_gib: budgetGib ?? null,
+    checkpointing: flags.checkpointing,
+    packing,
+    timed_steps: timed,
+    seconds: Number(seconds.toFixed(2)),
+    real_tokens_per_s: Math.round(real / seconds),
+    padded_tokens_per_s: Math.round(padded / seconds),
+    mfu_4N_real_pct_of_989: Number(((100 * 4 * N * real) / seconds / 989e12 / dp.worldSize).toFixed(1)),
+    recomputed_layers_per_step: Number((recomputed / timed).toFixed(1)),
+    peak_mem_gib: Number((torch.cuda.memory().peakAllocated / 2 ** 30).toFixed(2)),
+    gpu: torch.cuda.devices()[0].name,
+    first_losses: losses.slice(0, 20).map((l) => Number(l.toFixed(5))),
+  }),
+);

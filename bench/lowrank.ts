@@ -16,8 +16,13 @@ const HIDDEN = 3584;
 const KV = 512;
 const INTER = 18944;
 const SHAPES: [string, number, number][] = [
-  ["self_attn.q_proj", HIDDEN, HIDDEN], ["self_attn.k_proj", KV, HIDDEN], ["self_attn.v_proj", KV, HIDDEN], ["self_attn.o_proj", HIDDEN, HIDDEN],
-  ["mlp.gate_proj", INTER, HIDDEN], ["mlp.up_proj", INTER, HIDDEN], ["mlp.down_proj", HIDDEN, INTER],
+  ["self_attn.q_proj", HIDDEN, HIDDEN],
+  ["self_attn.k_proj", KV, HIDDEN],
+  ["self_attn.v_proj", KV, HIDDEN],
+  ["self_attn.o_proj", HIDDEN, HIDDEN],
+  ["mlp.gate_proj", INTER, HIDDEN],
+  ["mlp.up_proj", INTER, HIDDEN],
+  ["mlp.down_proj", HIDDEN, INTER],
 ];
 const R = 16;
 const ALPHA = 32;
@@ -40,17 +45,27 @@ function randomAdapter(): LoraWeights {
   for (let layer = 0; layer < layers; layer++) {
     for (const [name, out, inp] of SHAPES) {
       // A like PEFT's Kaiming-uniform scale, B small but non-zero (a "trained" adapter)
-      weights.set(`model.layers.${layer}.${name}`, torch.tidy(() => ({ A: torch.randn([R, inp]).mul(1 / Math.sqrt(inp)), B: torch.randn([out, R]).mul(0.01) })));
+      weights.set(
+        `model.layers.${layer}.${name}`,
+        torch.tidy(() => ({ A: torch.randn([R, inp]).mul(1 / Math.sqrt(inp)), B: torch.randn([out, R]).mul(0.01) })),
+      );
     }
   }
   return weights;
 }
 
 console.log(`lowrank bench: ${layers} layers × ${SHAPES.length} = ${layers * SHAPES.length} matrices, LoRA r=${R}, teacher K=${K}`);
-console.log(`cpu: ${os.cpus()[0]?.model ?? "?"}, ${os.availableParallelism()} cores, torch threads ${torch.getNumThreads()}, libtorch ${torch.buildInfo.torchVersion}`);
+console.log(
+  `cpu: ${os.cpus()[0]?.model ?? "?"}, ${os.availableParallelism()} cores, torch threads ${torch.getNumThreads()}, libtorch ${torch.buildInfo.torchVersion}`,
+);
 
 const weights = randomAdapter();
-const config = loraConfig({ r: R, loraAlpha: ALPHA, targetModules: SHAPES.map(([n]) => n.split(".")[1]), baseModel: "Qwen/Qwen2.5-Math-7B" });
+const config = loraConfig({
+  r: R,
+  loraAlpha: ALPHA,
+  targetModules: SHAPES.map(([n]) => n.split(".")[1]),
+  baseModel: "Qwen/Qwen2.5-Math-7B",
+});
 const scale = ALPHA / R;
 const baseCount = torch.memory().count;
 
@@ -79,13 +94,19 @@ disposeDelta(teacher);
 const leaked = torch.memory().count - baseCount;
 
 console.log(`factored SVD of ${weights.size} LoRA deltas: ${fmt(factoredSvdSeconds)} s`);
-console.log(`synthesize teacher (K=${K}, noise 0.1): ${fmt(synthSeconds)} s; achieved noise ratio ${Math.min(...noise).toFixed(6)}–${Math.max(...noise).toFixed(6)}`);
-console.log(`SVD analysis + init factors (r=${R}): ${fmt(analysisSeconds)} s; mean energy@${R} ${mean(metrics.map((m) => m.energyRatio)).toFixed(4)}, mean rel. error ${mean(metrics.map((m) => m.relativeError)).toFixed(4)}`);
+console.log(
+  `synthesize teacher (K=${K}, noise 0.1): ${fmt(synthSeconds)} s; achieved noise ratio ${Math.min(...noise).toFixed(6)}–${Math.max(...noise).toFixed(6)}`,
+);
+console.log(
+  `SVD analysis + init factors (r=${R}): ${fmt(analysisSeconds)} s; mean energy@${R} ${mean(metrics.map((m) => m.energyRatio)).toFixed(4)}, mean rel. error ${mean(metrics.map((m) => m.relativeError)).toFixed(4)}`,
+);
 console.log(`factored total (synthesis + analysis): ${fmt(synthSeconds + analysisSeconds)} s; tensors left over: ${leaked}`);
 
 // 3. dense reference on layer 0
 if (denseMode !== "none") {
-  console.log(`\ndense reference, layer 0 (${denseMode === "full" ? "all 7 matrices timed" : "q, k, v, o, gate, down timed; up counted as gate (same shape)"}):`);
+  console.log(
+    `\ndense reference, layer 0 (${denseMode === "full" ? "all 7 matrices timed" : "q, k, v, o, gate, down timed; up counted as gate (same shape)"}):`,
+  );
   let layerSeconds = 0;
   let maxRelError = 0;
   const measured = new Map<string, number>();
@@ -109,8 +130,14 @@ if (denseMode !== "none") {
   }
   const extrapolated = layerSeconds * 28;
   console.log(`dense layer 0: ${fmt(layerSeconds)} s → ×28 = ${fmt(extrapolated)} s (extrapolated, not measured)`);
-  console.log(`factored SVD of all 196 deltas: ${fmt(factoredSvdSeconds * (28 / layers))} s${layers === 28 ? "" : " (scaled to 28 layers)"}; dense / factored = ${(extrapolated / (factoredSvdSeconds * (28 / layers))).toFixed(0)}×`);
-  console.log(`dense / (factored synthesis + analysis) = ${(extrapolated / ((synthSeconds + analysisSeconds) * (28 / layers))).toFixed(0)}×`);
-  console.log(`singular values agree: max relative difference ${maxRelError.toExponential(2)} over the top ${R} of every dense-timed matrix`);
+  console.log(
+    `factored SVD of all 196 deltas: ${fmt(factoredSvdSeconds * (28 / layers))} s${layers === 28 ? "" : " (scaled to 28 layers)"}; dense / factored = ${(extrapolated / (factoredSvdSeconds * (28 / layers))).toFixed(0)}×`,
+  );
+  console.log(
+    `dense / (factored synthesis + analysis) = ${(extrapolated / ((synthSeconds + analysisSeconds) * (28 / layers))).toFixed(0)}×`,
+  );
+  console.log(
+    `singular values agree: max relative difference ${maxRelError.toExponential(2)} over the top ${R} of every dense-timed matrix`,
+  );
 }
 torch.dispose([...weights.values()]);

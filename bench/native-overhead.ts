@@ -61,7 +61,11 @@ print(json.dumps(r))
 
 const n = hasCuda ? 8192 : 1024;
 const iters = hasCuda ? 20 : 5;
-const ours = { tflops: matmulTflops(n, iters), op_cpu_us: perOpMicros("cpu", 100000), op_cuda_us: hasCuda ? perOpMicros(device, 100000) : undefined };
+const ours = {
+  tflops: matmulTflops(n, iters),
+  op_cpu_us: perOpMicros("cpu", 100000),
+  op_cuda_us: hasCuda ? perOpMicros(device, 100000) : undefined,
+};
 const py = spawnSync("python3", ["-c", PY, String(n), String(iters)], { encoding: "utf8" });
 const ref = py.status === 0 ? (JSON.parse(py.stdout) as Record<string, number | string>) : null;
 
@@ -70,7 +74,9 @@ console.log(`device: ${dev}; libtorch ${torch.buildInfo.torchVersion}; PyTorch $
 const row = (what: string, a: number | undefined, b: unknown, unit: string, higherIsBetter: boolean) => {
   if (a === undefined) return;
   const r = typeof b === "number" ? (higherIsBetter ? a / b : b / a) : NaN;
-  console.log(`${what.padEnd(34)} node ${a.toFixed(2).padStart(8)} ${unit.padEnd(8)} pytorch ${typeof b === "number" ? b.toFixed(2).padStart(8) : "       -"}   ${Number.isNaN(r) ? "" : `node/pytorch speed ${(100 * r).toFixed(1)} %`}`);
+  console.log(
+    `${what.padEnd(34)} node ${a.toFixed(2).padStart(8)} ${unit.padEnd(8)} pytorch ${typeof b === "number" ? b.toFixed(2).padStart(8) : "       -"}   ${Number.isNaN(r) ? "" : `node/pytorch speed ${(100 * r).toFixed(1)} %`}`,
+  );
 };
 row(`${hasCuda ? "bf16" : "fp32"} matmul ${n}³`, ours.tflops, ref?.tflops, "TFLOP/s", true);
 row("add(1-elem) per op, cpu", ours.op_cpu_us, ref?.op_cpu_us, "µs", false);

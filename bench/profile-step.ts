@@ -12,12 +12,24 @@ import { lossAndBackward } from "../src/train/backprop.js";
 import { makeBatch } from "../src/train/batches.js";
 import { AdamW } from "../src/train/optim.js";
 
-const { values: flags, positionals } = parseArgs({ allowPositionals: true, options: { checkpointing: { type: "string", default: "off" } } });
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { checkpointing: { type: "string", default: "off" } },
+});
 const [samplesFile, targetsArg = "q_proj,v_proj"] = positionals;
 const samples: number[][] = JSON.parse(fs.readFileSync(samplesFile, "utf8"));
 const config = parseModelConfig({
-  model_type: "qwen2", hidden_size: 3584, intermediate_size: 18944, num_hidden_layers: 28, num_attention_heads: 28,
-  num_key_value_heads: 4, rope_theta: 10000, rms_norm_eps: 1e-6, max_position_embeddings: 4096, vocab_size: 152064, tie_word_embeddings: false,
+  model_type: "qwen2",
+  hidden_size: 3584,
+  intermediate_size: 18944,
+  num_hidden_layers: 28,
+  num_attention_heads: 28,
+  num_key_value_heads: 4,
+  rope_theta: 10000,
+  rms_norm_eps: 1e-6,
+  max_position_embeddings: 4096,
+  vocab_size: 152064,
+  tie_word_embeddings: false,
 });
 torch.manualSeed(0);
 const model = randomCausalLM(config, { dtype: "bfloat16", device: "cuda" });
@@ -53,13 +65,17 @@ for (let i = 0; i < 4 * 14; i += 4) {
       torch.cuda.synchronize();
       const t2 = performance.now();
       for (const layer of model.layers) {
-        const a = layer.selfAttn, m = layer.mlp;
+        const a = layer.selfAttn,
+          m = layer.mlp;
         for (const w of [a.qProj.weight, a.kProj.weight, a.vProj.weight, m.gateProj.weight, m.upProj.weight]) {
           const y = torch.linear(x, w);
           y.matmul(w).dispose(); // input gradient
           y.dispose();
         }
-        for (const [inp, w] of [[x, a.oProj.weight], [mid, m.downProj.weight]] as const) {
+        for (const [inp, w] of [
+          [x, a.oProj.weight],
+          [mid, m.downProj.weight],
+        ] as const) {
           const y = torch.linear(inp, w);
           y.matmul(w).dispose();
           y.dispose();
@@ -92,13 +108,25 @@ for (let i = 0; i < 4 * 14; i += 4) {
     torch.cuda.synchronize();
     const bwd = ms(t);
     optimizer.zeroGrad();
-    return { fwd_nograd_queue_ms: fwdNoGradQueue, fwd_nograd_ms: fwdNoGrad, fwd_queue_ms: fwdQueue, fwd_ms: fwd, bwd_queue_ms: bwdQueue, bwd_ms: bwd };
+    return {
+      fwd_nograd_queue_ms: fwdNoGradQueue,
+      fwd_nograd_ms: fwdNoGrad,
+      fwd_queue_ms: fwdQueue,
+      fwd_ms: fwd,
+      bwd_queue_ms: bwdQueue,
+      bwd_ms: bwd,
+    };
   });
   if (i >= 8) rows.push({ tokens: T, queue_ms: queued.ms, step_ms: step, optimizer_ms: opt, matmuls_only_ms: gemm, ...phases });
 }
 const avg = (k: string) => Number((rows.reduce((s, r) => s + r[k], 0) / rows.length).toFixed(1));
-console.log(JSON.stringify({
-  what: "profile_step", checkpointing: checkpoint, targets: targetsArg.split(","), steps: rows.length,
-  ...Object.fromEntries(Object.keys(rows[0]).map((k) => [k, avg(k)])),
-  gpu: torch.cuda.devices()[0].name,
-}));
+console.log(
+  JSON.stringify({
+    what: "profile_step",
+    checkpointing: checkpoint,
+    targets: targetsArg.split(","),
+    steps: rows.length,
+    ...Object.fromEntries(Object.keys(rows[0]).map((k) => [k, avg(k)])),
+    gpu: torch.cuda.devices()[0].name,
+  }),
+);

@@ -62,11 +62,17 @@ function setting(r) {
 export function orderRuns(runs) {
   const groups = [];
   for (const r of runs) if (!groups.includes(targetKey(r))) groups.push(targetKey(r));
-  const rank = (r) => [groups.indexOf(targetKey(r)), r.side === "peft" ? 0 : 1, r.grad_ckpt === false ? 1 : 0, isNum(r.budget_gib) ? r.budget_gib : Infinity];
+  const rank = (r) => [
+    groups.indexOf(targetKey(r)),
+    r.side === "peft" ? 0 : 1,
+    r.grad_ckpt === false ? 1 : 0,
+    isNum(r.budget_gib) ? r.budget_gib : Infinity,
+  ];
   return runs
     .map((r, i) => ({ r, i }))
     .sort((a, b) => {
-      const x = rank(a.r), y = rank(b.r);
+      const x = rank(a.r),
+        y = rank(b.r);
       for (let k = 0; k < x.length; k++) if (x[k] !== y[k]) return x[k] < y[k] ? -1 : 1;
       return a.i - b.i;
     })
@@ -88,7 +94,13 @@ export function gpuName(versions, runs) {
   return versions?.gpu ?? runs.find((r) => typeof r.gpu === "string")?.gpu ?? "unknown GPU";
 }
 export function gpuSlug(name) {
-  return name.toLowerCase().replace(/nvidia/g, "").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "") || "gpu";
+  return (
+    name
+      .toLowerCase()
+      .replace(/nvidia/g, "")
+      .replace(/[^a-z0-9]+/g, "-")
+      .replace(/^-+|-+$/g, "") || "gpu"
+  );
 }
 
 /** The markdown: a header (GPU, versions, date) and one row per run. */
@@ -100,12 +112,21 @@ export function markdown({ versions, runs }, date) {
   lines.push("## LoRA training on the Qwen2.5-Math-7B architecture: svdlora vs PEFT", "");
   lines.push(`GPU: ${gpuName(versions, runs)} · date: ${v.date ?? date}`);
   const stack = [
-    ["torch", v.torch], ["CUDA", v.cuda], ["transformers", v.transformers], ["peft", v.peft], ["python", v.python],
-    ["node", v.node], ["svdlora libtorch", v.libtorch], ["commit", v.commit],
+    ["torch", v.torch],
+    ["CUDA", v.cuda],
+    ["transformers", v.transformers],
+    ["peft", v.peft],
+    ["python", v.python],
+    ["node", v.node],
+    ["svdlora libtorch", v.libtorch],
+    ["commit", v.commit],
   ].filter(([, x]) => x);
   lines.push(`Versions: ${stack.length ? stack.map(([k, x]) => `${k} ${x}`).join(" · ") : "not recorded"}`);
   if (v.alloc_conf !== undefined) lines.push(`PYTORCH_CUDA_ALLOC_CONF: ${v.alloc_conf || "unset"} (both sides)`);
-  lines.push("r = 16, α = 16, batch 4, 81 samples of 150–600 tokens, AdamW lr 2e-4, random bf16 weights; real tok/s counts tokens without padding.", "");
+  lines.push(
+    "r = 16, α = 16, batch 4, 81 samples of 150–600 tokens, AdamW lr 2e-4, random bf16 weights; real tok/s counts tokens without padding.",
+    "",
+  );
   lines.push("| side | targets | checkpointing / budget | real tok/s | peak GiB | vs PEFT + GC, same targets | note |");
   lines.push("|---|---|---|---:|---:|---:|---|");
   for (const r of ordered) {
@@ -113,12 +134,16 @@ export function markdown({ versions, runs }, date) {
     const ratio = ok(r) && base ? `${(r.real_tokens_per_s / base.real_tokens_per_s).toFixed(2)}×` : "—";
     const notes = [];
     if (r.error) notes.push(`error: ${String(r.error).slice(0, 160)}`);
-    if (ok(r) && isNum(r.budget_gib) && isNum(r.peak_mem_gib) && r.peak_mem_gib > r.budget_gib) notes.push(`peak over the ${r.budget_gib} GiB budget`);
+    if (ok(r) && isNum(r.budget_gib) && isNum(r.peak_mem_gib) && r.peak_mem_gib > r.budget_gib)
+      notes.push(`peak over the ${r.budget_gib} GiB budget`);
     if (isNum(r.layers) && r.layers !== 28) notes.push(`${r.layers} layers`);
-    if (r.packing !== undefined && r.packing !== null && r.packing !== false) notes.push(`packing ${r.packing === true ? "on" : r.packing}`);
-    lines.push(`| ${cell(r.side)} | ${cell(targetLabel(r))} | ${cell(setting(r))} | ${fmtInt(r.real_tokens_per_s)} | ${fmt2(r.peak_mem_gib)} | ${ratio} | ${cell(notes.join("; "))} |`);
+    if (r.packing !== undefined && r.packing !== null && r.packing !== false)
+      notes.push(`packing ${r.packing === true ? "on" : r.packing}`);
+    lines.push(
+      `| ${cell(r.side)} | ${cell(targetLabel(r))} | ${cell(setting(r))} | ${fmtInt(r.real_tokens_per_s)} | ${fmt2(r.peak_mem_gib)} | ${ratio} | ${cell(notes.join("; "))} |`,
+    );
   }
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 function main(argv) {
@@ -130,7 +155,8 @@ function main(argv) {
     if (value === undefined) throw new Error(`${name} needs a value`);
     return value;
   };
-  const noWrite = args.includes("--no-write") ? (args.splice(args.indexOf("--no-write"), 1), true) : false;
+  const noWrite = args.includes("--no-write");
+  if (noWrite) args.splice(args.indexOf("--no-write"), 1);
   const outDir = take("--out") ?? (process.env.OUT || "bench/results");
   const dateArg = take("--date");
   const [file] = args;
@@ -150,7 +176,10 @@ function main(argv) {
   if (!noWrite) {
     fs.mkdirSync(outDir, { recursive: true });
     const base = path.join(outDir, `${date}-${gpuSlug(gpuName(parsed.versions, parsed.runs))}-lora7b`);
-    fs.writeFileSync(`${base}.json`, JSON.stringify({ versions: parsed.versions, runs: parsed.runs, source: path.basename(file) }, null, 2) + "\n");
+    fs.writeFileSync(
+      `${base}.json`,
+      `${JSON.stringify({ versions: parsed.versions, runs: parsed.runs, source: path.basename(file) }, null, 2)}\n`,
+    );
     fs.writeFileSync(`${base}.md`, md);
     console.error(`table.mjs: wrote ${base}.json and ${base}.md`);
   }

@@ -31,8 +31,14 @@ export function buildNative({ quiet = false } = {}) {
   const configured = existsSync(join(root, "build/Makefile")) && existsSync(stamp) && readFileSync(stamp, "utf8") === fingerprint;
   const j = String(Math.max(1, Math.min(4, jobs())));
   const args = configured ? ["build", "-j", j] : ["rebuild", "-j", j];
-  if (!quiet || !configured) console.error(`svdlora: building the native addon against libtorch ${torch.version} (${torch.source}${torch.cuda ? ", CUDA" : ", CPU"})…`);
-  const r = spawnSync(process.execPath, [nodeGyp(), ...args, ...nodeHeaders(), ...(configured ? ["--silent"] : [])], { cwd: root, stdio: ["ignore", quiet ? "ignore" : "inherit", "inherit"] });
+  if (!quiet || !configured)
+    console.error(
+      `svdlora: building the native addon against libtorch ${torch.version} (${torch.source}${torch.cuda ? ", CUDA" : ", CPU"})…`,
+    );
+  const r = spawnSync(process.execPath, [nodeGyp(), ...args, ...nodeHeaders(), ...(configured ? ["--silent"] : [])], {
+    cwd: root,
+    stdio: ["ignore", quiet ? "ignore" : "inherit", "inherit"],
+  });
   if (r.status !== 0) {
     console.error("svdlora: native build failed (see the compiler output above)");
     return false;

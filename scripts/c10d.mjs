@@ -46,7 +46,11 @@ function findGloo(t, c10dDir) {
 function findNccl(t, c10dDir) {
   if (process.env.SVDLORA_NO_NCCL || !t.cuda || !t.cudaInclude || !existsSync(join(c10dDir, "ProcessGroupNCCL.hpp"))) return null;
   const env = process.env;
-  const candidates = [env.NCCL_INCLUDE_DIR, env.NCCL_HOME && join(env.NCCL_HOME, "include"), env.NCCL_ROOT && join(env.NCCL_ROOT, "include")];
+  const candidates = [
+    env.NCCL_INCLUDE_DIR,
+    env.NCCL_HOME && join(env.NCCL_HOME, "include"),
+    env.NCCL_ROOT && join(env.NCCL_ROOT, "include"),
+  ];
   // PyTorch wheels depend on nvidia-nccl-cuXX, installed beside torch as site-packages/nvidia/nccl.
   const nvidia = join(dirname(t.root), "nvidia");
   if (existsSync(nvidia)) for (const d of readdirSync(nvidia)) candidates.push(join(nvidia, d, "include"));
@@ -58,7 +62,8 @@ function findNccl(t, c10dDir) {
 /** { c10d, gloo: {include, libDir} | null, nccl: {include} | null } for a libtorch found by libtorch.mjs. */
 export function findC10d(t) {
   const c10dDir = join(t.include[0], "torch/csrc/distributed/c10d");
-  if (!existsSync(join(c10dDir, "TCPStore.hpp")) || !existsSync(join(c10dDir, "FileStore.hpp"))) return { c10d: false, gloo: null, nccl: null };
+  if (!existsSync(join(c10dDir, "TCPStore.hpp")) || !existsSync(join(c10dDir, "FileStore.hpp")))
+    return { c10d: false, gloo: null, nccl: null };
   return { c10d: true, gloo: findGloo(t, c10dDir), nccl: findNccl(t, c10dDir) };
 }
 

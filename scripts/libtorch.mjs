@@ -18,7 +18,8 @@ function fromEnv() {
   const root = process.env.LIBTORCH;
   if (!root) return null;
   const found = layout(root, join(root, "lib"), "LIBTORCH");
-  if (!found) throw new Error(`LIBTORCH=${root} has no include/ATen/ATen.h and lib/libtorch.so: point it at a libtorch or torch package directory`);
+  if (!found)
+    throw new Error(`LIBTORCH=${root} has no include/ATen/ATen.h and lib/libtorch.so: point it at a libtorch or torch package directory`);
   return found;
 }
 

@@ -16,8 +16,12 @@ const { buildProbabilityProblems, serializeDataSet, PROBABILITY_DATA } = await i
 const check = process.argv.includes("--check");
 const sets = buildProbabilityProblems();
 let stale = 0;
-for (const [name, file] of [["train", PROBABILITY_DATA.trainFile], ["eval", PROBABILITY_DATA.evalFile]]) {
-  const path = join(root, file), text = serializeDataSet(sets[name]);
+for (const [name, file] of [
+  ["train", PROBABILITY_DATA.trainFile],
+  ["eval", PROBABILITY_DATA.evalFile],
+]) {
+  const path = join(root, file),
+    text = serializeDataSet(sets[name]);
   if (check) {
     const same = existsSync(path) && readFileSync(path, "utf8") === text;
     if (!same) stale++;

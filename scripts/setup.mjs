@@ -40,7 +40,10 @@ function run(cmd, args, what, { fatal = true } = {}) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
   if (r.status === 0) return true;
   const msg = `svdlora setup: ${what} failed (exit ${r.status ?? r.signal})`;
-  if (!fatal) return console.error(`${msg}; continuing`), false;
+  if (!fatal) {
+    console.error(`${msg}; continuing`);
+    return false;
+  }
   console.error(`${msg}; fix the problem above and run \`npm run setup\` again`);
   process.exit(1);
 }

@@ -27,8 +27,11 @@ test("bf16 matmul on the GPU agrees with fp32 within bf16 rounding", () => {
 
 test("SDPA forward and backward in bf16 on the GPU match fp32 math", () => {
   torch.manualSeed(2);
-  const shapeQ = [2, 8, 64, 64], shapeKV = [2, 2, 64, 64];
-  const q32 = torch.randn(shapeQ, { device: cuda }), k32 = torch.randn(shapeKV, { device: cuda }), v32 = torch.randn(shapeKV, { device: cuda });
+  const shapeQ = [2, 8, 64, 64],
+    shapeKV = [2, 2, 64, 64];
+  const q32 = torch.randn(shapeQ, { device: cuda }),
+    k32 = torch.randn(shapeKV, { device: cuda }),
+    v32 = torch.randn(shapeKV, { device: cuda });
   const w = torch.randn(shapeQ, { device: cuda });
   const run = (dtype: torch.DType) => {
     const [q, k, v] = [q32, k32, v32].map((t) => t.to(dtype).detach().requiresGrad_());

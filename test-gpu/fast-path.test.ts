@@ -20,7 +20,11 @@ test("this build has the fast CUDA kernels", () => {
 
 test("packed flash attention equals causal SDPA run on each sample alone, forward and backward", () => {
   torch.manualSeed(4);
-  const lens = [5, 17, 9], H = 8, Hkv = 2, D = 64, T = 31;
+  const lens = [5, 17, 9],
+    H = 8,
+    Hkv = 2,
+    D = 64,
+    T = 31;
   const q = torch.randn([T, H, D], { device: cuda }).to("bfloat16").requiresGrad_();
   const k = torch.randn([T, Hkv, D], { device: cuda }).to("bfloat16").requiresGrad_();
   const v = torch.randn([T, Hkv, D], { device: cuda }).to("bfloat16").requiresGrad_();
@@ -40,7 +44,9 @@ test("packed flash attention equals causal SDPA run on each sample alone, forwar
   const ref = torch.cat(parts, 0);
   ref.mul(w).sum().backward();
   const want = [ref, q2.grad!, k2.grad!, v2.grad!].map((t) => values(t));
-  got.forEach((g, i) => assert.ok(maxAbs(g, want[i]) < 0.06, `tensor ${i}: max abs diff ${maxAbs(g, want[i])}`));
+  got.forEach((g, i) => {
+    assert.ok(maxAbs(g, want[i]) < 0.06, `tensor ${i}: max abs diff ${maxAbs(g, want[i])}`);
+  });
 });
 
 test("fused AdamW takes the same steps as the op-by-op AdamW", () => {
@@ -52,32 +58,57 @@ test("fused AdamW takes the same steps as the op-by-op AdamW", () => {
   const plain = new AdamW(b, { lr: 1e-2, weightDecay: 0.1, fused: false });
   for (let s = 0; s < 5; s++) {
     const grads = a.map((p) => torch.randn(p.shape, { device: cuda }));
-    a.forEach((p, i) => (p.grad = grads[i]));
-    b.forEach((p, i) => (p.grad = grads[i].clone()));
+    a.forEach((p, i) => {
+      p.grad = grads[i];
+    });
+    b.forEach((p, i) => {
+      p.grad = grads[i].clone();
+    });
     fused.step();
     plain.step();
   }
-  a.forEach((p, i) => assertClose(values(p), values(b[i]), 1e-6, 1e-5, `param ${i}`));
+  a.forEach((p, i) => {
+    assertClose(values(p), values(b[i]), 1e-6, 1e-5, `param ${i}`);
+  });
   assert.equal(fused.stepCount(0), 5);
 });
 
 test("bf16 lossAndBackward: packed flash + checkpointing agree with the padded plain path", () => {
   const config = parseModelConfig({
-    model_type: "qwen2", hidden_size: 256, intermediate_size: 512, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2,
-    vocab_size: 1000, max_position_embeddings: 512, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false,
+    model_type: "qwen2",
+    hidden_size: 256,
+    intermediate_size: 512,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 1000,
+    max_position_embeddings: 512,
+    rope_theta: 10000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
   });
-  const samples = [40, 130, 77, 9].map((n, j) => ({ ids: Array.from({ length: n }, (_, i) => (i * 31 + j * 7) % 1000), lossMask: Array(n).fill(true), truncated: false }));
+  const samples = [40, 130, 77, 9].map((n, j) => ({
+    ids: Array.from({ length: n }, (_, i) => (i * 31 + j * 7) % 1000),
+    lossMask: Array(n).fill(true),
+    truncated: false,
+  }));
   const run = (packed: boolean, checkpoint: "off" | "all") => {
     torch.manualSeed(6);
     const model = randomCausalLM(config, { dtype: "bfloat16", device: cuda, std: 0.05 });
     const loras = addLora(model, { rank: 8, alpha: 16, targets: "all-linear" }, "gaussian");
-    torch.noGrad(() => loras.forEach((l) => l.B.normal_(0, 0.02)));
+    torch.noGrad(() => {
+      for (const l of loras.values()) l.B.normal_(0, 0.02);
+    });
     const b = packed ? packedBatch(samples, cuda, true) : paddedBatch(samples, 0, cuda);
     const loss = lossAndBackward(model, b, { checkpoint }).loss.item();
     return { loss, grads: loraParameters(loras).flatMap((p) => values(p.grad!)) };
   };
   const ref = run(false, "off");
-  for (const [packed, ckpt] of [[true, "off"], [true, "all"], [false, "all"]] as const) {
+  for (const [packed, ckpt] of [
+    [true, "off"],
+    [true, "all"],
+    [false, "all"],
+  ] as const) {
     const r = run(packed, ckpt);
     assert.ok(Math.abs(r.loss - ref.loss) / ref.loss < 2e-3, `loss ${r.loss} vs ${ref.loss}`);
     const scale = ref.grads.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
@@ -88,13 +119,26 @@ test("bf16 lossAndBackward: packed flash + checkpointing agree with the padded p
 
 test("a memory budget recomputes layers only when the budget is tight", () => {
   const config = parseModelConfig({
-    model_type: "qwen2", hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 2,
-    vocab_size: 2000, max_position_embeddings: 4096, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false,
+    model_type: "qwen2",
+    hidden_size: 1024,
+    intermediate_size: 4096,
+    num_hidden_layers: 8,
+    num_attention_heads: 8,
+    num_key_value_heads: 2,
+    vocab_size: 2000,
+    max_position_embeddings: 4096,
+    rope_theta: 10000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
   });
   torch.manualSeed(7);
   const model = randomCausalLM(config, { dtype: "bfloat16", device: cuda });
   addLora(model, { rank: 8, alpha: 16, targets: ["q_proj", "v_proj"] }, "random");
-  const samples = [1000, 1000].map((n) => ({ ids: Array.from({ length: n }, (_, i) => i % 2000), lossMask: Array(n).fill(true), truncated: false }));
+  const samples = [1000, 1000].map((n) => ({
+    ids: Array.from({ length: n }, (_, i) => i % 2000),
+    lossMask: Array(n).fill(true),
+    truncated: false,
+  }));
   const b = packedBatch(samples, cuda, true);
   const base = torch.cuda.memory().allocated;
   const roomy = lossAndBackward(model, b, { checkpoint: { budgetBytes: base + 8 * 2 ** 30 } });

@@ -7,7 +7,13 @@ import type { Tensor } from "../src/torch/index.js";
 export const device = process.env.SVDLORA_TEST_DEVICE ?? "cpu";
 
 /** Asserts two flat number lists agree within atol + rtol·|expected|. */
-export function assertClose(actual: ArrayLike<number | bigint> | number[], expected: ArrayLike<number>, atol = 1e-5, rtol = 1e-5, what = "value"): void {
+export function assertClose(
+  actual: ArrayLike<number | bigint> | number[],
+  expected: ArrayLike<number>,
+  atol = 1e-5,
+  rtol = 1e-5,
+  what = "value",
+): void {
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} != ${expected.length}`);
   for (let i = 0; i < expected.length; i++) {
     const a = Number(actual[i]);

@@ -49,9 +49,13 @@ export function oneOf<T extends string>(choices: readonly T[]) {
 export function listOf<T extends string>(choices: readonly T[]) {
   return (value: string): T[] => {
     if (value === "none") return [];
-    const list = value.split(",").map((s) => s.trim()).filter(Boolean);
+    const list = value
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
     const bad = list.find((s) => !choices.includes(s as T));
-    if (list.length === 0 || bad !== undefined) throw new InvalidArgumentError(`expected none or a comma-separated list of ${choices.join(", ")}, got "${value}"`);
+    if (list.length === 0 || bad !== undefined)
+      throw new InvalidArgumentError(`expected none or a comma-separated list of ${choices.join(", ")}, got "${value}"`);
     return [...new Set(list)] as T[];
   };
 }
@@ -59,7 +63,10 @@ export function listOf<T extends string>(choices: readonly T[]) {
 /** "q_proj,v_proj" → ["q_proj", "v_proj"]; "all-linear" stays as it is. */
 export function targets(value: string): string[] | "all-linear" {
   if (value === "all-linear") return value;
-  const list = value.split(",").map((s) => s.trim()).filter(Boolean);
+  const list = value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (list.length === 0) throw new InvalidArgumentError(`expected module names like q_proj,v_proj or all-linear, got "${value}"`);
   return list;
 }

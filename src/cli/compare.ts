@@ -13,7 +13,9 @@ function finiteNumber(value: string): number {
 export function registerCompare(program: Command): void {
   program
     .command("compare")
-    .description("compare the training runs of each init (random, svd, pissa, …): initial/final loss, steps to a target loss, eval loss, accuracy, compute")
+    .description(
+      "compare the training runs of each init (random, svd, pissa, …): initial/final loss, steps to a target loss, eval loss, accuracy, compute",
+    )
     .option("--training-dir <dir>", "where the training_log_NAME.csv and train_summary_NAME.json files are", "training_results")
     .option("--target-loss <x>", "loss for 'steps to target' (default: the baseline arm's final smoothed loss)", finiteNumber)
     .option("--baseline <init>", "the arm the others are measured against", "random")

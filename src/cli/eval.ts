@@ -45,10 +45,18 @@ export function registerEval(program: Command): void {
         torch.dispose([...weights.values()]);
       }
       const { encoded, stats } = formatSamples(samples, tokenizer, { systemPrompt, maxLength: o.maxLength });
-      if (encoded.length === 0) throw new Error(`${o.data}: no sample has answer tokens left after formatting (is --max-length ${o.maxLength} too small?)`);
+      if (encoded.length === 0)
+        throw new Error(`${o.data}: no sample has answer tokens left after formatting (is --max-length ${o.maxLength} too small?)`);
       const padId = tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
-      const loss = evaluateLoss(model, loras, encoded, { batchSize: o.batchSize, padId, device: o.device, packing: usesPacking({ device: o.device }) });
-      console.log(`eval loss ${loss.toFixed(4)} over ${encoded.length} samples (${stats.lossTokens} answer tokens)${truncation(stats, o.maxLength)}`);
+      const loss = evaluateLoss(model, loras, encoded, {
+        batchSize: o.batchSize,
+        padId,
+        device: o.device,
+        packing: usesPacking({ device: o.device }),
+      });
+      console.log(
+        `eval loss ${loss.toFixed(4)} over ${encoded.length} samples (${stats.lossTokens} answer tokens)${truncation(stats, o.maxLength)}`,
+      );
       let accuracy = null;
       if (o.generate) {
         const progress = new TrainingProgress({ totalSteps: samples.length, label: "generate", quiet: o.quiet });
@@ -59,11 +67,13 @@ export function registerEval(program: Command): void {
         });
         progress.stop();
         const pct = accuracy.total ? ((100 * accuracy.correct) / accuracy.total).toFixed(1) : "n/a";
-        console.log(`accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}`);
+        console.log(
+          `accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}`,
+        );
       }
       if (o.output) {
         const out = { baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy };
-        writeFileAtomic(o.output, JSON.stringify(out, null, 2) + "\n");
+        writeFileAtomic(o.output, `${JSON.stringify(out, null, 2)}\n`);
         console.log(`results: ${o.output}`);
       }
     });

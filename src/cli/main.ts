@@ -35,7 +35,12 @@ registerRun(program);
 function explainOutOfMemory(message: string): string | null {
   if (!/out of memory/i.test(message)) return null;
   // "CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has …": its first two sentences.
-  const what = message.split("\n")[0].replace(/^\w+: /, "").split(". ").slice(0, 2).join(". ");
+  const what = message
+    .split("\n")[0]
+    .replace(/^\w+: /, "")
+    .split(". ")
+    .slice(0, 2)
+    .join(". ");
   return `out of GPU memory (${what}): try a lower --max-memory (more layers recomputed) or --gradient-checkpointing on, a smaller --batch-size with more --gradient-accumulation-steps (same effective batch), or a smaller --max-length`;
 }
 

@@ -16,7 +16,11 @@ export function registerMerge(program: Command): void {
     .requiredOption("--base-model <dir|hub-id>", "model directory or Hugging Face hub id")
     .requiredOption("--adapter <dir>", "PEFT LoRA adapter directory")
     .requiredOption("--output-dir <dir>", "where the merged model goes")
-    .option("--dtype <dtype>", "dtype of the saved weights (default: the base model's)", arg.oneOf(["float32", "bfloat16", "float16"] as const))
+    .option(
+      "--dtype <dtype>",
+      "dtype of the saved weights (default: the base model's)",
+      arg.oneOf(["float32", "bfloat16", "float16"] as const),
+    )
     .action(async (o) => {
       const base = await resolveBaseModel(o.baseModel);
       // Merge in float32, then save in the requested dtype.

@@ -2,13 +2,22 @@
 import fs from "node:fs";
 import readline from "node:readline/promises";
 import type { Command } from "commander";
-import { EXPERIMENT_DEFAULTS, type ExperimentConfig, STEP_NAMES, type StepId, experimentLayout, readExperimentFile, runExperiment } from "../pipeline/experiment.js";
+import {
+  EXPERIMENT_DEFAULTS,
+  type ExperimentConfig,
+  STEP_NAMES,
+  type StepId,
+  experimentLayout,
+  readExperimentFile,
+  runExperiment,
+} from "../pipeline/experiment.js";
 import * as arg from "./args.js";
 
 function parseSteps(value: string): StepId[] {
   if (value === "all") return [1, 2, 3, 4];
   const steps = value.split(",").map((s) => Number(s.trim()));
-  if (steps.length === 0 || steps.some((s) => ![1, 2, 3, 4].includes(s))) throw new Error(`--steps ${value}: use all, or step numbers 1-4 separated by commas (e.g. 1,2)`);
+  if (steps.length === 0 || steps.some((s) => ![1, 2, 3, 4].includes(s)))
+    throw new Error(`--steps ${value}: use all, or step numbers 1-4 separated by commas (e.g. 1,2)`);
   return [...new Set(steps)].sort() as StepId[];
 }
 
@@ -55,7 +64,11 @@ function overrides(o: Record<string, unknown>, lora: ExperimentConfig["lora"]): 
   if (o.fullFinetune) out.fullFinetune = true;
   set("extraArms", o.arms);
   if (o.loraRank !== undefined || o.loraAlpha !== undefined)
-    out.lora = { ...lora, ...(o.loraRank !== undefined ? { rank: o.loraRank as number } : {}), ...(o.loraAlpha !== undefined ? { alpha: o.loraAlpha as number } : {}) };
+    out.lora = {
+      ...lora,
+      ...(o.loraRank !== undefined ? { rank: o.loraRank as number } : {}),
+      ...(o.loraAlpha !== undefined ? { alpha: o.loraAlpha as number } : {}),
+    };
   return out;
 }
 
@@ -117,7 +130,14 @@ export function registerRun(program: Command): void {
   ).action(async (o) => {
     // Per-epoch eval on 120 of the 240 held-out questions and accuracy on 40 keep it within minutes;
     // the tiny model is small enough for a real full fine-tune beside the synthesized teacher.
-    const c: ExperimentConfig = { ...EXPERIMENT_DEFAULTS, outputDir: "svdlora-demo", evalLimit: 120, accuracySamples: 40, fullFinetune: true, ...overrides(o, EXPERIMENT_DEFAULTS.lora) };
+    const c: ExperimentConfig = {
+      ...EXPERIMENT_DEFAULTS,
+      outputDir: "svdlora-demo",
+      evalLimit: 120,
+      accuracySamples: 40,
+      fullFinetune: true,
+      ...overrides(o, EXPERIMENT_DEFAULTS.lora),
+    };
     if (o.quiet) c.quiet = true;
     const started = Date.now();
     await runExperiment(c, [1, 2, 3, 4], { force: Boolean(o.force) });

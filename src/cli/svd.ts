@@ -16,12 +16,19 @@ export function registerSvd(program: Command): void {
     .option("--rank <r>", "LoRA rank of the factors", arg.positiveInt, 16)
     .option("--lora-alpha <alpha>", "alpha of the LoRA to be trained from the factors (s = α/r)", arg.positiveNumber, 16)
     .option("--rslora", "rank-stabilized scaling α/√r")
-    .option("--factor-split <split>", "seed (B = UΣ/s, A = Vᵀ) | balanced (√ on both sides)", arg.oneOf(["seed", "balanced"] as const), "seed")
+    .option(
+      "--factor-split <split>",
+      "seed (B = UΣ/s, A = Vᵀ) | balanced (√ on both sides)",
+      arg.oneOf(["seed", "balanced"] as const),
+      "seed",
+    )
     .option("--output-dir <dir>", "output directory", "svd_results")
     .action(async (o) => {
-      if (!o.synthesizedDelta && !o.loraAdapter && !o.finetunedModel) o.synthesizedDelta = "synthesized_teacher/synthesized_delta_rank64.safetensors";
+      if (!o.synthesizedDelta && !o.loraAdapter && !o.finetunedModel)
+        o.synthesizedDelta = "synthesized_teacher/synthesized_delta_rank64.safetensors";
       const baseModel = o.baseModel ? await resolveBaseModel(o.baseModel) : undefined;
-      const targets = o.targetModules === "all-linear" ? ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] : o.targetModules;
+      const targets =
+        o.targetModules === "all-linear" ? ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] : o.targetModules;
       const out = await svdStep({
         synthesizedDelta: o.synthesizedDelta,
         loraAdapter: o.loraAdapter,
@@ -35,7 +42,9 @@ export function registerSvd(program: Command): void {
         outputDir: o.outputDir,
       });
       const s = out.summary;
-      console.log(`rank ${o.rank}: mean relative error ${s.relativeError.mean.toFixed(4)}, mean energy ratio ${s.energyRatio.mean.toFixed(4)}; ${s.meetingBar}/${s.modules} modules meet error < 0.1 and energy > 0.9`);
+      console.log(
+        `rank ${o.rank}: mean relative error ${s.relativeError.mean.toFixed(4)}, mean energy ratio ${s.energyRatio.mean.toFixed(4)}; ${s.meetingBar}/${s.modules} modules meet error < 0.1 and energy > 0.9`,
+      );
       console.log(`factors:  ${out.factorsDir}\nanalysis: ${out.analysisFile}\nreport:   ${out.reportFile}\nfigure:   ${out.plotFile}`);
     });
 }

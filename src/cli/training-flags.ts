@@ -22,7 +22,11 @@ export interface TrainingFlagDefaults {
 export function addTrainingFlags(cmd: Command, d: TrainingFlagDefaults): Command {
   return cmd
     .option("--base-model <dir|hub-id>", "model directory or Hugging Face hub id (from the local cache)", EMBEDDED_MODEL)
-    .option("--train-data <file>", "JSON array or JSONL: {question,answer}, {instruction,input,output}, {prompt,completion} or {messages}", EMBEDDED_TRAIN)
+    .option(
+      "--train-data <file>",
+      "JSON array or JSONL: {question,answer}, {instruction,input,output}, {prompt,completion} or {messages}",
+      EMBEDDED_TRAIN,
+    )
     .option("--eval-data <file>", "held-out data (default: the embedded eval set with the embedded train set)")
     .option("--epochs <n>", "passes over the training data", arg.positiveInt, d.epochs)
     .option("--batch-size <n>", "samples per micro-batch", arg.positiveInt, d.batchSize)

@@ -11,7 +11,8 @@ export function extractBoxed(text: string): string | null {
   let depth = 1;
   for (let i = last; i < text.length; i++) {
     const c = text[i];
-    if (c === "\\") i++; // \{ and \} are literal braces, not grouping
+    if (c === "\\")
+      i++; // \{ and \} are literal braces, not grouping
     else if (c === "{") depth++;
     else if (c === "}" && --depth === 0) return text.slice(last, i).trim();
   }
@@ -21,9 +22,15 @@ export function extractBoxed(text: string): string | null {
 /** Cleans LaTeX and typography that do not change the value. */
 function normalize(text: string): string {
   let s = text.trim();
-  s = s.replace(/\\[()[\]]/g, "").replace(/\\\$/g, "").replace(/\$/g, ""); // math delimiters, currency
+  s = s
+    .replace(/\\[()[\]]/g, "")
+    .replace(/\\\$/g, "")
+    .replace(/\$/g, ""); // math delimiters, currency
   s = s.replace(/\\(?:text|mathrm|textbf|mathbf)\s*\{([^{}]*)\}/g, "$1");
-  s = s.replace(/\\(?:left|right)\b/g, "").replace(/\\[,;:! ]/g, "").replace(/~/g, "");
+  s = s
+    .replace(/\\(?:left|right)\b/g, "")
+    .replace(/\\[,;:! ]/g, "")
+    .replace(/~/g, "");
   s = s.replace(/\\[dt]frac/g, "\\frac").replace(/[−–]/g, "-");
   s = s.replace(/\s+/g, "");
   return s.replace(/\.$/, ""); // a sentence's full stop after the answer
@@ -75,7 +82,8 @@ class Parser {
     }
     if (this.s.startsWith("\\frac", this.pos)) {
       this.pos += 5;
-      const num = this.fracArgument(), den = num && this.fracArgument();
+      const num = this.fracArgument(),
+        den = num && this.fracArgument();
       return num && den && !den.isZero() ? num.div(den) : null;
     }
     return this.number();
@@ -96,7 +104,8 @@ class Parser {
     const m = /^(\d*)(?:\.(\d+))?/.exec(this.s.slice(this.pos));
     if (!m || m[0] === "" || (m[1] === "" && m[2] === undefined)) return null;
     this.pos += m[0].length;
-    const whole = BigInt(m[1] || "0"), frac = m[2] ?? "";
+    const whole = BigInt(m[1] || "0"),
+      frac = m[2] ?? "";
     const scale = 10n ** BigInt(frac.length);
     return new Rational(whole * scale + BigInt(frac || "0"), scale);
   }
@@ -116,7 +125,8 @@ export function extractAnswer(text: string): Rational | null {
 
 /** Whether two answer strings are the same number; false when either does not parse. */
 export function answersMatch(a: string, b: string): boolean {
-  const x = parseAnswer(a), y = parseAnswer(b);
+  const x = parseAnswer(a),
+    y = parseAnswer(b);
   return x !== null && y !== null && x.equals(y);
 }
 

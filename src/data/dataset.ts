@@ -44,7 +44,10 @@ export function parseDataset(text: string, source: string): Sample[] {
   return items.map(({ value, where }) => toSample(value, `${source}: ${where}`));
 }
 
-interface RawItem { value: unknown; where: string; }
+interface RawItem {
+  value: unknown;
+  where: string;
+}
 
 function parseJsonArray(text: string, source: string): RawItem[] {
   let data: unknown;
@@ -65,7 +68,10 @@ function parseJsonLines(text: string, source: string): RawItem[] {
     try {
       value = JSON.parse(line);
     } catch (e) {
-      const hint = i === 0 && line.trim().startsWith("{") && !line.trim().endsWith("}") ? " (JSONL needs one whole object per line; a JSON file must be an array)" : "";
+      const hint =
+        i === 0 && line.trim().startsWith("{") && !line.trim().endsWith("}")
+          ? " (JSONL needs one whole object per line; a JSON file must be an array)"
+          : "";
       throw new DatasetError(`${source}: line ${i + 1}: malformed JSON: ${(e as Error).message}${hint}`);
     }
     items.push({ value, where: `line ${i + 1}` });
@@ -92,7 +98,8 @@ function firstInvalidUtf8(bytes: Uint8Array): string {
       return false;
     }
   };
-  let lo = 0, hi = bytes.length; // bisect for the longest valid prefix
+  let lo = 0,
+    hi = bytes.length; // bisect for the longest valid prefix
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
     if (validPrefix(mid)) lo = mid;
@@ -137,7 +144,10 @@ const SHAPES: { name: string; keys: string[]; convert: (item: Item, where: strin
       if (input !== undefined && input !== null && typeof input !== "string")
         throw new DatasetError(`${where}: field "input" must be a string, got ${typeName(input)}`);
       const user = typeof input === "string" && input.trim() !== "" ? `${instruction}\n\n${input}` : instruction;
-      return [{ role: "user", content: user }, { role: "assistant", content: text(item, "output", where) }];
+      return [
+        { role: "user", content: user },
+        { role: "assistant", content: text(item, "output", where) },
+      ];
     },
   },
   {
@@ -158,7 +168,8 @@ function messages(value: unknown, where: string): ChatMessage[] {
   if (value.length === 0) throw new DatasetError(`${where}: field "messages" is empty`);
   const out = value.map((m: unknown, i): ChatMessage => {
     const at = `${where}: messages[${i}]`;
-    if (typeof m !== "object" || m === null || Array.isArray(m)) throw new DatasetError(`${at} must be an object {role, content}, got ${typeName(m)}`);
+    if (typeof m !== "object" || m === null || Array.isArray(m))
+      throw new DatasetError(`${at} must be an object {role, content}, got ${typeName(m)}`);
     const role = (m as Item).role;
     if (typeof role !== "string" || !ROLES.has(role))
       throw new DatasetError(`${at}: "role" must be "system", "user" or "assistant", got ${JSON.stringify(role) ?? "nothing"}`);
@@ -179,10 +190,19 @@ export function toSample(value: unknown, where: string): Sample {
     const keys = Object.keys(item);
     // One shape partly there ({question} alone): say which field is missing.
     const partial = SHAPES.filter((s) => s.keys.some((k) => k in item));
-    const missing = partial.length === 1 ? `: missing ${partial[0]!.keys.filter((k) => !(k in item)).map((k) => `"${k}"`).join(", ")} for ${partial[0]!.name}` : "";
-    throw new DatasetError(`${where}: matches no known shape (its keys: ${keys.length ? keys.join(", ") : "none"})${missing}. Accepted shapes: ${ACCEPTED_SHAPES}`);
+    const missing =
+      partial.length === 1
+        ? `: missing ${partial[0]!.keys
+            .filter((k) => !(k in item))
+            .map((k) => `"${k}"`)
+            .join(", ")} for ${partial[0]!.name}`
+        : "";
+    throw new DatasetError(
+      `${where}: matches no known shape (its keys: ${keys.length ? keys.join(", ") : "none"})${missing}. Accepted shapes: ${ACCEPTED_SHAPES}`,
+    );
   }
-  if (matches.length > 1) throw new DatasetError(`${where}: ambiguous, it has the fields of ${matches.map((s) => s.name).join(" and ")}; keep one shape`);
+  if (matches.length > 1)
+    throw new DatasetError(`${where}: ambiguous, it has the fields of ${matches.map((s) => s.name).join(" and ")}; keep one shape`);
   const msgs = matches[0]!.convert(item, where);
   const answer = finalAnswer(msgs.filter((m) => m.role === "assistant").at(-1)!.content);
   return answer === undefined ? { messages: msgs } : { messages: msgs, answer };

@@ -97,14 +97,21 @@ function replySpans(tokenizer: ChatTokenizer, messages: ChatMessage[], full: str
 }
 
 /** Finds the token index at character position `at` of `text` (tokenized as `ids`). */
-function tokenBoundary(tokenizer: ChatTokenizer, text: string, ids: number[], at: number, side: "start" | "end"): { index: number; exact: boolean } {
+function tokenBoundary(
+  tokenizer: ChatTokenizer,
+  text: string,
+  ids: number[],
+  at: number,
+  side: "start" | "end",
+): { index: number; exact: boolean } {
   const prefix = tokenizer.encode(text.slice(0, at), { addSpecialTokens: false });
   if (prefix.length <= ids.length && prefix.every((id, i) => id === ids[i])) return { index: prefix.length, exact: true };
   // A token straddles the boundary (e.g. "\n\n" merged across it). Locate it by the length of the
   // decoded prefix; a straddling token counts as part of the reply on both sides.
   const decodedLength = (n: number) => tokenizer.decode(ids.slice(0, n)).length;
   const firstWhere = (ok: (n: number) => boolean) => {
-    let lo = 0, hi = ids.length;
+    let lo = 0,
+      hi = ids.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
       if (ok(mid)) hi = mid;
@@ -154,11 +161,25 @@ export function formatSample(sample: Sample, tokenizer: ChatTokenizer, options: 
 }
 
 /** Formats a data set; drops (and counts) samples left with no reply token unless keepEmpty. */
-export function formatSamples(samples: readonly Sample[], tokenizer: ChatTokenizer, options: FormatOptions = {}): { encoded: Encoded[]; stats: FormatStats } {
+export function formatSamples(
+  samples: readonly Sample[],
+  tokenizer: ChatTokenizer,
+  options: FormatOptions = {},
+): { encoded: Encoded[]; stats: FormatStats } {
   if (options.maxLength !== undefined && !(Number.isInteger(options.maxLength) && options.maxLength > 0)) {
     throw new Error(`formatSamples: maxLength must be a positive whole number (got ${options.maxLength})`);
   }
-  const stats: FormatStats = { samples: samples.length, kept: 0, truncated: 0, droppedEmpty: 0, offsetFallbacks: 0, skippedTurns: 0, tokens: 0, lossTokens: 0, longest: 0 };
+  const stats: FormatStats = {
+    samples: samples.length,
+    kept: 0,
+    truncated: 0,
+    droppedEmpty: 0,
+    offsetFallbacks: 0,
+    skippedTurns: 0,
+    tokens: 0,
+    lossTokens: 0,
+    longest: 0,
+  };
   const encoded: Encoded[] = [];
   samples.forEach((sample, i) => {
     let result: FormattedSample;
@@ -242,14 +263,16 @@ export interface PackedBatch {
  * within a sample: use `cuSeqlens` (varlen kernels) or `blockCausalMask(cuSeqlens)`.
  */
 export function packBatches(samples: readonly Encoded[], maxTokens: number): PackedBatch[] {
-  if (!(Number.isInteger(maxTokens) && maxTokens > 0)) throw new Error(`packBatches: maxTokens must be a positive whole number (got ${maxTokens})`);
+  if (!(Number.isInteger(maxTokens) && maxTokens > 0))
+    throw new Error(`packBatches: maxTokens must be a positive whole number (got ${maxTokens})`);
   const groups: number[][] = [];
   let current: number[] = [];
   let used = 0;
   samples.forEach((sample, i) => {
     const n = sample.ids.length;
     if (n === 0) throw new Error(`packBatches: sample ${i} is empty`);
-    if (n > maxTokens) throw new Error(`packBatches: sample ${i} has ${n} tokens, more than maxTokens = ${maxTokens} (format with maxLength ≤ maxTokens)`);
+    if (n > maxTokens)
+      throw new Error(`packBatches: sample ${i} has ${n} tokens, more than maxTokens = ${maxTokens} (format with maxLength ≤ maxTokens)`);
     if (used + n > maxTokens) {
       groups.push(current);
       current = [];
@@ -261,7 +284,9 @@ export function packBatches(samples: readonly Encoded[], maxTokens: number): Pac
   if (current.length > 0) groups.push(current);
 
   return groups.map((group) => {
-    const ids: number[] = [], labels: number[] = [], positions: number[] = [];
+    const ids: number[] = [],
+      labels: number[] = [],
+      positions: number[] = [];
     const cuSeqlens = [0];
     const sampleBoundaries: PackedBatch["sampleBoundaries"] = [];
     for (const sampleIndex of group) {
@@ -286,11 +311,13 @@ export function packBatches(samples: readonly Encoded[], maxTokens: number): Pac
  * `fromBytes(mask, [T, T], "bool")` (True = attend, as SDPA's boolean attn_mask).
  */
 export function blockCausalMask(cuSeqlens: readonly number[]): Uint8Array {
-  if (cuSeqlens.length < 2 || cuSeqlens[0] !== 0) throw new Error("blockCausalMask: cuSeqlens must start at 0 and hold at least one sample");
+  if (cuSeqlens.length < 2 || cuSeqlens[0] !== 0)
+    throw new Error("blockCausalMask: cuSeqlens must start at 0 and hold at least one sample");
   const total = cuSeqlens[cuSeqlens.length - 1];
   const mask = new Uint8Array(total * total);
   for (let s = 0; s + 1 < cuSeqlens.length; s++) {
-    const start = cuSeqlens[s], end = cuSeqlens[s + 1];
+    const start = cuSeqlens[s],
+      end = cuSeqlens[s + 1];
     if (end < start) throw new Error("blockCausalMask: cuSeqlens must not decrease");
     for (let i = start; i < end; i++) mask.fill(1, i * total + start, i * total + i + 1);
   }

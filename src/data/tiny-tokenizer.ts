@@ -76,7 +76,7 @@ export function trainBpeMerges(corpus: string[], numMerges: number): [string, st
     const pairCounts = new Map<string, { pair: [string, string]; count: number }>();
     for (const { symbols, count } of words) {
       for (let i = 0; i + 1 < symbols.length; i++) {
-        const key = symbols[i] + "\u0000" + symbols[i + 1];
+        const key = `${symbols[i]}\u0000${symbols[i + 1]}`;
         const entry = pairCounts.get(key);
         if (entry) entry.count += count;
         else pairCounts.set(key, { pair: [symbols[i], symbols[i + 1]], count });
@@ -122,7 +122,8 @@ const byteLevelStep = { type: "ByteLevel", add_prefix_space: false, trim_offsets
 /** Builds tokenizer.json + tokenizer_config.json for a byte-level BPE tokenizer with ChatML tokens. */
 export function buildByteLevelTokenizer(options: ByteLevelTokenizerOptions = {}): ByteLevelTokenizerFiles {
   const numMerges = options.numMerges ?? 0;
-  if (!Number.isInteger(numMerges) || numMerges < 0) throw new Error(`buildByteLevelTokenizer: numMerges must be a whole number ≥ 0 (got ${numMerges})`);
+  if (!Number.isInteger(numMerges) || numMerges < 0)
+    throw new Error(`buildByteLevelTokenizer: numMerges must be a whole number ≥ 0 (got ${numMerges})`);
   const merges = numMerges > 0 && options.corpus ? trainBpeMerges(options.corpus, numMerges) : [];
 
   const vocab: Record<string, number> = {};
@@ -148,10 +149,7 @@ export function buildByteLevelTokenizer(options: ByteLevelTokenizerOptions = {})
     normalizer: null,
     pre_tokenizer: {
       type: "Sequence",
-      pretokenizers: [
-        { type: "Split", pattern: { Regex: QWEN2_SPLIT_REGEX }, behavior: "Isolated", invert: false },
-        byteLevelStep,
-      ],
+      pretokenizers: [{ type: "Split", pattern: { Regex: QWEN2_SPLIT_REGEX }, behavior: "Isolated", invert: false }, byteLevelStep],
     },
     post_processor: byteLevelStep,
     decoder: byteLevelStep,
@@ -193,6 +191,6 @@ export function buildByteLevelTokenizer(options: ByteLevelTokenizerOptions = {})
 /** Writes tokenizer.json and tokenizer_config.json into `dir` (created if missing). */
 export async function writeTokenizerFiles(dir: string, files: ByteLevelTokenizerFiles): Promise<void> {
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, "tokenizer.json"), JSON.stringify(files.tokenizerJson, null, 2) + "\n");
-  await writeFile(join(dir, "tokenizer_config.json"), JSON.stringify(files.tokenizerConfig, null, 2) + "\n");
+  await writeFile(join(dir, "tokenizer.json"), `${JSON.stringify(files.tokenizerJson, null, 2)}\n`);
+  await writeFile(join(dir, "tokenizer_config.json"), `${JSON.stringify(files.tokenizerConfig, null, 2)}\n`);
 }

@@ -26,7 +26,9 @@ export class SafetensorsCheckpoint {
       return new SafetensorsCheckpoint(dir, new Map([[SINGLE_FILE, file]]), new Map(file.keys().map((k) => [k, file])));
     }
     if (fs.existsSync(path.join(dir, "pytorch_model.bin")) || fs.existsSync(path.join(dir, "pytorch_model.bin.index.json"))) {
-      throw new Error(`${dir}: only PyTorch pickle weights (pytorch_model.bin) found; svdlora reads safetensors — convert them (e.g. load and save_pretrained(safe_serialization=True) in transformers)`);
+      throw new Error(
+        `${dir}: only PyTorch pickle weights (pytorch_model.bin) found; svdlora reads safetensors — convert them (e.g. load and save_pretrained(safe_serialization=True) in transformers)`,
+      );
     }
     throw new Error(`${dir}: no ${SINGLE_FILE} or ${INDEX_FILE} found; is this a Hugging Face model directory?`);
   }
@@ -63,11 +65,13 @@ export class SafetensorsCheckpoint {
         let file = files.get(shard);
         if (!file) {
           const shardPath = path.join(dir, shard);
-          if (!fs.existsSync(shardPath)) throw new Error(`${indexPath}: shard ${JSON.stringify(shard)} is listed but missing from ${dir} (incomplete download?)`);
+          if (!fs.existsSync(shardPath))
+            throw new Error(`${indexPath}: shard ${JSON.stringify(shard)} is listed but missing from ${dir} (incomplete download?)`);
           file = SafetensorsFile.open(shardPath);
           files.set(shard, file);
         }
-        if (!file.has(name)) throw new Error(`${indexPath}: tensor ${JSON.stringify(name)} is mapped to ${shard}, which does not contain it`);
+        if (!file.has(name))
+          throw new Error(`${indexPath}: tensor ${JSON.stringify(name)} is mapped to ${shard}, which does not contain it`);
         fileOf.set(name, file);
       }
     } catch (error) {
@@ -98,7 +102,9 @@ function readWeightMap(indexPath: string): Record<string, string> {
   for (const [name, shard] of Object.entries(weightMap)) {
     // shards live next to the index; a path elsewhere is a damaged or hostile index
     if (typeof shard !== "string" || shard === "" || shard !== path.basename(shard) || shard === "." || shard === "..") {
-      throw new Error(`${indexPath}: tensor ${JSON.stringify(name)} maps to ${JSON.stringify(shard)}, not a file name in the same directory`);
+      throw new Error(
+        `${indexPath}: tensor ${JSON.stringify(name)} maps to ${JSON.stringify(shard)}, not a file name in the same directory`,
+      );
     }
   }
   return weightMap as Record<string, string>;

@@ -71,18 +71,22 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
   const modelType = raw.model_type;
   if (typeof modelType !== "string") return fail(`missing "model_type" (expected one of ${supportedTypes.join(", ")})`);
   if (!supportedTypes.includes(modelType)) {
-    return fail(`unsupported architecture model_type "${modelType}"${architecturesNote(raw)}: svdlora supports ${supportedTypes.join(" and ")}`);
+    return fail(
+      `unsupported architecture model_type "${modelType}"${architecturesNote(raw)}: svdlora supports ${supportedTypes.join(" and ")}`,
+    );
   }
 
   const positive = (field: string, fallback?: number): number => {
     const v = raw[field] ?? fallback;
     if (v === undefined) return fail(`missing required field "${field}"`);
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) return fail(`"${field}" must be a positive integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0)
+      return fail(`"${field}" must be a positive integer, got ${JSON.stringify(v)}`);
     return v;
   };
   const positiveNumber = (field: string, fallback: number, from: Record<string, unknown> = raw): number => {
     const v = from[field] ?? fallback;
-    if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) return fail(`"${field}" must be a positive number, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v))
+      return fail(`"${field}" must be a positive number, got ${JSON.stringify(v)}`);
     return v;
   };
   const flag = (field: string, fallback: boolean): boolean => {
@@ -129,7 +133,8 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
   const eos = raw.eos_token_id;
   let eosTokenId: number | number[] | undefined;
   if (Array.isArray(eos)) {
-    if (!eos.every((v) => typeof v === "number" && Number.isSafeInteger(v) && v >= 0)) fail(`"eos_token_id" must be a token id or a list of them`);
+    if (!eos.every((v) => typeof v === "number" && Number.isSafeInteger(v) && v >= 0))
+      fail(`"eos_token_id" must be a token id or a list of them`);
     eosTokenId = eos as number[];
   } else {
     eosTokenId = tokenId("eos_token_id");

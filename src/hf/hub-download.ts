@@ -14,7 +14,15 @@ export interface DownloadOptions {
   log: (line: string) => void;
 }
 
-const MODEL_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"];
+const MODEL_FILES = [
+  "config.json",
+  "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "vocab.json",
+  "merges.txt",
+];
 const REQUIRED = new Set(["config.json"]);
 
 interface FileMeta {
@@ -28,7 +36,10 @@ export async function downloadSnapshot(id: HubId, o: DownloadOptions): Promise<s
   const spec = `${id.repoId}@${id.revision}`;
   const config = await headOrThrow(id, "config.json", o, spec);
   const commit = config?.commit ?? (/^[0-9a-f]{40}$/.test(id.revision) ? id.revision : undefined);
-  if (!config || !commit) throw new Error(`${spec}: the hub did not say which commit "${id.revision}" is (no X-Repo-Commit header); pass a local directory instead`);
+  if (!config || !commit)
+    throw new Error(
+      `${spec}: the hub did not say which commit "${id.revision}" is (no X-Repo-Commit header); pass a local directory instead`,
+    );
   const repoDir = path.join(o.cacheDir, repoFolderName(id.repoId));
   const snapshot = path.join(repoDir, "snapshots", commit);
   // pin every later request to the commit, so a push in between cannot mix two versions
@@ -51,7 +62,10 @@ export async function downloadSnapshot(id: HubId, o: DownloadOptions): Promise<s
     }
   } else {
     const single = await headOrThrow(pinned, "model.safetensors", o, spec);
-    if (!single) throw new Error(`${spec}: the repository has no model.safetensors or model.safetensors.index.json (svdlora reads safetensors weights only)`);
+    if (!single)
+      throw new Error(
+        `${spec}: the repository has no model.safetensors or model.safetensors.index.json (svdlora reads safetensors weights only)`,
+      );
     files.set("model.safetensors", single);
   }
   for (const [name, meta] of files) await fetchIntoCache(pinned, name, meta, repoDir, snapshot, o);
@@ -74,7 +88,9 @@ async function request(url: string, init: RequestInit, spec: string): Promise<Re
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     const why = cause?.code ?? cause?.message ?? (error as Error).message;
-    throw new Error(`--base-model ${spec}: not in the local cache and the hub is unreachable: ${why} (${url}); download it where there is network or pass a local directory`);
+    throw new Error(
+      `--base-model ${spec}: not in the local cache and the hub is unreachable: ${why} (${url}); download it where there is network or pass a local directory`,
+    );
   }
 }
 
@@ -84,14 +100,18 @@ async function headOrThrow(id: HubId, file: string, o: DownloadOptions, spec: st
   const init: RequestInit = { method: "HEAD", headers: { ...headers(o), "accept-encoding": "identity" }, redirect: "manual" };
   let res = await request(url, init, spec);
   // LFS files answer 302 to the CDN carrying the metadata; other redirects (renamed repos) are followed
-  if (res.status >= 300 && res.status < 400 && !res.headers.has("x-linked-etag")) res = await request(url, { ...init, redirect: "follow" }, spec);
+  if (res.status >= 300 && res.status < 400 && !res.headers.has("x-linked-etag"))
+    res = await request(url, { ...init, redirect: "follow" }, spec);
   if (res.status === 404) {
     // a 404 on config.json means the repository (or revision) itself is missing
-    if (REQUIRED.has(file)) throw new Error(`--base-model ${spec}: not found on the hub (no ${file} at revision ${id.revision}); check the id and revision`);
+    if (REQUIRED.has(file))
+      throw new Error(`--base-model ${spec}: not found on the hub (no ${file} at revision ${id.revision}); check the id and revision`);
     return undefined;
   }
   if (res.status === 401 || res.status === 403) {
-    throw new Error(`--base-model ${spec}: the hub refused access (HTTP ${res.status}); for gated or private models accept the license on huggingface.co and set HF_TOKEN`);
+    throw new Error(
+      `--base-model ${spec}: the hub refused access (HTTP ${res.status}); for gated or private models accept the license on huggingface.co and set HF_TOKEN`,
+    );
   }
   if (res.status >= 400) throw new Error(`--base-model ${spec}: the hub answered HTTP ${res.status} for ${file}`);
   const etag = (res.headers.get("x-linked-etag") ?? res.headers.get("etag") ?? "").replace(/^W\//, "").replace(/"/g, "");
@@ -101,7 +121,14 @@ async function headOrThrow(id: HubId, file: string, o: DownloadOptions, spec: st
 }
 
 /** Streams a file into blobs/<etag> (skipped when already there) and links it into the snapshot. */
-async function fetchIntoCache(id: HubId, file: string, meta: FileMeta, repoDir: string, snapshot: string, o: DownloadOptions): Promise<void> {
+async function fetchIntoCache(
+  id: HubId,
+  file: string,
+  meta: FileMeta,
+  repoDir: string,
+  snapshot: string,
+  o: DownloadOptions,
+): Promise<void> {
   const blob = path.join(repoDir, "blobs", meta.etag);
   const link = path.join(snapshot, file);
   if (fs.existsSync(link)) return;
@@ -120,7 +147,12 @@ async function fetchIntoCache(id: HubId, file: string, meta: FileMeta, repoDir: 
   }
 }
 
-async function streamToFileAtomic(body: ReadableStream<Uint8Array>, target: string, expectedSize: number | undefined, file: string): Promise<void> {
+async function streamToFileAtomic(
+  body: ReadableStream<Uint8Array>,
+  target: string,
+  expectedSize: number | undefined,
+  file: string,
+): Promise<void> {
   const temp = tempPathFor(target);
   const handle = await fs.promises.open(temp, "wx");
   try {
@@ -129,7 +161,8 @@ async function streamToFileAtomic(body: ReadableStream<Uint8Array>, target: stri
       await handle.write(chunk);
       written += chunk.length;
     }
-    if (expectedSize !== undefined && written !== expectedSize) throw new Error(`downloading ${file}: got ${written} bytes, expected ${expectedSize} (connection dropped?); run again to retry`);
+    if (expectedSize !== undefined && written !== expectedSize)
+      throw new Error(`downloading ${file}: got ${written} bytes, expected ${expectedSize} (connection dropped?); run again to retry`);
     await handle.sync();
     await handle.close();
     fs.renameSync(temp, target);

@@ -28,7 +28,8 @@ const looksLikePath = (spec: string) => spec.startsWith(".") || spec.startsWith(
 export function resolveBaseModelLocally(spec: string, options: HubOptions = {}): string | undefined {
   const local = spec.startsWith("~/") ? path.join(os.homedir(), spec.slice(2)) : spec;
   if (fs.existsSync(local)) {
-    if (!fs.statSync(local).isDirectory()) throw new Error(`--base-model ${spec}: is a file; give the model's directory (with config.json)`);
+    if (!fs.statSync(local).isDirectory())
+      throw new Error(`--base-model ${spec}: is a file; give the model's directory (with config.json)`);
     return local;
   }
   if (looksLikePath(spec)) throw new Error(`--base-model ${spec}: no such directory`);
@@ -48,7 +49,9 @@ export async function resolveBaseModel(spec: string, options: HubOptions = {}): 
   const id = parseHubId(spec)!;
   const cacheDir = options.cacheDir ?? hubCacheDir();
   if (options.offline ?? isTruthy(process.env.HF_HUB_OFFLINE)) {
-    throw new Error(`--base-model ${spec}: not in the local cache (${cacheDir}) and HF_HUB_OFFLINE is set; download it where there is network or pass a local directory`);
+    throw new Error(
+      `--base-model ${spec}: not in the local cache (${cacheDir}) and HF_HUB_OFFLINE is set; download it where there is network or pass a local directory`,
+    );
   }
   return downloadSnapshot(id, {
     cacheDir,

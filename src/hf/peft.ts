@@ -98,14 +98,16 @@ export function parseAdapterConfig(json: unknown, source = ADAPTER_CONFIG): Lora
   const c = json as Record<string, unknown>;
   if (c.peft_type !== "LORA") fail(`peft_type is ${JSON.stringify(c.peft_type)}; svdlora reads LoRA adapters ("LORA") only`);
   if (typeof c.r !== "number" || !Number.isSafeInteger(c.r) || c.r <= 0) fail(`"r" must be a positive integer, got ${JSON.stringify(c.r)}`);
-  if (typeof c.lora_alpha !== "number" || !(c.lora_alpha > 0)) fail(`"lora_alpha" must be a positive number, got ${JSON.stringify(c.lora_alpha)}`);
+  if (typeof c.lora_alpha !== "number" || !(c.lora_alpha > 0))
+    fail(`"lora_alpha" must be a positive number, got ${JSON.stringify(c.lora_alpha)}`);
   const targets = c.target_modules;
   if (!(typeof targets === "string" || (Array.isArray(targets) && targets.every((t) => typeof t === "string")))) {
     fail(`"target_modules" must be a list of module names or a regex string, got ${JSON.stringify(targets)}`);
   }
   if (c.fan_in_fan_out === true) fail(`fan_in_fan_out is true (GPT-2 Conv1D layout); svdlora's Qwen2/Llama layers are nn.Linear`);
   if (c.use_dora === true) fail(`use_dora is true; DoRA adapters are not supported`);
-  if (c.bias !== undefined && c.bias !== "none") fail(`bias is ${JSON.stringify(c.bias)}; only "none" is supported (bias weights are not LoRA factors)`);
+  if (c.bias !== undefined && c.bias !== "none")
+    fail(`bias is ${JSON.stringify(c.bias)}; only "none" is supported (bias weights are not LoRA factors)`);
   if (Array.isArray(c.modules_to_save) && c.modules_to_save.length > 0) {
     fail(`modules_to_save ${JSON.stringify(c.modules_to_save)} is not supported (the adapter carries full copies of those modules)`);
   }
@@ -161,7 +163,8 @@ function patternValue(patterns: Record<string, number>, modulePath: string): num
 }
 
 export const rankFor = (config: LoraAdapterConfig, modulePath: string): number => patternValue(config.rank_pattern, modulePath) ?? config.r;
-export const alphaFor = (config: LoraAdapterConfig, modulePath: string): number => patternValue(config.alpha_pattern, modulePath) ?? config.lora_alpha;
+export const alphaFor = (config: LoraAdapterConfig, modulePath: string): number =>
+  patternValue(config.alpha_pattern, modulePath) ?? config.lora_alpha;
 
 /** s in ΔW = s · B A: α / r, or α / √r with rsLoRA. */
 export function loraScaling(config: LoraAdapterConfig, modulePath: string): number {
@@ -190,7 +193,9 @@ export function loadAdapter(dir: string): { config: LoraAdapterConfig; weights: 
   const weightsPath = path.join(dir, ADAPTER_WEIGHTS);
   if (!fs.existsSync(weightsPath)) {
     if (fs.existsSync(path.join(dir, "adapter_model.bin"))) {
-      throw new Error(`${dir}: has adapter_model.bin (PyTorch pickle), which svdlora does not read; re-save it with PEFT's save_pretrained(safe_serialization=True)`);
+      throw new Error(
+        `${dir}: has adapter_model.bin (PyTorch pickle), which svdlora does not read; re-save it with PEFT's save_pretrained(safe_serialization=True)`,
+      );
     }
     throw new Error(`${dir}: no ${ADAPTER_WEIGHTS} next to ${ADAPTER_CONFIG}`);
   }
@@ -200,7 +205,10 @@ export function loadAdapter(dir: string): { config: LoraAdapterConfig; weights: 
   try {
     for (const key of file.keys()) {
       const match = keyPattern.exec(key);
-      if (!match) throw new Error(`${weightsPath}: unexpected tensor ${JSON.stringify(key)}; svdlora reads LoRA factors named base_model.model.<module>.lora_A/lora_B.weight`);
+      if (!match)
+        throw new Error(
+          `${weightsPath}: unexpected tensor ${JSON.stringify(key)}; svdlora reads LoRA factors named base_model.model.<module>.lora_A/lora_B.weight`,
+        );
       const [, modulePath, factor] = match;
       const factors = partial.get(modulePath) ?? {};
       if (factors[factor as "A" | "B"]) throw new Error(`${weightsPath}: module ${modulePath} has lora_${factor} twice`);
@@ -227,7 +235,8 @@ export function loadAdapter(dir: string): { config: LoraAdapterConfig; weights: 
 
 function checkFactors(modulePath: string, { A, B }: LoraFactors, r: number, where: string): void {
   const [a, b] = [A.shape, B.shape];
-  if (a.length !== 2 || b.length !== 2) throw new Error(`${where}: ${modulePath} factors must be matrices, got lora_A [${a}] and lora_B [${b}]`);
+  if (a.length !== 2 || b.length !== 2)
+    throw new Error(`${where}: ${modulePath} factors must be matrices, got lora_A [${a}] and lora_B [${b}]`);
   if (a[0] !== r || b[1] !== r) {
     throw new Error(`${where}: ${modulePath} has rank ${a[0]} (lora_A [${a}]) and ${b[1]} (lora_B [${b}]) but the config says r = ${r}`);
   }
@@ -242,16 +251,19 @@ export function saveAdapter(dir: string, config: LoraAdapterConfig, weights: Lor
   if (weights.size === 0) throw new Error(`saveAdapter(${dir}): no modules to save`);
   const tensors = new Map<string, Tensor>();
   for (const [modulePath, factors] of weights) {
-    if (modulePath.startsWith("base_model.")) throw new Error(`saveAdapter(${dir}): give module paths like model.layers.0.self_attn.q_proj, not ${modulePath}`);
+    if (modulePath.startsWith("base_model."))
+      throw new Error(`saveAdapter(${dir}): give module paths like model.layers.0.self_attn.q_proj, not ${modulePath}`);
     if (!isTargetModule(checked, modulePath)) {
-      throw new Error(`saveAdapter(${dir}): ${modulePath} is not matched by target_modules ${JSON.stringify(checked.target_modules)}; PEFT would not load it`);
+      throw new Error(
+        `saveAdapter(${dir}): ${modulePath} is not matched by target_modules ${JSON.stringify(checked.target_modules)}; PEFT would not load it`,
+      );
     }
     checkFactors(modulePath, factors, rankFor(checked, modulePath), `saveAdapter(${dir})`);
     tensors.set(adapterKey(modulePath, "A"), factors.A);
     tensors.set(adapterKey(modulePath, "B"), factors.B);
   }
   replaceDirectoryAtomic(dir, (temp) => {
-    writeFileAtomic(path.join(temp, ADAPTER_CONFIG), stableJson(checked) + "\n");
+    writeFileAtomic(path.join(temp, ADAPTER_CONFIG), `${stableJson(checked)}\n`);
     saveSafetensors(path.join(temp, ADAPTER_WEIGHTS), tensors, { format: "pt" });
   });
 }
@@ -260,7 +272,12 @@ export function saveAdapter(dir: string, config: LoraAdapterConfig, weights: Lor
 function stableJson(value: unknown): string {
   const sort = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(sort);
-    if (v && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sort((v as Record<string, unknown>)[k])]));
+    if (v && typeof v === "object")
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, sort((v as Record<string, unknown>)[k])]),
+      );
     return v;
   };
   return JSON.stringify(sort(value), null, 2);

@@ -7,12 +7,24 @@ import { findDuplicateKey } from "./json-duplicates.js";
 export type SafetensorsDType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "U8" | "BOOL";
 
 export const fromSafetensorsDType: Record<SafetensorsDType, DType> = {
-  F64: "float64", F32: "float32", F16: "float16", BF16: "bfloat16",
-  I64: "int64", I32: "int32", U8: "uint8", BOOL: "bool",
+  F64: "float64",
+  F32: "float32",
+  F16: "float16",
+  BF16: "bfloat16",
+  I64: "int64",
+  I32: "int32",
+  U8: "uint8",
+  BOOL: "bool",
 };
 export const toSafetensorsDType: Record<DType, SafetensorsDType> = {
-  float64: "F64", float32: "F32", float16: "F16", bfloat16: "BF16",
-  int64: "I64", int32: "I32", uint8: "U8", bool: "BOOL",
+  float64: "F64",
+  float32: "F32",
+  float16: "F16",
+  bfloat16: "BF16",
+  int64: "I64",
+  int32: "I32",
+  uint8: "U8",
+  bool: "BOOL",
 };
 /** dtypes the format defines that libtorch 1.13 (our oldest target) cannot hold or we do not use. */
 const unsupportedDTypes = new Set(["I8", "I16", "U16", "U32", "U64", "F8_E5M2", "F8_E4M3"]);
@@ -95,7 +107,8 @@ export function parseHeader(headerBytes: Uint8Array, dataSize: number, file: str
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < entries.length; i++) {
     const [prev, cur] = [entries[i - 1], entries[i]];
-    if (cur.begin < prev.end) fail(`tensors ${quote(prev.name)} and ${quote(cur.name)} overlap (bytes ${prev.begin}-${prev.end} and ${cur.begin}-${cur.end})`);
+    if (cur.begin < prev.end)
+      fail(`tensors ${quote(prev.name)} and ${quote(cur.name)} overlap (bytes ${prev.begin}-${prev.end} and ${cur.begin}-${cur.end})`);
   }
   return { tensors: new Map(entries.map((e) => [e.name, e])), metadata };
 }
@@ -114,11 +127,13 @@ function parseEntry(name: string, value: unknown, dataSize: number, fail: (probl
   const { dtype: code, shape, data_offsets: offsets } = value as Record<string, unknown>;
 
   if (typeof code !== "string") fail(`${what} has no dtype string`);
-  if (unsupportedDTypes.has(code as string)) fail(`${what} has dtype ${code}, which svdlora does not support (use F32, F16, BF16, F64, I64, I32, U8 or BOOL)`);
+  if (unsupportedDTypes.has(code as string))
+    fail(`${what} has dtype ${code}, which svdlora does not support (use F32, F16, BF16, F64, I64, I32, U8 or BOOL)`);
   if (!Object.hasOwn(fromSafetensorsDType, code as string)) fail(`${what} has unknown dtype ${quote(code as string)}`);
   const dtype = fromSafetensorsDType[code as SafetensorsDType];
 
-  if (!Array.isArray(shape) || !shape.every(isCount)) fail(`${what} has shape ${JSON.stringify(shape)}, not a list of non-negative integers`);
+  if (!Array.isArray(shape) || !shape.every(isCount))
+    fail(`${what} has shape ${JSON.stringify(shape)}, not a list of non-negative integers`);
   if (!Array.isArray(offsets) || offsets.length !== 2) fail(`${what} has data_offsets ${JSON.stringify(offsets)}, not a [begin, end] pair`);
   const [begin, end] = offsets as unknown[];
   if (!isCount(begin) || !isCount(end)) fail(`${what} has data_offsets ${JSON.stringify(offsets)}: they must be non-negative integers`);
@@ -146,7 +161,9 @@ export function writeOrder(a: { name: string; dtype: DType }, b: { name: string;
 export function encodeHeader(entries: TensorEntry[], metadata?: Record<string, string>): Buffer {
   const parts: string[] = [];
   if (metadata) {
-    const sorted = Object.keys(metadata).sort().map((k) => `${quote(k)}:${quote(metadata[k])}`);
+    const sorted = Object.keys(metadata)
+      .sort()
+      .map((k) => `${quote(k)}:${quote(metadata[k])}`);
     parts.push(`"__metadata__":{${sorted.join(",")}}`);
   }
   for (const e of entries) {

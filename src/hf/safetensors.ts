@@ -7,7 +7,13 @@ import * as fs from "node:fs";
 import { type Device, type Tensor, elementSize, fromBytes, fromFile } from "../torch/index.js";
 import { writeAll, writeFileAtomicWith } from "../util/atomic.js";
 import {
-  type SafetensorsHeader, type TensorEntry, SafetensorsFormatError, encodeHeader, headerLength, parseHeader, writeOrder,
+  type SafetensorsHeader,
+  type TensorEntry,
+  SafetensorsFormatError,
+  encodeHeader,
+  headerLength,
+  parseHeader,
+  writeOrder,
 } from "./safetensors-header.js";
 
 export { type SafetensorsDType, type TensorEntry, SafetensorsFormatError, MAX_HEADER_BYTES } from "./safetensors-header.js";
@@ -35,7 +41,8 @@ function fileSource(path: string): ByteSource {
       let done = 0;
       while (done < length) {
         const n = fs.readSync(fd, buffer, done, Math.min(length - done, MAX_READ), position + done);
-        if (n === 0) throw new SafetensorsFormatError(path, `the file ended at byte ${position + done} while reading (was it truncated or replaced?)`);
+        if (n === 0)
+          throw new SafetensorsFormatError(path, `the file ended at byte ${position + done} while reading (was it truncated or replaced?)`);
         done += n;
       }
       return buffer;
@@ -56,7 +63,10 @@ export class SafetensorsFile {
   private readonly dataStart: number;
   private source: ByteSource | undefined;
 
-  private constructor(readonly path: string, source: ByteSource) {
+  private constructor(
+    readonly path: string,
+    source: ByteSource,
+  ) {
     this.source = source;
     try {
       const n = headerLength(source.read(0, Math.min(8, source.size)), source.size, path);
@@ -187,7 +197,8 @@ export function saveSafetensors(
     items.forEach(({ name, tensor }, i) => {
       const bytes = tensor.bytes();
       const expected = entries[i].end - entries[i].begin;
-      if (bytes.length !== expected) throw new Error(`saveSafetensors(${path}): tensor ${JSON.stringify(name)} gave ${bytes.length} bytes, expected ${expected}`);
+      if (bytes.length !== expected)
+        throw new Error(`saveSafetensors(${path}): tensor ${JSON.stringify(name)} gave ${bytes.length} bytes, expected ${expected}`);
       writeAll(fd, bytes);
     });
   });

@@ -258,7 +258,9 @@ export async function loadTokenizer(modelDir: string, options: LoadTokenizerOpti
   const tokenizer = new HfTokenizer(json, config as Record<string, unknown>, template, modelDir);
   if (tokenizer.hasChatTemplate) return tokenizer;
   if (!options.chatMLFallback) {
-    throw new Error(`${modelDir} has no chat template (tokenizer_config.json chat_template or chat_template.jinja); pass chatMLFallback to use plain ChatML`);
+    throw new Error(
+      `${modelDir} has no chat template (tokenizer_config.json chat_template or chat_template.jinja); pass chatMLFallback to use plain ChatML`,
+    );
   }
   (options.warn ?? console.warn)(`warning: ${modelDir} has no chat template; using plain ChatML (<|im_start|>role\\n…<|im_end|>)`);
   return new HfTokenizer(json, config as Record<string, unknown>, CHATML_TEMPLATE, modelDir);

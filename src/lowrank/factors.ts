@@ -49,7 +49,11 @@ export interface SvdFactors {
 }
 
 /** The SVD of ΔW however it is given, and the tolerance below which its values count as zero. */
-function deltaSvd(delta: DeltaSource, rank: number, denseMethod: "exact" | "randomized"): { svd: Svd; spectrum: Tensor; tolerance: number } {
+function deltaSvd(
+  delta: DeltaSource,
+  rank: number,
+  denseMethod: "exact" | "randomized",
+): { svd: Svd; spectrum: Tensor; tolerance: number } {
   if (delta instanceof Tensor) {
     if (delta.ndim !== 2) throw new Error(`a dense ΔW must be a matrix, got shape [${delta.shape}]`);
     // numpy.linalg.matrix_rank's threshold: round-off of a dense SVD grows with the matrix size
@@ -72,7 +76,11 @@ function deltaSvd(delta: DeltaSource, rank: number, denseMethod: "exact" | "rand
     throw new Error(`SVD factors have inconsistent shapes U [${U.shape}], S [${S.shape}], Vh [${Vh.shape}]`);
   }
   const order = S.sort(0, true)[1]; // stored factors should be descending already; make sure
-  return { svd: { U: U.indexSelect(1, order), S: S.indexSelect(0, order), Vh: Vh.indexSelect(0, order) }, spectrum: S, tolerance: DEFAULT_RANK_TOLERANCE };
+  return {
+    svd: { U: U.indexSelect(1, order), S: S.indexSelect(0, order), Vh: Vh.indexSelect(0, order) },
+    spectrum: S,
+    tolerance: DEFAULT_RANK_TOLERANCE,
+  };
 }
 
 /** [out, in] of ΔW; throws when rank r cannot fit the matrix. */
@@ -81,7 +89,10 @@ function checkShape(modulePath: string, delta: DeltaSource, r: number): [number,
   const n = delta instanceof Tensor ? delta.shape[1] : "B" in delta ? delta.A.shape[1] : delta.Vh.shape[1];
   if (r > Math.min(m, n)) throw new Error(`${modulePath}: rank ${r} exceeds min(out, in) = ${Math.min(m, n)} of this ${m}×${n} matrix`);
   const stored = delta instanceof Tensor ? Math.min(m, n) : "B" in delta ? delta.B.shape[1] : delta.S.shape[0];
-  if (r > stored) throw new Error(`${modulePath}: rank ${r} exceeds the delta's rank ${stored}; use rank ≤ ${stored} or a teacher of higher rank (--target-rank)`);
+  if (r > stored)
+    throw new Error(
+      `${modulePath}: rank ${r} exceeds the delta's rank ${stored}; use rank ≤ ${stored} or a teacher of higher rank (--target-rank)`,
+    );
   return [m, n];
 }
 
@@ -98,7 +109,9 @@ export function moduleFactors(
     const metrics = spectrumMetrics(spectrum, r, tolerance);
     if (metrics.numericalRank === 0) throw new Error(`${modulePath}: ΔW is zero; there is nothing to initialize from`);
     if (r > metrics.numericalRank) {
-      throw new Error(`${modulePath}: rank ${r} exceeds the delta's numerical rank ${metrics.numericalRank} (σ_${r} ≈ 0); use rank ≤ ${metrics.numericalRank}`);
+      throw new Error(
+        `${modulePath}: rank ${r} exceeds the delta's numerical rank ${metrics.numericalRank} (σ_${r} ≈ 0); use rank ≤ ${metrics.numericalRank}`,
+      );
     }
     const U = svd.U.narrow(1, 0, r);
     const S = svd.S.narrow(0, 0, r).div(o.scaling);
@@ -152,5 +165,12 @@ export function deltasFromAdapter(config: LoraAdapterConfig, weights: LoraWeight
  */
 export function svdFactorsConfig(factors: SvdFactors, baseModel: string | null): LoraAdapterConfig {
   const targetModules = [...new Set([...factors.weights.keys()].map((p) => p.split(".").pop()!))].sort();
-  return loraConfig({ r: factors.rank, loraAlpha: factors.alpha, targetModules, baseModel, useRslora: factors.useRslora, initLoraWeights: true });
+  return loraConfig({
+    r: factors.rank,
+    loraAlpha: factors.alpha,
+    targetModules,
+    baseModel,
+    useRslora: factors.useRslora,
+    initLoraWeights: true,
+  });
 }

@@ -32,15 +32,24 @@ export const DEFAULT_RANK_TOLERANCE = 1e-6;
  * Metrics at rank r from the complete spectrum of ΔW (every singular value, not only the top r).
  * A zero matrix has error 0 and energy ratio 1: truncating it loses nothing.
  */
-export function spectrumMetrics(singularValues: Tensor | ArrayLike<number>, rank: number, tolerance = DEFAULT_RANK_TOLERANCE): SpectrumMetrics {
+export function spectrumMetrics(
+  singularValues: Tensor | ArrayLike<number>,
+  rank: number,
+  tolerance = DEFAULT_RANK_TOLERANCE,
+): SpectrumMetrics {
   if (!Number.isInteger(rank) || rank < 1) throw new Error(`spectrumMetrics: rank must be a positive integer, got ${rank}`);
-  const raw = singularValues instanceof Tensor ? Array.from(singularValues.data() as ArrayLike<number>, Number) : Array.from(singularValues, Number);
-  for (const v of raw) if (!(v >= 0) || !Number.isFinite(v)) throw new Error(`spectrumMetrics: singular values must be finite and non-negative, got ${v}`);
+  const raw =
+    singularValues instanceof Tensor ? Array.from(singularValues.data() as ArrayLike<number>, Number) : Array.from(singularValues, Number);
+  for (const v of raw)
+    if (!(v >= 0) || !Number.isFinite(v)) throw new Error(`spectrumMetrics: singular values must be finite and non-negative, got ${v}`);
   const spectrum = raw.sort((a, b) => b - a);
 
   let head = 0;
   let tail = 0;
-  spectrum.forEach((v, i) => (i < rank ? (head += v * v) : (tail += v * v)));
+  for (let i = 0; i < spectrum.length; i++) {
+    if (i < rank) head += spectrum[i] * spectrum[i];
+    else tail += spectrum[i] * spectrum[i];
+  }
   const total = head + tail;
   const top = spectrum[0] ?? 0;
   const numericalRank = spectrum.filter((v) => v > tolerance * top).length;

@@ -71,7 +71,10 @@ export class GaussianSource {
       const angle = uv.select(1, 1).mul(2 * Math.PI);
       const body = torch.stack([radius.mul(angle.cos()), radius.mul(angle.sin())], 1).reshape(-1);
       const all = head.length ? torch.cat([torch.tensor(Float64Array.from(head)), body]) : body;
-      return all.narrow(0, 0, n).reshape(rows, cols).to({ dtype: o.dtype ?? "float64", device: o.device ?? "cpu" });
+      return all
+        .narrow(0, 0, n)
+        .reshape(rows, cols)
+        .to({ dtype: o.dtype ?? "float64", device: o.device ?? "cpu" });
     });
     // An odd count leaves the last pair's sine for the next draw, as normal() would.
     if ((n - head.length) % 2 === 1) this.spare = torch.tidy(() => radiusSine(u[u.length - 2], u[u.length - 1]));

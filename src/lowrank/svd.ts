@@ -79,8 +79,14 @@ export function factoredSumSvd(terms: FactoredTerm[], o: { dtype?: SvdDtype } = 
   if (terms.length === 0) throw new Error("factoredSumSvd: no terms");
   return torch.tidy(() => {
     const dtype = o.dtype ?? workingDtype(...terms.flatMap((t) => [t.B, t.A]));
-    const B = torch.cat(terms.map((t) => t.B.to(dtype).mul(t.scale ?? 1)), 1);
-    const A = torch.cat(terms.map((t) => t.A.to(dtype)), 0);
+    const B = torch.cat(
+      terms.map((t) => t.B.to(dtype).mul(t.scale ?? 1)),
+      1,
+    );
+    const A = torch.cat(
+      terms.map((t) => t.A.to(dtype)),
+      0,
+    );
     return factoredSvd(B, A, 1, { dtype });
   });
 }
@@ -103,7 +109,8 @@ export interface RandomizedSvdOptions {
 export function randomizedSvd(M: Tensor, rank: number, o: RandomizedSvdOptions = {}): Svd {
   const [m, n] = shape2d(M, "randomizedSvd: M");
   const p = Math.min(m, n);
-  if (!Number.isInteger(rank) || rank < 1 || rank > p) throw new Error(`randomizedSvd: rank must be an integer in [1, ${p}] for a ${m}×${n} matrix, got ${rank}`);
+  if (!Number.isInteger(rank) || rank < 1 || rank > p)
+    throw new Error(`randomizedSvd: rank must be an integer in [1, ${p}] for a ${m}×${n} matrix, got ${rank}`);
   const oversample = o.oversample ?? 10;
   const powerIters = o.powerIters ?? 2;
   const samples = Math.min(rank + oversample, p);

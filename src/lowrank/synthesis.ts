@@ -80,10 +80,19 @@ export interface SynthesizedDelta {
   info: Map<string, SynthesizedModuleInfo>;
 }
 
-export function resolveSynthesisOptions(o: SynthesisOptions = {}): Pick<SynthesisSettings, "targetRank" | "noiseScale" | "decay" | "seed" | "dtype"> {
-  const r = { targetRank: o.targetRank ?? 64, noiseScale: o.noiseScale ?? 0.1, decay: o.decay ?? 0.1, seed: o.seed ?? 42, dtype: o.dtype ?? "float32" };
+export function resolveSynthesisOptions(
+  o: SynthesisOptions = {},
+): Pick<SynthesisSettings, "targetRank" | "noiseScale" | "decay" | "seed" | "dtype"> {
+  const r = {
+    targetRank: o.targetRank ?? 64,
+    noiseScale: o.noiseScale ?? 0.1,
+    decay: o.decay ?? 0.1,
+    seed: o.seed ?? 42,
+    dtype: o.dtype ?? "float32",
+  };
   if (!Number.isInteger(r.targetRank) || r.targetRank < 1) throw new Error(`target rank must be a positive integer, got ${r.targetRank}`);
-  if (!(r.noiseScale >= 0) || !Number.isFinite(r.noiseScale)) throw new Error(`noise scale must be a finite number ≥ 0, got ${r.noiseScale}`);
+  if (!(r.noiseScale >= 0) || !Number.isFinite(r.noiseScale))
+    throw new Error(`noise scale must be a finite number ≥ 0, got ${r.noiseScale}`);
   if (!(r.decay >= 0) || !Number.isFinite(r.decay)) throw new Error(`decay rate must be a finite number ≥ 0, got ${r.decay}`);
   if (!Number.isInteger(r.seed)) throw new Error(`seed must be an integer, got ${r.seed}`);
   return r;
@@ -106,7 +115,13 @@ export function factoredDistance(x: Svd, y: Svd): number {
   return torch.tidy(() => {
     const f = (t: Tensor) => t.to("float64");
     const inner = (a: Svd, b: Svd) =>
-      f(a.U).T.matmul(f(b.U)).mul(f(a.S).unsqueeze(1)).mul(f(b.S).unsqueeze(0)).mul(f(a.Vh).matmul(f(b.Vh).T)).sum().item();
+      f(a.U)
+        .T.matmul(f(b.U))
+        .mul(f(a.S).unsqueeze(1))
+        .mul(f(b.S).unsqueeze(0))
+        .mul(f(a.Vh).matmul(f(b.Vh).T))
+        .sum()
+        .item();
     const squared = inner(x, x) + inner(y, y) - 2 * inner(x, y);
     return Math.sqrt(Math.max(squared, 0));
   });
@@ -129,7 +144,10 @@ export function synthesizeModule(
     const low = factoredSvd(lora.B, lora.A, lora.scale, { dtype });
     const loraSpectrum = Array.from(low.S.data() as ArrayLike<number>, Number);
     const r = loraSpectrum.length;
-    if (!(loraSpectrum[0] > 0)) throw new Error(`${modulePath}: the LoRA delta s·B·A is zero (an untrained random-init adapter has B = 0); nothing to synthesize a teacher from`);
+    if (!(loraSpectrum[0] > 0))
+      throw new Error(
+        `${modulePath}: the LoRA delta s·B·A is zero (an untrained random-init adapter has B = 0); nothing to synthesize a teacher from`,
+      );
     const K = Math.min(o.targetRank, m, n);
     if (K < r) throw new Error(`${modulePath}: target rank ${o.targetRank} is below the LoRA rank ${r}; use a target rank ≥ ${r}`);
 
@@ -158,7 +176,16 @@ export function synthesizeModule(
       S = core.S;
     }
     const delta = canonicalSigns({ U, S: S.to(dtype), Vh });
-    const info: SynthesizedModuleInfo = { shape: [m, n], loraRank: r, rank: K, loraScaling: lora.scale, seed, loraSpectrum, cleanNorm, achievedNoiseRatio };
+    const info: SynthesizedModuleInfo = {
+      shape: [m, n],
+      loraRank: r,
+      rank: K,
+      loraScaling: lora.scale,
+      seed,
+      loraSpectrum,
+      cleanNorm,
+      achievedNoiseRatio,
+    };
     return { delta: { U: delta.U.contiguous(), S: delta.S, Vh: delta.Vh.contiguous() }, info };
   });
 }
@@ -228,6 +255,10 @@ export function synthesisReport(delta: SynthesizedDelta): string {
     return `${path}  [${info.shape.join("×")}]  r=${info.loraRank} K=${info.rank}  ‖ΔW_lora‖=${f(loraNorm)} ‖ΔW_synth‖=${f(m.frobeniusNorm)}  σ1=${f(m.spectrum[0])} σr=${f(m.spectrum[info.loraRank - 1])} σK=${f(m.spectrum[info.rank - 1])}  energy@r=${f(m.energyRatio)}  noise=${f(info.achievedNoiseRatio)}`;
   });
   const ratios = [...delta.info.values()].map((i) => i.achievedNoiseRatio);
-  lines.push(`${rows.length} modules; achieved noise ratio min ${Math.min(...ratios).toPrecision(6)}, max ${Math.max(...ratios).toPrecision(6)}`, "", ...rows);
-  return lines.join("\n") + "\n";
+  lines.push(
+    `${rows.length} modules; achieved noise ratio min ${Math.min(...ratios).toPrecision(6)}, max ${Math.max(...ratios).toPrecision(6)}`,
+    "",
+    ...rows,
+  );
+  return `${lines.join("\n")}\n`;
 }

@@ -11,14 +11,19 @@ export class Linear {
     public bias: Tensor | null,
   ) {}
 
-  get inFeatures(): number { return this.weight.size(1); }
-  get outFeatures(): number { return this.weight.size(0); }
+  get inFeatures(): number {
+    return this.weight.size(1);
+  }
+  get outFeatures(): number {
+    return this.weight.size(0);
+  }
 
   forward(x: Tensor): Tensor {
     const lora = this.lora;
     if (!lora) return torch.linear(x, this.weight, this.bias);
     // Without dropout the layer and its adapter run as one fused node (fewer ops to queue).
-    if ((lora.dropout === 0 || !lora.training) && !this.bias?.requiresGrad) return torch.loraLinear(x, this.weight, this.bias, lora.A, lora.B, lora.scaling);
+    if ((lora.dropout === 0 || !lora.training) && !this.bias?.requiresGrad)
+      return torch.loraLinear(x, this.weight, this.bias, lora.A, lora.B, lora.scaling);
     return torch.tidy(() => torch.linear(x, this.weight, this.bias).add(lora.forward(x)));
   }
 }

@@ -24,7 +24,8 @@ export function loadCausalLM(dir: string, o: LoadOptions = {}): CausalLM {
     return new CausalLM(config, (name, shape) => {
       if (!ckpt.has(name)) throw new Error(`${dir}: weight ${name} is missing from the checkpoint`);
       const entry = ckpt.entry(name);
-      if (`${entry.shape}` !== `${shape}`) throw new Error(`${dir}: weight ${name} has shape [${entry.shape}], config.json implies [${shape}]`);
+      if (`${entry.shape}` !== `${shape}`)
+        throw new Error(`${dir}: weight ${name} has shape [${entry.shape}], config.json implies [${shape}]`);
       const raw = ckpt.read(name, { device });
       if (raw.dtype === dtype) return torch.keep(raw);
       const t = torch.keep(raw.to({ dtype }));

@@ -27,7 +27,9 @@ export class LoRA {
     readonly dropout = 0,
   ) {}
 
-  get rank(): number { return this.A.size(0); }
+  get rank(): number {
+    return this.A.size(0);
+  }
 
   /**
    * s · B A x, in x's dtype. With half-precision activations the float32 factors are cast for the
@@ -48,7 +50,9 @@ export class LoRA {
     return torch.tidy(() => this.B.matmul(this.A).mul(this.scaling));
   }
 
-  parameters(): Tensor[] { return [this.A, this.B]; }
+  parameters(): Tensor[] {
+    return [this.A, this.B];
+  }
 }
 
 const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
@@ -72,7 +76,9 @@ export function adapterConfigFor(s: LoraSettings, baseModel: string): LoraAdapte
 function checkSettings(s: LoraSettings, inF: number, outF: number, path: string): void {
   if (!Number.isInteger(s.rank) || s.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${s.rank}`);
   if (s.rank > Math.min(inF, outF))
-    throw new Error(`LoRA rank ${s.rank} is larger than ${path} allows (min(in ${inF}, out ${outF}) = ${Math.min(inF, outF)}): use a smaller --lora-rank`);
+    throw new Error(
+      `LoRA rank ${s.rank} is larger than ${path} allows (min(in ${inF}, out ${outF}) = ${Math.min(inF, outF)}): use a smaller --lora-rank`,
+    );
   if (!(s.alpha > 0)) throw new Error(`LoRA alpha must be > 0, got ${s.alpha}`);
   if (s.dropout !== undefined && !(s.dropout >= 0 && s.dropout < 1)) throw new Error(`LoRA dropout must be in [0, 1), got ${s.dropout}`);
 }
@@ -88,7 +94,8 @@ export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit): Map<s
   const added = new Map<string, LoRA>();
   for (const [path, linear] of model.linears()) {
     if (!isTargetModule(config, path)) continue;
-    const inF = linear.inFeatures, outF = linear.outFeatures;
+    const inF = linear.inFeatures,
+      outF = linear.outFeatures;
     checkSettings(s, inF, outF, path);
     const [A, B] = torch.noGrad(() => {
       const device = linear.weight.device;
@@ -101,7 +108,8 @@ export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit): Map<s
     linear.lora = new LoRA(torch.keep(A.requiresGrad_()), torch.keep(B.requiresGrad_()), scaling, s.dropout ?? 0);
     added.set(path, linear.lora);
   }
-  if (added.size === 0) throw new Error(`no module matches the LoRA targets ${JSON.stringify(s.targets)}: use names like q_proj,v_proj or all-linear`);
+  if (added.size === 0)
+    throw new Error(`no module matches the LoRA targets ${JSON.stringify(s.targets)}: use names like q_proj,v_proj or all-linear`);
   return added;
 }
 
@@ -132,11 +140,16 @@ export function loadLora(model: CausalLM, config: LoraAdapterConfig, weights: Lo
     const r = rankFor(config, path);
     const want = { A: [r, linear.inFeatures], B: [linear.outFeatures, r] };
     if (`${A.shape}` !== `${want.A}` || `${B.shape}` !== `${want.B}`)
-      throw new Error(`adapter ${path}: lora_A [${A.shape}] / lora_B [${B.shape}] do not fit the base layer (want [${want.A}] / [${want.B}])`);
+      throw new Error(
+        `adapter ${path}: lora_A [${A.shape}] / lora_B [${B.shape}] do not fit the base layer (want [${want.A}] / [${want.B}])`,
+      );
     const device = linear.weight.device;
     const a = torch.keep(A.to({ dtype: "float32", device, copy: true }).detach());
     const b = torch.keep(B.to({ dtype: "float32", device, copy: true }).detach());
-    if (trainable) { a.requiresGrad_(); b.requiresGrad_(); }
+    if (trainable) {
+      a.requiresGrad_();
+      b.requiresGrad_();
+    }
     linear.lora = new LoRA(a, b, loraScaling(config, path), config.lora_dropout);
     added.set(path, linear.lora);
   }
@@ -161,7 +174,10 @@ export function pissaToLora(trained: LoraWeights, initial: LoraWeights, s: LoraS
   for (const [path, { A, B }] of trained) {
     const start = initial.get(path);
     if (!start) throw new Error(`pissaToLora: no initial factors for ${path}`);
-    weights.set(path, torch.tidy(() => ({ A: torch.cat([A, start.A], 0), B: torch.cat([B, start.B.neg()], 1) })));
+    weights.set(
+      path,
+      torch.tidy(() => ({ A: torch.cat([A, start.A], 0), B: torch.cat([B, start.B.neg()], 1) })),
+    );
   }
   return { weights, settings: { ...s, rank: 2 * s.rank, alpha: s.rslora ? Math.SQRT2 * s.alpha : 2 * s.alpha } };
 }

@@ -38,7 +38,7 @@ export interface LayerCache {
 }
 
 export const newCache = (layers: number): LayerCache[] => Array.from({ length: layers }, () => ({}));
-export const disposeCache = (cache: LayerCache[]) => cache.forEach((c) => torch.dispose([c.k, c.v]));
+export const disposeCache = (cache: LayerCache[]) => torch.dispose(cache.map((c) => [c.k, c.v]));
 
 // RMSNorm in float32 as transformers does, cast back before the weight (one fused autograd node).
 const rmsNorm = (x: Tensor, weight: Tensor, eps: number): Tensor => torch.rmsNorm(x, weight, eps);
@@ -47,7 +47,10 @@ const rmsNorm = (x: Tensor, weight: Tensor, eps: number): Tensor => torch.rmsNor
 function rotaryTables(positions: Tensor, headDim: number, theta: number, dtype: DType): [Tensor, Tensor] {
   return torch.tidy(() => {
     const exponents = torch.arange(0, headDim, 2, { dtype: "int64", device: positions.device }).to("float32").div(headDim);
-    const invFreq = torch.full([headDim / 2], theta, { device: positions.device }).pow(exponents).reciprocal();
+    const invFreq = torch
+      .full([headDim / 2], theta, { device: positions.device })
+      .pow(exponents)
+      .reciprocal();
     const freqs = positions.to("float32").unsqueeze(-1).mul(invFreq); // [B, T, D/2]
     const emb = torch.cat([freqs, freqs], -1);
     return [emb.cos().to(dtype), emb.sin().to(dtype)];
@@ -63,7 +66,11 @@ class Attention {
   readonly vProj: Linear;
   readonly oProj: Linear;
 
-  constructor(private readonly c: ModelConfig, w: WeightSource, prefix: string) {
+  constructor(
+    private readonly c: ModelConfig,
+    w: WeightSource,
+    prefix: string,
+  ) {
     const q = c.numAttentionHeads * c.headDim;
     const kv = c.numKeyValueHeads * c.headDim;
     const bias = (name: string, n: number, on: boolean) => (on ? w(`${prefix}.${name}.bias`, [n]) : null);
@@ -129,7 +136,11 @@ class DecoderLayer {
   readonly postAttentionNorm: Tensor;
   readonly mlp: Mlp;
 
-  constructor(private readonly c: ModelConfig, w: WeightSource, prefix: string) {
+  constructor(
+    private readonly c: ModelConfig,
+    w: WeightSource,
+    prefix: string,
+  ) {
     this.inputNorm = w(`${prefix}.input_layernorm.weight`, [c.hiddenSize]);
     this.selfAttn = new Attention(c, w, `${prefix}.self_attn`);
     this.postAttentionNorm = w(`${prefix}.post_attention_layernorm.weight`, [c.hiddenSize]);
@@ -150,9 +161,13 @@ export class CausalLM {
   readonly norm: Tensor;
   readonly lmHead: Tensor;
 
-  constructor(readonly config: ModelConfig, w: WeightSource) {
+  constructor(
+    readonly config: ModelConfig,
+    w: WeightSource,
+  ) {
     const c = config;
-    if (c.ropeScaling) throw new Error(`rope scaling ${JSON.stringify(c.ropeScaling)} is not supported yet: only plain RoPE (rope_type "default")`);
+    if (c.ropeScaling)
+      throw new Error(`rope scaling ${JSON.stringify(c.ropeScaling)} is not supported yet: only plain RoPE (rope_type "default")`);
     if (c.hiddenAct !== "silu") throw new Error(`hidden_act "${c.hiddenAct}" is not supported: Qwen2/Llama use silu`);
     this.embedTokens = w("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
     this.layers = Array.from({ length: c.numHiddenLayers }, (_, i) => new DecoderLayer(c, w, `model.layers.${i}`));
@@ -160,17 +175,27 @@ export class CausalLM {
     this.lmHead = c.tieWordEmbeddings ? this.embedTokens : w("lm_head.weight", [c.vocabSize, c.hiddenSize]);
   }
 
-  get dtype(): DType { return this.embedTokens.dtype; }
-  get device(): string { return this.embedTokens.device; }
+  get dtype(): DType {
+    return this.embedTokens.dtype;
+  }
+  get device(): string {
+    return this.embedTokens.device;
+  }
 
   /** Every projection, by its Hugging Face module path (LoRA targets these). */
   linears(): Map<string, Linear> {
     const out = new Map<string, Linear>();
     this.layers.forEach((layer, i) => {
-      const a = layer.selfAttn, m = layer.mlp;
+      const a = layer.selfAttn,
+        m = layer.mlp;
       const entries: [string, Linear][] = [
-        ["self_attn.q_proj", a.qProj], ["self_attn.k_proj", a.kProj], ["self_attn.v_proj", a.vProj], ["self_attn.o_proj", a.oProj],
-        ["mlp.gate_proj", m.gateProj], ["mlp.up_proj", m.upProj], ["mlp.down_proj", m.downProj],
+        ["self_attn.q_proj", a.qProj],
+        ["self_attn.k_proj", a.kProj],
+        ["self_attn.v_proj", a.vProj],
+        ["self_attn.o_proj", a.oProj],
+        ["mlp.gate_proj", m.gateProj],
+        ["mlp.up_proj", m.upProj],
+        ["mlp.down_proj", m.downProj],
       ];
       for (const [name, linear] of entries) out.set(`model.layers.${i}.${name}`, linear);
     });
@@ -221,7 +246,7 @@ export class CausalLM {
     return torch.tidy(() => {
       const ctx = this.layerContext(ids, o);
       let h = this.embed(ids);
-      this.layers.forEach((layer, i) => (h = layer.forward(h, ctx, o.cache?.[i])));
+      for (const [i, layer] of this.layers.entries()) h = layer.forward(h, ctx, o.cache?.[i]);
       return finalNorm ? this.finalNorm(h) : h;
     });
   }
@@ -256,7 +281,10 @@ export class CausalLM {
           const next = torch.tidy(() => {
             const ids = torch.tensor([input], { dtype: "int64", device: this.device });
             const h = this.hidden(ids, { cache });
-            return torch.linear(h.select(1, h.size(1) - 1), this.lmHead).argmax(-1).item();
+            return torch
+              .linear(h.select(1, h.size(1) - 1), this.lmHead)
+              .argmax(-1)
+              .item();
           });
           if (o.stopTokenIds.includes(next)) break;
           out.push(next);

@@ -44,10 +44,16 @@ export function saveCausalLM(model: CausalLM, dir: string, dtype: torch.DType = 
   });
   saveSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
   torch.dispose(tensors);
-  writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(hfConfigJson(model.config, dtype), null, 2) + "\n");
+  writeFileAtomic(path.join(dir, "config.json"), `${JSON.stringify(hfConfigJson(model.config, dtype), null, 2)}\n`);
 }
 
-const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json", "special_tokens_map.json"];
+const TOKENIZER_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "chat_template.jinja",
+  "generation_config.json",
+  "special_tokens_map.json",
+];
 
 /** Copies the tokenizer and generation files of a model directory that exist into another. */
 export function copyTokenizerFiles(fromDir: string, toDir: string): void {

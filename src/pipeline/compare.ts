@@ -47,8 +47,16 @@ export type MetricKey = (typeof METRICS)[number];
 
 /** Whether a larger value is better (accuracy) or a smaller one (losses, steps, compute). */
 const HIGHER_IS_BETTER: Record<MetricKey, boolean> = {
-  initialLoss: false, stepsToTarget: false, finalLoss: false, evalLossBefore: false, evalLossAfter: false,
-  accuracy: true, tokens: false, seconds: false, totalTokens: false, totalSeconds: false,
+  initialLoss: false,
+  stepsToTarget: false,
+  finalLoss: false,
+  evalLossBefore: false,
+  evalLossAfter: false,
+  accuracy: true,
+  tokens: false,
+  seconds: false,
+  totalTokens: false,
+  totalSeconds: false,
 };
 
 export const DEFINITIONS: Record<MetricKey | "smoothedLoss" | "improvement" | "aggregate", string> = {
@@ -62,7 +70,8 @@ export const DEFINITIONS: Record<MetricKey | "smoothedLoss" | "improvement" | "a
   evalLossAfter: "eval loss after: held-out eval loss of the last eval row after step 0 (end of the last epoch); null when not logged",
   accuracy: "accuracy: exact-answer accuracy after training (correct / total) from train_summary_NAME.json; null when not measured",
   tokens: "tokens: training tokens processed by this run (tokens column of its last training row)",
-  seconds: "wall time: training wall seconds of this run (result.seconds of its summary, else elapsed_s of its last log row); excludes model loading and the accuracy check",
+  seconds:
+    "wall time: training wall seconds of this run (result.seconds of its summary, else elapsed_s of its last log row); excludes model loading and the accuracy check",
   totalTokens: `tokens incl. dependencies: this run's tokens, plus for the ${TEACHER_ARM} arm the mean tokens of the ${TEACHER_SOURCE_ARM} run(s) its teacher came from`,
   totalSeconds:
     `wall time incl. dependencies: this run's wall time, plus for the ${TEACHER_ARM} arm the mean wall time of the ${TEACHER_SOURCE_ARM} run(s) ` +
@@ -188,7 +197,8 @@ function readRun(dir: string, name: string, smoothing: number): RawRun {
   if (train[0].step !== 1) notes.push(`${name}: the log starts at step ${train[0].step}, not 1; its initial loss is that step's loss`);
   const summaryFile = path.join(dir, `train_summary_${name}.json`);
   const summary = fs.existsSync(summaryFile) ? readSummary(summaryFile) : null;
-  if (!summary) notes.push(`${name}: no train_summary_${name}.json (unfinished run?): init taken from the name, wall time from the log, no accuracy`);
+  if (!summary)
+    notes.push(`${name}: no train_summary_${name}.json (unfinished run?): init taken from the name, wall time from the log, no accuracy`);
   else if (summary.steps !== undefined && summary.steps !== last.step)
     notes.push(`${name}: the summary says ${summary.steps} steps but the log ends at step ${last.step}`);
   const before = log.eval.find((e) => e.step === 0);
@@ -200,7 +210,10 @@ function readRun(dir: string, name: string, smoothing: number): RawRun {
     logPath,
     summaryPath: summary ? summaryFile : null,
     train,
-    smoothed: emaSmooth(train.map((r) => r.loss), smoothing),
+    smoothed: emaSmooth(
+      train.map((r) => r.loss),
+      smoothing,
+    ),
     evalBefore: before?.evalLoss ?? null,
     evalAfter: after?.evalLoss ?? null,
     accuracy: summary?.accuracy ?? null,
@@ -267,14 +280,17 @@ export function compareRuns(trainingDir: string, options: CompareOptions = {}): 
     .map((f) => LOG_NAME.exec(f)?.[1])
     .filter((n): n is string => n !== undefined)
     .sort();
-  if (names.length === 0) throw new CompareError(`no training runs in ${trainingDir}: expected training_log_NAME.csv files written by svdlora train`);
+  if (names.length === 0)
+    throw new CompareError(`no training runs in ${trainingDir}: expected training_log_NAME.csv files written by svdlora train`);
   const raw = names.map((n) => readRun(trainingDir, n, smoothing));
 
   const byArm = new Map<string, RawRun[]>();
   for (const r of raw) byArm.set(r.init, [...(byArm.get(r.init) ?? []), r]);
   for (const runs of byArm.values()) runs.sort((a, b) => (a.seed ?? Infinity) - (b.seed ?? Infinity) || a.name.localeCompare(b.name));
   if (!byArm.has(baseline))
-    throw new CompareError(`no "${baseline}" arm in ${trainingDir}: found ${[...byArm.keys()].join(", ")} (pass --baseline with one of them)`);
+    throw new CompareError(
+      `no "${baseline}" arm in ${trainingDir}: found ${[...byArm.keys()].join(", ")} (pass --baseline with one of them)`,
+    );
   const rank = (arm: string) => (arm === baseline ? -1 : ARM_ORDER.includes(arm) ? ARM_ORDER.indexOf(arm) : ARM_ORDER.length);
   const armNames = [...byArm.keys()].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 
@@ -321,7 +337,13 @@ export function compareRuns(trainingDir: string, options: CompareOptions = {}): 
   const summarize = (arm: string) => {
     const armRuns = runs.filter((r) => r.init === arm);
     const metrics = Object.fromEntries(METRICS.map((m) => [m, stat(armRuns.map((r) => r[m]))])) as Record<MetricKey, Stat>;
-    return { init: arm, runs: armRuns.map((r) => r.name), metrics, allReached: armRuns.every((r) => r.stepsToTarget !== null), totalIncomplete: armRuns.some((r) => !r.totalComplete) };
+    return {
+      init: arm,
+      runs: armRuns.map((r) => r.name),
+      metrics,
+      allReached: armRuns.every((r) => r.stepsToTarget !== null),
+      totalIncomplete: armRuns.some((r) => !r.totalComplete),
+    };
   };
   const summaries = armNames.map(summarize);
   const base = summaries[0];
@@ -365,12 +387,14 @@ function caveats(arms: string[], baseline: string, teacher: ComparisonResult["te
         `its lower initial loss and fewer steps to target are not free. The "incl. dependencies" rows count that compute ` +
         `(the ${TEACHER_SOURCE_ARM} run${teacher.synthesisSeconds !== null && teacher.svdSeconds !== null ? ", teacher synthesis and SVD" : ""}).`,
     );
-    if (!haveSource) out.push(`No ${TEACHER_SOURCE_ARM} run is in this directory, so its compute is missing from the ${TEACHER_ARM} arm's totals.`);
+    if (!haveSource)
+      out.push(`No ${TEACHER_SOURCE_ARM} run is in this directory, so its compute is missing from the ${TEACHER_ARM} arm's totals.`);
     const unknown = [
       teacher.synthesisSeconds === null ? `teacher synthesis (${teacher.synthesisFile} missing)` : null,
       teacher.svdSeconds === null ? `SVD (${teacher.svdFile} missing)` : null,
     ].filter(Boolean);
-    if (unknown.length > 0) out.push(`Unknown time: ${unknown.join(", ")}; the ${TEACHER_ARM} arm's wall time incl. dependencies is a lower bound (>=).`);
+    if (unknown.length > 0)
+      out.push(`Unknown time: ${unknown.join(", ")}; the ${TEACHER_ARM} arm's wall time incl. dependencies is a lower bound (>=).`);
   }
   if (arms.includes("pissa"))
     out.push(
@@ -383,8 +407,11 @@ function caveats(arms: string[], baseline: string, teacher: ComparisonResult["te
 function notes(raw: RawRun[], arms: string[], byArm: Map<string, RawRun[]>): string[] {
   const out = raw.flatMap((r) => r.notes);
   if (arms.every((a) => byArm.get(a)!.length === 1))
-    out.push("One run per arm: no spread is measured, and a difference may be within seed-to-seed noise. Several seeds per arm give mean ± std.");
-  if (raw.every((r) => r.evalBefore === null && r.evalAfter === null)) out.push("No held-out eval loss was logged: train with --eval-data to have it.");
+    out.push(
+      "One run per arm: no spread is measured, and a difference may be within seed-to-seed noise. Several seeds per arm give mean ± std.",
+    );
+  if (raw.every((r) => r.evalBefore === null && r.evalAfter === null))
+    out.push("No held-out eval loss was logged: train with --eval-data to have it.");
   return out;
 }
 
@@ -405,7 +432,11 @@ export function comparisonTable(result: ComparisonResult): string {
   const loss = (x: number) => x.toFixed(LOSS_DIGITS);
   const rows: { label: string; key: MetricKey; format: (x: number) => string }[] = [
     { label: "initial loss (step 1)", key: "initialLoss", format: loss },
-    { label: `steps to target (<= ${loss(result.targetLoss)})`, key: "stepsToTarget", format: (x) => (Number.isInteger(x) ? String(x) : x.toFixed(1)) },
+    {
+      label: `steps to target (<= ${loss(result.targetLoss)})`,
+      key: "stepsToTarget",
+      format: (x) => (Number.isInteger(x) ? String(x) : x.toFixed(1)),
+    },
     { label: "final loss (EMA, last step)", key: "finalLoss", format: loss },
     { label: "eval loss before training", key: "evalLossBefore", format: loss },
     { label: "eval loss after training", key: "evalLossAfter", format: loss },
@@ -416,7 +447,11 @@ export function comparisonTable(result: ComparisonResult): string {
     { label: "wall time s incl. dependencies", key: "totalSeconds", format: (x) => x.toFixed(1) },
   ];
   const others = result.arms.filter((a) => a.init !== result.baseline);
-  const header = ["metric", ...result.arms.map((a) => `${a.init} (n=${a.runs.length})`), ...others.map((a) => `${a.init} vs ${result.baseline}`)];
+  const header = [
+    "metric",
+    ...result.arms.map((a) => `${a.init} (n=${a.runs.length})`),
+    ...others.map((a) => `${a.init} vs ${result.baseline}`),
+  ];
   const body = rows.map(({ label, key, format }) => [
     label,
     ...result.arms.map((a) => {
@@ -428,7 +463,11 @@ export function comparisonTable(result: ComparisonResult): string {
   ]);
   const table = [header, ...body];
   const widths = header.map((_, c) => Math.max(...table.map((r) => r[c].length)));
-  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("   ").trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
+      .join("   ")
+      .trimEnd();
   return [line(header), widths.map((w) => "-".repeat(w)).join("   "), ...body.map(line)].join("\n");
 }
 
@@ -487,7 +526,7 @@ export async function writeComparison(trainingDir: string, result: ComparisonRes
     report: path.join(trainingDir, COMPARISON_FILES.report),
     chart: path.join(trainingDir, COMPARISON_FILES.chart),
   };
-  writeFileAtomic(paths.json, JSON.stringify(result, null, 2) + "\n");
+  writeFileAtomic(paths.json, `${JSON.stringify(result, null, 2)}\n`);
   writeFileAtomic(paths.report, renderComparisonReport(result));
   const several = result.arms.some((a) => a.runs.length > 1);
   const spec = comparisonChart({
@@ -497,10 +536,15 @@ export async function writeComparison(trainingDir: string, result: ComparisonRes
       initialLoss: a.metrics.initialLoss.mean!,
       finalLoss: a.metrics.finalLoss.mean!,
     })),
-    subtitle: [
-      several ? "mean over each arm's runs" : null,
-      result.arms.some((a) => a.init === TEACHER_ARM) ? `${TEACHER_ARM}'s teacher came from the ${TEACHER_SOURCE_ARM} run: see the report's caveat` : null,
-    ].filter((s): s is string => s !== null).join(" · ") || undefined,
+    subtitle:
+      [
+        several ? "mean over each arm's runs" : null,
+        result.arms.some((a) => a.init === TEACHER_ARM)
+          ? `${TEACHER_ARM}'s teacher came from the ${TEACHER_SOURCE_ARM} run: see the report's caveat`
+          : null,
+      ]
+        .filter((s): s is string => s !== null)
+        .join(" · ") || undefined,
     smoothing: result.smoothing,
     targetLoss: Number(result.targetLoss.toFixed(LOSS_DIGITS)),
   });

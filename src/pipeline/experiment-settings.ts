@@ -17,19 +17,43 @@ const nonNegative: Check = (v) => (isNum(v) && v >= 0 ? null : "a number ≥ 0")
 const fraction: Check = (v) => (isNum(v) && v >= 0 && v < 1 ? null : "a number in [0, 1)");
 const text: Check = (v) => (typeof v === "string" && v.trim() !== "" ? null : "a non-empty string");
 const flag: Check = (v) => (typeof v === "boolean" ? null : "true or false");
-const orNull = (c: Check): Check => (v) => (v === null ? null : c(v) && `${c(v)} or null`);
-const oneOf = (choices: string[]): Check => (v) => (typeof v === "string" && choices.includes(v) ? null : `one of ${choices.join(", ")}`);
+const orNull =
+  (c: Check): Check =>
+  (v) =>
+    v === null ? null : c(v) && `${c(v)} or null`;
+const oneOf =
+  (choices: string[]): Check =>
+  (v) =>
+    typeof v === "string" && choices.includes(v) ? null : `one of ${choices.join(", ")}`;
 const device: Check = (v) => (typeof v === "string" && /^(cpu|cuda(:\d+)?)$/.test(v) ? null : "cpu, cuda or cuda:N");
-const arms: Check = (v) => (Array.isArray(v) && v.every((a) => a === "pissa" || a === "gaussian") ? null : 'a list of "pissa" and "gaussian" (or [])');
+const arms: Check = (v) =>
+  Array.isArray(v) && v.every((a) => a === "pissa" || a === "gaussian") ? null : 'a list of "pissa" and "gaussian" (or [])';
 const targets: Check = (v) =>
-  v === "all-linear" || (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === "string" && t !== "")) ? null : 'a list of module names like [q_proj, v_proj], or "all-linear"';
+  v === "all-linear" || (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === "string" && t !== ""))
+    ? null
+    : 'a list of module names like [q_proj, v_proj], or "all-linear"';
 
 const CHECKS: Record<Exclude<keyof ExperimentConfig, "lora">, Check> = {
-  baseModel: text, trainData: text, evalData: orNull(text), outputDir: text,
-  epochs: positiveInt, batchSize: positiveInt, learningRate: positive, gradientAccumulationSteps: positiveInt,
-  device, extraArms: arms, seeds: positiveInt, seed: int, targetRank: positiveInt, noiseScale: nonNegative, decay: nonNegative,
-  factorSplit: oneOf(["seed", "balanced"]), accuracySamples: nonNegativeInt, evalLimit: orNull(positiveInt),
-  fullFinetune: flag, quiet: flag,
+  baseModel: text,
+  trainData: text,
+  evalData: orNull(text),
+  outputDir: text,
+  epochs: positiveInt,
+  batchSize: positiveInt,
+  learningRate: positive,
+  gradientAccumulationSteps: positiveInt,
+  device,
+  extraArms: arms,
+  seeds: positiveInt,
+  seed: int,
+  targetRank: positiveInt,
+  noiseScale: nonNegative,
+  decay: nonNegative,
+  factorSplit: oneOf(["seed", "balanced"]),
+  accuracySamples: nonNegativeInt,
+  evalLimit: orNull(positiveInt),
+  fullFinetune: flag,
+  quiet: flag,
 };
 const LORA_CHECKS: Record<keyof ExperimentConfig["lora"], Check> = { rank: positiveInt, alpha: positive, dropout: fraction, targets };
 

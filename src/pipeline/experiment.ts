@@ -76,11 +76,17 @@ export function readExperimentFile(file: string): Partial<ExperimentConfig> {
   try {
     parsed = /\.ya?ml$/i.test(file) ? YAML.parse(fs.readFileSync(file, "utf8")) : JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (e) {
-    throw new Error(`--config ${file}: not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${(e as Error).message.split("\n")[0].replace(/:\s*$/, "")}`);
+    throw new Error(
+      `--config ${file}: not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${(e as Error).message.split("\n")[0].replace(/:\s*$/, "")}`,
+    );
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error(`--config ${file}: expected a mapping of settings`);
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new Error(`--config ${file}: expected a mapping of settings`);
   const unknown = Object.keys(parsed).filter((k) => !(k in EXPERIMENT_DEFAULTS));
-  if (unknown.length) throw new Error(`--config ${file}: unknown setting${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} (known: ${Object.keys(EXPERIMENT_DEFAULTS).join(", ")})`);
+  if (unknown.length)
+    throw new Error(
+      `--config ${file}: unknown setting${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} (known: ${Object.keys(EXPERIMENT_DEFAULTS).join(", ")})`,
+    );
   return checkExperimentSettings(parsed as Record<string, unknown>, `--config ${file}`);
 }
 
@@ -127,13 +133,20 @@ export function stepComplete(c: ExperimentConfig, step: StepId): boolean {
     case 1:
       return seeds.every((k) => fs.existsSync(L.summary(runName("random", k))));
     case 2:
-      return fs.existsSync(L.svdTiming) && fs.existsSync(L.synthesisTiming) && (!c.fullFinetune || fs.existsSync(fullFinetuneLayout(c.outputDir, c.lora.rank).svdTiming));
+      return (
+        fs.existsSync(L.svdTiming) &&
+        fs.existsSync(L.synthesisTiming) &&
+        (!c.fullFinetune || fs.existsSync(fullFinetuneLayout(c.outputDir, c.lora.rank).svdTiming))
+      );
     case 3:
       return ["svd", ...c.extraArms].every((arm) => seeds.every((k) => fs.existsSync(L.summary(runName(arm, k)))));
     case 4: {
       if (!fs.existsSync(L.html)) return false;
       const built = fs.statSync(L.html).mtimeMs;
-      const inputs = fs.readdirSync(L.training).filter((f) => f.startsWith("train_summary_")).map((f) => fs.statSync(path.join(L.training, f)).mtimeMs);
+      const inputs = fs
+        .readdirSync(L.training)
+        .filter((f) => f.startsWith("train_summary_"))
+        .map((f) => fs.statSync(path.join(L.training, f)).mtimeMs);
       return inputs.every((t) => t <= built);
     }
   }
@@ -146,18 +159,36 @@ export async function runStep(c: ExperimentConfig, step: StepId, log: (line: str
     case 1:
       for (const k of seeds) {
         const r = await trainStep(trainConfig(c, "random", k));
-        log(`  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, eval loss ${r.evalLosses[0]?.loss.toFixed(4) ?? "-"} → ${r.evalLosses.at(-1)?.loss.toFixed(4) ?? "-"}`);
+        log(
+          `  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, eval loss ${r.evalLosses[0]?.loss.toFixed(4) ?? "-"} → ${r.evalLosses.at(-1)?.loss.toFixed(4) ?? "-"}`,
+        );
       }
       return;
     case 2: {
-      if (!fs.existsSync(L.adapter("random"))) throw new Error(`step 2 needs the baseline adapter ${L.adapter("random")}: run step 1 first`);
-      const s = await synthesizeStep({ loraAdapter: L.adapter("random"), outputDir: L.teacher, targetRank: c.targetRank, noiseScale: c.noiseScale, decay: c.decay, seed: c.seed });
+      if (!fs.existsSync(L.adapter("random")))
+        throw new Error(`step 2 needs the baseline adapter ${L.adapter("random")}: run step 1 first`);
+      const s = await synthesizeStep({
+        loraAdapter: L.adapter("random"),
+        outputDir: L.teacher,
+        targetRank: c.targetRank,
+        noiseScale: c.noiseScale,
+        decay: c.decay,
+        seed: c.seed,
+      });
       log(`  teacher: ${s.modules} modules, rank ${c.targetRank}, noise ${c.noiseScale}, ${s.seconds.toFixed(2)} s`);
       const v = await svdStep({
-        synthesizedDelta: s.deltaFile, baseModel: c.baseModel, targetModules: [], rank: c.lora.rank, alpha: c.lora.alpha, rslora: false,
-        split: c.factorSplit, outputDir: L.svd,
+        synthesizedDelta: s.deltaFile,
+        baseModel: c.baseModel,
+        targetModules: [],
+        rank: c.lora.rank,
+        alpha: c.lora.alpha,
+        rslora: false,
+        split: c.factorSplit,
+        outputDir: L.svd,
       });
-      log(`  SVD at rank ${c.lora.rank}: mean error ${v.summary.relativeError.mean.toFixed(4)}, mean energy ${v.summary.energyRatio.mean.toFixed(4)} (${v.seconds.toFixed(2)} s)`);
+      log(
+        `  SVD at rank ${c.lora.rank}: mean error ${v.summary.relativeError.mean.toFixed(4)}, mean energy ${v.summary.energyRatio.mean.toFixed(4)} (${v.seconds.toFixed(2)} s)`,
+      );
       if (c.fullFinetune) await fullFinetuneBaseline(c, { log });
       return;
     }
@@ -166,7 +197,9 @@ export async function runStep(c: ExperimentConfig, step: StepId, log: (line: str
       for (const arm of ["svd", ...c.extraArms] as const)
         for (const k of seeds) {
           const r = await trainStep(trainConfig(c, arm, k, arm === "svd" ? L.factors : undefined));
-          log(`  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, eval loss ${r.evalLosses[0]?.loss.toFixed(4) ?? "-"} → ${r.evalLosses.at(-1)?.loss.toFixed(4) ?? "-"}`);
+          log(
+            `  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, eval loss ${r.evalLosses[0]?.loss.toFixed(4) ?? "-"} → ${r.evalLosses.at(-1)?.loss.toFixed(4) ?? "-"}`,
+          );
         }
       return;
     case 4: {
@@ -180,7 +213,11 @@ export async function runStep(c: ExperimentConfig, step: StepId, log: (line: str
 }
 
 /** Runs the given steps in order, skipping complete ones unless forced. */
-export async function runExperiment(c: ExperimentConfig, steps: StepId[], o: { force?: boolean; log?: (line: string) => void } = {}): Promise<void> {
+export async function runExperiment(
+  c: ExperimentConfig,
+  steps: StepId[],
+  o: { force?: boolean; log?: (line: string) => void } = {},
+): Promise<void> {
   const log = o.log ?? console.log;
   fs.mkdirSync(c.outputDir, { recursive: true });
   for (const step of steps) {

@@ -85,10 +85,16 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
   let truncated = 0;
   const data: Encoded[] = problems.map((p, i) => {
     const text = asChat[i]
-      ? tokenizer.applyChatTemplate([{ role: "user", content: p.question }, { role: "assistant", content: solutionText(p) }])
+      ? tokenizer.applyChatTemplate([
+          { role: "user", content: p.question },
+          { role: "assistant", content: solutionText(p) },
+        ])
       : plainText(p);
     let ids = [...tokenizer.encode(text, { addSpecialTokens: false }), endOfText];
-    if (ids.length > o.maxLength) (ids = ids.slice(0, o.maxLength)), truncated++;
+    if (ids.length > o.maxLength) {
+      ids = ids.slice(0, o.maxLength);
+      truncated++;
+    }
     return { ids, lossMask: ids.map(() => true), truncated: false };
   });
 
@@ -135,19 +141,33 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
   const summary = {
     made_by: "svdlora pretrain",
     parameters,
-    corpus: { problems: o.samples, chat_fraction: o.chatFraction, seed: o.seed, truncated, tokens_per_epoch: data.reduce((n, d) => n + d.ids.length, 0) },
+    corpus: {
+      problems: o.samples,
+      chat_fraction: o.chatFraction,
+      seed: o.seed,
+      truncated,
+      tokens_per_epoch: data.reduce((n, d) => n + d.ids.length, 0),
+    },
     tokenizer: { merges: o.merges, vocab_size: tokenizer.vocabSize },
     training: {
-      epochs: o.epochs, batch_size: o.batchSize, learning_rate: o.learningRate, steps: run.losses.length,
-      first_loss: run.losses[0], final_loss_mean_last_20: tail.reduce((a, b) => a + b, 0) / tail.length,
-      tokens: run.tokens, train_seconds: Math.round(run.seconds * 10) / 10,
+      epochs: o.epochs,
+      batch_size: o.batchSize,
+      learning_rate: o.learningRate,
+      steps: run.losses.length,
+      first_loss: run.losses[0],
+      final_loss_mean_last_20: tail.reduce((a, b) => a + b, 0) / tail.length,
+      tokens: run.tokens,
+      train_seconds: Math.round(run.seconds * 10) / 10,
     },
     hardware: o.device.startsWith("cuda") ? torch.cuda.devices()[0]?.name : `${os.cpus()[0]?.model} (${os.cpus().length} cores)`,
     libtorch: torch.buildInfo.torchVersion,
     wall_seconds: Math.round((Date.now() - started) / 100) / 10,
   };
-  writeFileAtomic(path.join(work, "pretrain_summary.json"), JSON.stringify(summary, null, 2) + "\n");
-  writeFileAtomic(path.join(work, "generation_config.json"), JSON.stringify({ eos_token_id: config.eosTokenId, pad_token_id: endOfText, do_sample: false }, null, 2) + "\n");
+  writeFileAtomic(path.join(work, "pretrain_summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+  writeFileAtomic(
+    path.join(work, "generation_config.json"),
+    `${JSON.stringify({ eos_token_id: config.eosTokenId, pad_token_id: endOfText, do_sample: false }, null, 2)}\n`,
+  );
   replaceDirectoryAtomic(o.outputDir, (dir) => fs.cpSync(work, dir, { recursive: true }));
   fs.rmSync(work, { recursive: true, force: true });
   return summary;

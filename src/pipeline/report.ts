@@ -10,13 +10,19 @@ import { fullFinetuneReportSection } from "./train-full.js";
 const readText = (file: string, maxLines = 80): string | undefined => {
   if (!fs.existsSync(file)) return undefined;
   const lines = fs.readFileSync(file, "utf8").split("\n");
-  return lines.length > maxLines ? [...lines.slice(0, maxLines), `… (${lines.length - maxLines} more lines in ${path.basename(file)})`].join("\n") : lines.join("\n");
+  return lines.length > maxLines
+    ? [...lines.slice(0, maxLines), `… (${lines.length - maxLines} more lines in ${path.basename(file)})`].join("\n")
+    : lines.join("\n");
 };
 
 export async function writeExperimentReport(c: ExperimentConfig, L: Layout): Promise<string> {
   const info = systemInfo();
   const runs = fs.existsSync(L.training)
-    ? fs.readdirSync(L.training).filter((f) => /^train_summary_.+\.json$/.test(f)).map((f) => f.slice("train_summary_".length, -".json".length)).sort()
+    ? fs
+        .readdirSync(L.training)
+        .filter((f) => /^train_summary_.+\.json$/.test(f))
+        .map((f) => f.slice("train_summary_".length, -".json".length))
+        .sort()
     : [];
   const sections: ReportSection[] = [
     {
@@ -27,13 +33,22 @@ export async function writeExperimentReport(c: ExperimentConfig, L: Layout): Pro
           ["base model", c.baseModel],
           ["training data", c.trainData],
           ["held-out data", c.evalData ?? "none"],
-          ["LoRA", `r = ${c.lora.rank}, α = ${c.lora.alpha}, targets ${Array.isArray(c.lora.targets) ? c.lora.targets.join(", ") : c.lora.targets}`],
-          ["training", `${c.epochs} epochs, batch ${c.batchSize} × ${c.gradientAccumulationSteps}, lr ${c.learningRate}, ${c.seeds} seed(s) from ${c.seed}`],
+          [
+            "LoRA",
+            `r = ${c.lora.rank}, α = ${c.lora.alpha}, targets ${Array.isArray(c.lora.targets) ? c.lora.targets.join(", ") : c.lora.targets}`,
+          ],
+          [
+            "training",
+            `${c.epochs} epochs, batch ${c.batchSize} × ${c.gradientAccumulationSteps}, lr ${c.learningRate}, ${c.seeds} seed(s) from ${c.seed}`,
+          ],
           ["teacher", `rank K = ${c.targetRank}, noise ${c.noiseScale}, tail decay ${c.decay}, factor split ${c.factorSplit}`],
           ["arms", ["random", "svd", ...c.extraArms].join(", ")],
           ["runs", runs.join(", ")],
           ["software", `svdlora ${info.svdlora}, libtorch ${info.libtorch}, Node ${info.node}`],
-          ["hardware", `${c.device.startsWith("cuda") ? info.cuda.devices[0]?.name ?? c.device : `${info.cpu.model}, ${info.cpu.cores} cores`}`],
+          [
+            "hardware",
+            `${c.device.startsWith("cuda") ? (info.cuda.devices[0]?.name ?? c.device) : `${info.cpu.model}, ${info.cpu.cores} cores`}`,
+          ],
         ],
       },
     },
@@ -49,7 +64,9 @@ export async function writeExperimentReport(c: ExperimentConfig, L: Layout): Pro
     {
       heading: "Teacher synthesis (step 2a)",
       text: readText(L.synthesisReport),
-      images: [{ path: L.synthesisPlot, caption: "Singular values of the baseline LoRA ΔW and of the synthesized teacher; achieved noise" }],
+      images: [
+        { path: L.synthesisPlot, caption: "Singular values of the baseline LoRA ΔW and of the synthesized teacher; achieved noise" },
+      ],
     },
     {
       heading: `SVD analysis at rank ${c.lora.rank} (step 2b)`,

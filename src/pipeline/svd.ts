@@ -4,7 +4,16 @@ import fs from "node:fs";
 import path from "node:path";
 import { SafetensorsCheckpoint } from "../hf/checkpoint.js";
 import { isTargetModule, loadAdapter, loraConfig, saveAdapter } from "../hf/peft.js";
-import { type DeltaSource, type FactorSplit, type SvdFactors, deltasFromAdapter, disposeDelta, loadSynthesizedDelta, svdFactorsConfig, svdInitFactors } from "../lowrank/index.js";
+import {
+  type DeltaSource,
+  type FactorSplit,
+  type SvdFactors,
+  deltasFromAdapter,
+  disposeDelta,
+  loadSynthesizedDelta,
+  svdFactorsConfig,
+  svdInitFactors,
+} from "../lowrank/index.js";
 import { saveChart, svdAnalysisChart } from "../report/index.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
@@ -83,13 +92,18 @@ function loadDeltas(o: SvdStepOptions): { deltas: Map<string, DeltaSource>; sour
   const given = [o.synthesizedDelta, o.loraAdapter, o.finetunedModel].filter(Boolean).length;
   if (given !== 1) throw new Error("give exactly one of --synthesized-delta FILE, --lora-adapter DIR or --finetuned-model DIR");
   if (o.synthesizedDelta) {
-    if (!fs.existsSync(o.synthesizedDelta)) throw new Error(`--synthesized-delta ${o.synthesizedDelta}: no such file (run svdlora synthesize-teacher first)`);
+    if (!fs.existsSync(o.synthesizedDelta))
+      throw new Error(`--synthesized-delta ${o.synthesizedDelta}: no such file (run svdlora synthesize-teacher first)`);
     const delta = loadSynthesizedDelta(o.synthesizedDelta);
     return { deltas: new Map(delta.modules), source: `synthesized delta ${o.synthesizedDelta}`, release: () => disposeDelta(delta) };
   }
   if (o.loraAdapter) {
     const { config, weights } = loadAdapter(o.loraAdapter);
-    return { deltas: deltasFromAdapter(config, weights), source: `LoRA adapter ${o.loraAdapter}`, release: () => torch.dispose([...weights.values()]) };
+    return {
+      deltas: deltasFromAdapter(config, weights),
+      source: `LoRA adapter ${o.loraAdapter}`,
+      release: () => torch.dispose([...weights.values()]),
+    };
   }
   if (!o.baseModel) throw new Error("--finetuned-model needs --base-model (ΔW = W_finetuned − W_base)");
   const deltas = denseDeltas(o.finetunedModel!, o.baseModel, o.targetModules);
@@ -98,7 +112,8 @@ function loadDeltas(o: SvdStepOptions): { deltas: Map<string, DeltaSource>; sour
 
 function report(factors: SvdFactors, summary: SvdSummary, source: string): string {
   const f = (x: number) => x.toFixed(4);
-  const row = (name: string, s: Stats) => `${name.padEnd(20)} ${f(s.mean).padStart(8)} ${f(s.median).padStart(8)} ${f(s.min).padStart(8)} ${f(s.max).padStart(8)}`;
+  const row = (name: string, s: Stats) =>
+    `${name.padEnd(20)} ${f(s.mean).padStart(8)} ${f(s.median).padStart(8)} ${f(s.min).padStart(8)} ${f(s.max).padStart(8)}`;
   const lines = [
     `SVD analysis at rank r = ${factors.rank}`,
     `source: ${source}`,
@@ -112,9 +127,12 @@ function report(factors: SvdFactors, summary: SvdSummary, source: string): strin
     "",
     `${summary.meetingBar} of ${summary.modules} modules have relative error < 0.1 and energy ratio > 0.9`,
     "",
-    ...[...factors.metrics].map(([p, m]) => `${shortName(p).padEnd(34)} [${m.shape.join("×")}]  error ${f(m.relativeError)}  energy ${f(m.energyRatio)}  decay ${f(m.decayRate)}  rank ${m.numericalRank}`),
+    ...[...factors.metrics].map(
+      ([p, m]) =>
+        `${shortName(p).padEnd(34)} [${m.shape.join("×")}]  error ${f(m.relativeError)}  energy ${f(m.energyRatio)}  decay ${f(m.decayRate)}  rank ${m.numericalRank}`,
+    ),
   ];
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
@@ -122,7 +140,13 @@ export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
   const { deltas, source, release } = loadDeltas(o);
   let factors: SvdFactors;
   try {
-    factors = svdInitFactors(deltas, { rank: o.rank, alpha: o.alpha, useRslora: o.rslora, split: o.split, denseMethod: o.finetunedModel ? "randomized" : "exact" });
+    factors = svdInitFactors(deltas, {
+      rank: o.rank,
+      alpha: o.alpha,
+      useRslora: o.rslora,
+      split: o.split,
+      denseMethod: o.finetunedModel ? "randomized" : "exact",
+    });
   } finally {
     release();
   }
@@ -141,16 +165,26 @@ export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
     };
     const analysisFile = path.join(o.outputDir, `svd_analysis_rank${o.rank}.json`);
     const analysis = {
-      source, rank: o.rank, alpha: o.alpha, scaling: factors.scaling, split: o.split, summary,
+      source,
+      rank: o.rank,
+      alpha: o.alpha,
+      scaling: factors.scaling,
+      split: o.split,
+      summary,
       modules: Object.fromEntries([...factors.metrics].map(([p, m]) => [p, m])),
     };
-    writeFileAtomic(analysisFile, JSON.stringify(analysis, null, 1) + "\n");
+    writeFileAtomic(analysisFile, `${JSON.stringify(analysis, null, 1)}\n`);
     const reportFile = path.join(o.outputDir, `svd_report_rank${o.rank}.txt`);
     writeFileAtomic(reportFile, report(factors, summary, source));
     const plotFile = path.join(o.outputDir, `svd_analysis_rank${o.rank}.png`);
-    const modules = [...factors.metrics].map(([p, m]) => ({ name: shortName(p), relError: m.relativeError, energy: m.energyRatio, spectrum: m.spectrum }));
+    const modules = [...factors.metrics].map(([p, m]) => ({
+      name: shortName(p),
+      relError: m.relativeError,
+      energy: m.energyRatio,
+      spectrum: m.spectrum,
+    }));
     await saveChart(plotFile, svdAnalysisChart({ modules, rank: o.rank }));
-    writeFileAtomic(path.join(o.outputDir, "svd_timing.json"), JSON.stringify({ seconds }, null, 2) + "\n");
+    writeFileAtomic(path.join(o.outputDir, "svd_timing.json"), `${JSON.stringify({ seconds }, null, 2)}\n`);
     return { factorsDir, analysisFile, reportFile, plotFile, seconds, summary };
   } finally {
     torch.dispose([...factors.weights.values()]);

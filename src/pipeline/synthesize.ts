@@ -28,7 +28,8 @@ export interface SynthesizeOutputs {
 export const deltaFileName = (targetRank: number) => `synthesized_delta_rank${targetRank}.safetensors`;
 
 export async function synthesizeStep(o: SynthesizeOptions): Promise<SynthesizeOutputs> {
-  if (!fs.existsSync(o.loraAdapter)) throw new Error(`--lora-adapter ${o.loraAdapter}: no such directory (train the baseline first: svdlora train --init random)`);
+  if (!fs.existsSync(o.loraAdapter))
+    throw new Error(`--lora-adapter ${o.loraAdapter}: no such directory (train the baseline first: svdlora train --init random)`);
   const started = performance.now();
   const delta = synthesizeTeacher(o.loraAdapter, { targetRank: o.targetRank, noiseScale: o.noiseScale, decay: o.decay, seed: o.seed });
   try {
@@ -45,8 +46,11 @@ export async function synthesizeStep(o: SynthesizeOptions): Promise<SynthesizeOu
       achievedNoise: info.achievedNoiseRatio,
     }));
     const plotFile = path.join(o.outputDir, "synthesis_plots.png");
-    await saveChart(plotFile, synthesisChart({ modules, noiseScale: o.noiseScale, targetRank: o.targetRank, loraRank: delta.settings.loraRank ?? undefined }));
-    writeFileAtomic(path.join(o.outputDir, "synthesis_timing.json"), JSON.stringify({ seconds }, null, 2) + "\n");
+    await saveChart(
+      plotFile,
+      synthesisChart({ modules, noiseScale: o.noiseScale, targetRank: o.targetRank, loraRank: delta.settings.loraRank ?? undefined }),
+    );
+    writeFileAtomic(path.join(o.outputDir, "synthesis_timing.json"), `${JSON.stringify({ seconds }, null, 2)}\n`);
     return { deltaFile, reportFile, plotFile, seconds, modules: modules.length };
   } finally {
     disposeDelta(delta);

@@ -130,16 +130,26 @@ export function assertFullFinetuneFits(parameters: number, budget: number, where
 }
 
 function encode(file: string, tokenizer: HfTokenizer, cfg: TrainFullConfig): { encoded: Encoded[]; truncated: number } {
-  const { encoded, stats } = formatSamples(loadDataset(file), tokenizer, { systemPrompt: cfg.systemPrompt ?? undefined, maxLength: cfg.maxLength });
+  const { encoded, stats } = formatSamples(loadDataset(file), tokenizer, {
+    systemPrompt: cfg.systemPrompt ?? undefined,
+    maxLength: cfg.maxLength,
+  });
   if (encoded.length === 0) throw new Error(`${file}: no sample has answer tokens left after formatting (is --max-length too small?)`);
   return { encoded, truncated: stats.truncated };
 }
 
 function validate(cfg: TrainFullConfig): void {
-  for (const [flag, v] of [["--epochs", cfg.epochs], ["--batch-size", cfg.batchSize]] as const)
+  for (const [flag, v] of [
+    ["--epochs", cfg.epochs],
+    ["--batch-size", cfg.batchSize],
+  ] as const)
     if (!Number.isInteger(v) || v < 1) throw new Error(`${flag} must be a positive integer, got ${v}`);
   if (!(cfg.learningRate > 0)) throw new Error(`--learning-rate must be > 0, got ${cfg.learningRate}`);
-  for (const [flag, file] of [["--base-model", cfg.baseModel], ["--train-data", cfg.trainData], ["--eval-data", cfg.evalData]] as const)
+  for (const [flag, file] of [
+    ["--base-model", cfg.baseModel],
+    ["--train-data", cfg.trainData],
+    ["--eval-data", cfg.evalData],
+  ] as const)
     if (file !== undefined && !fs.existsSync(file)) throw new Error(`${flag} ${file}: no such file or directory`);
 }
 
@@ -147,7 +157,8 @@ function validate(cfg: TrainFullConfig): void {
 export async function trainFullStep(cfg: TrainFullConfig): Promise<TrainFullResult> {
   validate(cfg);
   const parameters = checkpointParameters(cfg.baseModel);
-  const memory = cfg.memoryBudget !== undefined ? { bytes: cfg.memoryBudget, where: `${cfg.device} (given budget)` } : availableMemory(cfg.device);
+  const memory =
+    cfg.memoryBudget !== undefined ? { bytes: cfg.memoryBudget, where: `${cfg.device} (given budget)` } : availableMemory(cfg.device);
   assertFullFinetuneFits(parameters, memory.bytes, memory.where, cfg.baseModel);
 
   const tokenizer = await loadTokenizer(cfg.baseModel);
@@ -157,7 +168,8 @@ export async function trainFullStep(cfg: TrainFullConfig): Promise<TrainFullResu
   torch.manualSeed(cfg.seed);
   // Always float32: AdamW on bf16 weights loses small updates, and ΔW is what we are after.
   const model = loadCausalLM(cfg.baseModel, { dtype: "float32", device: cfg.device });
-  const evalLoss = (m: CausalLM) => (evalSet.length ? evaluateLoss(m, new Map(), evalSet, { batchSize: cfg.batchSize, padId, device: cfg.device }) : null);
+  const evalLoss = (m: CausalLM) =>
+    evalSet.length ? evaluateLoss(m, new Map(), evalSet, { batchSize: cfg.batchSize, padId, device: cfg.device }) : null;
 
   let result: TrainFullResult | undefined;
   try {
@@ -165,9 +177,20 @@ export async function trainFullStep(cfg: TrainFullConfig): Promise<TrainFullResu
       const evalLossBefore = evalLoss(model);
       const logPath = path.join(dir, FULL_LOG);
       const run = trainFull(model, train.encoded, {
-        epochs: cfg.epochs, batchSize: cfg.batchSize, learningRate: cfg.learningRate, weightDecay: cfg.weightDecay,
-        warmupRatio: cfg.warmupRatio, scheduler: cfg.scheduler, maxGradNorm: cfg.maxGradNorm, seed: cfg.seed, padId,
-        device: cfg.device, packing: false, logPath, label: "train-full", quiet: cfg.quiet,
+        epochs: cfg.epochs,
+        batchSize: cfg.batchSize,
+        learningRate: cfg.learningRate,
+        weightDecay: cfg.weightDecay,
+        warmupRatio: cfg.warmupRatio,
+        scheduler: cfg.scheduler,
+        maxGradNorm: cfg.maxGradNorm,
+        seed: cfg.seed,
+        padId,
+        device: cfg.device,
+        packing: false,
+        logPath,
+        label: "train-full",
+        quiet: cfg.quiet,
       });
       const evalLossAfter = evalLoss(model);
       if (evalLossAfter !== null) {
@@ -179,10 +202,19 @@ export async function trainFullStep(cfg: TrainFullConfig): Promise<TrainFullResu
       copyTokenizerFiles(cfg.baseModel, dir);
       const final = path.resolve(cfg.outputDir);
       result = {
-        modelDir: final, logPath: path.join(final, FULL_LOG), summaryPath: path.join(final, FULL_SUMMARY),
-        parameters, samples: train.encoded.length, truncated: train.truncated,
-        steps: run.losses.length, tokens: run.tokens, seconds: run.seconds,
-        firstLoss: run.losses[0], finalLoss: run.losses[run.losses.length - 1], evalLossBefore, evalLossAfter,
+        modelDir: final,
+        logPath: path.join(final, FULL_LOG),
+        summaryPath: path.join(final, FULL_SUMMARY),
+        parameters,
+        samples: train.encoded.length,
+        truncated: train.truncated,
+        steps: run.losses.length,
+        tokens: run.tokens,
+        seconds: run.seconds,
+        firstLoss: run.losses[0],
+        finalLoss: run.losses[run.losses.length - 1],
+        evalLossBefore,
+        evalLossAfter,
       };
       const summary = {
         made_by: "svdlora train-full",
@@ -192,7 +224,7 @@ export async function trainFullStep(cfg: TrainFullConfig): Promise<TrainFullResu
         saved_dtype: "float32",
         libtorch: torch.buildInfo.torchVersion,
       };
-      writeFileAtomic(path.join(dir, FULL_SUMMARY), JSON.stringify(summary, null, 2) + "\n");
+      writeFileAtomic(path.join(dir, FULL_SUMMARY), `${JSON.stringify(summary, null, 2)}\n`);
     });
   } finally {
     torch.dispose([...model.namedWeights().values()]);
@@ -220,10 +252,17 @@ export function fullFinetuneLayout(experimentDir: string, rank: number) {
 const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
 interface Analysis {
-  summary: { modules: number; relativeError: { mean: number }; energyRatio: { mean: number }; decayRate: { median: number }; meetingBar: number };
+  summary: {
+    modules: number;
+    relativeError: { mean: number };
+    energyRatio: { mean: number };
+    decayRate: { median: number };
+    meetingBar: number;
+  };
   modules: Record<string, { spectrum: number[] }>;
 }
-const readAnalysis = (file: string): Analysis | null => (fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as Analysis) : null);
+const readAnalysis = (file: string): Analysis | null =>
+  fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as Analysis) : null;
 
 /**
  * Draws the real-vs-synthesized spectra chart from the two analysis files of an experiment;
@@ -239,7 +278,9 @@ export async function drawSpectraComparison(experimentDir: string, rank: number)
     .map(([k, m]) => ({ name: shortName(k), real: m.spectrum, synthesized: synthByName.get(shortName(k)) }))
     .filter((m): m is { name: string; real: number[]; synthesized: number[] } => m.synthesized !== undefined);
   if (modules.length === 0)
-    throw new Error(`no module is in both ${F.analysis} and the synthesized teacher's analysis: were they made with the same target modules?`);
+    throw new Error(
+      `no module is in both ${F.analysis} and the synthesized teacher's analysis: were they made with the same target modules?`,
+    );
   await saveChart(F.chart, spectraChart({ modules, rank }));
   return F.chart;
 }
@@ -256,17 +297,33 @@ export async function fullFinetuneBaseline(
   const F = fullFinetuneLayout(c.outputDir, c.lora.rank);
   const train = await trainFullStep({
     ...TRAIN_FULL_DEFAULTS,
-    baseModel: c.baseModel, trainData: c.trainData, evalData: c.evalData ?? undefined, outputDir: F.model,
-    epochs: c.epochs, batchSize: c.batchSize, learningRate: o.learningRate ?? TRAIN_FULL_DEFAULTS.learningRate,
-    seed: c.seed, device: c.device, quiet: c.quiet, memoryBudget: o.memoryBudget,
+    baseModel: c.baseModel,
+    trainData: c.trainData,
+    evalData: c.evalData ?? undefined,
+    outputDir: F.model,
+    epochs: c.epochs,
+    batchSize: c.batchSize,
+    learningRate: o.learningRate ?? TRAIN_FULL_DEFAULTS.learningRate,
+    seed: c.seed,
+    device: c.device,
+    quiet: c.quiet,
+    memoryBudget: o.memoryBudget,
   });
   const evals = train.evalLossBefore !== null ? `, eval loss ${train.evalLossBefore.toFixed(4)} → ${train.evalLossAfter!.toFixed(4)}` : "";
   log(`  full fine-tune: ${train.steps} steps, ${train.seconds.toFixed(1)} s${evals}`);
   const svd = await svdStep({
-    finetunedModel: F.model, baseModel: c.baseModel, targetModules: c.lora.targets === "all-linear" ? ALL_LINEAR : c.lora.targets,
-    rank: c.lora.rank, alpha: c.lora.alpha, rslora: false, split: c.factorSplit, outputDir: F.svd,
+    finetunedModel: F.model,
+    baseModel: c.baseModel,
+    targetModules: c.lora.targets === "all-linear" ? ALL_LINEAR : c.lora.targets,
+    rank: c.lora.rank,
+    alpha: c.lora.alpha,
+    rslora: false,
+    split: c.factorSplit,
+    outputDir: F.svd,
   });
-  log(`  real ΔW at rank ${c.lora.rank}: mean error ${svd.summary.relativeError.mean.toFixed(4)}, mean energy ${svd.summary.energyRatio.mean.toFixed(4)}`);
+  log(
+    `  real ΔW at rank ${c.lora.rank}: mean error ${svd.summary.relativeError.mean.toFixed(4)}, mean energy ${svd.summary.energyRatio.mean.toFixed(4)}`,
+  );
   const chart = await drawSpectraComparison(c.outputDir, c.lora.rank);
   log(chart ? `  ${chart}` : "  no synthesized teacher analysis yet (step 2): spectra chart not drawn");
   return { train, svd, chart };
@@ -285,8 +342,10 @@ export function fullFinetuneReportSection(experimentDir: string, rank: number): 
     "synthesized teacher it is not built from the random-init LoRA run, so an SVD init taken from it carries",
     "no information from the baseline arm (its own compute counts instead).",
     ...(t
-      ? [`full fine-tune: ${t.parameters.toLocaleString("en-US")} parameters, ${t.steps} steps, ${t.tokens} tokens, ${t.seconds.toFixed(1)} s` +
-          (t.evalLossBefore !== null ? `; held-out loss ${t.evalLossBefore.toFixed(4)} → ${t.evalLossAfter!.toFixed(4)}` : "")]
+      ? [
+          `full fine-tune: ${t.parameters.toLocaleString("en-US")} parameters, ${t.steps} steps, ${t.tokens} tokens, ${t.seconds.toFixed(1)} s` +
+            (t.evalLossBefore !== null ? `; held-out loss ${t.evalLossBefore.toFixed(4)} → ${t.evalLossAfter!.toFixed(4)}` : ""),
+        ]
       : []),
   ].join("\n");
   return {
@@ -303,7 +362,13 @@ export function fullFinetuneReportSection(experimentDir: string, rank: number): 
       ],
     },
     images: fs.existsSync(F.chart)
-      ? [{ path: F.chart, caption: "Singular-value spectra, each divided by its largest value: real fine-tune ΔW (solid) vs synthesized teacher (dashed); r marked" }]
+      ? [
+          {
+            path: F.chart,
+            caption:
+              "Singular-value spectra, each divided by its largest value: real fine-tune ΔW (solid) vs synthesized teacher (dashed); r marked",
+          },
+        ]
       : [],
   };
 }

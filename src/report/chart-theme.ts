@@ -10,7 +10,18 @@ export const PANEL_WIDTH = 900;
 export const PANEL_HEIGHT = 500;
 
 /** Tableau 10: distinguishable, and what readers of ML papers are used to. */
-export const CATEGORY_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+export const CATEGORY_COLORS = [
+  "#4e79a7",
+  "#f28e2b",
+  "#59a14f",
+  "#e15759",
+  "#76b7b2",
+  "#edc948",
+  "#b07aa1",
+  "#ff9da7",
+  "#9c755f",
+  "#bab0ac",
+];
 
 /** Colours for the roles that recur across charts. */
 export const ROLE_COLORS = {
@@ -26,7 +37,14 @@ export const chartConfig: Config = {
   font: CHART_FONT,
   view: { stroke: "#d0d0d0" },
   title: { fontSize: 18, fontWeight: "bold", subtitleFontSize: 13, subtitleColor: "#555555", anchor: "start", offset: 12 },
-  axis: { labelFontSize: 12, titleFontSize: 13, titleFontWeight: "normal", gridColor: "#ececec", tickColor: "#999999", domainColor: "#777777" },
+  axis: {
+    labelFontSize: 12,
+    titleFontSize: 13,
+    titleFontWeight: "normal",
+    gridColor: "#ececec",
+    tickColor: "#999999",
+    domainColor: "#777777",
+  },
   legend: { labelFontSize: 12, titleFontSize: 13, titleFontWeight: "normal", symbolSize: 120, labelLimit: 320 },
   header: { labelFontSize: 13, titleFontSize: 14, labelLimit: 280 },
   concat: { spacing: 36 },

@@ -39,13 +39,18 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
   } as const;
   const curves = input.arms.flatMap((arm) => {
     const points = arm.curve.filter((p) => isPlottable(p.step) && isPlottable(p.loss)).sort((a, b) => a.step - b.step);
-    const smooth = emaSmooth(points.map((p) => p.loss), smoothing);
+    const smooth = emaSmooth(
+      points.map((p) => p.loss),
+      smoothing,
+    );
     return points.map((p, i) => ({ arm: arm.name, step: p.step, raw: p.loss, smoothed: smooth[i] }));
   });
-  const bars = input.arms.flatMap((arm) => [
-    { arm: arm.name, which: "initial loss", loss: arm.initialLoss },
-    { arm: arm.name, which: "final loss", loss: arm.finalLoss },
-  ]).filter((b) => isPlottable(b.loss));
+  const bars = input.arms
+    .flatMap((arm) => [
+      { arm: arm.name, which: "initial loss", loss: arm.initialLoss },
+      { arm: arm.name, which: "final loss", loss: arm.finalLoss },
+    ])
+    .filter((b) => isPlottable(b.loss));
   const x = { field: "step", type: "quantitative", title: "optimizer step", axis: { tickMinStep: 1, format: "d" } } as const;
 
   return {
@@ -73,13 +78,22 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
         height: HEIGHT,
         data: { values: bars },
         encoding: {
-          x: { field: "which", type: "nominal", title: null, sort: ["initial loss", "final loss"], axis: { labelAngle: 0, labelFontSize: 13 } },
+          x: {
+            field: "which",
+            type: "nominal",
+            title: null,
+            sort: ["initial loss", "final loss"],
+            axis: { labelAngle: 0, labelFontSize: 13 },
+          },
           xOffset: { field: "arm", type: "nominal", sort: names },
           y: { field: "loss", type: "quantitative", title: "loss" },
         },
         layer: [
           { mark: { type: "bar" }, encoding: { color } },
-          { mark: { type: "text", baseline: "bottom", dy: -3, fontSize: 11, color: "#333333" }, encoding: { text: { field: "loss", type: "quantitative", format: ".3f" } } },
+          {
+            mark: { type: "text", baseline: "bottom", dy: -3, fontSize: 11, color: "#333333" },
+            encoding: { text: { field: "loss", type: "quantitative", format: ".3f" } },
+          },
         ],
       },
     ],
@@ -90,7 +104,10 @@ function targetLayer(target: number) {
   return {
     data: { values: [{ target, label: `target ${target}` }] },
     layer: [
-      { mark: { type: "rule", color: ROLE_COLORS.reference, strokeDash: [6, 4], strokeWidth: 1.5 }, encoding: { y: { field: "target", type: "quantitative" } } },
+      {
+        mark: { type: "rule", color: ROLE_COLORS.reference, strokeDash: [6, 4], strokeWidth: 1.5 },
+        encoding: { y: { field: "target", type: "quantitative" } },
+      },
       {
         mark: { type: "text", align: "right", baseline: "bottom", x: "width", dy: -3, color: ROLE_COLORS.reference, fontSize: 12 },
         encoding: { y: { field: "target", type: "quantitative" }, text: { field: "label" } },

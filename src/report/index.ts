@@ -1,5 +1,15 @@
 // Reports: charts (Vega-Lite → SVG → PNG) and the self-contained HTML report.
-export { renderChart, renderSvg, saveChart, svgPathFor, findDejaVuSansFiles, resvgFontOptions, fontsDrawText, MissingFontError, DEFAULT_FONT_DIRS } from "./charts.js";
+export {
+  renderChart,
+  renderSvg,
+  saveChart,
+  svgPathFor,
+  findDejaVuSansFiles,
+  resvgFontOptions,
+  fontsDrawText,
+  MissingFontError,
+  DEFAULT_FONT_DIRS,
+} from "./charts.js";
 export type { ChartFontOptions, RenderOptions, RenderedChart, TopLevelSpec } from "./charts.js";
 export { lossCurvesChart, lossSeriesNames, epochBoundaries } from "./loss-curves-chart.js";
 export type { LossRow, LossCurvesOptions } from "./loss-curves-chart.js";

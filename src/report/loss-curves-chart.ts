@@ -26,11 +26,16 @@ export function lossCurvesChart(rows: readonly LossRow[], title: string, options
   const smoothing = options.smoothing ?? 0.9;
   const names = lossSeriesNames(smoothing);
   const train = rows.filter((r) => isPlottable(r.step) && isPlottable(r.loss)).sort((a, b) => a.step - b.step);
-  const smoothed = emaSmooth(train.map((r) => r.loss), smoothing);
+  const smoothed = emaSmooth(
+    train.map((r) => r.loss),
+    smoothing,
+  );
   const points = [
     ...train.map((r) => ({ step: r.step, loss: r.loss, epoch: r.epoch, series: names.raw })),
     ...train.map((r, i) => ({ step: r.step, loss: smoothed[i], epoch: r.epoch, series: names.smoothed })),
-    ...rows.filter((r) => isPlottable(r.step) && isPlottable(r.evalLoss)).map((r) => ({ step: r.step, loss: r.evalLoss as number, epoch: r.epoch, series: names.eval })),
+    ...rows
+      .filter((r) => isPlottable(r.step) && isPlottable(r.evalLoss))
+      .map((r) => ({ step: r.step, loss: r.evalLoss as number, epoch: r.epoch, series: names.eval })),
   ];
   const boundaries = epochBoundaries(train);
   // only series with data get a layer and a legend entry (an empty layer makes Vega warn)

@@ -30,7 +30,8 @@ const COLUMNS = 3;
 
 /** Σ_{i≤r} σᵢ² / Σ σᵢ² (NaN for an empty or all-zero spectrum). */
 export function energyAtRank(spectrum: readonly number[], rank: number): number {
-  let head = 0, total = 0;
+  let head = 0,
+    total = 0;
   spectrum.forEach((s, i) => {
     if (!isPlottable(s)) return;
     total += s * s;
@@ -44,7 +45,10 @@ const fmt = (x: number, digits = 3) => (Number.isFinite(x) ? x.toFixed(digits) :
 export function spectraChart(input: SpectraChartInput): TopLevelSpec {
   const normalize = input.normalize ?? true;
   const shown = spreadIndices(input.modules.length, input.panels ?? 6).map((i) => input.modules[i]);
-  const points = shown.flatMap((m) => [...spectrumPoints(m.name, m.real, SPECTRA_SERIES.real, normalize), ...spectrumPoints(m.name, m.synthesized, SPECTRA_SERIES.synth, normalize)]);
+  const points = shown.flatMap((m) => [
+    ...spectrumPoints(m.name, m.real, SPECTRA_SERIES.real, normalize),
+    ...spectrumPoints(m.name, m.synthesized, SPECTRA_SERIES.synth, normalize),
+  ]);
   const labels = shown.map((m) => ({
     module: m.name,
     label: `energy at r: real ${fmt(energyAtRank(m.real, input.rank))} · synth ${fmt(energyAtRank(m.synthesized, input.rank))}`,
@@ -104,5 +108,7 @@ export function spectraChart(input: SpectraChartInput): TopLevelSpec {
 function spectrumPoints(module: string, spectrum: readonly number[], series: string, normalize: boolean) {
   const top = spectrum[0];
   if (normalize && !(isPlottable(top) && top > 0)) return [];
-  return spectrum.map((s, i) => ({ module, series, index: i + 1, sigma: normalize ? s / top : s })).filter((p) => isPlottable(p.sigma) && p.sigma > 0);
+  return spectrum
+    .map((s, i) => ({ module, series, index: i + 1, sigma: normalize ? s / top : s }))
+    .filter((p) => isPlottable(p.sigma) && p.sigma > 0);
 }

@@ -45,11 +45,7 @@ export function svdAnalysisChart(input: SvdAnalysisInput): TopLevelSpec {
     vconcat: [
       {
         hconcat: [
-          histogram(
-            errors,
-            "Relative reconstruction error",
-            "‖ΔW − ΔWᵣ‖ / ‖ΔW‖, Frobenius norm (lower is better)",
-          ),
+          histogram(errors, "Relative reconstruction error", "‖ΔW − ΔWᵣ‖ / ‖ΔW‖, Frobenius norm (lower is better)"),
           histogram(energies, "Energy captured by rank r", "(σ₁² + … + σᵣ²) / Σᵢ σᵢ²  (higher is better)"),
         ],
       },
@@ -88,7 +84,10 @@ function histogram(values: readonly number[], title: string, xTitle: string) {
             {
               data: { values: [{ mean: m, label: `mean ${fmt(m)}` }] },
               layer: [
-                { mark: { type: "rule", color: ROLE_COLORS.eval, strokeWidth: 2, strokeDash: [6, 4] }, encoding: { x: { field: "mean", type: "quantitative" } } },
+                {
+                  mark: { type: "rule", color: ROLE_COLORS.eval, strokeWidth: 2, strokeDash: [6, 4] },
+                  encoding: { x: { field: "mean", type: "quantitative" } },
+                },
                 // a white outline first, so the label stays readable over the bars
                 {
                   mark: { ...meanLabel, stroke: "white", strokeWidth: 4, strokeJoin: "round", color: "white" },
@@ -117,7 +116,12 @@ function spectraPanel(modules: readonly SvdAnalysisModule[], highlighted: Set<st
   const names = [...highlighted];
   const others = points.filter((p) => !p.highlighted);
   return {
-    title: { text: "Singular-value spectra", ...(others.length ? { subtitle: "grey: the other matrices" } : {}), fontSize: 14, anchor: "start" },
+    title: {
+      text: "Singular-value spectra",
+      ...(others.length ? { subtitle: "grey: the other matrices" } : {}),
+      fontSize: 14,
+      anchor: "start",
+    },
     width: WIDTH,
     height: HEIGHT,
     layer: [
@@ -149,7 +153,10 @@ function spectraPanel(modules: readonly SvdAnalysisModule[], highlighted: Set<st
       {
         data: { values: [{ rank, label: `r = ${rank}` }] },
         layer: [
-          { mark: { type: "rule", color: ROLE_COLORS.eval, strokeWidth: 2, strokeDash: [6, 4] }, encoding: { x: { field: "rank", type: "quantitative" } } },
+          {
+            mark: { type: "rule", color: ROLE_COLORS.eval, strokeWidth: 2, strokeDash: [6, 4] },
+            encoding: { x: { field: "rank", type: "quantitative" } },
+          },
           {
             mark: { type: "text", align: "left", baseline: "bottom", dx: 4, y: "height", dy: -4, color: ROLE_COLORS.eval, fontSize: 12 },
             encoding: { x: { field: "rank", type: "quantitative" }, text: { field: "label" } },
@@ -166,7 +173,10 @@ function spectraPanel(modules: readonly SvdAnalysisModule[], highlighted: Set<st
  */
 function errorVsEnergyPanel(modules: readonly SvdAnalysisModule[]) {
   const lo = Math.min(1, ...modules.map((m) => m.energy));
-  const curve = Array.from({ length: 101 }, (_, i) => lo + ((1 - lo) * i) / 100).map((energy) => ({ energy, error: Math.sqrt(Math.max(0, 1 - energy)) }));
+  const curve = Array.from({ length: 101 }, (_, i) => lo + ((1 - lo) * i) / 100).map((energy) => ({
+    energy,
+    error: Math.sqrt(Math.max(0, 1 - energy)),
+  }));
   return {
     title: { text: "Error vs energy per matrix", fontSize: 14, anchor: "start" },
     width: WIDTH,

@@ -48,7 +48,10 @@ export function synthesisChart(input: SynthesisChartInput): TopLevelSpec {
     ...spectrumPoints(m.name, m.synthSpectrum, SERIES.synth),
   ]);
   const noise = input.modules.map((m, index) => ({ module: m.name, index, noise: m.achievedNoise })).filter((d) => isPlottable(d.noise));
-  const ranks = [input.loraRank !== undefined ? `r = ${input.loraRank}` : "", input.targetRank !== undefined ? `K = ${input.targetRank}` : ""].filter(Boolean);
+  const ranks = [
+    input.loraRank !== undefined ? `r = ${input.loraRank}` : "",
+    input.targetRank !== undefined ? `K = ${input.targetRank}` : "",
+  ].filter(Boolean);
   const subtitle = [
     `${input.modules.length} adapted matrices${ranks.length ? ` · ${ranks.join(", ")}` : ""}${input.noiseScale !== undefined ? ` · requested noise ${input.noiseScale}` : ""}`,
   ];
@@ -82,8 +85,16 @@ export function synthesisChart(input: SynthesisChartInput): TopLevelSpec {
           height: 200,
           // the synthesized spectrum first, so the original r values stay visible on top of it
           layer: [
-            { transform: [only(SERIES.synth)], mark: { type: "line", strokeWidth: 1.5, strokeDash: [5, 3], point: { size: 14 } }, encoding: spectrumEncoding },
-            { transform: [only(SERIES.original)], mark: { type: "line", strokeWidth: 2.5, point: { size: 40 } }, encoding: spectrumEncoding },
+            {
+              transform: [only(SERIES.synth)],
+              mark: { type: "line", strokeWidth: 1.5, strokeDash: [5, 3], point: { size: 14 } },
+              encoding: spectrumEncoding,
+            },
+            {
+              transform: [only(SERIES.original)],
+              mark: { type: "line", strokeWidth: 2.5, point: { size: 40 } },
+              encoding: spectrumEncoding,
+            },
           ],
         },
       },
@@ -98,10 +109,28 @@ export function synthesisChart(input: SynthesisChartInput): TopLevelSpec {
             encoding: {
               x: manyModules
                 ? { field: "index", type: "ordinal", title: "adapted matrix (in model order)", axis: { labels: false, ticks: false } }
-                : { field: "module", type: "nominal", sort: null, title: null, axis: { labelAngle: -40, labelLimit: 220, labelFontSize: 10 } },
+                : {
+                    field: "module",
+                    type: "nominal",
+                    sort: null,
+                    title: null,
+                    axis: { labelAngle: -40, labelLimit: 220, labelFontSize: 10 },
+                  },
               // not from zero: what matters is the distance to the requested value, but at least
               // ±5 % of it is shown, so round-off (1e-16) does not fill the axis
-              y: { field: "noise", type: "quantitative", title: "achieved noise ratio", scale: { zero: false, domain: noiseDomain(noise.map((n) => n.noise), input.noiseScale) }, axis: { format: ".4~f" } },
+              y: {
+                field: "noise",
+                type: "quantitative",
+                title: "achieved noise ratio",
+                scale: {
+                  zero: false,
+                  domain: noiseDomain(
+                    noise.map((n) => n.noise),
+                    input.noiseScale,
+                  ),
+                },
+                axis: { format: ".4~f" },
+              },
             },
           },
           ...(input.noiseScale === undefined
@@ -110,7 +139,10 @@ export function synthesisChart(input: SynthesisChartInput): TopLevelSpec {
                 {
                   data: { values: [{ target: input.noiseScale, label: `requested ${input.noiseScale}` }] },
                   layer: [
-                    { mark: { type: "rule", color: ROLE_COLORS.eval, strokeWidth: 2, strokeDash: [6, 4] }, encoding: { y: { field: "target", type: "quantitative" } } },
+                    {
+                      mark: { type: "rule", color: ROLE_COLORS.eval, strokeWidth: 2, strokeDash: [6, 4] },
+                      encoding: { y: { field: "target", type: "quantitative" } },
+                    },
                     {
                       mark: { type: "text", align: "right", baseline: "bottom", dy: -3, x: "width", color: ROLE_COLORS.eval, fontSize: 12 },
                       encoding: { y: { field: "target", type: "quantitative" }, text: { field: "label" } },
@@ -133,7 +165,8 @@ function spectrumPoints(module: string, spectrum: readonly number[], series: str
 function noiseDomain(values: number[], requested: number | undefined): [number, number] {
   const all = [...values, ...(requested === undefined ? [] : [requested])].filter(Number.isFinite);
   if (all.length === 0) return [0, 1];
-  const lo = Math.min(...all), hi = Math.max(...all);
+  const lo = Math.min(...all),
+    hi = Math.max(...all);
   const pad = Math.max(0.05 * Math.abs(requested ?? hi), 0.2 * (hi - lo), 1e-3);
   return [Math.max(0, lo - pad), hi + pad];
 }

@@ -4,7 +4,11 @@ import type { Tensor } from "./tensor.js";
 
 /** Backward from several roots at once (torch.autograd.backward); grads default to ones for scalars. */
 export function backward(roots: Tensor[], grads?: Tensor[] | null, opts: { retainGraph?: boolean } = {}): void {
-  native.backward(roots.map((t) => t.handle), grads ? grads.map((t) => t.handle) : null, opts.retainGraph ?? false);
+  native.backward(
+    roots.map((t) => t.handle),
+    grads ? grads.map((t) => t.handle) : null,
+    opts.retainGraph ?? false,
+  );
 }
 
 export const isGradEnabled = (): boolean => native.isGradEnabled();

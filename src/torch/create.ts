@@ -1,7 +1,7 @@
 // Making tensors: filled, ranges, random (seeded through manualSeed), and from JS data.
 import { type DType, dtypeCode, elementSize } from "./dtype.js";
 import { native } from "./native.js";
-import { type Device, type NestedArray, Tensor, type TypedArray, _wrap as wrap } from "./tensor.js";
+import { type Device, type NestedArray, type Tensor, type TypedArray, _wrap as wrap } from "./tensor.js";
 
 export interface CreateOptions {
   dtype?: DType;
@@ -53,7 +53,9 @@ export interface FromFileOptions {
  * the intra-op threads. `byteLength` must equal what shape and dtype need.
  */
 export function fromFile(fd: number, position: number, byteLength: number, shape: number[], dtype: DType, o: FromFileOptions = {}): Tensor {
-  return wrap(native.fromFile(fd, position, byteLength, shape, dtypeCode(dtype), o.device ?? null, o.chunkBytes ?? null, o.blockBytes ?? null));
+  return wrap(
+    native.fromFile(fd, position, byteLength, shape, dtypeCode(dtype), o.device ?? null, o.chunkBytes ?? null, o.blockBytes ?? null),
+  );
 }
 
 function dtypeOfTypedArray(a: TypedArray): DType {
@@ -95,7 +97,12 @@ export function tensor(data: NestedArray | TypedArray, o: CreateOptions & { shap
       flat = BigInt64Array.from(values, (v) => BigInt(Math.trunc(Number(v))));
       dtype = "int64";
     } else if (o.dtype === "int32" || o.dtype === "uint8" || o.dtype === "float64") {
-      flat = o.dtype === "int32" ? Int32Array.from(values as number[]) : o.dtype === "uint8" ? Uint8Array.from(values as number[]) : Float64Array.from(values as number[]);
+      flat =
+        o.dtype === "int32"
+          ? Int32Array.from(values as number[])
+          : o.dtype === "uint8"
+            ? Uint8Array.from(values as number[])
+            : Float64Array.from(values as number[]);
       dtype = o.dtype;
     } else {
       flat = Float32Array.from(values as number[]);

@@ -74,10 +74,13 @@ function checkInit(o: InitOptions): void {
   if (!isWhole(o.rank) || o.rank < 0 || o.rank >= o.worldSize) fail(`rank must be a whole number in 0..${o.worldSize - 1}, got ${o.rank}`);
   if (o.storeFile === undefined) {
     if (typeof o.masterAddr !== "string" || o.masterAddr === "") fail("init needs masterAddr and masterPort, or storeFile");
-    if (!isWhole(o.masterPort) || o.masterPort < 1 || o.masterPort > 65535) fail(`masterPort must be a whole number in 1..65535, got ${o.masterPort}`);
+    if (!isWhole(o.masterPort) || o.masterPort < 1 || o.masterPort > 65535)
+      fail(`masterPort must be a whole number in 1..65535, got ${o.masterPort}`);
   } else if (typeof o.storeFile !== "string" || o.storeFile === "") fail("storeFile must be a file path");
-  if (o.timeoutMs !== undefined && (!isWhole(o.timeoutMs) || o.timeoutMs <= 0)) fail(`timeoutMs must be a positive whole number, got ${o.timeoutMs}`);
-  if (o.bucketBytes !== undefined && (!isWhole(o.bucketBytes) || o.bucketBytes <= 0)) fail(`bucketBytes must be a positive whole number, got ${o.bucketBytes}`);
+  if (o.timeoutMs !== undefined && (!isWhole(o.timeoutMs) || o.timeoutMs <= 0))
+    fail(`timeoutMs must be a positive whole number, got ${o.timeoutMs}`);
+  if (o.bucketBytes !== undefined && (!isWhole(o.bucketBytes) || o.bucketBytes <= 0))
+    fail(`bucketBytes must be a positive whole number, got ${o.bucketBytes}`);
   if (o.device !== undefined && (!isWhole(o.device) || o.device < 0)) fail(`device must be a CUDA device index, got ${o.device}`);
 }
 

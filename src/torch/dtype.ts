@@ -34,5 +34,12 @@ export function dtypeName(code: number): DType {
 export const isFloating = (d: DType) => d === "float32" || d === "float16" || d === "bfloat16" || d === "float64";
 
 export const elementSize: Record<DType, number> = {
-  float32: 4, float16: 2, bfloat16: 2, float64: 8, int64: 8, int32: 4, uint8: 1, bool: 1,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  float64: 8,
+  int64: 8,
+  int32: 4,
+  uint8: 1,
+  bool: 1,
 };

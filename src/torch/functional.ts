@@ -12,7 +12,8 @@ export const where = (cond: Tensor, a: Tensor | Scalar, b: Tensor | Scalar) => w
 
 export const matmul = (a: Tensor, b: Tensor) => a.matmul(b);
 /** x Wᵀ + b, as torch.nn.functional.linear. */
-export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null) => wrap(native.linear(x.handle, weight.handle, bias?.handle ?? null));
+export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null) =>
+  wrap(native.linear(x.handle, weight.handle, bias?.handle ?? null));
 /** Rows of weight picked by integer ids. */
 export const embedding = (weight: Tensor, ids: Tensor) => wrap(native.embedding(weight.handle, ids.handle));
 // Decoder-layer pieces as single autograd nodes (native/fused.cc): fewer ops for the host to queue.
@@ -38,7 +39,9 @@ export interface CrossEntropyOptions {
 }
 /** logits [N, C] against class ids [N]; targets equal to ignoreIndex (default −100) count for nothing. */
 export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOptions = {}): Tensor {
-  return wrap(native.crossEntropy(logits.handle, targets.handle, o.ignoreIndex ?? -100, REDUCTIONS[o.reduction ?? "mean"], o.labelSmoothing ?? 0));
+  return wrap(
+    native.crossEntropy(logits.handle, targets.handle, o.ignoreIndex ?? -100, REDUCTIONS[o.reduction ?? "mean"], o.labelSmoothing ?? 0),
+  );
 }
 
 export interface AttentionOptions {
@@ -73,7 +76,14 @@ export function qr(a: Tensor): { Q: Tensor; R: Tensor } {
  * [T, Hkv, D], cuSeqlens int32 [n + 1] with the sequence starts and T at the end. Flash
  * attention kernel, so CUDA with libtorch ≥ 2.5 only (see fastKernelsAvailable).
  */
-export function flashAttentionVarlen(q: Tensor, k: Tensor, v: Tensor, cuSeqlens: Tensor, maxSeqlen: number, o: { causal?: boolean; scale?: number } = {}): Tensor {
+export function flashAttentionVarlen(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  cuSeqlens: Tensor,
+  maxSeqlen: number,
+  o: { causal?: boolean; scale?: number } = {},
+): Tensor {
   return wrap(native.flashAttnVarlen(q.handle, k.handle, v.handle, cuSeqlens.handle, maxSeqlen, o.causal ?? true, o.scale ?? null));
 }
 
@@ -96,5 +106,17 @@ export interface FusedAdamWArgs {
 }
 /** torch.optim.AdamW(fused=True)'s multi-tensor kernel, in place (CUDA only). */
 export function fusedAdamW_(a: FusedAdamWArgs): void {
-  native.fusedAdamW(handles(a.params), handles(a.grads), handles(a.expAvgs), handles(a.expAvgSqs), handles(a.steps), a.lr, a.betas[0], a.betas[1], a.weightDecay, a.eps, a.foundInf?.handle ?? null);
+  native.fusedAdamW(
+    handles(a.params),
+    handles(a.grads),
+    handles(a.expAvgs),
+    handles(a.expAvgSqs),
+    handles(a.steps),
+    a.lr,
+    a.betas[0],
+    a.betas[1],
+    a.weightDecay,
+    a.eps,
+    a.foundInf?.handle ?? null,
+  );
 }

@@ -5,4 +5,10 @@ export * from "./create.js";
 export * from "./functional.js";
 export * from "./autograd.js";
 export * from "./runtime.js";
-export { distributed, type Backend as DistBackend, type DistEnv, type InitOptions as DistInitOptions, type ReduceOp } from "./distributed.js";
+export {
+  distributed,
+  type Backend as DistBackend,
+  type DistEnv,
+  type InitOptions as DistInitOptions,
+  type ReduceOp,
+} from "./distributed.js";

@@ -76,8 +76,11 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
     const headInput = top.output ? top.output : h.detach().requiresGrad_();
     const loss = headLossAndBackward(model, headInput, batch, o.gradScale ?? 1, lossChunk(model, o));
     let grad: Tensor | null = top.output ? top.input.grad : headInput.grad;
-    if (top.output) (segments.pop(), top.input.dispose(), top.output.dispose());
-    else headInput.dispose();
+    if (top.output) {
+      segments.pop();
+      top.input.dispose();
+      top.output.dispose();
+    } else headInput.dispose();
     let recomputed = 0;
     while (grad) {
       const seg = segments.pop()!;
@@ -128,7 +131,9 @@ export function evaluationLoss(model: CausalLM, batch: Batch, lossChunkRows?: nu
     torch.tidy(() => {
       const last = model.hidden(batch.ids, batch.options, { finalNorm: false });
       const rows = targetRows(model, last, batch);
-      return chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, lossChunk(model, { lossChunk: lossChunkRows }), null).sum.div(batch.targets);
+      return chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, lossChunk(model, { lossChunk: lossChunkRows }), null).sum.div(
+        batch.targets,
+      );
     }),
   );
 }
@@ -136,7 +141,11 @@ export function evaluationLoss(model: CausalLM, batch: Batch, lossChunkRows?: nu
 // The final-normed hidden states of the positions that predict a target: [targets, hidden].
 function targetRows(model: CausalLM, last: Tensor, batch: Batch): Tensor {
   const [, T, hidden] = last.shape;
-  return model.finalNorm(last).narrow(1, 0, T - 1).reshape(-1, hidden).indexSelect(0, batch.targetIndex);
+  return model
+    .finalNorm(last)
+    .narrow(1, 0, T - 1)
+    .reshape(-1, hidden)
+    .indexSelect(0, batch.targetIndex);
 }
 
 /**
@@ -144,7 +153,13 @@ function targetRows(model: CausalLM, last: Tensor, batch: Batch): Tensor {
  * at a time, so at most two [chunk × vocab] float32 buffers exist; with gradScale, also
  * gradScale × its gradient with respect to the rows (in the rows' dtype).
  */
-function chunkedCrossEntropy(rows: Tensor, ids: Tensor, W: Tensor, chunk: number, gradScale: number | null): { sum: Tensor; grad: Tensor | null } {
+function chunkedCrossEntropy(
+  rows: Tensor,
+  ids: Tensor,
+  W: Tensor,
+  chunk: number,
+  gradScale: number | null,
+): { sum: Tensor; grad: Tensor | null } {
   return torch.noGrad(() =>
     torch.tidy(() => {
       const n = rows.size(0);
@@ -219,7 +234,7 @@ interface DropoutRng {
 
 // LoRA dropout draws random masks: a recomputed layer must draw the same ones.
 function dropoutRng(model: CausalLM): DropoutRng | null {
-  const active = [...model.linears().values()].some((l) => l.lora && l.lora.training && l.lora.dropout > 0);
+  const active = [...model.linears().values()].some((l) => l.lora?.training && l.lora.dropout > 0);
   if (!active) return null;
   const device = model.device.startsWith("cuda") ? cudaIndex(model.device) : undefined;
   return { save: () => torch.keep(torch.getRngState(device)), restore: (s) => torch.setRngState(s, device) };

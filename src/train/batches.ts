@@ -1,5 +1,5 @@
 // Turning encoded samples into model inputs: seeded epoch order, padded or packed batches.
-import { type Encoded } from "../data/types.js";
+import type { Encoded } from "../data/types.js";
 import { IGNORE_INDEX, blockCausalMask, packBatches, padBatch } from "../data/format.js";
 import { Random } from "../data/probability/random.js";
 import * as torch from "../torch/index.js";
@@ -25,7 +25,8 @@ export function epochOrder(n: number, seed: number, epoch: number): number[] {
 
 // Position t predicts labels[t + 1]; found on the host so the step needs no device-side nonzero().
 function targetsOf(labels: number[][], device: string): Pick<Batch, "targets" | "targetIndex" | "targetIds"> {
-  const index: number[] = [], ids: number[] = [];
+  const index: number[] = [],
+    ids: number[] = [];
   labels.forEach((row, b) => {
     for (let t = 1; t < row.length; t++)
       if (row[t] !== IGNORE_INDEX) {

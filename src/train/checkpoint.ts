@@ -48,7 +48,7 @@ export function saveCheckpoint(dir: string, loras: Map<string, LoRA>, optimizer:
     const state: StateFile = { ...position, adamw: { hyper: sd.hyper, steps: sd.state.map((s) => s?.step ?? null) } };
     replaceDirectoryAtomic(dir, (tmp) => {
       saveSafetensors(path.join(tmp, TENSORS), tensors, { format: "pt" });
-      writeFileAtomic(path.join(tmp, STATE), JSON.stringify(state) + "\n");
+      writeFileAtomic(path.join(tmp, STATE), `${JSON.stringify(state)}\n`);
     });
   } finally {
     torch.dispose([rng, ...sd.state.flatMap((s) => (s ? [s.expAvg, s.expAvgSq] : []))]);
@@ -65,7 +65,9 @@ export function loadCheckpoint(dir: string, loras: Map<string, LoRA>, optimizer:
   }
   const changed = Object.keys(fingerprint).filter((k) => JSON.stringify(fingerprint[k]) !== JSON.stringify(state.fingerprint?.[k]));
   if (changed.length)
-    throw new Error(`checkpoint ${dir} was made with other settings (${changed.map((k) => `${k}: ${JSON.stringify(state.fingerprint?.[k])} then, ${JSON.stringify(fingerprint[k])} now`).join("; ")}): resume with the same flags, or start afresh without --resume`);
+    throw new Error(
+      `checkpoint ${dir} was made with other settings (${changed.map((k) => `${k}: ${JSON.stringify(state.fingerprint?.[k])} then, ${JSON.stringify(fingerprint[k])} now`).join("; ")}): resume with the same flags, or start afresh without --resume`,
+    );
   const tensors = loadSafetensors(path.join(dir, TENSORS));
   try {
     const get = (key: string) => {
@@ -81,7 +83,9 @@ export function loadCheckpoint(dir: string, loras: Map<string, LoRA>, optimizer:
     });
     optimizer.loadStateDict({
       hyper: state.adamw.hyper,
-      state: state.adamw.steps.map((step, i) => (step === null ? null : { step, expAvg: get(`adamw.${i}.exp_avg`), expAvgSq: get(`adamw.${i}.exp_avg_sq`) })),
+      state: state.adamw.steps.map((step, i) =>
+        step === null ? null : { step, expAvg: get(`adamw.${i}.exp_avg`), expAvgSq: get(`adamw.${i}.exp_avg_sq`) },
+      ),
     });
     torch.setRngState(get("rng.cpu"));
   } finally {

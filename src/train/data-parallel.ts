@@ -26,12 +26,21 @@ export function joinProcessGroup(device: string, timeoutMs?: number): DataParall
   const cuda = device.startsWith("cuda");
   const backend = cuda ? "nccl" : "gloo";
   if (!torch.distributed.backends().includes(backend))
-    throw new Error(`data-parallel training on ${cuda ? "CUDA" : "the CPU"} needs the ${backend} backend, which this build of the native addon lacks (rebuild against a libtorch that has it${cuda ? "" : "; on Debian: apt-get install libgloo-dev, then npm run build"})`);
+    throw new Error(
+      `data-parallel training on ${cuda ? "CUDA" : "the CPU"} needs the ${backend} backend, which this build of the native addon lacks (rebuild against a libtorch that has it${cuda ? "" : "; on Debian: apt-get install libgloo-dev, then npm run build"})`,
+    );
   // One GPU per process: the launcher shows each worker one card; torchrun-style launchers show all.
   const rankDevice = cuda && device === "cuda" && torch.cuda.deviceCount() > 1 ? `cuda:${env.localRank}` : device;
   torch.distributed.init({
-    backend, rank: env.rank, worldSize: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs,
-    localRank: env.localRank, localWorldSize: env.localWorldSize, device: cuda ? Number(rankDevice.split(":")[1] ?? 0) : undefined,
+    backend,
+    rank: env.rank,
+    worldSize: env.worldSize,
+    masterAddr: env.masterAddr,
+    masterPort: env.masterPort,
+    timeoutMs,
+    localRank: env.localRank,
+    localWorldSize: env.localWorldSize,
+    device: cuda ? Number(rankDevice.split(":")[1] ?? 0) : undefined,
   });
   return { rank: env.rank, worldSize: env.worldSize, isMain: env.rank === 0, device: rankDevice };
 }
@@ -45,7 +54,8 @@ export function shareOf<T>(globalBatch: readonly T[], dp: DataParallel, size: (i
   const W = dp.worldSize;
   if (W === 1) return [...globalBatch];
   const capacity = Math.ceil(globalBatch.length / W);
-  const load = new Array<number>(W).fill(0), count = new Array<number>(W).fill(0);
+  const load = new Array<number>(W).fill(0),
+    count = new Array<number>(W).fill(0);
   const owner = new Array<number>(globalBatch.length);
   const largestFirst = globalBatch.map((item, j) => ({ j, s: size(item) })).sort((a, b) => b.s - a.s || a.j - b.j);
   for (const { j, s } of largestFirst) {

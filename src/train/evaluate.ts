@@ -13,9 +13,15 @@ import { makeBatch } from "./batches.js";
  * Token-weighted mean loss over a data set, without gradients (LoRA dropout off). Batched as
  * training is (packed on CUDA), with the loss over the vocabulary a chunk of rows at a time.
  */
-export function evaluateLoss(model: CausalLM, loras: Map<string, LoRA>, samples: Encoded[], o: { batchSize: number; padId: number; device: string; packing?: boolean }): number {
+export function evaluateLoss(
+  model: CausalLM,
+  loras: Map<string, LoRA>,
+  samples: Encoded[],
+  o: { batchSize: number; padId: number; device: string; packing?: boolean },
+): number {
   setLoraTraining(loras, false);
-  let sum = 0, count = 0;
+  let sum = 0,
+    count = 0;
   try {
     torch.noGrad(() => {
       for (let i = 0; i < samples.length; i += o.batchSize) {

@@ -39,7 +39,8 @@ export function trainFull(model: CausalLM, data: Encoded[], o: FullTrainOptions)
   const progress = new TrainingProgress({ totalSteps, totalEpochs: o.epochs, label: o.label ?? "train-full", quiet: o.quiet });
   const started = performance.now();
   const losses: number[] = [];
-  let tokens = 0, step = 0;
+  let tokens = 0,
+    step = 0;
   try {
     for (let epoch = 0; epoch < o.epochs; epoch++) {
       const order = epochOrder(data.length, o.seed, epoch);

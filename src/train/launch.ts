@@ -104,8 +104,10 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
  */
 export function shardIndices(n: number, rank: number, worldSize: number): number[] {
   if (!Number.isInteger(n) || n < 0) throw new Error(`shardIndices: n must be a whole number ≥ 0, got ${n}`);
-  if (!Number.isInteger(worldSize) || worldSize < 1) throw new Error(`shardIndices: worldSize must be a whole number ≥ 1, got ${worldSize}`);
-  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new Error(`shardIndices: rank must be in 0..${worldSize - 1}, got ${rank}`);
+  if (!Number.isInteger(worldSize) || worldSize < 1)
+    throw new Error(`shardIndices: worldSize must be a whole number ≥ 1, got ${worldSize}`);
+  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize)
+    throw new Error(`shardIndices: rank must be in 0..${worldSize - 1}, got ${rank}`);
   if (n === 0) return [];
   const perRank = Math.ceil(n / worldSize);
   const out: number[] = new Array(perRank);
@@ -128,7 +130,8 @@ function forwardLines(from: NodeJS.ReadableStream, to: NodeJS.WritableStream, pr
   });
 }
 
-const describeExit = (code: number | null, signal: NodeJS.Signals | null) => (signal ? `was killed by ${signal}` : `exited with code ${code}`);
+const describeExit = (code: number | null, signal: NodeJS.Signals | null) =>
+  signal ? `was killed by ${signal}` : `exited with code ${code}`;
 
 /**
  * Runs `nGpus` workers of the same command (process.execPath, the script, argv without --gpus)
@@ -136,15 +139,19 @@ const describeExit = (code: number | null, signal: NodeJS.Signals | null) => (si
  * rejects with a LaunchError naming the rank (exitCode: the worker's code, or 128 + signal).
  */
 export async function launchWorkers(nGpus: number, argv: string[], o: LaunchOptions = {}): Promise<void> {
-  if (!Number.isInteger(nGpus) || nGpus < 1) throw new Error(`launchWorkers: the number of workers must be a whole number ≥ 1, got ${nGpus}`);
+  if (!Number.isInteger(nGpus) || nGpus < 1)
+    throw new Error(`launchWorkers: the number of workers must be a whole number ≥ 1, got ${nGpus}`);
   const script = o.script ?? process.argv[1];
   const baseEnv = o.env ?? process.env;
   const masterAddr = o.masterAddr ?? "127.0.0.1";
   const masterPort = o.masterPort ?? (await freePort(masterAddr));
-  const visible = baseEnv.CUDA_VISIBLE_DEVICES?.split(",").map((d) => d.trim()).filter((d) => d !== "");
+  const visible = baseEnv.CUDA_VISIBLE_DEVICES?.split(",")
+    .map((d) => d.trim())
+    .filter((d) => d !== "");
   const devices = o.devices ?? (visible && visible.length > 0 ? visible : Array.from({ length: nGpus }, (_, k) => String(k)));
   const isolate = o.isolateDevices ?? true;
-  if (isolate && devices.length < nGpus) throw new Error(`launchWorkers: ${nGpus} workers need ${nGpus} GPUs, but only ${devices.length} are listed (${devices.join(",")})`);
+  if (isolate && devices.length < nGpus)
+    throw new Error(`launchWorkers: ${nGpus} workers need ${nGpus} GPUs, but only ${devices.length} are listed (${devices.join(",")})`);
   const stdout = o.stdout ?? process.stdout;
   const stderr = o.stderr ?? process.stderr;
   const inheritMain = o.inheritMain ?? true;
@@ -216,7 +223,11 @@ export async function launchWorkers(nGpus: number, argv: string[], o: LaunchOpti
           if (code !== 0 || signal) anyFailed = true;
           if ((code !== 0 || signal) && failure === null && signalled === null) {
             const exitCode = signal ? 128 + (os.constants.signals[signal] ?? 1) : (code ?? 1);
-            failure = new LaunchError(`rank ${rank} ${describeExit(code, signal)}${running.size > 0 ? "; stopped the other ranks" : ""}`, rank, exitCode);
+            failure = new LaunchError(
+              `rank ${rank} ${describeExit(code, signal)}${running.size > 0 ? "; stopped the other ranks" : ""}`,
+              rank,
+              exitCode,
+            );
             stopOthers();
           }
           if (running.size === 0) resolve();
@@ -243,4 +254,3 @@ export async function launchWorkers(nGpus: number, argv: string[], o: LaunchOpti
   const stoppedBy = signalled as NodeJS.Signals | null;
   if (stoppedBy && anyFailed) throw new LaunchError(`stopped by ${stoppedBy}`, null, 128 + (os.constants.signals[stoppedBy] ?? 2));
 }
-

@@ -93,7 +93,7 @@ function formatRow(row: LogRow): string {
     elapsed_s: formatSeconds(row.elapsedS),
     eval_loss: row.kind === "eval" ? formatReal(row.evalLoss) : "",
   };
-  return TRAINING_LOG_COLUMNS.map((c) => cells[c]).join(",") + "\n";
+  return `${TRAINING_LOG_COLUMNS.map((c) => cells[c]).join(",")}\n`;
 }
 
 // ---- writing ---------------------------------------------------------------------------------
@@ -119,11 +119,11 @@ export class TrainingLogWriter {
     const after = options.resumeAfterStep;
     if (after !== undefined && fs.existsSync(file)) {
       const kept = parseRows(fs.readFileSync(file, "utf8"), file).filter((r) => r.step <= after);
-      writeFileAtomic(file, HEADER + "\n" + kept.map(formatRow).join(""));
+      writeFileAtomic(file, `${HEADER}\n${kept.map(formatRow).join("")}`);
       this.fd = fs.openSync(file, "a");
     } else {
       this.fd = fs.openSync(file, "w");
-      this.append(HEADER + "\n");
+      this.append(`${HEADER}\n`);
     }
   }
 
@@ -150,10 +150,20 @@ export class TrainingLogWriter {
 // ---- reading ---------------------------------------------------------------------------------
 
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
-const SPECIAL: Record<string, number> = { nan: NaN, inf: Infinity, "+inf": Infinity, "-inf": -Infinity, infinity: Infinity, "-infinity": -Infinity };
+const SPECIAL: Record<string, number> = {
+  nan: NaN,
+  inf: Infinity,
+  "+inf": Infinity,
+  "-inf": -Infinity,
+  infinity: Infinity,
+  "-infinity": -Infinity,
+};
 
 function parseRows(text: string, source: string): LogRow[] {
-  const lines = text.replace(/^\uFEFF/, "").split("\n").map((l) => l.replace(/\r$/, ""));
+  const lines = text
+    .replace(/^\uFEFF/, "")
+    .split("\n")
+    .map((l) => l.replace(/\r$/, ""));
   if (lines[lines.length - 1] === "") lines.pop();
   if (lines.length === 0) throw new TrainingLogError(`${source}: empty file, expected the header '${HEADER}'`);
   if (lines[0] !== HEADER) throw new TrainingLogError(`${source}:1: header is '${lines[0]}', expected '${HEADER}'`);
@@ -167,7 +177,9 @@ function parseRows(text: string, source: string): LogRow[] {
     };
     const fields = lines[i].split(",");
     if (fields.length !== TRAINING_LOG_COLUMNS.length)
-      fail(`expected ${TRAINING_LOG_COLUMNS.length} fields, found ${fields.length}${fields.length < TRAINING_LOG_COLUMNS.length ? " (truncated row?)" : ""}`);
+      fail(
+        `expected ${TRAINING_LOG_COLUMNS.length} fields, found ${fields.length}${fields.length < TRAINING_LOG_COLUMNS.length ? " (truncated row?)" : ""}`,
+      );
     const get = (column: Column) => fields[TRAINING_LOG_COLUMNS.indexOf(column)].trim();
     const real = (column: Column): number => {
       const s = get(column);

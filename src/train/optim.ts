@@ -58,7 +58,8 @@ export class AdamW {
     this.params = [...params];
     this.hyper = hyper;
     this.state = params.map(() => null);
-    if (options.fused && !this.fusedPossible()) throw new Error("AdamW: fused needs float32 parameters on CUDA and a libtorch ≥ 2.5 CUDA build");
+    if (options.fused && !this.fusedPossible())
+      throw new Error("AdamW: fused needs float32 parameters on CUDA and a libtorch ≥ 2.5 CUDA build");
     this.fusedChoice = options.fused;
   }
 
@@ -81,14 +82,22 @@ export class AdamW {
    * (libtorch ≥ 2.5) all of them go through PyTorch's fused AdamW kernel at once.
    */
   step(): void {
-    if (this.fused) return this.fusedStep();
-    const { lr, betas: [beta1, beta2], eps, weightDecay } = this.hyper;
-    torch.noGrad(() =>
-      this.params.forEach((param, i) =>
+    if (this.fused) {
+      this.fusedStep();
+      return;
+    }
+    const {
+      lr,
+      betas: [beta1, beta2],
+      eps,
+      weightDecay,
+    } = this.hyper;
+    torch.noGrad(() => {
+      for (const [i, param] of this.params.entries())
         torch.tidy(() => {
           const grad = param.grad;
           if (grad === null) return;
-          const s = (this.state[i] ??= newState(param));
+          const s = this.stateOf(i);
           s.step += 1;
           if (weightDecay !== 0) param.mul_(1 - lr * weightDecay);
           s.expAvg.lerp_(grad, 1 - beta1);
@@ -98,9 +107,14 @@ export class AdamW {
           const stepSize = lr / biasCorrection1;
           const denom = s.expAvgSq.sqrt().div(Math.sqrt(biasCorrection2)).add_(eps);
           param.addcdiv_(s.expAvg, denom, -stepSize);
-        }),
-      ),
-    );
+        });
+    });
+  }
+
+  private stateOf(i: number): AdamWParamState {
+    const s = this.state[i] ?? newState(this.params[i]);
+    this.state[i] = s;
+    return s;
   }
 
   // torch.optim.AdamW(fused=True): the step counts go to the kernel as float32 device scalars,
@@ -114,10 +128,13 @@ export class AdamW {
         this.params.forEach((param, i) => {
           const grad = param.grad;
           if (grad === null) return;
-          const s = (this.state[i] ??= newState(param));
+          const s = this.stateOf(i);
           s.step += 1;
           let step = stepTensors.get(s.step);
-          if (!step) stepTensors.set(s.step, (step = torch.full([], s.step, { dtype: "float32", device: param.device })));
+          if (!step) {
+            step = torch.full([], s.step, { dtype: "float32", device: param.device });
+            stepTensors.set(s.step, step);
+          }
           a.params.push(param);
           a.grads.push(grad);
           a.expAvgs.push(s.expAvg);
@@ -130,7 +147,8 @@ export class AdamW {
   }
 
   private get fused(): boolean {
-    return (this.fusedChoice ??= this.fusedPossible());
+    this.fusedChoice ??= this.fusedPossible();
+    return this.fusedChoice;
   }
   private fusedChoice: boolean | undefined;
   private fusedPossible(): boolean {
@@ -158,7 +176,10 @@ export class AdamW {
       if (s === null) return;
       const p = this.params[i];
       if (!Number.isInteger(s.step) || s.step < 0) throw new Error(`AdamW.loadStateDict: parameter ${i} has invalid step ${s.step}`);
-      for (const [name, t] of [["expAvg", s.expAvg], ["expAvgSq", s.expAvgSq]] as const)
+      for (const [name, t] of [
+        ["expAvg", s.expAvg],
+        ["expAvgSq", s.expAvgSq],
+      ] as const)
         if (String(t.shape) !== String(p.shape))
           throw new Error(`AdamW.loadStateDict: parameter ${i} ${name} has shape [${t.shape}], the parameter [${p.shape}]`);
     });

@@ -86,7 +86,7 @@ export class TrainingProgress {
       this.bar = new cliProgress.SingleBar(
         {
           stream: stream as NodeJS.WritableStream,
-          format: `${this.o.label ? this.o.label + " " : ""}[{bar}] {value}/{total} | {stats}`,
+          format: `${this.o.label ? `${this.o.label} ` : ""}[{bar}] {value}/{total} | {stats}`,
           hideCursor: true,
           barsize: 30,
         },
@@ -113,8 +113,7 @@ export class TrainingProgress {
       this.bar.update(u.step, { stats: this.stats(u, nowMs) });
       return;
     }
-    const due =
-      u.step % this.o.everySteps === 0 || nowMs - this.lastPrintMs >= this.o.everySeconds * 1000 || u.step >= this.o.totalSteps;
+    const due = u.step % this.o.everySteps === 0 || nowMs - this.lastPrintMs >= this.o.everySeconds * 1000 || u.step >= this.o.totalSteps;
     if (due && u.step !== this.lastPrintedStep) this.printLine(u, nowMs);
   }
 
@@ -137,7 +136,8 @@ export class TrainingProgress {
   private stats(u: ProgressUpdate, nowMs: number): string {
     const parts: string[] = [];
     const elapsedS = (nowMs - this.startMs) / 1000;
-    if (u.epoch !== undefined) parts.push(`epoch ${Number.isInteger(u.epoch) ? u.epoch : u.epoch.toFixed(2)}${this.o.totalEpochs ? `/${this.o.totalEpochs}` : ""}`);
+    if (u.epoch !== undefined)
+      parts.push(`epoch ${Number.isInteger(u.epoch) ? u.epoch : u.epoch.toFixed(2)}${this.o.totalEpochs ? `/${this.o.totalEpochs}` : ""}`);
     const loss = this.smoothedLoss;
     if (loss !== null) parts.push(`loss ${loss.toFixed(4)}`);
     if (u.lr !== undefined) parts.push(`lr ${u.lr.toExponential(2)}`);

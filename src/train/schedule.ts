@@ -19,8 +19,10 @@ export interface Schedule {
 /** The multiplier of the base rate at a step (transformers' lr_lambda). */
 export function lrFactor(step: number, s: Omit<Schedule, "base">): number {
   if (!Number.isInteger(step) || step < 0) throw new Error(`lrAt: step must be a whole number >= 0, got ${step}`);
-  if (!Number.isInteger(s.warmupSteps) || s.warmupSteps < 0) throw new Error(`lrAt: warmupSteps must be a whole number >= 0, got ${s.warmupSteps}`);
-  if (!Number.isInteger(s.totalSteps) || s.totalSteps < 0) throw new Error(`lrAt: totalSteps must be a whole number >= 0, got ${s.totalSteps}`);
+  if (!Number.isInteger(s.warmupSteps) || s.warmupSteps < 0)
+    throw new Error(`lrAt: warmupSteps must be a whole number >= 0, got ${s.warmupSteps}`);
+  if (!Number.isInteger(s.totalSteps) || s.totalSteps < 0)
+    throw new Error(`lrAt: totalSteps must be a whole number >= 0, got ${s.totalSteps}`);
   if (step < s.warmupSteps) return step / Math.max(1, s.warmupSteps);
   const decaySteps = Math.max(1, s.totalSteps - s.warmupSteps);
   switch (s.kind) {

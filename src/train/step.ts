@@ -34,7 +34,12 @@ export interface MicroBatch {
 const targetCount = (samples: Encoded[]) => samples.reduce((n, s) => n + s.lossMask.filter((on, t) => on && t > 0).length, 0);
 
 /** This rank's token-balanced share of a global micro-batch (one of `count` in the step), weighted as MicroBatch says. */
-export function rankMicroBatch(global: Encoded[], count: number, dp: DataParallel, batch: { padId: number; device: string; packing: boolean }): MicroBatch {
+export function rankMicroBatch(
+  global: Encoded[],
+  count: number,
+  dp: DataParallel,
+  batch: { padId: number; device: string; packing: boolean },
+): MicroBatch {
   const mine = shareOf(global, dp, (sample) => sample.ids.length);
   const weight = dp.worldSize === 1 ? 1 / count : targetCount(mine) / (targetCount(global) * count);
   return { make: () => (mine.length > 0 ? makeBatch(mine, batch) : null), weight };
@@ -72,14 +77,21 @@ export function optimizerStep(model: CausalLM, optimizer: AdamW, micro: MicroBat
   const device = params[0]?.device ?? "cpu";
   // This rank's weighted loss and token count; with several ranks they are summed along with the gradients.
   const local = torch.noGrad(() =>
-    torch.tidy(() => torch.stack([lossSum ? (lossSum as Tensor).to("float32") : torch.zeros([], { device }), torch.full([], tokens, { dtype: "float32", device })])),
+    torch.tidy(() =>
+      torch.stack([
+        lossSum ? (lossSum as Tensor).to("float32") : torch.zeros([], { device }),
+        torch.full([], tokens, { dtype: "float32", device }),
+      ]),
+    ),
   );
   torch.dispose(lossSum);
   if (dp) sumGradients(params, dp, [local]);
   const norm = gradNormTensor(params);
   try {
     // The only host sync of the step: loss, tokens and gradient norm in one read, after all the backward work is queued.
-    const [loss, stepTokens, gradNorm] = torch.tidy(() => torch.cat([local, (norm ?? torch.zeros([], { device })).to({ device }).reshape([1])]).toArray()) as number[];
+    const [loss, stepTokens, gradNorm] = torch.tidy(() =>
+      torch.cat([local, (norm ?? torch.zeros([], { device })).to({ device }).reshape([1])]).toArray(),
+    ) as number[];
     tokens = stepTokens;
     const updated = Number.isFinite(loss) && Number.isFinite(gradNorm);
     if (updated) {

@@ -8,7 +8,18 @@ import type { Encoded, Sample } from "../data/types.js";
 import { type LoraWeights, loadAdapter, saveAdapter } from "../hf/peft.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
-import { type LoRA, type LoraInit, type LoraSettings, addLora, adapterConfigFor, loadLora, loraParameters, loraWeights, pissaToLora, setLoraTraining } from "../model/lora.js";
+import {
+  type LoRA,
+  type LoraInit,
+  type LoraSettings,
+  addLora,
+  adapterConfigFor,
+  loadLora,
+  loraParameters,
+  loraWeights,
+  pissaToLora,
+  setLoraTraining,
+} from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
@@ -124,9 +135,45 @@ export class InterruptedError extends Error {}
 
 /** The settings a resumed run must share with the checkpoint it starts from. */
 function fingerprint(cfg: TrainConfig, dp: DataParallel): Record<string, unknown> {
-  const { baseModel, trainData, init, svdFactors, lora, epochs, batchSize, learningRate, gradientAccumulationSteps, warmupRatio, scheduler, weightDecay, maxGradNorm, maxLength, seed, systemPrompt } = cfg;
+  const {
+    baseModel,
+    trainData,
+    init,
+    svdFactors,
+    lora,
+    epochs,
+    batchSize,
+    learningRate,
+    gradientAccumulationSteps,
+    warmupRatio,
+    scheduler,
+    weightDecay,
+    maxGradNorm,
+    maxLength,
+    seed,
+    systemPrompt,
+  } = cfg;
   const ranks = dp.worldSize > 1 ? { ranks: dp.worldSize } : {}; // the global batch depends on it
-  return { baseModel, trainData, init, svdFactors, lora, epochs, batchSize, learningRate, gradientAccumulationSteps, warmupRatio, scheduler, weightDecay, maxGradNorm, maxLength, seed, packing: usesPacking(cfg), systemPrompt, ...ranks };
+  return {
+    baseModel,
+    trainData,
+    init,
+    svdFactors,
+    lora,
+    epochs,
+    batchSize,
+    learningRate,
+    gradientAccumulationSteps,
+    warmupRatio,
+    scheduler,
+    weightDecay,
+    maxGradNorm,
+    maxLength,
+    seed,
+    packing: usesPacking(cfg),
+    systemPrompt,
+    ...ranks,
+  };
 }
 
 /** Everything a run needs in memory: the model with LoRA attached and the tokenized data. */
@@ -145,8 +192,12 @@ export interface Prepared {
 }
 
 function encode(file: string, tokenizer: HfTokenizer, cfg: TrainConfig): { encoded: Encoded[]; truncated: number; dropped: number } {
-  const { encoded, stats } = formatSamples(loadDataset(file), tokenizer, { systemPrompt: cfg.systemPrompt ?? undefined, maxLength: cfg.maxLength });
-  if (encoded.length === 0) throw new Error(`${file}: no sample has answer tokens left after formatting (is --max-length ${cfg.maxLength} too small?)`);
+  const { encoded, stats } = formatSamples(loadDataset(file), tokenizer, {
+    systemPrompt: cfg.systemPrompt ?? undefined,
+    maxLength: cfg.maxLength,
+  });
+  if (encoded.length === 0)
+    throw new Error(`${file}: no sample has answer tokens left after formatting (is --max-length ${cfg.maxLength} too small?)`);
   return { encoded, truncated: stats.truncated, dropped: stats.droppedEmpty };
 }
 
@@ -187,7 +238,17 @@ export async function prepare(cfg: TrainConfig): Promise<Prepared> {
     loras = addLora(model, cfg.lora, cfg.init);
   }
   const pissaInitial = cfg.init === "pissa" ? loraWeights(loras) : undefined;
-  return { model, tokenizer, loras, train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped, pissaInitial };
+  return {
+    model,
+    tokenizer,
+    loras,
+    train: train.encoded,
+    eval: evalSet,
+    evalSamples,
+    truncated: train.truncated,
+    dropped: train.dropped,
+    pissaInitial,
+  };
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -202,7 +263,11 @@ function validate(cfg: TrainConfig): void {
   if (!(cfg.learningRate > 0)) throw new Error(`--learning-rate must be > 0, got ${cfg.learningRate}`);
   if (cfg.maxMemoryGib !== undefined && !(cfg.maxMemoryGib > 0)) throw new Error(`--max-memory must be > 0 GiB, got ${cfg.maxMemoryGib}`);
   if (!(cfg.warmupRatio >= 0 && cfg.warmupRatio < 1)) throw new Error(`--warmup-ratio must be in [0, 1), got ${cfg.warmupRatio}`);
-  for (const [flag, file] of [["--train-data", cfg.trainData], ["--eval-data", cfg.evalData], ["--base-model", cfg.baseModel]] as const)
+  for (const [flag, file] of [
+    ["--train-data", cfg.trainData],
+    ["--eval-data", cfg.evalData],
+    ["--base-model", cfg.baseModel],
+  ] as const)
     if (file !== undefined && !fs.existsSync(file)) throw new Error(`${flag} ${file}: no such file or directory`);
 }
 
@@ -248,7 +313,12 @@ async function trainOn(cfg: TrainConfig, dp: DataParallel): Promise<TrainResult>
   const losses: number[] = resumed?.losses ?? [];
   const evalLosses: TrainResult["evalLosses"] = resumed?.evalLosses ?? [];
   const progress = new TrainingProgress({
-    totalSteps, totalEpochs: cfg.epochs, label: cfg.label ?? `train ${runName}`, quiet: cfg.quiet, startStep: step, startTokens: tokens,
+    totalSteps,
+    totalEpochs: cfg.epochs,
+    label: cfg.label ?? `train ${runName}`,
+    quiet: cfg.quiet,
+    startStep: step,
+    startTokens: tokens,
   });
   const started = performance.now() - (resumed?.elapsedS ?? 0) * 1000;
   const elapsed = () => (performance.now() - started) / 1000;
@@ -258,7 +328,9 @@ async function trainOn(cfg: TrainConfig, dp: DataParallel): Promise<TrainResult>
     evalLosses.push({ step, epoch, loss });
     log?.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
   };
-  const save = () => dp.isMain && saveCheckpoint(ckpt, loras, optimizer, { step, tokens, elapsedS: elapsed(), losses, evalLosses, skipped, fingerprint: print });
+  const save = () =>
+    dp.isMain &&
+    saveCheckpoint(ckpt, loras, optimizer, { step, tokens, elapsedS: elapsed(), losses, evalLosses, skipped, fingerprint: print });
 
   // Ctrl-C: the first one stops at the next step boundary with a checkpoint, a second one at once.
   let interrupted = false;
@@ -277,15 +349,24 @@ async function trainOn(cfg: TrainConfig, dp: DataParallel): Promise<TrainResult>
         const lr = lrAt(step, schedule);
         const batches = Array.from({ length: micro }, (_, m) => {
           const at = (first + m) * globalBatch;
-          return rankMicroBatch(order.slice(at, at + globalBatch).map((i) => p.train[i]), micro, dp, batchOpts);
+          return rankMicroBatch(
+            order.slice(at, at + globalBatch).map((i) => p.train[i]),
+            micro,
+            dp,
+            batchOpts,
+          );
         });
         const r = optimizerStep(model, optimizer, batches, { checkpoint, maxGradNorm: cfg.maxGradNorm, lr, dataParallel: dp });
         const [stepLoss, gradNorm] = [r.loss, r.gradNorm];
         tokens += r.tokens;
         if (!r.updated) {
           if (!cfg.skipNonfinite) {
-            const last = hasCheckpoint(ckpt) ? `the last good checkpoint is in ${ckpt} (continue with --resume)` : "no checkpoint was saved yet";
-            throw new Error(`${Number.isFinite(stepLoss) ? "gradient norm" : "loss"} became ${Number.isFinite(stepLoss) ? gradNorm : stepLoss} at step ${step + 1}: lower --learning-rate (now ${cfg.learningRate}) or pass --skip-nonfinite; ${last}`);
+            const last = hasCheckpoint(ckpt)
+              ? `the last good checkpoint is in ${ckpt} (continue with --resume)`
+              : "no checkpoint was saved yet";
+            throw new Error(
+              `${Number.isFinite(stepLoss) ? "gradient norm" : "loss"} became ${Number.isFinite(stepLoss) ? gradNorm : stepLoss} at step ${step + 1}: lower --learning-rate (now ${cfg.learningRate}) or pass --skip-nonfinite; ${last}`,
+            );
           }
           skipped++;
         }
@@ -300,8 +381,13 @@ async function trainOn(cfg: TrainConfig, dp: DataParallel): Promise<TrainResult>
         if (dp.worldSize > 1) interrupted = sumNumbers([interrupted ? 1 : 0], dp)[0] > 0; // all ranks stop together
         if (interrupted) {
           if (!lastOfEpoch) save();
-          else (runEval(epoch + 1), save());
-          throw new InterruptedError(`interrupted at step ${step}: checkpoint saved in ${ckpt}; continue with the same command and --resume`);
+          else {
+            runEval(epoch + 1);
+            save();
+          }
+          throw new InterruptedError(
+            `interrupted at step ${step}: checkpoint saved in ${ckpt}; continue with the same command and --resume`,
+          );
         }
       }
       runEval(epoch + 1);
@@ -342,7 +428,7 @@ async function trainOn(cfg: TrainConfig, dp: DataParallel): Promise<TrainResult>
   saveAdapter(adapterDir, adapterConfigFor(settings, cfg.baseModel), weights);
   torch.dispose([...weights.values()]);
   const result: TrainResult = { ...summaryOf(), adapterDir, accuracy };
-  writeFileAtomic(path.join(cfg.outputDir, `train_summary_${runName}.json`), JSON.stringify({ config: cfg, result }, null, 2) + "\n");
+  writeFileAtomic(path.join(cfg.outputDir, `train_summary_${runName}.json`), `${JSON.stringify({ config: cfg, result }, null, 2)}\n`);
   optimizer.dispose();
   return result;
 

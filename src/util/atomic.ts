@@ -73,7 +73,7 @@ export function replaceDirectoryAtomic(target: string, fill: (tempDir: string) =
     fs.rmSync(temp, { recursive: true, force: true });
     throw error;
   }
-  const old = fs.existsSync(target) ? tempPathFor(target) + ".old" : undefined;
+  const old = fs.existsSync(target) ? `${tempPathFor(target)}.old` : undefined;
   if (old) fs.renameSync(target, old);
   try {
     fs.renameSync(temp, target);

@@ -42,7 +42,10 @@ test("unknown commands, flags and bad flag values", () => {
 });
 
 test("missing and malformed files", () => {
-  assertOneLineError(svdlora("train", "--train-data", path.join(tmp, "nope.json")), /^svdlora: error: --train-data .*nope\.json: no such file/);
+  assertOneLineError(
+    svdlora("train", "--train-data", path.join(tmp, "nope.json")),
+    /^svdlora: error: --train-data .*nope\.json: no such file/,
+  );
   const bad = path.join(tmp, "bad.json");
   fs.writeFileSync(bad, '[{"question": "q", "answer": ');
   assertOneLineError(svdlora("train", "--train-data", bad, "--output-dir", tmp), /^svdlora: error: .*bad\.json/);
@@ -52,5 +55,8 @@ test("missing and malformed files", () => {
 
 test("a rank too large for the model and an adapter for another model are refused", () => {
   assertOneLineError(svdlora("train", "--lora-rank", "300", "--output-dir", tmp, "--quiet"), /rank 300 is larger than .* allows/);
-  assertOneLineError(svdlora("eval", "--adapter", path.join(golden, "qwen2-tiny-lora"), "--limit", "1", "--no-generate"), /adapter model\.layers\.0\.\S+: lora_A \[4,(64|176)\] \/ lora_B \[\d+,4\] do not fit the base layer \(want \[4,(256|704)\]/);
+  assertOneLineError(
+    svdlora("eval", "--adapter", path.join(golden, "qwen2-tiny-lora"), "--limit", "1", "--no-generate"),
+    /adapter model\.layers\.0\.\S+: lora_A \[4,(64|176)\] \/ lora_B \[\d+,4\] do not fit the base layer \(want \[4,(256|704)\]/,
+  );
 });

@@ -62,7 +62,30 @@ describe("parseAnswer", () => {
   ];
   for (const [text, want] of valid) it(`${JSON.stringify(text)} → ${want}`, () => assert.equal(parseAnswer(text)?.toString(), want));
 
-  const invalid = ["", "   ", "abc", "3/0", "\\frac{1}{0}", "x = 3/8", "1/2 + 1/4", "3/8 dollars", "\\frac{3}", "\\frac", "(3/8", "3/8)", "1,5", "1\\frac{1}{2}", "--", ".", "1e3", "\\sqrt{2}", "NaN", "Infinity", "3..8", "{}"];
+  const invalid = [
+    "",
+    "   ",
+    "abc",
+    "3/0",
+    "\\frac{1}{0}",
+    "x = 3/8",
+    "1/2 + 1/4",
+    "3/8 dollars",
+    "\\frac{3}",
+    "\\frac",
+    "(3/8",
+    "3/8)",
+    "1,5",
+    "1\\frac{1}{2}",
+    "--",
+    ".",
+    "1e3",
+    "\\sqrt{2}",
+    "NaN",
+    "Infinity",
+    "3..8",
+    "{}",
+  ];
   for (const text of invalid) it(`${JSON.stringify(text)} → null`, () => assert.equal(parseAnswer(text), null));
 });
 

@@ -16,28 +16,37 @@ function file(name: string, content: string | Uint8Array): string {
   writeFileSync(path, content);
   return path;
 }
-const jsonl = (...items: unknown[]) => items.map((x) => JSON.stringify(x)).join("\n") + "\n";
+const jsonl = (...items: unknown[]) => `${items.map((x) => JSON.stringify(x)).join("\n")}\n`;
 
 /** Loading must fail with one DatasetError whose message matches every pattern. */
 function assertFails(path: string, ...patterns: RegExp[]): void {
-  assert.throws(() => loadDataset(path), (e: unknown) => {
-    assert.ok(e instanceof DatasetError, `expected a DatasetError, got ${e}`);
-    assert.ok(e.message.startsWith(path), `message should start with the file name: ${e.message}`);
-    for (const p of patterns) assert.match(e.message, p);
-    return true;
-  });
+  assert.throws(
+    () => loadDataset(path),
+    (e: unknown) => {
+      assert.ok(e instanceof DatasetError, `expected a DatasetError, got ${e}`);
+      assert.ok(e.message.startsWith(path), `message should start with the file name: ${e.message}`);
+      for (const p of patterns) assert.match(e.message, p);
+      return true;
+    },
+  );
 }
 
 describe("loadDataset: shapes", () => {
   it("reads a JSON array of {question, answer} and keeps the boxed answer", () => {
-    const path = file("qa.json", JSON.stringify([
-      { question: "Flip a coin. P(heads)?", answer: "One of two outcomes.\nTherefore \\boxed{\\frac{1}{2}}." },
-      { question: "What is 2 + 2?", answer: "4" },
-      { question: "Explain variance.", answer: "It measures spread." },
-    ]));
+    const path = file(
+      "qa.json",
+      JSON.stringify([
+        { question: "Flip a coin. P(heads)?", answer: "One of two outcomes.\nTherefore \\boxed{\\frac{1}{2}}." },
+        { question: "What is 2 + 2?", answer: "4" },
+        { question: "Explain variance.", answer: "It measures spread." },
+      ]),
+    );
     const samples = loadDataset(path);
     assert.deepEqual(samples[0], {
-      messages: [{ role: "user", content: "Flip a coin. P(heads)?" }, { role: "assistant", content: "One of two outcomes.\nTherefore \\boxed{\\frac{1}{2}}." }],
+      messages: [
+        { role: "user", content: "Flip a coin. P(heads)?" },
+        { role: "assistant", content: "One of two outcomes.\nTherefore \\boxed{\\frac{1}{2}}." },
+      ],
       answer: "\\frac{1}{2}",
     });
     assert.equal(samples[1]!.answer, "4", "a reply that is only a number is its own answer");
@@ -45,23 +54,45 @@ describe("loadDataset: shapes", () => {
   });
 
   it("reads JSONL with every shape mixed, blank lines, CRLF and a BOM", () => {
-    const text = "\uFEFF" + [
+    const text = `\uFEFF${[
       JSON.stringify({ instruction: "Add the numbers.", input: "2 and 3", output: "\\boxed{5}" }),
       "",
       JSON.stringify({ instruction: "Say hi.", input: "", output: "hi" }),
       JSON.stringify({ instruction: "Say bye.", input: null, output: "bye" }),
       JSON.stringify({ instruction: "No input field.", output: "ok" }),
       JSON.stringify({ prompt: "P(six)?", completion: " \\boxed{1/6}" }),
-      JSON.stringify({ messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "P(tails)?" }, { role: "assistant", content: "\\boxed{0.5}" }], id: 7 }),
-    ].join("\r\n") + "\r\n";
+      JSON.stringify({
+        messages: [
+          { role: "system", content: "Be brief." },
+          { role: "user", content: "P(tails)?" },
+          { role: "assistant", content: "\\boxed{0.5}" },
+        ],
+        id: 7,
+      }),
+    ].join("\r\n")}\r\n`;
     const samples = loadDataset(file("mixed.jsonl", text));
     assert.equal(samples.length, 6);
-    assert.deepEqual(samples[0], { messages: [{ role: "user", content: "Add the numbers.\n\n2 and 3" }, { role: "assistant", content: "\\boxed{5}" }], answer: "5" });
+    assert.deepEqual(samples[0], {
+      messages: [
+        { role: "user", content: "Add the numbers.\n\n2 and 3" },
+        { role: "assistant", content: "\\boxed{5}" },
+      ],
+      answer: "5",
+    });
     assert.equal(samples[1]!.messages[0]!.content, "Say hi.", "an empty input adds nothing");
     assert.equal(samples[2]!.messages[0]!.content, "Say bye.");
     assert.equal(samples[3]!.messages[0]!.content, "No input field.");
-    assert.deepEqual(samples[4], { messages: [{ role: "user", content: "P(six)?" }, { role: "assistant", content: " \\boxed{1/6}" }], answer: "1/6" });
-    assert.deepEqual(samples[5]!.messages.map((m) => m.role), ["system", "user", "assistant"]);
+    assert.deepEqual(samples[4], {
+      messages: [
+        { role: "user", content: "P(six)?" },
+        { role: "assistant", content: " \\boxed{1/6}" },
+      ],
+      answer: "1/6",
+    });
+    assert.deepEqual(
+      samples[5]!.messages.map((m) => m.role),
+      ["system", "user", "assistant"],
+    );
     assert.equal(samples[5]!.answer, "0.5");
   });
 
@@ -90,21 +121,33 @@ describe("loadDataset: hostile input", () => {
   });
 
   it("invalid UTF-8, with the line it is on", () => {
-    const bytes = Buffer.concat([Buffer.from('{"question": "ok", "answer": "1"}\n{"question": "caf'), Buffer.from([0xe9]), Buffer.from('", "answer": "2"}\n')]);
+    const bytes = Buffer.concat([
+      Buffer.from('{"question": "ok", "answer": "1"}\n{"question": "caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('", "answer": "2"}\n'),
+    ]);
     assertFails(file("latin1.jsonl", bytes), /not valid UTF-8/, /line 2/);
   });
 
   it("malformed JSON array, with its line", () => {
-    assertFails(file("broken.json", '[\n  {"question": "a", "answer": "b"},\n  {"question": "c" "answer": "d"}\n]'), /malformed JSON/, /line 3/);
+    assertFails(
+      file("broken.json", '[\n  {"question": "a", "answer": "b"},\n  {"question": "c" "answer": "d"}\n]'),
+      /malformed JSON/,
+      /line 3/,
+    );
     assertFails(file("trailing-comma.json", '[{"question": "a", "answer": "b"},]'), /malformed JSON/);
   });
 
   it("malformed JSONL, with its line", () => {
-    assertFails(file("broken.jsonl", jsonl({ question: "a", answer: "b" }) + '{"question": "c", "answer": }\n'), /line 2: malformed JSON/);
+    assertFails(file("broken.jsonl", `${jsonl({ question: "a", answer: "b" })}{"question": "c", "answer": }\n`), /line 2: malformed JSON/);
   });
 
   it("a pretty-printed single object is neither an array nor JSONL", () => {
-    assertFails(file("object.json", JSON.stringify({ question: "a", answer: "b" }, null, 2)), /line 1: malformed JSON/, /one whole object per line/);
+    assertFails(
+      file("object.json", JSON.stringify({ question: "a", answer: "b" }, null, 2)),
+      /line 1: malformed JSON/,
+      /one whole object per line/,
+    );
   });
 
   it("items that are not objects", () => {
@@ -114,24 +157,57 @@ describe("loadDataset: hostile input", () => {
 
   it("an item matching no known shape names the accepted shapes", () => {
     const path = file("unknown.json", JSON.stringify([{ question: "a", answer: "b" }, { text: "hello" }]));
-    assertFails(path, /item 2: matches no known shape \(its keys: text\)/, /\{question, answer\}/, /\{instruction, input\?, output\}/, /\{prompt, completion\}/, /\{messages/);
+    assertFails(
+      path,
+      /item 2: matches no known shape \(its keys: text\)/,
+      /\{question, answer\}/,
+      /\{instruction, input\?, output\}/,
+      /\{prompt, completion\}/,
+      /\{messages/,
+    );
     assertFails(file("half.jsonl", jsonl({ question: "only a question" })), /line 1: matches no known shape \(its keys: question\)/);
   });
 
   it("an item with the fields of two shapes is ambiguous", () => {
-    assertFails(file("both.json", JSON.stringify([{ question: "a", answer: "b", prompt: "c", completion: "d" }])), /ambiguous/, /\{question, answer\} and \{prompt, completion\}/);
+    assertFails(
+      file("both.json", JSON.stringify([{ question: "a", answer: "b", prompt: "c", completion: "d" }])),
+      /ambiguous/,
+      /\{question, answer\} and \{prompt, completion\}/,
+    );
   });
 
   it("wrong field types", () => {
-    assertFails(file("number.json", JSON.stringify([{ question: "a", answer: 42 }])), /item 1: field "answer" must be a string, got number/);
-    assertFails(file("input.jsonl", jsonl({ instruction: "a", input: ["x"], output: "b" })), /line 1: field "input" must be a string, got array/);
+    assertFails(
+      file("number.json", JSON.stringify([{ question: "a", answer: 42 }])),
+      /item 1: field "answer" must be a string, got number/,
+    );
+    assertFails(
+      file("input.jsonl", jsonl({ instruction: "a", input: ["x"], output: "b" })),
+      /line 1: field "input" must be a string, got array/,
+    );
     assertFails(file("messages-type.json", JSON.stringify([{ messages: "hi" }])), /field "messages" must be an array, got string/);
     assertFails(file("message-item.json", JSON.stringify([{ messages: ["hi"] }])), /messages\[0\] must be an object/);
-    assertFails(file("content.json", JSON.stringify([{ messages: [{ role: "user", content: 5 }] }])), /messages\[0\]: field "content" must be a string, got number/);
+    assertFails(
+      file("content.json", JSON.stringify([{ messages: [{ role: "user", content: 5 }] }])),
+      /messages\[0\]: field "content" must be a string, got number/,
+    );
   });
 
   it("bad roles and conversations without a user or assistant turn", () => {
-    assertFails(file("role.json", JSON.stringify([{ messages: [{ role: "human", content: "hi" }, { role: "assistant", content: "yo" }] }])), /messages\[0\]: "role" must be "system", "user" or "assistant", got "human"/);
+    assertFails(
+      file(
+        "role.json",
+        JSON.stringify([
+          {
+            messages: [
+              { role: "human", content: "hi" },
+              { role: "assistant", content: "yo" },
+            ],
+          },
+        ]),
+      ),
+      /messages\[0\]: "role" must be "system", "user" or "assistant", got "human"/,
+    );
     assertFails(file("no-assistant.json", JSON.stringify([{ messages: [{ role: "user", content: "hi" }] }])), /no assistant message/);
     assertFails(file("no-user.json", JSON.stringify([{ messages: [{ role: "assistant", content: "hi" }] }])), /no user message/);
     assertFails(file("no-messages.json", JSON.stringify([{ messages: [] }])), /"messages" is empty/);
@@ -139,8 +215,14 @@ describe("loadDataset: hostile input", () => {
 
   it("empty strings", () => {
     assertFails(file("empty-q.json", JSON.stringify([{ question: "", answer: "b" }])), /item 1: field "question" is empty/);
-    assertFails(file("blank-out.jsonl", jsonl({ instruction: "a", output: "b" }, { instruction: "a", output: "   " })), /line 2: field "output" is empty/);
-    assertFails(file("empty-content.json", JSON.stringify([{ messages: [{ role: "user", content: "" }] }])), /messages\[0\]: field "content" is empty/);
+    assertFails(
+      file("blank-out.jsonl", jsonl({ instruction: "a", output: "b" }, { instruction: "a", output: "   " })),
+      /line 2: field "output" is empty/,
+    );
+    assertFails(
+      file("empty-content.json", JSON.stringify([{ messages: [{ role: "user", content: "" }] }])),
+      /messages\[0\]: field "content" is empty/,
+    );
   });
 
   it("an empty data set", () => {

@@ -21,7 +21,12 @@ const { tokenizerJson, tokenizerConfig } = buildByteLevelTokenizer();
 const tok = new HfTokenizer(tokenizerJson, tokenizerConfig); // one id per byte: easy to count
 const IM_END = tok.tokenToId("<|im_end|>")!;
 
-const qa = (question: string, answer: string): Sample => ({ messages: [{ role: "user", content: question }, { role: "assistant", content: answer }] });
+const qa = (question: string, answer: string): Sample => ({
+  messages: [
+    { role: "user", content: question },
+    { role: "assistant", content: answer },
+  ],
+});
 const counted = (e: Encoded) => e.ids.filter((_, i) => e.lossMask[i]);
 const bytes = (s: string) => new TextEncoder().encode(s).length;
 
@@ -98,7 +103,10 @@ test("maxLength truncates at the end and counts; samples left without reply toke
   assert.equal(stats.droppedEmpty, 1);
   assert.equal(stats.kept, 2);
   assert.equal(stats.longest, Math.max(...lengths));
-  assert.deepEqual(encoded.map((e) => e.truncated), [false, true]);
+  assert.deepEqual(
+    encoded.map((e) => e.truncated),
+    [false, true],
+  );
   assert.equal(encoded[1].ids.length, maxLength);
   assert.equal(encoded[1].lossMask.length, maxLength);
   assert.equal(stats.tokens, lengths[0] + maxLength);
@@ -111,7 +119,10 @@ test("maxLength truncates at the end and counts; samples left without reply toke
 });
 
 test("a sample without an assistant message is an error naming the sample", () => {
-  assert.throws(() => formatSamples([qa("q", "a"), { messages: [{ role: "user", content: "q" }] }], tok), /sample 1: .*no assistant message/);
+  assert.throws(
+    () => formatSamples([qa("q", "a"), { messages: [{ role: "user", content: "q" }] }], tok),
+    /sample 1: .*no assistant message/,
+  );
 });
 
 test("encodePrompt gives the prompt ids: a token prefix of the formatted sample", () => {
@@ -124,16 +135,30 @@ test("encodePrompt gives the prompt ids: a token prefix of the formatted sample"
 });
 
 test("labels are the ids where the loss counts and -100 elsewhere (the model shifts)", () => {
-  assert.deepEqual(labelsOf({ ids: [5, 6, 7, 8], lossMask: [false, false, true, true], truncated: false }), [IGNORE_INDEX, IGNORE_INDEX, 7, 8]);
+  assert.deepEqual(labelsOf({ ids: [5, 6, 7, 8], lossMask: [false, false, true, true], truncated: false }), [
+    IGNORE_INDEX,
+    IGNORE_INDEX,
+    7,
+    8,
+  ]);
 });
 
 const enc = (ids: number[], mask: boolean[]): Encoded => ({ ids, lossMask: mask, truncated: false });
 
 test("padBatch pads on the right to the longest sample", () => {
   const batch = padBatch([enc([1, 2, 3], [false, true, true]), enc([4], [true])], 0);
-  assert.deepEqual(batch.inputIds, [[1, 2, 3], [4, 0, 0]]);
-  assert.deepEqual(batch.labels, [[-100, 2, 3], [4, -100, -100]]);
-  assert.deepEqual(batch.attentionMask, [[1, 1, 1], [1, 0, 0]]);
+  assert.deepEqual(batch.inputIds, [
+    [1, 2, 3],
+    [4, 0, 0],
+  ]);
+  assert.deepEqual(batch.labels, [
+    [-100, 2, 3],
+    [4, -100, -100],
+  ]);
+  assert.deepEqual(batch.attentionMask, [
+    [1, 1, 1],
+    [1, 0, 0],
+  ]);
   const rounded = padBatch([enc([1, 2, 3], [true, true, true])], 9, { padToMultipleOf: 4 });
   assert.deepEqual(rounded.inputIds, [[1, 2, 3, 9]]);
   assert.deepEqual(rounded.labels, [[1, 2, 3, -100]]);
@@ -162,7 +187,10 @@ test("packBatches fills packs in order, restarts positions and marks boundaries"
   assert.deepEqual(second.inputIds, [[30, 31, 32, 33, 40]]);
   assert.deepEqual(second.positionIds, [[0, 1, 2, 3, 0]]);
   assert.deepEqual(second.cuSeqlens, [0, 4, 5]);
-  assert.deepEqual(second.sampleBoundaries.map((b) => b.sampleIndex), [2, 3]);
+  assert.deepEqual(
+    second.sampleBoundaries.map((b) => b.sampleIndex),
+    [2, 3],
+  );
   assert.throws(() => packBatches(samples, 3), /sample 2 has 4 tokens, more than maxTokens = 3/);
 });
 
@@ -184,6 +212,9 @@ test("packing formatted samples loses no loss token (each sample starts with pro
   const packs = packBatches(encoded, 1000);
   assert.equal(packs.length, 1);
   const labelled = packs[0].labels[0].filter((l) => l !== IGNORE_INDEX).length;
-  assert.equal(labelled, encoded.reduce((n, e) => n + counted(e).length, 0));
+  assert.equal(
+    labelled,
+    encoded.reduce((n, e) => n + counted(e).length, 0),
+  );
   assert.equal(packs[0].cuSeqlens.at(-1), packs[0].inputIds[0].length);
 });

@@ -16,7 +16,8 @@ const sampled = [...generateProblems({ seed: 7, count: 60 * FAMILIES.length }), 
 const shipped = buildProbabilityProblems();
 
 function perTemplate(count: number): ProbabilityProblem[] {
-  const rng = new Random(11), out: ProbabilityProblem[] = [];
+  const rng = new Random(11),
+    out: ProbabilityProblem[] = [];
   for (const family of FAMILIES)
     for (const template of Object.values(FAMILY_GENERATORS[family].templates)) {
       const seen = new Set<string>();
@@ -32,17 +33,27 @@ function perTemplate(count: number): ProbabilityProblem[] {
 function assertBruteForceAgrees(problems: readonly ProbabilityProblem[]): void {
   for (const p of problems) {
     const exact = bruteForce(p);
-    assert.ok(exact.equals(p.answer), `${p.kind} ${JSON.stringify(p.params)}: generator says ${p.answer}, enumeration gives ${exact}\n${p.question}`);
+    assert.ok(
+      exact.equals(p.answer),
+      `${p.kind} ${JSON.stringify(p.params)}: generator says ${p.answer}, enumeration gives ${exact}\n${p.question}`,
+    );
   }
 }
 
 describe("probability generator", () => {
   it("is deterministic: the same seed gives the same problems", () => {
-    const a = generateProblems({ seed: 123, count: 40 }), b = generateProblems({ seed: 123, count: 40 });
+    const a = generateProblems({ seed: 123, count: 40 }),
+      b = generateProblems({ seed: 123, count: 40 });
     assert.deepEqual(a.map(solutionText), b.map(solutionText));
-    assert.deepEqual(a.map((p) => p.question), b.map((p) => p.question));
+    assert.deepEqual(
+      a.map((p) => p.question),
+      b.map((p) => p.question),
+    );
     const c = generateProblems({ seed: 124, count: 40 });
-    assert.notDeepEqual(a.map((p) => p.question), c.map((p) => p.question));
+    assert.notDeepEqual(
+      a.map((p) => p.question),
+      c.map((p) => p.question),
+    );
   });
 
   it("mixes the families evenly", () => {
@@ -116,16 +127,22 @@ describe("probability data files", () => {
     const trainQuestions = new Set(train.map((x) => x.question));
     assert.equal(trainQuestions.size, train.length);
     assert.equal(new Set(evalSet.map((x) => x.question)).size, evalSet.length);
-    assert.deepEqual(evalSet.filter((x) => trainQuestions.has(x.question)), []);
+    assert.deepEqual(
+      evalSet.filter((x) => trainQuestions.has(x.question)),
+      [],
+    );
     const trainKeys = new Set(shipped.train.map(problemKey));
-    assert.deepEqual(shipped.eval.filter((p) => trainKeys.has(problemKey(p))), []);
+    assert.deepEqual(
+      shipped.eval.filter((p) => trainKeys.has(problemKey(p))),
+      [],
+    );
   });
 
   it("box an answer that checks against the generator's exact answer", () => {
     const problems = [...shipped.train, ...shipped.eval];
     [...train, ...evalSet].forEach((item, i) => {
       const got = extractAnswer(item.answer);
-      assert.ok(got !== null && got.equals(problems[i]!.answer), `item ${i}: ${item.answer.slice(-40)}`);
+      assert.ok(got?.equals(problems[i]!.answer), `item ${i}: ${item.answer.slice(-40)}`);
     });
   });
 

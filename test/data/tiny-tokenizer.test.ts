@@ -76,7 +76,10 @@ test("encode → decode is the identity on pseudo-random code points", () => {
 test("BPE training learns the most frequent pair first and stops when no pair repeats", () => {
   assert.deepEqual(trainBpeMerges(["ab ab ab"], 1), [["a", "b"]]);
   // " ab" pieces: Ġ a b ×2 and a b ×1 → "a b" (3) first, then "Ġ ab" (2).
-  assert.deepEqual(trainBpeMerges(["ab ab ab"], 5), [["a", "b"], ["Ġ", "ab"]]);
+  assert.deepEqual(trainBpeMerges(["ab ab ab"], 5), [
+    ["a", "b"],
+    ["Ġ", "ab"],
+  ]);
   assert.deepEqual(trainBpeMerges(["xyz"], 5), []);
   const merges = trainBpeMerges(["the cat the hat the mat"], 3);
   assert.deepEqual(merges, trainBpeMerges(["the cat the hat the mat"], 3), "deterministic");
@@ -101,9 +104,15 @@ test("the config is Qwen2.5-style ChatML; a 3-message conversation renders exact
     { role: "user", content: "P(heads)?" },
     { role: "assistant", content: "1/2" },
   ]);
-  assert.equal(text, "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nP(heads)?<|im_end|>\n<|im_start|>assistant\n1/2<|im_end|>\n");
+  assert.equal(
+    text,
+    "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nP(heads)?<|im_end|>\n<|im_start|>assistant\n1/2<|im_end|>\n",
+  );
   // No system prompt is baked into the template.
-  assert.equal(tok.applyChatTemplate([{ role: "user", content: "q" }], { addGenerationPrompt: true }), "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n");
+  assert.equal(
+    tok.applyChatTemplate([{ role: "user", content: "q" }], { addGenerationPrompt: true }),
+    "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n",
+  );
 });
 
 test("written files load back through loadTokenizer with the same behaviour", async () => {

@@ -12,10 +12,14 @@ describe("atomic writes", () => {
     writeFileAtomic(file, "step,loss\n");
     writeFileAtomic(file, new Uint8Array([104, 105]));
     assert.equal(fs.readFileSync(file, "utf8"), "hi");
-    assert.throws(() => writeFileAtomicWith(file, (fd) => {
-      fs.writeSync(fd, "partial");
-      throw new Error("interrupted");
-    }), /interrupted/);
+    assert.throws(
+      () =>
+        writeFileAtomicWith(file, (fd) => {
+          fs.writeSync(fd, "partial");
+          throw new Error("interrupted");
+        }),
+      /interrupted/,
+    );
     assert.equal(fs.readFileSync(file, "utf8"), "hi");
     assert.deepEqual(fs.readdirSync(dir), ["log.csv"]);
   });
@@ -26,10 +30,14 @@ describe("atomic writes", () => {
     replaceDirectoryAtomic(target, (temp) => fs.writeFileSync(path.join(temp, "a"), "1"));
     replaceDirectoryAtomic(target, (temp) => fs.writeFileSync(path.join(temp, "b"), "2"));
     assert.deepEqual(fs.readdirSync(target), ["b"]);
-    assert.throws(() => replaceDirectoryAtomic(target, (temp) => {
-      fs.writeFileSync(path.join(temp, "c"), "3");
-      throw new Error("failed halfway");
-    }), /failed halfway/);
+    assert.throws(
+      () =>
+        replaceDirectoryAtomic(target, (temp) => {
+          fs.writeFileSync(path.join(temp, "c"), "3");
+          throw new Error("failed halfway");
+        }),
+      /failed halfway/,
+    );
     assert.deepEqual(fs.readdirSync(target), ["b"]);
     assert.deepEqual(fs.readdirSync(dir), ["out"]);
   });

@@ -13,11 +13,22 @@ const root = tempDir();
 function shardedModel(name: string): string {
   const dir = path.join(root, name);
   fs.mkdirSync(dir);
-  const embed = tensor([[1, 2], [3, 4], [5, 6]]);
-  const q = tensor([[0.5, -0.5], [1, 1]]).to("bfloat16");
+  const embed = tensor([
+    [1, 2],
+    [3, 4],
+    [5, 6],
+  ]);
+  const q = tensor([
+    [0.5, -0.5],
+    [1, 1],
+  ]).to("bfloat16");
   const norm = tensor([1, 1]);
   saveSafetensors(path.join(dir, "model-00001-of-00002.safetensors"), { "model.embed_tokens.weight": embed }, { format: "pt" });
-  saveSafetensors(path.join(dir, "model-00002-of-00002.safetensors"), { "model.layers.0.self_attn.q_proj.weight": q, "model.norm.weight": norm }, { format: "pt" });
+  saveSafetensors(
+    path.join(dir, "model-00002-of-00002.safetensors"),
+    { "model.layers.0.self_attn.q_proj.weight": q, "model.norm.weight": norm },
+    { format: "pt" },
+  );
   const index = {
     metadata: { total_size: 24 + 8 + 8 },
     weight_map: {
@@ -44,9 +55,16 @@ describe("checkpoints", () => {
     assert.deepEqual(ckpt.keys(), ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.norm.weight"]);
     const q = ckpt.read("model.layers.0.self_attn.q_proj.weight");
     assert.equal(q.dtype, "bfloat16");
-    assert.deepEqual(q.float().toArray(), [[0.5, -0.5], [1, 1]]);
+    assert.deepEqual(q.float().toArray(), [
+      [0.5, -0.5],
+      [1, 1],
+    ]);
     const embed = ckpt.read("model.embed_tokens.weight");
-    assert.deepEqual(embed.toArray(), [[1, 2], [3, 4], [5, 6]]);
+    assert.deepEqual(embed.toArray(), [
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
     assert.match(ckpt.entry("model.norm.weight").file, /model-00002-of-00002\.safetensors$/);
     assert.throws(() => ckpt.read("lm_head.weight"), /no tensor named "lm_head.weight"/);
     ckpt.close();
@@ -73,11 +91,17 @@ describe("checkpoints", () => {
 
     const wrong = shardedModel("wrong-shard");
     editIndex(wrong, (index) => (index.weight_map["model.norm.weight"] = "model-00001-of-00002.safetensors"));
-    assert.throws(() => SafetensorsCheckpoint.open(wrong), /tensor "model.norm.weight" is mapped to model-00001-of-00002.safetensors, which does not contain it/);
+    assert.throws(
+      () => SafetensorsCheckpoint.open(wrong),
+      /tensor "model.norm.weight" is mapped to model-00001-of-00002.safetensors, which does not contain it/,
+    );
 
     const escape = shardedModel("escape");
     editIndex(escape, (index) => (index.weight_map["model.norm.weight"] = "../single/model.safetensors"));
-    assert.throws(() => SafetensorsCheckpoint.open(escape), /maps to "..\/single\/model.safetensors", not a file name in the same directory/);
+    assert.throws(
+      () => SafetensorsCheckpoint.open(escape),
+      /maps to "..\/single\/model.safetensors", not a file name in the same directory/,
+    );
   });
 
   it("reports a bad index, pickle-only weights and an empty directory", () => {
@@ -98,6 +122,9 @@ describe("checkpoints", () => {
   it("validates every shard's header on open", () => {
     const damaged = shardedModel("damaged");
     fs.truncateSync(path.join(damaged, "model-00002-of-00002.safetensors"), 20);
-    assert.throws(() => SafetensorsCheckpoint.open(damaged), /model-00002-of-00002.safetensors: not a valid safetensors file: header length \d+ runs past the end/);
+    assert.throws(
+      () => SafetensorsCheckpoint.open(damaged),
+      /model-00002-of-00002.safetensors: not a valid safetensors file: header length \d+ runs past the end/,
+    );
   });
 });

@@ -7,21 +7,53 @@ import { tempDir } from "./fixtures.js";
 
 // modelled on the config.json of Qwen/Qwen2.5-Math-7B-Instruct
 const qwen25Math7B = {
-  architectures: ["Qwen2ForCausalLM"], attention_dropout: 0.0, bos_token_id: 151643, eos_token_id: 151645,
-  hidden_act: "silu", hidden_size: 3584, initializer_range: 0.02, intermediate_size: 18944,
-  max_position_embeddings: 4096, max_window_layers: 28, model_type: "qwen2", num_attention_heads: 28,
-  num_hidden_layers: 28, num_key_value_heads: 4, rms_norm_eps: 1e-6, rope_theta: 10000.0,
-  sliding_window: 4096, tie_word_embeddings: false, torch_dtype: "bfloat16", transformers_version: "4.37.0",
-  use_cache: true, use_sliding_window: false, vocab_size: 152064,
+  architectures: ["Qwen2ForCausalLM"],
+  attention_dropout: 0.0,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  hidden_act: "silu",
+  hidden_size: 3584,
+  initializer_range: 0.02,
+  intermediate_size: 18944,
+  max_position_embeddings: 4096,
+  max_window_layers: 28,
+  model_type: "qwen2",
+  num_attention_heads: 28,
+  num_hidden_layers: 28,
+  num_key_value_heads: 4,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000.0,
+  sliding_window: 4096,
+  tie_word_embeddings: false,
+  torch_dtype: "bfloat16",
+  transformers_version: "4.37.0",
+  use_cache: true,
+  use_sliding_window: false,
+  vocab_size: 152064,
 };
 
 // modelled on a Llama 3.2 1B config.json (rope_scaling llama3, tied embeddings, eos list)
 const llama32 = {
-  architectures: ["LlamaForCausalLM"], attention_bias: false, bos_token_id: 128000, eos_token_id: [128001, 128008, 128009],
-  head_dim: 64, hidden_act: "silu", hidden_size: 2048, intermediate_size: 8192, max_position_embeddings: 131072,
-  mlp_bias: false, model_type: "llama", num_attention_heads: 32, num_hidden_layers: 16, num_key_value_heads: 8,
-  rms_norm_eps: 1e-5, rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: "llama3" },
-  rope_theta: 500000.0, tie_word_embeddings: true, torch_dtype: "bfloat16", vocab_size: 128256,
+  architectures: ["LlamaForCausalLM"],
+  attention_bias: false,
+  bos_token_id: 128000,
+  eos_token_id: [128001, 128008, 128009],
+  head_dim: 64,
+  hidden_act: "silu",
+  hidden_size: 2048,
+  intermediate_size: 8192,
+  max_position_embeddings: 131072,
+  mlp_bias: false,
+  model_type: "llama",
+  num_attention_heads: 32,
+  num_hidden_layers: 16,
+  num_key_value_heads: 8,
+  rms_norm_eps: 1e-5,
+  rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: "llama3" },
+  rope_theta: 500000.0,
+  tie_word_embeddings: true,
+  torch_dtype: "bfloat16",
+  vocab_size: 128256,
 };
 
 describe("model config", () => {
@@ -61,7 +93,14 @@ describe("model config", () => {
   });
 
   it("fills transformers' defaults for absent fields", () => {
-    const minimal = { model_type: "llama", hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, vocab_size: 100 };
+    const minimal = {
+      model_type: "llama",
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      vocab_size: 100,
+    };
     const c = parseModelConfig(minimal);
     assert.equal(c.numKeyValueHeads, 4);
     assert.equal(c.headDim, 16);
@@ -80,15 +119,27 @@ describe("model config", () => {
     assert.throws(() => parseModelConfig(noHidden, "x/config.json"), /^Error: x\/config.json: missing required field "hidden_size"$/);
     const { vocab_size: __, ...noVocab } = qwen25Math7B;
     assert.throws(() => parseModelConfig(noVocab), /missing required field "vocab_size"/);
-    assert.throws(() => parseModelConfig({ ...qwen25Math7B, num_hidden_layers: 0 }), /"num_hidden_layers" must be a positive integer, got 0/);
-    assert.throws(() => parseModelConfig({ ...qwen25Math7B, num_key_value_heads: 5 }), /num_attention_heads 28 is not a multiple of num_key_value_heads 5/);
-    assert.throws(() => parseModelConfig({ ...qwen25Math7B, hidden_size: 3583 }), /hidden_size 3583 is not divisible by num_attention_heads 28/);
+    assert.throws(
+      () => parseModelConfig({ ...qwen25Math7B, num_hidden_layers: 0 }),
+      /"num_hidden_layers" must be a positive integer, got 0/,
+    );
+    assert.throws(
+      () => parseModelConfig({ ...qwen25Math7B, num_key_value_heads: 5 }),
+      /num_attention_heads 28 is not a multiple of num_key_value_heads 5/,
+    );
+    assert.throws(
+      () => parseModelConfig({ ...qwen25Math7B, hidden_size: 3583 }),
+      /hidden_size 3583 is not divisible by num_attention_heads 28/,
+    );
     assert.throws(() => parseModelConfig({ ...qwen25Math7B, tie_word_embeddings: "no" }), /"tie_word_embeddings" must be true or false/);
     assert.throws(() => parseModelConfig({ ...qwen25Math7B, torch_dtype: "float8" }), /"torch_dtype" is "float8"/);
   });
 
   it("rejects unknown architectures", () => {
-    assert.throws(() => parseModelConfig({ ...qwen25Math7B, model_type: "mistral", architectures: ["MistralForCausalLM"] }), /unsupported architecture model_type "mistral" \(MistralForCausalLM\): svdlora supports qwen2 and llama/);
+    assert.throws(
+      () => parseModelConfig({ ...qwen25Math7B, model_type: "mistral", architectures: ["MistralForCausalLM"] }),
+      /unsupported architecture model_type "mistral" \(MistralForCausalLM\): svdlora supports qwen2 and llama/,
+    );
     assert.throws(() => parseModelConfig({ hidden_size: 8 }), /missing "model_type"/);
     assert.throws(() => parseModelConfig([1]), /not a JSON object/);
   });

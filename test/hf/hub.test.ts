@@ -95,7 +95,10 @@ describe("resolving --base-model from the cache", () => {
     fs.writeFileSync(file, "");
     assert.throws(() => resolveBaseModelLocally(file, { cacheDir }), /is a file; give the model's directory/);
     assert.throws(() => resolveBaseModelLocally("a/b/c", { cacheDir }), /neither a directory nor a hub id/);
-    await assert.rejects(resolveBaseModel("Qwen/Missing", { cacheDir, offline: true }), /Qwen\/Missing: not in the local cache .* and HF_HUB_OFFLINE is set/);
+    await assert.rejects(
+      resolveBaseModel("Qwen/Missing", { cacheDir, offline: true }),
+      /Qwen\/Missing: not in the local cache .* and HF_HUB_OFFLINE is set/,
+    );
   });
 
   it("fails with one line when the hub is unreachable", async () => {
@@ -125,14 +128,25 @@ function fakeHub(repos: Record<string, Record<string, Buffer>>, commit: string) 
     if (req.headers.authorization === "Bearer wrong") return res.writeHead(401).end();
     const cdn = /^\/cdn\/(.+)$/.exec(req.url!);
     if (cdn) {
-      const blob = Object.values(repos).flatMap((files) => Object.values(files)).find((b) => sha256(b) === cdn[1]);
-      return blob ? res.writeHead(200, { "content-length": blob.length }).end(req.method === "HEAD" ? undefined : blob) : res.writeHead(404).end();
+      const blob = Object.values(repos)
+        .flatMap((files) => Object.values(files))
+        .find((b) => sha256(b) === cdn[1]);
+      return blob
+        ? res.writeHead(200, { "content-length": blob.length }).end(req.method === "HEAD" ? undefined : blob)
+        : res.writeHead(404).end();
     }
     const m = /^\/(.+?\/.+?)\/resolve\/([^/]+)\/(.+)$/.exec(req.url!);
     const file = m && (m[2] === "main" || m[2] === commit) ? repos[m[1]]?.[m[3]] : undefined;
     if (!file) return res.writeHead(404, { "x-error-code": "EntryNotFound" }).end();
     if (m![3].endsWith(".safetensors")) {
-      return res.writeHead(302, { location: `/cdn/${sha256(file)}`, "x-repo-commit": commit, "x-linked-etag": `"${sha256(file)}"`, "x-linked-size": file.length }).end();
+      return res
+        .writeHead(302, {
+          location: `/cdn/${sha256(file)}`,
+          "x-repo-commit": commit,
+          "x-linked-etag": `"${sha256(file)}"`,
+          "x-linked-size": file.length,
+        })
+        .end();
     }
     res.writeHead(200, { "x-repo-commit": commit, etag: `"${sha1(file)}"`, "content-length": file.length });
     res.end(req.method === "HEAD" ? undefined : file);
@@ -146,17 +160,22 @@ describe("downloading into the cache (against a local fake hub)", () => {
   const shard1 = safetensorsBytes(JSON.stringify({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] } }), f32Bytes(1, 2));
   const shard2 = safetensorsBytes(JSON.stringify({ b: { dtype: "F32", shape: [1], data_offsets: [0, 4] } }), f32Bytes(3));
   const config = Buffer.from(JSON.stringify({ model_type: "qwen2" }));
-  const hub = fakeHub({
-    "org/sharded": {
-      "config.json": config,
-      "tokenizer.json": Buffer.from("{}"),
-      "model.safetensors.index.json": Buffer.from(JSON.stringify({ weight_map: { a: "model-00001-of-00002.safetensors", b: "model-00002-of-00002.safetensors" } })),
-      "model-00001-of-00002.safetensors": shard1,
-      "model-00002-of-00002.safetensors": shard2,
+  const hub = fakeHub(
+    {
+      "org/sharded": {
+        "config.json": config,
+        "tokenizer.json": Buffer.from("{}"),
+        "model.safetensors.index.json": Buffer.from(
+          JSON.stringify({ weight_map: { a: "model-00001-of-00002.safetensors", b: "model-00002-of-00002.safetensors" } }),
+        ),
+        "model-00001-of-00002.safetensors": shard1,
+        "model-00002-of-00002.safetensors": shard2,
+      },
+      "org/single": { "config.json": config, "model.safetensors": shard1 },
+      "org/nopickle": { "config.json": config, "pytorch_model.bin": Buffer.from("x") },
     },
-    "org/single": { "config.json": config, "model.safetensors": shard1 },
-    "org/nopickle": { "config.json": config, "pytorch_model.bin": Buffer.from("x") },
-  }, SHA);
+    SHA,
+  );
   let endpoint = "";
   before(async () => {
     await new Promise<void>((resolve) => hub.server.listen(0, "127.0.0.1", resolve));
@@ -171,17 +190,30 @@ describe("downloading into the cache (against a local fake hub)", () => {
     const repo = path.join(cacheDir, "models--org--sharded");
     assert.equal(dir, path.join(repo, "snapshots", SHA));
     assert.equal(fs.readFileSync(path.join(repo, "refs", "main"), "utf8"), SHA);
-    assert.deepEqual(fs.readdirSync(dir).sort(), ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json"]);
+    assert.deepEqual(fs.readdirSync(dir).sort(), [
+      "config.json",
+      "model-00001-of-00002.safetensors",
+      "model-00002-of-00002.safetensors",
+      "model.safetensors.index.json",
+      "tokenizer.json",
+    ]);
     assert.equal(fs.readlinkSync(path.join(dir, "model-00002-of-00002.safetensors")), path.join("..", "..", "blobs", sha256(shard2)));
     assert.ok(fs.existsSync(path.join(repo, "blobs", sha1(config))), "regular files are stored under their git ETag");
-    assert.deepEqual(fs.readdirSync(path.join(repo, "blobs")).filter((f) => f.includes(".tmp")), [], "no temp files left");
+    assert.deepEqual(
+      fs.readdirSync(path.join(repo, "blobs")).filter((f) => f.includes(".tmp")),
+      [],
+      "no temp files left",
+    );
     const ckpt = SafetensorsCheckpoint.open(dir);
     const b = ckpt.read("b");
     assert.deepEqual(b.toArray(), [3]);
     b.dispose();
     ckpt.close();
     assert.ok(hub.requests.every((r) => r.url.startsWith("/cdn/") || r.auth === "Bearer secret"));
-    assert.ok(hub.requests.some((r) => r.url === `/org/sharded/resolve/${SHA}/model-00001-of-00002.safetensors`), "files after the first are pinned to the commit");
+    assert.ok(
+      hub.requests.some((r) => r.url === `/org/sharded/resolve/${SHA}/model-00001-of-00002.safetensors`),
+      "files after the first are pinned to the commit",
+    );
     assert.ok(lines.some((l) => /downloading org\/sharded\/model-00001-of-00002.safetensors/.test(l)));
 
     const count = hub.requests.length;
@@ -192,8 +224,14 @@ describe("downloading into the cache (against a local fake hub)", () => {
   it("downloads a single-file model, and reports pickle-only repos, missing repos and refused tokens", async () => {
     const dir = await resolveBaseModel("org/single", { cacheDir, endpoint, offline: false });
     assert.deepEqual(fs.readdirSync(dir).sort(), ["config.json", "model.safetensors"]);
-    await assert.rejects(resolveBaseModel("org/nopickle", { cacheDir, endpoint, offline: false }), /has no model.safetensors or model.safetensors.index.json/);
+    await assert.rejects(
+      resolveBaseModel("org/nopickle", { cacheDir, endpoint, offline: false }),
+      /has no model.safetensors or model.safetensors.index.json/,
+    );
     await assert.rejects(resolveBaseModel("org/absent", { cacheDir, endpoint, offline: false }), /org\/absent@main: not found on the hub/);
-    await assert.rejects(resolveBaseModel("org/other", { cacheDir, endpoint, token: "wrong", offline: false }), /refused access \(HTTP 401\).*set HF_TOKEN/);
+    await assert.rejects(
+      resolveBaseModel("org/other", { cacheDir, endpoint, token: "wrong", offline: false }),
+      /refused access \(HTTP 401\).*set HF_TOKEN/,
+    );
   });
 });

@@ -3,7 +3,15 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import {
-  type LoraWeights, adapterKey, isTargetModule, loadAdapter, loraConfig, loraScaling, parseAdapterConfig, rankFor, saveAdapter,
+  type LoraWeights,
+  adapterKey,
+  isTargetModule,
+  loadAdapter,
+  loraConfig,
+  loraScaling,
+  parseAdapterConfig,
+  rankFor,
+  saveAdapter,
 } from "../../src/hf/peft.js";
 import { SafetensorsFile, saveSafetensors } from "../../src/hf/safetensors.js";
 import { type Tensor, dispose, memory, randn, zeros } from "../../src/torch/index.js";
@@ -24,7 +32,8 @@ function someWeights(): LoraWeights {
 }
 
 const disposeWeights = (w: LoraWeights) => dispose([...w.values()].flatMap(({ A, B }) => [A, B]));
-const config = () => loraConfig({ r, loraAlpha: 16, targetModules: ["q_proj", "v_proj"], baseModel: "Qwen/Qwen2.5-Math-7B-Instruct", loraDropout: 0.05 });
+const config = () =>
+  loraConfig({ r, loraAlpha: 16, targetModules: ["q_proj", "v_proj"], baseModel: "Qwen/Qwen2.5-Math-7B-Instruct", loraDropout: 0.05 });
 
 describe("PEFT adapters", () => {
   it("round-trips config and factors with PEFT's key layout and file names", () => {
@@ -77,12 +86,33 @@ describe("PEFT adapters", () => {
     const dir = path.join(root, "from_peft");
     fs.mkdirSync(dir);
     const peftConfig = {
-      alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: "Qwen/Qwen2.5-0.5B", bias: "none", eva_config: null,
-      exclude_modules: null, fan_in_fan_out: false, inference_mode: true, init_lora_weights: true, layer_replication: null,
-      layers_pattern: null, layers_to_transform: null, loftq_config: {}, lora_alpha: 32, lora_bias: false, lora_dropout: 0.1,
-      megatron_config: null, megatron_core: "megatron.core", modules_to_save: null, peft_type: "LORA", r: 4,
-      rank_pattern: { "layers\\.1\\.self_attn\\.k_proj": 2 }, revision: null, target_modules: ["k_proj", "o_proj"],
-      task_type: "CAUSAL_LM", use_dora: false, use_rslora: true,
+      alpha_pattern: {},
+      auto_mapping: null,
+      base_model_name_or_path: "Qwen/Qwen2.5-0.5B",
+      bias: "none",
+      eva_config: null,
+      exclude_modules: null,
+      fan_in_fan_out: false,
+      inference_mode: true,
+      init_lora_weights: true,
+      layer_replication: null,
+      layers_pattern: null,
+      layers_to_transform: null,
+      loftq_config: {},
+      lora_alpha: 32,
+      lora_bias: false,
+      lora_dropout: 0.1,
+      megatron_config: null,
+      megatron_core: "megatron.core",
+      modules_to_save: null,
+      peft_type: "LORA",
+      r: 4,
+      rank_pattern: { "layers\\.1\\.self_attn\\.k_proj": 2 },
+      revision: null,
+      target_modules: ["k_proj", "o_proj"],
+      task_type: "CAUSAL_LM",
+      use_dora: false,
+      use_rslora: true,
     };
     fs.writeFileSync(path.join(dir, "adapter_config.json"), JSON.stringify(peftConfig, null, 2));
     const tensors: Record<string, Tensor> = {
@@ -133,17 +163,33 @@ describe("PEFT adapters", () => {
     const A = randn([r, hidden]);
     const B = randn([hidden, r]);
     const q = "base_model.model.model.layers.0.self_attn.q_proj";
-    assert.throws(() => loadAdapter(adapterDir("no-b", { [`${q}.lora_A.weight`]: A })), /model.layers.0.self_attn.q_proj has lora_A but no lora_B/);
+    assert.throws(
+      () => loadAdapter(adapterDir("no-b", { [`${q}.lora_A.weight`]: A })),
+      /model.layers.0.self_attn.q_proj has lora_A but no lora_B/,
+    );
     assert.throws(() => loadAdapter(adapterDir("no-a", { [`${q}.lora_B.weight`]: B })), /has lora_B but no lora_A/);
     assert.throws(
       () => loadAdapter(adapterDir("rank", { [`${q}.lora_A.weight`]: A, [`${q}.lora_B.weight`]: B }, { ...config(), r: 3 })),
       /q_proj has rank 2 \(lora_A \[2,8\]\) and 2 \(lora_B \[8,2\]\) but the config says r = 3/,
     );
-    assert.throws(() => loadAdapter(adapterDir("extra", { [`${q}.lora_A.weight`]: A, [`${q}.lora_B.weight`]: B, "base_model.model.lm_head.weight": B })), /unexpected tensor "base_model.model.lm_head.weight"/);
-    assert.throws(() => loadAdapter(adapterDir("dora", { [`${q}.lora_A.weight`]: A }, { ...config(), use_dora: true })), /use_dora is true; DoRA adapters are not supported/);
-    assert.throws(() => loadAdapter(adapterDir("ia3", { [`${q}.lora_A.weight`]: A }, { ...config(), peft_type: "IA3" })), /peft_type is "IA3"; svdlora reads LoRA adapters/);
+    assert.throws(
+      () =>
+        loadAdapter(adapterDir("extra", { [`${q}.lora_A.weight`]: A, [`${q}.lora_B.weight`]: B, "base_model.model.lm_head.weight": B })),
+      /unexpected tensor "base_model.model.lm_head.weight"/,
+    );
+    assert.throws(
+      () => loadAdapter(adapterDir("dora", { [`${q}.lora_A.weight`]: A }, { ...config(), use_dora: true })),
+      /use_dora is true; DoRA adapters are not supported/,
+    );
+    assert.throws(
+      () => loadAdapter(adapterDir("ia3", { [`${q}.lora_A.weight`]: A }, { ...config(), peft_type: "IA3" })),
+      /peft_type is "IA3"; svdlora reads LoRA adapters/,
+    );
     assert.throws(() => parseAdapterConfig({ ...config(), r: 0 }), /"r" must be a positive integer, got 0/);
-    assert.throws(() => parseAdapterConfig({ ...config(), target_modules: [1] }), /"target_modules" must be a list of module names or a regex string/);
+    assert.throws(
+      () => parseAdapterConfig({ ...config(), target_modules: [1] }),
+      /"target_modules" must be a list of module names or a regex string/,
+    );
     dispose([A, B]);
   });
 
@@ -162,9 +208,20 @@ describe("PEFT adapters", () => {
   it("refuses to save what PEFT could not load", () => {
     const weights = someWeights();
     const dir = path.join(root, "refused");
-    assert.throws(() => saveAdapter(dir, { ...config(), target_modules: ["q_proj"] }, weights), /v_proj is not matched by target_modules \["q_proj"\]/);
+    assert.throws(
+      () => saveAdapter(dir, { ...config(), target_modules: ["q_proj"] }, weights),
+      /v_proj is not matched by target_modules \["q_proj"\]/,
+    );
     assert.throws(() => saveAdapter(dir, { ...config(), r: 4 }, weights), /but the config says r = 4/);
-    assert.throws(() => saveAdapter(dir, config(), new Map([["base_model.model.model.layers.0.self_attn.q_proj", weights.get("model.layers.0.self_attn.q_proj")!]])), /give module paths like model.layers.0.self_attn.q_proj/);
+    assert.throws(
+      () =>
+        saveAdapter(
+          dir,
+          config(),
+          new Map([["base_model.model.model.layers.0.self_attn.q_proj", weights.get("model.layers.0.self_attn.q_proj")!]]),
+        ),
+      /give module paths like model.layers.0.self_attn.q_proj/,
+    );
     assert.ok(!fs.existsSync(dir));
     disposeWeights(weights);
   });
@@ -178,11 +235,23 @@ describe("PEFT adapters", () => {
     assert.deepEqual(fs.readdirSync(dir).sort(), ["adapter_config.json", "adapter_model.safetensors"]);
     const before = fs.readFileSync(path.join(dir, "adapter_model.safetensors"));
 
-    const failing = { dtype: "float32", shape: [r, hidden], bytes: () => { throw new Error("disk full"); } } as unknown as Tensor;
-    const broken: LoraWeights = new Map([["model.layers.0.self_attn.q_proj", { A: failing, B: weights.get("model.layers.0.self_attn.q_proj")!.B }]]);
+    const failing = {
+      dtype: "float32",
+      shape: [r, hidden],
+      bytes: () => {
+        throw new Error("disk full");
+      },
+    } as unknown as Tensor;
+    const broken: LoraWeights = new Map([
+      ["model.layers.0.self_attn.q_proj", { A: failing, B: weights.get("model.layers.0.self_attn.q_proj")!.B }],
+    ]);
     assert.throws(() => saveAdapter(dir, config(), broken), /disk full/);
     assert.deepEqual(fs.readFileSync(path.join(dir, "adapter_model.safetensors")), before);
-    assert.deepEqual(fs.readdirSync(root).filter((f) => f.includes(".tmp")), [], "no temp directories left behind");
+    assert.deepEqual(
+      fs.readdirSync(root).filter((f) => f.includes(".tmp")),
+      [],
+      "no temp directories left behind",
+    );
     disposeWeights(weights);
   });
 });

@@ -23,9 +23,24 @@ function rng(s: number): () => number {
 
 function validFiles(dir: string): Buffer[] {
   const sets: Record<string, Tensor>[] = [
-    { w: tensor([[1, 2], [3, 4]]), b: tensor([1, 2, 3], { dtype: "int64" }), m: tensor([true, false]) },
-    { "model.layers.0.self_attn.q_proj.weight": tensor([1, 2, 3, 4]).to("bfloat16"), e: tensor([], { shape: [0, 3] }), s: tensor([7], { dtype: "float64" }).reshape([]) },
-    { x: tensor([1, 2, 3, 4, 5, 6], { dtype: "uint8" }).reshape(2, 3), h: tensor([0.5, -1]).to("float16"), i: tensor([9, -9], { dtype: "int32" }) },
+    {
+      w: tensor([
+        [1, 2],
+        [3, 4],
+      ]),
+      b: tensor([1, 2, 3], { dtype: "int64" }),
+      m: tensor([true, false]),
+    },
+    {
+      "model.layers.0.self_attn.q_proj.weight": tensor([1, 2, 3, 4]).to("bfloat16"),
+      e: tensor([], { shape: [0, 3] }),
+      s: tensor([7], { dtype: "float64" }).reshape([]),
+    },
+    {
+      x: tensor([1, 2, 3, 4, 5, 6], { dtype: "uint8" }).reshape(2, 3),
+      h: tensor([0.5, -1]).to("float16"),
+      i: tensor([9, -9], { dtype: "int32" }),
+    },
   ];
   return sets.map((tensors, i) => {
     const file = path.join(dir, `base${i}.safetensors`);
@@ -44,12 +59,14 @@ function mutate(base: Buffer, random: () => number): Buffer {
   const rounds = 1 + pick(3);
   for (let r = 0; r < rounds; r++) {
     switch (pick(7)) {
-      case 0: { // flip one bit in the header
+      case 0: {
+        // flip one bit in the header
         const i = 8 + pick(Math.max(1, headerEnd - 8));
         if (i < bytes.length) bytes[i] ^= 1 << pick(8);
         break;
       }
-      case 1: { // a JSON-significant character (or any byte) somewhere in the header
+      case 1: {
+        // a JSON-significant character (or any byte) somewhere in the header
         const i = 8 + pick(Math.max(1, headerEnd - 8));
         if (i < bytes.length) bytes[i] = random() < 0.7 ? interesting[pick(interesting.length)] : random() < 0.5 ? 10 : pick(256);
         break;
@@ -57,23 +74,34 @@ function mutate(base: Buffer, random: () => number): Buffer {
       case 2: // truncate anywhere
         bytes = bytes.subarray(0, pick(bytes.length + 1));
         break;
-      case 3: { // a different header length: near the truth, small, or any 64-bit value
+      case 3: {
+        // a different header length: near the truth, small, or any 64-bit value
         if (bytes.length < 8) break;
         const n = bytes.readBigUInt64LE(0);
-        const choices = [n + BigInt(pick(17)) - 8n, BigInt(pick(1 << 16)), BigInt(Math.floor(random() * 2 ** 53)) * 2048n, 0n, 100_000_000n, 2n ** 64n - 1n];
+        const choices = [
+          n + BigInt(pick(17)) - 8n,
+          BigInt(pick(1 << 16)),
+          BigInt(Math.floor(random() * 2 ** 53)) * 2048n,
+          0n,
+          100_000_000n,
+          2n ** 64n - 1n,
+        ];
         let v = choices[pick(choices.length)];
         if (v < 0n) v = 0n;
         bytes.writeBigUInt64LE(v % 2n ** 64n, 0);
         break;
       }
-      case 4: { // insert or delete a byte in the header without fixing the length
+      case 4: {
+        // insert or delete a byte in the header without fixing the length
         const i = 8 + pick(Math.max(1, headerEnd - 8));
-        bytes = random() < 0.5
-          ? Buffer.concat([bytes.subarray(0, i), Buffer.from([interesting[pick(interesting.length)]]), bytes.subarray(i)])
-          : Buffer.concat([bytes.subarray(0, i), bytes.subarray(i + 1)]);
+        bytes =
+          random() < 0.5
+            ? Buffer.concat([bytes.subarray(0, i), Buffer.from([interesting[pick(interesting.length)]]), bytes.subarray(i)])
+            : Buffer.concat([bytes.subarray(0, i), bytes.subarray(i + 1)]);
         break;
       }
-      case 5: { // change a digit (shapes and offsets)
+      case 5: {
+        // change a digit (shapes and offsets)
         const digits: number[] = [];
         for (let i = 8; i < headerEnd && i < bytes.length; i++) if (bytes[i] >= 48 && bytes[i] <= 57) digits.push(i);
         if (digits.length) bytes[digits[pick(digits.length)]] = 48 + pick(10);
@@ -127,7 +155,9 @@ it(`survives ${MUTATIONS} mutated files (seed ${seed})`, { timeout: 60_000 }, ()
       accepted++;
     } catch (error) {
       if (!(error instanceof SafetensorsFormatError)) {
-        assert.fail(`mutant ${i} (seed ${seed}, header ${JSON.stringify(bytes.subarray(0, 120).toString("latin1"))}) threw ${error instanceof Error ? error.stack : String(error)}`);
+        assert.fail(
+          `mutant ${i} (seed ${seed}, header ${JSON.stringify(bytes.subarray(0, 120).toString("latin1"))}) threw ${error instanceof Error ? error.stack : String(error)}`,
+        );
       }
       assert.ok(error.message.includes(name), `mutant ${i}: the error names the file: ${error.message}`);
       assert.ok(!error.message.includes("\n"), `mutant ${i}: one line: ${error.message}`);

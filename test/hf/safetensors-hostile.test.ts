@@ -27,7 +27,9 @@ describe("hostile safetensors files", () => {
   it("accepts the valid base case used below", () => {
     const file = SafetensorsFile.fromBytes(safetensorsBytes(json({ a: entry("F32", [2], [0, 8]) }), f32Bytes(1, 2)));
     assert.deepEqual(file.keys(), ["a"]);
-    const nullMetadata = SafetensorsFile.fromBytes(safetensorsBytes(json({ __metadata__: null, a: entry("F32", [2], [0, 8]) }), f32Bytes(1, 2)));
+    const nullMetadata = SafetensorsFile.fromBytes(
+      safetensorsBytes(json({ __metadata__: null, a: entry("F32", [2], [0, 8]) }), f32Bytes(1, 2)),
+    );
     assert.equal(nullMetadata.metadata, undefined, "null metadata is HF's way of writing none");
   });
 
@@ -56,7 +58,7 @@ describe("hostile safetensors files", () => {
     invalidUtf8[9] = 0xff;
     rejects(invalidUtf8, /not valid UTF-8/);
     rejects(safetensorsBytes('{"a": '), /not valid JSON/);
-    rejects(safetensorsBytes('{"a":\n\n x' + " ".repeat(1000) + "}"), /not valid JSON \(.{1,200}\) \(damaged/);
+    rejects(safetensorsBytes(`{"a":\n\n x${" ".repeat(1000)}}`), /not valid JSON \(.{1,200}\) \(damaged/);
     rejects(safetensorsBytes("[1, 2]"), /not a JSON object/);
     rejects(safetensorsBytes("null"), /not a JSON object/);
     rejects(safetensorsBytes('"text"'), /not a JSON object/);
@@ -72,14 +74,20 @@ describe("hostile safetensors files", () => {
 
   it("shape that is not a list of non-negative integers", () => {
     for (const shape of [[-1], [1.5], ["2"], 4, null, [2 ** 60]]) {
-      rejects(safetensorsBytes(json({ a: entry("U8", shape, [0, 0]) })), /tensor "a" has shape .*, not a list of non-negative integers|needs/);
+      rejects(
+        safetensorsBytes(json({ a: entry("U8", shape, [0, 0]) })),
+        /tensor "a" has shape .*, not a list of non-negative integers|needs/,
+      );
     }
     rejects(safetensorsBytes(json({ a: entry("U8", [-1], [0, 0]) })), /has shape \[-1\], not a list of non-negative integers/);
     rejects(safetensorsBytes('{"a":{"dtype":"U8","shape":[-0],"data_offsets":[0,0]}}'), /has shape \[0\], not a list/);
   });
 
   it("data_offsets missing, negative, out of range or reversed", () => {
-    rejects(safetensorsBytes(json({ a: { dtype: "U8", shape: [1] } }), [0]), /tensor "a" has data_offsets undefined, not a \[begin, end\] pair/);
+    rejects(
+      safetensorsBytes(json({ a: { dtype: "U8", shape: [1] } }), [0]),
+      /tensor "a" has data_offsets undefined, not a \[begin, end\] pair/,
+    );
     rejects(safetensorsBytes(json({ a: entry("U8", [1], [0]) }), [0]), /not a \[begin, end\] pair/);
     rejects(safetensorsBytes(json({ a: entry("U8", [1], [-1, 0]) }), [0]), /data_offsets \[-1,0\]: they must be non-negative integers/);
     rejects(safetensorsBytes(json({ a: entry("U8", [1], [0, 1e400]) }), [0]), /must be non-negative integers/);
@@ -88,7 +96,10 @@ describe("hostile safetensors files", () => {
   });
 
   it("byte count that disagrees with dtype × shape", () => {
-    rejects(safetensorsBytes(json({ a: entry("F32", [2, 2], [0, 8]) }), f32Bytes(1, 2)), /tensor "a" has 8 bytes of data but dtype F32 × shape \[2,2\] needs 16/);
+    rejects(
+      safetensorsBytes(json({ a: entry("F32", [2, 2], [0, 8]) }), f32Bytes(1, 2)),
+      /tensor "a" has 8 bytes of data but dtype F32 × shape \[2,2\] needs 16/,
+    );
     rejects(safetensorsBytes(json({ a: entry("BF16", [2 ** 26, 2 ** 26, 4], [0, 8]) }), f32Bytes(1, 2)), /needs/);
   });
 

@@ -49,7 +49,11 @@ describe("safetensors round trip", () => {
     saveSafetensors(file, { t: transposed });
     const back = loadSafetensors(file).get("t")!;
     assert.deepEqual(back.shape, [3, 2]);
-    assert.deepEqual(back.toArray(), [[0, 3], [1, 4], [2, 5]]);
+    assert.deepEqual(back.toArray(), [
+      [0, 3],
+      [1, 4],
+      [2, 5],
+    ]);
     dispose([base, transposed, back]);
   });
 
@@ -57,7 +61,14 @@ describe("safetensors round trip", () => {
     const file = path.join(dir, "meta.safetensors");
     const a = randn([4, 4]);
     const b = tensor([1, 2, 3], { dtype: "int64" });
-    saveSafetensors(file, new Map([["a", a], ["b", b]]), { format: "pt", note: "é ünïcode" });
+    saveSafetensors(
+      file,
+      new Map([
+        ["a", a],
+        ["b", b],
+      ]),
+      { format: "pt", note: "é ünïcode" },
+    );
     const opened = SafetensorsFile.open(file);
     assert.deepEqual(opened.metadata, { format: "pt", note: "é ünïcode" });
     assert.deepEqual(opened.entry("b"), { name: "b", dtype: "int64", shape: [3], begin: 0, end: 24 });
@@ -77,11 +88,9 @@ describe("safetensors byte format", () => {
     const t = tensor([0, 1, 2, 3, 4, 5]).reshape(1, 2, 3);
     saveSafetensors(file, { "attn.0": t });
     const expected = Buffer.from([
-      64, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 46, 48, 34, 58, 123, 34, 100,
-      116, 121, 112, 101, 34, 58, 34, 70, 51, 50, 34, 44, 34, 115, 104, 97, 112, 101, 34,
-      58, 91, 49, 44, 50, 44, 51, 93, 44, 34, 100, 97, 116, 97, 95, 111, 102, 102, 115,
-      101, 116, 115, 34, 58, 91, 48, 44, 50, 52, 93, 125, 125, 0, 0, 0, 0, 0, 0, 128, 63,
-      0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0, 160, 64,
+      64, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 46, 48, 34, 58, 123, 34, 100, 116, 121, 112, 101, 34, 58, 34, 70, 51, 50, 34, 44,
+      34, 115, 104, 97, 112, 101, 34, 58, 91, 49, 44, 50, 44, 51, 93, 44, 34, 100, 97, 116, 97, 95, 111, 102, 102, 115, 101, 116, 115, 34,
+      58, 91, 48, 44, 50, 52, 93, 125, 125, 0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0, 160, 64,
     ]);
     assert.deepEqual(fs.readFileSync(file), expected);
     t.dispose();
@@ -106,13 +115,19 @@ describe("safetensors byte format", () => {
   });
 
   it("reads a hand-built file (HF's python test bytes) with its metadata", () => {
-    const bytes = safetensorsBytes('{"__metadata__":{"framework":"pt"},"test1":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}       ', [1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    const bytes = safetensorsBytes(
+      '{"__metadata__":{"framework":"pt"},"test1":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}       ',
+      [1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0xff, 0xff, 0xff, 0xff],
+    );
     assert.equal(bytes.readUInt32LE(0), 102);
     const file = SafetensorsFile.fromBytes(bytes, "python.safetensors");
     assert.deepEqual(file.metadata, { framework: "pt" });
     const t = file.read("test1");
     assert.equal(t.dtype, "int32");
-    assert.deepEqual(t.toArray(), [[1, 2], [3, -1]]);
+    assert.deepEqual(t.toArray(), [
+      [1, 2],
+      [3, -1],
+    ]);
     t.dispose();
   });
 
@@ -150,7 +165,13 @@ describe("safetensors files on disk", () => {
     saveSafetensors(file, { t });
     const before = fs.readFileSync(file);
     // fails after the header and the first tensor are already written to the temp file
-    const failing = { dtype: "uint8", shape: [1], bytes: () => { throw new Error("device lost"); } } as unknown as Tensor;
+    const failing = {
+      dtype: "uint8",
+      shape: [1],
+      bytes: () => {
+        throw new Error("device lost");
+      },
+    } as unknown as Tensor;
     assert.throws(() => saveSafetensors(file, { t, z: failing }), /device lost/);
     const short = { dtype: "float32", shape: [4], bytes: () => Buffer.alloc(3) } as unknown as Tensor;
     assert.throws(() => saveSafetensors(file, { s: short }), /tensor "s" gave 3 bytes, expected 16/);

@@ -87,7 +87,10 @@ test("passes special tokens and extra variables to the template; tools stay unde
     chat_template: "{{ bos_token }}|{{ eos_token }}|{{ tools is defined }}|{{ add_generation_prompt }}|{{ flavour }}",
   };
   const tok = new HfTokenizer(tokenizerJson, config);
-  assert.equal(tok.applyChatTemplate([], { addGenerationPrompt: true, variables: { flavour: "x" } }), "<|endoftext|>|<|im_end|>|false|true|x");
+  assert.equal(
+    tok.applyChatTemplate([], { addGenerationPrompt: true, variables: { flavour: "x" } }),
+    "<|endoftext|>|<|im_end|>|false|true|x",
+  );
 });
 
 test("clear errors for a missing, malformed or model-less tokenizer.json", async () => {
@@ -119,7 +122,10 @@ test("a model without a chat template fails, or falls back to ChatML with a warn
     const tok = await loadTokenizer(dir, { chatMLFallback: true, warn: (m) => warnings.push(m) });
     assert.equal(warnings.length, 1);
     assert.match(warnings[0], /using plain ChatML/);
-    assert.equal(tok.applyChatTemplate([{ role: "user", content: "hi" }], { addGenerationPrompt: true }), "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    assert.equal(
+      tok.applyChatTemplate([{ role: "user", content: "hi" }], { addGenerationPrompt: true }),
+      "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

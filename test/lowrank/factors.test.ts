@@ -37,12 +37,21 @@ describe("svdInitFactors", () => {
       for (const [p, M] of dense as Map<string, Tensor>) {
         const { A, B } = fromFactored.weights.get(p)!;
         const [m, n] = M.shape;
-        assert.deepEqual([A.shape, B.shape], [[r, n], [m, r]]);
+        assert.deepEqual(
+          [A.shape, B.shape],
+          [
+            [r, n],
+            [m, r],
+          ],
+        );
         torch.tidy(() => {
           const target = denseTruncation(M, r);
           assert.ok(relativeDistance(B.matmul(A).mul(2).to("float64"), target) < 1e-5, `${p}: s·B·A = ΔW_r`);
           const d = fromDense.weights.get(p)!;
-          assert.ok(relativeDistance(d.B, B) < 1e-4 && relativeDistance(d.A, A) < 1e-4, `${p}: dense and factored sources give the same factors`);
+          assert.ok(
+            relativeDistance(d.B, B) < 1e-4 && relativeDistance(d.A, A) < 1e-4,
+            `${p}: dense and factored sources give the same factors`,
+          );
           if (split === "seed") assert.ok(orthonormalityError(A.T) < 1e-5, "A = V_rᵀ has orthonormal rows");
           else assertClose(values(B.norm(2, 0)), values(A.norm(2, 1)), 1e-5, `${p}: balanced column/row norms`);
         });
@@ -85,7 +94,11 @@ describe("svdInitFactors", () => {
     const loaded = loadAdapter(dir);
     for (const [p, d] of delta.modules) {
       const { A, B } = loaded.weights.get(p)!;
-      torch.tidy(() => assert.ok(relativeDistance(B.matmul(A).mul(loraScaling(loaded.config, p)).to("float64"), denseTruncation(reconstruct(d), r)) < 1e-5));
+      torch.tidy(() =>
+        assert.ok(
+          relativeDistance(B.matmul(A).mul(loraScaling(loaded.config, p)).to("float64"), denseTruncation(reconstruct(d), r)) < 1e-5,
+        ),
+      );
     }
     torch.dispose([...factors.weights.values(), ...loaded.weights.values()]);
     disposeDelta(delta);
@@ -96,7 +109,10 @@ describe("svdInitFactors", () => {
     const deltas = deltasFromAdapter(config, weights);
     const before = torch.memory().count;
     const oneLine = (pattern: RegExp) => (e: unknown) => pattern.test((e as Error).message) && !(e as Error).message.includes("\n");
-    assert.throws(() => svdInitFactors(deltas, { rank: 17, alpha }), oneLine(/^model\.layers\.0\.self_attn\.q_proj: rank 17 exceeds min\(out, in\) = 16 of this 24×16 matrix$/));
+    assert.throws(
+      () => svdInitFactors(deltas, { rank: 17, alpha }),
+      oneLine(/^model\.layers\.0\.self_attn\.q_proj: rank 17 exceeds min\(out, in\) = 16 of this 24×16 matrix$/),
+    );
     assert.throws(() => svdInitFactors(deltas, { rank: 5, alpha }), oneLine(/rank 5 exceeds the delta's rank 4/));
     assert.equal(torch.memory().count, before, "nothing left behind");
     torch.tidy(() => {

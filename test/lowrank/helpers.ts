@@ -19,7 +19,11 @@ export const gaussian = (seed: number, rows: number, cols: number, dtype: torch.
 export function orthonormalityError(Q: Tensor): number {
   return torch.tidy(() => {
     const k = Q.shape[1];
-    return Q.T.matmul(Q).sub(torch.eye(k, k, { dtype: Q.dtype })).abs().max().item();
+    return Q.T.matmul(Q)
+      .sub(torch.eye(k, k, { dtype: Q.dtype }))
+      .abs()
+      .max()
+      .item();
   });
 }
 
@@ -38,7 +42,10 @@ export function assertValidSvd(svd: Svd, M: Tensor, tol: number, what: string): 
   const err = torch.tidy(() => relativeDistance(svd.U.mul(svd.S).matmul(svd.Vh), M));
   assert.ok(err < tol, `${what}: reconstruction error ${err}`);
   const s = values(svd.S);
-  assert.ok(s.every((v, i) => v >= 0 && (i === 0 || v <= s[i - 1])), `${what}: singular values descending and ≥ 0`);
+  assert.ok(
+    s.every((v, i) => v >= 0 && (i === 0 || v <= s[i - 1])),
+    `${what}: singular values descending and ≥ 0`,
+  );
 }
 
 /** A temp directory removed after the test file finishes. */
@@ -49,12 +56,19 @@ export function tempDir(prefix = "svdlora-lowrank-"): string {
 }
 
 /** A small trained-looking adapter: non-zero B, modules of several shapes (out × in). */
-export function tinyAdapter(r = 4, alpha = 8, shapes: Record<string, [number, number]> = TINY_SHAPES): { config: LoraAdapterConfig; weights: LoraWeights } {
+export function tinyAdapter(
+  r = 4,
+  alpha = 8,
+  shapes: Record<string, [number, number]> = TINY_SHAPES,
+): { config: LoraAdapterConfig; weights: LoraWeights } {
   const weights: LoraWeights = new Map();
   let seed = 100;
   for (const [modulePath, [out, inp]] of Object.entries(shapes)) {
     const [a, b] = [seed++, seed++];
-    weights.set(modulePath, torch.tidy(() => ({ A: gaussian(a, r, inp).mul(0.1), B: gaussian(b, out, r).mul(0.05) })));
+    weights.set(
+      modulePath,
+      torch.tidy(() => ({ A: gaussian(a, r, inp).mul(0.1), B: gaussian(b, out, r).mul(0.05) })),
+    );
   }
   const targetModules = [...new Set(Object.keys(shapes).map((p) => p.split(".").pop()!))];
   return { config: loraConfig({ r, loraAlpha: alpha, targetModules, baseModel: "tiny" }), weights };

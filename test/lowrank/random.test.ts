@@ -26,11 +26,14 @@ test("samples look standard normal and do not touch torch's generator", () => {
 });
 
 test("randn is the normal() stream, vectorized: same values to round-off, odd sizes keep the spare", () => {
-  const a = new GaussianSource(7), b = new GaussianSource(7);
+  const a = new GaussianSource(7),
+    b = new GaussianSource(7);
   const m = a.randn(3, 5);
   const expected = Array.from({ length: 15 }, () => b.normal());
   const got = Array.from(m.data() as Float64Array);
-  got.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-12, `${i}: ${v} vs ${expected[i]}`));
+  got.forEach((v, i) => {
+    assert.ok(Math.abs(v - expected[i]) < 1e-12, `${i}: ${v} vs ${expected[i]}`);
+  });
   // The 16th value (the spare sine of the 8th pair) comes next from both.
   assert.ok(Math.abs(a.normal() - b.normal()) < 1e-12);
   assert.ok(Math.abs((a.randn(1, 3).data() as Float64Array)[2] - (b.normal(), b.normal(), b.normal())) < 1e-12);

@@ -7,7 +7,13 @@ import { assertValidSvd, gaussian, maxRelativeError, relativeDistance } from "./
 
 describe("factoredSvd", () => {
   // [m, n, k]: tall, wide, square; k up to and beyond min(m, n)
-  const cases = [[120, 40, 8], [40, 150, 16], [64, 64, 64], [30, 200, 30], [25, 12, 20]];
+  const cases = [
+    [120, 40, 8],
+    [40, 150, 16],
+    [64, 64, 64],
+    [30, 200, 30],
+    [25, 12, 20],
+  ];
   for (const [m, n, k] of cases) {
     it(`matches the dense SVD of scale·B·A for ${m}×${n}, inner ${k} (fp32)`, () => {
       torch.tidy(() => {
@@ -64,7 +70,10 @@ describe("factoredSvd", () => {
       const dense = terms[0].B.matmul(terms[0].A).mul(2).add(terms[1].B.matmul(terms[1].A).mul(-0.5));
       const f = factoredSumSvd(terms);
       assert.equal(f.S.shape[0], 8);
-            const exact = terms[0].B.to("float64").matmul(terms[0].A.to("float64")).mul(2).add(terms[1].B.to("float64").matmul(terms[1].A.to("float64")).mul(-0.5));
+      const exact = terms[0].B.to("float64")
+        .matmul(terms[0].A.to("float64"))
+        .mul(2)
+        .add(terms[1].B.to("float64").matmul(terms[1].A.to("float64")).mul(-0.5));
       assert.ok(maxRelativeError(values(f.S), values(torch.svdvals(exact)).slice(0, 8)) < 1e-4);
       assertValidSvd(f, dense, 1e-4, "sum");
     });
@@ -91,7 +100,10 @@ describe("factoredSvd", () => {
 describe("exactSvd and randomizedSvd", () => {
   it("exactSvd gives a valid reduced SVD in fp32 and fp64, converting bf16 to fp32", () => {
     torch.tidy(() => {
-      for (const [m, n] of [[30, 12], [12, 30]]) {
+      for (const [m, n] of [
+        [30, 12],
+        [12, 30],
+      ]) {
         const M = gaussian(m * n, m, n, "float64");
         assertValidSvd(exactSvd(M), M, 1e-12, `fp64 ${m}×${n}`);
         assertValidSvd(exactSvd(M.to("float32")), M.to("float32"), 1e-5, `fp32 ${m}×${n}`);
@@ -102,7 +114,10 @@ describe("exactSvd and randomizedSvd", () => {
 
   it("randomizedSvd recovers the top singular triplets of a matrix with a decaying spectrum", () => {
     torch.tidy(() => {
-      for (const [m, n] of [[300, 120], [120, 300]]) {
+      for (const [m, n] of [
+        [300, 120],
+        [120, 300],
+      ]) {
         const p = Math.min(m, n);
         const U = torch.qr(gaussian(11, m, p, "float64")).Q;
         const V = torch.qr(gaussian(12, n, p, "float64")).Q;

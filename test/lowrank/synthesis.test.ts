@@ -7,7 +7,14 @@ import { spectrumMetrics } from "../../src/lowrank/metrics.js";
 import { factoredSvd, reconstruct, truncateSvd } from "../../src/lowrank/svd.js";
 import { loadSynthesizedDelta, saveSynthesizedDelta } from "../../src/lowrank/delta-file.js";
 import {
-  DECAY_FORM, NOISE_FORM, type SynthesisOptions, disposeDelta, factoredDistance, synthesisReport, synthesizeFromAdapter, synthesizeModule,
+  DECAY_FORM,
+  NOISE_FORM,
+  type SynthesisOptions,
+  disposeDelta,
+  factoredDistance,
+  synthesisReport,
+  synthesizeFromAdapter,
+  synthesizeModule,
   synthesizeTeacher,
 } from "../../src/lowrank/synthesis.js";
 import * as torch from "../../src/torch/index.js";
@@ -27,7 +34,10 @@ describe("synthesizeModule", () => {
       const sigma = values(low.S);
       const expected = [...sigma, ...Array.from({ length: 8 }, (_, j) => sigma[3] * Math.exp(-0.2 * (j + 1)))];
       const s = values(delta.S);
-      assert.ok(s.every((v, i) => Math.abs(v - expected[i]) <= 1e-12 * expected[0]), `spectrum ${s} vs ${expected}`);
+      assert.ok(
+        s.every((v, i) => Math.abs(v - expected[i]) <= 1e-12 * expected[0]),
+        `spectrum ${s} vs ${expected}`,
+      );
       assert.deepEqual([delta.U.shape, delta.Vh.shape, info.rank, info.loraRank], [[30, 12], [12, 20], 12, 4]);
       assert.ok(orthonormalityError(delta.U) < 1e-12 && orthonormalityError(delta.Vh.T) < 1e-12);
       // the LoRA part is untouched: the rank-r truncation is exactly s·B·A
@@ -48,7 +58,10 @@ describe("synthesizeModule", () => {
         const clean = reconstruct(cleanDelta);
         const { delta, info } = synthesizeModule("m", l, { ...f64, noiseScale });
         const ratio = relativeDistance(reconstruct(delta), clean);
-        assert.ok(Math.abs(factoredDistance(delta, cleanDelta) / clean.norm().item() - ratio) < 1e-10, "factoredDistance agrees with dense");
+        assert.ok(
+          Math.abs(factoredDistance(delta, cleanDelta) / clean.norm().item() - ratio) < 1e-10,
+          "factoredDistance agrees with dense",
+        );
         assert.ok(Math.abs(ratio - noiseScale) < 1e-12, `float64: ratio ${ratio}`);
         assert.ok(Math.abs(info.achievedNoiseRatio - ratio) < 1e-12, `reported ${info.achievedNoiseRatio} vs measured ${ratio}`);
         assertValidSvd(delta, reconstruct(delta), 1e-12, "synth is in SVD form");
@@ -75,7 +88,10 @@ describe("synthesizeModule", () => {
       const small = { B: gaussian(3, 6, 4), A: gaussian(4, 4, 20), scale: 1 };
       assert.equal(synthesizeModule("m", small, { targetRank: 64 }).info.rank, 6);
       assert.throws(() => synthesizeModule("m.q", lora(), { targetRank: 3 }), /^Error: m\.q: target rank 3 is below the LoRA rank 4/);
-      assert.throws(() => synthesizeModule("m.q", { B: torch.zeros([30, 4]), A: gaussian(2, 4, 20), scale: 2 }), /LoRA delta s·B·A is zero/);
+      assert.throws(
+        () => synthesizeModule("m.q", { B: torch.zeros([30, 4]), A: gaussian(2, 4, 20), scale: 2 }),
+        /LoRA delta s·B·A is zero/,
+      );
       assert.throws(() => synthesizeModule("m", lora(), { noiseScale: -1 }), /noise scale/);
       assert.throws(() => synthesizeModule("m", lora(), { decay: Number.NaN }), /decay/);
       assert.throws(() => synthesizeModule("m", lora(), { targetRank: 2.5 }), /target rank/);

@@ -20,7 +20,11 @@ test("weights load onto the device in the asked dtype, equal to the checkpoint's
       assert.equal(w.dtype, dtype, name);
       assert.match(w.device, new RegExp(`^${device}`), name);
       const expected = torch.tidy(() => ckpt.read(name).to(dtype).float());
-      assert.equal(torch.tidy(() => w.cpu().float().sub(expected).abs().max().item()), 0, `${name} (${dtype})`);
+      assert.equal(
+        torch.tidy(() => w.cpu().float().sub(expected).abs().max().item()),
+        0,
+        `${name} (${dtype})`,
+      );
       expected.dispose();
     }
     torch.dispose([...model.namedWeights().values()]);

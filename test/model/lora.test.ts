@@ -17,13 +17,25 @@ test("random init: A within ±1/√in, B = 0, so the model is unchanged", () => 
   assert.equal(loras.size, 4);
   for (const [path, l] of loras) {
     const bound = 1 / Math.sqrt(64);
-    assert.ok(values(l.A).every((v) => Math.abs(v) <= bound), path);
-    assert.ok(values(l.A.abs()).some((v) => v > bound / 2), "A is not all small");
+    assert.ok(
+      values(l.A).every((v) => Math.abs(v) <= bound),
+      path,
+    );
+    assert.ok(
+      values(l.A.abs()).some((v) => v > bound / 2),
+      "A is not all small",
+    );
     assert.ok(values(l.B).every((v) => v === 0));
     assert.equal(l.scaling, 2);
     assert.equal(l.A.requiresGrad, true);
   }
-  assert.equal(maxDiff(torch.noGrad(() => model.forward(ids())), before), 0);
+  assert.equal(
+    maxDiff(
+      torch.noGrad(() => model.forward(ids())),
+      before,
+    ),
+    0,
+  );
 });
 
 test("gaussian init has std 1/r; rsLoRA scales by α/√r; all-linear adapts the seven projections", () => {
@@ -44,9 +56,20 @@ test("merging an adapter gives the same logits as running it beside the weights"
   for (const l of loras.values()) torch.noGrad(() => l.B.normal_(0, 0.05));
   const adapted = torch.noGrad(() => model.forward(ids()));
   const base = loadCausalLM(modelDir);
-  assert.ok(maxDiff(adapted, torch.noGrad(() => base.forward(ids()))) > 1e-3, "the adapter changes the output");
+  assert.ok(
+    maxDiff(
+      adapted,
+      torch.noGrad(() => base.forward(ids())),
+    ) > 1e-3,
+    "the adapter changes the output",
+  );
   assert.equal(mergeLora(model), 6);
-  assert.ok(maxDiff(torch.noGrad(() => model.forward(ids())), adapted) < 1e-5);
+  assert.ok(
+    maxDiff(
+      torch.noGrad(() => model.forward(ids())),
+      adapted,
+    ) < 1e-5,
+  );
 });
 
 test("PiSSA init keeps the model's function: residual weight + s·B·A = W", () => {
@@ -58,7 +81,12 @@ test("PiSSA init keeps the model's function: residual weight + s·B·A = W", () 
   const w = model.linears().get("model.layers.0.self_attn.q_proj")!.weight;
   assert.ok(maxDiff(w.add(l.delta()), w0) < 1e-5);
   assert.ok(maxDiff(w, w0) > 1e-2, "the base weight became a residual");
-  assert.ok(maxDiff(torch.noGrad(() => model.forward(ids())), before) < 1e-4);
+  assert.ok(
+    maxDiff(
+      torch.noGrad(() => model.forward(ids())),
+      before,
+    ) < 1e-4,
+  );
   // The factors hold the top singular directions: ‖s·B·A‖ equals the norm of the top-8 spectrum.
   const top = values(torch.svdvals(w0)).slice(0, 8);
   const norm = Math.sqrt(top.reduce((s, v) => s + v * v, 0));
@@ -67,7 +95,10 @@ test("PiSSA init keeps the model's function: residual weight + s·B·A = W", () 
 
 test("LoRA settings are validated with clear messages", () => {
   const model = loadCausalLM(modelDir);
-  assert.throws(() => addLora(model, { rank: 65, alpha: 16, targets: ["q_proj"] }, "random"), /rank 65 is larger than model\.layers\.0\.self_attn\.q_proj allows \(min\(in 64, out 64\) = 64\)/);
+  assert.throws(
+    () => addLora(model, { rank: 65, alpha: 16, targets: ["q_proj"] }, "random"),
+    /rank 65 is larger than model\.layers\.0\.self_attn\.q_proj allows \(min\(in 64, out 64\) = 64\)/,
+  );
   assert.throws(() => addLora(model, { rank: 0, alpha: 16, targets: ["q_proj"] }, "random"), /rank must be a positive integer/);
   assert.throws(() => addLora(model, { rank: 4, alpha: 0, targets: ["q_proj"] }, "random"), /alpha must be > 0/);
   assert.throws(() => addLora(model, { rank: 4, alpha: 4, targets: ["qq_proj"] }, "random"), /no module matches the LoRA targets/);
@@ -80,7 +111,15 @@ test("greedy generation with the key/value cache equals argmax decoding without 
   const plain: number[] = [];
   const seq = [...prompt];
   for (let i = 0; i < 8; i++) {
-    const next = torch.noGrad(() => torch.tidy(() => model.forward(torch.tensor([seq], { dtype: "int64" })).select(1, seq.length - 1).argmax(-1).item()));
+    const next = torch.noGrad(() =>
+      torch.tidy(() =>
+        model
+          .forward(torch.tensor([seq], { dtype: "int64" }))
+          .select(1, seq.length - 1)
+          .argmax(-1)
+          .item(),
+      ),
+    );
     plain.push(next);
     seq.push(next);
   }

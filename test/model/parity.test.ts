@@ -14,7 +14,14 @@ import { device, values } from "../helpers.js";
 
 const golden = (p: string) => new URL(`../../../test/fixtures/golden/${p}`, import.meta.url).pathname;
 
-const maxAbsDiff = (a: torch.Tensor, b: torch.Tensor) => torch.tidy(() => a.sub(b.to({ device: a.device })).abs().max().item());
+const maxAbsDiff = (a: torch.Tensor, b: torch.Tensor) =>
+  torch.tidy(() =>
+    a
+      .sub(b.to({ device: a.device }))
+      .abs()
+      .max()
+      .item(),
+  );
 const load = (dir: string) => loadCausalLM(golden(dir), { device });
 
 for (const kind of ["qwen2", "llama"]) {
@@ -34,14 +41,16 @@ test("a PEFT adapter loads with the same logits, loss and LoRA gradients as in p
   const loras = loadLora(model, config, weights);
   assert.equal(loras.size, 2 * 3); // 2 layers × q_proj, v_proj, down_proj
   const e = loadSafetensors(golden("qwen2-tiny-lora/expected.safetensors"));
-  const ids = e.get("input_ids")!.to({ device }), labels = e.get("labels")!.to({ device });
+  const ids = e.get("input_ids")!.to({ device }),
+    labels = e.get("labels")!.to({ device });
 
   // Logits where the batch is not padding (padded positions differ by design: right padding
   // needs no mask under causal attention, so we do not compute the reference's masked rows).
   const logits = torch.noGrad(() => model.forward(ids));
   const real = e.get("attention_mask")!;
   const valid = values(real);
-  const got = values(logits), want = values(e.get("logits")!);
+  const got = values(logits),
+    want = values(e.get("logits")!);
   const V = logits.size(-1);
   let worst = 0;
   valid.forEach((m, pos) => {
@@ -54,7 +63,10 @@ test("a PEFT adapter loads with the same logits, loss and LoRA gradients as in p
   const checkGradients = (what: string) => {
     let checked = 0;
     for (const [path, lora] of loras) {
-      for (const [factor, param] of [["A", lora.A], ["B", lora.B]] as const) {
+      for (const [factor, param] of [
+        ["A", lora.A],
+        ["B", lora.B],
+      ] as const) {
         const ref = e.get(`grad.base_model.model.${path}.lora_${factor}.weight`)!;
         const rel = torch.tidy(() => param.grad!.to({ device: "cpu" }).sub(ref).norm().item() / ref.norm().item());
         assert.ok(rel <= 1e-4, `${what}: ${path} lora_${factor}: relative gradient error ${rel}`);
@@ -70,7 +82,9 @@ test("a PEFT adapter loads with the same logits, loss and LoRA gradients as in p
   checkGradients("model.loss");
 
   // The training path (chunked loss, gradient by hand, every layer recomputed) on the same samples.
-  const idRows = values(e.get("input_ids")!), labelRows = values(e.get("labels")!), L = ids.size(1);
+  const idRows = values(e.get("input_ids")!),
+    labelRows = values(e.get("labels")!),
+    L = ids.size(1);
   const samples = valid.reduce<{ ids: number[]; lossMask: boolean[]; truncated: boolean }[]>((out, _, b) => {
     if (b % L !== 0) return out;
     const n = valid.slice(b, b + L).filter(Boolean).length;

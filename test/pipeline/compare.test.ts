@@ -6,7 +6,15 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { type ComparisonResult, CompareError, METRICS, type MetricKey, compareRuns, comparisonTable, writeComparison } from "../../src/pipeline/compare.js";
+import {
+  type ComparisonResult,
+  CompareError,
+  METRICS,
+  type MetricKey,
+  compareRuns,
+  comparisonTable,
+  writeComparison,
+} from "../../src/pipeline/compare.js";
 import { TrainingLogError, TrainingLogWriter } from "../../src/train/log.js";
 import { PNG_SIGNATURE } from "../report/png.js";
 
@@ -32,7 +40,8 @@ function writeRun(dir: string, name: string, run: RunSpec): void {
   const evalAt = new Map(run.evals ?? []);
   const writeEval = (step: number) => {
     const loss = evalAt.get(step);
-    if (loss !== undefined) log.writeEval({ step, epoch: step / (steps / 2), evalLoss: loss, tokens: step * TOKENS_PER_STEP, elapsedS: step * 0.5 });
+    if (loss !== undefined)
+      log.writeEval({ step, epoch: step / (steps / 2), evalLoss: loss, tokens: step * TOKENS_PER_STEP, elapsedS: step * 0.5 });
   };
   writeEval(0);
   run.losses.forEach((loss, i) => {
@@ -43,8 +52,17 @@ function writeRun(dir: string, name: string, run: RunSpec): void {
   log.close();
   if (run.noSummary) return;
   const result = {
-    init: run.init, runName: name, seed: run.seed ?? 42, steps, tokens: steps * TOKENS_PER_STEP, seconds: run.seconds,
-    initialLoss: run.losses[0], finalLoss: run.losses.at(-1), epochLosses: [], evalLosses: [], accuracy: run.accuracy ?? null,
+    init: run.init,
+    runName: name,
+    seed: run.seed ?? 42,
+    steps,
+    tokens: steps * TOKENS_PER_STEP,
+    seconds: run.seconds,
+    initialLoss: run.losses[0],
+    finalLoss: run.losses.at(-1),
+    epochLosses: [],
+    evalLosses: [],
+    accuracy: run.accuracy ?? null,
   };
   fs.writeFileSync(path.join(dir, `train_summary_${name}.json`), JSON.stringify({ config: { init: run.init }, result }));
 }
@@ -59,7 +77,10 @@ function experiment(runs: Record<string, RunSpec>, timing?: { synthesis: number;
   fs.mkdirSync(dir);
   for (const [name, run] of Object.entries(runs)) writeRun(dir, name, run);
   if (timing) {
-    for (const [sub, file, seconds] of [["synthesized_teacher", "synthesis_timing.json", timing.synthesis], ["svd_results", "svd_timing.json", timing.svd]] as const) {
+    for (const [sub, file, seconds] of [
+      ["synthesized_teacher", "synthesis_timing.json", timing.synthesis],
+      ["svd_results", "svd_timing.json", timing.svd],
+    ] as const) {
       fs.mkdirSync(path.join(root, sub));
       fs.writeFileSync(path.join(root, sub, file), JSON.stringify({ seconds }));
     }
@@ -94,8 +115,15 @@ function emaAt(xs: number[], t: number, beta: number): number {
 }
 
 interface Expected {
-  initialLoss: number; finalLoss: number; evalLossBefore: number | null; evalLossAfter: number | null;
-  tokens: number; seconds: number; accuracy: number | null; smoothed: number[]; steps: number[];
+  initialLoss: number;
+  finalLoss: number;
+  evalLossBefore: number | null;
+  evalLossAfter: number | null;
+  tokens: number;
+  seconds: number;
+  accuracy: number | null;
+  smoothed: number[];
+  steps: number[];
 }
 
 function expectedRun(dir: string, name: string, beta: number): Expected {
@@ -130,9 +158,16 @@ const close = (actual: number | null, expected: number | null, tol: number, what
 };
 
 /** Recomputes every run's metrics and every arm's mean/std/improvement, and checks result against them. */
-function checkAgainstCsvs(dir: string, result: ComparisonResult, timing: { synthesis: number; svd: number } | null): Map<string, Record<MetricKey, (number | null)[]>> {
+function checkAgainstCsvs(
+  dir: string,
+  result: ComparisonResult,
+  timing: { synthesis: number; svd: number } | null,
+): Map<string, Record<MetricKey, (number | null)[]>> {
   const beta = result.smoothing;
-  const names = fs.readdirSync(dir).map((f) => /^training_log_(.+)\.csv$/.exec(f)?.[1]).filter((n): n is string => !!n);
+  const names = fs
+    .readdirSync(dir)
+    .map((f) => /^training_log_(.+)\.csv$/.exec(f)?.[1])
+    .filter((n): n is string => !!n);
   const expected = new Map(names.map((n) => [n, expectedRun(dir, n, beta)]));
   const run = (name: string) => result.runs.find((r) => r.name === name)!;
   const armOf = (name: string) => run(name).init;
@@ -145,13 +180,21 @@ function checkAgainstCsvs(dir: string, result: ComparisonResult, timing: { synth
     const e = expected.get(name)!;
     const isSvd = armOf(name) === "svd";
     const values: Record<MetricKey, number | null> = {
-      initialLoss: e.initialLoss, stepsToTarget: stepsTo(e, target), finalLoss: e.finalLoss,
-      evalLossBefore: e.evalLossBefore, evalLossAfter: e.evalLossAfter, accuracy: e.accuracy, tokens: e.tokens, seconds: e.seconds,
+      initialLoss: e.initialLoss,
+      stepsToTarget: stepsTo(e, target),
+      finalLoss: e.finalLoss,
+      evalLossBefore: e.evalLossBefore,
+      evalLossAfter: e.evalLossAfter,
+      accuracy: e.accuracy,
+      tokens: e.tokens,
+      seconds: e.seconds,
       totalTokens: e.tokens + (isSvd ? mean(randomRuns.map((n) => expected.get(n)!.tokens)) : 0),
-      totalSeconds: e.seconds + (isSvd ? mean(randomRuns.map((n) => expected.get(n)!.seconds)) + (timing ? timing.synthesis + timing.svd : 0) : 0),
+      totalSeconds:
+        e.seconds + (isSvd ? mean(randomRuns.map((n) => expected.get(n)!.seconds)) + (timing ? timing.synthesis + timing.svd : 0) : 0),
     };
     for (const m of METRICS) close(run(name)[m], values[m], 1e-9, `${name} ${m}`);
-    const arm = perArm.get(armOf(name)) ?? (Object.fromEntries(METRICS.map((m) => [m, []])) as unknown as Record<MetricKey, (number | null)[]>);
+    const arm =
+      perArm.get(armOf(name)) ?? (Object.fromEntries(METRICS.map((m) => [m, []])) as unknown as Record<MetricKey, (number | null)[]>);
     for (const m of METRICS) arm[m].push(values[m]);
     perArm.set(armOf(name), arm);
   }
@@ -166,7 +209,7 @@ function checkAgainstCsvs(dir: string, result: ComparisonResult, timing: { synth
       const b = baseValues[m].filter((v): v is number => v !== null);
       const partial = m === "stepsToTarget" && (values[m].includes(null) || baseValues[m].includes(null));
       const better = m === "accuracy" ? +1 : -1;
-      const pct = xs.length && b.length && !partial ? (better * (mean(xs) - mean(b)) / mean(b)) * 100 : null;
+      const pct = xs.length && b.length && !partial ? ((better * (mean(xs) - mean(b))) / mean(b)) * 100 : null;
       close(arm.improvement![m], pct, 1e-9, `${arm.init} improvement ${m}`);
     }
   }
@@ -179,7 +222,11 @@ function checkAgainstCsvs(dir: string, result: ComparisonResult, timing: { synth
 function reportRow(report: string, label: string): string[] {
   const line = report.split("\n").find((l) => l.startsWith(label));
   assert.ok(line, `report has a row "${label}"`);
-  return line.slice(label.length).trim().replace(/^\(<= [\d.]+\)\s*/, "").split(/\s{3,}/);
+  return line
+    .slice(label.length)
+    .trim()
+    .replace(/^\(<= [\d.]+\)\s*/, "")
+    .split(/\s{3,}/);
 }
 
 const numbersIn = (cell: string) => [...cell.matchAll(/[+-]?\d+(\.\d+)?/g)].map((m) => Number(m[0]));
@@ -228,9 +275,38 @@ const TIMING = { synthesis: 5, svd: 7 };
 describe("compare: one run per arm", () => {
   const dir = experiment(
     {
-      random: { init: "random", losses: curve(3.0, 0.15), evals: [[0, 3.1], [5, 2.4], [10, 1.9]], seconds: 20, accuracy: { correct: 3, total: 10 } },
-      svd: { init: "svd", losses: curve(2.4, 0.12), evals: [[0, 2.5], [5, 2.0], [10, 1.7]], seconds: 18, accuracy: { correct: 4, total: 10 } },
-      pissa: { init: "pissa", losses: curve(2.8, 0.14), evals: [[0, 2.9], [5, 2.3], [10, 1.8]], seconds: 21 },
+      random: {
+        init: "random",
+        losses: curve(3.0, 0.15),
+        evals: [
+          [0, 3.1],
+          [5, 2.4],
+          [10, 1.9],
+        ],
+        seconds: 20,
+        accuracy: { correct: 3, total: 10 },
+      },
+      svd: {
+        init: "svd",
+        losses: curve(2.4, 0.12),
+        evals: [
+          [0, 2.5],
+          [5, 2.0],
+          [10, 1.7],
+        ],
+        seconds: 18,
+        accuracy: { correct: 4, total: 10 },
+      },
+      pissa: {
+        init: "pissa",
+        losses: curve(2.8, 0.14),
+        evals: [
+          [0, 2.9],
+          [5, 2.3],
+          [10, 1.8],
+        ],
+        seconds: 21,
+      },
     },
     TIMING,
   );
@@ -238,7 +314,10 @@ describe("compare: one run per arm", () => {
 
   it("recomputes every run metric, arm mean and improvement from the CSVs", () => {
     checkAgainstCsvs(dir, result, TIMING);
-    assert.deepEqual(result.arms.map((a) => a.init), ["random", "svd", "pissa"]);
+    assert.deepEqual(
+      result.arms.map((a) => a.init),
+      ["random", "svd", "pissa"],
+    );
   });
 
   it("matches numbers worked out by hand", () => {
@@ -280,8 +359,28 @@ describe("compare: several seeds per arm", () => {
   const runs: Record<string, RunSpec> = {};
   const randomStarts = [3.0, 3.1, 3.3];
   seeds.forEach((seed, i) => {
-    runs[`random-s${seed}`] = { init: "random", seed, losses: curve(randomStarts[i] - 0.05, 0.15), evals: [[0, 3.1 + i / 10], [10, 1.9 + i / 20]], seconds: 20 + i, accuracy: { correct: 3 + i, total: 10 } };
-    runs[`svd-s${seed}`] = { init: "svd", seed, losses: curve(2.4 + i * 0.2, 0.12 + i * 0.01), evals: [[0, 2.5], [10, 1.7 + i / 10]], seconds: 18 - i, accuracy: { correct: 4, total: 10 } };
+    runs[`random-s${seed}`] = {
+      init: "random",
+      seed,
+      losses: curve(randomStarts[i] - 0.05, 0.15),
+      evals: [
+        [0, 3.1 + i / 10],
+        [10, 1.9 + i / 20],
+      ],
+      seconds: 20 + i,
+      accuracy: { correct: 3 + i, total: 10 },
+    };
+    runs[`svd-s${seed}`] = {
+      init: "svd",
+      seed,
+      losses: curve(2.4 + i * 0.2, 0.12 + i * 0.01),
+      evals: [
+        [0, 2.5],
+        [10, 1.7 + i / 10],
+      ],
+      seconds: 18 - i,
+      accuracy: { correct: 4, total: 10 },
+    };
   });
 
   it("reports mean ± sample std, recomputed from the CSVs, and marks the svd time without teacher timing as a lower bound", async () => {
@@ -321,7 +420,10 @@ describe("compare: several seeds per arm", () => {
 });
 
 describe("compare: edge cases and errors", () => {
-  const base = { random: { init: "random", losses: curve(3, 0.1), seconds: 10 }, svd: { init: "svd", losses: curve(2.5, 0.1), seconds: 9 } };
+  const base = {
+    random: { init: "random", losses: curve(3, 0.1), seconds: 10 },
+    svd: { init: "svd", losses: curve(2.5, 0.1), seconds: 9 },
+  };
 
   it("steps to target is null when the target is never reached, and the report says so", async () => {
     const dir = experiment(base, TIMING);
@@ -338,7 +440,10 @@ describe("compare: edge cases and errors", () => {
   it("another baseline, and a run without a summary (init from its name, time from its log)", () => {
     const dir = experiment({ ...base, "pissa-s7": { init: "pissa", losses: curve(2.9, 0.1), seconds: 0, noSummary: true } });
     const result = compareRuns(dir, { baseline: "pissa", smoothing: 0.5 });
-    assert.deepEqual(result.arms.map((a) => a.init), ["pissa", "svd", "random"]);
+    assert.deepEqual(
+      result.arms.map((a) => a.init),
+      ["pissa", "svd", "random"],
+    );
     checkAgainstCsvs(dir, result, null);
     assert.equal(result.runs.find((r) => r.name === "pissa-s7")!.seconds, 5);
     assert.ok(result.notes.some((n) => /pissa-s7: no train_summary_pissa-s7\.json/.test(n)));
@@ -346,13 +451,19 @@ describe("compare: edge cases and errors", () => {
 
   it("one clear error for a missing directory, no runs, no baseline arm, a malformed log or timing file", () => {
     const empty = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-compare-empty-"));
-    assert.throws(() => compareRuns(path.join(empty, "nope")), (e: Error) => e instanceof CompareError && /training directory .*nope does not exist/.test(e.message));
+    assert.throws(
+      () => compareRuns(path.join(empty, "nope")),
+      (e: Error) => e instanceof CompareError && /training directory .*nope does not exist/.test(e.message),
+    );
     assert.throws(() => compareRuns(empty), /no training runs in .*training_log_NAME\.csv/);
     const svdOnly = experiment({ svd: base.svd });
     assert.throws(() => compareRuns(svdOnly), /no "random" arm in .*: found svd \(pass --baseline/);
     const bad = experiment(base);
     fs.appendFileSync(path.join(bad, "training_log_svd.csv"), "11,2,oops,1e-4,1,1100,5.5,\n");
-    assert.throws(() => compareRuns(bad), (e: Error) => e instanceof TrainingLogError && /training_log_svd\.csv:12: loss 'oops' is not a number/.test(e.message));
+    assert.throws(
+      () => compareRuns(bad),
+      (e: Error) => e instanceof TrainingLogError && /training_log_svd\.csv:12: loss 'oops' is not a number/.test(e.message),
+    );
     const badTiming = experiment(base, TIMING);
     fs.writeFileSync(path.join(badTiming, "..", "svd_results", "svd_timing.json"), '{"secs": 3}');
     assert.throws(() => compareRuns(badTiming), /svd_timing\.json: expected \{"seconds": number >= 0\}/);

@@ -5,7 +5,14 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { EXPERIMENT_DEFAULTS, type ExperimentConfig, experimentLayout, readExperimentFile, runExperiment, stepComplete } from "../../src/pipeline/experiment.js";
+import {
+  EXPERIMENT_DEFAULTS,
+  type ExperimentConfig,
+  experimentLayout,
+  readExperimentFile,
+  runExperiment,
+  stepComplete,
+} from "../../src/pipeline/experiment.js";
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { dataSubset } from "../helpers.js";
 
@@ -27,12 +34,25 @@ test("all four steps write the SPEC's files, and complete steps are skipped", as
   await runExperiment(config, [1, 2, 3, 4], { log: (l) => lines.push(l) });
   const L = experimentLayout(config);
   for (const file of [
-    L.adapter("random") + "/adapter_model.safetensors", L.log("random"), L.lossPlot("random"),
-    L.delta, L.synthesisReport, L.synthesisPlot,
-    L.factors + "/adapter_config.json", L.analysis, L.svdReport, L.svdPlot,
-    L.adapter("svd") + "/adapter_model.safetensors", L.log("svd"), L.log("pissa"),
-    L.comparisonReport, L.comparisonPlot, L.comparisonJson, L.html,
-  ]) assert.ok(fs.existsSync(file), `missing ${file}`);
+    `${L.adapter("random")}/adapter_model.safetensors`,
+    L.log("random"),
+    L.lossPlot("random"),
+    L.delta,
+    L.synthesisReport,
+    L.synthesisPlot,
+    `${L.factors}/adapter_config.json`,
+    L.analysis,
+    L.svdReport,
+    L.svdPlot,
+    `${L.adapter("svd")}/adapter_model.safetensors`,
+    L.log("svd"),
+    L.log("pissa"),
+    L.comparisonReport,
+    L.comparisonPlot,
+    L.comparisonJson,
+    L.html,
+  ])
+    assert.ok(fs.existsSync(file), `missing ${file}`);
   assert.ok(([1, 2, 3, 4] as const).every((s) => stepComplete(config, s)));
   const html = fs.readFileSync(L.html, "utf8");
   assert.match(html, /data:image\/png;base64,/);
@@ -62,7 +82,11 @@ test("a step that needs an earlier one says which", async () => {
 test("experiment files: JSON and YAML read, unknown keys and bad syntax refused", () => {
   const yaml = path.join(dir, "exp.yaml");
   fs.writeFileSync(yaml, "epochs: 3\nlearningRate: 1.0e-4\nlora:\n  rank: 8\n  alpha: 16\n  dropout: 0\n  targets: [q_proj, v_proj]\n");
-  assert.deepEqual(readExperimentFile(yaml), { epochs: 3, learningRate: 1e-4, lora: { rank: 8, alpha: 16, dropout: 0, targets: ["q_proj", "v_proj"] } });
+  assert.deepEqual(readExperimentFile(yaml), {
+    epochs: 3,
+    learningRate: 1e-4,
+    lora: { rank: 8, alpha: 16, dropout: 0, targets: ["q_proj", "v_proj"] },
+  });
   const json = path.join(dir, "exp.json");
   fs.writeFileSync(json, JSON.stringify({ epochs: 2, lerningRate: 1 }));
   assert.throws(() => readExperimentFile(json), /unknown setting lerningRate/);

@@ -16,8 +16,14 @@ import { EXPERIMENT_DEFAULTS, type ExperimentConfig, experimentLayout } from "..
 import { writeExperimentReport } from "../../src/pipeline/report.js";
 import { svdStep } from "../../src/pipeline/svd.js";
 import {
-  FULL_FINETUNE_BYTES_PER_PARAM, TRAIN_FULL_DEFAULTS, assertFullFinetuneFits, checkpointParameters, drawSpectraComparison,
-  fullFinetuneBaseline, fullFinetuneLayout, trainFullStep,
+  FULL_FINETUNE_BYTES_PER_PARAM,
+  TRAIN_FULL_DEFAULTS,
+  assertFullFinetuneFits,
+  checkpointParameters,
+  drawSpectraComparison,
+  fullFinetuneBaseline,
+  fullFinetuneLayout,
+  trainFullStep,
 } from "../../src/pipeline/train-full.js";
 import { energyAtRank, renderChart, spectraChart } from "../../src/report/index.js";
 import * as torch from "../../src/torch/index.js";
@@ -31,8 +37,13 @@ const subset = (from: string, n: number, name: string) => dataSubset(from, n, di
 const trainData = subset(EMBEDDED_TRAIN, 8, "train.json");
 const evalData = subset(EMBEDDED_EVAL, 8, "eval.json");
 const config: ExperimentConfig = {
-  ...EXPERIMENT_DEFAULTS, trainData, evalData, outputDir: path.join(dir, "exp"),
-  epochs: 1, lora: { ...EXPERIMENT_DEFAULTS.lora, rank: 4, alpha: 8 }, quiet: true,
+  ...EXPERIMENT_DEFAULTS,
+  trainData,
+  evalData,
+  outputDir: path.join(dir, "exp"),
+  epochs: 1,
+  lora: { ...EXPERIMENT_DEFAULTS.lora, rank: 4, alpha: 8 },
+  quiet: true,
 };
 const F = fullFinetuneLayout(config.outputDir, 4);
 let baseline: Awaited<ReturnType<typeof fullFinetuneBaseline>>;
@@ -58,17 +69,34 @@ test("the fine-tuned directory loads, differs from the base everywhere trained, 
   const t = baseline.train;
   assert.equal(t.modelDir, path.resolve(F.model));
   assert.equal(t.steps, 2); // 8 samples, batch 4, 1 epoch
-  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training_log_full.csv", "train_full_summary.json"])
+  for (const f of [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "training_log_full.csv",
+    "train_full_summary.json",
+  ])
     assert.ok(fs.existsSync(path.join(F.model, f)), `missing ${f}`);
-  assert.deepEqual(fs.readdirSync(path.dirname(F.model)).filter((f) => f.includes(".tmp-")), [], "no temp directory left");
+  assert.deepEqual(
+    fs.readdirSync(path.dirname(F.model)).filter((f) => f.includes(".tmp-")),
+    [],
+    "no temp directory left",
+  );
 
   const ft = loadCausalLM(F.model);
   const base = loadCausalLM(EMBEDDED_MODEL);
   try {
-    const ftW = ft.namedWeights(), baseW = base.namedWeights();
+    const ftW = ft.namedWeights(),
+      baseW = base.namedWeights();
     assert.deepEqual([...ftW.keys()].sort(), [...baseW.keys()].sort());
     const changed = [...baseW].filter(([name, w]) => torch.tidy(() => ftW.get(name)!.sub(w).abs().max().item()) > 0).map(([n]) => n);
-    for (const name of ["model.layers.0.self_attn.q_proj.weight", "model.layers.3.mlp.down_proj.weight", "model.embed_tokens.weight", "lm_head.weight"])
+    for (const name of [
+      "model.layers.0.self_attn.q_proj.weight",
+      "model.layers.3.mlp.down_proj.weight",
+      "model.embed_tokens.weight",
+      "lm_head.weight",
+    ])
       assert.ok(changed.includes(name), `${name} did not change`);
     assert.ok(changed.length >= baseW.size - 2, `only ${changed.length} of ${baseW.size} tensors changed`);
   } finally {
@@ -77,13 +105,19 @@ test("the fine-tuned directory loads, differs from the base everywhere trained, 
 
   const [before_, after_] = [await heldOutLoss(EMBEDDED_MODEL), await heldOutLoss(F.model)];
   assert.ok(after_ < before_ - 0.01, `held-out loss ${before_} → ${after_}`);
-  assert.ok(Math.abs(t.evalLossBefore! - before_) < 1e-4 && Math.abs(t.evalLossAfter! - after_) < 1e-4, "summary's eval losses match an independent evaluation");
+  assert.ok(
+    Math.abs(t.evalLossBefore! - before_) < 1e-4 && Math.abs(t.evalLossAfter! - after_) < 1e-4,
+    "summary's eval losses match an independent evaluation",
+  );
 
   const summary = JSON.parse(fs.readFileSync(t.summaryPath, "utf8"));
   assert.equal(summary.result.steps, 2);
   assert.equal(summary.memory.estimated_bytes, checkpointParameters(EMBEDDED_MODEL) * FULL_FINETUNE_BYTES_PER_PARAM);
   const log = readTrainingLog(t.logPath);
-  assert.deepEqual(log.train.map((r) => r.step), [1, 2]);
+  assert.deepEqual(
+    log.train.map((r) => r.step),
+    [1, 2],
+  );
   assert.equal(log.eval.at(-1)!.evalLoss.toFixed(5), t.evalLossAfter!.toFixed(5));
 });
 
@@ -92,7 +126,8 @@ test("svdStep reads the real ΔW of the directory: factors, metrics, complete sp
   assert.equal(s.summary.modules, 8); // q_proj and v_proj of 4 layers
   assert.ok(fs.existsSync(path.join(F.factors, "adapter_model.safetensors")));
   const analysis = JSON.parse(fs.readFileSync(F.analysis, "utf8"));
-  const q = analysis.modules["model.layers.0.self_attn.q_proj"], v = analysis.modules["model.layers.0.self_attn.v_proj"];
+  const q = analysis.modules["model.layers.0.self_attn.q_proj"],
+    v = analysis.modules["model.layers.0.self_attn.v_proj"];
   assert.equal(q.spectrum.length, 256);
   assert.equal(v.spectrum.length, 64);
   assert.ok(q.spectrum[0] > 0 && q.energyRatio > 0 && q.energyRatio < 1 && q.relativeError > 0);
@@ -102,17 +137,29 @@ test("svdStep reads the real ΔW of the directory: factors, metrics, complete sp
 
 test("spectraChart renders real vs synthesized spectra per module", async () => {
   const decay = (n: number, rate: number) => Array.from({ length: n }, (_, i) => Math.exp(-rate * i));
-  const modules = ["layers.0.self_attn.q_proj", "layers.0.self_attn.v_proj", "layers.1.self_attn.q_proj"].map((name) => ({ name, real: decay(64, 0.05), synthesized: [...decay(16, 0.3), 0, NaN] }));
+  const modules = ["layers.0.self_attn.q_proj", "layers.0.self_attn.v_proj", "layers.1.self_attn.q_proj"].map((name) => ({
+    name,
+    real: decay(64, 0.05),
+    synthesized: [...decay(16, 0.3), 0, NaN],
+  }));
   const chart = await renderChart(spectraChart({ modules, rank: 4 }));
   assert.ok(chart.png.subarray(0, 8).equals(PNG_SIGNATURE));
   assert.deepEqual(chart.warnings, []);
-  for (const text of ["real fine-tune ΔW", "synthesized teacher ΔW", "layers.1.self_attn.q_proj", `energy at r: real ${energyAtRank(decay(64, 0.05), 4).toFixed(3)} · synth ${energyAtRank(decay(16, 0.3), 4).toFixed(3)}`])
+  for (const text of [
+    "real fine-tune ΔW",
+    "synthesized teacher ΔW",
+    "layers.1.self_attn.q_proj",
+    `energy at r: real ${energyAtRank(decay(64, 0.05), 4).toFixed(3)} · synth ${energyAtRank(decay(16, 0.3), 4).toFixed(3)}`,
+  ])
     assert.ok(chart.svg.includes(`>${text}</text>`), `SVG lacks "${text}"`);
 });
 
 test("with a synthesized teacher the spectra chart is drawn and report.html gets the section", async () => {
   const L = experimentLayout(config);
-  const withoutSection = await writeExperimentReport({ ...config, outputDir: path.join(dir, "bare") }, experimentLayout({ ...config, outputDir: path.join(dir, "bare") }));
+  const withoutSection = await writeExperimentReport(
+    { ...config, outputDir: path.join(dir, "bare") },
+    experimentLayout({ ...config, outputDir: path.join(dir, "bare") }),
+  );
   assert.doesNotMatch(fs.readFileSync(withoutSection, "utf8"), /Real fine-tune ΔW vs synthesized teacher/);
 
   // A stand-in teacher analysis in the real format: svdStep on the rank-4 factors of the real ΔW.
@@ -141,7 +188,10 @@ test("a model too large for the memory budget is refused in one line that sugges
   });
   assert.equal(fs.existsSync(out), false, "nothing written");
   assert.doesNotThrow(() => assertFullFinetuneFits(params, params * FULL_FINETUNE_BYTES_PER_PARAM, "cpu", "m"));
-  assert.throws(() => assertFullFinetuneFits(7.6e9, 32 * 2 ** 30, "cuda:0 (32 GB card)", "Qwen2.5-Math-7B"), /≈ 113\.2 GiB .* 32\.0 GiB is available/);
+  assert.throws(
+    () => assertFullFinetuneFits(7.6e9, 32 * 2 ** 30, "cuda:0 (32 GB card)", "Qwen2.5-Math-7B"),
+    /≈ 113\.2 GiB .* 32\.0 GiB is available/,
+  );
 });
 
 test("the CLI: train-full writes a directory that `svdlora svd --finetuned-model` accepts", () => {

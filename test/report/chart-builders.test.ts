@@ -31,7 +31,17 @@ describe("lossCurvesChart", () => {
   it("draws raw, smoothed and eval loss with titles and a legend that names the smoothing", async () => {
     const { svg } = await render("loss_curves_random", lossCurvesChart(sampleLossRows(), "Training loss — random init"));
     const names = lossSeriesNames(0.9);
-    assertHasText(svg, "Training loss — random init", "optimizer step", "cross-entropy loss (nats / token)", names.raw, names.smoothed, names.eval, "epoch 2", "epoch 5");
+    assertHasText(
+      svg,
+      "Training loss — random init",
+      "optimizer step",
+      "cross-entropy loss (nats / token)",
+      names.raw,
+      names.smoothed,
+      names.eval,
+      "epoch 2",
+      "epoch 5",
+    );
     assert.match(names.smoothed, /EMA, β = 0\.9/);
   });
 
@@ -46,7 +56,10 @@ describe("lossCurvesChart", () => {
     const fractional = [1, 2, 3, 4].map((step) => ({ step, epoch: step / 2, loss: 1 }));
     assert.deepEqual(epochBoundaries(fractional), [{ step: 2.5, label: "epoch 2" }]);
     const zeroBased = [0, 0, 1, 1, 2].map((epoch, i) => ({ step: i + 1, epoch, loss: 1 }));
-    assert.deepEqual(epochBoundaries(zeroBased).map((b) => b.label), ["epoch 2", "epoch 3"]);
+    assert.deepEqual(
+      epochBoundaries(zeroBased).map((b) => b.label),
+      ["epoch 2", "epoch 3"],
+    );
   });
 });
 
@@ -54,7 +67,12 @@ describe("synthesisChart", () => {
   it("shows spectra for a few modules and the noise of every module against the requested one", async () => {
     const modules = sampleSynthesisModules(28);
     const { svg } = await render("synthesis_plots", synthesisChart({ modules, noiseScale: 0.1, targetRank: 64, loraRank: 16 }));
-    assertHasText(svg, "Teacher synthesis: singular-value spectra and achieved noise", "LoRA ΔW (rank r)", "synthesized teacher ΔW (rank K)");
+    assertHasText(
+      svg,
+      "Teacher synthesis: singular-value spectra and achieved noise",
+      "LoRA ΔW (rank r)",
+      "synthesized teacher ΔW (rank K)",
+    );
     assertHasText(svg, "singular value index i", "achieved noise ratio", "requested 0.1", modules[0].name, modules[27].name);
     assert.match(svg, /r = 16, K = 64/);
   });
@@ -77,7 +95,15 @@ describe("svdAnalysisChart", () => {
     const modules = sampleSvdModules(28);
     const { svg } = await render("svd_analysis_rank16", svdAnalysisChart({ modules, rank: 16 }));
     assertHasText(svg, "SVD analysis of the teacher ΔW at rank r = 16", "Relative reconstruction error", "Energy captured by rank r");
-    assertHasText(svg, "Singular-value spectra", "grey: the other matrices", "Error vs energy per matrix", "energy ratio", "relative error", "r = 16");
+    assertHasText(
+      svg,
+      "Singular-value spectra",
+      "grey: the other matrices",
+      "Error vs energy per matrix",
+      "energy ratio",
+      "relative error",
+      "r = 16",
+    );
     assertHasText(svg, "number of matrices", "σᵢ / σ₁  (log scale)", "√(1 − energy): exact SVD");
     const meanError = modules.reduce((a, m) => a + m.relError, 0) / modules.length;
     assert.ok(svg.includes(`mean relative error ${meanError.toFixed(3)}`));
@@ -98,7 +124,10 @@ describe("comparisonChart", () => {
   });
 
   it("takes more arms, e.g. a PiSSA baseline", async () => {
-    const { svg } = await render("comparison_three_arms", comparisonChart({ arms: sampleArms(["random", "svd", "pissa"]), title: "Three inits" }));
+    const { svg } = await render(
+      "comparison_three_arms",
+      comparisonChart({ arms: sampleArms(["random", "svd", "pissa"]), title: "Three inits" }),
+    );
     assertHasText(svg, "Three inits", "pissa");
   });
 });

@@ -19,7 +19,12 @@ const tinySpec: TopLevelSpec = {
   title: "Tiny chart",
   width: 200,
   height: 100,
-  data: { values: [{ x: 1, y: 2 }, { x: 2, y: 3 }] },
+  data: {
+    values: [
+      { x: 1, y: 2 },
+      { x: 2, y: 3 },
+    ],
+  },
   mark: "line",
   encoding: { x: { field: "x", type: "quantitative", title: "the x axis" }, y: { field: "y", type: "quantitative" } },
 };
@@ -51,7 +56,10 @@ describe("renderChart", () => {
 
   it("throws a clear error instead of drawing a chart without text when no font is usable", async () => {
     const empty = tempDir();
-    for (const fonts of [{ fontFiles: [], loadSystemFonts: false }, { searchDirs: [empty], loadSystemFonts: false }]) {
+    for (const fonts of [
+      { fontFiles: [], loadSystemFonts: false },
+      { searchDirs: [empty], loadSystemFonts: false },
+    ]) {
       await assert.rejects(renderChart(tinySpec, { fonts }), (error: Error) => {
         assert.ok(error instanceof MissingFontError);
         assert.match(error.message, /no usable font/);
@@ -63,11 +71,17 @@ describe("renderChart", () => {
   });
 
   it("counts a font file that does not exist as no font", async () => {
-    await assert.rejects(renderChart(tinySpec, { fonts: { fontFiles: ["/nonexistent/font.ttf"], loadSystemFonts: false } }), MissingFontError);
+    await assert.rejects(
+      renderChart(tinySpec, { fonts: { fontFiles: ["/nonexistent/font.ttf"], loadSystemFonts: false } }),
+      MissingFontError,
+    );
   });
 
   it("collects Vega-Lite warnings instead of printing them", async () => {
-    const spec = { ...tinySpec, encoding: { ...tinySpec.encoding, color: { field: "y", type: "quantitative", scale: { type: "band" } } } } as TopLevelSpec;
+    const spec = {
+      ...tinySpec,
+      encoding: { ...tinySpec.encoding, color: { field: "y", type: "quantitative", scale: { type: "band" } } },
+    } as TopLevelSpec;
     const chart = await renderChart(spec);
     assert.ok(chart.warnings.length > 0);
   });
@@ -85,7 +99,10 @@ describe("saveChart", () => {
 
   it("writes no file when fonts are missing", async () => {
     const dir = tempDir();
-    await assert.rejects(saveChart(path.join(dir, "x.png"), tinySpec, { fonts: { fontFiles: [], loadSystemFonts: false } }), MissingFontError);
+    await assert.rejects(
+      saveChart(path.join(dir, "x.png"), tinySpec, { fonts: { fontFiles: [], loadSystemFonts: false } }),
+      MissingFontError,
+    );
     assert.deepEqual(fs.readdirSync(dir), []);
   });
 

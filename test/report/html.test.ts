@@ -21,7 +21,12 @@ async function reportWithChart(dir: string): Promise<HtmlReport> {
     title: "Tiny",
     width: 120,
     height: 60,
-    data: { values: [{ x: 1, y: 1 }, { x: 2, y: 3 }] },
+    data: {
+      values: [
+        { x: 1, y: 1 },
+        { x: 2, y: 3 },
+      ],
+    },
     mark: "line",
     encoding: { x: { field: "x", type: "quantitative" }, y: { field: "y", type: "quantitative" } },
   });
@@ -29,8 +34,23 @@ async function reportWithChart(dir: string): Promise<HtmlReport> {
     title: `Report ${hostile}`,
     sections: [
       { heading: `Heading ${hostile}`, text: `line 1\n  indented <b>not bold</b>\nσ = 0.5` },
-      { heading: "Numbers", table: { columns: ["arm", "final loss", `col ${hostile}`], rows: [["random", 0.61234567, 3], ["svd", null, hostile]] } },
-      { heading: "Charts", images: [{ path: "plots/tiny.png", caption: `Tiny chart ${hostile}` }, { path: path.join(dir, "plots", "tiny.svg"), caption: "as SVG" }] },
+      {
+        heading: "Numbers",
+        table: {
+          columns: ["arm", "final loss", `col ${hostile}`],
+          rows: [
+            ["random", 0.61234567, 3],
+            ["svd", null, hostile],
+          ],
+        },
+      },
+      {
+        heading: "Charts",
+        images: [
+          { path: "plots/tiny.png", caption: `Tiny chart ${hostile}` },
+          { path: path.join(dir, "plots", "tiny.svg"), caption: "as SVG" },
+        ],
+      },
     ],
   };
 }
@@ -74,7 +94,10 @@ describe("writeReportHtml", () => {
   it("refuses a file that is not an image", () => {
     const dir = tempDir();
     fs.writeFileSync(path.join(dir, "notes.png"), "plain text");
-    assert.throws(() => renderReportHtml({ title: "t", sections: [{ heading: "h", images: [{ path: "notes.png", caption: "c" }] }] }, dir), /not a PNG/);
+    assert.throws(
+      () => renderReportHtml({ title: "t", sections: [{ heading: "h", images: [{ path: "notes.png", caption: "c" }] }] }, dir),
+      /not a PNG/,
+    );
   });
 });
 

@@ -10,7 +10,15 @@ export function seededRandom(seed: number): () => number {
   return () => (state = (state * 16807) % 2147483647) / 2147483647;
 }
 
-const PROJECTIONS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
+const PROJECTIONS = [
+  "self_attn.q_proj",
+  "self_attn.k_proj",
+  "self_attn.v_proj",
+  "self_attn.o_proj",
+  "mlp.gate_proj",
+  "mlp.up_proj",
+  "mlp.down_proj",
+];
 const moduleName = (k: number) => `layers.${Math.floor(k / PROJECTIONS.length)}.${PROJECTIONS[k % PROJECTIONS.length]}`;
 
 /** Rows as the trainer logs them: fractional epochs, an eval before training and after each epoch. */
@@ -51,8 +59,13 @@ export function sampleSvdModules(count = 28, rank = 16, length = 64): SvdAnalysi
 export function sampleArms(names = ["random", "svd"]): ComparisonArm[] {
   const rnd = seededRandom(7);
   return names.map((name, i) => {
-    const start = 2.8 - 0.5 * i, end = 0.62 - 0.03 * i, tau = 25 - 5 * i;
-    const curve = Array.from({ length: 105 }, (_, s) => ({ step: s + 1, loss: end + (start - end) * Math.exp(-s / tau) + (rnd() - 0.5) * 0.3 }));
+    const start = 2.8 - 0.5 * i,
+      end = 0.62 - 0.03 * i,
+      tau = 25 - 5 * i;
+    const curve = Array.from({ length: 105 }, (_, s) => ({
+      step: s + 1,
+      loss: end + (start - end) * Math.exp(-s / tau) + (rnd() - 0.5) * 0.3,
+    }));
     const last = curve.slice(-21).map((p) => p.loss);
     return { name, curve, initialLoss: curve[0].loss, finalLoss: last.reduce((a, b) => a + b, 0) / last.length };
   });

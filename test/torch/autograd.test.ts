@@ -43,7 +43,10 @@ test("gradients of an RMSNorm-style expression match finite differences", () => 
 test("gradients of causal grouped-query attention match finite differences", () => {
   torch.manualSeed(13);
   const weights = rnd(1, 4, 3, 2);
-  gradcheck((q, k, v) => torch.scaledDotProductAttention(q, k, v, { causal: true }).mul(weights).sum(), [rnd(1, 4, 3, 2), rnd(1, 2, 3, 2), rnd(1, 2, 3, 2)]);
+  gradcheck(
+    (q, k, v) => torch.scaledDotProductAttention(q, k, v, { causal: true }).mul(weights).sum(),
+    [rnd(1, 4, 3, 2), rnd(1, 2, 3, 2), rnd(1, 2, 3, 2)],
+  );
 });
 
 test("gradients through softmax, logsumexp, norm, pow, exp, div and sum of singular values", () => {
@@ -81,7 +84,10 @@ test("noGrad, detach and retainGraph", () => {
   assert.equal(torch.isGradEnabled(), true);
   assert.equal(y.requiresGrad, false);
   assert.equal(x.mul(2).detach().requiresGrad, false);
-  assert.equal(torch.enableGrad(() => torch.isGradEnabled()), true);
+  assert.equal(
+    torch.enableGrad(() => torch.isGradEnabled()),
+    true,
+  );
   const z = x.square().sum();
   z.backward(undefined, { retainGraph: true });
   z.backward();

@@ -4,21 +4,39 @@ import * as torch from "../../src/torch/index.js";
 import { assertClose, device, values } from "../helpers.js";
 
 test("filled tensors, ranges and identity have the right values", () => {
-  assert.deepEqual(torch.zeros([2, 3], { device }).toArray(), [[0, 0, 0], [0, 0, 0]]);
+  assert.deepEqual(torch.zeros([2, 3], { device }).toArray(), [
+    [0, 0, 0],
+    [0, 0, 0],
+  ]);
   assert.deepEqual(torch.ones([2], { device, dtype: "int32" }).toArray(), [1, 1]);
-  assert.deepEqual(torch.full([2, 2], 7.5, { device }).toArray(), [[7.5, 7.5], [7.5, 7.5]]);
+  assert.deepEqual(torch.full([2, 2], 7.5, { device }).toArray(), [
+    [7.5, 7.5],
+    [7.5, 7.5],
+  ]);
   assert.deepEqual(torch.arange(5, undefined, 1, { device }).toArray(), [0, 1, 2, 3, 4]);
   assert.equal(torch.arange(5).dtype, "int64");
   assert.deepEqual(torch.arange(1, 2, 0.25, { dtype: "float32", device }).toArray(), [1, 1.25, 1.5, 1.75]);
-  assert.deepEqual(torch.eye(2, 3, { device }).toArray(), [[1, 0, 0], [0, 1, 0]]);
+  assert.deepEqual(torch.eye(2, 3, { device }).toArray(), [
+    [1, 0, 0],
+    [0, 1, 0],
+  ]);
 });
 
 test("every dtype round-trips through JS arrays", () => {
   for (const dtype of ["float32", "float64", "int64", "int32", "uint8"] as const) {
-    const t = torch.tensor([[1, 2, 3], [4, 5, 250]], { dtype, device });
+    const t = torch.tensor(
+      [
+        [1, 2, 3],
+        [4, 5, 250],
+      ],
+      { dtype, device },
+    );
     assert.equal(t.dtype, dtype);
     assert.deepEqual(t.shape, [2, 3]);
-    assert.deepEqual(t.toArray(), [[1, 2, 3], [4, 5, 250]]);
+    assert.deepEqual(t.toArray(), [
+      [1, 2, 3],
+      [4, 5, 250],
+    ]);
   }
   // Half types keep small integers and halves exactly.
   for (const dtype of ["float16", "bfloat16"] as const) {
@@ -35,14 +53,21 @@ test("every dtype round-trips through JS arrays", () => {
 
 test("typed arrays and raw bytes map to tensors without conversion", () => {
   const f = torch.tensor(new Float32Array([1, 2, 3, 4, 5, 6]), { shape: [2, 3] });
-  assert.deepEqual(f.toArray(), [[1, 2, 3], [4, 5, 6]]);
+  assert.deepEqual(f.toArray(), [
+    [1, 2, 3],
+    [4, 5, 6],
+  ]);
   const i = torch.tensor(new BigInt64Array([1n, -2n, 2n ** 40n]));
   assert.equal(i.dtype, "int64");
   assert.deepEqual(Array.from(i.data() as BigInt64Array), [1n, -2n, 2n ** 40n]);
   const bytes = f.bytes();
   assert.equal(bytes.length, 24);
   assert.equal(bytes.readFloatLE(4), 2);
-  assert.deepEqual(torch.fromBytes(bytes, [3, 2], "float32").toArray(), [[1, 2], [3, 4], [5, 6]]);
+  assert.deepEqual(torch.fromBytes(bytes, [3, 2], "float32").toArray(), [
+    [1, 2],
+    [3, 4],
+    [5, 6],
+  ]);
   assert.throws(() => torch.fromBytes(new Uint8Array(5), [2], "float32"), /5 bytes given, shape and dtype need 8/);
   assert.throws(() => torch.tensor([[1, 2], [3]]), /do not fill shape/);
 });

@@ -24,9 +24,22 @@ function rankTensors(rank: number): torch.Tensor[] {
   const r = rank + 1;
   return [
     torch.tensor([1, 2, 3].map((v) => v * r)),
-    torch.tensor([[1, 2, 3], [4, 5, 6]].map((row) => row.map((v) => v * 10 * r))),
+    torch.tensor(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+      ].map((row) => row.map((v) => v * 10 * r)),
+    ),
     torch.arange(0, 8, 1, { dtype: "float32" }).reshape(4, 1, 2).mul(r),
-    torch.tensor([[1, 2], [3, 4], [5, 6]].map((row) => row.map((v) => v + r))).transpose(0, 1),
+    torch
+      .tensor(
+        [
+          [1, 2],
+          [3, 4],
+          [5, 6],
+        ].map((row) => row.map((v) => v + r)),
+      )
+      .transpose(0, 1),
     torch.tensor([0.5 * r], { dtype: "float64" }),
     torch.tensor([r, 100 * r], { dtype: "int64" }),
     torch.zeros([0]),
@@ -35,7 +48,12 @@ function rankTensors(rank: number): torch.Tensor[] {
 
 function collectives(o: { bucketBytes?: number; storeFile?: string }): Record<string, unknown> {
   init(o);
-  const out: Record<string, unknown> = { rank: distributed.rank, worldSize: distributed.worldSize, isMain: distributed.isMain, backend: distributed.backend };
+  const out: Record<string, unknown> = {
+    rank: distributed.rank,
+    worldSize: distributed.worldSize,
+    isMain: distributed.isMain,
+    backend: distributed.backend,
+  };
   const sum = rankTensors(env!.rank);
   distributed.allReduce(sum, "sum");
   out.sum = sum.map((t) => ({ shape: t.shape, values: values(t), contiguous: t.isContiguous() }));

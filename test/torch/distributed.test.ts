@@ -24,13 +24,25 @@ interface Result {
 }
 
 /** Runs the worker scenario on `n` ranks at once; resolves with each rank's exit and JSON line. */
-async function runRanks(scenario: string, n: number, extraEnv: Record<string, string> = {}, o: { limitMs?: number; untilRank0Exits?: boolean } = {}): Promise<Result[]> {
+async function runRanks(
+  scenario: string,
+  n: number,
+  extraEnv: Record<string, string> = {},
+  o: { limitMs?: number; untilRank0Exits?: boolean } = {},
+): Promise<Result[]> {
   const port = await freePort();
   const t0 = Date.now();
   const children: ReturnType<typeof spawn>[] = [];
   return Promise.all(
     Array.from({ length: n }, (_, rank) => {
-      const env = { ...process.env, RANK: String(rank), WORLD_SIZE: String(n), MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port), ...extraEnv };
+      const env = {
+        ...process.env,
+        RANK: String(rank),
+        WORLD_SIZE: String(n),
+        MASTER_ADDR: "127.0.0.1",
+        MASTER_PORT: String(port),
+        ...extraEnv,
+      };
       const child = spawn(process.execPath, [worker, scenario], { env, stdio: ["ignore", "pipe", "pipe"] });
       children.push(child);
       let stdout = "";
@@ -89,7 +101,14 @@ function checkCollectives(results: Result[], n: number): void {
     assert.deepEqual(out.max, [n - 1, 0]);
     assert.deepEqual(out.min, [0, -(n - 1)]);
     assert.deepEqual(out.numbers, [meanOf((k) => k + 1) * n, 0.25 * n]);
-    assert.deepEqual(out.broadcast, [[10, 10, 10], [1, 1, 1, 1]], "rank 1's values everywhere");
+    assert.deepEqual(
+      out.broadcast,
+      [
+        [10, 10, 10],
+        [1, 1, 1, 1],
+      ],
+      "rank 1's values everywhere",
+    );
     assert.match(out.intAvgError, /^distributed: allReduce: tensor 0 is not floating-point, which 'avg' needs$/);
     assert.deepEqual(out.afterDestroy, { initialized: false, rank: 0, worldSize: 1 });
   }
@@ -100,7 +119,11 @@ describe("distributed (Gloo, 2 processes)", { skip }, () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-dist-"));
     const results = await runRanks("collectives", 2, { DIST_TIMEOUT_MS: "20000", DIST_STORE_FILE: path.join(dir, "store") });
     for (const r of results) assert.equal(r.code, 0, `rank ${r.rank} exited with ${r.code}: ${r.stderr}`);
-    for (const round of [0, 1]) checkCollectives(results.map((r) => ({ ...r, out: r.out[round] })), 2);
+    for (const round of [0, 1])
+      checkCollectives(
+        results.map((r) => ({ ...r, out: r.out[round] })),
+        2,
+      );
   });
 
   test("a rank that dies: the other gets a one-line error, not a hang", async () => {
@@ -108,7 +131,10 @@ describe("distributed (Gloo, 2 processes)", { skip }, () => {
     assert.equal(r1.code, 0);
     assert.equal(r0.code, 0, r0.stderr);
     const { error, ms } = r0.out;
-    assert.match(error, /^distributed: allReduce on rank 0: rank 1 (closed its connection \(did a process die\?\)|did not respond within 3 s)/);
+    assert.match(
+      error,
+      /^distributed: allReduce on rank 0: rank 1 (closed its connection \(did a process die\?\)|did not respond within 3 s)/,
+    );
     assert.ok(!error.includes("\n"), "one line");
     assert.ok(ms < 3000 + 1500, `failed after ${ms} ms`);
   });
@@ -117,13 +143,18 @@ describe("distributed (Gloo, 2 processes)", { skip }, () => {
     const [r0] = await runRanks("stall", 2, { DIST_TIMEOUT_MS: "2000", DIST_STALL_MS: "20000" }, { untilRank0Exits: true });
     assert.equal(r0.code, 0, r0.stderr);
     const o = r0.out;
-    assert.equal(o.error, "distributed: allReduce on rank 0: rank 1 did not respond within 2 s (did a process die, or stop calling allReduce?)");
+    assert.equal(
+      o.error,
+      "distributed: allReduce on rank 0: rank 1 did not respond within 2 s (did a process die, or stop calling allReduce?)",
+    );
     assert.ok(o.ms >= 1900 && o.ms < 4000, `timed out after ${o.ms} ms`);
-    assert.match(o.after, /^distributed: barrier: the process group is unusable after an earlier failure \(allReduce on rank 0: rank 1 did not respond/);
+    assert.match(
+      o.after,
+      /^distributed: barrier: the process group is unusable after an earlier failure \(allReduce on rank 0: rank 1 did not respond/,
+    );
     assert.ok(o.destroyMs < 1000, `destroy took ${o.destroyMs} ms`);
     assert.equal(o.initializedAfterDestroy, false);
   });
-
 });
 
 // In this process: init blocks it, so these run one after the other.
@@ -136,8 +167,9 @@ describe("distributed (Gloo, this process)", { skip }, () => {
     assert.throws(
       () => distributed.init({ backend: "gloo", rank: 0, worldSize: 2, masterAddr: "127.0.0.1", masterPort: port, timeoutMs: 1000 }),
       (e: Error) =>
-        /^distributed: init on rank 0: (not every rank reached the store at 127\.0\.0\.1:\d+ within 1 s \(1\/2 joined\)|rank 1 did not join the gloo group within 1 s)/.test(e.message) &&
-        !e.message.includes("\n"),
+        /^distributed: init on rank 0: (not every rank reached the store at 127\.0\.0\.1:\d+ within 1 s \(1\/2 joined\)|rank 1 did not join the gloo group within 1 s)/.test(
+          e.message,
+        ) && !e.message.includes("\n"),
     );
     assert.ok(Date.now() - t0 < 6000, `${Date.now() - t0} ms`);
     assert.equal(distributed.isInitialized, false);
@@ -153,10 +185,19 @@ describe("distributed (Gloo, this process)", { skip }, () => {
   });
 
   test("one process alone is a valid group", () => {
-    distributed.init({ backend: "gloo", rank: 0, worldSize: 1, storeFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-dist-")), "s"), timeoutMs: 5000 });
+    distributed.init({
+      backend: "gloo",
+      rank: 0,
+      worldSize: 1,
+      storeFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-dist-")), "s"),
+      timeoutMs: 5000,
+    });
     try {
       assert.deepEqual(distributed.allReduceNumbers([3, 4], "avg"), [3, 4]);
-      assert.throws(() => distributed.init({ backend: "gloo", rank: 0, worldSize: 1, masterAddr: "127.0.0.1", masterPort: 1 }), /already initialized \(rank 0 of 1\)/);
+      assert.throws(
+        () => distributed.init({ backend: "gloo", rank: 0, worldSize: 1, masterAddr: "127.0.0.1", masterPort: 1 }),
+        /already initialized \(rank 0 of 1\)/,
+      );
       assert.throws(() => distributed.broadcast([], 1), /^Error: distributed: broadcast: root 1 is not in 0\.\.0$/);
       distributed.barrier();
     } finally {
@@ -174,14 +215,33 @@ test("collectives before init, bad options and unknown backends are one-line err
   assert.throws(() => distributed.barrier(), /^Error: distributed: barrier: not initialized/);
   distributed.destroy(); // a no-op
   const base = { backend: "gloo" as const, masterAddr: "127.0.0.1", masterPort: 29500 };
-  assert.throws(() => distributed.init({ ...base, rank: 2, worldSize: 2 }), /^Error: distributed: rank must be a whole number in 0\.\.1, got 2$/);
+  assert.throws(
+    () => distributed.init({ ...base, rank: 2, worldSize: 2 }),
+    /^Error: distributed: rank must be a whole number in 0\.\.1, got 2$/,
+  );
   assert.throws(() => distributed.init({ ...base, rank: 0, worldSize: 0 }), /worldSize must be a whole number ≥ 1, got 0/);
-  assert.throws(() => distributed.init({ ...base, rank: 0, worldSize: 1, masterPort: 70000 }), /masterPort must be a whole number in 1\.\.65535, got 70000/);
-  assert.throws(() => distributed.init({ ...base, backend: "mpi" as "gloo", rank: 0, worldSize: 1 }), /unknown backend "mpi" \(gloo or nccl\)/);
-  assert.throws(() => distributed.init({ backend: "gloo", rank: 0, worldSize: 1, timeoutMs: 1000 }), /init needs masterAddr and masterPort, or storeFile/);
-  if (!hasGloo) assert.throws(() => distributed.init({ ...base, rank: 0, worldSize: 1 }), /^Error: distributed: this build has no Gloo backend \(its headers were not found/);
+  assert.throws(
+    () => distributed.init({ ...base, rank: 0, worldSize: 1, masterPort: 70000 }),
+    /masterPort must be a whole number in 1\.\.65535, got 70000/,
+  );
+  assert.throws(
+    () => distributed.init({ ...base, backend: "mpi" as "gloo", rank: 0, worldSize: 1 }),
+    /unknown backend "mpi" \(gloo or nccl\)/,
+  );
+  assert.throws(
+    () => distributed.init({ backend: "gloo", rank: 0, worldSize: 1, timeoutMs: 1000 }),
+    /init needs masterAddr and masterPort, or storeFile/,
+  );
+  if (!hasGloo)
+    assert.throws(
+      () => distributed.init({ ...base, rank: 0, worldSize: 1 }),
+      /^Error: distributed: this build has no Gloo backend \(its headers were not found/,
+    );
   if (!distributed.backends().includes("nccl"))
-    assert.throws(() => distributed.init({ ...base, backend: "nccl", rank: 0, worldSize: 1 }), /^Error: distributed: this build has no NCCL backend/);
+    assert.throws(
+      () => distributed.init({ ...base, backend: "nccl", rank: 0, worldSize: 1 }),
+      /^Error: distributed: this build has no NCCL backend/,
+    );
 });
 
 describe("fromEnv", () => {
@@ -192,7 +252,14 @@ describe("fromEnv", () => {
     assert.deepEqual(fromEnv(full), { rank: 1, worldSize: 4, localRank: 1, localWorldSize: 4, masterAddr: "10.0.0.2", masterPort: 29501 });
     assert.deepEqual(fromEnv({ ...full, RANK: "5", WORLD_SIZE: "8", LOCAL_RANK: "1", LOCAL_WORLD_SIZE: "4" })?.localWorldSize, 4);
     assert.equal(fromEnv({ ...full, LOCAL_RANK: undefined, RANK: "3" })?.localRank, 3, "LOCAL_RANK defaults to RANK on one node");
-    assert.deepEqual(fromEnv({ RANK: "0", WORLD_SIZE: "1" }), { rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, masterAddr: "127.0.0.1", masterPort: 29500 });
+    assert.deepEqual(fromEnv({ RANK: "0", WORLD_SIZE: "1" }), {
+      rank: 0,
+      worldSize: 1,
+      localRank: 0,
+      localWorldSize: 1,
+      masterAddr: "127.0.0.1",
+      masterPort: 29500,
+    });
     assert.equal(distributed.fromEnv(full)?.rank, 1);
   });
 

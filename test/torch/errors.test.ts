@@ -3,12 +3,15 @@ import { test } from "node:test";
 import * as torch from "../../src/torch/index.js";
 
 test("a shape mismatch throws an Error naming the op and both shapes", () => {
-  assert.throws(() => torch.ones([2, 3]).add(torch.ones([2, 4])), (e: Error) => {
-    assert.ok(e instanceof Error);
-    assert.match(e.message, /^add: /);
-    assert.match(e.message, /\[2, 3\], \[2, 4\]/);
-    return true;
-  });
+  assert.throws(
+    () => torch.ones([2, 3]).add(torch.ones([2, 4])),
+    (e: Error) => {
+      assert.ok(e instanceof Error);
+      assert.match(e.message, /^add: /);
+      assert.match(e.message, /\[2, 3\], \[2, 4\]/);
+      return true;
+    },
+  );
   assert.throws(() => torch.ones([2, 3]).matmul(torch.ones([2, 4])), /matmul: .*\(2x3 and 2x4\).*\[2, 3\], \[2, 4\]/);
   assert.throws(() => torch.cat([torch.ones([2, 3]), torch.ones([3, 4])], 0), /cat: .*\[2, 3\], \[3, 4\]/);
   assert.throws(() => torch.ones([6]).view(4, 2), /view: .*shape '\[4, 2\]' is invalid/);
@@ -28,6 +31,9 @@ test("libtorch errors never abort the process", () => {
 
 test("wrong argument types are reported as TypeErrors", () => {
   const fake = { handle: 5 } as unknown as torch.Tensor;
-  assert.throws(() => torch.cat([fake], 0), (e: Error) => e instanceof TypeError && /argument 0 must be an array of tensors/.test(e.message));
+  assert.throws(
+    () => torch.cat([fake], 0),
+    (e: Error) => e instanceof TypeError && /argument 0 must be an array of tensors/.test(e.message),
+  );
   assert.throws(() => torch.zeros("3" as never), /argument 0 must be an array of integers/);
 });

@@ -32,8 +32,20 @@ function fileOf(name: string, prefix: number, tensors: torch.Tensor[]): { fd: nu
 test("fromFile reads every dtype at any offset, onto the test device", () => {
   const tensors = [
     torch.arange(0, 37, 1, { dtype: "float32" }).div(3).reshape([37]),
-    torch.tensor([[0.5, -2, 3.25], [1e-3, 7, -0]], { dtype: "bfloat16" }),
-    torch.tensor([[1, -2], [2 ** 40, 5]], { dtype: "int64" }),
+    torch.tensor(
+      [
+        [0.5, -2, 3.25],
+        [1e-3, 7, -0],
+      ],
+      { dtype: "bfloat16" },
+    ),
+    torch.tensor(
+      [
+        [1, -2],
+        [2 ** 40, 5],
+      ],
+      { dtype: "int64" },
+    ),
     torch.tensor([true, false, true]),
     torch.tensor([1, 2, 250], { dtype: "uint8" }),
     torch.tensor([0.1, 0.2], { dtype: "float64" }),
@@ -56,7 +68,13 @@ test("fromFile splits a read into parallel blocks and staging chunks that need n
   const t = torch.randn([1000, 7]); // 28,000 bytes
   const { fd, offsets } = fileOf("chunks.bin", 5, [t]);
   const expected = Array.from(t.data() as Float32Array);
-  for (const [chunkBytes, blockBytes] of [[4096, 1000], [28000, 28000], [999, 7], [1 << 20, 4096], [3, 1]]) {
+  for (const [chunkBytes, blockBytes] of [
+    [4096, 1000],
+    [28000, 28000],
+    [999, 7],
+    [1 << 20, 4096],
+    [3, 1],
+  ]) {
     const back = torch.fromFile(fd, offsets[0], 28000, [1000, 7], "float32", { device, chunkBytes, blockBytes });
     assert.deepEqual(Array.from(back.cpu().data() as Float32Array), expected, `chunk ${chunkBytes}, block ${blockBytes}`);
     back.dispose();
@@ -67,7 +85,10 @@ test("fromFile reports a length that does not fit the shape, a short file and a 
   const { fd } = fileOf("short.bin", 0, [torch.tensor([1, 2, 3])]); // 12 bytes
   assert.throws(() => torch.fromFile(fd, 0, 8, [3], "float32", { device }), /fromFile: 8 bytes given, shape and dtype need 12/);
   assert.throws(() => torch.fromFile(fd, 4, 12, [3], "float32", { device }), /the file ended at byte 12 while reading/);
-  assert.throws(() => torch.fromFile(fd, 4, 12, [3], "float32", { device, chunkBytes: 4, blockBytes: 4 }), /the file ended at byte 12 while reading/);
+  assert.throws(
+    () => torch.fromFile(fd, 4, 12, [3], "float32", { device, chunkBytes: 4, blockBytes: 4 }),
+    /the file ended at byte 12 while reading/,
+  );
   assert.throws(() => torch.fromFile(fd, -1, 12, [3], "float32"), /position must be non-negative/);
   const closed = fs.openSync(path.join(dir, "short.bin"), "r");
   fs.closeSync(closed);

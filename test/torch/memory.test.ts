@@ -33,10 +33,14 @@ test("nested tidy hands returned tensors to the outer scope; keep exempts a tens
 
 test("tidy disposes its tensors when the function throws, and refuses async functions", () => {
   const before = torch.memory().count;
-  assert.throws(() => torch.tidy(() => {
-    torch.ones([1000]);
-    throw new Error("boom");
-  }), /boom/);
+  assert.throws(
+    () =>
+      torch.tidy(() => {
+        torch.ones([1000]);
+        throw new Error("boom");
+      }),
+    /boom/,
+  );
   assert.equal(torch.memory().count, before);
   assert.throws(() => torch.tidy(() => Promise.resolve(1) as never), /synchronous/);
 });

@@ -6,11 +6,38 @@ import { assertClose, device, values } from "../helpers.js";
 const T = (data: torch.NestedArray, dtype?: torch.DType) => torch.tensor(data, { device, dtype });
 
 test("matmul, mm, bmm and linear", () => {
-  const a = T([[1, 2], [3, 4]]);
-  const b = T([[5, 6], [7, 8]]);
-  assert.deepEqual(a.matmul(b).toArray(), [[19, 22], [43, 50]]);
-  assert.deepEqual(a.mm(b).toArray(), [[19, 22], [43, 50]]);
-  assert.deepEqual(torch.stack([a, b]).bmm(torch.stack([b, a])).toArray(), [[[19, 22], [43, 50]], [[23, 34], [31, 46]]]);
+  const a = T([
+    [1, 2],
+    [3, 4],
+  ]);
+  const b = T([
+    [5, 6],
+    [7, 8],
+  ]);
+  assert.deepEqual(a.matmul(b).toArray(), [
+    [19, 22],
+    [43, 50],
+  ]);
+  assert.deepEqual(a.mm(b).toArray(), [
+    [19, 22],
+    [43, 50],
+  ]);
+  assert.deepEqual(
+    torch
+      .stack([a, b])
+      .bmm(torch.stack([b, a]))
+      .toArray(),
+    [
+      [
+        [19, 22],
+        [43, 50],
+      ],
+      [
+        [23, 34],
+        [31, 46],
+      ],
+    ],
+  );
   // linear(x, W, b) = x Wᵀ + b
   assert.deepEqual(torch.linear(T([[1, 1]]), a, T([10, 20])).toArray(), [[13, 27]]);
   assert.deepEqual(torch.linear(T([[1, 1]]), a).toArray(), [[3, 7]]);
@@ -20,14 +47,35 @@ test("softmax, logSoftmax and embedding", () => {
   const x = T([[1, 2, 3]]);
   const e = [1, 2, 3].map(Math.exp);
   const z = e.reduce((s, v) => s + v, 0);
-  assertClose(values(x.softmax(-1)), e.map((v) => v / z), 1e-6);
-  assertClose(values(x.logSoftmax(-1)), e.map((v) => Math.log(v / z)), 1e-6);
-  const w = T([[0, 0], [1, 1], [2, 2]]);
-  assert.deepEqual(torch.embedding(w, T([[2, 0]], "int64")).toArray(), [[[2, 2], [0, 0]]]);
+  assertClose(
+    values(x.softmax(-1)),
+    e.map((v) => v / z),
+    1e-6,
+  );
+  assertClose(
+    values(x.logSoftmax(-1)),
+    e.map((v) => Math.log(v / z)),
+    1e-6,
+  );
+  const w = T([
+    [0, 0],
+    [1, 1],
+    [2, 2],
+  ]);
+  assert.deepEqual(torch.embedding(w, T([[2, 0]], "int64")).toArray(), [
+    [
+      [2, 2],
+      [0, 0],
+    ],
+  ]);
 });
 
 test("crossEntropy matches the hand-computed value and honours ignoreIndex", () => {
-  const logits = [[2, 0, -1], [0.5, 0.5, 3], [1, 1, 1]];
+  const logits = [
+    [2, 0, -1],
+    [0.5, 0.5, 3],
+    [1, 1, 1],
+  ];
   const targets = [0, 2, -100];
   const nll = (row: number[], t: number) => Math.log(row.reduce((s, v) => s + Math.exp(v), 0)) - row[t];
   const l0 = nll(logits[0], 0);

@@ -9,8 +9,17 @@ import { packedBatch, paddedBatch } from "../../src/train/batches.js";
 import { assertClose, device, values } from "../helpers.js";
 
 const config = parseModelConfig({
-  model_type: "qwen2", hidden_size: 32, intermediate_size: 64, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2,
-  vocab_size: 97, max_position_embeddings: 64, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false,
+  model_type: "qwen2",
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 3,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  vocab_size: 97,
+  max_position_embeddings: 64,
+  rope_theta: 10000,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: false,
 });
 const sample = (ids: number[], promptLen: number) => ({ ids, lossMask: ids.map((_, i) => i >= promptLen), truncated: false });
 const samples = [sample([1, 2, 3, 4, 5, 6, 7], 3), sample([9, 8, 7, 6], 1), sample([11, 12, 13, 14, 15, 16, 17, 18, 19, 20], 4)];
@@ -20,7 +29,9 @@ function setup(dropout = 0) {
   const model = randomCausalLM(config, { device, std: 0.2 });
   const loras = addLora(model, { rank: 4, alpha: 8, dropout, targets: "all-linear" }, "gaussian");
   // Non-zero B, so every factor gets a gradient.
-  torch.noGrad(() => loras.forEach((l) => l.B.normal_(0, 0.1)));
+  torch.noGrad(() => {
+    for (const l of loras.values()) l.B.normal_(0, 0.1);
+  });
   return { model, params: loraParameters(loras) };
 }
 

@@ -24,7 +24,10 @@ test("a packed batch gives the same loss as the padded batch of the same samples
 
 test("epoch order is a seeded permutation that changes between epochs", () => {
   const a = epochOrder(20, 42, 0);
-  assert.deepEqual([...a].sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i));
+  assert.deepEqual(
+    [...a].sort((x, y) => x - y),
+    Array.from({ length: 20 }, (_, i) => i),
+  );
   assert.deepEqual(epochOrder(20, 42, 0), a);
   assert.notDeepEqual(epochOrder(20, 42, 1), a);
   assert.notDeepEqual(epochOrder(20, 43, 0), a);

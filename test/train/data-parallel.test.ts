@@ -23,7 +23,9 @@ function svdlora(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
 }
 
-test("two CPU processes with --gpus 2 train the adapter one process trains on the same global batch", { skip: !gloo && "this build has no Gloo backend" }, () => {
+test("two CPU processes with --gpus 2 train the adapter one process trains on the same global batch", {
+  skip: !gloo && "this build has no Gloo backend",
+}, () => {
   const data = dataSubset(train, 10, tmp, "train10.json");
   const common = ["train", "--train-data", data, "--eval-data", data, "--epochs", "1", "--quiet", "--device", "cpu"];
   const one = svdlora(...common, "--batch-size", "4", "--output-dir", path.join(tmp, "one"));
@@ -37,7 +39,10 @@ test("two CPU processes with --gpus 2 train the adapter one process trains on th
   logs[1].train.forEach((row, i) => {
     const want = logs[0].train[i];
     assert.ok(Math.abs(row.loss - want.loss) <= 1e-5 * want.loss, `step ${row.step}: loss ${row.loss} vs ${want.loss}`);
-    assert.ok(Math.abs(row.gradNorm! - want.gradNorm!) <= 1e-4 * want.gradNorm!, `step ${row.step}: grad norm ${row.gradNorm} vs ${want.gradNorm}`);
+    assert.ok(
+      Math.abs(row.gradNorm! - want.gradNorm!) <= 1e-4 * want.gradNorm!,
+      `step ${row.step}: grad norm ${row.gradNorm} vs ${want.gradNorm}`,
+    );
     assert.equal(row.tokens, want.tokens);
   });
   const evals = logs.map((l) => l.eval[l.eval.length - 1].evalLoss);
@@ -53,7 +58,10 @@ test("two CPU processes with --gpus 2 train the adapter one process trains on th
 });
 
 test("a launch with a bad rank variable fails in one line", () => {
-  const r = spawnSync(process.execPath, [bin, "train", "--epochs", "1"], { encoding: "utf8", env: { ...process.env, RANK: "3", WORLD_SIZE: "2" } });
+  const r = spawnSync(process.execPath, [bin, "train", "--epochs", "1"], {
+    encoding: "utf8",
+    env: { ...process.env, RANK: "3", WORLD_SIZE: "2" },
+  });
   assert.notEqual(r.status, 0);
   assert.match(r.stderr.trim(), /^svdlora: .*RANK=3 is not below WORLD_SIZE=2/);
 });
@@ -62,7 +70,10 @@ test("shareOf splits a global batch into equal counts with even sizes, the same 
   const batch = [600, 150, 400, 380, 200, 590, 170, 300];
   const shares = [0, 1].map((rank) => shareOf(batch, { rank, worldSize: 2, isMain: rank === 0, device: "cpu" }, (x) => x));
   assert.deepEqual([...shares[0], ...shares[1]].sort(), [...batch].sort());
-  assert.deepEqual(shares.map((s) => s.length), [4, 4]);
+  assert.deepEqual(
+    shares.map((s) => s.length),
+    [4, 4],
+  );
   const sums = shares.map((s) => s.reduce((a, b) => a + b, 0));
   assert.ok(Math.abs(sums[0] - sums[1]) <= 100, `token loads ${sums}`);
   // A short batch: one item each for two of three ranks.
@@ -71,10 +82,30 @@ test("shareOf splits a global batch into equal counts with even sizes, the same 
   assert.deepEqual(shareOf([1, 2, 3], { rank: 0, worldSize: 1, isMain: true, device: "cpu" }), [1, 2, 3]);
 });
 
-test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finishes the run", { skip: !gloo && "this build has no Gloo backend" }, async () => {
+test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finishes the run", {
+  skip: !gloo && "this build has no Gloo backend",
+}, async () => {
   const data = dataSubset(train, 16, tmp, "train16.json");
-  const args = (out: string) => ["train", "--train-data", data, "--eval-data", data, "--epochs", "2", "--batch-size", "2", "--gpus", "2", "--device", "cpu",
-    "--save-steps", "1", "--quiet", "--output-dir", path.join(tmp, out)];
+  const args = (out: string) => [
+    "train",
+    "--train-data",
+    data,
+    "--eval-data",
+    data,
+    "--epochs",
+    "2",
+    "--batch-size",
+    "2",
+    "--gpus",
+    "2",
+    "--device",
+    "cpu",
+    "--save-steps",
+    "1",
+    "--quiet",
+    "--output-dir",
+    path.join(tmp, out),
+  ];
   const rows = (out: string) => {
     const log = path.join(tmp, out, "training_log_random.csv");
     return fs.existsSync(log) ? readTrainingLog(log).train.length : 0;
@@ -82,7 +113,10 @@ test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finis
   const reference = svdlora(...args("ctrlc-reference"));
   assert.equal(reference.code, 0, reference.stderr);
 
-  const child = spawn(process.execPath, [bin, ...args("ctrlc")], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, RANK: "", WORLD_SIZE: "" } });
+  const child = spawn(process.execPath, [bin, ...args("ctrlc")], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, RANK: "", WORLD_SIZE: "" },
+  });
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));

@@ -25,7 +25,14 @@ test("--gpus N and --gpus=N are found and taken out of the workers' arguments", 
   assert.throws(() => gpusFlag(["--gpus", "0"]), /^Error: --gpus must be a whole number ≥ 1, got "0"$/);
   assert.throws(() => gpusFlag(["--gpus", "two"]), /--gpus must be a whole number ≥ 1, got "two"/);
   assert.throws(() => gpusFlag(["--gpus"]), /--gpus must be a whole number ≥ 1, got ""/);
-  assert.deepEqual(withoutGpusFlag(["train", "--gpus", "4", "--epochs", "2", "--gpus=3", "--", "--gpus", "1"]), ["train", "--epochs", "2", "--", "--gpus", "1"]);
+  assert.deepEqual(withoutGpusFlag(["train", "--gpus", "4", "--epochs", "2", "--gpus=3", "--", "--gpus", "1"]), [
+    "train",
+    "--epochs",
+    "2",
+    "--",
+    "--gpus",
+    "1",
+  ]);
 });
 
 describe("shardIndices", () => {
@@ -35,7 +42,12 @@ describe("shardIndices", () => {
     const total = Math.ceil(n / ws) * ws;
     const padding = total - n;
     if (padding <= indices.length) indices = indices.concat(indices.slice(0, padding));
-    else indices = indices.concat(Array.from({ length: Math.ceil(padding / n) }, () => indices).flat().slice(0, padding));
+    else
+      indices = indices.concat(
+        Array.from({ length: Math.ceil(padding / n) }, () => indices)
+          .flat()
+          .slice(0, padding),
+      );
     return indices.filter((_, i) => i % ws === rank);
   }
 
@@ -45,18 +57,30 @@ describe("shardIndices", () => {
         const shards = Array.from({ length: ws }, (_, r) => shardIndices(n, r, ws));
         for (let r = 0; r < ws; r++) assert.deepEqual(shards[r], samplerIndices(n, r, ws), `n=${n} ws=${ws} rank=${r}`);
         const per = Math.ceil(n / ws);
-        assert.ok(shards.every((s) => s.length === per), "every rank gets the same count");
-        assert.deepEqual([...new Set(shards.flat())].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i), "every item is used");
+        assert.ok(
+          shards.every((s) => s.length === per),
+          "every rank gets the same count",
+        );
+        assert.deepEqual(
+          [...new Set(shards.flat())].sort((a, b) => a - b),
+          Array.from({ length: n }, (_, i) => i),
+          "every item is used",
+        );
         if (n % ws === 0) assert.equal(new Set(shards.flat()).size, n, "no padding: the shares are disjoint");
       }
   });
 
   test("a global step of all ranks covers the same positions as one process with the whole batch", () => {
-    const n = 24, ws = 3, B = 2;
+    const n = 24,
+      ws = 3,
+      B = 2;
     const shards = Array.from({ length: ws }, (_, r) => shardIndices(n, r, ws));
     for (let step = 0; step < n / (B * ws); step++) {
       const covered = shards.flatMap((s) => s.slice(step * B, step * B + B)).sort((a, b) => a - b);
-      assert.deepEqual(covered, Array.from({ length: B * ws }, (_, i) => step * B * ws + i));
+      assert.deepEqual(
+        covered,
+        Array.from({ length: B * ws }, (_, i) => step * B * ws + i),
+      );
     }
   });
 
@@ -106,7 +130,14 @@ describe("launchWorkers", { skip: distributed.backends().includes("gloo") ? fals
     const stderr = new Capture();
     const t0 = Date.now();
     await assert.rejects(
-      launchWorkers(2, ["fail-rank1"], { script: worker, execArgv: [], inheritMain: false, stdout: new Capture(), stderr, killAfterMs: 2000 }),
+      launchWorkers(2, ["fail-rank1"], {
+        script: worker,
+        execArgv: [],
+        inheritMain: false,
+        stdout: new Capture(),
+        stderr,
+        killAfterMs: 2000,
+      }),
       (e: LaunchError) => {
         assert.ok(e instanceof LaunchError);
         assert.equal(e.message, "rank 1 exited with code 3; stopped the other ranks");
@@ -121,6 +152,9 @@ describe("launchWorkers", { skip: distributed.backends().includes("gloo") ? fals
 
   test("bad arguments", async () => {
     await assert.rejects(launchWorkers(0, []), /launchWorkers: the number of workers must be a whole number ≥ 1, got 0/);
-    await assert.rejects(launchWorkers(3, [], { script: worker, env: { CUDA_VISIBLE_DEVICES: "0,1" } }), /3 workers need 3 GPUs, but only 2 are listed \(0,1\)/);
+    await assert.rejects(
+      launchWorkers(3, [], { script: worker, env: { CUDA_VISIBLE_DEVICES: "0,1" } }),
+      /3 workers need 3 GPUs, but only 2 are listed \(0,1\)/,
+    );
   });
 });

@@ -18,7 +18,7 @@ const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-log-"));
 const HEADER = "step,epoch,loss,lr,grad_norm,tokens,elapsed_s,eval_loss";
 
 const trainRows: TrainRow[] = [
-  { step: 1, epoch: 0.25, loss: Math.fround(2.718281828), lr: 0, gradNorm: Math.fround(13.25), tokens: 512, elapsedS: 0.4567 },
+  { step: 1, epoch: 0.25, loss: Math.fround(Math.E), lr: 0, gradNorm: Math.fround(13.25), tokens: 512, elapsedS: 0.4567 },
   { step: 2, epoch: 0.5, loss: 2.5, lr: 5e-5, gradNorm: null, tokens: 1024, elapsedS: 0.9 },
   { step: 3, epoch: 0.75, loss: NaN, lr: 1e-4, gradNorm: Infinity, tokens: 1536, elapsedS: 1.2 },
   { step: 4, epoch: 1, loss: 1.0000001, lr: 2e-4, gradNorm: 0.125, tokens: 9_007_199_254_740_991, elapsedS: 3600.25 },
@@ -29,7 +29,9 @@ test("a written log reads back as the same rows, at float32 precision", () => {
   const file = trainingLogPath(path.join(tempDir(), "nested"), "random");
   assert.equal(path.basename(file), "training_log_random.csv");
   const log = new TrainingLogWriter(file);
-  trainRows.forEach((r) => log.writeTrain(r));
+  trainRows.forEach((r) => {
+    log.writeTrain(r);
+  });
   log.writeEval(evalRow);
   log.close();
   assert.throws(() => log.writeTrain(trainRows[0]), /closed/);
@@ -78,18 +80,23 @@ test("formatReal writes the shortest decimal that reads back to the same float32
 test("each row is on disk as soon as it is written (a crash leaves a valid prefix)", () => {
   const file = path.join(tempDir(), "training_log_svd.csv");
   const log = new TrainingLogWriter(file);
-  assert.equal(fs.readFileSync(file, "utf8"), HEADER + "\n");
+  assert.equal(fs.readFileSync(file, "utf8"), `${HEADER}\n`);
   log.writeTrain(trainRows[0]);
   log.writeTrain(trainRows[1]);
   // Not closed: another reader sees both rows.
-  assert.deepEqual(readTrainingLog(file).train.map((r) => r.step), [1, 2]);
+  assert.deepEqual(
+    readTrainingLog(file).train.map((r) => r.step),
+    [1, 2],
+  );
   log.close();
 });
 
 test("resumeAfterStep keeps the rows up to that step and appends after them", () => {
   const file = path.join(tempDir(), "training_log_random.csv");
   const first = new TrainingLogWriter(file);
-  trainRows.forEach((r) => first.writeTrain(r));
+  trainRows.forEach((r) => {
+    first.writeTrain(r);
+  });
   first.writeEval(evalRow);
   first.close();
 
@@ -97,16 +104,27 @@ test("resumeAfterStep keeps the rows up to that step and appends after them", ()
   resumed.writeTrain({ ...trainRows[2], loss: 1.5 });
   resumed.close();
   const back = readTrainingLog(file);
-  assert.deepEqual(back.train.map((r) => [r.step, Math.fround(r.loss)]), [[1, Math.fround(2.718281828)], [2, 2.5], [3, 1.5]]);
+  assert.deepEqual(
+    back.train.map((r) => [r.step, Math.fround(r.loss)]),
+    [
+      [1, Math.fround(Math.E)],
+      [2, 2.5],
+      [3, 1.5],
+    ],
+  );
   assert.deepEqual(back.eval, []);
 
   // Without the option the file starts afresh.
   new TrainingLogWriter(file).close();
-  assert.equal(fs.readFileSync(file, "utf8"), HEADER + "\n");
+  assert.equal(fs.readFileSync(file, "utf8"), `${HEADER}\n`);
 });
 
 test("malformed logs give errors that name the line and the problem", () => {
-  const bad = (text: string, message: RegExp) => assert.throws(() => parseTrainingLog(text, "x.csv"), (e: unknown) => e instanceof TrainingLogError && message.test(e.message));
+  const bad = (text: string, message: RegExp) =>
+    assert.throws(
+      () => parseTrainingLog(text, "x.csv"),
+      (e: unknown) => e instanceof TrainingLogError && message.test(e.message),
+    );
   bad("", /x\.csv: empty file/);
   bad("step,loss\n1,2\n", /x\.csv:1: header is 'step,loss'/);
   bad(`${HEADER}\n1,0,2.5,0.1,,10,1.0,\n2,0,2.4`, /x\.csv:3: expected 8 fields, found 3 \(truncated row\?\)/);

@@ -23,13 +23,18 @@ copyTokenizerFiles(EMBEDDED_MODEL, poisoned);
 const trainData = path.join(dir, "train.json");
 fs.writeFileSync(trainData, JSON.stringify(JSON.parse(fs.readFileSync(EMBEDDED_TRAIN, "utf8")).slice(0, 8)));
 const run = (...extra: string[]) =>
-  spawnSync(process.execPath, [bin, "train", "--base-model", poisoned, "--train-data", trainData, "--epochs", "1", "--quiet", ...extra], { encoding: "utf8" });
+  spawnSync(process.execPath, [bin, "train", "--base-model", poisoned, "--train-data", trainData, "--epochs", "1", "--quiet", ...extra], {
+    encoding: "utf8",
+  });
 
 test("a NaN loss stops the run at that step with one line, and no adapter is written", () => {
   const out = path.join(dir, "stop");
   const r = run("--output-dir", out);
   assert.equal(r.status, 1);
-  assert.match(r.stderr.trim(), /^svdlora: error: loss became NaN at step 1: lower --learning-rate \(now 0\.0002\) or pass --skip-nonfinite; no checkpoint was saved yet$/);
+  assert.match(
+    r.stderr.trim(),
+    /^svdlora: error: loss became NaN at step 1: lower --learning-rate \(now 0\.0002\) or pass --skip-nonfinite; no checkpoint was saved yet$/,
+  );
   assert.equal(fs.existsSync(path.join(out, "final_model_random")), false);
 });
 

@@ -29,7 +29,13 @@ class ReferenceAdamW {
   m: number[];
   v: number[];
   t = 0;
-  constructor(public p: number[], private beta1 = 0.9, private beta2 = 0.999, private eps = 1e-8, private wd = 0.01) {
+  constructor(
+    public p: number[],
+    private beta1 = 0.9,
+    private beta2 = 0.999,
+    private eps = 1e-8,
+    private wd = 0.01,
+  ) {
     this.m = p.map(() => 0);
     this.v = p.map(() => 0);
   }
@@ -78,13 +84,20 @@ test("AdamW matches a float64 re-implementation over several steps, with weight 
   for (let step = 0; step < 8; step++) {
     const lr = 0.05 * (1 - step / 10);
     const grads = shapes.map((n) => Array.from({ length: n }, () => rand() * (step + 1)));
-    for (const [opt, ps] of [[opt64, p64], [opt32, p32]] as const) {
+    for (const [opt, ps] of [
+      [opt64, p64],
+      [opt32, p32],
+    ] as const) {
       opt.setLr(lr);
-      ps.forEach((p, i) => setGrad(p, grads[i]));
+      ps.forEach((p, i) => {
+        setGrad(p, grads[i]);
+      });
       opt.step();
       opt.zeroGrad();
     }
-    refs.forEach((r, i) => r.step(grads[i], lr));
+    refs.forEach((r, i) => {
+      r.step(grads[i], lr);
+    });
   }
   refs.forEach((r, i) => {
     assertClose(values(p64[i]), r.p, 1e-13, 1e-12, `float64 param ${i}`);
@@ -126,11 +139,21 @@ test("AdamW skips parameters without a gradient: no decay, no state, own step co
 
 /** Runs a tiny regression for `steps` updates with a real backward pass and a changing lr. */
 function trainSteps(opt: AdamW, w: torch.Tensor, from: number, to: number): void {
-  const x = torch.tensor([[1, 2, 3], [0.5, -1, 2]], { device });
+  const x = torch.tensor(
+    [
+      [1, 2, 3],
+      [0.5, -1, 2],
+    ],
+    { device },
+  );
   for (let step = from; step < to; step++) {
     torch.tidy(() => {
       opt.setLr(0.01 * (1 + Math.cos(step)));
-      w.matmul(x.T).sub(step * 0.1).square().mean().backward();
+      w.matmul(x.T)
+        .sub(step * 0.1)
+        .square()
+        .mean()
+        .backward();
       opt.step();
       opt.zeroGrad();
     });

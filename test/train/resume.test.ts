@@ -14,20 +14,52 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-resume-"));
 const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
 const trainData = subset(EMBEDDED_TRAIN, 16, "train.json");
 const evalData = subset(EMBEDDED_EVAL, 4, "eval.json");
-const args = (out: string) => ["train", "--train-data", trainData, "--eval-data", evalData, "--epochs", "2", "--batch-size", "4", "--learning-rate", "1e-3", "--save-steps", "1", "--quiet", "--output-dir", out];
+const args = (out: string) => [
+  "train",
+  "--train-data",
+  trainData,
+  "--eval-data",
+  evalData,
+  "--epochs",
+  "2",
+  "--batch-size",
+  "4",
+  "--learning-rate",
+  "1e-3",
+  "--save-steps",
+  "1",
+  "--quiet",
+  "--output-dir",
+  out,
+];
 const adapterBytes = (out: string) => fs.readFileSync(path.join(out, "final_model_random", "adapter_model.safetensors"));
 const trainRows = (out: string) => {
   const log = path.join(out, "training_log_random.csv");
-  return fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").filter((l) => /^\d+,[^,]*,[^,]+,/.test(l)).length : 0;
+  return fs.existsSync(log)
+    ? fs
+        .readFileSync(log, "utf8")
+        .split("\n")
+        .filter((l) => /^\d+,[^,]*,[^,]+,/.test(l)).length
+    : 0;
 };
-const lossColumn = (out: string) => fs.readFileSync(path.join(out, "training_log_random.csv"), "utf8").split("\n").map((l) => l.split(",").slice(0, 3).join(","));
+const lossColumn = (out: string) =>
+  fs
+    .readFileSync(path.join(out, "training_log_random.csv"), "utf8")
+    .split("\n")
+    .map((l) => l.split(",").slice(0, 3).join(","));
 
 /** Starts a run and sends `signal` once `rows` training rows are logged, after a random delay. */
-async function interruptedRun(out: string, rows: number, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+async function interruptedRun(
+  out: string,
+  rows: number,
+  signal: NodeJS.Signals,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   const child = spawn(process.execPath, [bin, ...args(out)], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, sig) => resolve({ code, signal: sig })));
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, sig) => resolve({ code, signal: sig })),
+  );
   while (trainRows(out) < rows && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
   await new Promise((r) => setTimeout(r, Math.random() * 300));
   child.kill(signal);
@@ -59,14 +91,19 @@ test("Ctrl-C saves a checkpoint and exits with 130; --resume finishes the same r
   const out = path.join(dir, "sigint");
   const r = await interruptedRun(out, 2, "SIGINT");
   assert.equal(r.code, 130, r.stderr);
-  assert.match(r.stderr, /^svdlora: interrupted at step \d+: checkpoint saved in .*checkpoints\/random; continue with the same command and --resume$/);
+  assert.match(
+    r.stderr,
+    /^svdlora: interrupted at step \d+: checkpoint saved in .*checkpoints\/random; continue with the same command and --resume$/,
+  );
   const resumed = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.ok(adapterBytes(out).equals(adapterBytes(reference)));
 });
 
 test("resuming with other settings is refused in one line", () => {
-  const r = spawnSync(process.execPath, [bin, ...args(reference).map((a) => (a === "1e-3" ? "2e-3" : a)), "--resume"], { encoding: "utf8" });
+  const r = spawnSync(process.execPath, [bin, ...args(reference).map((a) => (a === "1e-3" ? "2e-3" : a)), "--resume"], {
+    encoding: "utf8",
+  });
   assert.notEqual(r.status, 0);
   assert.match(r.stderr.trim(), /^svdlora: error: checkpoint .* was made with other settings \(learningRate: 0\.001 then, 0\.002 now\)/);
 });

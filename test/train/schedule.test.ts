@@ -3,7 +3,8 @@ import { test } from "node:test";
 import { lrAt, lrFactor, type Schedule } from "../../src/train/schedule.js";
 
 const base = 2e-4;
-const at = (kind: Schedule["kind"], step: number, warmupSteps = 10, totalSteps = 110) => lrAt(step, { base, warmupSteps, totalSteps, kind });
+const at = (kind: Schedule["kind"], step: number, warmupSteps = 10, totalSteps = 110) =>
+  lrAt(step, { base, warmupSteps, totalSteps, kind });
 
 /** Equal within a few ulps (the schedules are a handful of float operations). */
 const near = (actual: number, expected: number, what: string) =>

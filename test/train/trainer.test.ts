@@ -16,7 +16,17 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-train-"));
 const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
 const trainData = subset(EMBEDDED_TRAIN, 16, "train.json");
 const evalData = subset(EMBEDDED_EVAL, 16, "eval.json");
-const base = { ...TRAIN_DEFAULTS, baseModel: EMBEDDED_MODEL, trainData, evalData, outputDir: dir, epochs: 2, batchSize: 4, learningRate: 1e-3, quiet: true };
+const base = {
+  ...TRAIN_DEFAULTS,
+  baseModel: EMBEDDED_MODEL,
+  trainData,
+  evalData,
+  outputDir: dir,
+  epochs: 2,
+  batchSize: 4,
+  learningRate: 1e-3,
+  quiet: true,
+};
 
 test("LoRA training lowers the held-out loss and saves a PEFT adapter and a CSV log", async () => {
   const r = await train({ ...base, init: "random" });
@@ -36,8 +46,14 @@ test("LoRA training lowers the held-out loss and saves a PEFT adapter and a CSV 
   assert.ok(q0.B.abs().max().item() > 0, "B moved away from zero");
 
   const log = readTrainingLog(r.logPath);
-  assert.deepEqual(log.train.map((row) => row.step), [1, 2, 3, 4, 5, 6, 7, 8]);
-  assert.deepEqual(log.eval.map((row) => row.step), [0, 4, 8]);
+  assert.deepEqual(
+    log.train.map((row) => row.step),
+    [1, 2, 3, 4, 5, 6, 7, 8],
+  );
+  assert.deepEqual(
+    log.eval.map((row) => row.step),
+    [0, 4, 8],
+  );
   assert.equal(log.train[7].tokens, r.tokens);
   assert.ok(log.train.every((row) => row.lr > 0 && row.gradNorm! > 0));
   const summary = JSON.parse(fs.readFileSync(path.join(dir, "train_summary_random.json"), "utf8"));
@@ -48,12 +64,24 @@ test("LoRA training lowers the held-out loss and saves a PEFT adapter and a CSV 
 
 test("svd init starts from the given factors: its first loss is the trained adapter's, not the base model's", async () => {
   const random = JSON.parse(fs.readFileSync(path.join(dir, "train_summary_random.json"), "utf8")).result;
-  const r = await train({ ...base, init: "svd", svdFactors: path.join(dir, "final_model_random"), epochs: 1, outputDir: path.join(dir, "svd") });
+  const r = await train({
+    ...base,
+    init: "svd",
+    svdFactors: path.join(dir, "final_model_random"),
+    epochs: 1,
+    outputDir: path.join(dir, "svd"),
+  });
   assert.equal(r.init, "svd");
-  assert.ok(r.evalLosses[0].loss < random.evalLosses[0].loss - 1e-3, `svd-init eval start ${r.evalLosses[0].loss} vs base ${random.evalLosses[0].loss}`);
+  assert.ok(
+    r.evalLosses[0].loss < random.evalLosses[0].loss - 1e-3,
+    `svd-init eval start ${r.evalLosses[0].loss} vs base ${random.evalLosses[0].loss}`,
+  );
   assert.ok(Math.abs(r.evalLosses[0].loss - random.evalLosses[2].loss) < 1e-4, "starts where the factors' run ended");
   await assert.rejects(train({ ...base, init: "svd", outputDir: path.join(dir, "x") }), /--init svd needs --svd-factors/);
-  await assert.rejects(train({ ...base, init: "svd", svdFactors: path.join(dir, "final_model_random"), lora: { ...base.lora, rank: 8 } }), /has rank 16 but --lora-rank is 8/);
+  await assert.rejects(
+    train({ ...base, init: "svd", svdFactors: path.join(dir, "final_model_random"), lora: { ...base.lora, rank: 8 } }),
+    /has rank 16 but --lora-rank is 8/,
+  );
 });
 
 test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the trained model on the original base", async () => {
@@ -72,7 +100,10 @@ test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the traine
   const { loadTokenizer } = await import("../../src/hf/tokenizer.js");
   const { evaluateLoss } = await import("../../src/train/evaluate.js");
   const tok = await loadTokenizer(EMBEDDED_MODEL);
-  const { encoded } = formatSamples(loadDataset(evalData), tok, { systemPrompt: base.systemPrompt ?? undefined, maxLength: base.maxLength });
+  const { encoded } = formatSamples(loadDataset(evalData), tok, {
+    systemPrompt: base.systemPrompt ?? undefined,
+    maxLength: base.maxLength,
+  });
   const loss = evaluateLoss(model, new Map(), encoded, { batchSize: 4, padId: tok.pad!.id, device: "cpu" });
   const ended = r.evalLosses[r.evalLosses.length - 1].loss;
   assert.ok(Math.abs(loss - ended) < 1e-4, `reloaded ${loss} vs end of run ${ended}`);
@@ -81,10 +112,20 @@ test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the traine
 });
 
 test("gradient accumulation: one optimizer step per accumulated group, the last one shorter", async () => {
-  const r = await train({ ...base, init: "random", epochs: 1, batchSize: 2, gradientAccumulationSteps: 3, outputDir: path.join(dir, "accum") });
+  const r = await train({
+    ...base,
+    init: "random",
+    epochs: 1,
+    batchSize: 2,
+    gradientAccumulationSteps: 3,
+    outputDir: path.join(dir, "accum"),
+  });
   // 16 samples → 8 micro-batches of 2 → steps of 3, 3 and 2 micro-batches.
   assert.equal(r.steps, 3);
   const log = readTrainingLog(r.logPath);
-  assert.deepEqual(log.train.map((row) => row.tokens > 0), [true, true, true]);
+  assert.deepEqual(
+    log.train.map((row) => row.tokens > 0),
+    [true, true, true],
+  );
   assert.equal(log.train[2].tokens, r.tokens);
 });

@@ -11,7 +11,14 @@ import { type Family, FAMILIES, type FamilyName, type ProbabilityProblem, proble
 import { Random } from "./random.js";
 
 export const FAMILY_GENERATORS: Readonly<Record<FamilyName, Family>> = {
-  coins, dice, cards, urns, binomial, "at-least-one": atLeastOne, conditional, expectation,
+  coins,
+  dice,
+  cards,
+  urns,
+  binomial,
+  "at-least-one": atLeastOne,
+  conditional,
+  expectation,
 };
 
 /** Every template kind, e.g. "coins.exact-heads". */

@@ -71,8 +71,29 @@ export function repeated(factor: string, times: number): string {
 
 // ---- words ----
 
-const WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-  "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"];
+const WORDS = [
+  "zero",
+  "one",
+  "two",
+  "three",
+  "four",
+  "five",
+  "six",
+  "seven",
+  "eight",
+  "nine",
+  "ten",
+  "eleven",
+  "twelve",
+  "thirteen",
+  "fourteen",
+  "fifteen",
+  "sixteen",
+  "seventeen",
+  "eighteen",
+  "nineteen",
+  "twenty",
+];
 
 /** "three" for 3; numerals above twenty. */
 export function word(n: number): string {
@@ -101,7 +122,21 @@ export function listing(items: readonly string[], conjunction = "and"): string {
 
 /** Probabilities with small denominators, for story problems. */
 export const NICE_PROBABILITIES: readonly Rational[] = [
-  [1, 2], [1, 3], [2, 3], [1, 4], [3, 4], [1, 5], [2, 5], [3, 5], [4, 5], [1, 6], [5, 6], [1, 10], [3, 10], [7, 10], [9, 10],
+  [1, 2],
+  [1, 3],
+  [2, 3],
+  [1, 4],
+  [3, 4],
+  [1, 5],
+  [2, 5],
+  [3, 5],
+  [4, 5],
+  [1, 6],
+  [5, 6],
+  [1, 10],
+  [3, 10],
+  [7, 10],
+  [9, 10],
 ].map(([a, b]) => new Rational(a!, b!));
 
 /** [lo, lo+1, …, hi]. */
