@@ -1,6 +1,7 @@
 // `svdlora svd` (step 2b).
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
+import { targetNames } from "../hf/peft.js";
 import { svdStep } from "../pipeline/svd.js";
 import * as arg from "./args.js";
 
@@ -27,8 +28,7 @@ export function registerSvd(program: Command): void {
       if (!o.synthesizedDelta && !o.loraAdapter && !o.finetunedModel)
         o.synthesizedDelta = "synthesized_teacher/synthesized_delta_rank64.safetensors";
       const baseModel = o.baseModel ? await resolveBaseModel(o.baseModel) : undefined;
-      const targets =
-        o.targetModules === "all-linear" ? ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] : o.targetModules;
+      const targets = targetNames(o.targetModules);
       const out = await svdStep({
         synthesizedDelta: o.synthesizedDelta,
         loraAdapter: o.loraAdapter,

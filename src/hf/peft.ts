@@ -166,11 +166,19 @@ export const rankFor = (config: LoraAdapterConfig, modulePath: string): number =
 export const alphaFor = (config: LoraAdapterConfig, modulePath: string): number =>
   patternValue(config.alpha_pattern, modulePath) ?? config.lora_alpha;
 
-/** s in ΔW = s · B A: α / r, or α / √r with rsLoRA. */
-export function loraScaling(config: LoraAdapterConfig, modulePath: string): number {
-  const r = rankFor(config, modulePath);
-  return alphaFor(config, modulePath) / (config.use_rslora ? Math.sqrt(r) : r);
-}
+/** The scale s in ΔW = s · B A: α / r, or α / √r with rsLoRA (the one place this formula lives). */
+export const loraScale = (alpha: number, rank: number, rslora: boolean): number => alpha / (rslora ? Math.sqrt(rank) : rank);
+
+/** s for one module of an adapter, after its rank_pattern / alpha_pattern. */
+export const loraScaling = (config: LoraAdapterConfig, modulePath: string): number =>
+  loraScale(alphaFor(config, modulePath), rankFor(config, modulePath), config.use_rslora);
+
+/** The linear projections of a Qwen2 / Llama decoder layer, by their Hugging Face module names: what "all-linear" means. */
+export const PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+
+/** Target module names, with "all-linear" spelled out. */
+export const targetNames = (targets: readonly string[] | "all-linear"): string[] =>
+  targets === "all-linear" ? [...PROJECTIONS] : [...targets];
 
 /** Whether PEFT would put a LoRA on this module: a listed name matches its last components, or the regex matches. */
 export function isTargetModule(config: LoraAdapterConfig, modulePath: string): boolean {

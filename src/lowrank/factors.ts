@@ -2,7 +2,7 @@
 // factors with B·A = ΔW_r / s, so the new adapter starts exactly at s·B·A = ΔW_r.
 //   seed split:     B = U_r Σ_r / s,   A = V_rᵀ
 //   balanced split: B = U_r √(Σ_r/s),  A = √(Σ_r/s) V_rᵀ   (equal factor norms: better conditioned)
-import { type LoraAdapterConfig, type LoraWeights, loraConfig, loraScaling } from "../hf/peft.js";
+import { type LoraAdapterConfig, type LoraWeights, loraConfig, loraScale, loraScaling } from "../hf/peft.js";
 import * as torch from "../torch/index.js";
 import { Tensor } from "../torch/index.js";
 import { DEFAULT_RANK_TOLERANCE, type SpectrumMetrics, spectrumMetrics } from "./metrics.js";
@@ -123,11 +123,6 @@ export function moduleFactors(
   });
 }
 
-/** s = α / r, or α / √r with rsLoRA (as PEFT). */
-export function scalingFor(rank: number, alpha: number, useRslora = false): number {
-  return alpha / (useRslora ? Math.sqrt(rank) : rank);
-}
-
 /** Step 2b: LoRA factors B·A = ΔW_r / s for every module, and the truncation metrics. */
 export function svdInitFactors(deltas: ReadonlyMap<string, DeltaSource>, options: SvdFactorOptions): SvdFactors {
   const { rank, alpha } = options;
@@ -136,7 +131,7 @@ export function svdInitFactors(deltas: ReadonlyMap<string, DeltaSource>, options
   const split = options.split ?? "seed";
   if (split !== "seed" && split !== "balanced") throw new Error(`split must be "seed" or "balanced", got ${JSON.stringify(split)}`);
   if (deltas.size === 0) throw new Error("no modules to factor");
-  const scaling = scalingFor(rank, alpha, options.useRslora);
+  const scaling = loraScale(alpha, rank, options.useRslora ?? false);
   const o = { rank, scaling, split, dtype: options.dtype ?? "float32", denseMethod: options.denseMethod ?? "exact" } as const;
   for (const [modulePath, delta] of deltas) checkShape(modulePath, delta, rank); // fail before any SVD work
   const result: SvdFactors = { weights: new Map(), metrics: new Map(), rank, alpha, useRslora: options.useRslora ?? false, scaling, split };

@@ -1,7 +1,16 @@
 // LoRA: y = W x + s · B A x beside a frozen linear layer, with A (r × in), B (out × r), s = α / r
 // (α / √r with rsLoRA). Factors are kept in float32 whatever the base dtype, as PEFT does when
 // the base is half precision and autocast is off.
-import { type LoraAdapterConfig, type LoraWeights, isTargetModule, loraConfig, loraScaling, rankFor } from "../hf/peft.js";
+import {
+  type LoraAdapterConfig,
+  type LoraWeights,
+  isTargetModule,
+  loraConfig,
+  loraScale,
+  loraScaling,
+  rankFor,
+  targetNames,
+} from "../hf/peft.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import type { CausalLM } from "./qwen2.js";
@@ -55,8 +64,6 @@ export class LoRA {
   }
 }
 
-const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-
 /**
  * The PEFT adapter config for these settings. init_lora_weights stays true whatever our init was:
  * the saved factors are a plain LoRA, and PEFT re-runs a named init (e.g. "pissa", which rewrites
@@ -68,7 +75,7 @@ export function adapterConfigFor(s: LoraSettings, baseModel: string): LoraAdapte
     loraAlpha: s.alpha,
     loraDropout: s.dropout ?? 0,
     useRslora: s.rslora ?? false,
-    targetModules: s.targets === "all-linear" ? ALL_LINEAR : s.targets,
+    targetModules: targetNames(s.targets),
     baseModel,
   });
 }
@@ -90,7 +97,7 @@ function checkSettings(s: LoraSettings, inF: number, outF: number, path: string)
  */
 export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit): Map<string, LoRA> {
   const config = adapterConfigFor(s, "");
-  const scaling = s.rslora ? s.alpha / Math.sqrt(s.rank) : s.alpha / s.rank;
+  const scaling = loraScale(s.alpha, s.rank, s.rslora ?? false);
   const added = new Map<string, LoRA>();
   for (const [path, linear] of model.linears()) {
     if (!isTargetModule(config, path)) continue;

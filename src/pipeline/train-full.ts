@@ -13,6 +13,7 @@ import { loadDataset } from "../data/dataset.js";
 import { QWEN25_MATH_SYSTEM_PROMPT, formatSamples } from "../data/format.js";
 import type { Encoded } from "../data/types.js";
 import { SafetensorsCheckpoint } from "../hf/checkpoint.js";
+import { targetNames } from "../hf/peft.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
 import type { CausalLM } from "../model/qwen2.js";
@@ -249,8 +250,6 @@ export function fullFinetuneLayout(experimentDir: string, rank: number) {
   };
 }
 
-const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-
 interface Analysis {
   summary: {
     modules: number;
@@ -314,7 +313,7 @@ export async function fullFinetuneBaseline(
   const svd = await svdStep({
     finetunedModel: F.model,
     baseModel: c.baseModel,
-    targetModules: c.lora.targets === "all-linear" ? ALL_LINEAR : c.lora.targets,
+    targetModules: targetNames(c.lora.targets),
     rank: c.lora.rank,
     alpha: c.lora.alpha,
     rslora: false,
