@@ -16,10 +16,11 @@ import { loadCausalLM, randomCausalLM } from "../src/model/loader.js";
 import { addLora, adapterConfigFor, loraParameters, loraWeights } from "../src/model/lora.js";
 import * as torch from "../src/torch/index.js";
 import { broadcastFromMain, joinProcessGroup } from "../src/train/data-parallel.js";
-import { launchWorkers } from "../src/train/launch.js";
+import { launchWorkers } from "../src/cli/launch.js";
 import { AdamW } from "../src/train/optim.js";
 import { optimizerStep, rankMicroBatch } from "../src/train/step.js";
-import { type GradientCheckpointing, checkpointPolicy } from "../src/train/trainer.js";
+import type { GradientCheckpointing } from "../src/train/settings.js";
+import { recomputePolicy } from "../src/train/trainer.js";
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -79,10 +80,10 @@ if (flags["save-adapter"]) {
 }
 const optimizer = new AdamW(loraParameters(loras), { lr: 2e-4, weightDecay: 0.01 });
 broadcastFromMain(loraParameters(loras), dp);
-const checkpoint = checkpointPolicy({
+const recompute = recomputePolicy({
   device: dp.device,
   gradientCheckpointing: flags.checkpointing as GradientCheckpointing,
-  maxMemoryGib: budgetGib,
+  maxMemory: budgetGib,
 });
 const encoded = samples.map((ids) => ({ ids, lossMask: ids.map(() => true), truncated: false }));
 
@@ -107,7 +108,7 @@ outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
     }
     const global = encoded.slice(i, i + 4 * dp.worldSize);
     const micro = rankMicroBatch(global, 1, dp, { padId: 151643, device: dp.device, packing });
-    const r = optimizerStep(model, optimizer, [micro], { checkpoint, lr: 2e-4, dataParallel: dp });
+    const r = optimizerStep(model, optimizer, [micro], { recompute, lr: 2e-4, dataParallel: dp });
     losses.push(r.loss);
     real += r.tokens;
     padded += packing ? r.tokens : global.length * Math.max(...global.map((s) => s.ids.length));

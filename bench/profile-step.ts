@@ -36,7 +36,7 @@ const model = randomCausalLM(config, { dtype: "bfloat16", device: "cuda" });
 const loras = addLora(model, { rank: 16, alpha: 16, targets: targetsArg.split(",") }, "random");
 const optimizer = new AdamW(loraParameters(loras), { lr: 2e-4, weightDecay: 0.01 });
 const encoded = samples.map((ids) => ({ ids, lossMask: ids.map(() => true), truncated: false }));
-const checkpoint = flags.checkpointing as "off" | "all";
+const recompute = flags.checkpointing === "all" ? "all" : "none";
 const ms = (t: number) => Number((performance.now() - t).toFixed(2));
 
 const rows: Record<string, number>[] = [];
@@ -46,7 +46,7 @@ for (let i = 0; i < 4 * 14; i += 4) {
   const t0 = performance.now();
   const queued = torch.tidy(() => {
     const b = makeBatch(chunk, { padId: 0, device: "cuda", packing: true });
-    lossAndBackward(model, b, { checkpoint });
+    lossAndBackward(model, b, { recompute });
     return { tokens: b.tokens, ms: ms(t0) };
   });
   torch.cuda.synchronize();
@@ -123,7 +123,7 @@ const avg = (k: string) => Number((rows.reduce((s, r) => s + r[k], 0) / rows.len
 console.log(
   JSON.stringify({
     what: "profile_step",
-    checkpointing: checkpoint,
+    checkpointing: flags.checkpointing,
     targets: targetsArg.split(","),
     steps: rows.length,
     ...Object.fromEntries(Object.keys(rows[0]).map((k) => [k, avg(k)])),

@@ -92,7 +92,7 @@ test("bf16 lossAndBackward: packed flash + checkpointing agree with the padded p
     lossMask: Array(n).fill(true),
     truncated: false,
   }));
-  const run = (packed: boolean, checkpoint: "off" | "all") => {
+  const run = (packed: boolean, recompute: "none" | "all") => {
     torch.manualSeed(6);
     const model = randomCausalLM(config, { dtype: "bfloat16", device: cuda, std: 0.05 });
     const loras = addLora(model, { rank: 8, alpha: 16, targets: "all-linear" }, "gaussian");
@@ -100,12 +100,12 @@ test("bf16 lossAndBackward: packed flash + checkpointing agree with the padded p
       for (const l of loras.values()) l.B.normal_(0, 0.02);
     });
     const b = packed ? packedBatch(samples, cuda, true) : paddedBatch(samples, 0, cuda);
-    const loss = lossAndBackward(model, b, { checkpoint }).loss.item();
+    const loss = lossAndBackward(model, b, { recompute }).loss.item();
     return { loss, grads: loraParameters(loras).flatMap((p) => values(p.grad!)) };
   };
-  const ref = run(false, "off");
+  const ref = run(false, "none");
   for (const [packed, ckpt] of [
-    [true, "off"],
+    [true, "none"],
     [true, "all"],
     [false, "all"],
   ] as const) {
@@ -141,10 +141,10 @@ test("a memory budget recomputes layers only when the budget is tight", () => {
   }));
   const b = packedBatch(samples, cuda, true);
   const base = torch.cuda.memory().allocated;
-  const roomy = lossAndBackward(model, b, { checkpoint: { budgetBytes: base + 8 * 2 ** 30 } });
+  const roomy = lossAndBackward(model, b, { recompute: { budgetBytes: base + 8 * 2 ** 30 } });
   roomy.loss.dispose();
   torch.cuda.resetPeakMemory();
-  const tight = lossAndBackward(model, b, { checkpoint: { budgetBytes: base + 300 * 2 ** 20 } });
+  const tight = lossAndBackward(model, b, { recompute: { budgetBytes: base + 300 * 2 ** 20 } });
   tight.loss.dispose();
   const peak = torch.cuda.memory().peakAllocated;
   assert.equal(roomy.recomputed, 0);

@@ -1,30 +1,36 @@
-// `svdlora compare` (SPEC step 4): the table of every arm vs the baseline, the caveats, and the files written.
+// `svdlora compare` (step 4 of docs/experiment.md): every arm against the baseline, with the caveats and the files written.
 import type { Command } from "commander";
-import { InvalidArgumentError } from "commander";
 import { compareRuns, comparisonTable, writeComparison } from "../pipeline/compare.js";
-import * as arg from "./args.js";
+import { defaults, num, text } from "../util/settings.js";
+import { println } from "./io.js";
+import type { Cli } from "./main.js";
+import { addSettingFlags, givenSettings } from "./settings.js";
 
-function finiteNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, got "${value}"`);
-  return n;
-}
+const SCHEMA = {
+  trainingDir: {
+    kind: text("<dir>"),
+    help: "where the training_log_NAME.csv and train_summary_NAME.json files are",
+    default: "training_results",
+  },
+  targetLoss: { kind: num({ placeholder: "<x>" }), help: "loss for 'steps to target' (default: the baseline arm's final loss)" },
+  baseline: { kind: text("<arm>"), help: "the arm the others are measured against", default: "random" },
+  smoothing: { kind: num({ min: 0, below: 1, placeholder: "<beta>" }), help: "EMA factor for the smoothed training loss", default: 0.9 },
+};
 
-export function registerCompare(program: Command): void {
-  program
+export function registerCompare(program: Command, cli: Cli): void {
+  const cmd = program
     .command("compare")
     .description(
-      "compare the training runs of each init (random, svd, pissa, …): initial/final loss, steps to a target loss, eval loss, accuracy, compute",
-    )
-    .option("--training-dir <dir>", "where the training_log_NAME.csv and train_summary_NAME.json files are", "training_results")
-    .option("--target-loss <x>", "loss for 'steps to target' (default: the baseline arm's final smoothed loss)", finiteNumber)
-    .option("--baseline <init>", "the arm the others are measured against", "random")
-    .option("--smoothing <beta>", "EMA factor for the smoothed loss", arg.fraction, 0.9)
-    .action(async (o) => {
-      const result = compareRuns(o.trainingDir, { targetLoss: o.targetLoss, baseline: o.baseline, smoothing: o.smoothing });
-      console.log(comparisonTable(result));
-      for (const c of result.caveats) console.log(`\ncaveat: ${c}`);
-      const paths = await writeComparison(o.trainingDir, result);
-      console.log(`\nreport: ${paths.report}\njson:   ${paths.json}\nchart:  ${paths.chart}`);
-    });
+      "compare the training runs of each init (random, svd, pissa, …): initial/final loss, steps to a target loss, held-out loss, accuracy, compute",
+    );
+  addSettingFlags(cmd, SCHEMA).action(async () => {
+    const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
+      targetLoss?: number;
+    };
+    const result = compareRuns(o.trainingDir, { targetLoss: o.targetLoss, baseline: o.baseline, smoothing: o.smoothing });
+    println(cli.io.stdout, comparisonTable(result));
+    for (const c of result.caveats) println(cli.io.stdout, `\ncaveat: ${c}`);
+    const paths = await writeComparison(o.trainingDir, result);
+    println(cli.io.stdout, `\nreport: ${paths.report}\njson:   ${paths.json}\nchart:  ${paths.chart}`);
+  });
 }

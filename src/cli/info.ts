@@ -3,6 +3,8 @@ import os from "node:os";
 import type { Command } from "commander";
 import * as torch from "../torch/index.js";
 import { packageVersion } from "../version.js";
+import { println } from "./io.js";
+import type { Cli } from "./main.js";
 
 export function systemInfo() {
   const b = torch.buildInfo;
@@ -18,14 +20,17 @@ export function systemInfo() {
 
 const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
 
-export function registerInfo(program: Command): void {
+export function registerInfo(program: Command, cli: Cli): void {
   program
     .command("info")
     .description("versions, build flags, CPU threads and CUDA devices")
     .option("--json", "print as JSON")
     .action((opts: { json?: boolean }) => {
       const i = systemInfo();
-      if (opts.json) return console.log(JSON.stringify(i, null, 2));
+      if (opts.json) {
+        println(cli.io.stdout, JSON.stringify(i, null, 2));
+        return;
+      }
       const lines = [
         `svdlora   ${i.svdlora}`,
         `node      ${i.node}`,
@@ -36,6 +41,6 @@ export function registerInfo(program: Command): void {
       if (i.cuda.devices.length === 0) lines.push(`cuda      ${i.build.cuda ? "no device visible" : "not in this build"}`);
       for (const d of i.cuda.devices)
         lines.push(`cuda:${d.index}    ${d.name}, ${gib(d.totalMemory)}, compute capability ${d.capability}, ${d.multiProcessors} SMs`);
-      console.log(lines.join("\n"));
+      println(cli.io.stdout, lines.join("\n"));
     });
 }

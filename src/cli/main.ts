@@ -1,35 +1,57 @@
-// The `svdlora` command: one file per subcommand registers itself here.
+// The `svdlora` command: one file per subcommand registers itself on a fresh program. main() runs
+// one command line and returns its exit code; bin/svdlora.js exits with it. Only this folder owns
+// the process: signals (interrupt.ts), exit codes and terminal output; the library reports errors
+// in its own terms, and here they become one line that names the flag to change.
 import { Command, CommanderError } from "commander";
+import { InterruptedError } from "../train/events.js";
+import { SettingError, kebabCase } from "../util/settings.js";
+import { packageVersion } from "../version.js";
 import { registerCompare } from "./compare.js";
 import { registerEval } from "./eval.js";
 import { registerInfo } from "./info.js";
+import { type Io, println } from "./io.js";
 import { registerMerge } from "./merge.js";
 import { registerPretrain } from "./pretrain.js";
 import { registerRun } from "./run.js";
+import { explainSettingError, schemaOf, settingName } from "./settings.js";
 import { registerSvd } from "./svd.js";
 import { registerSynthesize } from "./synthesize.js";
 import { registerTrain } from "./train.js";
 import { registerTrainFull } from "./train-full.js";
-import { InterruptedError } from "../train/trainer.js";
-import { packageVersion } from "../version.js";
 
-const program = new Command("svdlora")
-  .description("SVD-guided LoRA initialization experiments on causal language models (libtorch, CPU or CUDA)")
-  .version(packageVersion())
-  .showHelpAfterError("(run `svdlora --help` for usage)")
-  .configureOutput({ outputError: (message, write) => write(`svdlora: ${message}`) })
-  .exitOverride();
+/** What a command needs from the outside world. */
+export interface Cli {
+  io: Io;
+}
 
-registerInfo(program);
-registerTrain(program);
-registerTrainFull(program);
-registerPretrain(program);
-registerEval(program);
-registerMerge(program);
-registerCompare(program);
-registerSynthesize(program);
-registerSvd(program);
-registerRun(program);
+export function buildProgram(cli: Cli): Command {
+  const program = new Command("svdlora")
+    .description("SVD-guided LoRA initialization experiments on causal language models (libtorch, CPU or CUDA)")
+    .version(packageVersion())
+    .showHelpAfterError("(run `svdlora --help` for usage)")
+    .configureOutput({
+      writeOut: (s) => cli.io.stdout.write(s),
+      writeErr: (s) => cli.io.stderr.write(s),
+      outputError: (message, write) => write(`svdlora: ${message}`),
+    })
+    .exitOverride();
+  for (const register of [
+    registerInfo,
+    registerTrain,
+    registerTrainFull,
+    registerPretrain,
+    registerEval,
+    registerMerge,
+    registerCompare,
+    registerSynthesize,
+    registerSvd,
+    registerRun,
+  ])
+    register(program, cli);
+  // Every subcommand reports its errors through main(), not by exiting.
+  for (const cmd of program.commands) cmd.exitOverride().configureOutput(program.configureOutput());
+  return program;
+}
 
 /** libtorch's out-of-memory error, said the way users can act on. */
 function explainOutOfMemory(message: string): string | null {
@@ -44,20 +66,38 @@ function explainOutOfMemory(message: string): string | null {
   return `out of GPU memory (${what}): try a lower --max-memory (more layers recomputed) or --gradient-checkpointing on, a smaller --batch-size with more --gradient-accumulation-steps (same effective batch), or a smaller --max-length`;
 }
 
-try {
-  // Like torch.cuda.set_per_process_memory_fraction, for sharing a GPU (and for trying out-of-memory handling).
-  const fraction = process.env.SVDLORA_CUDA_MEMORY_FRACTION;
-  if (fraction) (await import("../torch/index.js")).cuda.setMemoryFraction(Number(fraction));
-  await program.parseAsync(process.argv);
-} catch (e) {
-  if (e instanceof CommanderError) process.exit(e.exitCode); // commander already printed the message
-  if (e instanceof InterruptedError) {
-    console.error(`svdlora: ${e.message}`);
-    process.exit(130);
+/**
+ * One line for an error from the library, with the flags that change what went wrong: the library
+ * names a setting by its key in backticks (`learningRate`), the command line by its flag.
+ */
+export function explainError(e: Error, command: Command | null): string {
+  const schema = schemaOf(command);
+  if (e instanceof SettingError) return explainSettingError(e, schema);
+  const text = explainOutOfMemory(e.message) ?? e.message;
+  return text
+    .replace(/`([a-z][A-Za-z]*)`/g, (_, key: string) => (schema[key] ? settingName(schema, key) : `--${kebabCase(key)}`))
+    .replace(/\s*\n\s*/g, " ");
+}
+
+/** Runs one command line (argv without node and the script); returns the exit code. */
+export async function main(argv: string[], cli: Cli): Promise<number> {
+  const program = buildProgram(cli);
+  let running: Command | null = null;
+  program.hook("preAction", (_root, action) => {
+    running = action;
+  });
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode; // commander printed its message already
+    if (e instanceof InterruptedError) {
+      println(cli.io.stderr, `svdlora: ${explainError(e, running)}`);
+      return 130;
+    }
+    const err = e as Error;
+    println(cli.io.stderr, `svdlora: error: ${explainError(err, running)}`);
+    if (process.env.SVDLORA_DEBUG) println(cli.io.stderr, err.stack);
+    return 1;
   }
-  // One clear line for users; the stack only on request.
-  const err = e as Error;
-  console.error(`svdlora: error: ${explainOutOfMemory(err.message) ?? err.message}`);
-  if (process.env.SVDLORA_DEBUG) console.error(err.stack);
-  process.exit(1);
 }

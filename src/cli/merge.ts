@@ -1,4 +1,5 @@
-// `svdlora merge`: folds a LoRA adapter into its base model and writes a plain model directory.
+// `svdlora merge`: folds a LoRA adapter into its base model and writes a plain model folder.
+import path from "node:path";
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
 import { loadAdapter } from "../hf/peft.js";
@@ -6,34 +7,54 @@ import { loadCausalLM } from "../model/loader.js";
 import { loadLora, mergeLora } from "../model/lora.js";
 import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
 import * as torch from "../torch/index.js";
-import { replaceDirectoryAtomic } from "../util/atomic.js";
-import * as arg from "./args.js";
+import { TRAINING } from "../train/settings.js";
+import { assertReplaceable, replaceDirectoryAtomic } from "../util/atomic.js";
+import { lockFolder } from "../util/outputs.js";
+import { text } from "../util/settings.js";
+import { println } from "./io.js";
+import type { Cli } from "./main.js";
+import { addSettingFlags, givenSettings } from "./settings.js";
 
-export function registerMerge(program: Command): void {
-  program
+const SCHEMA = {
+  baseModel: { kind: text("<dir|hub-id>"), help: "model folder or Hugging Face hub id" },
+  adapter: { kind: text("<dir>"), help: "PEFT LoRA adapter folder" },
+  outputDir: { kind: text("<dir>"), help: "where the merged model goes: a new folder, or one svdlora wrote" },
+  dtype: { ...TRAINING.dtype, help: "dtype of the saved weights (default: the base model's)" },
+};
+
+export function registerMerge(program: Command, cli: Cli): void {
+  const cmd = program
     .command("merge")
-    .description("merge a LoRA adapter into the base weights (W + s·B·A) and write a Hugging Face model directory")
-    .requiredOption("--base-model <dir|hub-id>", "model directory or Hugging Face hub id")
-    .requiredOption("--adapter <dir>", "PEFT LoRA adapter directory")
-    .requiredOption("--output-dir <dir>", "where the merged model goes")
-    .option(
-      "--dtype <dtype>",
-      "dtype of the saved weights (default: the base model's)",
-      arg.oneOf(["float32", "bfloat16", "float16"] as const),
-    )
-    .action(async (o) => {
-      const base = await resolveBaseModel(o.baseModel);
+    .description("merge a LoRA adapter into the base weights (W + s·B·A) and write a Hugging Face model folder");
+  addSettingFlags(cmd, SCHEMA).action(async () => {
+    const o = givenSettings(cmd, SCHEMA) as { baseModel?: string; adapter?: string; outputDir?: string; dtype?: torch.DType };
+    for (const key of ["baseModel", "adapter", "outputDir"] as const)
+      if (!o[key]) throw new Error(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is required`);
+    const outputDir = o.outputDir!;
+    const base = await resolveBaseModel(o.baseModel!);
+    const lock = lockFolder(path.dirname(path.resolve(outputDir)), `merge into ${path.basename(outputDir)}`);
+    try {
+      // The output is checked (new, or svdlora's) before the model is read.
+      assertReplaceable(outputDir);
       // Merge in float32, then save in the requested dtype.
       const model = loadCausalLM(base, { dtype: "float32" });
-      const { config, weights } = loadAdapter(o.adapter);
+      const { config, weights } = loadAdapter(o.adapter!);
       loadLora(model, config, weights, false);
       torch.dispose([...weights.values()]);
       const merged = mergeLora(model);
       const dtype = o.dtype ?? model.config.torchDtype ?? "float32";
-      replaceDirectoryAtomic(o.outputDir, (dir) => {
-        saveCausalLM(model, dir, dtype);
-        copyTokenizerFiles(base, dir);
-      });
-      console.log(`merged ${merged} LoRA modules into ${o.outputDir} (${dtype})`);
-    });
+      replaceDirectoryAtomic(
+        outputDir,
+        (dir) => {
+          saveCausalLM(model, dir, dtype);
+          copyTokenizerFiles(base, dir);
+        },
+        "merged model",
+      );
+      torch.dispose([...model.namedWeights().values()]);
+      println(cli.io.stdout, `merged ${merged} LoRA modules into ${outputDir} (${dtype})`);
+    } finally {
+      lock.release();
+    }
+  });
 }

@@ -1,45 +1,31 @@
-// `svdlora pretrain`: makes the embedded tiny model from scratch (tokenizer and weights).
+// `svdlora pretrain`: makes a tiny model like the embedded one from scratch (tokenizer and weights).
+import path from "node:path";
 import type { Command } from "commander";
-import { PRETRAIN_DEFAULTS, pretrainTinyModel } from "../pipeline/pretrain.js";
-import * as arg from "./args.js";
+import { PACKAGE_ROOT } from "../paths.js";
+import { PRETRAIN, pretrainTinyModel } from "../pipeline/pretrain.js";
+import { defaults } from "../util/settings.js";
+import { withInterrupts } from "./interrupt.js";
+import { println } from "./io.js";
+import type { Cli } from "./main.js";
+import { terminalEvents } from "./progress.js";
+import { addSettingFlags, checkDevice, givenSettings } from "./settings.js";
 
-export function registerPretrain(program: Command): void {
-  const d = PRETRAIN_DEFAULTS;
-  program
+export function registerPretrain(program: Command, cli: Cli): void {
+  const cmd = program
     .command("pretrain")
-    .description("train a small Qwen2-architecture model from scratch on generated probability text (how models/tiny-prob is made)")
-    .option("--output-dir <dir>", "model directory to write", "models/tiny-prob")
-    .option("--samples <n>", "generated problems in the corpus", arg.positiveInt, d.samples)
-    .option("--chat-fraction <f>", "share of samples in ChatML form", arg.fraction, d.chatFraction)
-    .option("--merges <n>", "BPE merges learned for the tokenizer", arg.int, d.merges)
-    .option("--hidden <n>", "hidden size", arg.positiveInt, d.size.hidden)
-    .option("--layers <n>", "decoder layers", arg.positiveInt, d.size.layers)
-    .option("--heads <n>", "attention heads", arg.positiveInt, d.size.heads)
-    .option("--kv-heads <n>", "key/value heads", arg.positiveInt, d.size.kvHeads)
-    .option("--intermediate <n>", "MLP size", arg.positiveInt, d.size.intermediate)
-    .option("--epochs <n>", "passes over the corpus", arg.positiveInt, d.epochs)
-    .option("--batch-size <n>", "samples per step", arg.positiveInt, d.batchSize)
-    .option("--learning-rate <lr>", "peak learning rate", arg.positiveNumber, d.learningRate)
-    .option("--max-length <n>", "longest sample in tokens", arg.positiveInt, d.maxLength)
-    .option("--seed <n>", "random seed", arg.int, d.seed)
-    .option("--device <device>", "cpu | cuda | cuda:N", arg.device, d.device)
-    .option("--quiet", "no progress output")
-    .action(async (o) => {
-      const summary = await pretrainTinyModel({
-        outputDir: o.outputDir,
-        samples: o.samples,
-        chatFraction: o.chatFraction,
-        merges: o.merges,
-        size: { hidden: o.hidden, layers: o.layers, heads: o.heads, kvHeads: o.kvHeads, intermediate: o.intermediate },
-        epochs: o.epochs,
-        batchSize: o.batchSize,
-        learningRate: o.learningRate,
-        maxLength: o.maxLength,
-        seed: o.seed,
-        device: o.device,
-        quiet: Boolean(o.quiet),
-      });
-      console.log(JSON.stringify(summary, null, 2));
-      console.log(`model written to ${o.outputDir}`);
-    });
+    .description("train a small Qwen2-architecture model from scratch on generated probability text (how models/tiny-prob was made)");
+  addSettingFlags(cmd, PRETRAIN).action(async () => {
+    const o = { ...defaults(PRETRAIN), ...givenSettings(cmd, PRETRAIN) } as Required<ReturnType<typeof defaults<typeof PRETRAIN>>>;
+    checkDevice(cmd, o.device);
+    // The package's own model is never replaced by accident: writing there needs the path spelled out.
+    const shipped = path.resolve(PACKAGE_ROOT, "models");
+    if (path.resolve(o.outputDir).startsWith(shipped + path.sep))
+      throw new Error(
+        `--output-dir ${o.outputDir} is inside svdlora's own models/ folder: choose another folder (copy the result there yourself if you mean to replace the shipped model)`,
+      );
+    const events = terminalEvents(cli.io.stderr, { quiet: o.quiet });
+    const summary = await withInterrupts(cli.io, (signal) => pretrainTinyModel({ ...o, signal, events }));
+    println(cli.io.stdout, JSON.stringify(summary, null, 2));
+    println(cli.io.stdout, `model written to ${o.outputDir}`);
+  });
 }

@@ -1,50 +1,59 @@
-// `svdlora svd` (step 2b).
+// `svdlora svd` (step 2b of docs/experiment.md).
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
 import { targetNames } from "../hf/peft.js";
+import { FACTORS } from "../pipeline/settings.js";
 import { svdStep } from "../pipeline/svd.js";
-import * as arg from "./args.js";
+import { LORA, TRAINING } from "../train/settings.js";
+import { defaults, text } from "../util/settings.js";
+import { println } from "./io.js";
+import type { Cli } from "./main.js";
+import { addSettingFlags, givenSettings } from "./settings.js";
 
-export function registerSvd(program: Command): void {
-  program
+const SCHEMA = {
+  synthesizedDelta: { kind: text("<file>"), help: "teacher written by synthesize-teacher (the default source)" },
+  loraAdapter: { kind: text("<dir>"), help: "any PEFT LoRA adapter (ΔW = s·B·A)" },
+  finetunedModel: { kind: text("<dir>"), help: "a fully fine-tuned model: ΔW = W_finetuned − W_base (needs --base-model)" },
+  baseModel: { kind: text("<dir|hub-id>"), help: "the base model (for --finetuned-model, and recorded in the factors' adapter config)" },
+  targetModules: { ...LORA.targetModules, help: "modules to take from --finetuned-model" },
+  rank: { ...LORA.loraRank, help: "LoRA rank r of the factors", aliases: ["r"] },
+  loraAlpha: { ...LORA.loraAlpha, help: "alpha of the LoRA to be trained from the factors (s = α/r)" },
+  rslora: LORA.rslora,
+  ...FACTORS,
+  outputDir: { ...TRAINING.outputDir, default: "svd_results" },
+};
+
+export function registerSvd(program: Command, cli: Cli): void {
+  const cmd = program
     .command("svd")
-    .description("truncated SVD of a teacher ΔW at the LoRA rank: metrics, figures, and SVD-init factors as a PEFT adapter")
-    .option("--synthesized-delta <file>", "teacher written by synthesize-teacher")
-    .option("--lora-adapter <dir>", "any PEFT LoRA adapter (ΔW = s·B·A)")
-    .option("--finetuned-model <dir>", "a fully fine-tuned model: ΔW = W_finetuned − W_base (needs --base-model)")
-    .option("--base-model <dir|hub-id>", "the base model (recorded in the factors' adapter config)")
-    .option("--target-modules <list>", "modules to take from --finetuned-model", arg.targets, ["q_proj", "v_proj"])
-    .option("--rank <r>", "LoRA rank of the factors", arg.positiveInt, 16)
-    .option("--lora-alpha <alpha>", "alpha of the LoRA to be trained from the factors (s = α/r)", arg.positiveNumber, 16)
-    .option("--rslora", "rank-stabilized scaling α/√r")
-    .option(
-      "--factor-split <split>",
-      "seed (B = UΣ/s, A = Vᵀ) | balanced (√ on both sides)",
-      arg.oneOf(["seed", "balanced"] as const),
-      "seed",
-    )
-    .option("--output-dir <dir>", "output directory", "svd_results")
-    .action(async (o) => {
-      if (!o.synthesizedDelta && !o.loraAdapter && !o.finetunedModel)
-        o.synthesizedDelta = "synthesized_teacher/synthesized_delta_rank64.safetensors";
-      const baseModel = o.baseModel ? await resolveBaseModel(o.baseModel) : undefined;
-      const targets = targetNames(o.targetModules);
-      const out = await svdStep({
-        synthesizedDelta: o.synthesizedDelta,
-        loraAdapter: o.loraAdapter,
-        finetunedModel: o.finetunedModel,
-        baseModel,
-        targetModules: targets,
-        rank: o.rank,
-        alpha: o.loraAlpha,
-        rslora: Boolean(o.rslora),
-        split: o.factorSplit,
-        outputDir: o.outputDir,
-      });
-      const s = out.summary;
-      console.log(
-        `rank ${o.rank}: mean relative error ${s.relativeError.mean.toFixed(4)}, mean energy ratio ${s.energyRatio.mean.toFixed(4)}; ${s.meetingBar}/${s.modules} modules meet error < 0.1 and energy > 0.9`,
-      );
-      console.log(`factors:  ${out.factorsDir}\nanalysis: ${out.analysisFile}\nreport:   ${out.reportFile}\nfigure:   ${out.plotFile}`);
+    .description("truncated SVD of a teacher ΔW at the LoRA rank: metrics, figures, and SVD-init factors as a PEFT adapter");
+  addSettingFlags(cmd, SCHEMA).action(async () => {
+    const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as ReturnType<typeof defaults<typeof SCHEMA>> &
+      Required<
+        Pick<ReturnType<typeof defaults<typeof SCHEMA>>, "rank" | "loraAlpha" | "rslora" | "factorSplit" | "outputDir" | "targetModules">
+      >;
+    if (!o.synthesizedDelta && !o.loraAdapter && !o.finetunedModel)
+      o.synthesizedDelta = "synthesized_teacher/synthesized_delta_rank64.safetensors";
+    const out = await svdStep({
+      synthesizedDelta: o.synthesizedDelta,
+      loraAdapter: o.loraAdapter,
+      finetunedModel: o.finetunedModel,
+      baseModel: o.baseModel ? await resolveBaseModel(o.baseModel) : undefined,
+      targetModules: targetNames(o.targetModules),
+      rank: o.rank,
+      alpha: o.loraAlpha,
+      rslora: o.rslora,
+      split: o.factorSplit,
+      outputDir: o.outputDir,
     });
+    const s = out.summary;
+    println(
+      cli.io.stdout,
+      `rank ${o.rank}: mean relative error ${s.relativeError.mean.toFixed(4)}, mean energy ratio ${s.energyRatio.mean.toFixed(4)}; ${s.meetingBar}/${s.modules} modules meet error < 0.1 and energy > 0.9`,
+    );
+    println(
+      cli.io.stdout,
+      `factors:  ${out.factorsDir}\nanalysis: ${out.analysisFile}\nreport:   ${out.reportFile}\nfigure:   ${out.plotFile}`,
+    );
+  });
 }

@@ -1,31 +1,33 @@
-// `svdlora synthesize-teacher` (step 2a).
+// `svdlora synthesize-teacher` (step 2a of docs/experiment.md).
 import type { Command } from "commander";
-import { SYNTHESIZE_DEFAULTS, synthesizeStep } from "../pipeline/synthesize.js";
-import * as arg from "./args.js";
+import { TEACHER } from "../pipeline/settings.js";
+import { synthesizeStep } from "../pipeline/synthesize.js";
+import { TRAINING } from "../train/settings.js";
+import { defaults, text } from "../util/settings.js";
+import { println } from "./io.js";
+import type { Cli } from "./main.js";
+import { addSettingFlags, givenSettings } from "./settings.js";
 
-export function registerSynthesize(program: Command): void {
-  const d = SYNTHESIZE_DEFAULTS;
-  program
+const SCHEMA = {
+  loraAdapter: { kind: text("<dir>"), help: "the baseline's PEFT adapter", default: "training_results/final_model_random" },
+  ...TEACHER,
+  seed: TRAINING.seed,
+  outputDir: { kind: text("<dir>"), help: "output folder", default: "synthesized_teacher" },
+};
+
+export function registerSynthesize(program: Command, cli: Cli): void {
+  const cmd = program
     .command("synthesize-teacher")
     .description(
       "build a rank-K teacher ΔW from a trained LoRA adapter (kept spectrum + exponential tail + calibrated noise), stored factored",
-    )
-    .option("--lora-adapter <dir>", "the baseline's PEFT adapter", "training_results/final_model_random")
-    .option("--target-rank <K>", "rank of the teacher", arg.positiveInt, d.targetRank)
-    .option("--noise-scale <x>", "‖ΔW_synth − ΔW_clean‖_F / ‖ΔW_clean‖_F", arg.nonNegative, d.noiseScale)
-    .option("--decay <λ>", "tail σ_{r+j} = σ_r·e^(−λj)", arg.positiveNumber, d.decay)
-    .option("--seed <n>", "random seed", arg.int, d.seed)
-    .option("--output-dir <dir>", "output directory", "synthesized_teacher")
-    .action(async (o) => {
-      const out = await synthesizeStep({
-        loraAdapter: o.loraAdapter,
-        outputDir: o.outputDir,
-        targetRank: o.targetRank,
-        noiseScale: o.noiseScale,
-        decay: o.decay,
-        seed: o.seed,
-      });
-      console.log(`synthesized ${out.modules} modules in ${out.seconds.toFixed(2)} s`);
-      console.log(`delta:  ${out.deltaFile}\nreport: ${out.reportFile}\nplots:  ${out.plotFile}`);
-    });
+    );
+  addSettingFlags(cmd, SCHEMA).action(async () => {
+    const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>>;
+    const out = await synthesizeStep(o);
+    println(cli.io.stdout, `synthesized ${out.modules} modules in ${formatSeconds(out.seconds)}`);
+    println(cli.io.stdout, `delta:  ${out.deltaFile}\nreport: ${out.reportFile}\nplots:  ${out.plotFile}`);
+  });
 }
+
+/** Seconds as people read them: "0.049 s", "3.2 s", "84 s". */
+export const formatSeconds = (s: number) => (s < 1 ? `${s.toPrecision(2)} s` : s < 10 ? `${s.toFixed(1)} s` : `${Math.round(s)} s`);

@@ -1,36 +1,37 @@
 // `svdlora train-full`: full-parameter fine-tune of a small model, whose real ΔW feeds `svdlora svd`.
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
-import { TRAIN_FULL_DEFAULTS, trainFullStep } from "../pipeline/train-full.js";
-import { addTrainingFlags, trainingFlagValues } from "./training-flags.js";
+import { trainFullRun } from "../pipeline/train-full.js";
+import { FULL_TRAINING } from "../train/settings.js";
+import { withInterrupts } from "./interrupt.js";
+import { println } from "./io.js";
+import type { Cli } from "./main.js";
+import { terminalEvents } from "./progress.js";
+import { addSettingFlags, checkDevice, givenSettings } from "./settings.js";
 
-export function registerTrainFull(program: Command): void {
-  const d = TRAIN_FULL_DEFAULTS;
-  addTrainingFlags(
-    program
-      .command("train-full")
-      .description(
-        "full-parameter fine-tune (small models: fp32 AdamW needs ~16 bytes per parameter) and save a Hugging Face model directory",
-      ),
-    d,
-  )
-    .option(
-      "--output-dir <dir>",
-      "the fine-tuned model directory (float32 weights, tokenizer, training_log_full.csv, train_full_summary.json)",
-      "full_finetune/model",
-    )
-    .action(async (o) => {
-      const flags = trainingFlagValues(o);
-      const evalData = flags.evalData;
-      const r = await trainFullStep({ ...d, ...flags, baseModel: await resolveBaseModel(o.baseModel), outputDir: o.outputDir });
-      console.log(
-        `fine-tuned all ${r.parameters.toLocaleString("en-US")} parameters: ${r.steps} steps on ${r.samples} samples (${r.tokens} tokens) in ${r.seconds.toFixed(1)} s`,
-      );
-      console.log(`train loss ${r.firstLoss.toFixed(4)} (first step) → ${r.finalLoss.toFixed(4)} (last step)`);
-      if (r.evalLossBefore !== null)
-        console.log(`eval loss  ${r.evalLossBefore.toFixed(4)} → ${r.evalLossAfter!.toFixed(4)} (${evalData})`);
-      if (r.truncated) console.log(`${r.truncated} samples were longer than --max-length and were truncated`);
-      console.log(`model:   ${r.modelDir}\nlog:     ${r.logPath}\nsummary: ${r.summaryPath}`);
-      console.log(`next:    svdlora svd --finetuned-model ${o.outputDir} --base-model ${o.baseModel}`);
-    });
+// Settings a full fine-tune has no use for, or that only one process runs.
+const { gpus: _g, ...SCHEMA } = FULL_TRAINING;
+
+export function registerTrainFull(program: Command, cli: Cli): void {
+  const cmd = program
+    .command("train-full")
+    .description("full-parameter fine-tune (small models: fp32 AdamW needs ~16 bytes per parameter) and save a Hugging Face model folder")
+    .option("--config <file>", "settings from a JSON or YAML file; flags override it");
+  addSettingFlags(cmd, SCHEMA).action(async () => {
+    const given = givenSettings(cmd, SCHEMA);
+    const device = (given.device as string | undefined) ?? "cpu";
+    checkDevice(cmd, device);
+    if (given.baseModel !== undefined) given.baseModel = await resolveBaseModel(given.baseModel as string);
+    const events = terminalEvents(cli.io.stderr, { quiet: Boolean(given.quiet) });
+    const r = await withInterrupts(cli.io, (signal) => trainFullRun(given, { signal, events }));
+    const out = (line: string) => println(cli.io.stdout, line);
+    out(
+      `fine-tuned all ${r.trainableParameters.toLocaleString("en-US")} parameters: ${r.steps} steps on ${r.samples} samples (${r.tokens} tokens) in ${r.seconds.toFixed(1)} s`,
+    );
+    out(`train loss ${r.initialLoss.toFixed(4)} (first step) → ${r.finalLoss.toFixed(4)} (mean of the last epoch)`);
+    if (r.evalLosses.length > 1) out(`held-out loss ${r.evalLosses[0].loss.toFixed(4)} → ${r.evalLosses.at(-1)!.loss.toFixed(4)}`);
+    if (r.truncated) out(`${r.truncated} samples were longer than --max-length and were truncated`);
+    out(`model:   ${r.modelDir}\nlog:     ${r.logPath}\nsummary: ${r.summaryPath}`);
+    out(`next:    svdlora svd --finetuned-model ${r.modelDir} --base-model ${given.baseModel ?? FULL_TRAINING.baseModel.default}`);
+  });
 }

@@ -9,6 +9,42 @@ import { Linear } from "./linear.js";
 /** Where a weight comes from: a checkpoint reader, random init, … (HF key → tensor). */
 export type WeightSource = (name: string, shape: number[]) => Tensor;
 
+/**
+ * Weights by Hugging Face key, as candle's VarBuilder: `pp("self_attn")` descends one level of
+ * the name, `get` takes a weight from the source and records it under its full key, so each key
+ * is written once, where the layer that owns it is built.
+ */
+class Weights {
+  constructor(
+    private readonly source: WeightSource,
+    readonly registry: { weights: Map<string, Tensor>; linears: Map<string, Linear> },
+    private readonly prefix = "",
+  ) {}
+
+  pp(name: string): Weights {
+    return new Weights(this.source, this.registry, this.key(name));
+  }
+
+  get(name: string, shape: number[]): Tensor {
+    const key = this.key(name);
+    const t = this.source(key, shape);
+    this.registry.weights.set(key, t);
+    return t;
+  }
+
+  /** The projection `name` ([out, in], with a bias when asked), registered under its module path. */
+  linear(name: string, inF: number, outF: number, bias: boolean): Linear {
+    const w = this.pp(name);
+    const linear = new Linear(w.get("weight", [outF, inF]), bias ? w.get("bias", [outF]) : null);
+    this.registry.linears.set(w.prefix, linear);
+    return linear;
+  }
+
+  private key(name: string): string {
+    return this.prefix ? `${this.prefix}.${name}` : name;
+  }
+}
+
 export interface ForwardOptions {
   /** [B, T] or [1, T]; default 0…T−1 (after the cached tokens). Packed batches restart positions at each sample. */
   positionIds?: Tensor;
@@ -68,16 +104,14 @@ class Attention {
 
   constructor(
     private readonly c: ModelConfig,
-    w: WeightSource,
-    prefix: string,
+    w: Weights,
   ) {
     const q = c.numAttentionHeads * c.headDim;
     const kv = c.numKeyValueHeads * c.headDim;
-    const bias = (name: string, n: number, on: boolean) => (on ? w(`${prefix}.${name}.bias`, [n]) : null);
-    this.qProj = new Linear(w(`${prefix}.q_proj.weight`, [q, c.hiddenSize]), bias("q_proj", q, c.qkvBias));
-    this.kProj = new Linear(w(`${prefix}.k_proj.weight`, [kv, c.hiddenSize]), bias("k_proj", kv, c.qkvBias));
-    this.vProj = new Linear(w(`${prefix}.v_proj.weight`, [kv, c.hiddenSize]), bias("v_proj", kv, c.qkvBias));
-    this.oProj = new Linear(w(`${prefix}.o_proj.weight`, [c.hiddenSize, q]), bias("o_proj", c.hiddenSize, c.oProjBias));
+    this.qProj = w.linear("q_proj", c.hiddenSize, q, c.qkvBias);
+    this.kProj = w.linear("k_proj", c.hiddenSize, kv, c.qkvBias);
+    this.vProj = w.linear("v_proj", c.hiddenSize, kv, c.qkvBias);
+    this.oProj = w.linear("o_proj", q, c.hiddenSize, c.oProjBias);
   }
 
   forward(x: Tensor, ctx: LayerContext, cache?: LayerCache): Tensor {
@@ -118,11 +152,10 @@ class Mlp {
   readonly upProj: Linear;
   readonly downProj: Linear;
 
-  constructor(c: ModelConfig, w: WeightSource, prefix: string) {
-    const bias = (name: string, n: number) => (c.mlpBias ? w(`${prefix}.${name}.bias`, [n]) : null);
-    this.gateProj = new Linear(w(`${prefix}.gate_proj.weight`, [c.intermediateSize, c.hiddenSize]), bias("gate_proj", c.intermediateSize));
-    this.upProj = new Linear(w(`${prefix}.up_proj.weight`, [c.intermediateSize, c.hiddenSize]), bias("up_proj", c.intermediateSize));
-    this.downProj = new Linear(w(`${prefix}.down_proj.weight`, [c.hiddenSize, c.intermediateSize]), bias("down_proj", c.hiddenSize));
+  constructor(c: ModelConfig, w: Weights) {
+    this.gateProj = w.linear("gate_proj", c.hiddenSize, c.intermediateSize, c.mlpBias);
+    this.upProj = w.linear("up_proj", c.hiddenSize, c.intermediateSize, c.mlpBias);
+    this.downProj = w.linear("down_proj", c.intermediateSize, c.hiddenSize, c.mlpBias);
   }
 
   forward(x: Tensor): Tensor {
@@ -138,13 +171,12 @@ class DecoderLayer {
 
   constructor(
     private readonly c: ModelConfig,
-    w: WeightSource,
-    prefix: string,
+    w: Weights,
   ) {
-    this.inputNorm = w(`${prefix}.input_layernorm.weight`, [c.hiddenSize]);
-    this.selfAttn = new Attention(c, w, `${prefix}.self_attn`);
-    this.postAttentionNorm = w(`${prefix}.post_attention_layernorm.weight`, [c.hiddenSize]);
-    this.mlp = new Mlp(c, w, `${prefix}.mlp`);
+    this.inputNorm = w.get("input_layernorm.weight", [c.hiddenSize]);
+    this.selfAttn = new Attention(c, w.pp("self_attn"));
+    this.postAttentionNorm = w.get("post_attention_layernorm.weight", [c.hiddenSize]);
+    this.mlp = new Mlp(c, w.pp("mlp"));
   }
 
   forward(x: Tensor, ctx: LayerContext, cache?: LayerCache): Tensor {
@@ -161,18 +193,22 @@ export class CausalLM {
   readonly norm: Tensor;
   readonly lmHead: Tensor;
 
+  private readonly registry = { weights: new Map<string, Tensor>(), linears: new Map<string, Linear>() };
+
   constructor(
     readonly config: ModelConfig,
-    w: WeightSource,
+    source: WeightSource,
   ) {
     const c = config;
     if (c.ropeScaling)
       throw new Error(`rope scaling ${JSON.stringify(c.ropeScaling)} is not supported yet: only plain RoPE (rope_type "default")`);
     if (c.hiddenAct !== "silu") throw new Error(`hidden_act "${c.hiddenAct}" is not supported: Qwen2/Llama use silu`);
-    this.embedTokens = w("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
-    this.layers = Array.from({ length: c.numHiddenLayers }, (_, i) => new DecoderLayer(c, w, `model.layers.${i}`));
-    this.norm = w("model.norm.weight", [c.hiddenSize]);
-    this.lmHead = c.tieWordEmbeddings ? this.embedTokens : w("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+    const w = new Weights(source, this.registry);
+    const m = w.pp("model");
+    this.embedTokens = m.get("embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
+    this.layers = Array.from({ length: c.numHiddenLayers }, (_, i) => new DecoderLayer(c, m.pp(`layers.${i}`)));
+    this.norm = m.get("norm.weight", [c.hiddenSize]);
+    this.lmHead = c.tieWordEmbeddings ? this.embedTokens : w.get("lm_head.weight", [c.vocabSize, c.hiddenSize]);
   }
 
   get dtype(): DType {
@@ -184,38 +220,17 @@ export class CausalLM {
 
   /** Every projection, by its Hugging Face module path (LoRA targets these). */
   linears(): Map<string, Linear> {
-    const out = new Map<string, Linear>();
-    this.layers.forEach((layer, i) => {
-      const a = layer.selfAttn,
-        m = layer.mlp;
-      const entries: [string, Linear][] = [
-        ["self_attn.q_proj", a.qProj],
-        ["self_attn.k_proj", a.kProj],
-        ["self_attn.v_proj", a.vProj],
-        ["self_attn.o_proj", a.oProj],
-        ["mlp.gate_proj", m.gateProj],
-        ["mlp.up_proj", m.upProj],
-        ["mlp.down_proj", m.downProj],
-      ];
-      for (const [name, linear] of entries) out.set(`model.layers.${i}.${name}`, linear);
-    });
-    return out;
+    return new Map(this.registry.linears);
   }
 
-  /** Every weight by its Hugging Face key (what a checkpoint holds). */
+  /** Every weight by its Hugging Face key (what a checkpoint holds; a tied lm_head is not repeated). */
   namedWeights(): Map<string, Tensor> {
-    const out = new Map<string, Tensor>([["model.embed_tokens.weight", this.embedTokens]]);
-    this.layers.forEach((layer, i) => {
-      out.set(`model.layers.${i}.input_layernorm.weight`, layer.inputNorm);
-      out.set(`model.layers.${i}.post_attention_layernorm.weight`, layer.postAttentionNorm);
-    });
-    for (const [path, linear] of this.linears()) {
-      out.set(`${path}.weight`, linear.weight);
-      if (linear.bias) out.set(`${path}.bias`, linear.bias);
-    }
-    out.set("model.norm.weight", this.norm);
-    if (!this.config.tieWordEmbeddings) out.set("lm_head.weight", this.lmHead);
-    return out;
+    return new Map(this.registry.weights);
+  }
+
+  /** Training or evaluation mode: LoRA dropout is on only while training. */
+  setTraining(on: boolean): void {
+    for (const linear of this.registry.linears.values()) if (linear.lora) linear.lora.training = on;
   }
 
   /** Token embeddings [B, T, hidden]: the first layer's input. */

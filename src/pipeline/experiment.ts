@@ -1,206 +1,229 @@
-// The whole experiment as four steps over one directory (SPEC's workflow), driven by a config
-// object (from a JSON/YAML file and flags). A step whose outputs are complete is skipped unless
-// forced; every step writes its last file only when all others are done, so "complete" is a
-// single file check.
+// The whole experiment as four steps over one folder (docs/experiment.md), from an experiment's
+// settings (pipeline/settings.ts). Every run and step records the settings and inputs that made it;
+// a step counts as done only when its outputs are all there and were made with the settings it
+// would use now. Seed k of every arm is paired: same batch order, and the svd run of seed k starts
+// from the teacher synthesized from the random run of seed k.
 import fs from "node:fs";
 import path from "node:path";
-import YAML from "yaml";
-import { EMBEDDED_EVAL, EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../paths.js";
-import { TRAIN_DEFAULTS, type TrainConfig } from "../train/trainer.js";
+import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
+import { resolveSettings } from "../train/trainer.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import { describeInput } from "../util/digest.js";
+import { differences, identityOf, parseConfigText, readSettings, showValue } from "../util/settings.js";
 import { compareRuns, writeComparison } from "./compare.js";
-import { checkExperimentSettings } from "./experiment-settings.js";
-import { layout } from "./layout.js";
+import { layout, teacherLayout } from "./layout.js";
 import { writeExperimentReport } from "./report.js";
+import { EXPERIMENT, type ExperimentConfig } from "./settings.js";
 import { svdStep } from "./svd.js";
+import { synthesizeStep } from "./synthesize.js";
+import { type TrainRunOptions, trainRun } from "./train.js";
 import { fullFinetuneBaseline, fullFinetuneLayout } from "./train-full.js";
-import { SYNTHESIZE_DEFAULTS, synthesizeStep } from "./synthesize.js";
-import { trainStep } from "./train.js";
 
-export interface ExperimentConfig {
-  baseModel: string;
-  trainData: string;
-  evalData: string | null;
-  outputDir: string;
-  lora: { rank: number; alpha: number; dropout: number; targets: string[] | "all-linear" };
-  epochs: number;
-  batchSize: number;
-  learningRate: number;
-  gradientAccumulationSteps: number;
-  device: string;
-  /** The SVD arm is always trained; "pissa" adds the leak-free PiSSA baseline. */
-  extraArms: ("pissa" | "gaussian")[];
-  /** Repeat each training arm with seeds seed, seed+1, … (mean ± std in the comparison). */
-  seeds: number;
-  seed: number;
-  targetRank: number;
-  noiseScale: number;
-  decay: number;
-  factorSplit: "seed" | "balanced";
-  /** Eval questions answered by greedy decoding per arm after training (0 = none). */
-  accuracySamples: number;
-  /** Eval samples used for the per-epoch eval loss (null = all). */
-  evalLimit: number | null;
-  /** Also fine-tune every weight (small models) and analyse the real ΔW beside the synthesized teacher (step 2). */
-  fullFinetune: boolean;
-  quiet: boolean;
-}
+export { EXPERIMENT, type ExperimentConfig };
 
-export const EXPERIMENT_DEFAULTS: ExperimentConfig = {
-  baseModel: EMBEDDED_MODEL,
-  trainData: EMBEDDED_TRAIN,
-  evalData: EMBEDDED_EVAL,
-  outputDir: "svdlora-experiment",
-  lora: { rank: 16, alpha: 16, dropout: 0, targets: ["q_proj", "v_proj"] },
-  epochs: 5,
-  batchSize: 4,
-  learningRate: 2e-4,
-  gradientAccumulationSteps: 1,
-  device: "cpu",
-  extraArms: ["pissa"],
-  seeds: 1,
-  seed: 42,
-  targetRank: SYNTHESIZE_DEFAULTS.targetRank,
-  noiseScale: SYNTHESIZE_DEFAULTS.noiseScale,
-  decay: SYNTHESIZE_DEFAULTS.decay,
-  factorSplit: "seed",
-  accuracySamples: 0,
-  evalLimit: null,
-  fullFinetune: false,
-  quiet: false,
-};
-
-/** Reads a JSON or YAML experiment file; unknown keys are an error (typos should not pass). */
-export function readExperimentFile(file: string): Partial<ExperimentConfig> {
-  if (!fs.existsSync(file)) throw new Error(`--config ${file}: no such file`);
-  let parsed: unknown;
-  try {
-    parsed = /\.ya?ml$/i.test(file) ? YAML.parse(fs.readFileSync(file, "utf8")) : JSON.parse(fs.readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new Error(
-      `--config ${file}: not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${(e as Error).message.split("\n")[0].replace(/:\s*$/, "")}`,
-    );
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
-    throw new Error(`--config ${file}: expected a mapping of settings`);
-  const unknown = Object.keys(parsed).filter((k) => !(k in EXPERIMENT_DEFAULTS));
-  if (unknown.length)
-    throw new Error(
-      `--config ${file}: unknown setting${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} (known: ${Object.keys(EXPERIMENT_DEFAULTS).join(", ")})`,
-    );
-  return checkExperimentSettings(parsed as Record<string, unknown>, `--config ${file}`);
+/** Reads a JSON or YAML experiment file: every name must be a setting (or its Hugging Face / LLaMA-Factory spelling). */
+export function readExperimentFile(text: string, file: string): Partial<ExperimentConfig> {
+  return readSettings(EXPERIMENT, parseConfigText(text, file), file);
 }
 
 export type StepId = 1 | 2 | 3 | 4;
 export const STEP_NAMES: Record<StepId, string> = {
   1: "train the random-init LoRA baseline",
-  2: "synthesize the teacher ΔW and analyse it with SVD (and a real full fine-tune's ΔW with fullFinetune)",
+  2: "synthesize the teacher ΔW from each baseline run and analyse it with SVD (and a real full fine-tune's ΔW)",
   3: "train the SVD-initialized LoRA (and the extra arms)",
   4: "compare the runs and write report.html",
 };
 
-export const experimentLayout = (c: ExperimentConfig) => layout(c.outputDir, { targetRank: c.targetRank, rank: c.lora.rank });
+export const experimentLayout = (c: ExperimentConfig) => layout(c.outputDir, { targetRank: c.targetRank, rank: c.loraRank });
 
-const runName = (init: string, k: number) => (k === 0 ? init : `${init}-s${k + 1}`);
+/** Run names: the first seed's run is named after its arm, later ones "<arm>-s<k+1>". */
+export const runName = (arm: string, k: number) => (k === 0 ? arm : `${arm}-s${k + 1}`);
 
-function trainConfig(c: ExperimentConfig, init: TrainConfig["init"], k: number, svdFactors?: string): TrainConfig {
+/** The settings of arm's run at seed index k. */
+export function runSettings(c: ExperimentConfig, arm: string, k: number): Partial<LoraTrainingSettings> {
+  const { arms: _a, seeds: _s, targetRank: _t, noiseScale: _n, decay: _d, factorSplit: _f, fullFinetune: _ff, outputDir, ...shared } = c;
   return {
-    ...TRAIN_DEFAULTS,
-    baseModel: c.baseModel,
-    trainData: c.trainData,
-    evalData: c.evalData ?? undefined,
+    ...shared,
     outputDir: experimentLayout(c).training,
-    init,
-    svdFactors,
-    lora: { ...c.lora, rslora: false },
-    epochs: c.epochs,
-    batchSize: c.batchSize,
-    learningRate: c.learningRate,
-    gradientAccumulationSteps: c.gradientAccumulationSteps,
-    device: c.device,
+    init: arm === "svd" ? "svd" : (arm as LoraTrainingSettings["init"]),
+    svdFactors: arm === "svd" ? teacherLayout(outputDir, k, c).factors : undefined,
     seed: c.seed + k,
-    runName: runName(init, k),
-    accuracySamples: c.accuracySamples,
-    evalLimit: c.evalLimit ?? undefined,
-    quiet: c.quiet,
+    overwrite: true, // the experiment owns its runs: a step that reruns replaces them
   };
 }
 
-/** Whether a step's outputs are all there (its last-written file exists). */
-export function stepComplete(c: ExperimentConfig, step: StepId): boolean {
-  const L = experimentLayout(c);
-  const seeds = Array.from({ length: c.seeds }, (_, k) => k);
+// ---- what is done ------------------------------------------------------------------------------
+
+/** Whether a step's outputs are there, complete and made with these settings; if not, why. */
+export type StepState = { done: true } | { done: false; why: string; stale: boolean };
+
+const seedsOf = (c: ExperimentConfig) => Array.from({ length: c.seeds }, (_, k) => k);
+
+function readJson(file: string): Record<string, unknown> | null {
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+/** A run's state: its summary exists and records the same identity (training and evaluation) and inputs. */
+function runState(c: ExperimentConfig, arm: string, k: number): StepState {
+  const name = runName(arm, k);
+  const file = experimentLayout(c).summary(name);
+  const summary = readJson(file) as {
+    made_by?: string;
+    identity?: { training: object; evaluation: object };
+    inputs?: Record<string, unknown>;
+  } | null;
+  if (!summary) return { done: false, why: `${name} has not run`, stale: false };
+  if (summary.made_by !== "svdlora" || !summary.identity)
+    return { done: false, why: `${file} was not written by this svdlora`, stale: true };
+  const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, runSettings(c, arm, k));
+  const want = { ...identityOf(LORA_TRAINING, s), ...identityOf(LORA_TRAINING, s, { evaluation: true }) };
+  const have = { ...summary.identity.training, ...summary.identity.evaluation } as Record<string, unknown>;
+  const changed = differences(have, want, ["gpus", "ranks"]);
+  if (changed.size > 0) return { done: false, why: `${name} was made with ${describeChanges(changed)}`, stale: true };
+  for (const key of ["trainData", "evalData"] as const) {
+    const p = s[key];
+    const recorded = summary.inputs?.[key] as { sha256?: string } | undefined;
+    if (p && recorded?.sha256 && fs.existsSync(p) && describeInput(p).sha256 !== recorded.sha256)
+      return { done: false, why: `${name}'s ${key} ${p} has changed since it ran`, stale: true };
+  }
+  return { done: true };
+}
+
+const describeChanges = (changed: Map<string, [unknown, unknown]>) =>
+  [...changed].map(([key, [then, now]]) => `${key} ${showValue(then)} (now ${showValue(now)})`).join(", ");
+
+/** The teacher step's record: what it was made from and with. */
+function teacherRecord(c: ExperimentConfig, k: number) {
+  const T = teacherLayout(c.outputDir, k, c);
+  const adapter = experimentLayout(c).adapter(runName("random", k));
+  return {
+    made_by: "svdlora",
+    step: 2,
+    settings: {
+      targetRank: c.targetRank,
+      noiseScale: c.noiseScale,
+      decay: c.decay,
+      seed: c.seed + k,
+      rank: c.loraRank,
+      alpha: c.loraAlpha,
+      rslora: c.rslora,
+      factorSplit: c.factorSplit,
+    },
+    inputs: { adapter: fs.existsSync(adapter) ? describeInput(path.join(adapter, "adapter_model.safetensors")).sha256 : null },
+    outputs: [T.delta, T.factors, T.analysis],
+  };
+}
+
+function teacherState(c: ExperimentConfig, k: number): StepState {
+  const T = teacherLayout(c.outputDir, k, c);
+  const have = readJson(T.record);
+  if (!have) return { done: false, why: `the teacher of seed ${c.seed + k} has not been made`, stale: false };
+  const want = teacherRecord(c, k);
+  const changed = differences({ ...(have.settings as object), ...(have.inputs as object) }, { ...want.settings, ...want.inputs });
+  if (changed.size > 0)
+    return { done: false, why: `the teacher of seed ${c.seed + k} was made with ${describeChanges(changed)}`, stale: true };
+  const missing = want.outputs.find((p) => !fs.existsSync(p));
+  return missing ? { done: false, why: `${missing} is missing`, stale: true } : { done: true };
+}
+
+export function stepState(c: ExperimentConfig, step: StepId): StepState {
+  const seeds = seedsOf(c);
+  const first = (states: StepState[]): StepState => states.find((s) => !s.done) ?? { done: true };
   switch (step) {
     case 1:
-      return seeds.every((k) => fs.existsSync(L.summary(runName("random", k))));
-    case 2:
-      return (
-        fs.existsSync(L.svdTiming) &&
-        fs.existsSync(L.synthesisTiming) &&
-        (!c.fullFinetune || fs.existsSync(fullFinetuneLayout(c.outputDir, c.lora.rank).svdTiming))
-      );
+      return first(seeds.map((k) => runState(c, "random", k)));
+    case 2: {
+      const teachers = first(seeds.map((k) => teacherState(c, k)));
+      if (!teachers.done || !c.fullFinetune) return teachers;
+      return fs.existsSync(fullFinetuneLayout(c.outputDir, c.loraRank).svdTiming)
+        ? { done: true }
+        : { done: false, why: "the full fine-tune has not run", stale: false };
+    }
     case 3:
-      return ["svd", ...c.extraArms].every((arm) => seeds.every((k) => fs.existsSync(L.summary(runName(arm, k)))));
+      return first(["svd", ...c.arms].flatMap((arm) => seeds.map((k) => runState(c, arm, k))));
     case 4: {
-      if (!fs.existsSync(L.html)) return false;
+      const L = experimentLayout(c);
+      if (!fs.existsSync(L.html)) return { done: false, why: "no report yet", stale: false };
       const built = fs.statSync(L.html).mtimeMs;
-      const inputs = fs
+      const newer = fs
         .readdirSync(L.training)
         .filter((f) => f.startsWith("train_summary_"))
-        .map((f) => fs.statSync(path.join(L.training, f)).mtimeMs);
-      return inputs.every((t) => t <= built);
+        .find((f) => fs.statSync(path.join(L.training, f)).mtimeMs > built);
+      return newer ? { done: false, why: `${newer} is newer than the report`, stale: false } : { done: true };
     }
   }
 }
 
-export async function runStep(c: ExperimentConfig, step: StepId, log: (line: string) => void = console.log): Promise<void> {
+// ---- running -----------------------------------------------------------------------------------
+
+export interface ExperimentOptions extends Pick<TrainRunOptions, "signal" | "events"> {
+  /** Redo steps that are done, and replace outputs made with other settings. */
+  force?: boolean;
+  /** Where progress lines go (default: nowhere). */
+  log?: (line: string) => void;
+}
+
+const evalSpan = (r: { evalLosses: { loss: number }[] }) =>
+  `held-out loss ${r.evalLosses[0]?.loss.toFixed(4) ?? "-"} → ${r.evalLosses.at(-1)?.loss.toFixed(4) ?? "-"}`;
+
+export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOptions = {}): Promise<void> {
+  const log = o.log ?? (() => {});
   const L = experimentLayout(c);
-  const seeds = Array.from({ length: c.seeds }, (_, k) => k);
+  const train = async (arm: string, k: number) => {
+    const r = await trainRun(runSettings(c, arm, k), {
+      runName: runName(arm, k),
+      signal: o.signal,
+      events: o.events,
+      label: `train ${runName(arm, k)}`,
+    });
+    log(`  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, ${evalSpan(r)}`);
+  };
   switch (step) {
     case 1:
-      for (const k of seeds) {
-        const r = await trainStep(trainConfig(c, "random", k));
-        log(
-          `  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, eval loss ${r.evalLosses[0]?.loss.toFixed(4) ?? "-"} → ${r.evalLosses.at(-1)?.loss.toFixed(4) ?? "-"}`,
-        );
-      }
+      for (const k of seedsOf(c)) await train("random", k);
       return;
     case 2: {
-      if (!fs.existsSync(L.adapter("random")))
-        throw new Error(`step 2 needs the baseline adapter ${L.adapter("random")}: run step 1 first`);
-      const s = await synthesizeStep({
-        loraAdapter: L.adapter("random"),
-        outputDir: L.teacher,
-        targetRank: c.targetRank,
-        noiseScale: c.noiseScale,
-        decay: c.decay,
-        seed: c.seed,
-      });
-      log(`  teacher: ${s.modules} modules, rank ${c.targetRank}, noise ${c.noiseScale}, ${s.seconds.toFixed(2)} s`);
-      const v = await svdStep({
-        synthesizedDelta: s.deltaFile,
-        baseModel: c.baseModel,
-        targetModules: [],
-        rank: c.lora.rank,
-        alpha: c.lora.alpha,
-        rslora: false,
-        split: c.factorSplit,
-        outputDir: L.svd,
-      });
-      log(
-        `  SVD at rank ${c.lora.rank}: mean error ${v.summary.relativeError.mean.toFixed(4)}, mean energy ${v.summary.energyRatio.mean.toFixed(4)} (${v.seconds.toFixed(2)} s)`,
-      );
-      if (c.fullFinetune) await fullFinetuneBaseline(c, { log });
+      for (const k of seedsOf(c)) {
+        const adapter = L.adapter(runName("random", k));
+        if (!fs.existsSync(adapter)) throw new Error(`step 2 needs the baseline adapter ${adapter}: run step 1 first`);
+        const T = teacherLayout(c.outputDir, k, c);
+        fs.rmSync(T.record, { force: true });
+        const s = await synthesizeStep({
+          loraAdapter: adapter,
+          outputDir: T.teacher,
+          targetRank: c.targetRank,
+          noiseScale: c.noiseScale,
+          decay: c.decay,
+          seed: c.seed + k,
+        });
+        const v = await svdStep({
+          synthesizedDelta: s.deltaFile,
+          baseModel: c.baseModel,
+          targetModules: [],
+          rank: c.loraRank,
+          alpha: c.loraAlpha,
+          rslora: c.rslora,
+          split: c.factorSplit,
+          outputDir: T.svd,
+        });
+        writeFileAtomic(T.record, `${JSON.stringify(teacherRecord(c, k), null, 2)}\n`);
+        log(
+          `  teacher of ${runName("random", k)}: rank ${c.targetRank}, noise ${c.noiseScale} (${s.seconds.toFixed(2)} s); ` +
+            `SVD at rank ${c.loraRank}: mean error ${v.summary.relativeError.mean.toFixed(4)}, mean energy ${v.summary.energyRatio.mean.toFixed(4)} (${v.seconds.toFixed(2)} s)`,
+        );
+      }
+      if (c.fullFinetune) await fullFinetuneBaseline(c, { log, signal: o.signal, events: o.events });
       return;
     }
     case 3:
-      if (!fs.existsSync(L.factors)) throw new Error(`step 3 needs the SVD factors ${L.factors}: run step 2 first`);
-      for (const arm of ["svd", ...c.extraArms] as const)
-        for (const k of seeds) {
-          const r = await trainStep(trainConfig(c, arm, k, arm === "svd" ? L.factors : undefined));
-          log(
-            `  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, eval loss ${r.evalLosses[0]?.loss.toFixed(4) ?? "-"} → ${r.evalLosses.at(-1)?.loss.toFixed(4) ?? "-"}`,
-          );
-        }
+      for (const k of seedsOf(c))
+        if (!fs.existsSync(teacherLayout(c.outputDir, k, c).factors))
+          throw new Error(`step 3 needs the SVD factors of seed ${c.seed + k}: run step 2 first`);
+      for (const arm of ["svd", ...c.arms]) for (const k of seedsOf(c)) await train(arm, k);
       return;
     case 4: {
       const result = compareRuns(L.training, {});
@@ -212,20 +235,19 @@ export async function runStep(c: ExperimentConfig, step: StepId, log: (line: str
   }
 }
 
-/** Runs the given steps in order, skipping complete ones unless forced. */
-export async function runExperiment(
-  c: ExperimentConfig,
-  steps: StepId[],
-  o: { force?: boolean; log?: (line: string) => void } = {},
-): Promise<void> {
-  const log = o.log ?? console.log;
+/** Runs the given steps in order: done ones are skipped; ones made with other settings are refused unless forced. */
+export async function runExperiment(c: ExperimentConfig, steps: StepId[], o: ExperimentOptions = {}): Promise<void> {
+  const log = o.log ?? (() => {});
   fs.mkdirSync(c.outputDir, { recursive: true });
   for (const step of steps) {
-    if (!o.force && stepComplete(c, step)) {
-      log(`step ${step}: ${STEP_NAMES[step]} — outputs complete, skipped (--force redoes it)`);
+    const state = stepState(c, step);
+    if (!o.force && state.done) {
+      log(`step ${step}: ${STEP_NAMES[step]} — done with these settings, skipped (\`force\` redoes it)`);
       continue;
     }
+    if (!o.force && !state.done && state.stale)
+      throw new Error(`step ${step}: ${state.why}; rerun with \`force\` to replace its outputs, or use another output folder`);
     log(`step ${step}: ${STEP_NAMES[step]}`);
-    await runStep(c, step, log);
+    await runStep(c, step, o);
   }
 }

@@ -1,5 +1,20 @@
-// Where each step of the experiment writes, under one experiment directory (SPEC's layout).
+// Where each step of the experiment writes, under one experiment folder (docs/experiment.md).
 import path from "node:path";
+
+/** Where LoRA runs go in a training folder, by run name. */
+export function trainingLayout(training: string) {
+  return {
+    training,
+    plots: path.join(training, "plots"),
+    adapter: (run: string) => path.join(training, `final_model_${run}`),
+    log: (run: string) => path.join(training, `training_log_${run}.csv`),
+    summary: (run: string) => path.join(training, `train_summary_${run}.json`),
+    lossPlot: (run: string) => path.join(training, "plots", `loss_curves_${run}.png`),
+    checkpoint: (run: string) => path.join(training, "checkpoints", run),
+    /** Where a run writes until its files are swapped in. */
+    staging: (run: string) => path.join(training, `.svdlora-partial-${run}`),
+  };
+}
 
 export function layout(root: string, o: { targetRank: number; rank: number }) {
   const training = path.join(root, "training_results");
@@ -7,12 +22,7 @@ export function layout(root: string, o: { targetRank: number; rank: number }) {
   const svd = path.join(root, "svd_results");
   return {
     root,
-    training,
-    plots: path.join(training, "plots"),
-    adapter: (run: string) => path.join(training, `final_model_${run}`),
-    log: (run: string) => path.join(training, `training_log_${run}.csv`),
-    summary: (run: string) => path.join(training, `train_summary_${run}.json`),
-    lossPlot: (run: string) => path.join(training, "plots", `loss_curves_${run}.png`),
+    ...trainingLayout(training),
     teacher,
     delta: path.join(teacher, `synthesized_delta_rank${o.targetRank}.safetensors`),
     synthesisReport: path.join(teacher, "synthesis_report.txt"),
@@ -32,6 +42,22 @@ export function layout(root: string, o: { targetRank: number; rank: number }) {
 }
 
 export type Layout = ReturnType<typeof layout>;
+
+/** The teacher of seed index k (synthesized from the random run of that seed) and its SVD: the first seed's in synthesized_teacher/ and svd_results/, later ones with "-s<k+1>". */
+export function teacherLayout(root: string, k: number, o: { targetRank: number; loraRank: number }) {
+  const suffix = k === 0 ? "" : `-s${k + 1}`;
+  const teacher = path.join(root, `synthesized_teacher${suffix}`);
+  const svd = path.join(root, `svd_results${suffix}`);
+  return {
+    teacher,
+    delta: path.join(teacher, `synthesized_delta_rank${o.targetRank}.safetensors`),
+    svd,
+    factors: path.join(svd, `svd_factors_rank${o.loraRank}`),
+    analysis: path.join(svd, `svd_analysis_rank${o.loraRank}.json`),
+    /** What the step was made from and with; written last. */
+    record: path.join(svd, "svdlora_step.json"),
+  };
+}
 
 /** "model.layers.3.self_attn.q_proj" → "layers.3.self_attn.q_proj" for charts and tables. */
 export const shortName = (modulePath: string) => modulePath.replace(/^(base_model\.model\.)?model\./, "");

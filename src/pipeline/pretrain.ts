@@ -14,44 +14,36 @@ import { randomCausalLM } from "../model/loader.js";
 import { saveCausalLM } from "../model/save.js";
 import * as torch from "../torch/index.js";
 import { replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
-import { trainFull } from "../train/full.js";
+import { singleProcess } from "../train/data-parallel.js";
+import type { TrainingEvents } from "../train/events.js";
+import { trainLoop } from "../train/loop.js";
+import { TRAINING } from "../train/settings.js";
+import { trainEveryWeight } from "../train/trainer.js";
+import { type Values, int, num, text } from "../util/settings.js";
 
-export interface TinyModelSize {
-  hidden: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  intermediate: number;
-}
+const size = (help: string, value: number) => ({ kind: int({ min: 1 }), help, default: value, identity: "training" as const });
 
-export interface PretrainOptions {
-  outputDir: string;
-  samples: number;
-  /** Share of samples written as ChatML conversations (without a system prompt); the rest as plain text. */
-  chatFraction: number;
-  merges: number;
-  size: TinyModelSize;
-  epochs: number;
-  batchSize: number;
-  learningRate: number;
-  maxLength: number;
-  seed: number;
-  device: string;
-  quiet?: boolean;
-}
-
-export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, "outputDir"> = {
-  samples: 12000,
-  chatFraction: 0.3,
-  merges: 1200,
-  size: { hidden: 256, layers: 4, heads: 8, kvHeads: 2, intermediate: 704 },
-  epochs: 3,
-  batchSize: 32,
-  learningRate: 2e-3,
-  maxLength: 512,
-  seed: 2024,
-  device: "cpu",
+/** The settings of `svdlora pretrain`: the corpus, the tokenizer, the model's size and its training. */
+export const PRETRAIN = {
+  outputDir: { kind: text("<dir>"), help: "model folder to write (a new one, or one svdlora wrote)", default: "tiny-prob-pretrained" },
+  samples: { kind: int({ min: 1 }), help: "generated problems in the corpus", default: 12000 },
+  chatFraction: { kind: num({ min: 0, max: 1 }), help: "share of samples in ChatML form (the rest plain text)", default: 0.3 },
+  merges: { kind: int({ min: 0 }), help: "BPE merges learned for the tokenizer", default: 1200 },
+  hidden: size("hidden size", 256),
+  layers: size("decoder layers", 4),
+  heads: size("attention heads", 8),
+  kvHeads: size("key/value heads", 2),
+  intermediate: size("MLP size", 704),
+  epochs: { ...TRAINING.epochs, help: "passes over the corpus", default: 3 },
+  batchSize: { ...TRAINING.batchSize, help: "samples per step", default: 32 },
+  learningRate: { ...TRAINING.learningRate, default: 2e-3 },
+  maxLength: { ...TRAINING.maxLength, default: 512 },
+  seed: { ...TRAINING.seed, default: 2024 },
+  device: TRAINING.device,
+  quiet: TRAINING.quiet,
 };
+
+export type PretrainOptions = Values<typeof PRETRAIN> & { signal?: AbortSignal; events?: TrainingEvents };
 
 /** Problems for the corpus; repeats are fine, the shipped train/eval questions are not. */
 export function corpusProblems(count: number, seed: number): ProbabilityProblem[] {
@@ -98,7 +90,7 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
     return { ids, lossMask: ids.map(() => true), truncated: false };
   });
 
-  const s = o.size;
+  const s = o;
   const config = parseModelConfig({
     model_type: "qwen2",
     hidden_size: s.hidden,
@@ -118,26 +110,43 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
   });
   torch.manualSeed(o.seed);
   const model = randomCausalLM(config, { device: o.device });
-  const parameters = [...model.namedWeights().values()].reduce((n, t) => n + t.numel(), 0);
-  const run = trainFull(model, data, {
-    epochs: o.epochs,
-    batchSize: o.batchSize,
-    learningRate: o.learningRate,
-    weightDecay: 0.1,
-    warmupRatio: 0.05,
-    scheduler: "cosine",
-    maxGradNorm: 1.0,
-    seed: o.seed,
-    padId: endOfText,
-    device: o.device,
-    packing: false,
-    label: "pretrain tiny-prob",
-    quiet: o.quiet,
-    logPath: path.join(work, "pretrain_log.csv"),
-  });
+  const params = trainEveryWeight(model);
+  const parameters = [...params.values()].reduce((n, t) => n + t.numel(), 0);
+  const run = await trainLoop(
+    {
+      model,
+      params,
+      train: data,
+      eval: [],
+      settings: {
+        epochs: o.epochs,
+        batchSize: o.batchSize,
+        gradientAccumulationSteps: 1,
+        learningRate: o.learningRate,
+        warmupRatio: 0.05,
+        lrScheduler: "cosine",
+        weightDecay: 0.1,
+        maxGradNorm: 1.0,
+        seed: o.seed,
+        evalSteps: 0,
+        saveSteps: 0,
+        resume: false,
+        skipNonfinite: false,
+      },
+      batch: { padId: endOfText, device: o.device, packing: false },
+      recompute: "none",
+      logPath: path.join(work, "pretrain_log.csv"),
+      checkpointDir: path.join(work, "checkpoint"),
+      fingerprint: {},
+      dataParallel: singleProcess(o.device),
+    },
+    { signal: o.signal, events: o.events, label: "pretrain tiny-prob" },
+  );
+  fs.rmSync(path.join(work, "checkpoint"), { recursive: true, force: true });
+  const losses = run.history.map((h) => h.loss);
 
   saveCausalLM(model, work, "float32");
-  const tail = run.losses.slice(-20);
+  const tail = losses.slice(-20);
   const summary = {
     made_by: "svdlora pretrain",
     parameters,
@@ -153,8 +162,8 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
       epochs: o.epochs,
       batch_size: o.batchSize,
       learning_rate: o.learningRate,
-      steps: run.losses.length,
-      first_loss: run.losses[0],
+      steps: losses.length,
+      first_loss: losses[0],
       final_loss_mean_last_20: tail.reduce((a, b) => a + b, 0) / tail.length,
       tokens: run.tokens,
       train_seconds: Math.round(run.seconds * 10) / 10,

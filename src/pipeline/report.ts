@@ -35,14 +35,14 @@ export async function writeExperimentReport(c: ExperimentConfig, L: Layout): Pro
           ["held-out data", c.evalData ?? "none"],
           [
             "LoRA",
-            `r = ${c.lora.rank}, α = ${c.lora.alpha}, targets ${Array.isArray(c.lora.targets) ? c.lora.targets.join(", ") : c.lora.targets}`,
+            `r = ${c.loraRank}, α = ${c.loraAlpha}, targets ${Array.isArray(c.targetModules) ? c.targetModules.join(", ") : c.targetModules}`,
           ],
           [
             "training",
             `${c.epochs} epochs, batch ${c.batchSize} × ${c.gradientAccumulationSteps}, lr ${c.learningRate}, ${c.seeds} seed(s) from ${c.seed}`,
           ],
           ["teacher", `rank K = ${c.targetRank}, noise ${c.noiseScale}, tail decay ${c.decay}, factor split ${c.factorSplit}`],
-          ["arms", ["random", "svd", ...c.extraArms].join(", ")],
+          ["arms", ["random", "svd", ...c.arms].join(", ")],
           ["runs", runs.join(", ")],
           ["software", `svdlora ${info.svdlora}, libtorch ${info.libtorch}, Node ${info.node}`],
           [
@@ -69,11 +69,11 @@ export async function writeExperimentReport(c: ExperimentConfig, L: Layout): Pro
       ],
     },
     {
-      heading: `SVD analysis at rank ${c.lora.rank} (step 2b)`,
+      heading: `SVD analysis at rank ${c.loraRank} (step 2b)`,
       text: readText(L.svdReport),
       images: [{ path: L.svdPlot, caption: "Relative error, energy ratio, spectra, error vs energy" }],
     },
-    ...[fullFinetuneReportSection(L.root, c.lora.rank)].filter((s): s is ReportSection => s !== null), // only with full_finetune/ results
+    ...[fullFinetuneReportSection(L.root, c.loraRank)].filter((s): s is ReportSection => s !== null), // only with full_finetune/ results
     {
       heading: "How to read this",
       text: [

@@ -2,8 +2,10 @@
 // - the loss over the vocabulary runs in row chunks and writes its gradient by hand, so no
 //   [tokens × vocab] logits or graph ever exist (152k columns on Qwen2.5);
 // - layers whose activations do not fit the memory budget are run without a graph and recomputed
-//   during backward (gradient checkpointing), one layer at a time, so it costs nothing where
-//   memory allows.
+//   during backward (what PyTorch users know as gradient checkpointing), one layer at a time, so it
+//   costs nothing where memory allows.
+// Every trainable tensor gets its gradient: LoRA factors, and in a full fine-tune every weight —
+// the embeddings through autograd, the output layer (lm_head) by hand beside the loss's.
 // Backward walks segments from the last: a run of kept layers is one segment (one autograd pass),
 // each recomputed layer another; every segment's input is a leaf whose gradient feeds the next.
 import type { CausalLM, LayerContext } from "../model/qwen2.js";
@@ -12,15 +14,16 @@ import type { Tensor } from "../torch/index.js";
 import type { Batch } from "./batches.js";
 
 /**
- * Which layers keep their activations for backward: all ("off"), none ("all"), the first n, or as
- * many as fit in budgetBytes of GPU memory (measured as the step runs; CPU keeps them all).
+ * Which layers keep their activations for backward rather than being recomputed: all ("none" is
+ * recomputed), none ("all" are), the first n, or as many as fit in budgetBytes of GPU memory
+ * (measured as the step runs; the CPU keeps them all).
  */
-export type CheckpointPolicy = "off" | "all" | { keepLayers: number } | { budgetBytes: number };
+export type RecomputePolicy = "none" | "all" | { keepLayers: number } | { budgetBytes: number };
 
 export interface BackpropOptions {
   /** Multiplies the gradients (1 / micro-batches under accumulation). */
   gradScale?: number;
-  checkpoint?: CheckpointPolicy;
+  recompute?: RecomputePolicy;
   /** Target rows whose logits are computed at once; default about 64M logits (441 rows of Qwen2.5's 152k vocab). */
   lossChunk?: number;
 }
@@ -52,7 +55,8 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
     const keep = keepPolicy(model, batch, o);
     const rng = dropoutRng(model);
     const segments: Segment[] = [];
-    let h = torch.noGrad(() => model.embed(batch.ids));
+    // The embeddings' graph is kept only when they are trained (a full fine-tune).
+    let h = model.embedTokens.requiresGrad ? model.embed(batch.ids) : torch.noGrad(() => model.embed(batch.ids));
     model.layers.forEach((layer, i) => {
       const open = segments[segments.length - 1];
       if (keep(i)) {
@@ -151,7 +155,9 @@ function targetRows(model: CausalLM, last: Tensor, batch: Batch): Tensor {
 /**
  * The summed cross-entropy of rows [n, hidden] through the output layer W against ids, chunk rows
  * at a time, so at most two [chunk × vocab] float32 buffers exist; with gradScale, also
- * gradScale × its gradient with respect to the rows (in the rows' dtype).
+ * gradScale × its gradient with respect to the rows (in the rows' dtype), and when W itself is
+ * trained, gradScale × its gradient added to W.grad: d = softmax − onehot per row, so
+ * d rows = d·W and dW = dᵀ·rows.
  */
 function chunkedCrossEntropy(
   rows: Tensor,
@@ -160,6 +166,7 @@ function chunkedCrossEntropy(
   chunk: number,
   gradScale: number | null,
 ): { sum: Tensor; grad: Tensor | null } {
+  const trainW = gradScale !== null && W.requiresGrad;
   return torch.noGrad(() =>
     torch.tidy(() => {
       const n = rows.size(0);
@@ -179,6 +186,13 @@ function chunkedCrossEntropy(
           if (gradScale === null) return [sum, null];
           const probs = logits.softmax(-1);
           logits.dispose();
+          if (trainW) {
+            const vocab = torch.arange(0, W.size(0), 1, { dtype: "int64", device: W.device });
+            const d = probs.sub(vocab.unsqueeze(0).eq(target.unsqueeze(1)).to("float32")).mul(gradScale);
+            probs.dispose();
+            accumulateGrad(W, d.T.matmul(x.to("float32")).to(W.dtype));
+            return [sum, d.to(W.dtype).matmul(W).to(rows.dtype)];
+          }
           const softmaxW = probs.to(W.dtype).matmul(W);
           probs.dispose();
           return [sum, softmaxW.to("float32").sub(torch.embedding(W, target).to("float32")).mul(gradScale).to(rows.dtype)];
@@ -193,11 +207,18 @@ function chunkedCrossEntropy(
   );
 }
 
+/** W.grad += g, as autograd accumulates (the first contribution becomes the gradient). */
+function accumulateGrad(W: Tensor, g: Tensor): void {
+  const existing = W.grad;
+  if (existing) existing.add_(g);
+  else W.grad = g;
+}
+
 const lossChunk = (model: CausalLM, o: BackpropOptions) => o.lossChunk ?? Math.max(1, Math.floor(2 ** 26 / model.config.vocabSize));
 
 function keepPolicy(model: CausalLM, batch: Batch, o: BackpropOptions): (i: number) => boolean {
-  const p = o.checkpoint ?? "off";
-  if (p === "off") return () => true;
+  const p = o.recompute ?? "none";
+  if (p === "none") return () => true;
   if (p === "all") return () => false;
   if ("keepLayers" in p) return (i) => i < p.keepLayers;
   if (!model.device.startsWith("cuda")) return () => true;

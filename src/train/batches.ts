@@ -18,6 +18,16 @@ export interface Batch {
   targetIds: torch.Tensor;
 }
 
+/**
+ * The micro-batches of an epoch as [start, end) ranges of its sample order: batches of `size`
+ * samples, with the remainder folded into the last one, so no step trains on a small leftover
+ * (81 samples in batches of 4: 19 of 4 and one of 5).
+ */
+export function microBatchRanges(n: number, size: number): [number, number][] {
+  const count = Math.max(1, Math.floor(n / size));
+  return Array.from({ length: count }, (_, i) => [i * size, i === count - 1 ? n : (i + 1) * size]);
+}
+
 /** The sample order of an epoch: a seeded shuffle, the same on every machine and after a resume. */
 export function epochOrder(n: number, seed: number, epoch: number): number[] {
   return new Random(seed * 1000 + epoch).shuffle(Array.from({ length: n }, (_, i) => i));

@@ -13,7 +13,8 @@ export interface DataParallel {
   device: string;
 }
 
-const SINGLE = (device: string): DataParallel => ({ rank: 0, worldSize: 1, isMain: true, device });
+/** One process alone on `device`. */
+export const singleProcess = (device: string): DataParallel => ({ rank: 0, worldSize: 1, isMain: true, device });
 
 /**
  * Joins the process group the launcher described in RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT
@@ -22,7 +23,7 @@ const SINGLE = (device: string): DataParallel => ({ rank: 0, worldSize: 1, isMai
  */
 export function joinProcessGroup(device: string, timeoutMs?: number): DataParallel {
   const env = torch.distributed.fromEnv();
-  if (!env || env.worldSize === 1) return SINGLE(device);
+  if (!env || env.worldSize === 1) return singleProcess(device);
   const cuda = device.startsWith("cuda");
   const backend = cuda ? "nccl" : "gloo";
   if (!torch.distributed.backends().includes(backend))

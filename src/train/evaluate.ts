@@ -3,7 +3,6 @@ import { checkAnswer } from "../data/answer.js";
 import { encodePrompt } from "../data/format.js";
 import type { Encoded, Sample } from "../data/types.js";
 import type { HfTokenizer } from "../hf/tokenizer.js";
-import { type LoRA, setLoraTraining } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { evaluationLoss } from "./backprop.js";
@@ -15,11 +14,10 @@ import { makeBatch } from "./batches.js";
  */
 export function evaluateLoss(
   model: CausalLM,
-  loras: Map<string, LoRA>,
   samples: Encoded[],
   o: { batchSize: number; padId: number; device: string; packing?: boolean },
 ): number {
-  setLoraTraining(loras, false);
+  model.setTraining(false);
   let sum = 0,
     count = 0;
   try {
@@ -34,7 +32,7 @@ export function evaluateLoss(
       }
     });
   } finally {
-    setLoraTraining(loras, true);
+    model.setTraining(true);
   }
   return sum / count;
 }

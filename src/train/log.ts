@@ -14,7 +14,7 @@
 // float() and pandas read).
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeAll, writeFileAtomic } from "../util/atomic.js";
+import { writeAll } from "../util/atomic.js";
 
 export const TRAINING_LOG_COLUMNS = ["step", "epoch", "loss", "lr", "grad_norm", "tokens", "elapsed_s", "eval_loss"] as const;
 const HEADER = TRAINING_LOG_COLUMNS.join(",");
@@ -100,31 +100,17 @@ function formatRow(row: LogRow): string {
 
 type LogRow = ({ kind: "train" } & TrainRow) | ({ kind: "eval" } & EvalRow);
 
-export interface TrainingLogWriterOptions {
-  /**
-   * Continue an existing log after a resume: keep its rows up to and including this step, drop
-   * later ones (the resumed run writes them again), and append. Without it the file starts afresh.
-   */
-  resumeAfterStep?: number;
-}
-
 /** Appends rows to a training log, each written through to the OS at once. */
 export class TrainingLogWriter {
   readonly path: string;
   private fd: number | null;
 
-  constructor(file: string, options: TrainingLogWriterOptions = {}) {
+  /** Starts the file afresh; a resumed run writes its earlier rows first (from its checkpoint). */
+  constructor(file: string) {
     this.path = file;
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    const after = options.resumeAfterStep;
-    if (after !== undefined && fs.existsSync(file)) {
-      const kept = parseRows(fs.readFileSync(file, "utf8"), file).filter((r) => r.step <= after);
-      writeFileAtomic(file, `${HEADER}\n${kept.map(formatRow).join("")}`);
-      this.fd = fs.openSync(file, "a");
-    } else {
-      this.fd = fs.openSync(file, "w");
-      this.append(`${HEADER}\n`);
-    }
+    this.fd = fs.openSync(file, "w");
+    this.append(`${HEADER}\n`);
   }
 
   writeTrain(row: TrainRow): void {

@@ -4,7 +4,7 @@
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
-import { type CheckpointPolicy, lossAndBackward } from "./backprop.js";
+import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
 import type { Encoded } from "../data/types.js";
 import { type Batch, makeBatch } from "./batches.js";
 import { type DataParallel, shareOf, sumGradients } from "./data-parallel.js";
@@ -12,7 +12,7 @@ import { gradNormTensor, scaleToMaxNorm } from "./clip.js";
 import type { AdamW } from "./optim.js";
 
 export interface StepOptions {
-  checkpoint: CheckpointPolicy;
+  recompute: RecomputePolicy;
   /** Gradient clipping norm; 0 or undefined = no clipping (the norm is still reported). */
   maxGradNorm?: number;
   lr: number;
@@ -50,9 +50,11 @@ export interface StepResult {
   loss: number;
   gradNorm: number;
   tokens: number;
+  /** Predicted tokens the loss is the mean over (all ranks). */
+  targets: number;
   /** False when the loss or gradient norm was not finite: nothing was updated. */
   updated: boolean;
-  /** Layers recomputed in backward (gradient checkpointing), summed over the micro-batches. */
+  /** Layers recomputed in backward, summed over the micro-batches. */
   recomputed: number;
 }
 
@@ -60,27 +62,30 @@ export interface StepResult {
 export function optimizerStep(model: CausalLM, optimizer: AdamW, micro: MicroBatch[], o: StepOptions): StepResult {
   const params = optimizer.params;
   let tokens = 0;
+  let targets = 0;
   let recomputed = 0;
   let lossSum: Tensor | null = null;
   for (const m of micro)
     torch.tidy(() => {
       const b = m.make();
       if (!b) return;
-      const r = lossAndBackward(model, b, { gradScale: m.weight, checkpoint: o.checkpoint });
+      const r = lossAndBackward(model, b, { gradScale: m.weight, recompute: o.recompute });
       recomputed += r.recomputed;
       const sum: Tensor = lossSum ? lossSum.add(r.loss.mul(m.weight)) : r.loss.mul(m.weight);
       lossSum?.dispose();
       lossSum = torch.keep(sum);
       tokens += b.tokens;
+      targets += b.targets;
     });
   const dp = o.dataParallel;
   const device = params[0]?.device ?? "cpu";
-  // This rank's weighted loss and token count; with several ranks they are summed along with the gradients.
+  // This rank's weighted loss and token and target counts; with several ranks they are summed along with the gradients.
   const local = torch.noGrad(() =>
     torch.tidy(() =>
       torch.stack([
         lossSum ? (lossSum as Tensor).to("float32") : torch.zeros([], { device }),
         torch.full([], tokens, { dtype: "float32", device }),
+        torch.full([], targets, { dtype: "float32", device }),
       ]),
     ),
   );
@@ -89,17 +94,18 @@ export function optimizerStep(model: CausalLM, optimizer: AdamW, micro: MicroBat
   const norm = gradNormTensor(params);
   try {
     // The only host sync of the step: loss, tokens and gradient norm in one read, after all the backward work is queued.
-    const [loss, stepTokens, gradNorm] = torch.tidy(() =>
+    const [loss, stepTokens, stepTargets, gradNorm] = torch.tidy(() =>
       torch.cat([local, (norm ?? torch.zeros([], { device })).to({ device }).reshape([1])]).toArray(),
     ) as number[];
     tokens = stepTokens;
+    targets = stepTargets;
     const updated = Number.isFinite(loss) && Number.isFinite(gradNorm);
     if (updated) {
       if (o.maxGradNorm && norm) scaleToMaxNorm(params, norm, gradNorm, o.maxGradNorm);
       optimizer.setLr(o.lr);
       optimizer.step();
     }
-    return { loss, gradNorm, tokens, updated, recomputed };
+    return { loss, gradNorm, tokens, targets, updated, recomputed };
   } finally {
     torch.dispose([local, norm]);
     optimizer.zeroGrad();

@@ -1,456 +1,415 @@
-// The LoRA training run (SPEC steps 1 and 3): data → tokens → batches → AdamW steps, with the
-// CSV log, eval loss per epoch, a progress bar, and the adapter saved in PEFT format.
+// Training runs: a LoRA adapter (trainLora) or every weight (trainFull). Each loads the model and
+// data, runs the one training loop (loop.ts) and writes its result into one folder:
+//   adapter/ (a PEFT adapter) or the model's own files (a Hugging Face model folder),
+//   training_log.csv, summary.json (the settings, the inputs' digests, the code version, the result).
+// Where that folder's files end up (final_model_<run>/, training_log_<run>.csv, …) is the caller's
+// choice (pipeline/train.ts). Only the main process of a data-parallel run writes.
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { loadDataset } from "../data/dataset.js";
-import { QWEN25_MATH_SYSTEM_PROMPT, formatSamples } from "../data/format.js";
+import { formatSamples } from "../data/format.js";
 import type { Encoded, Sample } from "../data/types.js";
-import { type LoraWeights, loadAdapter, saveAdapter } from "../hf/peft.js";
+import { SafetensorsCheckpoint } from "../hf/checkpoint.js";
+import { loadModelConfig } from "../hf/config.js";
+import { loadAdapter, saveAdapter } from "../hf/peft.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
-import {
-  type LoRA,
-  type LoraInit,
-  type LoraSettings,
-  addLora,
-  adapterConfigFor,
-  loadLora,
-  loraParameters,
-  loraWeights,
-  pissaToLora,
-  setLoraTraining,
-} from "../model/lora.js";
+import { addLora, adapterConfigFor, type LoRA, type LoraSettings, loadLora, loraWeights, pissaToLora } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
+import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
+import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../paths.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
-import { epochOrder } from "./batches.js";
-import { checkpointDir, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
-import type { CheckpointPolicy } from "./backprop.js";
-import { TrainingLogWriter, trainingLogPath } from "./log.js";
-import { AdamW } from "./optim.js";
-import { evaluateAccuracy, evaluateLoss } from "./evaluate.js";
-import { TrainingProgress } from "./progress.js";
-import { type DataParallel, broadcastFromMain, joinProcessGroup, leaveProcessGroup, sumNumbers } from "./data-parallel.js";
-import { optimizerStep, rankMicroBatch } from "./step.js";
-import { type ScheduleKind, lrAt } from "./schedule.js";
+import { describeInput } from "../util/digest.js";
+import { checkValues, defaults, identityOf } from "../util/settings.js";
+import { codeVersion } from "../version.js";
+import type { RecomputePolicy } from "./backprop.js";
+import { type DataParallel, singleProcess } from "./data-parallel.js";
+import { evaluateAccuracy } from "./evaluate.js";
+import type { TrainingEvents } from "./events.js";
+import { type LoopOptions, type LoopResult, epochLosses, trainLoop } from "./loop.js";
+import {
+  type DTYPES,
+  FULL_TRAINING,
+  type InitKind,
+  LORA_TRAINING,
+  type LoraTrainingSettings,
+  type TRAINING,
+  type TrainingSettings,
+} from "./settings.js";
 
-export type InitKind = LoraInit | "svd";
-export type GradientCheckpointing = "auto" | "on" | "off";
-export const GRADIENT_CHECKPOINTING: readonly GradientCheckpointing[] = ["auto", "on", "off"];
+/** The files a run folder holds. */
+export const RUN_FILES = { adapter: "adapter", log: "training_log.csv", summary: "summary.json" } as const;
 
-export interface TrainConfig {
-  baseModel: string;
-  trainData: string;
-  evalData?: string;
-  outputDir: string;
-  init: InitKind;
-  /** A PEFT adapter whose factors start the run (init "svd"). */
-  svdFactors?: string;
-  lora: LoraSettings;
-  epochs: number;
-  batchSize: number;
-  learningRate: number;
-  gradientAccumulationSteps: number;
-  warmupRatio: number;
-  scheduler: ScheduleKind;
-  weightDecay: number;
-  maxGradNorm: number;
-  maxLength: number;
-  seed: number;
-  device: string;
-  dtype?: torch.DType;
-  /** One row per batch, no padding, attention kept inside each sample; default on for CUDA. */
-  packing?: boolean;
-  /** Recompute layers during backward: "auto" only where the memory budget needs it (CUDA). */
-  gradientCheckpointing?: GradientCheckpointing;
-  /** GPU memory budget for "auto" checkpointing, GiB; default 90 % of the card. */
-  maxMemoryGib?: number;
-  /** System prompt for samples without one; null leaves it to the chat template. */
-  systemPrompt: string | null;
-  quiet?: boolean;
-  /** Shown before the progress bar. */
-  label?: string;
-  /** Names the outputs (final_model_<name>/, training_log_<name>.csv); default the init. */
-  runName?: string;
-  /** Use only the first n eval samples for the per-epoch eval loss (all when unset). */
-  evalLimit?: number;
-  /** Save a checkpoint every n optimizer steps (besides each epoch's end); 0 = epoch ends only. */
-  saveSteps?: number;
-  /** Continue from this run's checkpoint when there is one. */
-  resume?: boolean;
-  /** Skip (count, log as nan) a step whose loss or gradient is not finite, instead of stopping. */
-  skipNonfinite?: boolean;
-  /** After training, answer this many eval questions by greedy decoding and check them (0 = skip). */
-  accuracySamples?: number;
-  maxNewTokens?: number;
+export interface RunOptions extends LoopOptions {
+  /** The folder the run writes into (created); its checkpoints go to checkpointDir. */
+  dir: string;
+  checkpointDir: string;
+  /** This process's place in a data-parallel run (default: a single process). */
+  dataParallel?: DataParallel;
 }
 
-export const TRAIN_DEFAULTS = {
-  init: "random" as InitKind,
-  epochs: 5,
-  batchSize: 4,
-  learningRate: 2e-4,
-  gradientAccumulationSteps: 1,
-  warmupRatio: 0,
-  scheduler: "linear" as ScheduleKind,
-  weightDecay: 0,
-  maxGradNorm: 1.0,
-  maxLength: 1024,
-  seed: 42,
-  device: "cpu",
-  gradientCheckpointing: "auto" as GradientCheckpointing,
-  systemPrompt: QWEN25_MATH_SYSTEM_PROMPT as string | null,
-  lora: { rank: 16, alpha: 16, dropout: 0, rslora: false, targets: ["q_proj", "v_proj"] } as LoraSettings,
-};
-
 export interface TrainResult {
-  init: InitKind;
-  runName: string;
+  kind: "lora" | "full";
+  init: InitKind | "full";
   seed: number;
-  adapterDir: string;
-  logPath: string;
   steps: number;
+  stepsPerEpoch: number;
   tokens: number;
   seconds: number;
+  /** The first step's mean loss (before any update). */
   initialLoss: number;
+  /** Mean training loss of the last epoch, weighted by each step's predicted tokens. */
   finalLoss: number;
-  /** Mean training loss of each epoch. */
   epochLosses: number[];
-  evalLosses: { step: number; epoch: number; loss: number }[];
-  truncated: number;
-  /** Samples dropped because truncation left them no answer token. */
-  dropped: number;
+  evalLosses: LoopResult["evals"];
   samples: number;
+  truncated: number;
+  /** Samples left with no answer token after truncation, and so not trained on. */
+  dropped: number;
   trainableParameters: number;
-  /** Exact-answer accuracy on the first eval questions after training, when asked for. */
-  accuracy: { correct: number; total: number; seconds: number } | null;
-  /** Steps skipped for a non-finite loss or gradient (--skip-nonfinite). */
+  /** Exact-answer accuracy on the first held-out questions, with each question's outcome. */
+  accuracy: { correct: number; total: number; seconds: number; items: boolean[] } | null;
   skippedSteps: number;
-  /** The step the run resumed from, or null. */
   resumedFrom: number | null;
 }
 
-/** Raised when Ctrl-C stopped a run after saving a checkpoint. */
-export class InterruptedError extends Error {}
+// ---- settings ----------------------------------------------------------------------------------
 
-/** The settings a resumed run must share with the checkpoint it starts from. */
-function fingerprint(cfg: TrainConfig, dp: DataParallel): Record<string, unknown> {
-  const {
-    baseModel,
-    trainData,
-    init,
-    svdFactors,
-    lora,
-    epochs,
-    batchSize,
-    learningRate,
-    gradientAccumulationSteps,
-    warmupRatio,
-    scheduler,
-    weightDecay,
-    maxGradNorm,
-    maxLength,
-    seed,
-    systemPrompt,
-  } = cfg;
-  const ranks = dp.worldSize > 1 ? { ranks: dp.worldSize } : {}; // the global batch depends on it
-  return {
-    baseModel,
-    trainData,
-    init,
-    svdFactors,
-    lora,
-    epochs,
-    batchSize,
-    learningRate,
-    gradientAccumulationSteps,
-    warmupRatio,
-    scheduler,
-    weightDecay,
-    maxGradNorm,
-    maxLength,
-    seed,
-    packing: usesPacking(cfg),
-    systemPrompt,
-    ...ranks,
-  };
+export const defaultDtype = (device: string): (typeof DTYPES)[number] => (device.startsWith("cuda") ? "bfloat16" : "float32");
+
+/** Settings with defaults filled in and the values that follow from others resolved (held-out data, packing, dtype). */
+export function resolveSettings<T extends TrainingSettings>(
+  schema: typeof TRAINING | typeof LORA_TRAINING | typeof FULL_TRAINING,
+  given: Partial<T>,
+): T {
+  checkValues(schema, given);
+  const s = { ...defaults(schema), ...given } as T;
+  // No held-out data given: the embedded eval set goes with the embedded train set; null means none.
+  if (s.evalData === undefined && path.resolve(s.trainData) === path.resolve(EMBEDDED_TRAIN)) s.evalData = EMBEDDED_EVAL;
+  s.packing ??= s.device.startsWith("cuda");
+  s.dtype ??= defaultDtype(s.device);
+  return s;
 }
 
-/** Everything a run needs in memory: the model with LoRA attached and the tokenized data. */
-export interface Prepared {
-  model: CausalLM;
-  tokenizer: HfTokenizer;
-  loras: Map<string, LoRA>;
-  train: Encoded[];
-  eval: Encoded[];
-  truncated: number;
-  /** Training samples left with no answer token after truncation, and so not trained on. */
-  dropped: number;
-  evalSamples: Sample[];
-  /** PiSSA's starting factors, needed to save a plain LoRA for the original base. */
-  pissaInitial?: LoraWeights;
-}
-
-function encode(file: string, tokenizer: HfTokenizer, cfg: TrainConfig): { encoded: Encoded[]; truncated: number; dropped: number } {
-  const { encoded, stats } = formatSamples(loadDataset(file), tokenizer, {
-    systemPrompt: cfg.systemPrompt ?? undefined,
-    maxLength: cfg.maxLength,
-  });
-  if (encoded.length === 0)
-    throw new Error(`${file}: no sample has answer tokens left after formatting (is --max-length ${cfg.maxLength} too small?)`);
-  return { encoded, truncated: stats.truncated, dropped: stats.droppedEmpty };
-}
-
-export function defaultDtype(device: string): torch.DType {
-  return device.startsWith("cuda") ? "bfloat16" : "float32";
-}
-
-export const usesPacking = (cfg: Pick<TrainConfig, "packing" | "device">): boolean => cfg.packing ?? cfg.device.startsWith("cuda");
-
-/** The layers to recompute in backward, from --gradient-checkpointing and --max-memory. */
-export function checkpointPolicy(cfg: Pick<TrainConfig, "gradientCheckpointing" | "maxMemoryGib" | "device">): CheckpointPolicy {
-  const mode = cfg.gradientCheckpointing ?? "auto";
+/** The layers to recompute in backward, from gradientCheckpointing and maxMemory. */
+export function recomputePolicy(s: Pick<TrainingSettings, "gradientCheckpointing" | "maxMemory" | "device">): RecomputePolicy {
+  const mode = s.gradientCheckpointing ?? "auto";
   if (mode === "on") return "all";
-  if (mode === "off" || !cfg.device.startsWith("cuda")) return "off";
-  const index = Number(cfg.device.split(":")[1] ?? 0);
+  if (mode === "off" || !s.device.startsWith("cuda")) return "none";
+  const index = Number(s.device.split(":")[1] ?? 0);
   const card = torch.cuda.devices()[index];
-  if (!card) throw new Error(`--device ${cfg.device}: no such GPU (${torch.cuda.deviceCount()} found)`);
-  const budgetGib = cfg.maxMemoryGib ?? (0.9 * card.totalMemory) / 2 ** 30;
+  if (!card) throw new Error(`device ${s.device}: no such GPU (${torch.cuda.deviceCount()} found)`);
+  const budgetGib = s.maxMemory ?? (0.9 * card.totalMemory) / 2 ** 30;
   return { budgetBytes: budgetGib * 2 ** 30 };
 }
 
-export async function prepare(cfg: TrainConfig): Promise<Prepared> {
-  const tokenizer = await loadTokenizer(cfg.baseModel);
-  const train = encode(cfg.trainData, tokenizer, cfg);
-  const evalSamples = cfg.evalData ? loadDataset(cfg.evalData) : [];
-  const evalSet = cfg.evalData ? encode(cfg.evalData, tokenizer, cfg).encoded.slice(0, cfg.evalLimit) : [];
-  torch.manualSeed(cfg.seed);
-  const model = loadCausalLM(cfg.baseModel, { dtype: cfg.dtype ?? defaultDtype(cfg.device), device: cfg.device });
-  let loras: Map<string, LoRA>;
-  if (cfg.init === "svd") {
-    if (!cfg.svdFactors) throw new Error("--init svd needs --svd-factors DIR (the svd_factors_rank{r}/ adapter written by `svdlora svd`)");
-    const { config, weights } = loadAdapter(cfg.svdFactors);
-    if (config.r !== cfg.lora.rank)
-      throw new Error(`--svd-factors ${cfg.svdFactors} has rank ${config.r} but --lora-rank is ${cfg.lora.rank}: make them equal`);
-    loras = loadLora(model, { ...config, lora_dropout: cfg.lora.dropout ?? 0 }, weights);
-    torch.dispose([...weights.values()]);
-  } else {
-    loras = addLora(model, cfg.lora, cfg.init);
-  }
-  const pissaInitial = cfg.init === "pissa" ? loraWeights(loras) : undefined;
-  return {
-    model,
-    tokenizer,
-    loras,
-    train: train.encoded,
-    eval: evalSet,
-    evalSamples,
-    truncated: train.truncated,
-    dropped: train.dropped,
-    pissaInitial,
-  };
-}
-
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
-function validate(cfg: TrainConfig): void {
-  const positiveInt = (name: string, v: number) => {
-    if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${v}`);
-  };
-  positiveInt("--epochs", cfg.epochs);
-  positiveInt("--batch-size", cfg.batchSize);
-  positiveInt("--gradient-accumulation-steps", cfg.gradientAccumulationSteps);
-  if (!(cfg.learningRate > 0)) throw new Error(`--learning-rate must be > 0, got ${cfg.learningRate}`);
-  if (cfg.maxMemoryGib !== undefined && !(cfg.maxMemoryGib > 0)) throw new Error(`--max-memory must be > 0 GiB, got ${cfg.maxMemoryGib}`);
-  if (!(cfg.warmupRatio >= 0 && cfg.warmupRatio < 1)) throw new Error(`--warmup-ratio must be in [0, 1), got ${cfg.warmupRatio}`);
-  for (const [flag, file] of [
-    ["--train-data", cfg.trainData],
-    ["--eval-data", cfg.evalData],
-    ["--base-model", cfg.baseModel],
+function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
+  for (const [what, p] of [
+    ["baseModel", s.baseModel],
+    ["trainData", s.trainData],
+    ["evalData", s.evalData],
+    ["svdFactors", s.svdFactors],
   ] as const)
-    if (file !== undefined && !fs.existsSync(file)) throw new Error(`${flag} ${file}: no such file or directory`);
+    if (p && !fs.existsSync(p)) throw new Error(`\`${what}\` ${p}: no such file or directory`);
 }
 
-export async function train(cfg: TrainConfig): Promise<TrainResult> {
-  validate(cfg);
-  // Several processes (svdlora train --gpus N, or torchrun-style variables): join them first.
-  const dp = joinProcessGroup(cfg.device);
-  try {
-    return await trainOn({ ...cfg, device: dp.device, quiet: cfg.quiet || !dp.isMain }, dp);
-  } finally {
-    leaveProcessGroup(dp);
-  }
+// ---- data --------------------------------------------------------------------------------------
+
+interface Data {
+  train: Encoded[];
+  eval: Encoded[];
+  evalSamples: Sample[];
+  truncated: number;
+  dropped: number;
 }
 
-async function trainOn(cfg: TrainConfig, dp: DataParallel): Promise<TrainResult> {
-  const p = await prepare(cfg);
-  const { model, loras, tokenizer } = p;
-  const padId = tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
-  const params = loraParameters(loras);
-  const optimizer = new AdamW(params, { lr: cfg.learningRate, weightDecay: cfg.weightDecay });
-  broadcastFromMain(params, dp);
-  // Each micro-step takes batchSize samples per rank: a global batch of batchSize × ranks.
-  const globalBatch = cfg.batchSize * dp.worldSize;
-  const microPerEpoch = Math.ceil(p.train.length / globalBatch);
-  const stepsPerEpoch = Math.ceil(microPerEpoch / cfg.gradientAccumulationSteps);
-  const totalSteps = stepsPerEpoch * cfg.epochs;
-  const schedule = { base: cfg.learningRate, warmupSteps: Math.ceil(cfg.warmupRatio * totalSteps), totalSteps, kind: cfg.scheduler };
-  const batchOpts = { padId, device: cfg.device, packing: usesPacking(cfg) };
-  const checkpoint = checkpointPolicy(cfg);
-
-  fs.mkdirSync(cfg.outputDir, { recursive: true });
-  const runName = cfg.runName ?? cfg.init;
-  const logPath = trainingLogPath(cfg.outputDir, runName);
-  const ckpt = checkpointDir(cfg.outputDir, runName);
-  const print = fingerprint(cfg, dp);
-  const resumed = cfg.resume && hasCheckpoint(ckpt) ? loadCheckpoint(ckpt, loras, optimizer, print) : null;
-  if (cfg.resume && !resumed && !cfg.quiet) console.error(`svdlora: no checkpoint in ${ckpt}, starting from step 0`);
-  // Only rank 0 logs, evaluates and writes.
-  const log = dp.isMain ? new TrainingLogWriter(logPath, resumed ? { resumeAfterStep: resumed.step } : {}) : null;
-  let step = resumed?.step ?? 0;
-  let tokens = resumed?.tokens ?? 0;
-  let skipped = resumed?.skipped ?? 0;
-  const losses: number[] = resumed?.losses ?? [];
-  const evalLosses: TrainResult["evalLosses"] = resumed?.evalLosses ?? [];
-  const progress = new TrainingProgress({
-    totalSteps,
-    totalEpochs: cfg.epochs,
-    label: cfg.label ?? `train ${runName}`,
-    quiet: cfg.quiet,
-    startStep: step,
-    startTokens: tokens,
+function encode(samples: Sample[], file: string, tokenizer: HfTokenizer, s: TrainingSettings) {
+  const { encoded, stats } = formatSamples(samples, tokenizer, {
+    systemPrompt: s.systemPrompt ?? undefined,
+    maxLength: s.maxLength,
   });
-  const started = performance.now() - (resumed?.elapsedS ?? 0) * 1000;
-  const elapsed = () => (performance.now() - started) / 1000;
-  const runEval = (epoch: number) => {
-    if (p.eval.length === 0 || !log) return;
-    const loss = evaluateLoss(model, loras, p.eval, { ...batchOpts, batchSize: cfg.batchSize });
-    evalLosses.push({ step, epoch, loss });
-    log?.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
-  };
-  const save = () =>
-    dp.isMain &&
-    saveCheckpoint(ckpt, loras, optimizer, { step, tokens, elapsedS: elapsed(), losses, evalLosses, skipped, fingerprint: print });
+  if (encoded.length === 0)
+    throw new Error(`${file}: no sample has answer tokens left after formatting (is \`maxLength\` ${s.maxLength} too small?)`);
+  return { encoded, truncated: stats.truncated, dropped: stats.droppedEmpty };
+}
 
-  // Ctrl-C: the first one stops at the next step boundary with a checkpoint, a second one at once.
-  let interrupted = false;
-  const onSigint = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-  };
-  process.on("SIGINT", onSigint);
-  try {
-    if (!resumed) runEval(0);
-    for (let epoch = Math.floor(step / stepsPerEpoch); epoch < cfg.epochs; epoch++) {
-      const order = epochOrder(p.train.length, cfg.seed, epoch);
-      for (let s = step - epoch * stepsPerEpoch; s < stepsPerEpoch; s++) {
-        const first = s * cfg.gradientAccumulationSteps;
-        const micro = Math.min(cfg.gradientAccumulationSteps, microPerEpoch - first);
-        const lr = lrAt(step, schedule);
-        const batches = Array.from({ length: micro }, (_, m) => {
-          const at = (first + m) * globalBatch;
-          return rankMicroBatch(
-            order.slice(at, at + globalBatch).map((i) => p.train[i]),
-            micro,
-            dp,
-            batchOpts,
-          );
-        });
-        const r = optimizerStep(model, optimizer, batches, { checkpoint, maxGradNorm: cfg.maxGradNorm, lr, dataParallel: dp });
-        const [stepLoss, gradNorm] = [r.loss, r.gradNorm];
-        tokens += r.tokens;
-        if (!r.updated) {
-          if (!cfg.skipNonfinite) {
-            const last = hasCheckpoint(ckpt)
-              ? `the last good checkpoint is in ${ckpt} (continue with --resume)`
-              : "no checkpoint was saved yet";
-            throw new Error(
-              `${Number.isFinite(stepLoss) ? "gradient norm" : "loss"} became ${Number.isFinite(stepLoss) ? gradNorm : stepLoss} at step ${step + 1}: lower --learning-rate (now ${cfg.learningRate}) or pass --skip-nonfinite; ${last}`,
-            );
-          }
-          skipped++;
-        }
-        step++;
-        losses.push(stepLoss);
-        const epochNow = epoch + (s + 1) / stepsPerEpoch;
-        log?.writeTrain({ step, epoch: epochNow, loss: stepLoss, lr, gradNorm, tokens, elapsedS: elapsed() });
-        progress.update({ step, epoch: epochNow, loss: stepLoss, tokens, lr });
-        const lastOfEpoch = s === stepsPerEpoch - 1;
-        if (!lastOfEpoch && cfg.saveSteps && step % cfg.saveSteps === 0) save();
-        await new Promise(setImmediate); // lets a pending Ctrl-C in
-        if (dp.worldSize > 1) interrupted = sumNumbers([interrupted ? 1 : 0], dp)[0] > 0; // all ranks stop together
-        if (interrupted) {
-          if (!lastOfEpoch) save();
-          else {
-            runEval(epoch + 1);
-            save();
-          }
-          throw new InterruptedError(
-            `interrupted at step ${step}: checkpoint saved in ${ckpt}; continue with the same command and --resume`,
-          );
-        }
-      }
-      runEval(epoch + 1);
-      save();
-    }
-  } finally {
-    process.off("SIGINT", onSigint);
-    progress.stop();
-    log?.close();
+/** The data sets, read and checked before the model is loaded, then tokenized with the model's tokenizer. */
+async function loadData(s: TrainingSettings, events: TrainingEvents | undefined): Promise<{ tokenizer: HfTokenizer; data: Data }> {
+  const trainSamples = loadDataset(s.trainData);
+  const evalSamples = s.evalData ? loadDataset(s.evalData) : [];
+  const tokenizer = await loadTokenizer(s.baseModel);
+  loadModelConfig(s.baseModel); // a bad config.json is one line before any progress output
+  events?.phase?.("loading", s.baseModel);
+  const train = encode(trainSamples, s.trainData, tokenizer, s);
+  const evalSet = s.evalData ? encode(evalSamples, s.evalData, tokenizer, s).encoded.slice(0, s.evalLimit) : [];
+  return { tokenizer, data: { train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped } };
+}
+
+const padIdOf = (tokenizer: HfTokenizer) => tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
+
+// ---- the two kinds of run ----------------------------------------------------------------------
+
+/** Trains a LoRA adapter; writes adapter/, training_log.csv and summary.json into o.dir. */
+export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOptions): Promise<TrainResult> {
+  const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, given);
+  checkInputs(s);
+  if (s.svdFactors !== undefined && s.init !== "svd")
+    throw new Error(`SVD factors (${s.svdFactors}) are used only with \`init\` svd, not ${s.init}`);
+  const recompute = recomputePolicy(s);
+  const dp = o.dataParallel ?? singleProcess(s.device);
+  const events = dp.isMain ? o.events : undefined;
+  const { tokenizer, data } = await loadData(s, events);
+  torch.manualSeed(s.seed);
+  const model = loadCausalLM(s.baseModel, { dtype: s.dtype, device: dp.device });
+  const lora: LoraSettings = { rank: s.loraRank, alpha: s.loraAlpha, dropout: s.loraDropout, rslora: s.rslora, targets: s.targetModules };
+  const loras = attachLora(model, s, lora);
+  const pissaStart = s.init === "pissa" ? loraWeights(loras) : null;
+  const params = new Map<string, torch.Tensor>();
+  for (const [module, l] of loras) {
+    params.set(`${module}.lora_A`, l.A);
+    params.set(`${module}.lora_B`, l.B);
   }
+  const loop = await trainLoop(
+    {
+      model,
+      params,
+      train: data.train,
+      eval: data.eval,
+      settings: s,
+      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
+      recompute,
+      logPath: dp.isMain ? path.join(o.dir, RUN_FILES.log) : null,
+      checkpointDir: o.checkpointDir,
+      fingerprint: fingerprint(LORA_TRAINING, s, dp),
+      dataParallel: dp,
+    },
+    { ...o, events, label: o.label ?? `train ${s.init}` },
+  );
 
-  const trainSeconds = elapsed();
   let accuracy: TrainResult["accuracy"] = null;
-  if (cfg.accuracySamples && p.evalSamples.length > 0 && dp.isMain) {
+  if (s.accuracySamples > 0 && data.evalSamples.length > 0 && dp.isMain) {
+    events?.phase?.("generating", `${Math.min(s.accuracySamples, data.evalSamples.length)} held-out answers`);
     const t0 = performance.now();
-    setLoraTraining(loras, false);
-    const a = evaluateAccuracy(model, tokenizer, p.evalSamples.slice(0, cfg.accuracySamples), {
-      systemPrompt: cfg.systemPrompt ?? undefined,
-      maxNewTokens: cfg.maxNewTokens ?? 384,
+    model.setTraining(false);
+    const a = evaluateAccuracy(model, tokenizer, data.evalSamples.slice(0, s.accuracySamples), {
+      systemPrompt: s.systemPrompt ?? undefined,
+      maxNewTokens: s.maxNewTokens,
     });
-    accuracy = { correct: a.correct, total: a.total, seconds: (performance.now() - t0) / 1000 };
+    accuracy = { correct: a.correct, total: a.total, seconds: (performance.now() - t0) / 1000, items: a.outputs.map((x) => x.correct) };
   }
-
-  const adapterDir = path.join(cfg.outputDir, `final_model_${runName}`);
-  if (!dp.isMain) {
-    // The other ranks hold the same adapter; rank 0 writes it.
-    optimizer.dispose();
-    return { ...summaryOf(), adapterDir, accuracy };
+  const result = resultOf("lora", s.init, s, loop, data, [...params.values()], accuracy);
+  if (dp.isMain) {
+    events?.phase?.("saving", o.dir);
+    let weights = loraWeights(loras);
+    let saved = lora;
+    if (pissaStart) {
+      // PiSSA's factors only make sense on the residual base: save the plain-LoRA equivalent.
+      const converted = pissaToLora(weights, pissaStart, lora);
+      torch.dispose([...weights.values(), ...pissaStart.values()]);
+      ({ weights, settings: saved } = converted);
+    }
+    saveAdapter(path.join(o.dir, RUN_FILES.adapter), adapterConfigFor(saved, s.baseModel), weights);
+    torch.dispose([...weights.values()]);
+    writeSummary(o.dir, "lora", LORA_TRAINING, s, dp, result);
   }
-  let weights = loraWeights(loras);
-  let settings = cfg.lora;
-  if (p.pissaInitial) {
-    // The PiSSA factors only make sense on the residual base: save the plain-LoRA equivalent.
-    const converted = pissaToLora(weights, p.pissaInitial, cfg.lora);
-    torch.dispose([...weights.values(), ...p.pissaInitial.values()]);
-    ({ weights, settings } = converted);
-  }
-  saveAdapter(adapterDir, adapterConfigFor(settings, cfg.baseModel), weights);
-  torch.dispose([...weights.values()]);
-  const result: TrainResult = { ...summaryOf(), adapterDir, accuracy };
-  writeFileAtomic(path.join(cfg.outputDir, `train_summary_${runName}.json`), `${JSON.stringify({ config: cfg, result }, null, 2)}\n`);
-  optimizer.dispose();
+  torch.dispose([...model.namedWeights().values(), ...params.values()]);
   return result;
+}
 
-  function summaryOf(): Omit<TrainResult, "adapterDir" | "accuracy"> {
-    return {
-      init: cfg.init,
-      runName,
-      seed: cfg.seed,
-      logPath,
-      steps: step,
-      tokens,
-      seconds: trainSeconds,
-      initialLoss: losses[0],
-      skippedSteps: skipped,
-      resumedFrom: resumed?.step ?? null,
-      finalLoss: losses[losses.length - 1],
-      epochLosses: Array.from({ length: cfg.epochs }, (_, e) => mean(losses.slice(e * stepsPerEpoch, (e + 1) * stepsPerEpoch))),
-      evalLosses,
-      truncated: p.truncated,
-      dropped: p.dropped,
-      samples: p.train.length,
-      trainableParameters: params.reduce((n, t) => n + t.numel(), 0),
-    };
+function attachLora(model: CausalLM, s: LoraTrainingSettings, lora: LoraSettings): Map<string, LoRA> {
+  if (s.init !== "svd") return addLora(model, lora, s.init);
+  if (!s.svdFactors) throw new Error("`init` svd needs `svdFactors`: the svd_factors_rank{r}/ adapter that svdlora svd writes");
+  const { config, weights } = loadAdapter(s.svdFactors);
+  try {
+    if (config.r !== s.loraRank)
+      throw new Error(`\`svdFactors\` ${s.svdFactors} has rank ${config.r} but \`loraRank\` is ${s.loraRank}: make them equal`);
+    const loras = loadLora(model, { ...config, lora_dropout: s.loraDropout }, weights);
+    // The factors' product is scaled by their α: trained with another one, the saved adapter would not be the one trained.
+    if (config.lora_alpha !== s.loraAlpha || config.use_rslora !== s.rslora)
+      throw new Error(
+        `\`svdFactors\` ${s.svdFactors} were made for α = ${config.lora_alpha}${config.use_rslora ? " with rsLoRA" : ""} but the run has \`loraAlpha\` ${s.loraAlpha}${s.rslora ? " with rsLoRA" : ""}: ` +
+          "train with the factors' α, or make the factors again with this α",
+      );
+    return loras;
+  } finally {
+    torch.dispose([...weights.values()]);
   }
 }
+
+/** fp32 weights + gradients + AdamW's two moments; activations come on top. */
+export const FULL_FINETUNE_BYTES_PER_PARAM = 16;
+
+/** Trains every weight (fp32 AdamW); writes a complete Hugging Face model folder, training_log.csv and summary.json into o.dir. */
+export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions & { memoryBudget?: number }): Promise<TrainResult> {
+  const s = resolveSettings<TrainingSettings>(FULL_TRAINING, { ...given, dtype: "float32" });
+  checkInputs(s);
+  const dp = o.dataParallel ?? singleProcess(s.device);
+  const events = dp.isMain ? o.events : undefined;
+  const parameters = checkpointParameters(s.baseModel);
+  const memory = o.memoryBudget !== undefined ? { bytes: o.memoryBudget, where: `${s.device} (given budget)` } : availableMemory(s.device);
+  assertFullFinetuneFits(parameters, memory.bytes, memory.where, s.baseModel);
+  const { tokenizer, data } = await loadData(s, events);
+  torch.manualSeed(s.seed);
+  // Always float32: AdamW on bf16 weights loses small updates, and ΔW is what we are after.
+  const model = loadCausalLM(s.baseModel, { dtype: "float32", device: dp.device });
+  const params = trainEveryWeight(model);
+  const loop = await trainLoop(
+    {
+      model,
+      params,
+      train: data.train,
+      eval: data.eval,
+      settings: s,
+      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
+      recompute: recomputePolicy(s),
+      logPath: dp.isMain ? path.join(o.dir, RUN_FILES.log) : null,
+      checkpointDir: o.checkpointDir,
+      fingerprint: fingerprint(FULL_TRAINING, s, dp),
+      dataParallel: dp,
+    },
+    { ...o, events, label: o.label ?? "train-full" },
+  );
+  const result = resultOf("full", "full", s, loop, data, [...params.values()], null);
+  if (dp.isMain) {
+    events?.phase?.("saving", o.dir);
+    saveCausalLM(model, o.dir, "float32");
+    copyTokenizerFiles(s.baseModel, o.dir);
+    writeSummary(o.dir, "full", FULL_TRAINING, s, dp, {
+      ...result,
+      memory: { estimatedBytes: parameters * FULL_FINETUNE_BYTES_PER_PARAM, availableBytes: memory.bytes, where: memory.where },
+    });
+  }
+  torch.dispose([...model.namedWeights().values()]);
+  return result;
+}
+
+/** Marks every weight of the model trainable and returns them by Hugging Face key. */
+export function trainEveryWeight(model: CausalLM): Map<string, torch.Tensor> {
+  const params = model.namedWeights();
+  for (const p of params.values()) p.requiresGrad_();
+  return params;
+}
+
+// ---- what a run records ------------------------------------------------------------------------
+
+function fingerprint(
+  schema: typeof TRAINING | typeof LORA_TRAINING | typeof FULL_TRAINING,
+  s: TrainingSettings,
+  dp: DataParallel,
+): Record<string, unknown> {
+  const { gpus: _, ...identity } = identityOf(schema, s);
+  // The global batch is batchSize × ranks.
+  return dp.worldSize > 1 ? { ...identity, ranks: dp.worldSize } : identity;
+}
+
+function resultOf(
+  kind: TrainResult["kind"],
+  init: TrainResult["init"],
+  s: TrainingSettings,
+  loop: LoopResult,
+  data: Data,
+  params: torch.Tensor[],
+  accuracy: TrainResult["accuracy"],
+): TrainResult {
+  const epochs = epochLosses(loop.history, loop.stepsPerEpoch);
+  return {
+    kind,
+    init,
+    seed: s.seed,
+    steps: loop.steps,
+    stepsPerEpoch: loop.stepsPerEpoch,
+    tokens: loop.tokens,
+    seconds: loop.seconds,
+    initialLoss: loop.history[0]?.loss ?? Number.NaN,
+    finalLoss: epochs.at(-1) ?? Number.NaN,
+    epochLosses: epochs,
+    evalLosses: loop.evals,
+    samples: data.train.length,
+    truncated: data.truncated,
+    dropped: data.dropped,
+    trainableParameters: params.reduce((n, t) => n + t.numel(), 0),
+    accuracy,
+    skippedSteps: loop.skipped,
+    resumedFrom: loop.resumedFrom,
+  };
+}
+
+/** summary.json: what made the run (settings, inputs, code) and what it gave. */
+function writeSummary(
+  dir: string,
+  kind: TrainResult["kind"],
+  schema: typeof TRAINING | typeof LORA_TRAINING | typeof FULL_TRAINING,
+  s: TrainingSettings & { svdFactors?: string },
+  dp: DataParallel,
+  result: object,
+): void {
+  const inputs: Record<string, unknown> = { baseModel: describeInput(s.baseModel), trainData: describeInput(s.trainData) };
+  if (s.evalData) inputs.evalData = describeInput(s.evalData);
+  if (s.svdFactors) inputs.svdFactors = describeInput(s.svdFactors);
+  const summary = {
+    made_by: "svdlora",
+    kind: kind === "lora" ? "LoRA training run" : "full fine-tune",
+    code: codeVersion(),
+    libtorch: torch.buildInfo.torchVersion,
+    hardware: dp.device.startsWith("cuda")
+      ? (torch.cuda.devices()[0]?.name ?? dp.device)
+      : `${os.cpus()[0]?.model ?? "cpu"} (${os.cpus().length} cores)`,
+    processes: dp.worldSize,
+    settings: s,
+    identity: { training: fingerprint(schema, s, dp), evaluation: identityOf(schema, s, { evaluation: true }) },
+    inputs,
+    result,
+  };
+  fs.mkdirSync(dir, { recursive: true });
+  writeFileAtomic(path.join(dir, RUN_FILES.summary), `${JSON.stringify(summary, null, 2)}\n`);
+}
+
+// ---- full fine-tune memory ---------------------------------------------------------------------
+
+/** Parameters of a checkpoint from its safetensors headers, without loading any weight. */
+export function checkpointParameters(dir: string): number {
+  const ckpt = SafetensorsCheckpoint.open(dir);
+  try {
+    return ckpt.keys().reduce((n, k) => n + ckpt.entry(k).shape.reduce((a, b) => a * b, 1), 0);
+  } finally {
+    ckpt.close();
+  }
+}
+
+/** Memory a full fine-tune may take on this device, and how to name it in a message. */
+export function availableMemory(device: string): { bytes: number; where: string } {
+  if (device.startsWith("cuda")) {
+    const index = Number(device.split(":")[1] ?? 0);
+    const d = torch.cuda.isAvailable() ? torch.cuda.devices()[index] : undefined;
+    if (!d) throw new Error(`device ${device}: no such CUDA device (${torch.cuda.isAvailable() ? torch.cuda.deviceCount() : 0} found)`);
+    let reserved = 0;
+    try {
+      reserved = torch.cuda.memory(index).reserved;
+    } catch {
+      // libtorch's allocator answers "Invalid device argument" until its first CUDA allocation: nothing reserved yet
+    }
+    return { bytes: d.totalMemory - reserved, where: `${device} (${d.name})` };
+  }
+  // In a container os.freemem() sees the host; the cgroup limit (when there is one) is the real bound.
+  const limit = process.constrainedMemory?.() ?? 0;
+  const free = os.freemem();
+  const bytes = limit > 0 && limit < free ? Math.max(0, limit - process.memoryUsage().rss) : free;
+  return { bytes, where: "cpu (free RAM)" };
+}
+
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 3 : 1)} GiB`;
+
+/** Throws one line (suggesting LoRA) when fp32 AdamW over every parameter cannot fit the budget. */
+export function assertFullFinetuneFits(parameters: number, budget: number, where: string, model: string): void {
+  const need = parameters * FULL_FINETUNE_BYTES_PER_PARAM;
+  if (need <= budget) return;
+  throw new Error(
+    `${model} is too large for a full fine-tune on ${where}: ${parameters.toLocaleString("en-US")} parameters × ${FULL_FINETUNE_BYTES_PER_PARAM} bytes ` +
+      `(fp32 weights, gradients, AdamW moments) ≈ ${gib(need)} before activations, but ${gib(budget)} is available; ` +
+      "train a LoRA instead (svdlora train) or use a smaller model",
+  );
+}
+
+export type { TrainingEvents };

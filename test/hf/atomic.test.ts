@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { replaceDirectoryAtomic, writeFileAtomic, writeFileAtomicWith } from "../../src/util/atomic.js";
+import { recoverDirectory, replaceDirectoryAtomic, writeFileAtomic, writeFileAtomicWith } from "../../src/util/atomic.js";
 import { tempDir } from "./fixtures.js";
 
 describe("atomic writes", () => {
@@ -29,7 +29,7 @@ describe("atomic writes", () => {
     const target = path.join(dir, "out");
     replaceDirectoryAtomic(target, (temp) => fs.writeFileSync(path.join(temp, "a"), "1"));
     replaceDirectoryAtomic(target, (temp) => fs.writeFileSync(path.join(temp, "b"), "2"));
-    assert.deepEqual(fs.readdirSync(target), ["b"]);
+    assert.deepEqual(fs.readdirSync(target).sort(), ["b", "svdlora.json"]);
     assert.throws(
       () =>
         replaceDirectoryAtomic(target, (temp) => {
@@ -38,7 +38,51 @@ describe("atomic writes", () => {
         }),
       /failed halfway/,
     );
-    assert.deepEqual(fs.readdirSync(target), ["b"]);
+    assert.deepEqual(fs.readdirSync(target).sort(), ["b", "svdlora.json"]);
     assert.deepEqual(fs.readdirSync(dir), ["out"]);
+  });
+
+  it("never replaces a folder it did not write, nor a file", () => {
+    const dir = tempDir();
+    const theirs = path.join(dir, "theirs");
+    fs.mkdirSync(theirs);
+    fs.writeFileSync(path.join(theirs, "notes.txt"), "keep me");
+    assert.throws(
+      () => replaceDirectoryAtomic(theirs, () => {}),
+      /theirs is a folder that svdlora did not write .*: move it away or choose another output path/,
+    );
+    assert.equal(fs.readFileSync(path.join(theirs, "notes.txt"), "utf8"), "keep me");
+    const file = path.join(dir, "file");
+    fs.writeFileSync(file, "data");
+    assert.throws(() => replaceDirectoryAtomic(file, () => {}), /file is a file \(svdlora replaces only folders/);
+    assert.equal(fs.readFileSync(file, "utf8"), "data");
+    assert.deepEqual(fs.readdirSync(dir).sort(), ["file", "theirs"]);
+  });
+
+  it("finishes or undoes a swap that a kill interrupted", () => {
+    const dir = tempDir();
+    const target = path.join(dir, "out");
+    const build = (name: string, content: string) => {
+      fs.mkdirSync(path.join(dir, name));
+      fs.writeFileSync(path.join(dir, name, "a"), content);
+      fs.writeFileSync(path.join(dir, name, "svdlora.json"), '{"made_by": "svdlora"}');
+    };
+    // Killed between the two renames: the old version aside, the complete new one beside it.
+    build(".out.old", "old");
+    build(".out.new", "new");
+    recoverDirectory(target);
+    assert.equal(fs.readFileSync(path.join(target, "a"), "utf8"), "new");
+    assert.deepEqual(fs.readdirSync(dir), ["out"]);
+    // Killed while filling the new version (no marker yet): the old one stays.
+    fs.mkdirSync(path.join(dir, ".out.new"));
+    fs.writeFileSync(path.join(dir, ".out.new", "a"), "half");
+    recoverDirectory(target);
+    assert.equal(fs.readFileSync(path.join(target, "a"), "utf8"), "new");
+    assert.deepEqual(fs.readdirSync(dir), ["out"]);
+    // Killed after the old version moved aside but before the new one was complete cannot happen
+    // (the new one is filled first); an old version alone is put back.
+    fs.renameSync(target, path.join(dir, ".out.old"));
+    recoverDirectory(target);
+    assert.equal(fs.readFileSync(path.join(target, "a"), "utf8"), "new");
   });
 });

@@ -40,7 +40,7 @@ describe("PEFT adapters", () => {
     const dir = path.join(root, "final_model_random");
     const weights = someWeights();
     saveAdapter(dir, config(), weights);
-    assert.deepEqual(fs.readdirSync(dir).sort(), ["adapter_config.json", "adapter_model.safetensors"]);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ["adapter_config.json", "adapter_model.safetensors", "svdlora.json"]);
 
     const file = SafetensorsFile.open(path.join(dir, "adapter_model.safetensors"));
     assert.deepEqual(file.metadata, { format: "pt" });
@@ -228,11 +228,11 @@ describe("PEFT adapters", () => {
 
   it("replaces an existing adapter directory whole, and leaves it intact when saving fails", () => {
     const dir = path.join(root, "replace");
-    fs.mkdirSync(dir);
-    fs.writeFileSync(path.join(dir, "stale.txt"), "old run");
     const weights = someWeights();
     saveAdapter(dir, config(), weights);
-    assert.deepEqual(fs.readdirSync(dir).sort(), ["adapter_config.json", "adapter_model.safetensors"]);
+    fs.writeFileSync(path.join(dir, "stale.txt"), "old run");
+    saveAdapter(dir, config(), weights);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ["adapter_config.json", "adapter_model.safetensors", "svdlora.json"]);
     const before = fs.readFileSync(path.join(dir, "adapter_model.safetensors"));
 
     const failing = {
@@ -248,7 +248,7 @@ describe("PEFT adapters", () => {
     assert.throws(() => saveAdapter(dir, config(), broken), /disk full/);
     assert.deepEqual(fs.readFileSync(path.join(dir, "adapter_model.safetensors")), before);
     assert.deepEqual(
-      fs.readdirSync(root).filter((f) => f.includes(".tmp")),
+      fs.readdirSync(root).filter((f) => f.startsWith(".")),
       [],
       "no temp directories left behind",
     );

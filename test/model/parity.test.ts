@@ -91,7 +91,7 @@ test("a PEFT adapter loads with the same logits, loss and LoRA gradients as in p
     out.push({ ids: idRows.slice(b, b + n), lossMask: labelRows.slice(b, b + n).map((l) => l !== -100), truncated: false });
     return out;
   }, []);
-  const r = lossAndBackward(model, paddedBatch(samples, 0, device), { checkpoint: "all", lossChunk: 3 });
+  const r = lossAndBackward(model, paddedBatch(samples, 0, device), { recompute: "all", lossChunk: 3 });
   assert.ok(Math.abs(r.loss.item() - refLoss) / refLoss <= 1e-4, `lossAndBackward: loss ${r.loss.item()} vs ${refLoss}`);
   checkGradients("lossAndBackward");
   assert.equal(loraParameters(loras).length, 12);

@@ -1,42 +1,42 @@
 // The experiment end to end on the embedded tiny model with a few samples: every step's files,
-// skipping complete steps, --force, and the config file.
+// one teacher per seed, skipping done steps, refusing stale ones, and experiment files.
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { test } from "node:test";
-import {
-  EXPERIMENT_DEFAULTS,
-  type ExperimentConfig,
-  experimentLayout,
-  readExperimentFile,
-  runExperiment,
-  stepComplete,
-} from "../../src/pipeline/experiment.js";
+import { before, test } from "node:test";
+import { experimentLayout, readExperimentFile, runExperiment, stepState } from "../../src/pipeline/experiment.js";
+import { teacherLayout } from "../../src/pipeline/layout.js";
+import { EXPERIMENT, type ExperimentConfig } from "../../src/pipeline/settings.js";
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
-import { dataSubset } from "../helpers.js";
+import { defaults } from "../../src/util/settings.js";
+import { dataSubset, tempDir } from "../helpers.js";
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-exp-"));
-const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
+const dir = tempDir("exp");
 const config: ExperimentConfig = {
-  ...EXPERIMENT_DEFAULTS,
-  trainData: subset(EMBEDDED_TRAIN, 12, "train.json"),
-  evalData: subset(EMBEDDED_EVAL, 8, "eval.json"),
+  ...(defaults(EXPERIMENT) as ExperimentConfig),
+  trainData: dataSubset(EMBEDDED_TRAIN, 8, dir, "train.json"),
+  evalData: dataSubset(EMBEDDED_EVAL, 4, dir, "eval.json"),
   outputDir: path.join(dir, "exp"),
   epochs: 1,
   learningRate: 1e-3,
   accuracySamples: 2,
+  seeds: 2,
   quiet: true,
 };
+const L = experimentLayout(config);
+let lines: string[] = [];
 
-test("all four steps write the SPEC's files, and complete steps are skipped", async () => {
-  const lines: string[] = [];
+before(async () => {
   await runExperiment(config, [1, 2, 3, 4], { log: (l) => lines.push(l) });
-  const L = experimentLayout(config);
+});
+
+test("all four steps write their files, with one teacher per seed", () => {
+  const T2 = teacherLayout(config.outputDir, 1, config);
   for (const file of [
     `${L.adapter("random")}/adapter_model.safetensors`,
     L.log("random"),
     L.lossPlot("random"),
+    L.log("random-s2"),
     L.delta,
     L.synthesisReport,
     L.synthesisPlot,
@@ -44,8 +44,10 @@ test("all four steps write the SPEC's files, and complete steps are skipped", as
     L.analysis,
     L.svdReport,
     L.svdPlot,
+    T2.delta,
+    `${T2.factors}/adapter_config.json`,
     `${L.adapter("svd")}/adapter_model.safetensors`,
-    L.log("svd"),
+    L.log("svd-s2"),
     L.log("pissa"),
     L.comparisonReport,
     L.comparisonPlot,
@@ -53,44 +55,72 @@ test("all four steps write the SPEC's files, and complete steps are skipped", as
     L.html,
   ])
     assert.ok(fs.existsSync(file), `missing ${file}`);
-  assert.ok(([1, 2, 3, 4] as const).every((s) => stepComplete(config, s)));
+  assert.ok(([1, 2, 3, 4] as const).every((s) => stepState(config, s).done));
+  // The svd run of seed 2 started from the teacher of the random run of seed 2.
+  const svd2 = JSON.parse(fs.readFileSync(L.summary("svd-s2"), "utf8"));
+  assert.equal(svd2.settings.svdFactors, T2.factors);
+  assert.equal(svd2.settings.seed, config.seed + 1);
+  assert.equal(svd2.result.accuracy.total, 2);
   const html = fs.readFileSync(L.html, "utf8");
   assert.match(html, /data:image\/png;base64,/);
-  assert.match(html, /Comparison \(step 4\)/);
   assert.doesNotMatch(html, /(src|href)="https?:/);
-  const summary = JSON.parse(fs.readFileSync(L.summary("svd"), "utf8"));
-  assert.equal(summary.result.accuracy.total, 2);
+  assert.ok(lines.some((l) => l.startsWith("step 3:")));
+});
 
-  const again: string[] = [];
+test("done steps are skipped; a step made with other settings is refused, and force redoes it", async () => {
+  lines = [];
   const before = fs.statSync(L.log("random")).mtimeMs;
-  await runExperiment(config, [1, 2], { log: (l) => again.push(l) });
-  assert.equal(again.filter((l) => l.includes("skipped")).length, 2);
+  await runExperiment(config, [1, 2], { log: (l) => lines.push(l) });
+  assert.equal(lines.filter((l) => l.includes("skipped")).length, 2);
   assert.equal(fs.statSync(L.log("random")).mtimeMs, before);
-  await runExperiment(config, [2], { force: true, log: () => {} });
-  assert.ok(fs.statSync(L.svdTiming).mtimeMs > before);
-  // Step 4 is stale once a run is newer than the report.
+
+  const changed = { ...config, noiseScale: 0.2 };
+  assert.deepEqual(stepState(changed, 1), { done: true });
+  assert.match((stepState(changed, 2) as { why: string }).why, /the teacher of seed 42 was made with noiseScale 0\.1 \(now 0\.2\)/);
+  await assert.rejects(runExperiment(changed, [2], {}), /step 2: .*noiseScale 0\.1 \(now 0\.2\); rerun with `force`/);
+  const longer = { ...config, epochs: 2 };
+  assert.match((stepState(longer, 1) as { why: string }).why, /random was made with epochs 1 \(now 2\)/);
+
+  await runExperiment(config, [2], { force: true });
+  assert.ok(fs.statSync(L.analysis).mtimeMs > before);
+  // Step 4 is to do again once a run is newer than the report.
   fs.utimesSync(L.summary("svd"), new Date(), new Date(Date.now() + 5000));
-  assert.equal(stepComplete(config, 4), false);
+  assert.equal(stepState(config, 4).done, false);
 });
 
 test("a step that needs an earlier one says which", async () => {
   const empty = { ...config, outputDir: path.join(dir, "empty") };
-  await assert.rejects(runExperiment(empty, [3], { log: () => {} }), /step 3 needs the SVD factors .*: run step 2 first/);
-  await assert.rejects(runExperiment(empty, [2], { log: () => {} }), /step 2 needs the baseline adapter .*: run step 1 first/);
+  await assert.rejects(runExperiment(empty, [3]), /step 3 needs the SVD factors of seed 42: run step 2 first/);
+  await assert.rejects(runExperiment(empty, [2]), /step 2 needs the baseline adapter .*: run step 1 first/);
 });
 
-test("experiment files: JSON and YAML read, unknown keys and bad syntax refused", () => {
-  const yaml = path.join(dir, "exp.yaml");
-  fs.writeFileSync(yaml, "epochs: 3\nlearningRate: 1.0e-4\nlora:\n  rank: 8\n  alpha: 16\n  dropout: 0\n  targets: [q_proj, v_proj]\n");
-  assert.deepEqual(readExperimentFile(yaml), {
+test("experiment files: JSON and YAML, Hugging Face / LLaMA-Factory spellings, unknown keys and bad syntax refused", () => {
+  assert.deepEqual(readExperimentFile("epochs: 3\nlearningRate: 1.0e-4\nlora_rank: 8\nlora_target: all\n", "exp.yaml"), {
     epochs: 3,
     learningRate: 1e-4,
-    lora: { rank: 8, alpha: 16, dropout: 0, targets: ["q_proj", "v_proj"] },
+    loraRank: 8,
+    targetModules: "all-linear",
   });
-  const json = path.join(dir, "exp.json");
-  fs.writeFileSync(json, JSON.stringify({ epochs: 2, lerningRate: 1 }));
-  assert.throws(() => readExperimentFile(json), /unknown setting lerningRate/);
-  fs.writeFileSync(json, "{ epochs: ");
-  assert.throws(() => readExperimentFile(json), /not valid JSON/);
-  assert.throws(() => readExperimentFile(path.join(dir, "nope.yaml")), /no such file/);
+  assert.deepEqual(
+    readExperimentFile(JSON.stringify({ num_train_epochs: 2, per_device_train_batch_size: 8, bf16: true, cutoff_len: 512 }), "exp.json"),
+    {
+      epochs: 2,
+      batchSize: 8,
+      dtype: "bfloat16",
+      maxLength: 512,
+    },
+  );
+  assert.throws(
+    () => readExperimentFile(JSON.stringify({ epochs: 2, lerning_rate: 1 }), "exp.json"),
+    /unknown setting "lerning_rate" \(did you mean learning_rate\?\)/,
+  );
+  assert.throws(() => readExperimentFile('{"__proto__": {"epochs": 1}}', "exp.json"), /unknown setting "__proto__"/);
+  assert.throws(() => readExperimentFile('{"toString": 2}', "exp.json"), /unknown setting "toString"/);
+  assert.throws(() => readExperimentFile("{ epochs: ", "exp.json"), /exp\.json: not valid JSON/);
+  assert.throws(() => readExperimentFile("epochs: .inf\n", "exp.yaml"), /exp\.yaml: epochs must be an integer ≥ 1, got Infinity/);
+  assert.throws(() => readExperimentFile("seeds: 1e12\n", "exp.yaml"), /seeds must be an integer in \[1, 1000\], got 1000000000000/);
+  assert.throws(
+    () => readExperimentFile("epochs: 2\nnum_train_epochs: 3\n", "exp.yaml"),
+    /num_train_epochs and epochs set the same setting/,
+  );
 });

@@ -2,56 +2,48 @@
 // that differs from the base and lowers the held-out loss; its real ΔW through svdStep; the
 // real-vs-synthesized spectra chart and report section; the too-large refusal; the CLI path.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { QWEN25_MATH_SYSTEM_PROMPT, formatSamples } from "../../src/data/format.js";
 import { loadDataset } from "../../src/data/dataset.js";
 import { loadTokenizer } from "../../src/hf/tokenizer.js";
 import { loadCausalLM } from "../../src/model/loader.js";
 import { EMBEDDED_EVAL, EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
-import { EXPERIMENT_DEFAULTS, type ExperimentConfig, experimentLayout } from "../../src/pipeline/experiment.js";
+import { experimentLayout } from "../../src/pipeline/experiment.js";
+import { EXPERIMENT, type ExperimentConfig } from "../../src/pipeline/settings.js";
 import { writeExperimentReport } from "../../src/pipeline/report.js";
 import { svdStep } from "../../src/pipeline/svd.js";
-import {
-  FULL_FINETUNE_BYTES_PER_PARAM,
-  TRAIN_FULL_DEFAULTS,
-  assertFullFinetuneFits,
-  checkpointParameters,
-  drawSpectraComparison,
-  fullFinetuneBaseline,
-  fullFinetuneLayout,
-  trainFullStep,
-} from "../../src/pipeline/train-full.js";
+import { drawSpectraComparison, fullFinetuneBaseline, fullFinetuneLayout, trainFullRun } from "../../src/pipeline/train-full.js";
 import { energyAtRank, renderChart, spectraChart } from "../../src/report/index.js";
 import * as torch from "../../src/torch/index.js";
 import { evaluateLoss } from "../../src/train/evaluate.js";
 import { readTrainingLog } from "../../src/train/log.js";
+import { FULL_FINETUNE_BYTES_PER_PARAM, assertFullFinetuneFits, checkpointParameters } from "../../src/train/trainer.js";
+import { defaults } from "../../src/util/settings.js";
 import { PNG_SIGNATURE } from "../report/png.js";
-import { dataSubset } from "../helpers.js";
+import { dataSubset, runCli, tempDir } from "../helpers.js";
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-full-"));
+const dir = tempDir("full");
 const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
 const trainData = subset(EMBEDDED_TRAIN, 8, "train.json");
 const evalData = subset(EMBEDDED_EVAL, 8, "eval.json");
 const config: ExperimentConfig = {
-  ...EXPERIMENT_DEFAULTS,
+  ...(defaults(EXPERIMENT) as ExperimentConfig),
   trainData,
   evalData,
   outputDir: path.join(dir, "exp"),
   epochs: 1,
-  lora: { ...EXPERIMENT_DEFAULTS.lora, rank: 4, alpha: 8 },
+  loraRank: 4,
+  loraAlpha: 8,
   quiet: true,
 };
 const F = fullFinetuneLayout(config.outputDir, 4);
 let baseline: Awaited<ReturnType<typeof fullFinetuneBaseline>>;
 
 before(async () => {
-  baseline = await fullFinetuneBaseline(config, { learningRate: 1e-3, log: () => {} });
+  baseline = await fullFinetuneBaseline(config, { learningRate: 1e-3 });
 });
-after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Token-weighted held-out loss of a model directory, computed here independently of train-full. */
 async function heldOutLoss(modelDir: string): Promise<number> {
@@ -59,7 +51,7 @@ async function heldOutLoss(modelDir: string): Promise<number> {
   const { encoded } = formatSamples(loadDataset(evalData), tokenizer, { systemPrompt: QWEN25_MATH_SYSTEM_PROMPT, maxLength: 1024 });
   const model = loadCausalLM(modelDir);
   try {
-    return evaluateLoss(model, new Map(), encoded, { batchSize: 4, padId: tokenizer.pad?.id ?? 0, device: "cpu" });
+    return evaluateLoss(model, encoded, { batchSize: 4, padId: tokenizer.pad?.id ?? 0, device: "cpu" });
   } finally {
     torch.dispose([...model.namedWeights().values()]);
   }
@@ -74,14 +66,15 @@ test("the fine-tuned directory loads, differs from the base everywhere trained, 
     "model.safetensors",
     "tokenizer.json",
     "tokenizer_config.json",
-    "training_log_full.csv",
-    "train_full_summary.json",
+    "training_log.csv",
+    "summary.json",
+    "svdlora.json",
   ])
     assert.ok(fs.existsSync(path.join(F.model, f)), `missing ${f}`);
   assert.deepEqual(
-    fs.readdirSync(path.dirname(F.model)).filter((f) => f.includes(".tmp-")),
+    fs.readdirSync(path.dirname(F.model)).filter((f) => f.startsWith(".")),
     [],
-    "no temp directory left",
+    "no staging folder or lock left",
   );
 
   const ft = loadCausalLM(F.model);
@@ -106,19 +99,19 @@ test("the fine-tuned directory loads, differs from the base everywhere trained, 
   const [before_, after_] = [await heldOutLoss(EMBEDDED_MODEL), await heldOutLoss(F.model)];
   assert.ok(after_ < before_ - 0.01, `held-out loss ${before_} → ${after_}`);
   assert.ok(
-    Math.abs(t.evalLossBefore! - before_) < 1e-4 && Math.abs(t.evalLossAfter! - after_) < 1e-4,
-    "summary's eval losses match an independent evaluation",
+    Math.abs(t.evalLosses[0].loss - before_) < 1e-4 && Math.abs(t.evalLosses.at(-1)!.loss - after_) < 1e-4,
+    "the run's held-out losses match an independent evaluation",
   );
 
   const summary = JSON.parse(fs.readFileSync(t.summaryPath, "utf8"));
   assert.equal(summary.result.steps, 2);
-  assert.equal(summary.memory.estimated_bytes, checkpointParameters(EMBEDDED_MODEL) * FULL_FINETUNE_BYTES_PER_PARAM);
+  assert.equal(summary.result.memory.estimatedBytes, checkpointParameters(EMBEDDED_MODEL) * FULL_FINETUNE_BYTES_PER_PARAM);
   const log = readTrainingLog(t.logPath);
   assert.deepEqual(
     log.train.map((r) => r.step),
     [1, 2],
   );
-  assert.equal(log.eval.at(-1)!.evalLoss.toFixed(5), t.evalLossAfter!.toFixed(5));
+  assert.equal(log.eval.at(-1)!.evalLoss.toFixed(5), t.evalLosses.at(-1)!.loss.toFixed(5));
 });
 
 test("svdStep reads the real ΔW of the directory: factors, metrics, complete spectra", () => {
@@ -180,12 +173,14 @@ test("a model too large for the memory budget is refused in one line that sugges
   const params = checkpointParameters(EMBEDDED_MODEL);
   assert.equal(params, 3_567_360);
   const out = path.join(dir, "refused");
-  const cfg = { ...TRAIN_FULL_DEFAULTS, baseModel: EMBEDDED_MODEL, trainData, outputDir: out, quiet: true };
-  await assert.rejects(trainFullStep({ ...cfg, memoryBudget: params * FULL_FINETUNE_BYTES_PER_PARAM - 1 }), (e: Error) => {
-    assert.match(e.message, /too large for a full fine-tune .*3,567,360 parameters × 16 bytes.*train a LoRA instead \(svdlora train\)/);
-    assert.equal(e.message.split("\n").length, 1);
-    return true;
-  });
+  await assert.rejects(
+    trainFullRun({ trainData, outputDir: out, quiet: true }, { memoryBudget: params * FULL_FINETUNE_BYTES_PER_PARAM - 1 }),
+    (e: Error) => {
+      assert.match(e.message, /too large for a full fine-tune .*3,567,360 parameters × 16 bytes.*train a LoRA instead \(svdlora train\)/);
+      assert.equal(e.message.split("\n").length, 1);
+      return true;
+    },
+  );
   assert.equal(fs.existsSync(out), false, "nothing written");
   assert.doesNotThrow(() => assertFullFinetuneFits(params, params * FULL_FINETUNE_BYTES_PER_PARAM, "cpu", "m"));
   assert.throws(
@@ -194,18 +189,29 @@ test("a model too large for the memory budget is refused in one line that sugges
   );
 });
 
-test("the CLI: train-full writes a directory that `svdlora svd --finetuned-model` accepts", () => {
-  const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
-  const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: "utf8" });
+test("the CLI: train-full writes a folder that `svdlora svd --finetuned-model` accepts, and refuses to replace it unasked", async () => {
   const out = path.join(dir, "cli-model");
-  const t = run("train-full", "--train-data", trainData, "--eval-data", evalData, "--epochs", "1", "--output-dir", out, "--quiet");
-  assert.equal(t.status, 0, t.stderr);
+  const t = await runCli("train-full", "--train-data", trainData, "--eval-data", evalData, "--epochs", "1", "--output-dir", out, "--quiet");
+  assert.equal(t.code, 0, t.stderr);
   assert.match(t.stdout, /2 steps on 8 samples/);
-  assert.match(t.stdout, /eval loss {2}\d\.\d{4} → \d\.\d{4}/);
-  const s = run("svd", "--finetuned-model", out, "--base-model", EMBEDDED_MODEL, "--rank", "4", "--output-dir", path.join(dir, "cli-svd"));
-  assert.equal(s.status, 0, s.stderr);
+  assert.match(t.stdout, /held-out loss \d\.\d{4} → \d\.\d{4}/);
+  const s = await runCli(
+    "svd",
+    "--finetuned-model",
+    out,
+    "--base-model",
+    EMBEDDED_MODEL,
+    "--rank",
+    "4",
+    "--output-dir",
+    path.join(dir, "cli-svd"),
+  );
+  assert.equal(s.code, 0, s.stderr);
   assert.match(s.stdout, /rank 4: mean relative error 0\.\d+, mean energy ratio 0\.\d+; \d\/8 modules/);
-  const bad = run("train-full", "--learning-rate", "0");
-  assert.notEqual(bad.status, 0);
+  const again = await runCli("train-full", "--train-data", trainData, "--epochs", "1", "--output-dir", out, "--quiet");
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /^svdlora: error: .*cli-model already holds a fine-tuned model: replace it with --overwrite/);
+  const bad = await runCli("train-full", "--learning-rate", "0");
+  assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /^svdlora: .*--learning-rate.*expected a number > 0/);
 });

@@ -9,7 +9,7 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { distributed, fromEnv } from "../../src/torch/distributed.js";
-import { freePort } from "../../src/train/launch.js";
+import { freePort } from "../../src/cli/launch.js";
 
 const worker = fileURLToPath(new URL("./distributed-worker.js", import.meta.url));
 const hasGloo = distributed.backends().includes("gloo");

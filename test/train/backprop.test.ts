@@ -4,7 +4,7 @@ import { parseModelConfig } from "../../src/hf/config.js";
 import { randomCausalLM } from "../../src/model/loader.js";
 import { addLora, loraParameters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
-import { type CheckpointPolicy, evaluationLoss, lossAndBackward } from "../../src/train/backprop.js";
+import { type RecomputePolicy, evaluationLoss, lossAndBackward } from "../../src/train/backprop.js";
 import { packedBatch, paddedBatch } from "../../src/train/batches.js";
 import { assertClose, device, values } from "../helpers.js";
 
@@ -46,14 +46,14 @@ function reference(dropout = 0, seed = 7) {
   return { loss: loss.item(), grads: gradsOf(params) };
 }
 
-for (const policy of ["off", "all", { keepLayers: 1 }] as CheckpointPolicy[]) {
-  test(`lossAndBackward (checkpointing ${JSON.stringify(policy)}) matches autograd through model.loss, padded and packed`, () => {
+for (const policy of ["none", "all", { keepLayers: 1 }] as RecomputePolicy[]) {
+  test(`lossAndBackward (recompute ${JSON.stringify(policy)}) matches autograd through model.loss, padded and packed`, () => {
     const want = reference();
     for (const packed of [false, true]) {
       const { model, params } = setup();
       const b = packed ? packedBatch(samples, device) : paddedBatch(samples, 0, device);
-      const r = lossAndBackward(model, b, { checkpoint: policy, gradScale: 0.5, lossChunk: 5 });
-      assert.equal(r.recomputed, policy === "off" ? 0 : policy === "all" ? 3 : 2);
+      const r = lossAndBackward(model, b, { recompute: policy, gradScale: 0.5, lossChunk: 5 });
+      assert.equal(r.recomputed, policy === "none" ? 0 : policy === "all" ? 3 : 2);
       assert.ok(Math.abs(r.loss.item() - want.loss) < 1e-5, `loss ${r.loss.item()} vs ${want.loss}`);
       assertClose(gradsOf(params), want.grads, 1e-6, 1e-4, `grads (packed ${packed})`);
     }
@@ -65,7 +65,7 @@ test("recomputed layers replay the LoRA dropout masks of the first pass", () => 
   const { model, params } = setup(0.3);
   const b = paddedBatch(samples, 0, device);
   torch.manualSeed(11);
-  const r = lossAndBackward(model, b, { checkpoint: "all", gradScale: 0.5 });
+  const r = lossAndBackward(model, b, { recompute: "all", gradScale: 0.5 });
   assert.ok(Math.abs(r.loss.item() - want.loss) < 1e-5);
   assertClose(gradsOf(params), want.grads, 1e-6, 1e-4, "grads");
   // And dropout really is on: another seed gives other gradients.
@@ -82,10 +82,10 @@ test("a batch without target tokens is refused", () => {
 test("lossAndBackward leaves no tensors behind but the gradients", () => {
   const { model, params } = setup();
   const b = paddedBatch(samples, 0, device);
-  lossAndBackward(model, b, { checkpoint: { keepLayers: 2 } }).loss.dispose();
+  lossAndBackward(model, b, { recompute: { keepLayers: 2 } }).loss.dispose();
   const before = torch.memory().count;
   for (const p of params) p.grad = null;
-  lossAndBackward(model, b, { checkpoint: { keepLayers: 2 } }).loss.dispose();
+  lossAndBackward(model, b, { recompute: { keepLayers: 2 } }).loss.dispose();
   assert.equal(torch.memory().count, before);
 });
 

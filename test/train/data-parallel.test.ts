@@ -4,18 +4,17 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { loadAdapter } from "../../src/hf/peft.js";
 import * as torch from "../../src/torch/index.js";
 import { shareOf } from "../../src/train/data-parallel.js";
 import { readTrainingLog } from "../../src/train/log.js";
-import { dataSubset } from "../helpers.js";
+import { dataSubset, tempDir } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
 const train = new URL("../../../data/probability/train.json", import.meta.url).pathname;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-dp-"));
+const tmp = tempDir("dp");
 const gloo = torch.distributed.backends().includes("gloo");
 
 function svdlora(...args: string[]) {
@@ -35,7 +34,7 @@ test("two CPU processes with --gpus 2 train the adapter one process trains on th
   // Rank 0 alone reports and writes.
   assert.equal(two.stdout.match(/^adapter:/gm)?.length, 1, two.stdout);
   const logs = ["one", "two"].map((d) => readTrainingLog(path.join(tmp, d, "training_log_random.csv")));
-  assert.equal(logs[1].train.length, 3); // 10 samples, global batch 4: the last step has 2, one on each rank
+  assert.equal(logs[1].train.length, 2); // 10 samples, global batch 4: the remainder joins the last step (6, three on each rank)
   logs[1].train.forEach((row, i) => {
     const want = logs[0].train[i];
     assert.ok(Math.abs(row.loss - want.loss) <= 1e-5 * want.loss, `step ${row.step}: loss ${row.loss} vs ${want.loss}`);
@@ -106,10 +105,11 @@ test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finis
     "--output-dir",
     path.join(tmp, out),
   ];
-  const rows = (out: string) => {
-    const log = path.join(tmp, out, "training_log_random.csv");
-    return fs.existsSync(log) ? readTrainingLog(log).train.length : 0;
-  };
+  // Rows of the log while the run trains (in its staging folder), and of the finished run's log.
+  const rows = (out: string, log = path.join(tmp, out, ".svdlora-partial-random", "training_log.csv")) =>
+    fs.existsSync(log) ? readTrainingLog(log).train.length : 0;
+  const checkpointStep = (out: string) =>
+    JSON.parse(fs.readFileSync(path.join(tmp, out, "checkpoints", "random", "trainer_state.json"), "utf8")).step;
   const reference = svdlora(...args("ctrlc-reference"));
   assert.equal(reference.code, 0, reference.stderr);
 
@@ -123,16 +123,16 @@ test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finis
   while (rows("ctrlc") < 2 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
   child.kill("SIGINT");
   assert.equal(await exited, 130, stderr);
-  const stoppedAt = rows("ctrlc");
+  const stoppedAt = checkpointStep("ctrlc");
   assert.ok(stoppedAt >= 2 && stoppedAt < 8, `stopped after ${stoppedAt} of 8 steps`);
   // Both ranks report the same step.
-  const steps = [...stderr.matchAll(/interrupted at step (\d+)/g)].map((m) => Number(m[1]));
+  const steps = [...stderr.matchAll(/stopped at step (\d+)/g)].map((m) => Number(m[1]));
   assert.equal(steps.length, 2, stderr);
   assert.equal(steps[0], steps[1], stderr);
 
   const resumed = svdlora(...args("ctrlc"), "--resume");
   assert.equal(resumed.code, 0, resumed.stderr);
-  assert.equal(rows("ctrlc"), 8);
+  assert.equal(rows("ctrlc", path.join(tmp, "ctrlc", "training_log_random.csv")), 8);
   const [a, b] = ["ctrlc-reference", "ctrlc"].map((d) => loadAdapter(path.join(tmp, d, "final_model_random")).weights);
   for (const [name, w] of a)
     for (const k of ["A", "B"] as const) {

@@ -33,7 +33,7 @@ test("a NaN loss stops the run at that step with one line, and no adapter is wri
   assert.equal(r.status, 1);
   assert.match(
     r.stderr.trim(),
-    /^svdlora: error: loss became NaN at step 1: lower --learning-rate \(now 0\.0002\) or pass --skip-nonfinite; no checkpoint was saved yet$/,
+    /^svdlora: error: loss became NaN at step 1: lower --learning-rate \(now 0\.0002\) or set --skip-nonfinite; no checkpoint was saved yet$/,
   );
   assert.equal(fs.existsSync(path.join(out, "final_model_random")), false);
 });

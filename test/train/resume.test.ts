@@ -3,14 +3,13 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
-import { dataSubset } from "../helpers.js";
+import { dataSubset, tempDir } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-resume-"));
+const dir = tempDir("resume");
 const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
 const trainData = subset(EMBEDDED_TRAIN, 16, "train.json");
 const evalData = subset(EMBEDDED_EVAL, 4, "eval.json");
@@ -33,8 +32,9 @@ const args = (out: string) => [
   out,
 ];
 const adapterBytes = (out: string) => fs.readFileSync(path.join(out, "final_model_random", "adapter_model.safetensors"));
+// While a run trains, its log is in its staging folder; it moves into place when the run ends.
 const trainRows = (out: string) => {
-  const log = path.join(out, "training_log_random.csv");
+  const log = path.join(out, ".svdlora-partial-random", "training_log.csv");
   return fs.existsSync(log)
     ? fs
         .readFileSync(log, "utf8")
@@ -91,9 +91,10 @@ test("Ctrl-C saves a checkpoint and exits with 130; --resume finishes the same r
   const out = path.join(dir, "sigint");
   const r = await interruptedRun(out, 2, "SIGINT");
   assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /^svdlora: stopping at the next step boundary \(Ctrl-C again to stop at once\)$/m);
   assert.match(
     r.stderr,
-    /^svdlora: interrupted at step \d+: checkpoint saved in .*checkpoints\/random; continue with the same command and --resume$/,
+    /^svdlora: stopped at step \d+: checkpoint saved in .*checkpoints\/random; continue with the same settings and --resume$/m,
   );
   const resumed = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
   assert.equal(resumed.status, 0, resumed.stderr);
@@ -105,5 +106,8 @@ test("resuming with other settings is refused in one line", () => {
     encoding: "utf8",
   });
   assert.notEqual(r.status, 0);
-  assert.match(r.stderr.trim(), /^svdlora: error: checkpoint .* was made with other settings \(learningRate: 0\.001 then, 0\.002 now\)/);
+  assert.match(
+    r.stderr.trim(),
+    /^svdlora: error: checkpoint .* was made with other settings \(learningRate: 0\.001 then, 0\.002 now\): resume with the same settings/,
+  );
 });

@@ -1,40 +1,43 @@
 // End to end on the embedded tiny model: LoRA training lowers the held-out loss, writes a PEFT
-// adapter and a complete CSV log; an svd-init run starts from given factors.
+// adapter, a complete CSV log and a summary; an svd-init run starts from given factors; PiSSA is
+// saved as a plain LoRA; accumulation counts steps right. Each test stands alone: the reference
+// run they read is made once, before them.
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { test } from "node:test";
+import { before, test } from "node:test";
 import { loadDataset } from "../../src/data/dataset.js";
+import { formatSamples } from "../../src/data/format.js";
 import { loadAdapter } from "../../src/hf/peft.js";
+import { loadTokenizer } from "../../src/hf/tokenizer.js";
+import { loadCausalLM } from "../../src/model/loader.js";
+import { loadLora } from "../../src/model/lora.js";
 import { EMBEDDED_EVAL, EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
+import { type TrainRunResult, trainRun } from "../../src/pipeline/train.js";
+import * as torch from "../../src/torch/index.js";
+import { evaluateLoss } from "../../src/train/evaluate.js";
 import { readTrainingLog } from "../../src/train/log.js";
-import { TRAIN_DEFAULTS, train } from "../../src/train/trainer.js";
-import { dataSubset } from "../helpers.js";
+import type { LoraTrainingSettings } from "../../src/train/settings.js";
+import { dataSubset, tempDir } from "../helpers.js";
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-train-"));
-const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
-const trainData = subset(EMBEDDED_TRAIN, 16, "train.json");
-const evalData = subset(EMBEDDED_EVAL, 16, "eval.json");
-const base = {
-  ...TRAIN_DEFAULTS,
-  baseModel: EMBEDDED_MODEL,
-  trainData,
-  evalData,
-  outputDir: dir,
-  epochs: 2,
-  batchSize: 4,
-  learningRate: 1e-3,
-  quiet: true,
-};
+const dir = tempDir("train");
+const trainData = dataSubset(EMBEDDED_TRAIN, 16, dir, "train.json");
+const evalData = dataSubset(EMBEDDED_EVAL, 16, dir, "eval.json");
+const base: Partial<LoraTrainingSettings> = { trainData, evalData, epochs: 2, batchSize: 4, learningRate: 1e-3, quiet: true };
+const out = (name: string) => path.join(dir, name);
 
-test("LoRA training lowers the held-out loss and saves a PEFT adapter and a CSV log", async () => {
-  const r = await train({ ...base, init: "random" });
+let reference: TrainRunResult;
+before(async () => {
+  reference = await trainRun({ ...base, init: "random", outputDir: out("reference") });
+});
+
+test("LoRA training lowers the held-out loss and saves a PEFT adapter, a CSV log and a summary", () => {
+  const r = reference;
   assert.equal(r.steps, 8);
   assert.equal(r.samples, 16);
   assert.equal(r.evalLosses.length, 3);
   const [first, , last] = r.evalLosses.map((e) => e.loss);
-  assert.ok(last < first, `eval loss ${first} → ${last}`);
+  assert.ok(last < first, `held-out loss ${first} → ${last}`);
 
   const { config, weights } = loadAdapter(r.adapterDir);
   assert.equal(config.r, 16);
@@ -44,6 +47,7 @@ test("LoRA training lowers the held-out loss and saves a PEFT adapter and a CSV 
   assert.deepEqual(q0.A.shape, [16, 256]);
   assert.deepEqual(q0.B.shape, [256, 16]);
   assert.ok(q0.B.abs().max().item() > 0, "B moved away from zero");
+  torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
 
   const log = readTrainingLog(r.logPath);
   assert.deepEqual(
@@ -56,70 +60,65 @@ test("LoRA training lowers the held-out loss and saves a PEFT adapter and a CSV 
   );
   assert.equal(log.train[7].tokens, r.tokens);
   assert.ok(log.train.every((row) => row.lr > 0 && row.gradNorm! > 0));
-  const summary = JSON.parse(fs.readFileSync(path.join(dir, "train_summary_random.json"), "utf8"));
+  const summary = JSON.parse(fs.readFileSync(r.summaryPath, "utf8"));
+  assert.equal(summary.made_by, "svdlora");
   assert.equal(summary.result.finalLoss, r.finalLoss);
-  assert.ok(Math.abs(log.train[7].loss - r.finalLoss) < 1e-6);
+  assert.equal(summary.settings.learningRate, 1e-3);
+  assert.equal(summary.identity.training.epochs, 2);
+  assert.equal(summary.inputs.trainData.sha256.length, 64);
+  // The final loss is the last epoch's mean over its predicted tokens, not the last step's.
+  const lastEpoch = log.train.slice(4).map((row) => row.loss);
+  assert.ok(r.finalLoss > Math.min(...lastEpoch) && r.finalLoss < Math.max(...lastEpoch));
   assert.equal(loadDataset(trainData).length, 16);
+  // Nothing is left beside the outputs: no staging folder, no lock.
+  assert.deepEqual(
+    fs.readdirSync(out("reference")).filter((f) => f.startsWith(".")),
+    [],
+  );
 });
 
-test("svd init starts from the given factors: its first loss is the trained adapter's, not the base model's", async () => {
-  const random = JSON.parse(fs.readFileSync(path.join(dir, "train_summary_random.json"), "utf8")).result;
-  const r = await train({
-    ...base,
-    init: "svd",
-    svdFactors: path.join(dir, "final_model_random"),
-    epochs: 1,
-    outputDir: path.join(dir, "svd"),
-  });
+test("svd init starts from the given factors: its first held-out loss is the factors' run's last", async () => {
+  const r = await trainRun({ ...base, init: "svd", svdFactors: reference.adapterDir, epochs: 1, outputDir: out("svd") });
   assert.equal(r.init, "svd");
   assert.ok(
-    r.evalLosses[0].loss < random.evalLosses[0].loss - 1e-3,
-    `svd-init eval start ${r.evalLosses[0].loss} vs base ${random.evalLosses[0].loss}`,
+    r.evalLosses[0].loss < reference.evalLosses[0].loss - 1e-3,
+    `svd-init start ${r.evalLosses[0].loss} vs base ${reference.evalLosses[0].loss}`,
   );
-  assert.ok(Math.abs(r.evalLosses[0].loss - random.evalLosses[2].loss) < 1e-4, "starts where the factors' run ended");
-  await assert.rejects(train({ ...base, init: "svd", outputDir: path.join(dir, "x") }), /--init svd needs --svd-factors/);
+  assert.ok(Math.abs(r.evalLosses[0].loss - reference.evalLosses[2].loss) < 1e-4, "starts where the factors' run ended");
+  await assert.rejects(trainRun({ ...base, init: "svd", outputDir: out("x") }), /`init` svd needs `svdFactors`/);
   await assert.rejects(
-    train({ ...base, init: "svd", svdFactors: path.join(dir, "final_model_random"), lora: { ...base.lora, rank: 8 } }),
-    /has rank 16 but --lora-rank is 8/,
+    trainRun({ ...base, init: "svd", svdFactors: reference.adapterDir, loraRank: 8, outputDir: out("x") }),
+    /has rank 16 but `loraRank` is 8/,
+  );
+  await assert.rejects(
+    trainRun({ ...base, init: "svd", svdFactors: reference.adapterDir, loraAlpha: 32, outputDir: out("x") }),
+    /were made for α = 16 but the run has `loraAlpha` 32/,
   );
 });
 
 test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the trained model on the original base", async () => {
-  const { loadCausalLM } = await import("../../src/model/loader.js");
-  const { loadLora } = await import("../../src/model/lora.js");
-  const torch = await import("../../src/torch/index.js");
-  const out = path.join(dir, "pissa");
-  const r = await train({ ...base, init: "pissa", epochs: 1, outputDir: out, lora: { ...base.lora, rank: 4, alpha: 8 } });
+  const r = await trainRun({ ...base, init: "pissa", epochs: 1, loraRank: 4, loraAlpha: 8, outputDir: out("pissa") });
   const { config, weights } = loadAdapter(r.adapterDir);
   assert.equal(config.r, 8);
   assert.equal(config.lora_alpha, 16);
   // The saved adapter on the original base gives the held-out loss the run ended with.
   const model = loadCausalLM(EMBEDDED_MODEL);
   loadLora(model, config, weights, false);
-  const { formatSamples } = await import("../../src/data/format.js");
-  const { loadTokenizer } = await import("../../src/hf/tokenizer.js");
-  const { evaluateLoss } = await import("../../src/train/evaluate.js");
   const tok = await loadTokenizer(EMBEDDED_MODEL);
   const { encoded } = formatSamples(loadDataset(evalData), tok, {
-    systemPrompt: base.systemPrompt ?? undefined,
-    maxLength: base.maxLength,
+    systemPrompt: "Please reason step by step, and put your final answer within \\boxed{}.",
+    maxLength: 1024,
   });
-  const loss = evaluateLoss(model, new Map(), encoded, { batchSize: 4, padId: tok.pad!.id, device: "cpu" });
+  const loss = evaluateLoss(model, encoded, { batchSize: 4, padId: tok.pad!.id, device: "cpu" });
   const ended = r.evalLosses[r.evalLosses.length - 1].loss;
   assert.ok(Math.abs(loss - ended) < 1e-4, `reloaded ${loss} vs end of run ${ended}`);
   assert.ok(Math.abs(ended - r.evalLosses[0].loss) > 1e-3, "training changed the model");
-  torch.dispose([...weights.values()]);
+  torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
+  torch.dispose([...model.namedWeights().values()]);
 });
 
 test("gradient accumulation: one optimizer step per accumulated group, the last one shorter", async () => {
-  const r = await train({
-    ...base,
-    init: "random",
-    epochs: 1,
-    batchSize: 2,
-    gradientAccumulationSteps: 3,
-    outputDir: path.join(dir, "accum"),
-  });
+  const r = await trainRun({ ...base, init: "random", epochs: 1, batchSize: 2, gradientAccumulationSteps: 3, outputDir: out("accum") });
   // 16 samples → 8 micro-batches of 2 → steps of 3, 3 and 2 micro-batches.
   assert.equal(r.steps, 3);
   const log = readTrainingLog(r.logPath);
@@ -128,4 +127,23 @@ test("gradient accumulation: one optimizer step per accumulated group, the last 
     [true, true, true],
   );
   assert.equal(log.train[2].tokens, r.tokens);
+});
+
+test("a batch that does not divide the data: the remainder joins the last batch", async () => {
+  const odd = dataSubset(EMBEDDED_TRAIN, 9, dir, "odd.json");
+  const r = await trainRun({ ...base, trainData: odd, evalData: undefined, epochs: 1, outputDir: out("odd") });
+  // 9 samples in batches of 4: two steps, of 4 and 5 samples (no step on a single leftover sample).
+  assert.equal(r.steps, 2);
+});
+
+test("an earlier run is replaced only with overwrite, and a file no run owns never", async () => {
+  await assert.rejects(
+    trainRun({ ...base, epochs: 1, outputDir: out("reference") }),
+    /a run named random is already in .*reference: replace it with `overwrite`/,
+  );
+  const stray = out("stray");
+  fs.mkdirSync(stray);
+  fs.writeFileSync(path.join(stray, "training_log_random.csv"), "mine\n");
+  await assert.rejects(trainRun({ ...base, epochs: 1, outputDir: stray }), /training_log_random\.csv exists but no svdlora run owns it/);
+  assert.equal(fs.readFileSync(path.join(stray, "training_log_random.csv"), "utf8"), "mine\n");
 });

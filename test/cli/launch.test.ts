@@ -5,7 +5,7 @@ import { Writable } from "node:stream";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { distributed } from "../../src/torch/distributed.js";
-import { LaunchError, gpusFlag, launchWorkers, shardIndices, withoutGpusFlag } from "../../src/train/launch.js";
+import { LaunchError, gpusFlag, launchWorkers, shardIndices, withoutGpusFlag } from "../../src/cli/launch.js";
 
 const worker = fileURLToPath(new URL("../torch/distributed-worker.js", import.meta.url));
 

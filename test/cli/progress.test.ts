@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { formatDuration, type ProgressStream, TrainingProgress } from "../../src/train/progress.js";
+import { formatDuration, type ProgressStream, TrainingProgress, terminalEvents } from "../../src/cli/progress.js";
 
 /** A stream that records what is written, and a clock the test moves by hand. */
 function capture(isTTY = false): ProgressStream & { text: string } {
@@ -22,9 +22,9 @@ test("without a TTY, a plain line is printed every N steps and at the last step"
   }
   progress.stop();
   assert.deepEqual(stream.text.split("\n"), [
-    "step 10/25 | epoch 1/2 | loss 2.0000 | 100 tok/s | elapsed 0:10 | ETA 0:15",
-    "step 20/25 | epoch 2/2 | loss 2.0000 | 100 tok/s | elapsed 0:20 | ETA 0:05",
-    "step 25/25 | epoch 2/2 | loss 2.0000 | 100 tok/s | elapsed 0:25 | ETA 0:00",
+    "step 10/25 | ep 1/2 loss 2.0000 100 tok/s 0:10<0:15",
+    "step 20/25 | ep 2/2 loss 2.0000 100 tok/s 0:20<0:05",
+    "step 25/25 | ep 2/2 loss 2.0000 100 tok/s 0:25<0:00",
     "",
   ]);
 });
@@ -40,9 +40,9 @@ test("without a TTY, slow steps print a line every few seconds, and stop() print
   progress.stop();
   progress.update({ step: 8 }); // after stop: ignored
   assert.deepEqual(stream.text.split("\n"), [
-    "train svd step 3/100 | lr 2.00e-4 | elapsed 0:36 | ETA 19:24",
-    "train svd step 6/100 | lr 2.00e-4 | elapsed 1:12 | ETA 18:48",
-    "train svd step 7/100 | lr 2.00e-4 | elapsed 1:24 | ETA 18:36",
+    "train svd step 3/100 | lr 2.0e-4 0:36<19:24",
+    "train svd step 6/100 | lr 2.0e-4 1:12<18:48",
+    "train svd step 7/100 | lr 2.0e-4 1:24<18:36",
     "",
   ]);
 });
@@ -63,7 +63,7 @@ test("a resumed run counts rates and ETA from where it started", () => {
   const progress = new TrainingProgress({ totalSteps: 40, everySteps: 10, startStep: 20, startTokens: 5000, stream, now: time.now });
   time.advance(20);
   progress.update({ step: 30, tokens: 7000 });
-  assert.equal(stream.text, "step 30/40 | 100 tok/s | elapsed 0:20 | ETA 0:20\n");
+  assert.equal(stream.text, "step 30/40 | 100 tok/s 0:20<0:20\n");
   progress.stop();
 });
 
@@ -80,10 +80,29 @@ test("on a TTY the cli-progress bar shows step/total and the stats", () => {
   const progress = new TrainingProgress({ totalSteps: 8, totalEpochs: 1, stream });
   progress.update({ step: 3, epoch: 1, loss: 1.5, tokens: 30 });
   progress.stop();
-  assert.match(stream.text, /3\/8 \| epoch 1\/1 \| loss 1\.5000/);
+  assert.match(stream.text, /3\/8 ep 1\/1 loss 1\.5000/);
   const length = stream.text.length;
   progress.update({ step: 4 });
   assert.equal(stream.text.length, length, "nothing after stop");
+});
+
+test("at 80 columns the whole bar line fits, and the phase shows while no step moves", () => {
+  const stream = capture(true);
+  stream.columns = 80;
+  const events = terminalEvents(stream, {});
+  events.phase?.("loading", "models/tiny-prob");
+  events.start?.({ label: "train random", totalSteps: 105, totalEpochs: 5, startStep: 0, startTokens: 0 });
+  events.step?.({ step: 21, epoch: 1, loss: 0.4651, lr: 1.6e-4, gradNorm: 1, tokens: 12345 });
+  events.phase?.("evaluating", "held-out loss, 240 samples");
+  events.end?.();
+  // Each render starts at column 1 (ESC[1G) and overwrites the last: one screen line per render.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal's escape codes are what is stripped here
+  const screen = stream.text.replaceAll("\x1B[1G", "\r").replace(/\x1B\[[0-9;?]*[A-Za-z]|\x1B[78]/g, "");
+  assert.match(screen, /^loading models\/tiny-prob…$/m);
+  assert.match(screen, /evaluating held-out loss, 240 samples…/);
+  const bars = screen.split(/[\r\n]/).filter((l) => l.includes("21/105"));
+  assert.ok(bars.length > 0);
+  for (const line of bars) assert.ok(line.length <= 80, `${line.length} columns: ${line}`);
 });
 
 test("durations read as m:ss or h:mm:ss", () => {

@@ -1,6 +1,9 @@
-// Training progress on stderr: a cli-progress bar on a terminal; plain lines every N steps or
-// seconds when stderr is not a TTY (CI logs, pipes), so logs stay readable; nothing when quiet.
+// Training progress on stderr: a cli-progress bar on a terminal, fitted to its width, with the
+// phase (loading, evaluating, training, saving) shown while no step moves; plain lines every N
+// steps or seconds when stderr is not a TTY (CI logs, pipes), so logs stay readable; nothing when
+// quiet. terminalEvents() turns the library's training events into this display.
 import cliProgress from "cli-progress";
+import type { Phase, TrainingEvents } from "../train/events.js";
 
 /** The little of a stream that progress needs; process.stderr fits. */
 export interface ProgressStream {
@@ -83,17 +86,29 @@ export class TrainingProgress {
     this.startMs = this.o.now();
     this.lastPrintMs = this.startMs;
     if (!this.o.quiet && this.o.tty) {
+      const label = this.o.label ? `${this.o.label} ` : "";
+      // The bar takes what the label, the counts and the stats leave of the line.
+      const counts = 2 * String(this.o.totalSteps).length + 3;
+      const barsize = Math.max(6, Math.min(30, (stream.columns ?? 80) - label.length - counts - STATS_WIDTH - 3));
       this.bar = new cliProgress.SingleBar(
         {
           stream: stream as NodeJS.WritableStream,
-          format: `${this.o.label ? `${this.o.label} ` : ""}[{bar}] {value}/{total} | {stats}`,
+          format: `${label}[{bar}] {value}/{total} {stats}`,
           hideCursor: true,
-          barsize: 30,
+          barsize,
+          linewrap: false,
         },
         cliProgress.Presets.shades_classic,
       );
       this.bar.start(this.o.totalSteps, this.o.startStep, { stats: "" });
     }
+  }
+
+  /** Shows what the run is doing while no step moves (evaluating, saving, …). */
+  phase(text: string): void {
+    if (this.stopped || this.o.quiet) return;
+    if (this.bar) this.bar.update({ stats: text.slice(0, STATS_WIDTH) });
+    else this.o.stream.write(`${this.o.label ? `${this.o.label} ` : ""}${text}\n`);
   }
 
   /** The loss's exponential moving average, bias-corrected as Adam's moments are (null before any loss). */
@@ -132,19 +147,67 @@ export class TrainingProgress {
     this.lastPrintedStep = u.step;
   }
 
-  /** "epoch 1/5 | loss 2.3457 | lr 2.00e-4 | 1234 tok/s | elapsed 0:12 | ETA 1:48", parts known so far. */
+  /** "ep 1.20/5 loss 2.3457 lr 2.0e-4 1234 tok/s 0:12<1:48": at most STATS_WIDTH characters. */
   private stats(u: ProgressUpdate, nowMs: number): string {
     const parts: string[] = [];
     const elapsedS = (nowMs - this.startMs) / 1000;
     if (u.epoch !== undefined)
-      parts.push(`epoch ${Number.isInteger(u.epoch) ? u.epoch : u.epoch.toFixed(2)}${this.o.totalEpochs ? `/${this.o.totalEpochs}` : ""}`);
+      parts.push(`ep ${Number.isInteger(u.epoch) ? u.epoch : u.epoch.toFixed(2)}${this.o.totalEpochs ? `/${this.o.totalEpochs}` : ""}`);
     const loss = this.smoothedLoss;
     if (loss !== null) parts.push(`loss ${loss.toFixed(4)}`);
-    if (u.lr !== undefined) parts.push(`lr ${u.lr.toExponential(2)}`);
+    if (u.lr !== undefined) parts.push(`lr ${u.lr.toExponential(1)}`);
     if (u.tokens !== undefined && elapsedS > 0) parts.push(`${Math.round((u.tokens - this.o.startTokens) / elapsedS)} tok/s`);
-    parts.push(`elapsed ${formatDuration(elapsedS)}`);
     const done = u.step - this.o.startStep;
-    if (done > 0) parts.push(`ETA ${formatDuration(((this.o.totalSteps - u.step) * elapsedS) / done)}`);
-    return parts.join(" | ");
+    const eta = done > 0 ? `<${formatDuration(((this.o.totalSteps - u.step) * elapsedS) / done)}` : "";
+    parts.push(`${formatDuration(elapsedS)}${eta}`);
+    return parts.join(" ").slice(0, STATS_WIDTH);
   }
+}
+
+/** The widest the stats after the bar get, so label + bar + counts + stats fit 80 columns. */
+const STATS_WIDTH = 48;
+
+const PHASE_WORDS: Record<Phase, string> = {
+  loading: "loading",
+  evaluating: "evaluating",
+  training: "training",
+  generating: "generating answers",
+  saving: "saving",
+};
+
+/**
+ * The library's training events on a terminal: a line per phase before training starts, then
+ * the progress bar (or plain lines), with evaluation and saving shown on it.
+ */
+export function terminalEvents(stream: ProgressStream, o: { quiet?: boolean; label?: string } = {}): TrainingEvents {
+  let bar: TrainingProgress | null = null;
+  const line = (text: string) => {
+    if (!o.quiet) stream.write(`${text}\n`);
+  };
+  return {
+    phase: (phase, detail) => {
+      if (phase === "training") return bar?.phase("");
+      const text = `${PHASE_WORDS[phase]}${detail ? ` ${detail}` : ""}…`;
+      if (bar) bar.phase(text);
+      else line(`${o.label ? `${o.label}: ` : ""}${text}`);
+    },
+    start: (s) => {
+      bar?.stop();
+      bar = new TrainingProgress({
+        totalSteps: s.totalSteps,
+        totalEpochs: s.totalEpochs,
+        label: s.label,
+        stream,
+        quiet: o.quiet,
+        startStep: s.startStep,
+        startTokens: s.startTokens,
+      });
+    },
+    step: (s) => bar?.update({ step: s.step, epoch: s.epoch, loss: s.loss, tokens: s.tokens, lr: s.lr }),
+    end: () => {
+      bar?.stop();
+      bar = null;
+    },
+    note: (text) => line(`svdlora: ${text}`),
+  };
 }

@@ -1,0 +1,32 @@
+// The process around main(): the terminal's streams, questions on stdin (the `run` menu), the
+// exit code, and process-wide settings read from the environment.
+import readline from "node:readline/promises";
+import { cuda } from "../torch/index.js";
+import { onFilesystemChange } from "../util/outputs.js";
+import { main } from "./main.js";
+
+// Like torch.cuda.set_per_process_memory_fraction, for sharing a GPU (and for trying out-of-memory handling).
+const fraction = process.env.SVDLORA_CUDA_MEMORY_FRACTION;
+if (fraction) cuda.setMemoryFraction(Number(fraction));
+
+// Tests of crash safety: die at the k-th change svdlora makes to the file system.
+const killAt = Number(process.env.SVDLORA_TEST_KILL_AT ?? 0);
+if (killAt > 0)
+  onFilesystemChange((n) => {
+    if (n === killAt) process.kill(process.pid, "SIGKILL");
+  });
+
+async function ask(prompt: string): Promise<string | null> {
+  const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    return await rl.question(prompt);
+  } catch {
+    return null; // Ctrl-D
+  } finally {
+    rl.close();
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2), {
+  io: { stdout: process.stdout, stderr: process.stderr, interactive: Boolean(process.stdin.isTTY && process.stdout.isTTY), ask },
+});

@@ -1,0 +1,242 @@
+// The training loop, one for every kind of run (a LoRA adapter, a full fine-tune, pretraining):
+// epochs of seeded batches → optimizer steps (gradient accumulation, data parallelism, the memory
+// budget's recomputation), held-out loss at step 0, every `evalSteps` and at each epoch's end,
+// the CSV log, checkpoints for an exact resume, and a clean stop when its signal is aborted.
+// What is trained is a set of named tensors; the caller prepares them and saves the result.
+import type { Encoded } from "../data/types.js";
+import type { CausalLM } from "../model/qwen2.js";
+import type { Tensor } from "../torch/index.js";
+import type { RecomputePolicy } from "./backprop.js";
+import { epochOrder, microBatchRanges } from "./batches.js";
+import { type EvalRecord, type StepRecord, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { type DataParallel, broadcastFromMain, sumNumbers } from "./data-parallel.js";
+import { evaluateLoss } from "./evaluate.js";
+import { InterruptedError, type TrainingEvents } from "./events.js";
+import { TrainingLogWriter } from "./log.js";
+import { AdamW } from "./optim.js";
+import { lrAt } from "./schedule.js";
+import type { TrainingSettings } from "./settings.js";
+import { optimizerStep, rankMicroBatch } from "./step.js";
+
+export type LoopSettings = Pick<
+  TrainingSettings,
+  | "epochs"
+  | "batchSize"
+  | "gradientAccumulationSteps"
+  | "learningRate"
+  | "warmupRatio"
+  | "lrScheduler"
+  | "weightDecay"
+  | "maxGradNorm"
+  | "seed"
+  | "evalSteps"
+  | "saveSteps"
+  | "resume"
+  | "skipNonfinite"
+>;
+
+export interface LoopJob {
+  model: CausalLM;
+  /** The trained tensors by name (the checkpoint's keys): LoRA factors, or every weight. */
+  params: Map<string, Tensor>;
+  train: Encoded[];
+  /** Held-out samples (none: no held-out loss). */
+  eval: Encoded[];
+  settings: LoopSettings;
+  batch: { padId: number; device: string; packing: boolean };
+  recompute: RecomputePolicy;
+  /** The CSV log's path (null: none, e.g. ranks other than the first). */
+  logPath: string | null;
+  checkpointDir: string;
+  /** The settings a resume must match. */
+  fingerprint: Record<string, unknown>;
+  dataParallel: DataParallel;
+}
+
+export interface LoopOptions {
+  /** Aborting stops the run at the next step boundary, after saving a checkpoint (InterruptedError). */
+  signal?: AbortSignal;
+  events?: TrainingEvents;
+  /** Names the run in progress output. */
+  label?: string;
+}
+
+export interface LoopResult {
+  steps: number;
+  stepsPerEpoch: number;
+  tokens: number;
+  /** Training seconds (a resumed run counts its earlier sessions). */
+  seconds: number;
+  history: StepRecord[];
+  evals: EvalRecord[];
+  skipped: number;
+  /** The step the run resumed from, or null. */
+  resumedFrom: number | null;
+}
+
+export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<LoopResult> {
+  const { model, settings: s, dataParallel: dp } = job;
+  const events = o.events;
+  if (job.train.length === 0) throw new Error("no training samples");
+  const params = [...job.params.values()];
+  const optimizer = new AdamW(params, { lr: s.learningRate, weightDecay: s.weightDecay });
+  try {
+    broadcastFromMain(params, dp);
+    // Each micro-batch takes batchSize samples per rank: a global batch of batchSize × ranks.
+    const micro = microBatchRanges(job.train.length, s.batchSize * dp.worldSize);
+    const stepsPerEpoch = Math.ceil(micro.length / s.gradientAccumulationSteps);
+    const totalSteps = stepsPerEpoch * s.epochs;
+    const schedule = { base: s.learningRate, warmupSteps: Math.ceil(s.warmupRatio * totalSteps), totalSteps, kind: s.lrScheduler };
+
+    const resumed =
+      s.resume && hasCheckpoint(job.checkpointDir) ? loadCheckpoint(job.checkpointDir, job.params, optimizer, job.fingerprint) : null;
+    if (s.resume && !resumed) events?.note?.(`no checkpoint in ${job.checkpointDir}: starting from step 0`);
+    let step = resumed?.step ?? 0;
+    let tokens = resumed?.tokens ?? 0;
+    let skipped = resumed?.skipped ?? 0;
+    const history: StepRecord[] = resumed?.history ?? [];
+    const evals: EvalRecord[] = resumed?.evals ?? [];
+    const log = job.logPath ? new TrainingLogWriter(job.logPath) : null;
+    if (log) writeEarlierRows(log, history, evals, stepsPerEpoch);
+    const started = performance.now() - (resumed?.elapsedS ?? 0) * 1000;
+    const elapsed = () => (performance.now() - started) / 1000;
+
+    const evaluate = (epoch: number) => {
+      if (job.eval.length === 0 || !log) return;
+      events?.phase?.("evaluating", `held-out loss, ${job.eval.length} samples`);
+      const loss = evaluateLoss(model, job.eval, { ...job.batch, batchSize: s.batchSize });
+      evals.push({ step, epoch, loss, tokens, elapsedS: elapsed() });
+      log.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
+      events?.evaluated?.({ step, epoch, loss });
+      events?.phase?.("training");
+    };
+    const save = () => {
+      if (dp.isMain)
+        saveCheckpoint(
+          job.checkpointDir,
+          job.params,
+          optimizer,
+          { step, tokens, elapsedS: elapsed(), history, evals, skipped, fingerprint: job.fingerprint },
+          stepsPerEpoch,
+        );
+    };
+
+    try {
+      if (!resumed) evaluate(0);
+      events?.phase?.("training");
+      events?.start?.({ label: o.label ?? "train", totalSteps, totalEpochs: s.epochs, startStep: step, startTokens: tokens });
+      for (let epoch = Math.floor(step / stepsPerEpoch); epoch < s.epochs; epoch++) {
+        const order = epochOrder(job.train.length, s.seed, epoch);
+        for (let k = step - epoch * stepsPerEpoch; k < stepsPerEpoch; k++) {
+          const first = k * s.gradientAccumulationSteps;
+          const count = Math.min(s.gradientAccumulationSteps, micro.length - first);
+          const lr = lrAt(step, schedule);
+          const batches = micro.slice(first, first + count).map(([a, b]) =>
+            rankMicroBatch(
+              order.slice(a, b).map((i) => job.train[i]),
+              count,
+              dp,
+              job.batch,
+            ),
+          );
+          const r = optimizerStep(model, optimizer, batches, {
+            recompute: job.recompute,
+            maxGradNorm: s.maxGradNorm,
+            lr,
+            dataParallel: dp,
+          });
+          tokens += r.tokens;
+          if (!r.updated) {
+            if (!s.skipNonfinite) {
+              const what = Number.isFinite(r.loss) ? `gradient norm became ${r.gradNorm}` : `loss became ${r.loss}`;
+              const last = hasCheckpoint(job.checkpointDir)
+                ? `the last good checkpoint is in ${job.checkpointDir}`
+                : "no checkpoint was saved yet";
+              throw new NonFiniteError(
+                `${what} at step ${step + 1}: lower \`learningRate\` (now ${s.learningRate}) or set \`skipNonfinite\`; ${last}`,
+              );
+            }
+            skipped++;
+          }
+          step++;
+          history.push({ loss: r.loss, lr, gradNorm: r.gradNorm, tokens: r.tokens, targets: r.targets, elapsedS: elapsed() });
+          const epochNow = epochAt(step, stepsPerEpoch);
+          log?.writeTrain({ step, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens, elapsedS: elapsed() });
+          events?.step?.({ step, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens });
+          const lastOfEpoch = k === stepsPerEpoch - 1;
+          if (!lastOfEpoch && s.evalSteps > 0 && step % s.evalSteps === 0) evaluate(epochNow);
+          if (!lastOfEpoch && s.saveSteps > 0 && step % s.saveSteps === 0) save();
+          await new Promise(setImmediate); // lets a pending abort (Ctrl-C) in
+          // Every rank stops at the same step.
+          const stop = dp.worldSize > 1 ? sumNumbers([o.signal?.aborted ? 1 : 0], dp)[0] > 0 : Boolean(o.signal?.aborted);
+          if (stop) {
+            if (lastOfEpoch) evaluate(epoch + 1);
+            save();
+            throw new InterruptedError(
+              `stopped at step ${step}: checkpoint saved in ${job.checkpointDir}; continue with the same settings and \`resume\``,
+            );
+          }
+        }
+        evaluate(epoch + 1);
+        save();
+      }
+    } finally {
+      events?.end?.();
+      log?.close();
+    }
+    return { steps: step, stepsPerEpoch, tokens, seconds: elapsed(), history, evals, skipped, resumedFrom: resumed?.step ?? null };
+  } finally {
+    optimizer.dispose();
+  }
+}
+
+/** Epochs done after `step` optimizer steps: whole epochs plus the share of the current one. */
+const epochAt = (step: number, stepsPerEpoch: number) =>
+  Math.floor((step - 1) / stepsPerEpoch) + (((step - 1) % stepsPerEpoch) + 1) / stepsPerEpoch;
+
+/** A resumed run's log starts with the rows of its earlier sessions, rebuilt from its checkpoint. */
+function writeEarlierRows(
+  log: TrainingLogWriter,
+  history: readonly StepRecord[],
+  evals: readonly EvalRecord[],
+  stepsPerEpoch: number,
+): void {
+  let tokens = 0;
+  let e = 0;
+  const evalsUpTo = (step: number) => {
+    for (; e < evals.length && evals[e].step <= step; e++) {
+      const v = evals[e];
+      log.writeEval({ step: v.step, epoch: v.epoch, evalLoss: v.loss, tokens: v.tokens, elapsedS: v.elapsedS });
+    }
+  };
+  evalsUpTo(0);
+  history.forEach((h, i) => {
+    tokens += h.tokens;
+    log.writeTrain({
+      step: i + 1,
+      epoch: epochAt(i + 1, stepsPerEpoch),
+      loss: h.loss,
+      lr: h.lr,
+      gradNorm: h.gradNorm,
+      tokens,
+      elapsedS: h.elapsedS,
+    });
+    evalsUpTo(i + 1);
+  });
+}
+
+/** A step's loss or gradient was not finite and skipping was not asked for. */
+export class NonFiniteError extends Error {
+  override name = "NonFiniteError";
+}
+
+/** Mean training loss of each epoch, weighted by each step's predicted tokens (so a short last batch counts for what it holds). */
+export function epochLosses(history: readonly StepRecord[], stepsPerEpoch: number): number[] {
+  const out: number[] = [];
+  for (let start = 0; start < history.length; start += stepsPerEpoch) {
+    const steps = history.slice(start, start + stepsPerEpoch).filter((h) => Number.isFinite(h.loss));
+    const targets = steps.reduce((n, h) => n + h.targets, 0);
+    out.push(steps.reduce((sum, h) => sum + h.loss * h.targets, 0) / targets);
+  }
+  return out;
+}
