@@ -21,6 +21,8 @@ import { AdamW } from "../src/train/optim.js";
 import { optimizerStep, rankMicroBatch } from "../src/train/step.js";
 import { type GradientCheckpointing, checkpointPolicy } from "../src/train/trainer.js";
 
+torch.tuneHostAllocator(); // as the svdlora command does
+
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
   options: {

@@ -5,7 +5,7 @@ import * as torch from "../torch/index.js";
 import { packageVersion } from "../version.js";
 
 export function systemInfo() {
-  const b = torch.buildInfo;
+  const b = torch.buildInfo();
   return {
     svdlora: packageVersion(),
     node: process.version,

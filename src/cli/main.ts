@@ -45,6 +45,8 @@ function explainOutOfMemory(message: string): string | null {
 }
 
 try {
+  // glibc keeps freed memory for reuse (faster CPU runs, see tuneHostAllocator); SVDLORA_SYSTEM_MALLOC=1 leaves it as is.
+  if (!process.env.SVDLORA_SYSTEM_MALLOC) (await import("../torch/index.js")).tuneHostAllocator();
   // Like torch.cuda.set_per_process_memory_fraction, for sharing a GPU (and for trying out-of-memory handling).
   const fraction = process.env.SVDLORA_CUDA_MEMORY_FRACTION;
   if (fraction) (await import("../torch/index.js")).cuda.setMemoryFraction(Number(fraction));

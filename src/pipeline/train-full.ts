@@ -223,7 +223,7 @@ export async function trainFullStep(cfg: TrainFullConfig): Promise<TrainFullResu
         result,
         memory: { estimated_bytes: parameters * FULL_FINETUNE_BYTES_PER_PARAM, available_bytes: memory.bytes, where: memory.where },
         saved_dtype: "float32",
-        libtorch: torch.buildInfo.torchVersion,
+        libtorch: torch.buildInfo().torchVersion,
       };
       writeFileAtomic(path.join(dir, FULL_SUMMARY), `${JSON.stringify(summary, null, 2)}\n`);
     });
