@@ -111,6 +111,15 @@ export function registrations(sources) {
 
 // ---- TypeScript ----
 
+function hasTypeScript() {
+  try {
+    createRequire(import.meta.url).resolve("typescript");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The members of the NativeAddon interface: name → parameter count (the most among overloads),
  * and the problems found (a member that is not a method, a rest parameter, no interface).
@@ -161,9 +170,10 @@ export function checkNativeApi(sources, declaration) {
   return problems.map((p) => `native API: ${p}`);
 }
 
-/** The check on this repository's files; null where they are absent (an installed package has no src/). */
+/** The check on this repository's files; null where it cannot run: an installed package has no
+ * src/, and an install without dev dependencies no TypeScript to parse the declaration with. */
 export function checkRepository(dir = root) {
-  if (!existsSync(join(dir, DECLARATION))) return null;
+  if (!existsSync(join(dir, DECLARATION)) || !hasTypeScript()) return null;
   const read = (file) => ({ file, text: readFileSync(join(dir, file), "utf8") });
   const sources = readdirSync(join(dir, "native"))
     .filter((f) => f.endsWith(".cc"))
@@ -174,7 +184,7 @@ export function checkRepository(dir = root) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const result = checkRepository();
-  if (result === null) console.log(`no ${DECLARATION} here: nothing to check`);
+  if (result === null) console.log(`native API: not checked (no ${DECLARATION}, or no typescript package)`);
   else if (result.problems.length) {
     for (const p of result.problems) console.error(p);
     process.exit(1);

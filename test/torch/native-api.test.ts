@@ -21,6 +21,7 @@ interface Checker {
 }
 const checker: Checker = await import(pathToFileURL(path.join(root, "scripts/check-native-api.mjs")).href);
 const declarationText = fs.readFileSync(path.join(root, "src/torch/native-api.ts"), "utf8");
+const addonPath = process.env.SVDLORA_ADDON ?? path.join(root, "build/Release/svdlora.node");
 
 test("every export that native/*.cc registers is declared in NativeAddon with the parameters its C++ reads", () => {
   const result = checker.checkRepository(root);
@@ -92,7 +93,7 @@ test("the declaration names each argument: no rest parameters, no property membe
 });
 
 test("the built addon exports exactly the functions NativeAddon declares", () => {
-  const addon = createRequire(import.meta.url)(path.join(root, "build/Release/svdlora.node"));
+  const addon = createRequire(import.meta.url)(addonPath);
   const declared = [...checker.declarations(declarationText).members.keys()].sort();
   assert.deepEqual(Object.keys(addon).sort(), declared);
   for (const name of declared) assert.equal(typeof addon[name], "function", name);
@@ -103,7 +104,7 @@ test("the built addon exports exactly the functions NativeAddon declares", () =>
 function probe(tune: boolean): { afterImport: boolean; afterOp: boolean; heapGrowthMiB: number } {
   const script = `
     import fs from "node:fs";
-    const loaded = () => fs.readFileSync("/proc/self/maps", "utf8").includes("svdlora.node");
+    const loaded = () => fs.readFileSync("/proc/self/maps", "utf8").includes(${JSON.stringify(path.basename(addonPath))});
     const heap = () => {
       const line = fs.readFileSync("/proc/self/maps", "utf8").split("\\n").find((l) => l.endsWith("[heap]"));
       const [start, end] = line.split(" ")[0].split("-").map((h) => parseInt(h, 16));
