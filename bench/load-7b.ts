@@ -14,6 +14,8 @@ import { INDEX_FILE, SINGLE_FILE } from "../src/hf/checkpoint.js";
 import { loadCausalLM } from "../src/model/loader.js";
 import * as torch from "../src/torch/index.js";
 
+torch.tuneHostAllocator(); // as the svdlora command does
+
 const args = process.argv.slice(2);
 const flag = (name: string) => {
   const i = args.indexOf(name);
@@ -87,6 +89,6 @@ console.log(
     page_cache: dropCache ? "dropped (posix_fadvise DONTNEED)" : "as found",
     cuda_init_s: cudaInitS === null ? null : Number(cudaInitS.toFixed(2)),
     gpu: onCuda ? (torch.cuda.devices()[0]?.name ?? null) : null,
-    torch: torch.buildInfo.torchVersion,
+    torch: torch.buildInfo().torchVersion,
   }),
 );

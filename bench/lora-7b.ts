@@ -22,6 +22,8 @@ import { optimizerStep, rankMicroBatch } from "../src/train/step.js";
 import type { GradientCheckpointing } from "../src/train/settings.js";
 import { recomputePolicy } from "../src/train/trainer.js";
 
+torch.tuneHostAllocator(); // as the svdlora command does
+
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
   options: {

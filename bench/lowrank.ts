@@ -12,6 +12,8 @@ import { exactSvd, factoredSvd } from "../src/lowrank/svd.js";
 import { disposeDelta, synthesizeFromAdapter } from "../src/lowrank/synthesis.js";
 import * as torch from "../src/torch/index.js";
 
+torch.tuneHostAllocator(); // as the svdlora command does
+
 const HIDDEN = 3584;
 const KV = 512;
 const INTER = 18944;
@@ -56,7 +58,7 @@ function randomAdapter(): LoraWeights {
 
 console.log(`lowrank bench: ${layers} layers × ${SHAPES.length} = ${layers * SHAPES.length} matrices, LoRA r=${R}, teacher K=${K}`);
 console.log(
-  `cpu: ${os.cpus()[0]?.model ?? "?"}, ${os.availableParallelism()} cores, torch threads ${torch.getNumThreads()}, libtorch ${torch.buildInfo.torchVersion}`,
+  `cpu: ${os.cpus()[0]?.model ?? "?"}, ${os.availableParallelism()} cores, torch threads ${torch.getNumThreads()}, libtorch ${torch.buildInfo().torchVersion}`,
 );
 
 const weights = randomAdapter();

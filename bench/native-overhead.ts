@@ -4,7 +4,9 @@
 import { spawnSync } from "node:child_process";
 import * as torch from "../src/torch/index.js";
 
-const hasCuda = torch.buildInfo.builtWithCuda && torch.cuda.isAvailable();
+torch.tuneHostAllocator(); // as the svdlora command does
+
+const hasCuda = torch.buildInfo().builtWithCuda && torch.cuda.isAvailable();
 const device = hasCuda ? "cuda:0" : "cpu";
 const sync = () => hasCuda && torch.cuda.synchronize();
 
@@ -70,7 +72,7 @@ const py = spawnSync("python3", ["-c", PY, String(n), String(iters)], { encoding
 const ref = py.status === 0 ? (JSON.parse(py.stdout) as Record<string, number | string>) : null;
 
 const dev = hasCuda ? torch.cuda.devices()[0].name : "CPU";
-console.log(`device: ${dev}; libtorch ${torch.buildInfo.torchVersion}; PyTorch ${ref?.version ?? "not available"}`);
+console.log(`device: ${dev}; libtorch ${torch.buildInfo().torchVersion}; PyTorch ${ref?.version ?? "not available"}`);
 const row = (what: string, a: number | undefined, b: unknown, unit: string, higherIsBetter: boolean) => {
   if (a === undefined) return;
   const r = typeof b === "number" ? (higherIsBetter ? a / b : b / a) : NaN;

@@ -12,6 +12,8 @@ import { lossAndBackward } from "../src/train/backprop.js";
 import { makeBatch } from "../src/train/batches.js";
 import { AdamW } from "../src/train/optim.js";
 
+torch.tuneHostAllocator(); // as the svdlora command does
+
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
   options: { checkpointing: { type: "string", default: "off" } },

@@ -1,12 +1,8 @@
 // Module entry and the helpers declared in tensor.h.
 #include "tensor.h"
 
-#include <cstdlib>
 #include <sstream>
 #include <unordered_set>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 namespace svdlora {
 
@@ -187,20 +183,7 @@ std::string DescribeFailure(const Napi::CallbackInfo& info, const std::string& w
 
 }  // namespace svdlora
 
-// glibc serves blocks above its mmap threshold (at most 32 MiB) with fresh mmap()s, which the
-// kernel zero-fills page by page on every use: CPU activations of a few tens of MiB then cost
-// more in page faults than in arithmetic (eval at batch 16 of the tiny model: 48 s vs 11 s).
-// Keep freed memory in the heap for reuse instead. SVDLORA_SYSTEM_MALLOC=1 leaves glibc as is.
-static void TuneMalloc() {
-#if defined(__GLIBC__)
-  if (std::getenv("SVDLORA_SYSTEM_MALLOC")) return;
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-#endif
-}
-
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
-  TuneMalloc();
   svdlora::RegisterCreate(env, exports);
   svdlora::RegisterOps(env, exports);
   svdlora::RegisterLinalgAutograd(env, exports);

@@ -4,6 +4,10 @@
 
 #include "tensor.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #ifdef SVDLORA_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
@@ -168,6 +172,19 @@ static Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
   return ENV.Undefined();
 }
 
+// tuneHostAllocator() -> whether glibc's malloc was tuned: freed memory stays in the heap for
+// reuse instead of going back to the kernel, which zero-fills fresh pages on every use (see
+// tuneHostAllocator in src/torch/native.ts). The whole process is affected: callers opt in.
+static Napi::Value TuneHostAllocator(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  return Napi::Boolean::New(ENV, true);
+#else
+  return Napi::Boolean::New(ENV, false);
+#endif
+}
+
 void RegisterRuntime(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "buildInfo", BuildInfo);
   SVDLORA_EXPORT(e, "devices", Devices);
@@ -183,6 +200,7 @@ void RegisterRuntime(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "cudaEmptyCache", CudaEmptyCache);
   SVDLORA_EXPORT(e, "cudaSynchronize", CudaSynchronize);
   SVDLORA_EXPORT(e, "cudaSetMemoryFraction", CudaSetMemoryFraction);
+  SVDLORA_EXPORT(e, "tuneHostAllocator", TuneHostAllocator);
 }
 
 }  // namespace svdlora

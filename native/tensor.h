@@ -51,6 +51,8 @@ Napi::Value Guarded(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(info.Env(), DescribeFailure(info, e.what()));
   }
 }
+// Every export is registered with SVDLORA_EXPORT and declared, with its parameters, in
+// src/torch/native-api.ts; scripts/check-native-api.mjs (run by every build) compares the two.
 #define SVDLORA_EXPORT(exports, name, fn) \
   (exports).Set(name, Napi::Function::New<::svdlora::Guarded<fn>>((exports).Env(), name, (void*)name))
 

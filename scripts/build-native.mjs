@@ -1,9 +1,12 @@
 // Builds the libtorch addon with node-gyp: configures when libtorch changed (or on first build),
-// otherwise lets make rebuild only what changed. Runs as the package's install script.
+// otherwise lets make rebuild only what changed. First checks that the addon's TypeScript
+// declaration matches its C++ registrations (scripts/check-native-api.mjs). Runs as the
+// package's install script.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { checkRepository } from "./check-native-api.mjs";
 import { HOW_TO_INSTALL, findLibtorch } from "./libtorch.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -20,6 +23,12 @@ function nodeGyp() {
 }
 
 export function buildNative({ quiet = false } = {}) {
+  const api = checkRepository(root);
+  if (api?.problems.length) {
+    for (const p of api.problems) console.error(`svdlora: ${p}`);
+    console.error("svdlora: the native build stops here: make src/torch/native-api.ts and native/*.cc agree");
+    return false;
+  }
   const torch = findLibtorch();
   if (!torch) {
     console.error(`svdlora: ${HOW_TO_INSTALL}`);

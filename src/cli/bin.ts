@@ -1,10 +1,12 @@
 // The process around main(): the terminal's streams, questions on stdin (the `run` menu), the
 // exit code, and process-wide settings read from the environment.
 import readline from "node:readline/promises";
-import { cuda } from "../torch/index.js";
+import { cuda, tuneHostAllocator } from "../torch/index.js";
 import { onFilesystemChange } from "../util/outputs.js";
 import { main } from "./main.js";
 
+// glibc keeps freed memory for reuse (faster CPU runs, see tuneHostAllocator); SVDLORA_SYSTEM_MALLOC=1 leaves it as is.
+if (!process.env.SVDLORA_SYSTEM_MALLOC) tuneHostAllocator();
 // Like torch.cuda.set_per_process_memory_fraction, for sharing a GPU (and for trying out-of-memory handling).
 const fraction = process.env.SVDLORA_CUDA_MEMORY_FRACTION;
 if (fraction) cuda.setMemoryFraction(Number(fraction));

@@ -7,7 +7,7 @@ import { println } from "./io.js";
 import type { Cli } from "./main.js";
 
 export function systemInfo() {
-  const b = torch.buildInfo;
+  const b = torch.buildInfo();
   return {
     svdlora: packageVersion(),
     node: process.version,

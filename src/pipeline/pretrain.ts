@@ -169,7 +169,7 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
       train_seconds: Math.round(run.seconds * 10) / 10,
     },
     hardware: o.device.startsWith("cuda") ? torch.cuda.devices()[0]?.name : `${os.cpus()[0]?.model} (${os.cpus().length} cores)`,
-    libtorch: torch.buildInfo.torchVersion,
+    libtorch: torch.buildInfo().torchVersion,
     wall_seconds: Math.round((Date.now() - started) / 100) / 10,
   };
   writeFileAtomic(path.join(work, "pretrain_summary.json"), `${JSON.stringify(summary, null, 2)}\n`);

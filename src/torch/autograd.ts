@@ -4,16 +4,16 @@ import type { Tensor } from "./tensor.js";
 
 /** Backward from several roots at once (torch.autograd.backward); grads default to ones for scalars. */
 export function backward(roots: Tensor[], grads?: Tensor[] | null, opts: { retainGraph?: boolean } = {}): void {
-  native.backward(
+  native().backward(
     roots.map((t) => t.handle),
     grads ? grads.map((t) => t.handle) : null,
     opts.retainGraph ?? false,
   );
 }
 
-export const isGradEnabled = (): boolean => native.isGradEnabled();
+export const isGradEnabled = (): boolean => native().isGradEnabled();
 /** Turns gradient recording on or off; returns the previous setting. */
-export const setGradEnabled = (on: boolean): boolean => native.setGradEnabled(on);
+export const setGradEnabled = (on: boolean): boolean => native().setGradEnabled(on);
 
 function withGrad<R>(on: boolean, fn: () => R): R {
   const prev = setGradEnabled(on);

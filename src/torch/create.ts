@@ -12,30 +12,30 @@ export interface CreateOptions {
 const code = (o: CreateOptions) => (o.dtype === undefined ? null : dtypeCode(o.dtype));
 const finish = (t: Tensor, o: CreateOptions) => (o.requiresGrad ? t.requiresGrad_() : t);
 
-export const zeros = (shape: number[], o: CreateOptions = {}) => finish(wrap(native.zeros(shape, code(o), o.device)), o);
-export const ones = (shape: number[], o: CreateOptions = {}) => finish(wrap(native.ones(shape, code(o), o.device)), o);
-export const empty = (shape: number[], o: CreateOptions = {}) => finish(wrap(native.empty(shape, code(o), o.device)), o);
+export const zeros = (shape: number[], o: CreateOptions = {}) => finish(wrap(native().zeros(shape, code(o), o.device)), o);
+export const ones = (shape: number[], o: CreateOptions = {}) => finish(wrap(native().ones(shape, code(o), o.device)), o);
+export const empty = (shape: number[], o: CreateOptions = {}) => finish(wrap(native().empty(shape, code(o), o.device)), o);
 export const full = (shape: number[], value: number | boolean, o: CreateOptions = {}) =>
-  finish(wrap(native.full(shape, value, code(o), o.device)), o);
+  finish(wrap(native().full(shape, value, code(o), o.device)), o);
 /** Standard normal samples from the device's default generator. */
-export const randn = (shape: number[], o: CreateOptions = {}) => finish(wrap(native.randn(shape, code(o), o.device)), o);
+export const randn = (shape: number[], o: CreateOptions = {}) => finish(wrap(native().randn(shape, code(o), o.device)), o);
 /** Uniform samples in [0, 1). */
-export const rand = (shape: number[], o: CreateOptions = {}) => finish(wrap(native.rand(shape, code(o), o.device)), o);
+export const rand = (shape: number[], o: CreateOptions = {}) => finish(wrap(native().rand(shape, code(o), o.device)), o);
 /** Integers in [low, high); int64 unless a dtype is given. */
 export const randint = (low: number, high: number, shape: number[], o: CreateOptions = {}) =>
-  wrap(native.randint(low, high, shape, code(o), o.device));
-export const randperm = (n: number, o: CreateOptions = {}) => wrap(native.randperm(n, code(o), o.device));
-export const eye = (n: number, m = n, o: CreateOptions = {}) => wrap(native.eye(n, m, code(o), o.device));
+  wrap(native().randint(low, high, shape, code(o), o.device));
+export const randperm = (n: number, o: CreateOptions = {}) => wrap(native().randperm(n, code(o), o.device));
+export const eye = (n: number, m = n, o: CreateOptions = {}) => wrap(native().eye(n, m, code(o), o.device));
 
 /** arange(end) or arange(start, end, step), as PyTorch (int64 for whole-number arguments). */
 export function arange(start: number, end?: number, step = 1, o: CreateOptions = {}): Tensor {
   if (end === undefined) [start, end] = [0, start];
-  return wrap(native.arange(start, end, step, code(o), o.device));
+  return wrap(native().arange(start, end, step, code(o), o.device));
 }
 
 /** A CPU tensor from the raw bytes of its elements (little-endian, row-major). */
 export function fromBytes(bytes: Uint8Array, shape: number[], dtype: DType): Tensor {
-  return wrap(native.fromBytes(bytes, shape, dtypeCode(dtype)));
+  return wrap(native().fromBytes(bytes, shape, dtypeCode(dtype)));
 }
 
 export interface FromFileOptions {
@@ -54,7 +54,7 @@ export interface FromFileOptions {
  */
 export function fromFile(fd: number, position: number, byteLength: number, shape: number[], dtype: DType, o: FromFileOptions = {}): Tensor {
   return wrap(
-    native.fromFile(fd, position, byteLength, shape, dtypeCode(dtype), o.device ?? null, o.chunkBytes ?? null, o.blockBytes ?? null),
+    native().fromFile(fd, position, byteLength, shape, dtypeCode(dtype), o.device ?? null, o.chunkBytes ?? null, o.blockBytes ?? null),
   );
 }
 

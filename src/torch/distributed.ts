@@ -10,12 +10,16 @@
 // Every wait has the init timeout: a rank that dies or stops calling collectives gives the others
 // a one-line Error ("distributed: allReduce on rank 0: rank 1 did not respond within 30 s …")
 // instead of a hang. After such an error the group is unusable; destroy() and exit.
+//
+// The addon holds the store, the group and the collectives; this module checks every argument
+// before it crosses and turns libtorch's failures (DistFailure) into those lines.
 import { tensor } from "./create.js";
+import { dtypeName, isFloating } from "./dtype.js";
+import type { Backend, DistFailure, ReduceOp } from "./native-api.js";
 import { native } from "./native.js";
 import type { Tensor } from "./tensor.js";
 
-export type Backend = "gloo" | "nccl";
-export type ReduceOp = "sum" | "avg" | "max" | "min";
+export type { Backend, ReduceOp };
 
 /** What a launcher (torchrun, launchWorkers) tells each process, read by fromEnv(). */
 export interface DistEnv {
@@ -49,17 +53,28 @@ export interface InitOptions {
 
 export const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 export const DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024;
+const REDUCE_OPS: readonly ReduceOp[] = ["sum", "avg", "max", "min"];
+const NOT_BUILT: Record<Backend, string> = {
+  gloo:
+    "this build has no Gloo backend (its headers were not found when the addon was built: on Debian/Ubuntu, install libgloo-dev and " +
+    "rebuild; PyTorch wheels do not ship them)",
+  nccl: "this build has no NCCL backend (it needs a CUDA libtorch and nccl.h at build time)",
+};
 
-interface NativeInfo {
-  initialized: boolean;
-  backend?: Backend;
-  rank?: number;
-  worldSize?: number;
-  device?: string;
-  timeoutMs?: number;
-  bucketBytes?: number;
+/** The process group this process belongs to. */
+interface Group {
+  backend: Backend;
+  rank: number;
+  worldSize: number;
+  /** Where collectives run: "cpu" (gloo) or "cuda:N" (nccl). */
+  device: string;
+  timeoutMs: number;
+  /** The store, for messages: "127.0.0.1:29500" or a file path. */
+  where: string;
+  /** Why the group is unusable, after a failed collective. */
   broken?: string;
 }
+let group: Group | null = null;
 
 function fail(message: string): never {
   throw new Error(`distributed: ${message}`);
@@ -82,63 +97,163 @@ function checkInit(o: InitOptions): void {
   if (o.bucketBytes !== undefined && (!isWhole(o.bucketBytes) || o.bucketBytes <= 0))
     fail(`bucketBytes must be a positive whole number, got ${o.bucketBytes}`);
   if (o.device !== undefined && (!isWhole(o.device) || o.device < 0)) fail(`device must be a CUDA device index, got ${o.device}`);
+  if (group) fail(`already initialized (rank ${group.rank} of ${group.worldSize}); call destroy() first`);
+  if (!native().distBackends().includes(o.backend)) fail(NOT_BUILT[o.backend]);
 }
 
 function cudaDeviceFor(o: InitOptions): number | null {
   if (o.backend !== "nccl") return null;
   if (o.device !== undefined) return o.device;
-  const count = (native.devices() as unknown[]).length;
-  return count <= 1 ? 0 : (o.localRank ?? 0);
+  return native().devices().length <= 1 ? 0 : (o.localRank ?? 0);
 }
 
-// The group's facts, read from the addon after init/destroy (rank, size and device do not change
-// in between; `broken` is read fresh where it matters).
-let known: NativeInfo = { initialized: false };
-const refresh = () => (known = native.distInfo());
-const info = (): NativeInfo => known;
-const handles = (tensors: Tensor[]) => {
-  if (!Array.isArray(tensors)) fail("expected an array of tensors");
+// ---- libtorch's failures, said in one line ----
+
+const isDistFailure = (e: unknown): e is DistFailure => e instanceof Error && "stage" in e;
+const seconds = (ms: number) => `${ms / 1000} s`;
+const peer = (g: Group) => (g.worldSize === 2 ? `rank ${1 - g.rank}` : "another rank");
+const looksLikeTimeout = (raw: string) => /timed out|timeout/i.test(raw);
+const looksLikePeerGone = (raw: string) =>
+  /closed by peer|reset by peer|broken pipe|connection refused|remote process exited|ncclRemoteError|connection closed/i.test(raw);
+
+/** The first line of a libtorch/Gloo message, without Gloo's "[file.cc:123] " prefix. */
+function firstLine(raw: string): string {
+  const line = raw.split("\n")[0];
+  const close = line.startsWith("[") ? line.indexOf("] ") : -1;
+  return (close >= 0 && close < 300 ? line.slice(close + 2) : line).trimEnd();
+}
+
+/** SVDLORA_DEBUG=1 keeps libtorch's own words after ours (still one line). */
+function withRaw(message: string, raw: string): Error {
+  return new Error(process.env.SVDLORA_DEBUG ? `${message} [libtorch: ${raw.replaceAll("\n", " ")}]` : message);
+}
+
+function explainInit(g: Group, stage: DistFailure["stage"], raw: string): string {
+  const who = `distributed: init on rank ${g.rank}`;
+  const within = `within ${seconds(g.timeoutMs)}`;
+  if (stage === "store") {
+    if (/address already in use/i.test(raw)) return `${who}: cannot listen on ${g.where}, the port is in use (pick another MASTER_PORT)`;
+    // "Timed out after 3 seconds waiting for clients. 1/2 clients joined."
+    if (/clients joined/i.test(raw)) {
+      const joined = /(\S+) clients joined/i.exec(raw)?.[1];
+      return (
+        `${who}: not every rank reached the store at ${g.where} ${within}${joined ? ` (${joined} joined)` : ""}: ` +
+        `did all ${g.worldSize} ranks start, with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT?`
+      );
+    }
+    if (looksLikeTimeout(raw) || /connect/i.test(raw))
+      return `${who}: cannot reach the store at ${g.where} ${within} (is rank 0 running, with the same MASTER_ADDR and MASTER_PORT?)`;
+    return `${who}: cannot open the store at ${g.where}: ${firstLine(raw)}`;
+  }
+  if (looksLikePeerGone(raw)) return `${who}: ${peer(g)} closed its connection while connecting (did a process die?)`;
+  if (looksLikeTimeout(raw))
+    return (
+      `${who}: ${g.worldSize === 2 ? `${peer(g)} did not join` : "not every rank joined"} the ${g.backend} group ${within} ` +
+      "(did every rank start, with the same WORLD_SIZE, MASTER_ADDR, MASTER_PORT and backend?)"
+    );
+  return `${who}: cannot create the ${g.backend} process group: ${firstLine(raw)}`;
+}
+
+function explainCollective(g: Group, op: string, raw: string): string {
+  const who = `${op} on rank ${g.rank}`;
+  if (looksLikePeerGone(raw)) return `${who}: ${peer(g)} closed its connection (did a process die?)`;
+  if (looksLikeTimeout(raw))
+    return `${who}: ${peer(g)} did not respond within ${seconds(g.timeoutMs)} (did a process die, or stop calling ${op}?)`;
+  return `${who} failed: ${firstLine(raw)}`;
+}
+
+// ---- collectives ----
+
+function active(op: string): Group {
+  if (!group) fail(`${op}: not initialized (call distributed.init() first)`);
+  if (group.broken)
+    fail(`${op}: the process group is unusable after an earlier failure (${group.broken}); call destroy() and stop this process`);
+  return group;
+}
+
+/** The handles of a collective's tensors, which must be on the backend's kind of device (and
+ * floating-point for 'avg'). */
+function handlesFor(g: Group, op: string, tensors: Tensor[], floating: boolean) {
+  if (!Array.isArray(tensors)) fail(`${op}: expected an array of tensors`);
+  const kind = g.device === "cpu" ? "cpu" : "cuda";
+  tensors.forEach((t, i) => {
+    const [, dtype, device] = native().meta(t.handle); // one crossing per tensor
+    if (device.split(":")[0] !== kind)
+      fail(`${op}: tensor ${i} is on ${device}, but the ${g.backend} backend works on ${kind === "cpu" ? "CPU" : "CUDA"} tensors`);
+    if (floating && !isFloating(dtypeName(dtype))) fail(`${op}: tensor ${i} is not floating-point, which 'avg' needs`);
+  });
   return tensors.map((t) => t.handle);
-};
+}
+
+/** Runs a collective; a failure in libtorch leaves the group unusable and becomes one line. */
+function collective(g: Group, op: string, run: () => void): void {
+  try {
+    run();
+  } catch (e) {
+    if (!isDistFailure(e)) throw e;
+    const message = explainCollective(g, op, e.message);
+    g.broken = message;
+    throw withRaw(`distributed: ${message}`, e.message);
+  }
+}
 
 export const distributed = {
   /** The backends this build has: ["gloo"] on a CPU build with the Gloo headers, ["nccl"] or both with CUDA. */
-  backends: (): Backend[] => native.distBackends(),
+  backends: (): Backend[] => native().distBackends(),
 
   /** Joins the process group; returns once every rank has joined (or throws after timeoutMs). */
   init(o: InitOptions): void {
     checkInit(o);
+    const cudaDevice = cudaDeviceFor(o);
+    const g: Group = {
+      backend: o.backend,
+      rank: o.rank,
+      worldSize: o.worldSize,
+      device: cudaDevice === null ? "cpu" : `cuda:${cudaDevice}`,
+      timeoutMs: o.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      where: o.storeFile ?? `${o.masterAddr}:${o.masterPort}`,
+    };
+    let joined: number;
     try {
-      native.distInit(
-        o.backend,
-        o.rank,
-        o.worldSize,
-        o.storeFile === undefined ? o.masterAddr : null,
-        o.storeFile === undefined ? o.masterPort : null,
+      joined = native().distInit(
+        g.backend,
+        g.rank,
+        g.worldSize,
+        o.storeFile === undefined ? o.masterAddr! : null,
+        o.storeFile === undefined ? o.masterPort! : null,
         o.storeFile ?? null,
-        o.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        cudaDeviceFor(o),
+        g.timeoutMs,
+        cudaDevice,
         o.bucketBytes ?? DEFAULT_BUCKET_BYTES,
       );
-    } finally {
-      refresh();
+    } catch (e) {
+      if (isDistFailure(e) && e.stage !== "collective") throw withRaw(explainInit(g, e.stage, e.message), e.message);
+      throw e;
     }
+    if (joined !== g.worldSize) {
+      native().distDestroy();
+      fail(`init on rank ${g.rank}: ${joined} processes joined, but WORLD_SIZE is ${g.worldSize}`);
+    }
+    group = g;
   },
 
   /** Reduces the tensors across ranks, in place: every rank ends with the sum (mean, max, min).
    * Every rank must pass the same shapes and dtypes in the same order. */
   allReduce(tensors: Tensor[], op: ReduceOp = "sum"): void {
-    native.distAllReduce(handles(tensors), op);
+    const g = active("allReduce");
+    if (!REDUCE_OPS.includes(op)) fail(`allReduce: unknown reduce op ${JSON.stringify(op)} (sum, avg, max or min)`);
+    const handles = handlesFor(g, "allReduce", tensors, op === "avg");
+    collective(g, "allReduce", () => native().distAllReduce(handles, op));
   },
 
   /** All-reduces plain numbers (losses, token counts, a stop flag) in float64. */
   allReduceNumbers(values: number[], op: ReduceOp = "sum"): number[] {
     if (values.length === 0) return [];
-    const device = info().device ?? "cpu";
+    const device = group?.device ?? "cpu";
     const cpu = tensor(values, { dtype: "float64" });
     const t = device === "cpu" ? cpu : cpu.to({ device });
     try {
-      native.distAllReduce([t.handle], op);
+      distributed.allReduce([t], op);
       return Array.from(t.data() as Float64Array);
     } finally {
       if (t !== cpu) t.dispose();
@@ -148,43 +263,47 @@ export const distributed = {
 
   /** Copies root's tensors to every other rank, in place. */
   broadcast(tensors: Tensor[], root = 0): void {
-    if (!isWhole(root)) fail(`broadcast root must be a rank, got ${root}`);
-    native.distBroadcast(handles(tensors), root);
+    const g = active("broadcast");
+    if (!isWhole(root) || root < 0 || root >= g.worldSize) fail(`broadcast: root ${root} is not in 0..${g.worldSize - 1}`);
+    const handles = handlesFor(g, "broadcast", tensors, false);
+    collective(g, "broadcast", () => native().distBroadcast(handles, root));
   },
 
   /** Returns once every rank has called barrier(). */
   barrier(): void {
-    native.distBarrier();
+    const g = active("barrier");
+    collective(g, "barrier", () => native().distBarrier());
   },
 
   /** Leaves the process group (a no-op when not initialized). Call barrier() first, so that rank 0,
    * which serves the store, does not leave while others still use it. */
   destroy(): void {
-    native.distDestroy();
-    refresh();
+    if (!group) return;
+    group = null;
+    native().distDestroy();
   },
 
   get isInitialized(): boolean {
-    return info().initialized;
+    return group !== null;
   },
   /** This process's rank; 0 when not initialized. */
   get rank(): number {
-    return info().rank ?? 0;
+    return group?.rank ?? 0;
   },
   /** The number of processes; 1 when not initialized. */
   get worldSize(): number {
-    return info().worldSize ?? 1;
+    return group?.worldSize ?? 1;
   },
   /** Rank 0 (or no process group): the process that logs, evaluates and saves. */
   get isMain(): boolean {
-    return (info().rank ?? 0) === 0;
+    return (group?.rank ?? 0) === 0;
   },
   get backend(): Backend | null {
-    return info().backend ?? null;
+    return group?.backend ?? null;
   },
   /** Where this process's collectives run: "cpu" (gloo) or "cuda:N" (nccl); "cpu" when not initialized. */
   get device(): string {
-    return info().device ?? "cpu";
+    return group?.device ?? "cpu";
   },
 
   fromEnv: (env: NodeJS.ProcessEnv = process.env): DistEnv | null => fromEnv(env),

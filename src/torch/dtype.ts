@@ -1,31 +1,24 @@
 // Data types by their PyTorch names; the addon takes libtorch's ScalarType enum values.
+import type { BuildInfo, DType, DTypeCode } from "./native-api.js";
 import { native } from "./native.js";
 
-export type DType = "float32" | "float16" | "bfloat16" | "float64" | "int64" | "int32" | "uint8" | "bool";
+export type { BuildInfo, DType };
 
-export interface BuildInfo {
-  torchVersion: string;
-  builtWithCuda: boolean;
-  cxx11Abi: boolean;
-  cudaAvailable: boolean;
-  mkl: boolean;
-  lapack: boolean;
-  parallelInfo: string;
-  dtypes: Record<DType, number>;
-}
+let info: BuildInfo | undefined;
+let names: Map<DTypeCode, DType> | undefined;
 
-export const buildInfo: BuildInfo = native.buildInfo();
+/** The libtorch this addon was built against and what it offers (read once, on first call). */
+export const buildInfo = (): BuildInfo => (info ??= native().buildInfo());
 
-const codes = buildInfo.dtypes;
-const names = new Map<number, DType>(Object.entries(codes).map(([name, code]) => [code, name as DType]));
-
-export function dtypeCode(dtype: DType): number {
+export function dtypeCode(dtype: DType): DTypeCode {
+  const codes = buildInfo().dtypes;
   const code = codes[dtype];
   if (code === undefined) throw new Error(`unknown dtype '${dtype}': use one of ${Object.keys(codes).join(", ")}`);
   return code;
 }
 
-export function dtypeName(code: number): DType {
+export function dtypeName(code: DTypeCode): DType {
+  names ??= new Map(Object.entries(buildInfo().dtypes).map(([name, c]) => [c, name as DType]));
   const name = names.get(code);
   if (!name) throw new Error(`tensor has a dtype svdlora does not handle (ScalarType ${code})`);
   return name;

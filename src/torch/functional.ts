@@ -5,29 +5,29 @@ import { type Scalar, Tensor, _wrap as wrap, _wrapAll as wrapAll } from "./tenso
 const handles = (ts: Tensor[]) => ts.map((t) => t.handle);
 const arg = (x: Tensor | Scalar) => (x instanceof Tensor ? x.handle : x);
 
-export const cat = (tensors: Tensor[], dim = 0) => wrap(native.cat(handles(tensors), dim));
-export const stack = (tensors: Tensor[], dim = 0) => wrap(native.stack(handles(tensors), dim));
+export const cat = (tensors: Tensor[], dim = 0) => wrap(native().cat(handles(tensors), dim));
+export const stack = (tensors: Tensor[], dim = 0) => wrap(native().stack(handles(tensors), dim));
 /** Elementwise cond ? a : b; either side may be a number. */
-export const where = (cond: Tensor, a: Tensor | Scalar, b: Tensor | Scalar) => wrap(native.where(cond.handle, arg(a), arg(b)));
+export const where = (cond: Tensor, a: Tensor | Scalar, b: Tensor | Scalar) => wrap(native().where(cond.handle, arg(a), arg(b)));
 
 export const matmul = (a: Tensor, b: Tensor) => a.matmul(b);
 /** x Wᵀ + b, as torch.nn.functional.linear. */
 export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null) =>
-  wrap(native.linear(x.handle, weight.handle, bias?.handle ?? null));
+  wrap(native().linear(x.handle, weight.handle, bias?.handle ?? null));
 /** Rows of weight picked by integer ids. */
-export const embedding = (weight: Tensor, ids: Tensor) => wrap(native.embedding(weight.handle, ids.handle));
+export const embedding = (weight: Tensor, ids: Tensor) => wrap(native().embedding(weight.handle, ids.handle));
 // Decoder-layer pieces as single autograd nodes (native/fused.cc): fewer ops for the host to queue.
 /** silu(gate) · up, the SwiGLU product; its backward keeps gate and up only, not silu(gate). */
-export const swiglu = (gate: Tensor, up: Tensor) => wrap(native.swiglu(gate.handle, up.handle));
+export const swiglu = (gate: Tensor, up: Tensor) => wrap(native().swiglu(gate.handle, up.handle));
 /** RMSNorm as transformers computes it: x·rsqrt(mean(x²) + eps) in float32, cast back to x's dtype, times weight. */
-export const rmsNorm = (x: Tensor, weight: Tensor, eps: number) => wrap(native.rmsNorm(x.handle, weight.handle, eps));
+export const rmsNorm = (x: Tensor, weight: Tensor, eps: number) => wrap(native().rmsNorm(x.handle, weight.handle, eps));
 /** x Wᵀ + b + scaling·(x Aᵀ) Bᵀ: a frozen linear layer and its LoRA factors as one node (factors cast to x's dtype). */
 export function loraLinear(x: Tensor, weight: Tensor, bias: Tensor | null, A: Tensor, B: Tensor, scaling: number): Tensor {
-  return wrap(native.loraLinear(x.handle, weight.handle, bias?.handle ?? null, A.handle, B.handle, scaling));
+  return wrap(native().loraLinear(x.handle, weight.handle, bias?.handle ?? null, A.handle, B.handle, scaling));
 }
 /** Non-interleaved rotary embedding x·cos + rotate_half(x)·sin; cos and sin broadcast to x. */
-export const rope = (x: Tensor, cos: Tensor, sin: Tensor) => wrap(native.rope(x.handle, cos.handle, sin.handle));
-export const dropout = (x: Tensor, p: number, training: boolean) => wrap(native.dropout(x.handle, p, training));
+export const rope = (x: Tensor, cos: Tensor, sin: Tensor) => wrap(native().rope(x.handle, cos.handle, sin.handle));
+export const dropout = (x: Tensor, p: number, training: boolean) => wrap(native().dropout(x.handle, p, training));
 export const softmax = (x: Tensor, dim: number) => x.softmax(dim);
 export const logSoftmax = (x: Tensor, dim: number) => x.logSoftmax(dim);
 
@@ -40,7 +40,7 @@ export interface CrossEntropyOptions {
 /** logits [N, C] against class ids [N]; targets equal to ignoreIndex (default −100) count for nothing. */
 export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOptions = {}): Tensor {
   return wrap(
-    native.crossEntropy(logits.handle, targets.handle, o.ignoreIndex ?? -100, REDUCTIONS[o.reduction ?? "mean"], o.labelSmoothing ?? 0),
+    native().crossEntropy(logits.handle, targets.handle, o.ignoreIndex ?? -100, REDUCTIONS[o.reduction ?? "mean"], o.labelSmoothing ?? 0),
   );
 }
 
@@ -56,18 +56,18 @@ export interface AttentionOptions {
  * (grouped-query attention without copying heads where libtorch supports it).
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
-  return wrap(native.sdpa(q.handle, k.handle, v.handle, o.mask?.handle ?? null, o.dropout ?? 0, o.causal ?? false, o.scale ?? null));
+  return wrap(native().sdpa(q.handle, k.handle, v.handle, o.mask?.handle ?? null, o.dropout ?? 0, o.causal ?? false, o.scale ?? null));
 }
 
 /** Reduced SVD: A = U diag(S) Vh with k = min(m, n) columns. */
 export function svd(a: Tensor): { U: Tensor; S: Tensor; Vh: Tensor } {
-  const [U, S, Vh] = wrapAll(native.svd(a.handle));
+  const [U, S, Vh] = wrapAll(native().svd(a.handle));
   return { U, S, Vh };
 }
-export const svdvals = (a: Tensor) => wrap(native.svdvals(a.handle));
+export const svdvals = (a: Tensor) => wrap(native().svdvals(a.handle));
 /** Reduced QR: A = Q R, Q with orthonormal columns. */
 export function qr(a: Tensor): { Q: Tensor; R: Tensor } {
-  const [Q, R] = wrapAll(native.qr(a.handle));
+  const [Q, R] = wrapAll(native().qr(a.handle));
   return { Q, R };
 }
 
@@ -84,11 +84,11 @@ export function flashAttentionVarlen(
   maxSeqlen: number,
   o: { causal?: boolean; scale?: number } = {},
 ): Tensor {
-  return wrap(native.flashAttnVarlen(q.handle, k.handle, v.handle, cuSeqlens.handle, maxSeqlen, o.causal ?? true, o.scale ?? null));
+  return wrap(native().flashAttnVarlen(q.handle, k.handle, v.handle, cuSeqlens.handle, maxSeqlen, o.causal ?? true, o.scale ?? null));
 }
 
 /** Whether this build has the CUDA-only kernels (packed flash attention, fused AdamW) and a GPU. */
-export const fastKernelsAvailable = (): boolean => native.fastKernels();
+export const fastKernelsAvailable = (): boolean => native().fastKernels();
 
 export interface FusedAdamWArgs {
   params: Tensor[];
@@ -106,7 +106,7 @@ export interface FusedAdamWArgs {
 }
 /** torch.optim.AdamW(fused=True)'s multi-tensor kernel, in place (CUDA only). */
 export function fusedAdamW_(a: FusedAdamWArgs): void {
-  native.fusedAdamW(
+  native().fusedAdamW(
     handles(a.params),
     handles(a.grads),
     handles(a.expAvgs),

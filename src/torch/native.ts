@@ -1,22 +1,39 @@
-// Loads the libtorch addon (build/Release/svdlora.node). Everything else in torch/ goes through here.
-import { createRequire } from "node:module";
+// Loads the libtorch addon (build/Release/svdlora.node) on first use, so that importing the torch
+// API costs nothing until a call needs libtorch. Everything else in torch/ goes through here.
 import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import type { NativeAddon } from "./native-api.js";
 
-/** An opaque handle to one libtorch tensor, owned by a `Tensor`. */
-export type Handle = { readonly __handle: unique symbol };
+export type { Handle } from "./native-api.js";
 
-// The addon is a flat table of functions; the typed API lives in tensor.ts and friends.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type NativeFn = (...args: any[]) => any;
+let addon: NativeAddon | undefined;
+let tuneWhenLoaded = false;
 
-const addonPath = process.env.SVDLORA_ADDON ?? fileURLToPath(new URL("../../../build/Release/svdlora.node", import.meta.url));
-
-function load(): Record<string, NativeFn> {
-  if (!existsSync(addonPath)) {
-    throw new Error(`svdlora: the native addon is not built (${addonPath} is missing): run \`npm run setup\``);
-  }
-  return createRequire(import.meta.url)(addonPath) as Record<string, NativeFn>;
+/** The addon, loaded by the first call. */
+export function native(): NativeAddon {
+  return addon ?? load();
 }
 
-export const native = load();
+function load(): NativeAddon {
+  const path = process.env.SVDLORA_ADDON ?? fileURLToPath(new URL("../../../build/Release/svdlora.node", import.meta.url));
+  if (!existsSync(path)) throw new Error(`svdlora: the native addon is not built (${path} is missing): run \`npm run setup\``);
+  const loaded: NativeAddon = createRequire(import.meta.url)(path);
+  if (tuneWhenLoaded) loaded.tuneHostAllocator();
+  addon = loaded;
+  return loaded;
+}
+
+/**
+ * Makes glibc's malloc keep freed memory in the heap for reuse, for the whole process. By default
+ * glibc serves blocks above its mmap threshold (at most 32 MiB) with fresh mmap()s that the kernel
+ * zero-fills page by page on every use, so CPU activations of a few tens of MiB cost more in page
+ * faults than in arithmetic (eval at batch 16 of the tiny model: 48 s instead of 11 s). The price
+ * is that memory freed by this process stays with it. The `svdlora` command calls this at start-up
+ * (unless SVDLORA_SYSTEM_MALLOC=1); library users opt in. Applies when the addon loads if it is not loaded yet (this does not load
+ * libtorch); a no-op where the C library is not glibc.
+ */
+export function tuneHostAllocator(): void {
+  if (addon) addon.tuneHostAllocator();
+  else tuneWhenLoaded = true;
+}

@@ -1,9 +1,13 @@
 // Memory scopes and accounting, seeds, threads, and CUDA devices.
+import { buildInfo } from "./dtype.js";
+import type { CudaDevice, CudaMemory, LiveTensors } from "./native-api.js";
 import { native } from "./native.js";
 import { type Disposable, collect, keep, runScoped } from "./scope.js";
 import { Tensor, _wrap as wrap } from "./tensor.js";
 
 export { keep };
+export { tuneHostAllocator } from "./native.js";
+export type { CudaDevice, CudaMemory };
 
 const isTensor = (v: unknown): v is Disposable => v instanceof Tensor;
 
@@ -16,39 +20,25 @@ export function dispose(value: unknown): void {
 }
 
 /** Tensors alive in this process: handles holding memory, and their bytes (shared storage once). */
-export const memory = (): { count: number; bytes: number } => native.liveTensors();
+export const memory = (): LiveTensors => native().liveTensors();
 
 /** Seeds the CPU and every CUDA generator, as torch.manual_seed. */
-export const manualSeed = (seed: number): void => native.manualSeed(seed);
-export const getNumThreads = (): number => native.getNumThreads();
-export const setNumThreads = (n: number): void => native.setNumThreads(n);
+export const manualSeed = (seed: number): void => native().manualSeed(seed);
+export const getNumThreads = (): number => native().getNumThreads();
+export const setNumThreads = (n: number): void => native().setNumThreads(n);
 /** A generator's state (a uint8 tensor): the CPU's, or GPU cudaDevice's. */
-export const getRngState = (cudaDevice?: number): Tensor => wrap(native.getRngState(cudaDevice ?? null));
-export const setRngState = (state: Tensor, cudaDevice?: number): void => native.setRngState(state.handle, cudaDevice ?? null);
-
-export interface CudaDevice {
-  index: number;
-  name: string;
-  totalMemory: number;
-  capability: string;
-  multiProcessors: number;
-}
-export interface CudaMemory {
-  allocated: number;
-  peakAllocated: number;
-  reserved: number;
-  peakReserved: number;
-}
+export const getRngState = (cudaDevice?: number): Tensor => wrap(native().getRngState(cudaDevice ?? null));
+export const setRngState = (state: Tensor, cudaDevice?: number): void => native().setRngState(state.handle, cudaDevice ?? null);
 
 export const cuda = {
-  isAvailable: (): boolean => native.buildInfo().cudaAvailable,
-  devices: (): CudaDevice[] => native.devices(),
-  deviceCount: (): number => (native.devices() as CudaDevice[]).length,
-  manualSeed: (seed: number): void => native.cudaManualSeed(seed),
-  memory: (device?: number): CudaMemory => native.cudaMemory(device),
-  resetPeakMemory: (device?: number): void => native.cudaResetPeak(device),
-  emptyCache: (): void => native.cudaEmptyCache(),
-  synchronize: (): void => native.cudaSynchronize(),
+  isAvailable: (): boolean => buildInfo().cudaAvailable,
+  devices: (): CudaDevice[] => native().devices(),
+  deviceCount: (): number => native().devices().length,
+  manualSeed: (seed: number): void => native().cudaManualSeed(seed),
+  memory: (device?: number): CudaMemory => native().cudaMemory(device),
+  resetPeakMemory: (device?: number): void => native().cudaResetPeak(device),
+  emptyCache: (): void => native().cudaEmptyCache(),
+  synchronize: (): void => native().cudaSynchronize(),
   /** Caps this process's allocations on a device to a share of its memory (0 < fraction ≤ 1). */
-  setMemoryFraction: (fraction: number, device?: number): void => native.cudaSetMemoryFraction(fraction, device),
+  setMemoryFraction: (fraction: number, device?: number): void => native().cudaSetMemoryFraction(fraction, device),
 };

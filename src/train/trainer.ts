@@ -352,7 +352,7 @@ function writeSummary(
     made_by: "svdlora",
     kind: kind === "lora" ? "LoRA training run" : "full fine-tune",
     code: codeVersion(),
-    libtorch: torch.buildInfo.torchVersion,
+    libtorch: torch.buildInfo().torchVersion,
     hardware: dp.device.startsWith("cuda")
       ? (torch.cuda.devices()[0]?.name ?? dp.device)
       : `${os.cpus()[0]?.model ?? "cpu"} (${os.cpus().length} cores)`,
