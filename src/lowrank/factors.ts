@@ -22,7 +22,7 @@ export interface SvdFactorOptions {
   rank: number;
   /** The scale s of the adapter to be trained (α / r, or α / √r with rsLoRA). */
   scaling: number;
-  /** Default "seed" (the reference design). */
+  /** How Σ_r / s is put on B and A; default "seed" (docs/experiment.md#step-2b-svd-analysis-and-svd-init-factors). */
   split?: FactorSplit;
   /** dtype of the returned factors. Default float32. */
   dtype?: torch.DType;

@@ -43,7 +43,10 @@ export interface SvdSummary {
   relativeError: Stats;
   energyRatio: Stats;
   decayRate: Stats;
-  /** Modules with relative error < 0.1 and energy ratio > 0.9 (the reference write-up's bar). */
+  /**
+   * Modules with relative error < 0.1 and energy ratio > 0.9 (since error² = 1 − energy, the first
+   * alone means energy > 0.99; docs/experiment.md#step-2b-svd-analysis-and-svd-init-factors).
+   */
   meetingBar: number;
 }
 
