@@ -6,10 +6,10 @@
 //   --dense partial (default): times q, k, v, o, gate, down of layer 0 densely and counts up_proj
 //     with gate_proj's measured time (same 18944×3584 shape); full: all 7 (≈ 1 more minute on 2 cores).
 import * as os from "node:os";
-import { loraConfig, type LoraWeights } from "../src/hf/peft.js";
+import { loraScale } from "../src/hf/peft.js";
 import { svdInitFactors } from "../src/lowrank/factors.js";
-import { exactSvd, factoredSvd } from "../src/lowrank/svd.js";
-import { disposeDelta, synthesizeFromAdapter } from "../src/lowrank/synthesis.js";
+import { type LoraDelta, exactSvd, factoredSvd } from "../src/lowrank/svd.js";
+import { disposeDelta, synthesizeTeacher } from "../src/lowrank/synthesis.js";
 import * as torch from "../src/torch/index.js";
 
 torch.tuneHostAllocator(); // as the svdlora command does
@@ -29,6 +29,7 @@ const SHAPES: [string, number, number][] = [
 const R = 16;
 const ALPHA = 32;
 const K = 64;
+const scale = loraScale(ALPHA, R, false);
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -41,15 +42,15 @@ torch.setNumThreads(Number(arg("threads", String(os.availableParallelism()))));
 const seconds = (t0: number) => (performance.now() - t0) / 1000;
 const fmt = (s: number) => s.toFixed(2);
 
-function randomAdapter(): LoraWeights {
+function randomAdapter(): Map<string, LoraDelta> {
   torch.manualSeed(0);
-  const weights: LoraWeights = new Map();
+  const weights = new Map<string, LoraDelta>();
   for (let layer = 0; layer < layers; layer++) {
     for (const [name, out, inp] of SHAPES) {
       // A like PEFT's Kaiming-uniform scale, B small but non-zero (a "trained" adapter)
       weights.set(
         `model.layers.${layer}.${name}`,
-        torch.tidy(() => ({ A: torch.randn([R, inp]).mul(1 / Math.sqrt(inp)), B: torch.randn([out, R]).mul(0.01) })),
+        torch.tidy(() => ({ A: torch.randn([R, inp]).mul(1 / Math.sqrt(inp)), B: torch.randn([out, R]).mul(0.01), scale })),
       );
     }
   }
@@ -62,13 +63,6 @@ console.log(
 );
 
 const weights = randomAdapter();
-const config = loraConfig({
-  r: R,
-  loraAlpha: ALPHA,
-  targetModules: SHAPES.map(([n]) => n.split(".")[1]),
-  baseModel: "Qwen/Qwen2.5-Math-7B",
-});
-const scale = ALPHA / R;
 const baseCount = torch.memory().count;
 
 // 1. factored SVD of every LoRA ΔW (the analysis step the dense path replaces)
@@ -83,10 +77,10 @@ const factoredSvdSeconds = seconds(t0);
 
 // 2. teacher synthesis (step 2a) and SVD analysis + init factors at rank r (step 2b)
 t0 = performance.now();
-const teacher = synthesizeFromAdapter(config, weights, { targetRank: K });
+const teacher = synthesizeTeacher(weights, { targetRank: K });
 const synthSeconds = seconds(t0);
 t0 = performance.now();
-const factors = svdInitFactors(teacher.modules, { rank: R, alpha: ALPHA });
+const factors = svdInitFactors(teacher.modules, { rank: R, scaling: scale });
 const analysisSeconds = seconds(t0);
 const metrics = [...factors.metrics.values()];
 const noise = [...teacher.info.values()].map((i) => i.achievedNoiseRatio);

@@ -1,29 +1,28 @@
-// SVD-init factors (SPEC step 2b): truncate a teacher ΔW at the LoRA rank r and split it into LoRA
-// factors with B·A = ΔW_r / s, so the new adapter starts exactly at s·B·A = ΔW_r.
+// SVD-init factors (docs/experiment.md#step-2b-svd-analysis-and-svd-init-factors): truncate a
+// teacher ΔW at the LoRA rank r and split it into LoRA factors with B·A = ΔW_r / s, so the new
+// adapter starts exactly at s·B·A = ΔW_r.
 //   seed split:     B = U_r Σ_r / s,   A = V_rᵀ
 //   balanced split: B = U_r √(Σ_r/s),  A = √(Σ_r/s) V_rᵀ   (equal factor norms: better conditioned)
-import { type LoraAdapterConfig, type LoraWeights, loraConfig, loraScale, loraScaling } from "../hf/peft.js";
 import * as torch from "../torch/index.js";
 import { Tensor } from "../torch/index.js";
 import { DEFAULT_RANK_TOLERANCE, type SpectrumMetrics, spectrumMetrics } from "./metrics.js";
-import { type Svd, exactSvd, factoredSvd, randomizedSvd } from "./svd.js";
+import { type LoraDelta, type Svd, exactSvd, factoredSvd, randomizedSvd } from "./svd.js";
 
 /**
  * A module's ΔW (out × in), in any of the forms the workflow has: an SVD-form factorization
  * U diag(S) Vh (a synthesized teacher), LoRA factors scale · B A (a PEFT adapter), or a dense matrix
  * (e.g. the difference of two checkpoints' weights).
  */
-export type DeltaSource = Svd | { B: Tensor; A: Tensor; scale: number } | Tensor;
+export type DeltaSource = Svd | LoraDelta | Tensor;
 
 export type FactorSplit = "seed" | "balanced";
 
 export interface SvdFactorOptions {
   /** The LoRA rank r. */
   rank: number;
-  /** lora_alpha of the adapter to be trained; s = α / r (α / √r with rsLoRA). */
-  alpha: number;
-  useRslora?: boolean;
-  /** Default "seed" (the reference design). */
+  /** The scale s of the adapter to be trained (α / r, or α / √r with rsLoRA). */
+  scaling: number;
+  /** How Σ_r / s is put on B and A; default "seed" (docs/experiment.md#step-2b-svd-analysis-and-svd-init-factors). */
   split?: FactorSplit;
   /** dtype of the returned factors. Default float32. */
   dtype?: torch.DType;
@@ -38,12 +37,17 @@ export interface ModuleFactorMetrics extends SpectrumMetrics {
   shape: [number, number];
 }
 
+/** One module's LoRA factors: A (r × in), B (out × r). */
+export interface LoraFactorPair {
+  A: Tensor;
+  B: Tensor;
+}
+
 export interface SvdFactors {
-  weights: LoraWeights;
+  /** Module path → factors with s·B·A = ΔW_r. */
+  weights: Map<string, LoraFactorPair>;
   metrics: Map<string, ModuleFactorMetrics>;
   rank: number;
-  alpha: number;
-  useRslora: boolean;
   scaling: number;
   split: FactorSplit;
 }
@@ -101,7 +105,7 @@ export function moduleFactors(
   modulePath: string,
   delta: DeltaSource,
   o: { rank: number; scaling: number; split: FactorSplit; dtype: torch.DType; denseMethod: "exact" | "randomized" },
-): { factors: { A: Tensor; B: Tensor }; metrics: ModuleFactorMetrics } {
+): { factors: LoraFactorPair; metrics: ModuleFactorMetrics } {
   return torch.tidy(() => {
     const [m, n] = checkShape(modulePath, delta, o.rank);
     const r = o.rank;
@@ -113,28 +117,37 @@ export function moduleFactors(
         `${modulePath}: rank ${r} exceeds the delta's numerical rank ${metrics.numericalRank} (σ_${r} ≈ 0); use rank ≤ ${metrics.numericalRank}`,
       );
     }
+    return { factors: splitFactors(svd, r, o.scaling, o.split, o.dtype), metrics: { ...metrics, shape: [m, n] as [number, number] } };
+  });
+}
+
+/**
+ * LoRA factors with s·B·A = U_r Σ_r V_rᵀ from the first r triplets of an SVD (descending), split
+ * as named: "seed" puts Σ_r / s on B, "balanced" puts √(Σ_r / s) on both sides.
+ */
+export function splitFactors(svd: Svd, r: number, scaling: number, split: FactorSplit, dtype: torch.DType = "float32"): LoraFactorPair {
+  return torch.tidy(() => {
     const U = svd.U.narrow(1, 0, r);
-    const S = svd.S.narrow(0, 0, r).div(o.scaling);
+    const S = svd.S.narrow(0, 0, r).div(scaling);
     const Vh = svd.Vh.narrow(0, 0, r);
-    const [bScale, aScale] = o.split === "seed" ? [S, null] : [S.sqrt(), S.sqrt()];
-    const B = U.mul(bScale.unsqueeze(0)).to(o.dtype).contiguous();
-    const A = (aScale ? Vh.mul(aScale.unsqueeze(1)) : Vh).to(o.dtype).clone();
-    return { factors: { A, B }, metrics: { ...metrics, shape: [m, n] as [number, number] } };
+    const [bScale, aScale] = split === "seed" ? [S, null] : [S.sqrt(), S.sqrt()];
+    const B = U.mul(bScale.unsqueeze(0)).to(dtype).contiguous();
+    const A = (aScale ? Vh.mul(aScale.unsqueeze(1)) : Vh).to(dtype).clone();
+    return { A, B };
   });
 }
 
 /** Step 2b: LoRA factors B·A = ΔW_r / s for every module, and the truncation metrics. */
 export function svdInitFactors(deltas: ReadonlyMap<string, DeltaSource>, options: SvdFactorOptions): SvdFactors {
-  const { rank, alpha } = options;
+  const { rank, scaling } = options;
   if (!Number.isInteger(rank) || rank < 1) throw new Error(`rank must be a positive integer, got ${rank}`);
-  if (!(alpha > 0) || !Number.isFinite(alpha)) throw new Error(`lora alpha must be a positive number, got ${alpha}`);
+  if (!(scaling > 0) || !Number.isFinite(scaling)) throw new Error(`LoRA scaling s must be a positive number, got ${scaling}`);
   const split = options.split ?? "seed";
   if (split !== "seed" && split !== "balanced") throw new Error(`split must be "seed" or "balanced", got ${JSON.stringify(split)}`);
   if (deltas.size === 0) throw new Error("no modules to factor");
-  const scaling = loraScale(alpha, rank, options.useRslora ?? false);
   const o = { rank, scaling, split, dtype: options.dtype ?? "float32", denseMethod: options.denseMethod ?? "exact" } as const;
   for (const [modulePath, delta] of deltas) checkShape(modulePath, delta, rank); // fail before any SVD work
-  const result: SvdFactors = { weights: new Map(), metrics: new Map(), rank, alpha, useRslora: options.useRslora ?? false, scaling, split };
+  const result: SvdFactors = { weights: new Map(), metrics: new Map(), rank, scaling, split };
   try {
     for (const modulePath of [...deltas.keys()].sort()) {
       const { factors, metrics } = moduleFactors(modulePath, deltas.get(modulePath)!, o);
@@ -146,26 +159,4 @@ export function svdInitFactors(deltas: ReadonlyMap<string, DeltaSource>, options
     throw error;
   }
   return result;
-}
-
-/** The LoRA deltas of a loaded PEFT adapter, as factor sources (ΔW = s · B A, per-module s). */
-export function deltasFromAdapter(config: LoraAdapterConfig, weights: LoraWeights): Map<string, DeltaSource> {
-  return new Map([...weights].map(([path, { A, B }]) => [path, { B, A, scale: loraScaling(config, path) }]));
-}
-
-/**
- * A PEFT config for the factors; target modules are the last path components. init_lora_weights
- * stays true: PEFT raises "Unknown initialization" for strings it does not know, and the factors
- * in the file override the init anyway (the split is recorded in the analysis instead).
- */
-export function svdFactorsConfig(factors: SvdFactors, baseModel: string | null): LoraAdapterConfig {
-  const targetModules = [...new Set([...factors.weights.keys()].map((p) => p.split(".").pop()!))].sort();
-  return loraConfig({
-    r: factors.rank,
-    loraAlpha: factors.alpha,
-    targetModules,
-    baseModel,
-    useRslora: factors.useRslora,
-    initLoraWeights: true,
-  });
 }

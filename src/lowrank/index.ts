@@ -1,8 +1,8 @@
-// Low-rank analysis of weight deltas: SVDs (dense, factored, randomized), truncation metrics,
-// teacher synthesis (step 2a) and SVD-init LoRA factors (step 2b).
+// Low-rank analysis of weight deltas, as pure maths on tensors (no files): SVDs (dense, factored,
+// randomized), truncation metrics, teacher synthesis (step 2a) and SVD-init LoRA factors (step 2b)
+// of docs/experiment.md. Reading and writing their files is hf/'s and pipeline/'s job.
 export * from "./svd.js";
 export * from "./metrics.js";
 export * from "./synthesis.js";
-export * from "./delta-file.js";
 export * from "./factors.js";
 export { GaussianSource, deriveSeed } from "./random.js";

@@ -20,6 +20,9 @@ export interface FactoredTerm {
   scale?: number;
 }
 
+/** A LoRA module's update ΔW = scale · B A (B: out × r, A: r × in; scale s = α/r, docs/experiment.md#lora). */
+export type LoraDelta = Required<FactoredTerm>;
+
 export type SvdDtype = "float32" | "float64";
 
 /** float64 stays float64; everything else (half types included) is computed in float32. */

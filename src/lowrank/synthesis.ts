@@ -1,7 +1,7 @@
-// Teacher synthesis (SPEC step 2a): from a trained LoRA, a rank-K "teacher" ΔW per adapted matrix,
-// standing in for a full fine-tune. Everything stays factored (U: m×K, S: K, Vh: K×n): the m×K and
-// K×n work runs in the storage dtype, the K×K cores in float64. Per module, one seeded stream draws,
-// in order, G_U (m×(K−r)), G_V (n×(K−r)) and G (K×K).
+// Teacher synthesis (docs/experiment.md#step-2a-teacher-synthesis): from a trained LoRA, a rank-K
+// "teacher" ΔW per adapted matrix, standing in for a full fine-tune. Everything stays factored
+// (U: m×K, S: K, Vh: K×n): the m×K and K×n work runs in the storage dtype, the K×K cores in
+// float64. Per module, one seeded stream draws, in order, G_U (m×(K−r)), G_V (n×(K−r)) and G (K×K).
 //
 //   ΔW_lora  = s·B·A = U_r Σ_r V_rᵀ                          (exact, factoredSvd)
 //   tail     σ_{r+j} = σ_r · exp(−decay · j),  j = 1 … K − r
@@ -14,29 +14,30 @@
 // Because U_K and V_K are orthonormal, ‖ΔW_synth − ΔW_clean‖_F = ‖N‖_F exactly, so the noise ratio
 // equals noiseScale by construction; the noise perturbs both the singular values and the singular
 // directions (within the K-dimensional column/row spaces), and ΔW_synth has rank exactly K.
-import { type LoraAdapterConfig, type LoraWeights, loadAdapter, loraScaling } from "../hf/peft.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { spectrumMetrics } from "./metrics.js";
 import { GaussianSource, deriveSeed } from "./random.js";
-import { type Svd, type SvdDtype, canonicalSigns, factoredSvd } from "./svd.js";
+import { type LoraDelta, type Svd, type SvdDtype, canonicalSigns, factoredSvd } from "./svd.js";
 
 export const DECAY_FORM = "sigma_{r+j} = sigma_r * exp(-decay * j), j = 1..K-r";
 export const NOISE_FORM =
   "dW_synth = U_K (Sigma_K + N) V_K^T re-diagonalized by SVD; N = noiseScale * ||Sigma_K||_F * G / ||G||_F, G ~ N(0,1)^{KxK}";
 
 export interface SynthesisOptions {
-  /** K, the teacher's rank (clamped to min(out, in) per matrix). Default 64. */
+  /** K, the teacher's rank (clamped to min(out, in) per matrix). */
   targetRank?: number;
-  /** ‖ΔW_synth − ΔW_clean‖_F / ‖ΔW_clean‖_F. Default 0.1. */
+  /** ‖ΔW_synth − ΔW_clean‖_F / ‖ΔW_clean‖_F. */
   noiseScale?: number;
-  /** λ in σ_{r+j} = σ_r e^{−λ j}. Default 0.1: the tail falls by e every 10 values. */
+  /** λ in σ_{r+j} = σ_r e^{−λ j}; the default 0.1 makes the tail fall by e every 10 values. */
   decay?: number;
-  /** Base seed; each module draws from its own stream seeded by (seed, module path). Default 42. */
+  /** Base seed; each module draws from its own stream seeded by (seed, module path). */
   seed?: number;
-  /** dtype of the stored factors. Default float32. */
+  /** dtype of the stored factors. */
   dtype?: SvdDtype;
 }
+
+export const SYNTHESIS_DEFAULTS: Required<SynthesisOptions> = { targetRank: 64, noiseScale: 0.1, decay: 0.1, seed: 42, dtype: "float32" };
 
 export interface SynthesisSettings {
   targetRank: number;
@@ -80,15 +81,14 @@ export interface SynthesizedDelta {
   info: Map<string, SynthesizedModuleInfo>;
 }
 
-export function resolveSynthesisOptions(
-  o: SynthesisOptions = {},
-): Pick<SynthesisSettings, "targetRank" | "noiseScale" | "decay" | "seed" | "dtype"> {
+export function resolveSynthesisOptions(o: SynthesisOptions = {}): Required<SynthesisOptions> {
+  const d = SYNTHESIS_DEFAULTS;
   const r = {
-    targetRank: o.targetRank ?? 64,
-    noiseScale: o.noiseScale ?? 0.1,
-    decay: o.decay ?? 0.1,
-    seed: o.seed ?? 42,
-    dtype: o.dtype ?? "float32",
+    targetRank: o.targetRank ?? d.targetRank,
+    noiseScale: o.noiseScale ?? d.noiseScale,
+    decay: o.decay ?? d.decay,
+    seed: o.seed ?? d.seed,
+    dtype: o.dtype ?? d.dtype,
   };
   if (!Number.isInteger(r.targetRank) || r.targetRank < 1) throw new Error(`target rank must be a positive integer, got ${r.targetRank}`);
   if (!(r.noiseScale >= 0) || !Number.isFinite(r.noiseScale))
@@ -133,7 +133,7 @@ export function factoredDistance(x: Svd, y: Svd): number {
  */
 export function synthesizeModule(
   modulePath: string,
-  lora: { B: Tensor; A: Tensor; scale: number },
+  lora: LoraDelta,
   options: SynthesisOptions = {},
 ): { delta: Svd; info: SynthesizedModuleInfo } {
   const o = resolveSynthesisOptions(options);
@@ -190,23 +190,34 @@ export function synthesizeModule(
   });
 }
 
-/** A teacher for every module of an adapter already in memory (the adapter is left as it is). */
-export function synthesizeFromAdapter(
-  config: LoraAdapterConfig,
-  weights: LoraWeights,
+/** Where the LoRA came from: recorded in the settings for the report, not used by the maths. */
+export type TeacherSource = Partial<Pick<SynthesisSettings, "sourceAdapter" | "loraRank" | "loraAlpha">>;
+
+/**
+ * Step 2a: a teacher for every module of a LoRA adapter (module path → s·B·A; the factors are left
+ * as they are).
+ */
+export function synthesizeTeacher(
+  loras: ReadonlyMap<string, LoraDelta>,
   options: SynthesisOptions = {},
-  sourceAdapter: string | null = null,
+  source: TeacherSource = {},
 ): SynthesizedDelta {
   const o = resolveSynthesisOptions(options);
   const result: SynthesizedDelta = {
-    settings: { ...o, decayForm: DECAY_FORM, noiseForm: NOISE_FORM, sourceAdapter, loraRank: config.r, loraAlpha: config.lora_alpha },
+    settings: {
+      ...o,
+      decayForm: DECAY_FORM,
+      noiseForm: NOISE_FORM,
+      sourceAdapter: source.sourceAdapter ?? null,
+      loraRank: source.loraRank ?? null,
+      loraAlpha: source.loraAlpha ?? null,
+    },
     modules: new Map(),
     info: new Map(),
   };
   try {
-    for (const modulePath of [...weights.keys()].sort()) {
-      const { A, B } = weights.get(modulePath)!;
-      const { delta, info } = synthesizeModule(modulePath, { B, A, scale: loraScaling(config, modulePath) }, o);
+    for (const modulePath of [...loras.keys()].sort()) {
+      const { delta, info } = synthesizeModule(modulePath, loras.get(modulePath)!, o);
       result.modules.set(modulePath, delta);
       result.info.set(modulePath, info);
     }
@@ -215,16 +226,6 @@ export function synthesizeFromAdapter(
     throw error;
   }
   return result;
-}
-
-/** Step 2a: a teacher from a PEFT adapter directory (e.g. training_results/final_model_random). */
-export function synthesizeTeacher(adapterDir: string, options: SynthesisOptions = {}): SynthesizedDelta {
-  const { config, weights } = loadAdapter(adapterDir);
-  try {
-    return synthesizeFromAdapter(config, weights, options, adapterDir);
-  } finally {
-    torch.dispose([...weights.values()]);
-  }
 }
 
 export function disposeDelta(delta: { modules: Map<string, Svd> }): void {

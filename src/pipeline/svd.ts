@@ -1,23 +1,17 @@
-// Step 2b: truncated SVD of a teacher ΔW at the LoRA rank, quality metrics, and the factors of
-// an SVD-initialized LoRA (B·A = ΔW_r / s) saved as a PEFT adapter.
+// Step 2b (docs/experiment.md#step-2b-svd-analysis-and-svd-init-factors): truncated SVD of a
+// teacher ΔW at the LoRA rank, quality metrics, and the factors of an SVD-initialized LoRA
+// (B·A = ΔW_r / s) saved as a PEFT adapter.
 import fs from "node:fs";
 import path from "node:path";
 import { SafetensorsCheckpoint } from "../hf/checkpoint.js";
-import { isTargetModule, loadAdapter, loraConfig, saveAdapter } from "../hf/peft.js";
-import {
-  type DeltaSource,
-  type FactorSplit,
-  type SvdFactors,
-  deltasFromAdapter,
-  disposeDelta,
-  loadSynthesizedDelta,
-  svdFactorsConfig,
-  svdInitFactors,
-} from "../lowrank/index.js";
+import { type LoraAdapterConfig, isTargetModule, loadAdapter, loraConfig, loraScale, saveAdapter } from "../hf/peft.js";
+import { loadSynthesizedDelta } from "../hf/synthesized-delta.js";
+import { type DeltaSource, type FactorSplit, type SvdFactors, svdInitFactors } from "../lowrank/index.js";
 import { saveChart, svdAnalysisChart } from "../report/index.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { shortName } from "./layout.js";
+import { loraDeltas } from "./synthesize.js";
 
 export interface SvdStepOptions {
   /** Exactly one source of ΔW. */
@@ -49,7 +43,10 @@ export interface SvdSummary {
   relativeError: Stats;
   energyRatio: Stats;
   decayRate: Stats;
-  /** Modules with relative error < 0.1 and energy ratio > 0.9 (the reference write-up's bar). */
+  /**
+   * Modules with relative error < 0.1 and energy ratio > 0.9 (since error² = 1 − energy, the first
+   * alone means energy > 0.99; docs/experiment.md#step-2b-svd-analysis-and-svd-init-factors).
+   */
   meetingBar: number;
 }
 
@@ -94,13 +91,13 @@ function loadDeltas(o: SvdStepOptions): { deltas: Map<string, DeltaSource>; sour
   if (o.synthesizedDelta) {
     if (!fs.existsSync(o.synthesizedDelta))
       throw new Error(`--synthesized-delta ${o.synthesizedDelta}: no such file (run svdlora synthesize-teacher first)`);
-    const delta = loadSynthesizedDelta(o.synthesizedDelta);
-    return { deltas: new Map(delta.modules), source: `synthesized delta ${o.synthesizedDelta}`, release: () => disposeDelta(delta) };
+    const { modules } = loadSynthesizedDelta(o.synthesizedDelta);
+    return { deltas: modules, source: `synthesized delta ${o.synthesizedDelta}`, release: () => torch.dispose([...modules.values()]) };
   }
   if (o.loraAdapter) {
     const { config, weights } = loadAdapter(o.loraAdapter);
     return {
-      deltas: deltasFromAdapter(config, weights),
+      deltas: loraDeltas(config, weights),
       source: `LoRA adapter ${o.loraAdapter}`,
       release: () => torch.dispose([...weights.values()]),
     };
@@ -110,14 +107,31 @@ function loadDeltas(o: SvdStepOptions): { deltas: Map<string, DeltaSource>; sour
   return { deltas, source: `ΔW = ${o.finetunedModel} − ${o.baseModel}`, release: () => torch.dispose([...deltas.values()]) };
 }
 
-function report(factors: SvdFactors, summary: SvdSummary, source: string): string {
+/**
+ * A PEFT config for the factors; target modules are the last path components. init_lora_weights
+ * stays true: PEFT raises "Unknown initialization" for strings it does not know, and the factors
+ * in the file override the init anyway (the split is recorded in the analysis instead).
+ */
+export function svdFactorsConfig(factors: SvdFactors, o: Pick<SvdStepOptions, "alpha" | "rslora" | "baseModel">): LoraAdapterConfig {
+  const targetModules = [...new Set([...factors.weights.keys()].map((p) => p.split(".").pop()!))].sort();
+  return loraConfig({
+    r: factors.rank,
+    loraAlpha: o.alpha,
+    targetModules,
+    baseModel: o.baseModel ?? null,
+    useRslora: o.rslora,
+    initLoraWeights: true,
+  });
+}
+
+function report(factors: SvdFactors, o: SvdStepOptions, summary: SvdSummary, source: string): string {
   const f = (x: number) => x.toFixed(4);
   const row = (name: string, s: Stats) =>
     `${name.padEnd(20)} ${f(s.mean).padStart(8)} ${f(s.median).padStart(8)} ${f(s.min).padStart(8)} ${f(s.max).padStart(8)}`;
   const lines = [
     `SVD analysis at rank r = ${factors.rank}`,
     `source: ${source}`,
-    `factors: B·A = ΔW_r / s with s = ${factors.alpha}/${factors.useRslora ? `√${factors.rank}` : factors.rank} = ${factors.scaling.toPrecision(4)}; split "${factors.split}" (${factors.split === "seed" ? "B = U_r Σ_r / s, A = V_rᵀ" : "B = U_r √(Σ_r/s), A = √(Σ_r/s) V_rᵀ"})`,
+    `factors: B·A = ΔW_r / s with s = ${o.alpha}/${o.rslora ? `√${factors.rank}` : factors.rank} = ${factors.scaling.toPrecision(4)}; split "${factors.split}" (${factors.split === "seed" ? "B = U_r Σ_r / s, A = V_rᵀ" : "B = U_r √(Σ_r/s), A = √(Σ_r/s) V_rᵀ"})`,
     "relative error = ‖ΔW − ΔW_r‖_F / ‖ΔW‖_F; energy = Σ_{i≤r} σ_i² / Σ σ_i²; decay = λ in σ_{i+1} ≈ e^{−λ} σ_i (least-squares fit of ln σ_i)",
     "",
     `${"".padEnd(20)} ${"mean".padStart(8)} ${"median".padStart(8)} ${"min".padStart(8)} ${"max".padStart(8)}`,
@@ -142,8 +156,7 @@ export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
   try {
     factors = svdInitFactors(deltas, {
       rank: o.rank,
-      alpha: o.alpha,
-      useRslora: o.rslora,
+      scaling: loraScale(o.alpha, o.rank, o.rslora),
       split: o.split,
       denseMethod: o.finetunedModel ? "randomized" : "exact",
     });
@@ -153,7 +166,7 @@ export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
   try {
     fs.mkdirSync(o.outputDir, { recursive: true });
     const factorsDir = path.join(o.outputDir, `svd_factors_rank${o.rank}`);
-    saveAdapter(factorsDir, svdFactorsConfig(factors, o.baseModel ?? null), factors.weights);
+    saveAdapter(factorsDir, svdFactorsConfig(factors, o), factors.weights);
     const seconds = (performance.now() - started) / 1000;
     const metrics = [...factors.metrics.values()];
     const summary: SvdSummary = {
@@ -175,7 +188,7 @@ export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
     };
     writeFileAtomic(analysisFile, `${JSON.stringify(analysis, null, 1)}\n`);
     const reportFile = path.join(o.outputDir, `svd_report_rank${o.rank}.txt`);
-    writeFileAtomic(reportFile, report(factors, summary, source));
+    writeFileAtomic(reportFile, report(factors, o, summary, source));
     const plotFile = path.join(o.outputDir, `svd_analysis_rank${o.rank}.png`);
     const modules = [...factors.metrics].map(([p, m]) => ({
       name: shortName(p),

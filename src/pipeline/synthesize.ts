@@ -1,8 +1,19 @@
-// Step 2a: a teacher ΔW of rank K synthesized from the baseline's LoRA adapter.
+// Step 2a (docs/experiment.md#step-2a-teacher-synthesis): a teacher ΔW of rank K synthesized from
+// the baseline's LoRA adapter, written factored with its report and figure.
 import fs from "node:fs";
 import path from "node:path";
-import { disposeDelta, saveSynthesizedDelta, synthesisReport, synthesizeTeacher } from "../lowrank/index.js";
+import { type LoraAdapterConfig, type LoraWeights, loadAdapter, loraScaling } from "../hf/peft.js";
+import { saveSynthesizedDelta } from "../hf/synthesized-delta.js";
+import {
+  type LoraDelta,
+  SYNTHESIS_DEFAULTS,
+  type SynthesizedDelta,
+  disposeDelta,
+  synthesisReport,
+  synthesizeTeacher,
+} from "../lowrank/index.js";
 import { saveChart, synthesisChart } from "../report/index.js";
+import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { shortName } from "./layout.js";
 
@@ -15,7 +26,8 @@ export interface SynthesizeOptions {
   seed: number;
 }
 
-export const SYNTHESIZE_DEFAULTS = { targetRank: 64, noiseScale: 0.1, decay: 0.1, seed: 42 };
+const { targetRank, noiseScale, decay, seed } = SYNTHESIS_DEFAULTS;
+export const SYNTHESIZE_DEFAULTS = { targetRank, noiseScale, decay, seed };
 
 export interface SynthesizeOutputs {
   deltaFile: string;
@@ -27,11 +39,27 @@ export interface SynthesizeOutputs {
 
 export const deltaFileName = (targetRank: number) => `synthesized_delta_rank${targetRank}.safetensors`;
 
+/** Each module's ΔW = s·B·A of a loaded PEFT adapter, with its own s (after rank_pattern / alpha_pattern). */
+export function loraDeltas(config: LoraAdapterConfig, weights: LoraWeights): Map<string, LoraDelta> {
+  return new Map([...weights].map(([modulePath, { A, B }]) => [modulePath, { B, A, scale: loraScaling(config, modulePath) }]));
+}
+
 export async function synthesizeStep(o: SynthesizeOptions): Promise<SynthesizeOutputs> {
   if (!fs.existsSync(o.loraAdapter))
     throw new Error(`--lora-adapter ${o.loraAdapter}: no such directory (train the baseline first: svdlora train --init random)`);
   const started = performance.now();
-  const delta = synthesizeTeacher(o.loraAdapter, { targetRank: o.targetRank, noiseScale: o.noiseScale, decay: o.decay, seed: o.seed });
+  const { config, weights } = loadAdapter(o.loraAdapter);
+  let delta: SynthesizedDelta;
+  try {
+    const options = { targetRank: o.targetRank, noiseScale: o.noiseScale, decay: o.decay, seed: o.seed };
+    delta = synthesizeTeacher(loraDeltas(config, weights), options, {
+      sourceAdapter: o.loraAdapter,
+      loraRank: config.r,
+      loraAlpha: config.lora_alpha,
+    });
+  } finally {
+    torch.dispose([...weights.values()]);
+  }
   try {
     fs.mkdirSync(o.outputDir, { recursive: true });
     const deltaFile = path.join(o.outputDir, deltaFileName(o.targetRank));

@@ -4,9 +4,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after } from "node:test";
-import { type LoraAdapterConfig, type LoraWeights, loraConfig } from "../../src/hf/peft.js";
+import { type LoraAdapterConfig, type LoraWeights, loraConfig, loraScale } from "../../src/hf/peft.js";
 import { GaussianSource } from "../../src/lowrank/random.js";
-import type { Svd } from "../../src/lowrank/svd.js";
+import type { LoraDelta, Svd } from "../../src/lowrank/svd.js";
 import * as torch from "../../src/torch/index.js";
 import type { Tensor } from "../../src/torch/index.js";
 import { values } from "../helpers.js";
@@ -55,21 +55,28 @@ export function tempDir(prefix = "svdlora-lowrank-"): string {
   return dir;
 }
 
-/** A small trained-looking adapter: non-zero B, modules of several shapes (out × in). */
+/** The LoRA deltas s·B·A of a small trained-looking adapter: non-zero B, modules of several shapes (out × in). */
+export function tinyLoras(r = 4, alpha = 8, shapes: Record<string, [number, number]> = TINY_SHAPES): Map<string, LoraDelta> {
+  const loras = new Map<string, LoraDelta>();
+  const scale = loraScale(alpha, r, false);
+  let seed = 100;
+  for (const [modulePath, [out, inp]] of Object.entries(shapes)) {
+    const [a, b] = [seed++, seed++];
+    loras.set(
+      modulePath,
+      torch.tidy(() => ({ A: gaussian(a, r, inp).mul(0.1), B: gaussian(b, out, r).mul(0.05), scale })),
+    );
+  }
+  return loras;
+}
+
+/** tinyLoras as a PEFT adapter in memory: its config and factors. */
 export function tinyAdapter(
   r = 4,
   alpha = 8,
   shapes: Record<string, [number, number]> = TINY_SHAPES,
 ): { config: LoraAdapterConfig; weights: LoraWeights } {
-  const weights: LoraWeights = new Map();
-  let seed = 100;
-  for (const [modulePath, [out, inp]] of Object.entries(shapes)) {
-    const [a, b] = [seed++, seed++];
-    weights.set(
-      modulePath,
-      torch.tidy(() => ({ A: gaussian(a, r, inp).mul(0.1), B: gaussian(b, out, r).mul(0.05) })),
-    );
-  }
+  const weights: LoraWeights = new Map([...tinyLoras(r, alpha, shapes)].map(([modulePath, { A, B }]) => [modulePath, { A, B }]));
   const targetModules = [...new Set(Object.keys(shapes).map((p) => p.split(".").pop()!))];
   return { config: loraConfig({ r, loraAlpha: alpha, targetModules, baseModel: "tiny" }), weights };
 }

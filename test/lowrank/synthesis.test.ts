@@ -1,27 +1,22 @@
 import assert from "node:assert/strict";
-import * as path from "node:path";
 import { describe, it } from "node:test";
-import { saveAdapter } from "../../src/hf/peft.js";
-import { SafetensorsFile, saveSafetensors } from "../../src/hf/safetensors.js";
 import { spectrumMetrics } from "../../src/lowrank/metrics.js";
 import { factoredSvd, reconstruct, truncateSvd } from "../../src/lowrank/svd.js";
-import { loadSynthesizedDelta, saveSynthesizedDelta } from "../../src/lowrank/delta-file.js";
 import {
   DECAY_FORM,
   NOISE_FORM,
+  SYNTHESIS_DEFAULTS,
   type SynthesisOptions,
   disposeDelta,
   factoredDistance,
   synthesisReport,
-  synthesizeFromAdapter,
   synthesizeModule,
   synthesizeTeacher,
 } from "../../src/lowrank/synthesis.js";
 import * as torch from "../../src/torch/index.js";
 import { values } from "../helpers.js";
-import { assertValidSvd, gaussian, orthonormalityError, relativeDistance, tempDir, tinyAdapter } from "./helpers.js";
+import { assertValidSvd, gaussian, maxRelativeError, orthonormalityError, relativeDistance, tinyLoras } from "./helpers.js";
 
-const root = tempDir();
 const lora = () => ({ B: gaussian(1, 30, 4).mul(0.1), A: gaussian(2, 4, 20).mul(0.1), scale: 2 });
 const f64: SynthesisOptions = { targetRank: 12, dtype: "float64", seed: 7 };
 
@@ -101,82 +96,64 @@ describe("synthesizeModule", () => {
 
 describe("synthesizeTeacher", () => {
   it("is reproducible per seed, with independent per-module streams", () => {
-    const { config, weights } = tinyAdapter();
-    const a = synthesizeFromAdapter(config, weights, { seed: 5, targetRank: 8 });
-    const b = synthesizeFromAdapter(config, weights, { seed: 5, targetRank: 8 });
-    const c = synthesizeFromAdapter(config, weights, { seed: 6, targetRank: 8 });
+    const loras = tinyLoras();
+    const a = synthesizeTeacher(loras, { seed: 5, targetRank: 8 });
+    const b = synthesizeTeacher(loras, { seed: 5, targetRank: 8 });
+    const c = synthesizeTeacher(loras, { seed: 6, targetRank: 8 });
     const q = "model.layers.0.self_attn.q_proj";
-    const only = synthesizeFromAdapter(config, new Map([[q, weights.get(q)!]]), { seed: 5, targetRank: 8 });
+    const only = synthesizeTeacher(new Map([[q, loras.get(q)!]]), { seed: 5, targetRank: 8 });
     for (const [p, d] of a.modules) assert.deepEqual(d.U.bytes(), b.modules.get(p)!.U.bytes(), `${p}: same seed, same factors`);
     assert.notDeepEqual(a.modules.get(q)!.U.bytes(), c.modules.get(q)!.U.bytes(), "another seed, other factors");
     assert.deepEqual(only.modules.get(q)!.Vh.bytes(), a.modules.get(q)!.Vh.bytes(), "a module's result does not depend on the others");
     assert.notDeepEqual(a.modules.get(q)!.U.bytes(), a.modules.get("model.layers.1.self_attn.q_proj")!.U.bytes());
     [a, b, c, only].forEach(disposeDelta);
-    torch.dispose([...weights.values()]);
+    torch.dispose([...loras.values()]);
   });
 
-  it("reads an adapter directory, round-trips through safetensors with the documented layout, and reports", () => {
-    const { config, weights } = tinyAdapter();
-    const dir = path.join(root, "final_model_random");
-    saveAdapter(dir, config, weights);
-    torch.dispose([...weights.values()]);
-
-    const delta = synthesizeTeacher(dir, { targetRank: 10, noiseScale: 0.2, decay: 0.05, seed: 3 });
+  it("records every setting and the source it is given, honours each module's scale, and reports", () => {
+    const loras = tinyLoras();
+    const down = "model.layers.0.mlp.down_proj";
+    loras.set(down, { ...loras.get(down)!, scale: 4 }); // as an alpha_pattern would give it
+    const source = { sourceAdapter: "runs/final_model_random", loraRank: 4, loraAlpha: 8 };
+    const delta = synthesizeTeacher(loras, { targetRank: 10, noiseScale: 0.2, decay: 0.05, seed: 3 }, source);
+    assert.deepEqual(delta.settings, {
+      ...SYNTHESIS_DEFAULTS,
+      ...{ targetRank: 10, noiseScale: 0.2, decay: 0.05, seed: 3 },
+      ...source,
+      decayForm: DECAY_FORM,
+      noiseForm: NOISE_FORM,
+    });
     assert.equal(delta.modules.size, 4);
     assert.equal(delta.info.get("model.layers.0.self_attn.v_proj")!.rank, 8, "clamped to min(8, 16)");
     for (const info of delta.info.values()) assert.ok(Math.abs(info.achievedNoiseRatio - 0.2) < 1e-5);
-    assert.equal(delta.info.get("model.layers.0.mlp.down_proj")!.loraScaling, 2);
+    assert.equal(delta.info.get(down)!.loraScaling, 4);
+    const { B, A } = loras.get(down)!;
+    const expected = torch.tidy(() => values(factoredSvd(B, A, 4).S));
+    assert.ok(maxRelativeError(delta.info.get(down)!.loraSpectrum, expected) < 1e-6, "the LoRA spectrum is that of 4·B·A");
 
-    const file = path.join(root, "synthesized_delta_rank10.safetensors");
-    saveSynthesizedDelta(file, delta);
-    const st = SafetensorsFile.open(file);
-    assert.deepEqual(st.entry("model.layers.0.mlp.down_proj.U").shape, [16, 10]);
-    assert.deepEqual(st.entry("model.layers.0.mlp.down_proj.S").shape, [10]);
-    assert.deepEqual(st.entry("model.layers.0.mlp.down_proj.Vh").shape, [10, 40]);
-    assert.equal(st.keys().length, 12);
-    const meta = JSON.parse(st.metadata!.svdlora);
-    st.close();
-    assert.equal(meta.kind, "svdlora.synthesized_delta");
-    assert.deepEqual([meta.settings.targetRank, meta.settings.noiseScale, meta.settings.decay, meta.settings.seed], [10, 0.2, 0.05, 3]);
-    assert.deepEqual([meta.settings.decayForm, meta.settings.noiseForm, meta.settings.sourceAdapter], [DECAY_FORM, NOISE_FORM, dir]);
-
-    const loaded = loadSynthesizedDelta(file);
-    assert.deepEqual(loaded.settings, delta.settings);
-    assert.deepEqual([...loaded.info], [...delta.info]);
-    for (const [p, d] of delta.modules) assert.deepEqual(loaded.modules.get(p)!.S.bytes(), d.S.bytes());
-
-    const report = synthesisReport(loaded);
+    const report = synthesisReport(delta);
+    assert.match(report, /source adapter: runs\/final_model_random {2}\(LoRA r = 4, alpha = 8\)/);
     assert.match(report, /decay = 0\.05/);
     assert.match(report, /noiseScale = 0\.2/);
     assert.match(report, /model\.layers\.0\.self_attn\.v_proj {2}\[8×16\] {2}r=4 K=8/);
-    disposeDelta(delta);
-    disposeDelta(loaded);
-  });
-
-  it("rejects files that are not synthesized deltas", () => {
-    const plain = path.join(root, "plain.safetensors");
-    const t = torch.zeros([2, 2]);
-    saveSafetensors(plain, { "x.U": t });
-    assert.throws(() => loadSynthesizedDelta(plain), /not a synthesized delta/);
-    const broken = path.join(root, "broken.safetensors");
-    const meta = { kind: "svdlora.synthesized_delta", version: 1, settings: {}, modules: { x: { shape: [2, 2], rank: 2 } } };
-    saveSafetensors(broken, { "x.U": t }, { svdlora: JSON.stringify(meta) });
-    assert.throws(() => loadSynthesizedDelta(broken), /module x has no tensor x\.S/);
-    t.dispose();
+    const anonymous = synthesizeTeacher(new Map([[down, loras.get(down)!]]));
+    assert.match(synthesisReport(anonymous), /source adapter: \(in memory\) {2}\(LoRA r = \?, alpha = \?\)/);
+    [delta, anonymous].forEach(disposeDelta);
+    torch.dispose([...loras.values()]);
   });
 
   it("holds three tensors per module and leaks nothing per module", () => {
-    const { config, weights } = tinyAdapter();
-    disposeDelta(synthesizeFromAdapter(config, weights)); // warm-up
+    const loras = tinyLoras();
+    disposeDelta(synthesizeTeacher(loras)); // warm-up
     const before = torch.memory().count;
-    const delta = synthesizeFromAdapter(config, weights);
-    assert.equal(torch.memory().count, before + 3 * weights.size);
+    const delta = synthesizeTeacher(loras);
+    assert.equal(torch.memory().count, before + 3 * loras.size);
     disposeDelta(delta);
     assert.equal(torch.memory().count, before);
-    const zero = tinyAdapter();
-    zero.weights.get("model.layers.1.self_attn.q_proj")!.B.zero_();
-    assert.throws(() => synthesizeFromAdapter(zero.config, zero.weights), /model\.layers\.1\.self_attn\.q_proj: the LoRA delta/);
+    const zero = tinyLoras();
+    zero.get("model.layers.1.self_attn.q_proj")!.B.zero_();
+    assert.throws(() => synthesizeTeacher(zero), /model\.layers\.1\.self_attn\.q_proj: the LoRA delta/);
     assert.equal(torch.memory().count, before + 8, "a failure frees the modules already made (only the adapter remains)");
-    torch.dispose([...weights.values(), ...zero.weights.values()]);
+    torch.dispose([...loras.values(), ...zero.values()]);
   });
 });
