@@ -6,9 +6,10 @@
 #   python3 scripts/golden/make_inits.py test/fixtures/golden/inits
 # Writes, for rank 8, alpha 16 on q_proj, v_proj and up_proj of both layers:
 #   calibration.safetensors  the calibration batches (input_ids, labels [batches, 2, 24])
-#   statistics.safetensors   PEFT's calibration statistics: <module>.covariance (CorDA), <module>.gradient (LoRA-GA)
+#   statistics.safetensors   PEFT's calibration statistics: <module>.covariance (CorDA), <module>.gradient (LoRA-GA),
+#                            <module>.inputs<b> (EVA's input rows of batch b, for the layers EVA fits)
 #   <method>.safetensors     <module>.lora_A, <module>.lora_B, <module>.weight (the base weight after init,
-#                            where the method changes it), and the random draws PEFT made (see below)
+#                            where the method changes it; layer 0 only), and the random draws PEFT made (see below)
 #   manifest.json            versions, settings, what each file holds, EVA's ranks and alphas
 # PyTorch's random numbers cannot be regenerated outside PyTorch, so the draws PEFT makes are
 # recorded as they happen: the test matrix of every torch.svd_lowrank call (<module>.omega, or
@@ -31,6 +32,8 @@ os.makedirs(out, exist_ok=True)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL = os.path.join(REPO, "test", "fixtures", "golden", "qwen2-tiny")
 RANK, ALPHA, TARGETS = 8, 16, ["q_proj", "v_proj", "up_proj"]
+# Base weights after init are kept for layer 0 only (a square, a wide and a tall matrix): under 2 MB in all.
+WEIGHT_LAYER = "model.layers.0."
 SCALING = ALPHA / RANK
 PREFIX = "base_model.model."
 manifest = {
@@ -120,7 +123,7 @@ def save_method(name, model, factors=("lora_A", "lora_B"), weight=False, extra=N
             tensors[f"{path}.lora_A"] = m.lora_A["default"].weight.detach().float().cpu()
         if "lora_B" in factors:
             tensors[f"{path}.lora_B"] = m.lora_B["default"].weight.detach().float().cpu()
-        if weight:
+        if weight and path.startswith(WEIGHT_LAYER):
             tensors[f"{path}.weight"] = m.get_base_layer().weight.detach().float().cpu()
         if m in orthogonal_draws:
             for i, d in enumerate(orthogonal_draws.pop(m)):
@@ -236,6 +239,20 @@ if model is not None:
         "ranks": ranks, "rank_pattern": dict(config.rank_pattern), "alpha_pattern": dict(config.alpha_pattern),
         "forwards": len(forwards), "note": "modules with rank 0 have no adapter and are absent from ranks; forwards includes the first (input-hashing) pass",
     })
+
+# EVA's inputs: the rows of each fitted layer's input (v_proj reads q_proj's) where the label is not -100,
+# batch by batch, from a plain forward of the base model (EVA runs its forwards with the adapters disabled).
+model = base()
+captured = {}
+for name, m in model.named_modules():
+    if name.split(".")[-1] in ("q_proj", "up_proj"):
+        m.register_forward_hook(lambda module, args, output, name=name: captured.__setitem__(name, args[0].detach()))
+with torch.no_grad():
+    for b, batch in enumerate(batches):
+        model(**batch)
+        keep = (batch["attention_mask"].bool() & (batch["labels"] != -100)).reshape(-1)
+        for path, x in captured.items():
+            statistics[f"{path}.inputs{b}"] = x.reshape(-1, x.shape[-1])[keep].float().cpu()
 
 save_file({k: v.contiguous() for k, v in statistics.items()}, os.path.join(out, "statistics.safetensors"))
 
