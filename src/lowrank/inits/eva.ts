@@ -185,7 +185,6 @@ export class EvaState {
     if (!(tau >= 0 && tau <= 1)) throw new Error(`EVA tau must be in [0, 1], got ${tau}`);
     if (layers.length === 0) throw new Error("EVA: no layers to initialize");
     this.budget = layers.reduce((sum, name) => sum + o.rank(name), 0);
-    for (const name of layers) this.maxComponents.set(name, roundHalfEven(o.rank(name) * rho));
     for (const name of layers) {
       const group = layers.filter((other) => this.hookOf(other) === this.hookOf(name));
       this.maxComponents.set(name, Math.max(...group.map((g) => roundHalfEven(o.rank(g) * rho))));
@@ -245,7 +244,7 @@ export class EvaState {
       const pca = this.pcas.get(name)!;
       if (X.shape[0] < pca.nComponents) continue; // PEFT skips batches with fewer rows than components
       const previous = pca.components?.clone() ?? null;
-      pca.partialFit(X.to("float32"));
+      torch.tidy(() => pca.partialFit(X.to("float32")));
       if (!previous) continue;
       this.converged.set(
         name,
