@@ -1,4 +1,4 @@
-// Linear algebra (SVD, QR) and autograd: gradients, backward, grad mode.
+// Linear algebra (SVD, QR, inverse) and autograd: gradients, backward, grad mode.
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -19,6 +19,9 @@ static Napi::Value Qr(const Napi::CallbackInfo& info) {
   auto r = at::linalg_qr(T(info, 0), "reduced");
   return WrapList(ENV, {std::get<0>(r), std::get<1>(r)});
 }
+
+// inv(A) -> A⁻¹ of a square matrix (LU with partial pivoting, as torch.linalg.inv).
+static Napi::Value Inv(const Napi::CallbackInfo& info) { return Wrap(ENV, at::linalg_inv(T(info, 0))); }
 
 static Napi::Value RequiresGradInPlace(const Napi::CallbackInfo& info) {
   T(info, 0).requires_grad_(Bool(info, 1, true));
@@ -62,6 +65,7 @@ void RegisterLinalgAutograd(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "svd", Svd);
   SVDLORA_EXPORT(e, "svdvals", Svdvals);
   SVDLORA_EXPORT(e, "qr", Qr);
+  SVDLORA_EXPORT(e, "inv", Inv);
   SVDLORA_EXPORT(e, "requiresGrad_", RequiresGradInPlace);
   SVDLORA_EXPORT(e, "grad", Grad);
   SVDLORA_EXPORT(e, "setGrad", SetGrad);

@@ -3,6 +3,7 @@
 // the base is half precision and autocast is off.
 import {
   type LoraAdapterConfig,
+  type LoraFactors,
   type LoraWeights,
   isTargetModule,
   loraConfig,
@@ -11,11 +12,30 @@ import {
   rankFor,
   targetNames,
 } from "../hf/peft.js";
+// The one upward import, until train/ passes the named inits as ModuleInit functions: "pissa"
+// below resolves to lowrank/inits' PiSSA.
+import { pissa } from "../lowrank/inits/weight.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import type { CausalLM } from "./qwen2.js";
 
 export type LoraInit = "random" | "gaussian" | "pissa";
+
+/** What an init gives one module: factors A (r × in), B (out × r), and what else it changes. */
+export interface InitFactors extends LoraFactors {
+  /** The new base weight (out × in), for inits that move part of W into the adapter (PiSSA: W − s·B·A). */
+  residual?: Tensor;
+  /** The module's scaling when the init changed its rank and alpha (EVA); default the settings' s. */
+  scaling?: number;
+  /** B stays fixed and only A trains (MiCA). */
+  frozenB?: boolean;
+}
+
+/**
+ * An init computed per targeted module from its path and base weight (out × in); null leaves that
+ * module without an adapter (EVA can give a layer rank 0). Called under noGrad inside tidy.
+ */
+export type ModuleInit = (path: string, weight: Tensor) => InitFactors | null;
 
 export interface LoraSettings {
   rank: number;
@@ -59,8 +79,9 @@ export class LoRA {
     return torch.tidy(() => this.B.matmul(this.A).mul(this.scaling));
   }
 
+  /** The trainable factors (B is frozen under MiCA). */
   parameters(): Tensor[] {
-    return [this.A, this.B];
+    return [this.A, this.B].filter((p) => p.requiresGrad);
   }
 }
 
@@ -91,28 +112,38 @@ function checkSettings(s: LoraSettings, inF: number, outF: number, path: string)
 }
 
 /**
- * Adds fresh LoRA factors to the targeted projections and returns them by module path.
- * random: A ~ U(±1/√in) (PEFT's Kaiming-uniform with a = √5), B = 0. gaussian: A ~ N(0, 1/r), B = 0.
- * pissa: A, B from the top-r SVD of W (√σ on both sides), and W becomes the residual W − s·B A.
+ * Adds LoRA factors to the targeted projections and returns them by module path.
+ * random: A ~ U(±1/√in) (PEFT's Kaiming-uniform with a = √5), B = 0. gaussian: A ~ N(0, 1/r), B = 0
+ * (both from torch's global generator). pissa, or any ModuleInit: the factors it computes from the
+ * module's weight, whose residual (if any) replaces the weight.
  */
-export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit): Map<string, LoRA> {
+export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit | ModuleInit): Map<string, LoRA> {
   const config = adapterConfigFor(s, "");
   const scaling = loraScale(s.alpha, s.rank, s.rslora ?? false);
+  const moduleInit: ModuleInit =
+    typeof init === "function"
+      ? init
+      : init === "pissa"
+        ? (_, weight) => pissa(weight, { rank: s.rank, scaling })
+        : (_, weight) => randomFactors(init, s.rank, weight);
   const added = new Map<string, LoRA>();
   for (const [path, linear] of model.linears()) {
     if (!isTargetModule(config, path)) continue;
-    const inF = linear.inFeatures,
-      outF = linear.outFeatures;
-    checkSettings(s, inF, outF, path);
-    const [A, B] = torch.noGrad(() => {
-      const device = linear.weight.device;
-      if (init === "pissa") return pissaFactors(linear, s.rank, scaling);
-      const A = torch.empty([s.rank, inF], { device });
-      if (init === "gaussian") A.normal_(0, 1 / s.rank);
-      else A.uniform_(-1 / Math.sqrt(inF), 1 / Math.sqrt(inF));
-      return [A, torch.zeros([outF, s.rank], { device })];
-    });
-    linear.lora = new LoRA(torch.keep(A.requiresGrad_()), torch.keep(B.requiresGrad_()), scaling, s.dropout ?? 0);
+    checkSettings(s, linear.inFeatures, linear.outFeatures, path);
+    const factors = torch.noGrad(() =>
+      torch.tidy(() => {
+        const f = moduleInit(path, linear.weight);
+        if (!f) return null;
+        checkFactors(path, f, linear.inFeatures, linear.outFeatures);
+        if (f.residual) linear.weight.copy_(f.residual.to(linear.weight.dtype));
+        const own = (t: Tensor) => t.to({ dtype: "float32", device: linear.weight.device, copy: true });
+        return { A: own(f.A), B: own(f.B), scaling: f.scaling ?? scaling, frozenB: f.frozenB ?? false };
+      }),
+    );
+    if (!factors) continue;
+    const A = torch.keep(factors.A.requiresGrad_());
+    const B = torch.keep(factors.frozenB ? factors.B : factors.B.requiresGrad_());
+    linear.lora = new LoRA(A, B, factors.scaling, s.dropout ?? 0);
     added.set(path, linear.lora);
   }
   if (added.size === 0)
@@ -120,18 +151,20 @@ export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit): Map<s
   return added;
 }
 
-// PEFT's pissa init: B = U_r √(S_r / s), A = √(S_r / s) Vh_r, W ← W − s · B A.
-function pissaFactors(linear: { weight: Tensor }, r: number, scaling: number): [Tensor, Tensor] {
-  return torch.tidy(() => {
-    const W = linear.weight.to("float32");
-    const { U, S, Vh } = torch.svd(W);
-    const root = S.narrow(0, 0, r).div(scaling).sqrt();
-    const B = U.narrow(1, 0, r).mul(root);
-    const A = Vh.narrow(0, 0, r).mul(root.unsqueeze(1));
-    const residual = W.sub(B.matmul(A).mul(scaling)).to(linear.weight.dtype);
-    linear.weight.copy_(residual);
-    return [A.contiguous(), B.contiguous()];
-  });
+function randomFactors(init: "random" | "gaussian", r: number, weight: Tensor): InitFactors {
+  const [outF, inF] = weight.shape;
+  const A = torch.empty([r, inF], { device: weight.device });
+  if (init === "gaussian") A.normal_(0, 1 / r);
+  else A.uniform_(-1 / Math.sqrt(inF), 1 / Math.sqrt(inF));
+  return { A, B: torch.zeros([outF, r], { device: weight.device }) };
+}
+
+function checkFactors(path: string, f: InitFactors, inF: number, outF: number): void {
+  const r = f.A.shape[0];
+  const shapes = (A: number[], B: number[], W?: number[]) => `A [${A}], B [${B}]${W ? `, residual [${W}]` : ""}`;
+  const want = shapes([r, inF], [outF, r], f.residual && [outF, inF]);
+  const got = shapes(f.A.shape, f.B.shape, f.residual?.shape);
+  if (want !== got) throw new Error(`${path}: the init gave ${got}, want ${want}`);
 }
 
 /**

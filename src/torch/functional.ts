@@ -70,6 +70,8 @@ export function qr(a: Tensor): { Q: Tensor; R: Tensor } {
   const [Q, R] = wrapAll(native().qr(a.handle));
   return { Q, R };
 }
+/** Inverse of a square matrix, by LU with partial pivoting (torch.linalg.inv). */
+export const inv = (a: Tensor) => wrap(native().inv(a.handle));
 
 /**
  * Causal attention inside each of several sequences packed into one: q [T, H, D], k and v

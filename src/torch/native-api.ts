@@ -238,6 +238,7 @@ export interface NativeAddon {
   svdvals(a: Handle): Handle;
   /** Reduced. */
   qr(a: Handle): [Q: Handle, R: Handle];
+  inv(a: Handle): Handle;
   requiresGrad_(t: Handle, on?: boolean): Handle;
   grad(t: Handle): Handle | null;
   setGrad(t: Handle, grad: Handle | null): void;

@@ -58,3 +58,10 @@ test("reduced qr: Q orthonormal, R upper triangular, QR = A", () => {
   assertClose(values(Q.T.matmul(Q)), values(torch.eye(3, 3, { device, dtype: "float64" })), 1e-12, 0, "QᵀQ");
   assertClose(values(R.tril(-1)), new Array(9).fill(0), 0, 0, "below diagonal");
 });
+
+test("inv: A·A⁻¹ = I for a well-conditioned matrix, and a singular one is refused", () => {
+  torch.manualSeed(5);
+  const A = torch.randn([5, 5], { device, dtype: "float64" }).add(torch.eye(5, 5, { device, dtype: "float64" }).mul(5));
+  assertClose(values(A.matmul(torch.inv(A))), values(torch.eye(5, 5, { device, dtype: "float64" })), 1e-12, 0, "A A⁻¹");
+  assert.throws(() => torch.inv(torch.zeros([3, 3], { device })), /singular|invertible/i);
+});
