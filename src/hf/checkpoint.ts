@@ -52,6 +52,11 @@ export class SafetensorsCheckpoint {
     return this.fileFor(name).read(name, o);
   }
 
+  /** One weight, read as `read` does, refusing a dtype that is not floating point and NaN or infinite values (SafetensorsFile.readWeight). */
+  readWeight(name: string, o: { device?: Device } = {}): Tensor {
+    return this.fileFor(name).readWeight(name, o);
+  }
+
   close(): void {
     for (const file of this.files.values()) file.close();
   }
