@@ -4,6 +4,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { readInputText } from "../util/files.js";
 import { downloadSnapshot } from "./hub-download.js";
 import { findCachedModel, hubCacheDir, parseHubId } from "./hub-cache.js";
 
@@ -67,7 +68,7 @@ export function hubToken(env: NodeJS.ProcessEnv = process.env): string | undefin
   if (fromEnv) return fromEnv.trim();
   const file = env.HF_TOKEN_PATH ?? path.join(env.HF_HOME ?? path.join(os.homedir(), ".cache", "huggingface"), "token");
   try {
-    return fs.readFileSync(file, "utf8").trim() || undefined;
+    return readInputText(file, "token file", 1 << 16).trim() || undefined; // a FIFO or device there is ignored, not waited on
   } catch {
     return undefined;
   }

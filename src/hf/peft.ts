@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Tensor } from "../torch/index.js";
 import { replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
-import { displayPath, readInputText } from "../util/files.js";
+import { displayPath, readInputText, showValue } from "../util/files.js";
 import { compileFileRegex, regexWork } from "./regex.js";
 import { SafetensorsFile, saveSafetensors } from "./safetensors.js";
 
@@ -170,52 +170,51 @@ export function parseAdapterConfig(json: unknown, source = ADAPTER_CONFIG): Lora
   if (typeof json !== "object" || json === null || Array.isArray(json)) return fail("not a JSON object");
   const c = json as Record<string, unknown>;
   const field = (name: string): unknown => (Object.hasOwn(c, name) ? c[name] : undefined);
-  const show = (v: unknown) => JSON.stringify(v) ?? String(v);
 
-  if (field("peft_type") !== "LORA") fail(`peft_type is ${show(field("peft_type"))}; svdlora reads LoRA adapters ("LORA") only`);
+  if (field("peft_type") !== "LORA") fail(`peft_type is ${showValue(field("peft_type"))}; svdlora reads LoRA adapters ("LORA") only`);
   const r = field("r");
   if (typeof r !== "number" || !Number.isSafeInteger(r) || r <= 0 || r > MAX_RANK)
-    fail(`"r" must be a positive integer (at most ${MAX_RANK}), got ${show(r)}`);
+    fail(`"r" must be a positive integer (at most ${MAX_RANK}), got ${showValue(r)}`);
   const alpha = field("lora_alpha");
-  if (!isPositiveFinite(alpha)) fail(`"lora_alpha" must be a finite number > 0, got ${show(alpha)}`);
+  if (!isPositiveFinite(alpha)) fail(`"lora_alpha" must be a finite number > 0, got ${showValue(alpha)}`);
   const dropout = field("lora_dropout") ?? 0;
   if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1))
-    fail(`"lora_dropout" must be a number in [0, 1), got ${show(dropout)}`);
+    fail(`"lora_dropout" must be a number in [0, 1), got ${showValue(dropout)}`);
   const flag = (name: string): boolean => {
     const v = field(name) ?? false;
-    if (typeof v !== "boolean") fail(`"${name}" must be true or false, got ${show(v)}`);
+    if (typeof v !== "boolean") fail(`"${name}" must be true or false, got ${showValue(v)}`);
     return v as boolean;
   };
   const useRslora = flag("use_rslora");
   const inferenceMode = field("inference_mode") === undefined ? true : flag("inference_mode");
   for (const { field: name, neutral, why } of UNSUPPORTED) {
     const v = field(name);
-    if (v !== undefined && v !== null && !neutral(v)) fail(`${name} is ${show(v)}; ${why}`);
+    if (v !== undefined && v !== null && !neutral(v)) fail(`${name} is ${showValue(v)}; ${why}`);
   }
   const init = field("init_lora_weights") ?? true;
   if (!HARMLESS_INITS.includes(init)) {
     fail(
-      `init_lora_weights is ${show(init)}: PEFT re-runs that init when it loads the adapter, which rewrites the base weights (PiSSA, OLoRA, CorDA, LoftQ…) or fails; convert it to a plain LoRA first`,
+      `init_lora_weights is ${showValue(init)}: PEFT re-runs that init when it loads the adapter, which rewrites the base weights (PiSSA, OLoRA, CorDA, LoftQ…) or fails; convert it to a plain LoRA first`,
     );
   }
 
   // PEFT picks the model type's default targets when there are none; for qwen2 and llama that is q_proj and v_proj.
   const targets = field("target_modules") ?? ["q_proj", "v_proj"];
   if (!(typeof targets === "string" || isStringList(targets))) {
-    fail(`"target_modules" must be a list of module names or a regex string, got ${show(targets)}`);
+    fail(`"target_modules" must be a list of module names or a regex string, got ${showValue(targets)}`);
   }
   if (Array.isArray(targets) && targets.length === 0) fail(`"target_modules" is empty: PEFT would find no module to adapt`);
   const exclude = field("exclude_modules") ?? null;
   if (!(exclude === null || typeof exclude === "string" || isStringList(exclude))) {
-    fail(`"exclude_modules" must be a list of module names, a regex string or null, got ${show(exclude)}`);
+    fail(`"exclude_modules" must be a list of module names, a regex string or null, got ${showValue(exclude)}`);
   }
   const layers = field("layers_to_transform") ?? null;
   if (!(layers === null || isLayerIndex(layers) || (Array.isArray(layers) && layers.every(isLayerIndex)))) {
-    fail(`"layers_to_transform" must be a layer index, a list of them or null, got ${show(layers)}`);
+    fail(`"layers_to_transform" must be a layer index, a list of them or null, got ${showValue(layers)}`);
   }
   const layersPattern = field("layers_pattern") ?? null;
   if (!(layersPattern === null || typeof layersPattern === "string" || isStringList(layersPattern))) {
-    fail(`"layers_pattern" must be a string, a list of strings or null, got ${show(layersPattern)}`);
+    fail(`"layers_pattern" must be a string, a list of strings or null, got ${showValue(layersPattern)}`);
   }
   // PEFT's own LoraConfig checks, with its words
   if (typeof targets === "string" && layers !== null)
@@ -226,17 +225,17 @@ export function parseAdapterConfig(json: unknown, source = ADAPTER_CONFIG): Lora
   if (nonEmpty(layers) && Array.isArray(targets) && targets.some((t) => t === "lm_head" || t.startsWith("model."))) {
     // PEFT skips the layer filter for a name equal to a whole module path, or not, depending on how many names there are
     fail(
-      `layers_to_transform with whole module paths in target_modules (${show(targets)}): name the modules by their last components (q_proj)`,
+      `layers_to_transform with whole module paths in target_modules (${showValue(targets)}): name the modules by their last components (q_proj)`,
     );
   }
 
   const patterns = (name: "rank_pattern" | "alpha_pattern", valid: (v: unknown) => boolean, want: string): Record<string, number> => {
     const v = field(name) ?? {};
     if (typeof v !== "object" || v === null || Array.isArray(v))
-      return fail(`"${name}" must map module patterns to numbers, got ${show(v)}`);
+      return fail(`"${name}" must map module patterns to numbers, got ${showValue(v)}`);
     const entries = Object.entries(v);
     if (entries.length > MAX_PATTERNS) fail(`"${name}" has ${entries.length} patterns (at most ${MAX_PATTERNS})`);
-    for (const [key, value] of entries) if (!valid(value)) fail(`"${name}" ${show(key)} must be ${want}, got ${show(value)}`);
+    for (const [key, value] of entries) if (!valid(value)) fail(`"${name}" ${showValue(key)} must be ${want}, got ${showValue(value)}`);
     return Object.fromEntries(entries) as Record<string, number>;
   };
   const rankPattern = patterns(
@@ -248,7 +247,7 @@ export function parseAdapterConfig(json: unknown, source = ADAPTER_CONFIG): Lora
 
   const text = (name: string): string | null => {
     const v = field(name) ?? null;
-    if (v !== null && typeof v !== "string") fail(`"${name}" must be a string or null, got ${show(v)}`);
+    if (v !== null && typeof v !== "string") fail(`"${name}" must be a string or null, got ${showValue(v)}`);
     return v as string | null;
   };
   const config: LoraAdapterConfig = {

@@ -71,6 +71,7 @@ export class SafetensorsFile {
   private source: ByteSource | undefined;
 
   private constructor(
+    /** The file as messages name it. */
     readonly path: string,
     source: ByteSource,
   ) {
@@ -171,13 +172,14 @@ export class SafetensorsFile {
   }
 }
 
-/** How many elements are NaN or infinite: one reduction, on the tensor's device; counted only when there is one. */
+/**
+ * How many elements are NaN or infinite. One sum on the tensor's device answers "none" (a NaN or
+ * an infinity makes the sum non-finite; finite values can only overflow it in float16); only a
+ * non-finite sum is followed by the exact count.
+ */
 export function nonFiniteCount(t: Tensor): number {
   if (t.numel() === 0) return 0;
-  return tidy(() => {
-    const finite = t.isfinite();
-    return finite.min().item() === 1 ? 0 : finite.logicalNot().sum().item();
-  });
+  return tidy(() => (Number.isFinite(t.sum().item()) ? 0 : t.isfinite().logicalNot().sum().item()));
 }
 
 /** The header of a file (names, dtypes, shapes, metadata) without reading any tensor. */

@@ -9,6 +9,10 @@ export function displayPath(p: string): string {
   return /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(p) ? JSON.stringify(p) : p;
 }
 
+/** A value from a file as it appears in a one-line message: JSON, except numbers JSON cannot write (1e400 reads as Infinity). */
+export const showValue = (v: unknown): string =>
+  typeof v === "number" && !Number.isFinite(v) ? String(v) : (JSON.stringify(v) ?? String(v));
+
 /** What an errno code means, in words. */
 const CAUSES: Record<string, string> = {
   ENOSPC: "no space left on the device",

@@ -268,8 +268,8 @@ describe("adapter_config.json values", () => {
 
   it("numbers must be finite and in range (1e400 reads as Infinity)", () => {
     const infinite = JSON.parse('{"lora_alpha": 1e400, "alpha_pattern": {"q_proj": 1e400}, "r": 1e400}');
-    refused({ lora_alpha: infinite.lora_alpha }, /"lora_alpha" must be a finite number > 0, got null/);
-    refused({ alpha_pattern: infinite.alpha_pattern }, /"alpha_pattern" "q_proj" must be a finite number > 0, got null/);
+    refused({ lora_alpha: infinite.lora_alpha }, /"lora_alpha" must be a finite number > 0, got Infinity/);
+    refused({ alpha_pattern: infinite.alpha_pattern }, /"alpha_pattern" "q_proj" must be a finite number > 0, got Infinity/);
     refused({ r: infinite.r }, /"r" must be a positive integer/);
     refused({ lora_alpha: -8 }, /"lora_alpha" must be a finite number > 0, got -8/);
     refused({ rank_pattern: { q_proj: 2.5 } }, /"rank_pattern" "q_proj" must be a positive integer, got 2\.5/);
