@@ -200,9 +200,8 @@ export function formatSamples(
     longest: 0,
   };
   const encoded: Encoded[] = [];
-  const maxChars = options.maxLength === undefined ? Number.POSITIVE_INFINITY : options.maxLength * tokenizer.maxTokenChars;
   samples.forEach((sample, i) => {
-    if (textLength(sample, options.systemPrompt) > maxChars) {
+    if (cannotFit(sample, tokenizer, options)) {
       stats.droppedTooLong++;
       return;
     }
@@ -231,9 +230,14 @@ export function formatSamples(
   return { encoded, stats };
 }
 
-/** Characters of a sample's messages (the system prompt included): what its tokens must cover. */
-function textLength(sample: Sample, systemPrompt?: string): number {
-  return withSystemPrompt(sample.messages, systemPrompt).reduce((n, m) => n + m.content.length, 0);
+/**
+ * Whether a sample's messages (the system prompt included) have more characters than maxLength
+ * tokens can stand for: then it cannot fit, and need not be rendered or tokenized to know it.
+ */
+export function cannotFit(sample: Sample, tokenizer: Pick<ChatTokenizer, "maxTokenChars">, options: FormatOptions): boolean {
+  if (options.maxLength === undefined) return false;
+  const chars = withSystemPrompt(sample.messages, options.systemPrompt).reduce((n, m) => n + m.content.length, 0);
+  return chars > options.maxLength * tokenizer.maxTokenChars;
 }
 
 /** Token ids of a prompt ready for generation: the sample without its final assistant reply. */

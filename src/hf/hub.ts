@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { readInputText } from "../util/files.js";
+import { displayPath, readInputText } from "../util/files.js";
 import { downloadSnapshot } from "./hub-download.js";
 import { findCachedModel, hubCacheDir, parseHubId } from "./hub-cache.js";
 
@@ -30,12 +30,13 @@ export function resolveBaseModelLocally(spec: string, options: HubOptions = {}):
   const local = spec.startsWith("~/") ? path.join(os.homedir(), spec.slice(2)) : spec;
   if (fs.existsSync(local)) {
     if (!fs.statSync(local).isDirectory())
-      throw new Error(`--base-model ${spec}: is a file; give the model's directory (with config.json)`);
+      throw new Error(`--base-model ${displayPath(spec)}: is a file; give the model's directory (with config.json)`);
     return local;
   }
-  if (looksLikePath(spec)) throw new Error(`--base-model ${spec}: no such directory`);
+  if (looksLikePath(spec)) throw new Error(`--base-model ${displayPath(spec)}: no such directory`);
   const id = parseHubId(spec);
-  if (!id) throw new Error(`--base-model ${spec}: neither a directory nor a hub id like Qwen/Qwen2.5-0.5B-Instruct[@revision]`);
+  if (!id)
+    throw new Error(`--base-model ${displayPath(spec)}: neither a directory nor a hub id like Qwen/Qwen2.5-0.5B-Instruct[@revision]`);
   return findCachedModel(id, options.cacheDir ?? hubCacheDir());
 }
 
@@ -51,7 +52,7 @@ export async function resolveBaseModel(spec: string, options: HubOptions = {}): 
   const cacheDir = options.cacheDir ?? hubCacheDir();
   if (options.offline ?? isTruthy(process.env.HF_HUB_OFFLINE)) {
     throw new Error(
-      `--base-model ${spec}: not in the local cache (${cacheDir}) and HF_HUB_OFFLINE is set; download it where there is network or pass a local directory`,
+      `--base-model ${displayPath(spec)}: not in the local cache (${displayPath(cacheDir)}) and HF_HUB_OFFLINE is set; download it where there is network or pass a local directory`,
     );
   }
   return downloadSnapshot(id, {

@@ -413,7 +413,7 @@ export function targetedModules(config: LoraAdapterConfig, numLayers: number, so
   const targeted = decoderModuleNames(numLayers).filter((name) => isTargetModule(config, name));
   if (targeted.length === 0)
     throw new Error(
-      `${source}: target_modules ${JSON.stringify(config.target_modules)} matches no module of this ${numLayers}-layer model (PEFT refuses that too)`,
+      `${source}: target_modules ${JSON.stringify(config.target_modules)} matches no module of this ${numLayers}-layer model${nonEmpty(config.exclude_modules) ? " once exclude_modules is applied" : ""} (PEFT refuses that too)`,
     );
   const other = targeted.find((name) => !isProjectionPath(name));
   if (other !== undefined) {

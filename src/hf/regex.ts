@@ -110,7 +110,7 @@ class Parser {
   }
 
   private refuse(what: string): never {
-    throw new Refused(`${what} at position ${this.i} ${this.dialect === "python" ? "is not supported" : "is refused"}`);
+    throw new Refused(`${what}, at position ${this.i}`);
   }
 
   private alternation(): Cost {
