@@ -6,8 +6,8 @@
 // - size: every value the template makes is measured (strings by length, lists and dicts by the
 //   total size of what they hold, so a list of references to one big string counts in full);
 // - the few built-ins whose output can be far larger than their input are checked before they
-//   run: range(), replace() (also as a filter), indent(width), tojson(indent).
-// A rendering within the limits costs a few percent more than without the hooks (chat-template.test.ts).
+//   run, however they are reached: range(), replace() (also as a filter), indent(width), tojson(indent).
+// Within the limits a rendering costs the same as without the hooks, within noise (chat-template.test.ts).
 import { Interpreter, Template } from "@huggingface/jinja";
 import { ChatTemplateLimitError } from "../data/format.js";
 
@@ -36,7 +36,6 @@ type Arguments = [JinjaValue[], Map<string, JinjaValue>];
 /** Interpreter methods that @huggingface/jinja declares private; the hooks wrap them. */
 interface InterpreterInternals {
   evaluate(node: JinjaNode | undefined, env: unknown): JinjaValue;
-  evaluateCallExpression(node: JinjaNode, env: unknown): JinjaValue;
   applyFilter(operand: JinjaValue, filter: JinjaNode, env: unknown): JinjaValue;
   evaluateArguments(args: JinjaNode[], env: unknown): Arguments;
 }
@@ -104,15 +103,15 @@ class Budget {
     return m;
   }
 
-  /** range(stop) / range(start, stop[, step]): refused before it runs when it would make too many items. */
-  checkRange([args]: Arguments): void {
+  /** range(stop) / range(start, stop[, step]), refused before it runs when it would make too many items. */
+  checkRange(args: JinjaValue[]): void {
     const n = args.map((a) => (typeof a.value === "number" ? a.value : Number.NaN));
     const [start, stop, step] = n.length === 1 ? [0, n[0], 1] : [n[0], n[1], n[2] ?? 1];
     const count = step === 0 ? 0 : Math.ceil((stop - start) / step);
     if (count > RENDER_LIMITS.items) this.fail(`calls range(${n.join(", ")}): ${count} items (at most ${RENDER_LIMITS.items})`);
   }
 
-  /** s.replace(old, new[, count]): refused when the result could be too long. */
+  /** s.replace(old, new[, count]), refused before it runs when the result could be too long. */
   checkReplace(subject: JinjaValue, [args, kwargs]: Arguments): void {
     if (subject.type !== "StringValue") return;
     const text = (i: number, name: string) => {
@@ -142,45 +141,53 @@ class Budget {
 // ---- the hooks ----
 
 const proto = Interpreter.prototype as unknown as InterpreterInternals;
-for (const name of ["evaluate", "evaluateCallExpression", "applyFilter", "evaluateArguments"] as const) {
+for (const name of ["evaluate", "applyFilter", "evaluateArguments"] as const) {
   if (typeof proto[name] !== "function")
     throw new Error(`@huggingface/jinja has no Interpreter.${name} any more: update src/hf/chat-template.ts`);
 }
-const original = { evaluate: proto.evaluate, call: proto.evaluateCallExpression, filter: proto.applyFilter };
+const original = { evaluate: proto.evaluate, filter: proto.applyFilter };
 
-const calleeName = (node: unknown): string | undefined => {
-  const n = node as JinjaNode | undefined;
-  if (n?.type === "Identifier") return n.value as string;
-  if (n?.type === "MemberExpression" && !n.computed) return calleeName(n.property);
-  return undefined;
+/** The call arguments as a built-in receives them (keyword arguments last, as one KeywordArgumentsValue), split. */
+const splitArguments = (args: JinjaValue[]): Arguments => {
+  const last = args.at(-1);
+  if (last?.type !== "KeywordArgumentsValue") return [args, new Map()];
+  return [args.slice(0, -1), last.value as Map<string, JinjaValue>];
 };
+
+/** The same built-in, checked by `check` before each call, however it is called later (directly, or kept in a variable). */
+function guarded(fn: JinjaValue, check: (args: JinjaValue[]) => void): JinjaValue {
+  const call = fn.value as (args: JinjaValue[], scope: unknown) => JinjaValue;
+  const FunctionValue = fn.constructor as new (value: typeof call) => JinjaValue;
+  return new FunctionValue((args, scope) => {
+    check(args);
+    return call(args, scope);
+  });
+}
 
 proto.evaluate = function (this: InterpreterInternals, node, env) {
   const budget = active;
   if (!budget) return original.evaluate.call(this, node, env);
   budget.tick();
-  return budget.checked(original.evaluate.call(this, node, env));
-};
-
-proto.evaluateCallExpression = function (this: InterpreterInternals, node, env) {
-  const budget = active;
-  const name = budget && calleeName(node.callee);
-  if (budget && name === "range" && (node.callee as JinjaNode).type === "Identifier") {
-    budget.checkRange(this.evaluateArguments(node.args as JinjaNode[], env));
-  } else if (budget && name === "replace" && (node.callee as JinjaNode).type === "MemberExpression") {
-    const subject = this.evaluate((node.callee as JinjaNode).object as JinjaNode, env);
-    budget.checkReplace(subject, this.evaluateArguments(node.args as JinjaNode[], env));
+  const value = budget.checked(original.evaluate.call(this, node, env));
+  if (value.type !== "FunctionValue" || !node) return value;
+  if (node.type === "Identifier" && node.value === "range") return guarded(value, (args) => budget.checkRange(args));
+  if (node.type === "MemberExpression") {
+    const property = node.computed ? this.evaluate(node.property as JinjaNode, env).value : (node.property as JinjaNode).value;
+    if (property !== "replace") return value;
+    const subject = this.evaluate(node.object as JinjaNode, env);
+    return guarded(value, (args) => budget.checkReplace(subject, splitArguments(args)));
   }
-  return original.call.call(this, node, env);
+  return value;
 };
 
 proto.applyFilter = function (this: InterpreterInternals, operand, filter, env) {
   const budget = active;
-  const name = budget && filter.type === "CallExpression" ? calleeName(filter.callee) : undefined;
-  if (budget && name !== undefined) {
-    if (name === "replace") budget.checkReplace(operand, this.evaluateArguments(filter.args as JinjaNode[], env));
-    else if (name === "indent" || name === "tojson")
-      budget.checkPadding(name, operand, this.evaluateArguments(filter.args as JinjaNode[], env));
+  const callee = filter.type === "CallExpression" ? (filter.callee as JinjaNode) : undefined;
+  const name = budget && callee?.type === "Identifier" ? callee.value : undefined;
+  if (budget && (name === "replace" || name === "indent" || name === "tojson")) {
+    const args = this.evaluateArguments(filter.args as JinjaNode[], env);
+    if (name === "replace") budget.checkReplace(operand, args);
+    else budget.checkPadding(name, operand, args);
   }
   return original.filter.call(this, operand, filter, env);
 };

@@ -319,6 +319,7 @@ const MAX_MODULE_PATH = 64;
  */
 const MAX_PATTERN_WORK = 5_000_000;
 
+/** Compiled selections by config object: a config is not changed once read (spread a copy to change it). */
 const selectors = new WeakMap<LoraAdapterConfig, ModuleSelector>();
 
 /** The compiled selection for a config (cached per config object); refused patterns throw, naming `source`. */

@@ -78,6 +78,7 @@ describe("hostile chat templates stop with one line", () => {
     const ms = limited("{% for i in range(100000000) %}x{% endfor %}", /calls range\(100000000\): 100000000 items \(at most 100000\)/);
     assert.ok(ms < 500, `${ms} ms`);
     limited("{{ range(0, 10 ** 9, 3) | length }}", /calls range\(0, 1000000000, 3\): 333333334 items/);
+    limited("{% set r = range %}{{ r(100000000) | length }}", /calls range\(100000000\)/);
   });
 
   it("nested loops stop at the time limit", () => {
@@ -104,6 +105,9 @@ describe("hostile chat templates stop with one line", () => {
   it("replace(), indent(width) and tojson(indent) are checked before they run", () => {
     limited(`${doubled(12)}{{ big.replace('', big) }}`, /calls replace\(\) on 4096 characters with one that could make 16785408/);
     limited(`${doubled(12)}{{ big | replace('x', big) }}`, /calls replace\(\) on 4096 characters/);
+    limited(`${doubled(12)}{{ big['replace']('', big) }}`, /calls replace\(\) on 4096 characters/);
+    limited(`${doubled(12)}{% set f = big.replace %}{{ f('', big) }}`, /calls replace\(\) on 4096 characters/);
+    assert.equal(render("{% set f = 'a-b'.replace %}{{ f('-', '+') }}{{ 'a-b'['replace']('-', '') }}"), "a+bab");
     limited("{{ 'a\\nb\\nc' | indent(100000000) }}", /calls indent\(\) with a width of 100000000/);
     limited("{{ messages | tojson(indent=100000000) }}", /calls tojson\(\) with a width of 100000000/);
     assert.equal(render("{{ 'a\\nb' | indent(2) }}"), "a\n  b");
