@@ -1,6 +1,6 @@
 // Loading a data set file (JSON array or JSONL) in any of the usual shapes, as Samples.
 // Every problem with the input is reported once, naming the file and the line or item.
-import { readFileSync } from "node:fs";
+import { displayPath, readInputFile } from "../util/files.js";
 import { extractBoxed, parseAnswer } from "./answer.js";
 import type { ChatMessage, Sample } from "./types.js";
 
@@ -17,22 +17,20 @@ export class DatasetError extends Error {
 
 /** Reads and normalizes a data set file. Throws DatasetError on any problem with it. */
 export function loadDataset(path: string): Sample[] {
+  const source = displayPath(path);
   let bytes: Buffer;
   try {
-    bytes = readFileSync(path);
+    bytes = readInputFile(path, "data set file"); // a folder, FIFO or device is refused, not waited on
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new DatasetError(`${path}: data set file not found`);
-    if (code === "EISDIR") throw new DatasetError(`${path}: is a directory, not a data set file`);
-    throw new DatasetError(`${path}: cannot read the data set file (${(e as Error).message})`);
+    throw new DatasetError((e as Error).message);
   }
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new DatasetError(`${path}: not valid UTF-8 text (at ${firstInvalidUtf8(bytes)}); save the file as UTF-8`);
+    throw new DatasetError(`${source}: not valid UTF-8 text (at ${firstInvalidUtf8(bytes)}); save the file as UTF-8`);
   }
-  return parseDataset(text, path);
+  return parseDataset(text, source);
 }
 
 /** Normalizes the text of a data set; `source` names it in errors. JSON array if it starts with "[", else JSONL. */
@@ -119,7 +117,7 @@ function typeName(v: unknown): string {
 
 /** A required, non-empty string field. */
 function text(item: Item, field: string, where: string): string {
-  const v = item[field];
+  const v = Object.hasOwn(item, field) ? item[field] : undefined;
   if (typeof v !== "string") throw new DatasetError(`${where}: field "${field}" must be a string, got ${typeName(v)}`);
   if (v.trim() === "") throw new DatasetError(`${where}: field "${field}" is empty`);
   return v;
@@ -139,7 +137,7 @@ const SHAPES: { name: string; keys: string[]; convert: (item: Item, where: strin
     keys: ["instruction", "output"],
     convert: (item, where) => {
       const instruction = text(item, "instruction", where);
-      const input = item.input;
+      const input = Object.hasOwn(item, "input") ? item.input : undefined;
       // Alpaca-style files write a missing input as "" (or null): not an error.
       if (input !== undefined && input !== null && typeof input !== "string")
         throw new DatasetError(`${where}: field "input" must be a string, got ${typeName(input)}`);
@@ -170,7 +168,7 @@ function messages(value: unknown, where: string): ChatMessage[] {
     const at = `${where}: messages[${i}]`;
     if (typeof m !== "object" || m === null || Array.isArray(m))
       throw new DatasetError(`${at} must be an object {role, content}, got ${typeName(m)}`);
-    const role = (m as Item).role;
+    const role = Object.hasOwn(m, "role") ? (m as Item).role : undefined;
     if (typeof role !== "string" || !ROLES.has(role))
       throw new DatasetError(`${at}: "role" must be "system", "user" or "assistant", got ${JSON.stringify(role) ?? "nothing"}`);
     return { role: role as ChatMessage["role"], content: text(m as Item, "content", at) };
@@ -185,15 +183,16 @@ export function toSample(value: unknown, where: string): Sample {
   if (typeof value !== "object" || value === null || Array.isArray(value))
     throw new DatasetError(`${where}: each item must be a JSON object, got ${typeName(value)}. Accepted shapes: ${ACCEPTED_SHAPES}`);
   const item = value as Item;
-  const matches = SHAPES.filter((s) => s.keys.every((k) => k in item));
+  const has = (k: string) => Object.hasOwn(item, k);
+  const matches = SHAPES.filter((s) => s.keys.every(has));
   if (matches.length === 0) {
     const keys = Object.keys(item);
     // One shape partly there ({question} alone): say which field is missing.
-    const partial = SHAPES.filter((s) => s.keys.some((k) => k in item));
+    const partial = SHAPES.filter((s) => s.keys.some(has));
     const missing =
       partial.length === 1
         ? `: missing ${partial[0]!.keys
-            .filter((k) => !(k in item))
+            .filter((k) => !has(k))
             .map((k) => `"${k}"`)
             .join(", ")} for ${partial[0]!.name}`
         : "";

@@ -16,16 +16,31 @@ export const QWEN25_MATH_SYSTEM_PROMPT = "Please reason step by step, and put yo
 export interface ChatTokenizer {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** Throws ChatTemplateLimitError when the template goes past its time or size limits. */
   applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
   idToToken(id: number): string | undefined;
   /** Ids that close an assistant turn (EOS, <|im_end|>, <|eot_id|>…). */
   readonly stopTokenIds: readonly number[];
+  /** The most characters of text one token stands for (its longest vocabulary entry). */
+  readonly maxTokenChars: number;
+}
+
+/** A chat template went past a time or size limit: the whole data set stops here (no turn is skipped for it). */
+export class ChatTemplateLimitError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ChatTemplateLimitError";
+  }
 }
 
 export interface FormatOptions {
   /** Prepended as a system message to samples that have none. Default: none (the template decides). */
   systemPrompt?: string;
-  /** Longest sequence kept; longer ones are cut at the end and counted as truncated. */
+  /**
+   * Longest sequence kept; longer ones are cut at the end and counted as truncated. A sample with
+   * more characters than maxLength × the tokenizer's maxTokenChars cannot fit at all: formatSamples
+   * drops it before rendering or tokenizing it (counted as droppedTooLong).
+   */
   maxLength?: number;
   /** Keep samples left without any reply token (e.g. truncated inside the prompt). Default false. */
   keepEmpty?: boolean;
@@ -33,12 +48,14 @@ export interface FormatOptions {
 
 export interface FormatStats {
   samples: number;
-  /** Samples returned (samples − droppedEmpty). */
+  /** Samples returned (samples − droppedEmpty − droppedTooLong). */
   kept: number;
   /** Samples cut to maxLength. */
   truncated: number;
   /** Samples dropped because no reply token was left to learn from. */
   droppedEmpty: number;
+  /** Samples dropped unread because their text alone is longer than maxLength tokens could be. */
+  droppedTooLong: number;
   /** Samples whose prompt was not a token prefix of the conversation (mask placed by character offsets). */
   offsetFallbacks: number;
   /** Assistant turns not trained on because the template renders history differently from the last turn. */
@@ -72,7 +89,8 @@ function replySpans(tokenizer: ChatTokenizer, messages: ChatMessage[], full: str
     try {
       prompt = tokenizer.applyChatTemplate(messages.slice(0, k), { addGenerationPrompt: true });
       through = tokenizer.applyChatTemplate(messages.slice(0, k + 1), { addGenerationPrompt: false });
-    } catch {
+    } catch (error) {
+      if (error instanceof ChatTemplateLimitError) throw error;
       skipped++; // e.g. a template that cannot render a conversation opening with the assistant
       return;
     }
@@ -174,6 +192,7 @@ export function formatSamples(
     kept: 0,
     truncated: 0,
     droppedEmpty: 0,
+    droppedTooLong: 0,
     offsetFallbacks: 0,
     skippedTurns: 0,
     tokens: 0,
@@ -182,10 +201,15 @@ export function formatSamples(
   };
   const encoded: Encoded[] = [];
   samples.forEach((sample, i) => {
+    if (cannotFit(sample, tokenizer, options)) {
+      stats.droppedTooLong++;
+      return;
+    }
     let result: FormattedSample;
     try {
       result = formatSample(sample, tokenizer, options);
     } catch (e) {
+      if (e instanceof ChatTemplateLimitError) throw new ChatTemplateLimitError(`sample ${i}: ${e.message}`);
       throw new Error(`sample ${i}: ${(e as Error).message}`);
     }
     const { encoded: enc } = result;
@@ -204,6 +228,16 @@ export function formatSamples(
     encoded.push(enc);
   });
   return { encoded, stats };
+}
+
+/**
+ * Whether a sample's messages (the system prompt included) have more characters than maxLength
+ * tokens can stand for: then it cannot fit, and need not be rendered or tokenized to know it.
+ */
+export function cannotFit(sample: Sample, tokenizer: Pick<ChatTokenizer, "maxTokenChars">, options: FormatOptions): boolean {
+  if (options.maxLength === undefined) return false;
+  const chars = withSystemPrompt(sample.messages, options.systemPrompt).reduce((n, m) => n + m.content.length, 0);
+  return chars > options.maxLength * tokenizer.maxTokenChars;
 }
 
 /** Token ids of a prompt ready for generation: the sample without its final assistant reply. */

@@ -4,6 +4,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Device, Tensor } from "../torch/index.js";
+import { displayPath, readInputText } from "../util/files.js";
 import { SafetensorsFile, type TensorEntry } from "./safetensors.js";
 
 export const SINGLE_FILE = "model.safetensors";
@@ -27,10 +28,10 @@ export class SafetensorsCheckpoint {
     }
     if (fs.existsSync(path.join(dir, "pytorch_model.bin")) || fs.existsSync(path.join(dir, "pytorch_model.bin.index.json"))) {
       throw new Error(
-        `${dir}: only PyTorch pickle weights (pytorch_model.bin) found; svdlora reads safetensors — convert them (e.g. load and save_pretrained(safe_serialization=True) in transformers)`,
+        `${displayPath(dir)}: only PyTorch pickle weights (pytorch_model.bin) found; svdlora reads safetensors — convert them (e.g. load and save_pretrained(safe_serialization=True) in transformers)`,
       );
     }
-    throw new Error(`${dir}: no ${SINGLE_FILE} or ${INDEX_FILE} found; is this a Hugging Face model directory?`);
+    throw new Error(`${displayPath(dir)}: no ${SINGLE_FILE} or ${INDEX_FILE} found; is this a Hugging Face model directory?`);
   }
 
   /** Tensor names (in weight_map order when sharded, data order otherwise). */
@@ -52,6 +53,11 @@ export class SafetensorsCheckpoint {
     return this.fileFor(name).read(name, o);
   }
 
+  /** One weight, read as `read` does, refusing a dtype that is not floating point and NaN or infinite values (SafetensorsFile.readWeight). */
+  readWeight(name: string, o: { device?: Device } = {}): Tensor {
+    return this.fileFor(name).readWeight(name, o);
+  }
+
   close(): void {
     for (const file of this.files.values()) file.close();
   }
@@ -66,12 +72,14 @@ export class SafetensorsCheckpoint {
         if (!file) {
           const shardPath = path.join(dir, shard);
           if (!fs.existsSync(shardPath))
-            throw new Error(`${indexPath}: shard ${JSON.stringify(shard)} is listed but missing from ${dir} (incomplete download?)`);
+            throw new Error(
+              `${displayPath(indexPath)}: shard ${JSON.stringify(shard)} is listed but missing from ${displayPath(dir)} (incomplete download?)`,
+            );
           file = SafetensorsFile.open(shardPath);
           files.set(shard, file);
         }
         if (!file.has(name))
-          throw new Error(`${indexPath}: tensor ${JSON.stringify(name)} is mapped to ${shard}, which does not contain it`);
+          throw new Error(`${displayPath(indexPath)}: tensor ${JSON.stringify(name)} is mapped to ${shard}, which does not contain it`);
         fileOf.set(name, file);
       }
     } catch (error) {
@@ -83,27 +91,28 @@ export class SafetensorsCheckpoint {
 
   private fileFor(name: string): SafetensorsFile {
     const file = this.fileOf.get(name);
-    if (!file) throw new Error(`${this.dir}: the checkpoint has no tensor named ${JSON.stringify(name)}`);
+    if (!file) throw new Error(`${displayPath(this.dir)}: the checkpoint has no tensor named ${JSON.stringify(name)}`);
     return file;
   }
 }
 
 function readWeightMap(indexPath: string): Record<string, string> {
+  const text = readInputText(indexPath, "checkpoint index", 256 << 20);
   let json: unknown;
   try {
-    json = JSON.parse(fs.readFileSync(indexPath, "utf8"));
+    json = JSON.parse(text);
   } catch (error) {
-    throw new Error(`${indexPath}: not valid JSON (${(error as Error).message})`);
+    throw new Error(`${displayPath(indexPath)}: not valid JSON (${(error as Error).message.replace(/\s+/g, " ").slice(0, 200)})`);
   }
   const weightMap = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof weightMap !== "object" || weightMap === null || Array.isArray(weightMap)) {
-    throw new Error(`${indexPath}: no "weight_map" object (tensor name → shard file)`);
+    throw new Error(`${displayPath(indexPath)}: no "weight_map" object (tensor name → shard file)`);
   }
   for (const [name, shard] of Object.entries(weightMap)) {
     // shards live next to the index; a path elsewhere is a damaged or hostile index
     if (typeof shard !== "string" || shard === "" || shard !== path.basename(shard) || shard === "." || shard === "..") {
       throw new Error(
-        `${indexPath}: tensor ${JSON.stringify(name)} maps to ${JSON.stringify(shard)}, not a file name in the same directory`,
+        `${displayPath(indexPath)}: tensor ${JSON.stringify(name)} maps to ${JSON.stringify(shard)}, not a file name in the same directory`,
       );
     }
   }

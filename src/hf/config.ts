@@ -3,6 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DType } from "../torch/index.js";
+import { FileError, displayPath, readInputText, showValue } from "../util/files.js";
 
 export type ModelType = "qwen2" | "llama";
 
@@ -47,18 +48,28 @@ export function loadModelConfig(dirOrFile: string): ModelConfig {
   const file = fs.existsSync(dirOrFile) && fs.statSync(dirOrFile).isDirectory() ? path.join(dirOrFile, "config.json") : dirOrFile;
   let text: string;
   try {
-    text = fs.readFileSync(file, "utf8");
-  } catch {
-    throw new Error(`${file}: model config not found; --base-model must be a Hugging Face model directory with a config.json`);
+    text = readInputText(file, "model config", MAX_CONFIG_BYTES); // a FIFO or a folder is refused, not waited on
+  } catch (error) {
+    if (error instanceof FileError && error.code === "ENOENT")
+      throw new Error(
+        `${displayPath(file)}: model config not found; --base-model must be a Hugging Face model directory with a config.json`,
+      );
+    throw error;
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new Error(`${file}: not valid JSON (${(error as Error).message})`);
+    throw new Error(`${displayPath(file)}: not valid JSON (${(error as Error).message.replace(/\s+/g, " ").slice(0, 200)})`);
   }
-  return parseModelConfig(json, file);
+  return parseModelConfig(json, displayPath(file));
 }
+
+/** A config.json is a few kB; a larger one is damage (or not a config). */
+const MAX_CONFIG_BYTES = 16 << 20;
+
+/** A copy without a prototype: a field the file lacks is undefined, even one named "toString" or "constructor". */
+const ownFields = (o: object): Record<string, unknown> => Object.assign(Object.create(null), o);
 
 /** Validates a parsed config.json; `source` names it in errors. */
 export function parseModelConfig(json: unknown, source = "config.json"): ModelConfig {
@@ -66,7 +77,7 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
     throw new Error(`${source}: ${problem}`);
   };
   if (typeof json !== "object" || json === null || Array.isArray(json)) return fail("not a JSON object");
-  const raw = json as Record<string, unknown>;
+  const raw = ownFields(json);
 
   const modelType = raw.model_type;
   if (typeof modelType !== "string") return fail(`missing "model_type" (expected one of ${supportedTypes.join(", ")})`);
@@ -80,24 +91,24 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
     const v = raw[field] ?? fallback;
     if (v === undefined) return fail(`missing required field "${field}"`);
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0)
-      return fail(`"${field}" must be a positive integer, got ${JSON.stringify(v)}`);
+      return fail(`"${field}" must be a positive integer, got ${showValue(v)}`);
     return v;
   };
   const positiveNumber = (field: string, fallback: number, from: Record<string, unknown> = raw): number => {
     const v = from[field] ?? fallback;
-    if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v))
-      return fail(`"${field}" must be a positive number, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) return fail(`"${field}" must be a positive number, got ${showValue(v)}`);
     return v;
   };
+  const belowOne = (eps: number): number => (eps < 1 ? eps : fail(`"rms_norm_eps" must be below 1, got ${eps}`));
   const flag = (field: string, fallback: boolean): boolean => {
     const v = raw[field] ?? fallback;
-    if (typeof v !== "boolean") return fail(`"${field}" must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== "boolean") return fail(`"${field}" must be true or false, got ${showValue(v)}`);
     return v;
   };
   const tokenId = (field: string): number | undefined => {
     const v = raw[field];
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) return fail(`"${field}" must be a token id, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) return fail(`"${field}" must be a token id, got ${showValue(v)}`);
     return v;
   };
 
@@ -123,7 +134,7 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
   if (ropeParameters !== undefined && ropeParameters !== null && (typeof ropeParameters !== "object" || Array.isArray(ropeParameters))) {
     fail(`"rope_parameters" must be an object, got ${JSON.stringify(ropeParameters)}`);
   }
-  const ropeParams = (ropeParameters ?? {}) as Record<string, unknown>;
+  const ropeParams = ownFields((ropeParameters ?? {}) as object);
   const ropeType = ropeParams.rope_type ?? ropeParams.type ?? "default";
   const ropeScaling = raw.rope_scaling ?? (ropeType !== "default" ? ropeParams : null);
   if (ropeScaling !== null && (typeof ropeScaling !== "object" || Array.isArray(ropeScaling))) {
@@ -149,7 +160,7 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
     numKeyValueHeads,
     headDim,
     vocabSize: positive("vocab_size"),
-    rmsNormEps: positiveNumber("rms_norm_eps", 1e-6),
+    rmsNormEps: belowOne(positiveNumber("rms_norm_eps", 1e-6)),
     ropeTheta: "rope_theta" in ropeParams ? positiveNumber("rope_theta", 10000, ropeParams) : positiveNumber("rope_theta", 10000),
     ropeScaling: ropeScaling as Record<string, unknown> | null,
     maxPositionEmbeddings: positive("max_position_embeddings", isQwen2 ? 32768 : 2048),
@@ -171,7 +182,10 @@ function parseDtype(raw: Record<string, unknown>, fail: (problem: string) => nev
   const v = raw[field];
   if (v === undefined || v === null || v === "auto") return undefined;
   const name = typeof v === "string" ? v.replace(/^torch\./, "") : "";
-  return dtypeNames[name] ?? fail(`"${field}" is ${JSON.stringify(v)}; expected float32, float16, bfloat16 or float64`);
+  return (
+    (Object.hasOwn(dtypeNames, name) ? dtypeNames[name] : undefined) ??
+    fail(`"${field}" is ${showValue(v)}; expected float32, float16, bfloat16 or float64`)
+  );
 }
 
 function architecturesNote(raw: Record<string, unknown>): string {

@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { writeFileAtomic } from "../util/atomic.js";
+import { readInputText } from "../util/files.js";
 
 export interface HubId {
   repoId: string;
@@ -47,7 +48,7 @@ export function findCachedModel(id: HubId, cacheDir = hubCacheDir()): string | u
   let commit = id.revision;
   if (!commitPattern.test(commit)) {
     try {
-      commit = fs.readFileSync(path.join(repo, "refs", id.revision), "utf8").trim();
+      commit = readInputText(path.join(repo, "refs", id.revision), "hub cache ref", 1 << 10).trim();
     } catch {
       return undefined;
     }

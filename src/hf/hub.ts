@@ -4,6 +4,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { displayPath, readInputText } from "../util/files.js";
 import { downloadSnapshot } from "./hub-download.js";
 import { findCachedModel, hubCacheDir, parseHubId } from "./hub-cache.js";
 
@@ -29,12 +30,13 @@ export function resolveBaseModelLocally(spec: string, options: HubOptions = {}):
   const local = spec.startsWith("~/") ? path.join(os.homedir(), spec.slice(2)) : spec;
   if (fs.existsSync(local)) {
     if (!fs.statSync(local).isDirectory())
-      throw new Error(`--base-model ${spec}: is a file; give the model's directory (with config.json)`);
+      throw new Error(`--base-model ${displayPath(spec)}: is a file; give the model's directory (with config.json)`);
     return local;
   }
-  if (looksLikePath(spec)) throw new Error(`--base-model ${spec}: no such directory`);
+  if (looksLikePath(spec)) throw new Error(`--base-model ${displayPath(spec)}: no such directory`);
   const id = parseHubId(spec);
-  if (!id) throw new Error(`--base-model ${spec}: neither a directory nor a hub id like Qwen/Qwen2.5-0.5B-Instruct[@revision]`);
+  if (!id)
+    throw new Error(`--base-model ${displayPath(spec)}: neither a directory nor a hub id like Qwen/Qwen2.5-0.5B-Instruct[@revision]`);
   return findCachedModel(id, options.cacheDir ?? hubCacheDir());
 }
 
@@ -50,7 +52,7 @@ export async function resolveBaseModel(spec: string, options: HubOptions = {}): 
   const cacheDir = options.cacheDir ?? hubCacheDir();
   if (options.offline ?? isTruthy(process.env.HF_HUB_OFFLINE)) {
     throw new Error(
-      `--base-model ${spec}: not in the local cache (${cacheDir}) and HF_HUB_OFFLINE is set; download it where there is network or pass a local directory`,
+      `--base-model ${displayPath(spec)}: not in the local cache (${displayPath(cacheDir)}) and HF_HUB_OFFLINE is set; download it where there is network or pass a local directory`,
     );
   }
   return downloadSnapshot(id, {
@@ -67,7 +69,7 @@ export function hubToken(env: NodeJS.ProcessEnv = process.env): string | undefin
   if (fromEnv) return fromEnv.trim();
   const file = env.HF_TOKEN_PATH ?? path.join(env.HF_HOME ?? path.join(os.homedir(), ".cache", "huggingface"), "token");
   try {
-    return fs.readFileSync(file, "utf8").trim() || undefined;
+    return readInputText(file, "token file", 1 << 16).trim() || undefined; // a FIFO or device there is ignored, not waited on
   } catch {
     return undefined;
   }

@@ -4,8 +4,9 @@
 // through pinned staging buffers to the device), with no JS buffer in between. Writes stream
 // tensor by tensor into a temp file that is renamed into place.
 import * as fs from "node:fs";
-import { type Device, type Tensor, elementSize, fromBytes, fromFile } from "../torch/index.js";
+import { type Device, type Tensor, elementSize, fromBytes, fromFile, isFloating, tidy } from "../torch/index.js";
 import { writeAll, writeFileAtomicWith } from "../util/atomic.js";
+import { displayPath, fileError, openInputFile } from "../util/files.js";
 import {
   type SafetensorsHeader,
   type TensorEntry,
@@ -13,6 +14,7 @@ import {
   encodeHeader,
   headerLength,
   parseHeader,
+  toSafetensorsDType,
   writeOrder,
 } from "./safetensors-header.js";
 
@@ -31,7 +33,7 @@ interface ByteSource {
 const MAX_READ = 1 << 30;
 
 function fileSource(path: string): ByteSource {
-  const fd = fs.openSync(path, "r");
+  const fd = openInputFile(path, "safetensors file");
   const size = fs.fstatSync(fd).size;
   return {
     size,
@@ -40,7 +42,12 @@ function fileSource(path: string): ByteSource {
       const buffer = Buffer.allocUnsafeSlow(length);
       let done = 0;
       while (done < length) {
-        const n = fs.readSync(fd, buffer, done, Math.min(length - done, MAX_READ), position + done);
+        let n: number;
+        try {
+          n = fs.readSync(fd, buffer, done, Math.min(length - done, MAX_READ), position + done);
+        } catch (error) {
+          throw fileError(error, path, "read it");
+        }
         if (n === 0)
           throw new SafetensorsFormatError(path, `the file ended at byte ${position + done} while reading (was it truncated or replaced?)`);
         done += n;
@@ -64,6 +71,7 @@ export class SafetensorsFile {
   private source: ByteSource | undefined;
 
   private constructor(
+    /** The file as messages name it. */
     readonly path: string,
     source: ByteSource,
   ) {
@@ -80,9 +88,9 @@ export class SafetensorsFile {
     }
   }
 
-  /** Opens and validates a file; throws SafetensorsFormatError naming the problem. */
+  /** Opens and validates a file; throws SafetensorsFormatError naming the problem (a FileError when it is no regular file). */
   static open(path: string): SafetensorsFile {
-    return new SafetensorsFile(path, fileSource(path));
+    return new SafetensorsFile(displayPath(path), fileSource(path));
   }
 
   /** Parses safetensors bytes already in memory; `name` appears in error messages. */
@@ -134,10 +142,44 @@ export class SafetensorsFile {
     }
   }
 
+  /**
+   * A model or adapter weight: read() that refuses a dtype that is not floating point and any NaN
+   * or infinite value, naming the file and the tensor. The check is one reduction on the device
+   * the tensor is read to.
+   */
+  readWeight(name: string, o: { device?: Device } = {}): Tensor {
+    const { dtype } = this.entry(name);
+    if (!isFloating(dtype)) {
+      throw new Error(
+        `${this.path}: tensor ${JSON.stringify(name)} has dtype ${toSafetensorsDType[dtype]}; weights must be floating point (F32, F16, BF16 or F64)`,
+      );
+    }
+    const t = this.read(name, o);
+    const bad = nonFiniteCount(t);
+    if (bad > 0) {
+      const total = t.numel();
+      t.dispose();
+      throw new Error(
+        `${this.path}: tensor ${JSON.stringify(name)} holds ${bad} NaN or infinite values (of ${total}): the file is damaged or its training diverged`,
+      );
+    }
+    return t;
+  }
+
   close(): void {
     this.source?.close();
     this.source = undefined;
   }
+}
+
+/**
+ * How many elements are NaN or infinite. One sum on the tensor's device answers "none" (a NaN or
+ * an infinity makes the sum non-finite; finite values can only overflow it in float16); only a
+ * non-finite sum is followed by the exact count.
+ */
+export function nonFiniteCount(t: Tensor): number {
+  if (t.numel() === 0) return 0;
+  return tidy(() => (Number.isFinite(t.sum().item()) ? 0 : t.isfinite().logicalNot().sum().item()));
 }
 
 /** The header of a file (names, dtypes, shapes, metadata) without reading any tensor. */

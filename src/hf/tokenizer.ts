@@ -1,12 +1,13 @@
 // Hugging Face tokenizers: tokenizer.json (through @huggingface/tokenizers) plus the chat template
 // (through @huggingface/jinja), read from a model directory the way transformers reads them.
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { CHATML_TEMPLATE } from "../data/tiny-tokenizer.js";
 import type { ChatMessage } from "../data/types.js";
+import { displayPath, readInputText } from "../util/files.js";
+import { ChatTemplate } from "./chat-template.js";
+import { checkRegex } from "./regex.js";
 
 export interface EncodeOptions {
   /** Add the tokenizer's own special tokens (e.g. Llama 3's BOS). Default true, as transformers.
@@ -74,12 +75,14 @@ export class HfTokenizer {
   readonly stopTokenIds: readonly number[];
   /** One past the largest id (the embedding table needs at least this many rows). */
   readonly vocabSize: number;
+  /** The most characters one token stands for: its longest vocabulary entry (byte-level symbols are one byte each). */
+  readonly maxTokenChars: number;
   /** The Jinja source of the chat template, if any. */
   readonly chatTemplate?: string;
 
   private readonly inner: Tokenizer;
   private readonly config: Record<string, unknown>;
-  private readonly template?: Template;
+  private readonly template?: ChatTemplate;
 
   /**
    * @param tokenizerJson contents of tokenizer.json
@@ -92,13 +95,10 @@ export class HfTokenizer {
       throw new Error(`${source}: tokenizer.json must hold a JSON object`);
     }
     const json = { ...(tokenizerJson as Record<string, unknown>) };
-    const model = json.model as { type?: unknown } | undefined;
-    if (!model || typeof model !== "object" || typeof model.type !== "string") {
-      throw new Error(`${source}: tokenizer.json has no "model" with a "type" (is it a Hugging Face tokenizers file?)`);
-    }
+    checkTokenizerJson(json, `${source}/tokenizer.json`);
     // The library insists these keys exist; files written by older tokenizers may omit them.
     for (const key of ["normalizer", "pre_tokenizer", "post_processor", "decoder"]) json[key] ??= null;
-    json.added_tokens = mergeAddedTokens(json.added_tokens, tokenizerConfig.added_tokens_decoder);
+    json.added_tokens = mergeAddedTokens(json.added_tokens, tokenizerConfig.added_tokens_decoder, `${source}/tokenizer_config.json`);
 
     this.config = normalizeConfig(tokenizerConfig);
     try {
@@ -133,17 +133,16 @@ export class HfTokenizer {
     this.stopTokenIds = [...stops];
 
     let maxId = -1;
-    for (const id of this.inner.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    let maxChars = 1;
+    for (const [token, id] of this.inner.get_vocab(true)) {
+      maxId = Math.max(maxId, id);
+      maxChars = Math.max(maxChars, token.length);
+    }
     this.vocabSize = maxId + 1;
+    this.maxTokenChars = maxChars;
 
     this.chatTemplate = chatTemplate ?? pickChatTemplate(this.config.chat_template, source);
-    if (this.chatTemplate !== undefined) {
-      try {
-        this.template = new Template(this.chatTemplate);
-      } catch (e) {
-        throw new Error(`${source}: the chat template does not parse: ${(e as Error).message}`);
-      }
-    }
+    if (this.chatTemplate !== undefined) this.template = new ChatTemplate(this.chatTemplate, source);
   }
 
   get hasChatTemplate(): boolean {
@@ -189,11 +188,7 @@ export class HfTokenizer {
     }
     if (Array.isArray(this.config.additional_special_tokens)) variables.additional_special_tokens = this.config.additional_special_tokens;
     Object.assign(variables, options.variables);
-    try {
-      return this.template.render(variables);
-    } catch (e) {
-      throw new Error(`chat template failed to render: ${(e as Error).message}`);
-    }
+    return this.template.render(variables);
   }
 }
 
@@ -212,30 +207,122 @@ function normalizeConfig(config: Record<string, unknown>): Record<string, unknow
 }
 
 // transformers also registers tokens listed only in tokenizer_config's added_tokens_decoder.
-function mergeAddedTokens(fromJson: unknown, fromConfig: unknown): unknown[] {
+function mergeAddedTokens(fromJson: unknown, fromConfig: unknown, source: string): unknown[] {
   const tokens = Array.isArray(fromJson) ? [...fromJson] : [];
-  if (fromConfig && typeof fromConfig === "object") {
-    const known = new Set(tokens.map((t) => (t as { id?: number }).id));
-    for (const [id, token] of Object.entries(fromConfig as Record<string, Record<string, unknown>>)) {
-      if (!known.has(Number(id)) && typeof token?.content === "string") tokens.push({ ...token, id: Number(id) });
-    }
+  if (fromConfig === undefined || fromConfig === null) return tokens;
+  if (typeof fromConfig !== "object" || Array.isArray(fromConfig))
+    throw new Error(`${source}: "added_tokens_decoder" must map token ids to tokens`);
+  const known = new Set(tokens.map((t) => (t as { id?: number }).id));
+  for (const [key, token] of Object.entries(fromConfig as Record<string, unknown>)) {
+    const id = Number(key);
+    if (!/^\d+$/.test(key) || !isTokenId(id))
+      throw new Error(`${source}: "added_tokens_decoder" has the key ${JSON.stringify(key)}, not a token id`);
+    const content = (token as { content?: unknown } | null)?.content;
+    if (typeof content !== "string" || content === "") throw new Error(`${source}: "added_tokens_decoder" ${key} has no "content" string`);
+    if (!known.has(id)) tokens.push({ ...(token as object), id });
   }
   return tokens;
 }
 
-async function readJson(path: string, what: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    throw new Error(`cannot read ${what} ${path}: ${(e as Error).message}`);
+const isTokenId = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0 && v < 2 ** 31;
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * What the Rust tokenizers library checks when it loads tokenizer.json, and what JavaScript needs
+ * on top: a model with a vocabulary that is not empty, token ids that are ids, BPE merges whose
+ * parts and result are in the vocabulary, added tokens with an id and content, and split and
+ * replace patterns whose matching cost is bounded (regex.ts). `source` names the file.
+ */
+export function checkTokenizerJson(json: Record<string, unknown>, source: string): void {
+  const fail = (problem: string): never => {
+    throw new Error(`${source}: ${problem}`);
+  };
+  const model = json.model;
+  if (!isPlainObject(model) || typeof model.type !== "string") fail(`no "model" with a "type" (is it a Hugging Face tokenizers file?)`);
+  const m = model as Record<string, unknown>;
+  const vocabIds = (): Record<string, unknown> => {
+    if (!isPlainObject(m.vocab)) return fail(`"model.vocab" must map tokens to ids`);
+    const entries = Object.entries(m.vocab);
+    if (entries.length === 0) fail("the vocabulary (model.vocab) is empty");
+    for (const [token, id] of entries)
+      if (!isTokenId(id)) fail(`model.vocab ${JSON.stringify(token)} has the id ${JSON.stringify(id)}, not a token id`);
+    return m.vocab;
+  };
+  switch (m.type) {
+    case "BPE": {
+      const vocab = vocabIds();
+      const merges = m.merges ?? [];
+      if (!Array.isArray(merges)) fail(`"model.merges" must be a list`);
+      const prefix = typeof m.continuing_subword_prefix === "string" ? m.continuing_subword_prefix : "";
+      (merges as unknown[]).forEach((merge, i) => {
+        const pair = typeof merge === "string" ? merge.split(" ") : merge;
+        if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((p) => typeof p === "string" && p !== ""))
+          fail(`model.merges[${i}] is ${JSON.stringify(merge)}, not a pair of tokens`);
+        const [a, b] = pair as [string, string];
+        for (const token of [a, b, a + b.slice(prefix.length)]) {
+          if (!Object.hasOwn(vocab, token))
+            fail(`model.merges[${i}] ${JSON.stringify(merge)}: ${JSON.stringify(token)} is not in the vocabulary (damaged merges?)`);
+        }
+      });
+      break;
+    }
+    case "WordPiece":
+    case "WordLevel":
+      vocabIds();
+      break;
+    case "Unigram": {
+      const vocab = m.vocab;
+      if (!Array.isArray(vocab) || vocab.length === 0)
+        fail(`"model.vocab" of a Unigram model must be a list of [piece, score] that is not empty`);
+      (vocab as unknown[]).forEach((entry, i) => {
+        if (!Array.isArray(entry) || typeof entry[0] !== "string" || typeof entry[1] !== "number" || !Number.isFinite(entry[1]))
+          fail(`model.vocab[${i}] is ${JSON.stringify(entry)}, not a [piece, finite score] pair`);
+      });
+      break;
+    }
+    default:
+      fail(`model type ${JSON.stringify(m.type)} is not supported (BPE, WordPiece, WordLevel or Unigram)`);
   }
+  const added = json.added_tokens ?? [];
+  if (!Array.isArray(added)) fail(`"added_tokens" must be a list`);
+  (added as unknown[]).forEach((token, i) => {
+    const t = token as { id?: unknown; content?: unknown } | null;
+    if (!isPlainObject(t) || !isTokenId(t.id) || typeof t.content !== "string" || t.content === "")
+      fail(`added_tokens[${i}] must have an "id" and a "content", got ${JSON.stringify(token)}`);
+  });
+  checkPatterns(json, source, "");
+}
+
+/** Every {"Regex": pattern} in the file (splits, replaces) must pass regex.ts's check. */
+function checkPatterns(value: unknown, source: string, at: string): void {
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => {
+      checkPatterns(v, source, `${at}[${i}]`);
+    });
+  } else if (isPlainObject(value)) {
+    for (const [key, v] of Object.entries(value)) {
+      if (key === "vocab" || key === "merges") continue;
+      if (key === "Regex" && typeof v === "string") {
+        const { problem } = checkRegex(v, "tokenizer");
+        if (problem !== undefined) throw new Error(`${source}: the pattern ${JSON.stringify(v)} at ${at.slice(1)} is refused: ${problem}`);
+      } else checkPatterns(v, source, `${at}.${key}`);
+    }
+  }
+}
+
+/** A JSON file of a tokenizer, read within a size limit (FIFOs and folders refused); `what` names it. */
+function readJson(path: string, what: string, maxBytes: number): unknown {
+  const text = readInputText(path, what, maxBytes);
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`${path} is not valid JSON: ${(e as Error).message}`);
+    throw new Error(`${displayPath(path)} is not valid JSON: ${(e as Error).message.replace(/\s+/g, " ").slice(0, 200)}`);
   }
 }
+
+/** Size limits of the tokenizer files: far above real ones (Gemma's tokenizer.json is 33 MB). */
+const MAX_TOKENIZER_BYTES = 1 << 30;
+const MAX_TOKENIZER_CONFIG_BYTES = 64 << 20;
 
 /**
  * Loads the tokenizer of a Hugging Face model directory: tokenizer.json (required),
@@ -244,24 +331,48 @@ async function readJson(path: string, what: string): Promise<unknown> {
  * A model without a chat template fails here, unless `chatMLFallback` is set (then ChatML, with a warning).
  */
 export async function loadTokenizer(modelDir: string, options: LoadTokenizerOptions = {}): Promise<HfTokenizer> {
+  const where = displayPath(modelDir);
   const tokenizerPath = join(modelDir, "tokenizer.json");
   if (!existsSync(tokenizerPath)) {
-    throw new Error(`no tokenizer.json in ${modelDir} (only Hugging Face "fast" tokenizer files are supported)`);
+    throw new Error(`no tokenizer.json in ${where} (only Hugging Face "fast" tokenizer files are supported)`);
   }
-  const json = await readJson(tokenizerPath, "tokenizer file");
+  const json = readJson(tokenizerPath, "tokenizer file", MAX_TOKENIZER_BYTES);
   const configPath = join(modelDir, "tokenizer_config.json");
-  const config = existsSync(configPath) ? await readJson(configPath, "tokenizer config") : {};
-  if (!config || typeof config !== "object" || Array.isArray(config)) throw new Error(`${configPath} must hold a JSON object`);
+  const config = existsSync(configPath) ? readJson(configPath, "tokenizer config", MAX_TOKENIZER_CONFIG_BYTES) : {};
+  if (!isPlainObject(config)) throw new Error(`${displayPath(configPath)} must hold a JSON object`);
   const templatePath = join(modelDir, "chat_template.jinja");
-  const template = existsSync(templatePath) ? await readFile(templatePath, "utf8") : undefined;
+  const template = existsSync(templatePath) ? readInputText(templatePath, "chat template", MAX_TOKENIZER_CONFIG_BYTES) : undefined;
 
-  const tokenizer = new HfTokenizer(json, config as Record<string, unknown>, template, modelDir);
+  const tokenizer = new HfTokenizer(json, config, template, where);
+  checkFitsModel(tokenizer, modelDir);
   if (tokenizer.hasChatTemplate) return tokenizer;
   if (!options.chatMLFallback) {
     throw new Error(
       `${modelDir} has no chat template (tokenizer_config.json chat_template or chat_template.jinja); pass chatMLFallback to use plain ChatML`,
     );
   }
-  (options.warn ?? console.warn)(`warning: ${modelDir} has no chat template; using plain ChatML (<|im_start|>role\\n…<|im_end|>)`);
-  return new HfTokenizer(json, config as Record<string, unknown>, CHATML_TEMPLATE, modelDir);
+  (options.warn ?? console.warn)(`warning: ${where} has no chat template; using plain ChatML (<|im_start|>role\\n…<|im_end|>)`);
+  return new HfTokenizer(json, config, CHATML_TEMPLATE, where);
+}
+
+/**
+ * The model in the same folder needs an embedding row for every token id: a config.json whose
+ * vocab_size is smaller than the tokenizer's ids is refused here, naming both files (libtorch
+ * would fail mid-run with "index out of range"). A config.json that does not parse is left to the
+ * model loader to report.
+ */
+function checkFitsModel(tokenizer: HfTokenizer, modelDir: string): void {
+  const configPath = join(modelDir, "config.json");
+  if (!existsSync(configPath)) return;
+  let vocabSize: unknown;
+  try {
+    vocabSize = (JSON.parse(readInputText(configPath, "model config", MAX_TOKENIZER_CONFIG_BYTES)) as { vocab_size?: unknown })?.vocab_size;
+  } catch {
+    return;
+  }
+  if (typeof vocabSize === "number" && tokenizer.vocabSize > vocabSize) {
+    throw new Error(
+      `${displayPath(join(modelDir, "tokenizer.json"))} has token ids up to ${tokenizer.vocabSize - 1}, but ${displayPath(configPath)} has vocab_size ${vocabSize}: the model has no embedding for them (is the tokenizer from another model?)`,
+    );
+  }
 }

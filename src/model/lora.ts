@@ -11,6 +11,7 @@ import {
   loraScaling,
   rankFor,
   targetNames,
+  targetedModules,
 } from "../hf/peft.js";
 // The one upward import, until train/ passes the named inits as ModuleInit functions: "pissa"
 // below resolves to lowrank/inits' PiSSA.
@@ -168,12 +169,13 @@ function checkFactors(path: string, f: InitFactors, inF: number, outF: number): 
 }
 
 /**
- * Attaches an adapter's factors (PEFT layout) to the model, as trainable copies; every adapted
- * module must exist with matching shapes.
+ * Attaches an adapter's factors (PEFT layout) to the model, as trainable copies, on exactly the
+ * modules PEFT adapts with this config (target_modules, exclude_modules, layers_to_transform,
+ * layers_pattern) and with PEFT's per-module rank and scale (rank_pattern, alpha_pattern,
+ * use_rslora). Each of those modules must have factors of matching shapes, and no other may.
  */
 export function loadLora(model: CausalLM, config: LoraAdapterConfig, weights: LoraWeights, trainable = true): Map<string, LoRA> {
   const linears = model.linears();
-  const added = new Map<string, LoRA>();
   for (const [path, { A, B }] of weights) {
     const linear = linears.get(path);
     if (!linear) throw new Error(`adapter module ${path} does not exist in the base model (is it the right --base-model?)`);
@@ -183,6 +185,23 @@ export function loadLora(model: CausalLM, config: LoraAdapterConfig, weights: Lo
       throw new Error(
         `adapter ${path}: lora_A [${A.shape}] / lora_B [${B.shape}] do not fit the base layer (want [${want.A}] / [${want.B}])`,
       );
+  }
+  const targeted = targetedModules(config, model.config.numHiddenLayers);
+  const stray = [...weights.keys()].find((path) => !targeted.includes(path));
+  if (stray !== undefined)
+    throw new Error(
+      `adapter has factors for ${stray}, which its config does not target (PEFT would ignore them): the config and weights do not belong together`,
+    );
+  const missing = targeted.filter((path) => !weights.has(path));
+  if (missing.length > 0) {
+    const more = missing.length > 1 ? ` (and ${missing.length - 1} more)` : "";
+    throw new Error(
+      `adapter config targets ${missing[0]}${more}, but the adapter has no factors for it (PEFT would give it fresh ones): is it the right --base-model?`,
+    );
+  }
+  const added = new Map<string, LoRA>();
+  for (const [path, { A, B }] of weights) {
+    const linear = linears.get(path)!;
     const device = linear.weight.device;
     const a = torch.keep(A.to({ dtype: "float32", device, copy: true }).detach());
     const b = torch.keep(B.to({ dtype: "float32", device, copy: true }).detach());

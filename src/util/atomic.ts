@@ -1,13 +1,21 @@
 // Crash-safe file writes: write beside the target, fsync, then rename over it. A reader (or a
 // crashed run resumed later) sees either the old file or the complete new one, never half of it.
+// A file-system error names the target (never the temporary name) and its cause in words.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { createHash } from "node:crypto";
+import { FileError, checkParentWritable, fileError } from "./files.js";
 import { MARKER, fsChange, isOurFolder, markerJson } from "./outputs.js";
 
-/** A unique name in the same directory as target (rename is only atomic within one file system). */
+/**
+ * A unique name in the same directory as target (rename is only atomic within one file system).
+ * It keeps at most the first 16 characters of target's name, so it is short whatever target is
+ * (a name of up to 255 bytes, the file system's limit, still gets a temporary name).
+ */
 export function tempPathFor(target: string): string {
   const random = Math.random().toString(36).slice(2, 10);
-  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${random}`);
+  const stem = Array.from(path.basename(target)).slice(0, 16).join("");
+  return path.join(path.dirname(target), `.${stem}.${process.pid}-${random}.tmp`);
 }
 
 /** Flushes a directory entry (the rename) to disk; some file systems do not allow it, which is fine. */
@@ -35,7 +43,12 @@ export function writeAll(fd: number, data: Uint8Array): void {
  */
 export function writeFileAtomicWith(target: string, write: (fd: number) => void): void {
   const temp = tempPathFor(target);
-  const fd = fs.openSync(temp, "wx", 0o644);
+  let fd: number;
+  try {
+    fd = fs.openSync(temp, "wx", 0o644);
+  } catch (error) {
+    throw whyNotWritable(error, target, "file");
+  }
   let closed = false;
   try {
     write(fd);
@@ -47,9 +60,31 @@ export function writeFileAtomicWith(target: string, write: (fd: number) => void)
   } catch (error) {
     if (!closed) fs.closeSync(fd);
     fs.rmSync(temp, { force: true });
-    throw error;
+    throw fileError(error, target, "write it");
   }
   fsyncDirectory(path.dirname(target));
+}
+
+/** A FileError about a file inside `from` (the temporary folder) as one about the same file in `to`. */
+function withPath(error: Error, from: string, to: string): Error {
+  if (!(error instanceof FileError) || !error.path.startsWith(from)) return error;
+  const inner = (p: string) => JSON.stringify(p).slice(1, -1); // as it appears inside a JSON-quoted path
+  const message = error.message.split(from).join(to).split(inner(from)).join(inner(to));
+  return new FileError(message, to + error.path.slice(from.length), error.code);
+}
+
+/**
+ * The reason a file or folder cannot be created at target: the first folder above it that is
+ * missing, read-only or not a folder (a recursive mkdir on a read-only file system says ENOENT),
+ * else the error itself, naming target.
+ */
+function whyNotWritable(error: unknown, target: string, what: string): Error {
+  try {
+    checkParentWritable(target, what);
+  } catch (reason) {
+    return reason as Error;
+  }
+  return fileError(error, target, "write it");
 }
 
 /** Writes a whole file atomically (string data is written as UTF-8). */
@@ -62,9 +97,9 @@ export function writeFileAtomic(target: string, data: string | Uint8Array): void
  * Builds a directory through fill(tempDir), then puts it at target; svdlora's marker file is
  * written into it last. rename() cannot replace a non-empty directory, so an existing target is
  * first moved aside and deleted after the swap. Only a folder svdlora wrote (one with the marker)
- * is ever replaced: anything else at target is refused. The temporary names are fixed
- * (.NAME.new, .NAME.old), so a swap a kill interrupted is finished by recoverDirectory (which
- * this calls first); callers hold the output folder's lock.
+ * is ever replaced: anything else at target is refused. The temporary names are fixed for each
+ * target, so a swap a kill interrupted is finished by recoverDirectory (which this calls first);
+ * callers hold the output folder's lock.
  */
 export function replaceDirectoryAtomic(target: string, fill: (tempDir: string) => void, what = "output"): void {
   const staged = stageDirectory(target, what);
@@ -72,7 +107,7 @@ export function replaceDirectoryAtomic(target: string, fill: (tempDir: string) =
     fill(staged.dir);
   } catch (error) {
     staged.discard();
-    throw error;
+    throw withPath(fileError(error, target, "write it"), staged.dir, target);
   }
   staged.commit();
 }
@@ -87,29 +122,37 @@ export interface StagedDirectory {
 /** Starts building a folder that will replace target (see replaceDirectoryAtomic); refuses a target that is not ours. */
 export function stageDirectory(target: string, what = "output"): StagedDirectory {
   const parent = path.dirname(path.resolve(target));
-  fs.mkdirSync(parent, { recursive: true });
-  assertReplaceable(target);
   const { next, old } = swapNames(target);
-  fsChange(`mkdir ${next}`);
-  fs.rmSync(next, { recursive: true, force: true });
-  fs.mkdirSync(next);
+  try {
+    fs.mkdirSync(parent, { recursive: true });
+    assertReplaceable(target);
+    fsChange(`mkdir ${next}`);
+    fs.rmSync(next, { recursive: true, force: true });
+    fs.mkdirSync(next);
+  } catch (error) {
+    throw error instanceof FileError || !(error as NodeJS.ErrnoException).code ? error : whyNotWritable(error, target, "folder");
+  }
   return {
     dir: next,
     discard: () => fs.rmSync(next, { recursive: true, force: true }),
     commit: () => {
-      fs.writeFileSync(path.join(next, MARKER), markerJson(what));
-      fsyncDirectory(next);
-      const replacing = fs.existsSync(target);
-      if (replacing) {
-        fsChange(`rename ${target}`);
-        fs.renameSync(target, old);
-      }
-      fsChange(`rename ${next}`);
-      fs.renameSync(next, target);
-      fsyncDirectory(parent);
-      if (replacing) {
-        fsChange(`remove ${old}`);
-        fs.rmSync(old, { recursive: true, force: true });
+      try {
+        fs.writeFileSync(path.join(next, MARKER), markerJson(what));
+        fsyncDirectory(next);
+        const replacing = fs.existsSync(target);
+        if (replacing) {
+          fsChange(`rename ${target}`);
+          fs.renameSync(target, old);
+        }
+        fsChange(`rename ${next}`);
+        fs.renameSync(next, target);
+        fsyncDirectory(parent);
+        if (replacing) {
+          fsChange(`remove ${old}`);
+          fs.rmSync(old, { recursive: true, force: true });
+        }
+      } catch (error) {
+        throw fileError(error, target, "replace it");
       }
     },
   };
@@ -123,11 +166,13 @@ export function assertReplaceable(target: string): void {
   throw new Error(`${target} is ${what} (svdlora replaces only folders with its ${MARKER}): move it away or choose another output path`);
 }
 
-const swapNames = (target: string) => {
+/** The fixed names a folder's new and old versions take during a swap: short, whatever the target's name. */
+export function swapNames(target: string): { next: string; old: string } {
   const dir = path.dirname(path.resolve(target));
   const name = path.basename(target);
-  return { next: path.join(dir, `.${name}.new`), old: path.join(dir, `.${name}.old`) };
-};
+  const stem = `.${Array.from(name).slice(0, 16).join("")}.${createHash("sha256").update(name).digest("hex").slice(0, 8)}`;
+  return { next: path.join(dir, `${stem}.new`), old: path.join(dir, `${stem}.old`) };
+}
 
 /**
  * Finishes or undoes a replaceDirectoryAtomic that a kill interrupted: a complete new version
@@ -137,11 +182,8 @@ const swapNames = (target: string) => {
 export function recoverDirectory(target: string): void {
   const { next, old } = swapNames(target);
   const has = (p: string) => fs.existsSync(p);
-  if (has(next) && !has(target) && isOurFolder(next)) {
-    fs.renameSync(next, target);
-  } else if (has(next)) {
-    fs.rmSync(next, { recursive: true, force: true });
-  }
+  if (has(next) && !has(target) && isOurFolder(next)) fs.renameSync(next, target);
+  else if (has(next)) fs.rmSync(next, { recursive: true, force: true });
   if (has(old) && has(target)) fs.rmSync(old, { recursive: true, force: true });
   else if (has(old)) fs.renameSync(old, target);
 }

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -111,7 +112,34 @@ describe("loadDataset: hostile input", () => {
   it("a directory", () => {
     const sub = join(dir, "a-directory.json");
     mkdirSync(sub);
-    assertFails(sub, /is a directory/);
+    assertFails(sub, /a-directory\.json: is a folder, not the data set file/);
+  });
+
+  it("a FIFO or a device is refused at once instead of read forever", (t) => {
+    assertFails("/dev/zero", /^\/dev\/zero: is a device, not the data set file/);
+    const fifo = join(dir, "pipe.jsonl");
+    if (spawnSync("mkfifo", [fifo]).status !== 0) return t.skip("mkfifo is not available");
+    assertFails(fifo, /pipe\.jsonl: is a named pipe \(FIFO\), not the data set file/);
+  });
+
+  it("keys named like Object's own properties are plain keys", () => {
+    const items = '[{"__proto__": {"question": "Q", "answer": "A"}}]';
+    assertFails(file("proto.json", items), /item 1: matches no known shape \(its keys: __proto__\)/);
+    assertFails(
+      file("tostring.json", '[{"toString": "Q", "valueOf": "A"}]'),
+      /item 1: matches no known shape \(its keys: toString, valueOf\)/,
+    );
+    assertFails(
+      file("role.json", '[{"messages": [{"content": "Q"}, {"role": "assistant", "content": "A"}]}]'),
+      /messages\[0\]: "role" must be/,
+    );
+    const ok = loadDataset(file("extra.json", '[{"question": "Q", "answer": "3", "hasOwnProperty": 1, "constructor": 2}]'));
+    assert.deepEqual(
+      ok[0].messages.map((m) => m.content),
+      ["Q", "3"],
+    );
+    const input = loadDataset(file("proto-input.json", '[{"instruction": "I", "output": "O", "__proto__": {"input": 5}}]'));
+    assert.equal(input[0].messages[0].content, "I");
   });
 
   it("empty file and whitespace-only file", () => {

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import {
+  ChatTemplateLimitError,
   IGNORE_INDEX,
   QWEN25_MATH_SYSTEM_PROMPT,
   blockCausalMask,
@@ -217,4 +218,35 @@ test("packing formatted samples loses no loss token (each sample starts with pro
     encoded.reduce((n, e) => n + counted(e).length, 0),
   );
   assert.equal(packs[0].cuSeqlens.at(-1), packs[0].inputIds[0].length);
+});
+
+test("a sample that cannot fit --max-length is dropped before it is rendered or tokenized", () => {
+  const huge = qa(`${"lorem ipsum ".repeat(900_000)}?`, "42"); // 10.8 MB
+  const start = performance.now();
+  const { encoded, stats } = formatSamples([huge, qa("Q", "A")], tok, { maxLength: 64 });
+  const ms = performance.now() - start;
+  assert.equal(stats.droppedTooLong, 1);
+  assert.equal(stats.kept, 1);
+  assert.equal(encoded.length, 1);
+  assert.ok(ms < 1000, `${ms.toFixed(0)} ms`);
+  // The bound is maxLength × the longest token: a sample just within it is formatted (and truncated) as before.
+  const within = qa("x".repeat(64 * tok.maxTokenChars - 1), "A");
+  assert.equal(formatSamples([within], tok, { maxLength: 64, keepEmpty: true }).stats.droppedTooLong, 0);
+});
+
+test("a chat template past its limits stops the data set with one line naming the sample", () => {
+  const hostile = new HfTokenizer(tokenizerJson, {
+    ...tokenizerConfig,
+    chat_template: "{% for m in messages %}{% for i in range(100000000) %}x{% endfor %}{% endfor %}",
+  });
+  assert.throws(
+    () => formatSamples([qa("Q", "A"), qa("R", "B")], hostile),
+    (e: Error) => e instanceof ChatTemplateLimitError && /^sample 0: tokenizer: the chat template calls range\(100000000\)/.test(e.message),
+  );
+  // Only on the prefix renders (the full conversation renders): still not swallowed as a skipped turn.
+  const prefixOnly = new HfTokenizer(tokenizerJson, {
+    ...tokenizerConfig,
+    chat_template: "{% if add_generation_prompt %}{% for i in range(100000000) %}{% endfor %}{% endif %}{{ messages | length }}",
+  });
+  assert.throws(() => formatSamples([qa("Q", "A")], prefixOnly), ChatTemplateLimitError);
 });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { recoverDirectory, replaceDirectoryAtomic, writeFileAtomic, writeFileAtomicWith } from "../../src/util/atomic.js";
+import { recoverDirectory, replaceDirectoryAtomic, swapNames, writeFileAtomic, writeFileAtomicWith } from "../../src/util/atomic.js";
 import { tempDir } from "./fixtures.js";
 
 describe("atomic writes", () => {
@@ -62,26 +62,28 @@ describe("atomic writes", () => {
   it("finishes or undoes a swap that a kill interrupted", () => {
     const dir = tempDir();
     const target = path.join(dir, "out");
+    const names = swapNames(target);
+    const [next, old] = [path.basename(names.next), path.basename(names.old)];
     const build = (name: string, content: string) => {
       fs.mkdirSync(path.join(dir, name));
       fs.writeFileSync(path.join(dir, name, "a"), content);
       fs.writeFileSync(path.join(dir, name, "svdlora.json"), '{"made_by": "svdlora"}');
     };
     // Killed between the two renames: the old version aside, the complete new one beside it.
-    build(".out.old", "old");
-    build(".out.new", "new");
+    build(old, "old");
+    build(next, "new");
     recoverDirectory(target);
     assert.equal(fs.readFileSync(path.join(target, "a"), "utf8"), "new");
     assert.deepEqual(fs.readdirSync(dir), ["out"]);
     // Killed while filling the new version (no marker yet): the old one stays.
-    fs.mkdirSync(path.join(dir, ".out.new"));
-    fs.writeFileSync(path.join(dir, ".out.new", "a"), "half");
+    fs.mkdirSync(path.join(dir, next));
+    fs.writeFileSync(path.join(dir, next, "a"), "half");
     recoverDirectory(target);
     assert.equal(fs.readFileSync(path.join(target, "a"), "utf8"), "new");
     assert.deepEqual(fs.readdirSync(dir), ["out"]);
     // Killed after the old version moved aside but before the new one was complete cannot happen
     // (the new one is filled first); an old version alone is put back.
-    fs.renameSync(target, path.join(dir, ".out.old"));
+    fs.renameSync(target, path.join(dir, old));
     recoverDirectory(target);
     assert.equal(fs.readFileSync(path.join(target, "a"), "utf8"), "new");
   });

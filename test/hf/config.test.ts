@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
@@ -154,5 +155,41 @@ describe("model config", () => {
     assert.throws(() => loadModelConfig(empty), /empty\/config.json: model config not found/);
     fs.writeFileSync(path.join(empty, "config.json"), "{ model_type: qwen2 }");
     assert.throws(() => loadModelConfig(empty), /empty\/config.json: not valid JSON/);
+  });
+
+  it("numbers must be finite and in range (1e400 reads as Infinity)", () => {
+    const parse = (text: string) => parseModelConfig({ ...qwen25Math7B, ...JSON.parse(text) }, "m/config.json");
+    assert.throws(
+      () => parse('{"hidden_size": 1e400}'),
+      /^Error: m\/config\.json: "hidden_size" must be a positive integer, got Infinity$/,
+    );
+    assert.throws(() => parse('{"rope_theta": 1e400}'), /"rope_theta" must be a positive number, got Infinity/);
+    assert.throws(() => parse('{"rms_norm_eps": 1e400}'), /"rms_norm_eps" must be a positive number, got Infinity/);
+    assert.throws(() => parse('{"rms_norm_eps": 2}'), /"rms_norm_eps" must be below 1, got 2/);
+    assert.throws(() => parse('{"vocab_size": 1.5}'), /"vocab_size" must be a positive integer, got 1\.5/);
+  });
+
+  it("fields named like Object's own properties are plain fields", () => {
+    assert.throws(() => parseModelConfig({ ...qwen25Math7B, torch_dtype: "toString" }), /"torch_dtype" is "toString"; expected float32/);
+    assert.throws(() => parseModelConfig({ ...qwen25Math7B, torch_dtype: "constructor" }), /"torch_dtype" is "constructor"/);
+    assert.throws(() => parseModelConfig(JSON.parse('{"__proto__": {"model_type": "qwen2"}, "hidden_size": 8}')), /missing "model_type"/);
+    const odd = parseModelConfig(
+      JSON.parse(`{${JSON.stringify(qwen25Math7B).slice(1, -1)}, "toString": 5, "hasOwnProperty": 1, "__proto__": {"x": 1}}`),
+    );
+    assert.equal(odd.hiddenSize, 3584);
+    assert.equal(odd.hiddenAct, "silu");
+    const noAct = parseModelConfig(
+      JSON.parse(`{${JSON.stringify({ ...qwen25Math7B, hidden_act: undefined }).slice(1, -1)}, "constructor": 1}`),
+    );
+    assert.equal(noAct.hiddenAct, "silu");
+  });
+
+  it("a FIFO or a folder given as config.json is refused at once", (t) => {
+    const dir = tempDir();
+    fs.mkdirSync(path.join(dir, "config.json"));
+    assert.throws(() => loadModelConfig(dir), /config\.json: is a folder, not the model config/);
+    const fifo = path.join(dir, "fifo.json");
+    if (spawnSync("mkfifo", [fifo]).status !== 0) return t.skip("mkfifo is not available");
+    assert.throws(() => loadModelConfig(fifo), /fifo\.json: is a named pipe \(FIFO\), not the model config/);
   });
 });

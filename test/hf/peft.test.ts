@@ -185,7 +185,7 @@ describe("PEFT adapters", () => {
       () => loadAdapter(adapterDir("ia3", { [`${q}.lora_A.weight`]: A }, { ...config(), peft_type: "IA3" })),
       /peft_type is "IA3"; svdlora reads LoRA adapters/,
     );
-    assert.throws(() => parseAdapterConfig({ ...config(), r: 0 }), /"r" must be a positive integer, got 0/);
+    assert.throws(() => parseAdapterConfig({ ...config(), r: 0 }), /"r" must be a positive integer \(at most 65536\), got 0/);
     assert.throws(
       () => parseAdapterConfig({ ...config(), target_modules: [1] }),
       /"target_modules" must be a list of module names or a regex string/,
@@ -253,5 +253,151 @@ describe("PEFT adapters", () => {
       "no temp directories left behind",
     );
     disposeWeights(weights);
+  });
+});
+
+describe("adapter_config.json values", () => {
+  const base = () => ({ ...config() }) as Record<string, unknown>;
+  const refused = (patch: Record<string, unknown>, message: RegExp) => {
+    assert.throws(
+      () => parseAdapterConfig({ ...base(), ...patch }, "a/adapter_config.json"),
+      (e: Error) => message.test(e.message) && e.message.startsWith("a/adapter_config.json: ") && !e.message.includes("\n"),
+      JSON.stringify(patch),
+    );
+  };
+
+  it("numbers must be finite and in range (1e400 reads as Infinity)", () => {
+    const infinite = JSON.parse('{"lora_alpha": 1e400, "alpha_pattern": {"q_proj": 1e400}, "r": 1e400}');
+    refused({ lora_alpha: infinite.lora_alpha }, /"lora_alpha" must be a finite number > 0, got Infinity/);
+    refused({ alpha_pattern: infinite.alpha_pattern }, /"alpha_pattern" "q_proj" must be a finite number > 0, got Infinity/);
+    refused({ r: infinite.r }, /"r" must be a positive integer/);
+    refused({ lora_alpha: -8 }, /"lora_alpha" must be a finite number > 0, got -8/);
+    refused({ rank_pattern: { q_proj: 2.5 } }, /"rank_pattern" "q_proj" must be a positive integer, got 2\.5/);
+    refused({ lora_dropout: 1.5 }, /"lora_dropout" must be a number in \[0, 1\), got 1\.5/);
+    refused({ layers_to_transform: [0, -1] }, /"layers_to_transform" must be a layer index, a list of them or null, got \[0,-1\]/);
+    refused({ layers_to_transform: true }, /"layers_to_transform" must be a layer index/);
+  });
+
+  it('flags must be booleans: use_rslora "true" is not silently false', () => {
+    refused({ use_rslora: "true" }, /"use_rslora" must be true or false, got "true"/);
+    refused({ inference_mode: 1 }, /"inference_mode" must be true or false, got 1/);
+    assert.equal(parseAdapterConfig({ ...base(), use_rslora: true }).use_rslora, true);
+  });
+
+  it("what PEFT would apply differently is refused in one line", () => {
+    refused({ modules_to_save: ["lm_head"] }, /modules_to_save is \["lm_head"\]; the adapter carries full copies of those modules/);
+    refused({ bias: "lora_only" }, /bias is "lora_only"; only "none" is supported/);
+    refused({ lora_bias: true }, /lora_bias is true; a bias on lora_B is not supported/);
+    refused({ fan_in_fan_out: true }, /fan_in_fan_out is true; the GPT-2 Conv1D layout/);
+    refused({ layer_replication: [[0, 2]] }, /layer_replication is \[\[0,2\]\]; layer replication is not supported/);
+    refused({ target_parameters: ["mlp.experts.weight"] }, /target_parameters is .*; LoRA on parameters is not supported/);
+    refused({ trainable_token_indices: [1, 2] }, /trainable_token_indices is \[1,2\]; trainable token embeddings/);
+    refused(
+      { init_lora_weights: "pissa" },
+      /init_lora_weights is "pissa": PEFT re-runs that init when it loads the adapter, which rewrites the base weights/,
+    );
+    refused({ init_lora_weights: "svd" }, /init_lora_weights is "svd"/);
+    refused({ target_modules: [] }, /"target_modules" is empty/);
+    for (const neutral of [
+      { modules_to_save: [] },
+      { bias: "none" },
+      { lora_bias: false },
+      { init_lora_weights: "gaussian" },
+      { megatron_config: null },
+    ]) {
+      parseAdapterConfig({ ...base(), ...neutral });
+    }
+  });
+
+  it("patterns are compiled once, checked, and a hostile one is refused at once", () => {
+    refused({ target_modules: "(q|v_proj" }, /target_modules "\(q\|v_proj" is refused: a group without its "\)"/);
+    refused({ target_modules: "[q" }, /target_modules "\[q" is refused: a character class without its "\]"/);
+    const start = Date.now();
+    refused({ rank_pattern: { "(a+)+$": 2 } }, /rank_pattern key "\(a\+\)\+\$" is refused: repeating a group that repeats or alternates/);
+    refused({ alpha_pattern: { "(\\w+\\.)*q_proj": 2 } }, /alpha_pattern key .* is refused: repeating a group/);
+    refused({ exclude_modules: "(.*)*x" }, /exclude_modules "\(\.\*\)\*x" is refused/);
+    refused({ rank_pattern: { "\\1": 2 } }, /is refused: a backreference/);
+    refused({ target_modules: ".*.*.*.*x" }, /target_modules ".\*.\*.\*.\*x" is refused: it has 4 repetitions one after another/);
+    refused({ rank_pattern: { ".*.*.*x": 2 } }, /rank_pattern key ".\*.\*.\*x" is refused \(as ".*"\): it has 4 repetitions/);
+    refused({ target_modules: "(?P<name>q_proj)" }, /is refused: the group syntax "\(\?P<n…", at position 1$/);
+    assert.ok(Date.now() - start < 200, "refused before compiling, not by running");
+    const keys = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`layers\\.${i}\\.q_proj`, 2]));
+    refused({ rank_pattern: keys }, /"rank_pattern" has 5000 patterns \(at most 4096\)/);
+  });
+
+  it("keys named like Object's own properties are plain keys", () => {
+    const c = parseAdapterConfig(
+      JSON.parse(
+        '{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "rank_pattern": {"toString": 8, "__proto__": 8, "hasOwnProperty": 8}, "__proto__": {"r": 99}}',
+      ),
+    );
+    assert.equal(rankFor(c, "model.layers.0.self_attn.q_proj"), 2);
+    assert.deepEqual(Object.keys(c.rank_pattern).sort(), ["__proto__", "hasOwnProperty", "toString"]);
+    assert.throws(() => parseAdapterConfig(JSON.parse('{"__proto__": {"peft_type": "LORA", "r": 2}}')), /peft_type is undefined/);
+    assert.throws(() => parseAdapterConfig({ ...base(), r: undefined, toString: 3 }), /"r" must be a positive integer/);
+  });
+});
+
+describe("adapter weights", () => {
+  const q = "base_model.model.model.layers.0.self_attn.q_proj";
+  const write = (name: string, tensors: Record<string, Tensor>, cfg: object = config()) => {
+    const dir = path.join(root, name);
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "adapter_config.json"), JSON.stringify(cfg));
+    saveSafetensors(path.join(dir, "adapter_model.safetensors"), tensors);
+    return dir;
+  };
+
+  it("NaN or infinite factors are refused, naming the tensor", () => {
+    const A = randn([r, hidden]);
+    const B = randn([hidden, r]);
+    const bad = B.clone();
+    bad.narrow(0, 1, 1).fill_(Number.NaN);
+    bad.narrow(0, 3, 1).fill_(Number.POSITIVE_INFINITY);
+    assert.throws(
+      () => loadAdapter(write("nan", { [`${q}.lora_A.weight`]: A, [`${q}.lora_B.weight`]: bad })),
+      /nan\/adapter_model\.safetensors: tensor "base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_B\.weight" holds 4 NaN or infinite values \(of 16\)/,
+    );
+    dispose([A, B, bad]);
+  });
+
+  it("factors that are not floating point (U8, BOOL, I64) are refused, not cast", () => {
+    for (const dtype of ["uint8", "bool", "int64"] as const) {
+      const A = zeros([r, hidden]).to(dtype);
+      const B = zeros([hidden, r]).to(dtype);
+      assert.throws(
+        () => loadAdapter(write(`dtype-${dtype}`, { [`${q}.lora_A.weight`]: A, [`${q}.lora_B.weight`]: B })),
+        /has dtype (U8|BOOL|I64); weights must be floating point \(F32, F16, BF16 or F64\)/,
+      );
+      dispose([A, B]);
+    }
+  });
+
+  it("factors for a module the config does not target, or that is no decoder projection, are refused", () => {
+    const A = randn([r, hidden]);
+    const B = randn([hidden, r]);
+    const o = "base_model.model.model.layers.0.self_attn.o_proj";
+    assert.throws(
+      () => loadAdapter(write("untargeted", { [`${o}.lora_A.weight`]: A, [`${o}.lora_B.weight`]: B })),
+      /has factors for model\.layers\.0\.self_attn\.o_proj, which adapter_config\.json does not target \(PEFT would ignore them\)/,
+    );
+    assert.throws(
+      () =>
+        loadAdapter(write("layers", { [`${q}.lora_A.weight`]: A, [`${q}.lora_B.weight`]: B }, { ...config(), layers_to_transform: [1] })),
+      /has factors for model\.layers\.0\.self_attn\.q_proj, which adapter_config\.json does not target/,
+    );
+    const head = "base_model.model.lm_head";
+    assert.throws(
+      () => loadAdapter(write("head", { [`${head}.lora_A.weight`]: A, [`${head}.lora_B.weight`]: B })),
+      /"lm_head" is not a projection of a Qwen2\/Llama decoder layer/,
+    );
+    dispose([A, B]);
+  });
+
+  it("a folder or a FIFO where adapter_model.safetensors should be is refused at once", () => {
+    const dir = path.join(root, "folder-weights");
+    fs.mkdirSync(path.join(dir, "adapter_model.safetensors"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "adapter_config.json"), JSON.stringify(config()));
+    assert.throws(() => loadAdapter(dir), /adapter_model\.safetensors: is a folder, not the safetensors file \(a regular file\)$/);
   });
 });

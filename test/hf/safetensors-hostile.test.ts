@@ -1,10 +1,12 @@
 // Each kind of damaged or hostile file gives its own clear error, naming the file.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { findDuplicateKey } from "../../src/hf/json-duplicates.js";
-import { SafetensorsFile, SafetensorsFormatError } from "../../src/hf/safetensors.js";
+import { SafetensorsFile, SafetensorsFormatError, nonFiniteCount } from "../../src/hf/safetensors.js";
+import * as torch from "../../src/torch/index.js";
 import { f32Bytes, safetensorsBytes, tempDir } from "./fixtures.js";
 
 const entry = (dtype: string, shape: unknown, offsets: unknown) => ({ dtype, shape, data_offsets: offsets });
@@ -140,5 +142,56 @@ describe("findDuplicateKey", () => {
     assert.deepEqual(findDuplicateKey('{"a":1,"b":[{"x":1,"x":2}]}'), { key: "x", path: ["b", "[]"] });
     assert.deepEqual(findDuplicateKey('{"a":{"b":{"c":1,"c":2}}}'), { key: "c", path: ["a", "b"] });
     assert.deepEqual(findDuplicateKey('{ "k" : 1 , "k" : 2 }'), { key: "k", path: [] });
+  });
+});
+
+describe("weights files that are not regular files, or whose values are not weights", () => {
+  const dir = tempDir();
+
+  it("a folder or a FIFO given as the weights file is refused at once, naming it", (t) => {
+    const folder = path.join(dir, "model.safetensors");
+    fs.mkdirSync(folder);
+    assert.throws(
+      () => SafetensorsFile.open(folder),
+      (e: Error) => e.message === `${folder}: is a folder, not the safetensors file (a regular file)`,
+    );
+    const fifo = path.join(dir, "pipe.safetensors");
+    if (spawnSync("mkfifo", [fifo]).status !== 0) return t.skip("mkfifo is not available");
+    assert.throws(() => SafetensorsFile.open(fifo), /pipe\.safetensors: is a named pipe \(FIFO\), not the safetensors file/);
+  });
+
+  it("readWeight refuses NaN, infinities and integer or boolean dtypes; read() keeps them", () => {
+    const header = json({
+      finite: entry("F32", [2], [0, 8]),
+      nan: entry("F32", [3], [8, 20]),
+      ints: entry("U8", [4], [20, 24]),
+      flags: entry("BOOL", [4], [24, 28]),
+      empty: entry("F32", [0], [28, 28]),
+    });
+    const data = Buffer.concat([f32Bytes(1, 2), f32Bytes(1, Number.NaN, Number.NEGATIVE_INFINITY), Buffer.from([1, 2, 3, 4, 1, 0, 1, 0])]);
+    const file = SafetensorsFile.fromBytes(safetensorsBytes(header, data), "w.safetensors");
+    torch.dispose([file.readWeight("finite"), file.readWeight("empty"), file.read("nan"), file.read("ints")]);
+    assert.throws(
+      () => file.readWeight("nan"),
+      /^Error: w\.safetensors: tensor "nan" holds 2 NaN or infinite values \(of 3\): the file is damaged or its training diverged$/,
+    );
+    assert.throws(
+      () => file.readWeight("ints"),
+      /w\.safetensors: tensor "ints" has dtype U8; weights must be floating point \(F32, F16, BF16 or F64\)/,
+    );
+    assert.throws(() => file.readWeight("flags"), /tensor "flags" has dtype BOOL/);
+  });
+
+  it("counts exactly when a float16 sum overflows although every value is finite", () => {
+    const ones = torch.ones([100_000]).to("float16");
+    assert.equal(
+      torch.tidy(() => ones.sum().item()),
+      Number.POSITIVE_INFINITY,
+      "the fast check overflows",
+    );
+    assert.equal(nonFiniteCount(ones), 0);
+    ones.narrow(0, 5, 1).fill_(Number.NaN);
+    assert.equal(nonFiniteCount(ones), 1);
+    ones.dispose();
   });
 });

@@ -100,9 +100,9 @@ test("clear errors for a missing, malformed or model-less tokenizer.json", async
     writeFileSync(join(dir, "tokenizer.json"), "{ not json");
     await assert.rejects(loadTokenizer(dir), /tokenizer\.json is not valid JSON/);
     writeFileSync(join(dir, "tokenizer.json"), JSON.stringify({ version: "1.0" }));
-    await assert.rejects(loadTokenizer(dir), /has no "model" with a "type"/);
+    await assert.rejects(loadTokenizer(dir), /tokenizer\.json: no "model" with a "type"/);
     writeFileSync(join(dir, "tokenizer.json"), JSON.stringify({ model: { type: "NoSuchModel" } }));
-    await assert.rejects(loadTokenizer(dir), /cannot build the tokenizer/);
+    await assert.rejects(loadTokenizer(dir), /tokenizer\.json: model type "NoSuchModel" is not supported/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
