@@ -14,6 +14,7 @@ export async function trainStep(cfg: TrainConfig): Promise<TrainResult & { plotF
   ];
   const plotFile = path.join(cfg.outputDir, "plots", `loss_curves_${result.runName}.png`);
   const init = cfg.init === "svd" ? "SVD-initialized" : `${cfg.init}-init`;
-  await saveChart(plotFile, lossCurvesChart(rows, `Training loss, ${init} LoRA (r = ${cfg.lora.rank}, α = ${cfg.lora.alpha})`));
+  const what = log.eval.length > 0 ? "Training and held-out loss" : "Training loss"; // report: the title says what is drawn
+  await saveChart(plotFile, lossCurvesChart(rows, `${what}, ${init} LoRA (r = ${cfg.lora.rank}, α = ${cfg.lora.alpha})`));
   return { ...result, plotFile };
 }
