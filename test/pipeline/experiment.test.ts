@@ -56,7 +56,8 @@ test("all four steps write the SPEC's files, and complete steps are skipped", as
   assert.ok(([1, 2, 3, 4] as const).every((s) => stepComplete(config, s)));
   const html = fs.readFileSync(L.html, "utf8");
   assert.match(html, /data:image\/png;base64,/);
-  assert.match(html, /Comparison \(step 4\)/);
+  assert.match(html, /Training and held-out loss of every arm/);
+  assert.match(html, /<div data-spec="chart-1">/);
   assert.doesNotMatch(html, /(src|href)="https?:/);
   const summary = JSON.parse(fs.readFileSync(L.summary("svd"), "utf8"));
   assert.equal(summary.result.accuracy.total, 2);
