@@ -72,7 +72,11 @@ const formatPct = (x: number | null) => (x === null ? "n/a" : `${x >= 0 ? "+" : 
 export function statisticsTable(c: ComparisonResult): ReportTable {
   const others = c.arms.filter((a) => a.init !== c.baseline);
   return {
-    columns: ["metric", ...c.arms.map((a) => `${a.init} (n = ${a.runs.length})`), ...others.map((a) => `${a.init} vs ${c.baseline}`)],
+    columns: [
+      "metric",
+      ...c.arms.map((a) => `${a.init} (n = ${a.runs.length})`),
+      ...others.map((a) => `${a.init} vs ${c.baseline} (+ = better)`),
+    ],
     rows: METRICS.map((m) => [
       m === "stepsToTarget" ? `${metricLabel(m)} (≤ ${loss(c.targetLoss)})` : metricLabel(m),
       ...c.arms.map((a) => {
@@ -80,7 +84,7 @@ export function statisticsTable(c: ComparisonResult): ReportTable {
         const cell = formatStat(a.metrics[m], FORMATS[m], a.runs.length);
         return m === "totalSeconds" && a.totalIncomplete ? `≥ ${cell}` : cell;
       }),
-      ...others.map((a) => formatPct(a.improvement?.[m] ?? null)),
+      ...others.map((a) => `${m === "totalSeconds" && a.totalIncomplete ? "≤ " : ""}${formatPct(a.improvement?.[m] ?? null)}`),
     ]),
   };
 }
@@ -94,8 +98,9 @@ export function summarizeComparison(c: ComparisonJson): ReportSummary {
     `${what}: ${c.arms
       .map((a) => {
         const mean = a.metrics[m].mean;
-        const gain = a.improvement?.[m];
-        return `${a.init} ${mean === null ? "n/a" : loss(mean)}${gain === null || gain === undefined ? "" : ` (${formatPct(gain)} vs ${c.baseline})`}`;
+        const gain = a.improvement?.[m] ?? null;
+        const versus = gain === null ? "" : ` (${Math.abs(gain).toFixed(1)} % ${gain >= 0 ? "better" : "worse"} than ${c.baseline})`;
+        return `${a.init} ${mean === null ? "n/a" : loss(mean)}${versus}`;
       })
       .join(", ")}.`;
   const heldOut = c.arms.some((a) => a.metrics.evalLossAfter.mean !== null);

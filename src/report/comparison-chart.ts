@@ -95,14 +95,15 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
     data: { values: train },
     layer: [
       {
-        mark: { type: "line", strokeWidth: 1, clip: true },
-        encoding: { x, y: { ...yTrain, field: "raw" }, color, detail: { field: "run" }, opacity: picked(0.3, 0.04) },
-      },
-      {
+        // the legend selection lives in the first layer: the merged legend takes its click handlers from there
         params: [
           { name: ARM_PICK, select: { type: "point", fields: ["arm"] }, bind: "legend" },
           { name: "zoomTrain", select: "interval", bind: "scales" },
         ],
+        mark: { type: "line", strokeWidth: 1, clip: true },
+        encoding: { x, y: { ...yTrain, field: "raw" }, color, detail: { field: "run" }, opacity: picked(0.22, 0.04) },
+      },
+      {
         mark: { type: "line", strokeWidth: 2.5, clip: true },
         encoding: { x, y: yTrain, color, detail: { field: "run" }, opacity: picked(1, 0.12) },
       },
@@ -123,7 +124,7 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
     params: [{ name: "zoomHeldOut", select: "interval", bind: "scales" }],
     mark: { type: "line", strokeWidth: 2.5, clip: true, point: { size: 50, filled: true } },
     encoding: {
-      x,
+      x: { ...x, axis: { ...x.axis, tickCount: 6 } }, // a narrow panel: fewer step labels, or they collide
       y: { field: "loss", type: "quantitative", title: "held-out loss (nats / token)", scale: { zero: false } },
       color,
       detail: { field: "run" },

@@ -36,6 +36,8 @@ export function paddedDomain(values: readonly number[]): [number, number] | unde
  * raw loss are cut off; its dips stay in view.
  */
 export function lossAxisDomain(raw: readonly number[], curves: readonly number[]): [number, number] | undefined {
-  const lowest = Math.min(...raw.filter(isPlottable));
-  return paddedDomain([...curves, ...(Number.isFinite(lowest) ? [lowest] : [])]);
+  const lowest = Math.min(...raw.filter(isPlottable), ...curves.filter(isPlottable));
+  const domain = paddedDomain([...curves, ...(Number.isFinite(lowest) ? [lowest] : [])]);
+  // the padding does not take a loss axis below zero
+  return domain && lowest >= 0 ? [Math.max(0, domain[0]), domain[1]] : domain;
 }

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, type Page, chromium } from "playwright-core";
 import { writeExperimentReport } from "../../src/pipeline/report.js";
 import { writeSampleExperiment } from "../report/sample-experiment.js";
 
@@ -33,8 +33,37 @@ interface PageReport {
   sections: string[];
 }
 
+/** How many of the charts' lines are drawn faint (an arm not picked in the legend); runs in the page. */
+const countFaintLines = () =>
+  [...document.querySelectorAll("div[data-spec] .mark-line path")].filter((p) => Number(p.getAttribute("opacity") ?? 1) < 0.2).length;
+
+/** Clicks an arm in the first chart's legend, then hovers the training panel: what dims, what the tooltip says. */
+async function interact(page: Page, arm: string): Promise<{ faintBefore: number; faintAfter: number; tooltip: string }> {
+  const chart = page.locator("div[data-spec]").first();
+  await chart.scrollIntoViewIfNeeded();
+  const faintBefore = await page.evaluate(countFaintLines);
+  // Vega listens on its whole SVG, so click where the label is rather than on the element
+  const label = await chart
+    .locator("svg text", { hasText: new RegExp(`^${arm}$`) })
+    .first()
+    .boundingBox();
+  assert.ok(label, `legend entry ${arm}`);
+  await page.mouse.click(label.x + label.width / 2, label.y + label.height / 2);
+  await page.waitForFunction(`(${countFaintLines})() > ${faintBefore}`, null, { timeout: 5000 });
+  const faintAfter = await page.evaluate(countFaintLines);
+  const box = (await chart.boundingBox())!;
+  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.6, { steps: 4 });
+  await page.waitForSelector("#vg-tooltip-element.visible", { timeout: 5000 });
+  const tooltip = await page.locator("#vg-tooltip-element").innerText();
+  return { faintBefore, faintAfter, tooltip };
+}
+
 /** Opens the report, waits for its charts, and reads back what the browser drew and fetched. */
-async function openReport(browser: Browser, file: string): Promise<PageReport & { errors: string[]; requests: string[] }> {
+async function openReport(
+  browser: Browser,
+  file: string,
+  o: { interactWith?: string } = {},
+): Promise<PageReport & { errors: string[]; requests: string[]; interaction?: Awaited<ReturnType<typeof interact>> }> {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   const requests: string[] = [];
@@ -67,7 +96,8 @@ async function openReport(browser: Browser, file: string): Promise<PageReport & 
       links: [...document.querySelectorAll<HTMLAnchorElement>("a[href]")].map((a) => a.href).filter((h) => !h.includes("#")),
       sections: [...document.querySelectorAll("body > section > h2")].map((h) => h.textContent ?? ""),
     }));
-    return { ...drawn, errors, requests };
+    const interaction = o.interactWith ? await interact(page, o.interactWith) : undefined;
+    return { ...drawn, errors, requests, interaction };
   } finally {
     await page.close();
   }
@@ -116,9 +146,15 @@ describe("report.html in headless chromium", () => {
     const { config, L } = await writeSampleExperiment(relative);
     const html = path.resolve(await writeExperimentReport(config, L));
 
-    const first = await openReport(browser, html);
+    const first = await openReport(browser, html, { interactWith: "svd" });
     assertRendered(first, "in place");
     assert.deepEqual(first.sections.slice(0, 2), ["Verdict", "Training and held-out loss of every arm"]);
+    // picking svd in the legend dims the random and pissa lines (raw and EMA in training, held-out): 6 of them
+    const { faintBefore, faintAfter, tooltip } = first.interaction!;
+    assert.equal(faintBefore, 0);
+    assert.equal(faintAfter, 6);
+    assert.match(tooltip, /step\s*\d+/);
+    assert.match(tooltip, /random \(EMA\)\s*\d\.\d{4}/);
 
     const moved = path.join(tmp, "elsewhere", "copy");
     fs.cpSync(path.dirname(html), moved, { recursive: true });

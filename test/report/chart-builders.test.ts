@@ -166,7 +166,8 @@ describe("comparisonChart", () => {
     assert.ok(domain[1] < Math.max(...smoothed) * 1.1);
     assert.deepEqual(paddedDomain([1, 1]), [0.95, 1.05]);
     assert.equal(paddedDomain([Number.NaN]), undefined);
-    assert.deepEqual(lossAxisDomain([0, 10], [1, 1]), [-0.05, 1.05]);
+    assert.deepEqual(lossAxisDomain([0, 10], [1, 1]), [0, 1.05], "not below zero");
+    assert.deepEqual(lossAxisDomain([0.5, 10], [1, 1.5]), [0.45, 1.55]);
   });
 
   it("takes more arms and several seeds per arm, and leaves out the held-out panel when nothing was evaluated", async () => {

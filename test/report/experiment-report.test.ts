@@ -32,8 +32,11 @@ describe("writeExperimentReport", () => {
       "Set-up",
       "How to read this",
     ]);
-    assert.match(html, /Held-out loss after training \(lower is better\): random \d\.\d{4}, svd \d\.\d{4} \([+-]\d+\.\d %/);
-    assert.match(html, /<th>svd vs random<\/th>/);
+    assert.match(
+      html,
+      /Held-out loss after training \(lower is better\): random \d\.\d{4}, svd \d\.\d{4} \(\d+\.\d % (better|worse) than random\)/,
+    );
+    assert.match(html, /<th>svd vs random \(\+ = better\)<\/th>/);
     assert.match(html, /synthesis took 49 ms/, "durations under a second in ms, not 0.0 s");
 
     const specs = [...html.matchAll(/<script type="application\/json" id="chart-\d+">(.*?)<\/script>/g)].map((m) => JSON.parse(m[1]));
@@ -75,8 +78,8 @@ describe("writeExperimentReport", () => {
       "random (n = 1)",
       "svd (n = 1)",
       "pissa (n = 1)",
-      "svd vs random",
-      "pissa vs random",
+      "svd vs random (+ = better)",
+      "pissa vs random (+ = better)",
     ]);
     assert.ok(summary.notes.some((n) => n.includes("synthesized from the random-init run")));
   });
