@@ -34,6 +34,8 @@ const SYSTEM_PACKAGES = [
       return (torch !== null && torch.source !== "system") || existsSync("/usr/include/gloo/config.h");
     },
   },
+  // The browser test opens report.html in Debian's chromium, headless; nothing else needs it.
+  { pkg: "chromium", required: false, present: () => existsSync("/usr/bin/chromium"), neededBy: "the report's browser test" },
 ];
 
 function run(cmd, args, what, { fatal = true } = {}) {
@@ -68,7 +70,8 @@ function ensureSystemPackages() {
     console.error(`svdlora setup: ${HOW_TO_INSTALL}${hint}`);
     process.exit(1);
   }
-  for (const p of missing) console.error(`svdlora setup: warning: recommended system package ${p.pkg} is missing`);
+  for (const p of missing)
+    console.error(`svdlora setup: warning: recommended system package ${p.pkg} is missing${p.neededBy ? ` (${p.neededBy} needs it)` : ""}`);
 }
 
 // Installed when every package the lock file names is in node_modules at its locked version

@@ -1,6 +1,6 @@
 // svdlora as a library: `import { train, torch } from "svdlora"`.
 export * as torch from "./torch/index.js";
-export { systemInfo } from "./cli/info.js";
+export { systemInfo } from "./torch/system-info.js";
 export { loadModelConfig, type ModelConfig } from "./hf/config.js";
 export { loadAdapter, saveAdapter } from "./hf/peft.js";
 export { loadTokenizer } from "./hf/tokenizer.js";

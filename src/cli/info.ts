@@ -1,22 +1,8 @@
 // `svdlora info`: what this installation runs on.
-import os from "node:os";
 import type { Command } from "commander";
-import * as torch from "../torch/index.js";
-import { packageVersion } from "../version.js";
+import { systemInfo } from "../torch/system-info.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
-
-export function systemInfo() {
-  const b = torch.buildInfo();
-  return {
-    svdlora: packageVersion(),
-    node: process.version,
-    libtorch: b.torchVersion,
-    build: { cuda: b.builtWithCuda, cxx11Abi: b.cxx11Abi, mkl: b.mkl, lapack: b.lapack },
-    cpu: { model: os.cpus()[0]?.model ?? "unknown", cores: os.cpus().length, torchThreads: torch.getNumThreads() },
-    cuda: { available: b.cudaAvailable, devices: b.builtWithCuda && b.cudaAvailable ? torch.cuda.devices() : [] },
-  };
-}
 
 const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
 

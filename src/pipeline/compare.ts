@@ -3,13 +3,15 @@
 //
 // Inputs (in trainingDir): training_log_NAME.csv and train_summary_NAME.json of each run, and, when
 // present, ../synthesized_teacher/synthesis_timing.json and ../svd_results/svd_timing.json.
-// Outputs (writeComparison): comparison.json, comparison_report.txt, comparison_random_vs_svd.png (+ .svg).
+// Outputs (writeComparison): comparison.json, comparison_report.txt, comparison_random_vs_svd.png (+ .svg),
+// and comparison_all_arms.png (+ .svg) when there are more arms.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { comparisonChart, emaSmooth, saveChart } from "../report/index.js";
+import { type RunCurves, comparisonChart, emaSmooth, formatDuration, saveChart } from "../report/index.js";
 import { type TrainRow, readTrainingLog } from "../train/log.js";
 import type { TrainResult } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { runCurves } from "./curves.js";
 
 export interface CompareOptions {
   /** Loss for "steps to target"; default: the baseline arm's final loss (mean over its runs). */
@@ -29,6 +31,7 @@ export const COMPARISON_FILES = {
   json: "comparison.json",
   report: "comparison_report.txt",
   chart: "comparison_random_vs_svd.png",
+  allArmsChart: "comparison_all_arms.png",
 } as const;
 
 export const METRICS = [
@@ -481,7 +484,7 @@ export function renderComparisonReport(result: ComparisonResult): string {
       (r.accuracyCounts ? `, accuracy ${r.accuracyCounts.correct}/${r.accuracyCounts.total}` : ""),
   );
   const t = result.teacher;
-  const seconds = (s: number | null) => (s === null ? "unknown" : `${s.toFixed(1)} s`);
+  const seconds = (s: number | null) => (s === null ? "unknown" : formatDuration(s)); // report: 0.049 s is not "0.0 s"
   return [
     "svdlora: comparison of LoRA initializations (SPEC step 4)",
     "",
@@ -517,37 +520,33 @@ export interface ComparisonPaths {
   json: string;
   report: string;
   chart: string;
+  /** Every arm's runs, when there are arms beyond the baseline and svd; else null. */
+  allArmsChart: string | null;
 }
 
-/** Writes comparison.json and comparison_report.txt, then the chart (which needs a font; see saveChart). */
+/** Writes comparison.json and comparison_report.txt, then the charts (which need a font; see saveChart). */
 export async function writeComparison(trainingDir: string, result: ComparisonResult): Promise<ComparisonPaths> {
-  const paths = {
+  writeFileAtomic(path.join(trainingDir, COMPARISON_FILES.json), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileAtomic(path.join(trainingDir, COMPARISON_FILES.report), renderComparisonReport(result));
+  // report: the charts draw every run's logged curves; comparison_random_vs_svd.png shows those two arms only
+  const curves = runCurves(result.runs.map((r) => ({ run: r.name, arm: r.init, log: r.logPath })));
+  const pair = curves.filter((c) => c.arm === result.baseline || c.arm === TEACHER_ARM);
+  const chart = (runs: RunCurves[]) =>
+    comparisonChart({
+      runs,
+      subtitle: runs.some((c) => c.arm === TEACHER_ARM)
+        ? `${TEACHER_ARM}'s teacher came from the ${TEACHER_SOURCE_ARM} run: see the report's caveat`
+        : undefined,
+      smoothing: result.smoothing,
+      targetLoss: Number(result.targetLoss.toFixed(LOSS_DIGITS)),
+    });
+  const paths: ComparisonPaths = {
     json: path.join(trainingDir, COMPARISON_FILES.json),
     report: path.join(trainingDir, COMPARISON_FILES.report),
     chart: path.join(trainingDir, COMPARISON_FILES.chart),
+    allArmsChart: pair.length < curves.length ? path.join(trainingDir, COMPARISON_FILES.allArmsChart) : null,
   };
-  writeFileAtomic(paths.json, `${JSON.stringify(result, null, 2)}\n`);
-  writeFileAtomic(paths.report, renderComparisonReport(result));
-  const several = result.arms.some((a) => a.runs.length > 1);
-  const spec = comparisonChart({
-    arms: result.arms.map((a) => ({
-      name: a.init,
-      curve: result.curves[a.init],
-      initialLoss: a.metrics.initialLoss.mean!,
-      finalLoss: a.metrics.finalLoss.mean!,
-    })),
-    subtitle:
-      [
-        several ? "mean over each arm's runs" : null,
-        result.arms.some((a) => a.init === TEACHER_ARM)
-          ? `${TEACHER_ARM}'s teacher came from the ${TEACHER_SOURCE_ARM} run: see the report's caveat`
-          : null,
-      ]
-        .filter((s): s is string => s !== null)
-        .join(" · ") || undefined,
-    smoothing: result.smoothing,
-    targetLoss: Number(result.targetLoss.toFixed(LOSS_DIGITS)),
-  });
-  await saveChart(paths.chart, spec);
+  await saveChart(paths.chart, chart(pair));
+  if (paths.allArmsChart) await saveChart(paths.allArmsChart, chart(curves));
   return paths;
 }

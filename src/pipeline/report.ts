@@ -1,90 +1,308 @@
-// report.html: every table and figure of an experiment in one file that opens offline.
+// report.html: the experiment in one self-contained file that opens offline. It leads with the
+// verdict and the statistics behind it, then every arm's training and held-out loss side by side
+// (interactive), the teacher and SVD steps, each run with links to its adapter, log and summary,
+// and the set-up. Each part appears once its step has run; a figure or file a part needs that is
+// missing is an error.
 import fs from "node:fs";
 import path from "node:path";
-import { systemInfo } from "../cli/info.js";
-import { type ReportSection, writeReportHtml } from "../report/index.js";
+import {
+  type ReportSection,
+  type ReportTable,
+  type ReportVerdict,
+  comparisonChart,
+  formatDuration,
+  writeReportHtml,
+} from "../report/index.js";
+import { systemInfo } from "../torch/system-info.js";
+import type { TrainResult } from "../train/trainer.js";
+import {
+  COMPARISON_FILES,
+  type ComparisonResult,
+  DEFINITIONS,
+  METRICS,
+  type MetricKey,
+  type Stat,
+  TEACHER_ARM,
+  TEACHER_SOURCE_ARM,
+} from "./compare.js";
+import { runCurves } from "./curves.js";
 import type { ExperimentConfig } from "./experiment.js";
-import type { Layout } from "./layout.js";
+import { type Layout, layout } from "./layout.js";
 import { fullFinetuneReportSection } from "./train-full.js";
 
-const readText = (file: string, maxLines = 80): string | undefined => {
-  if (!fs.existsSync(file)) return undefined;
-  const lines = fs.readFileSync(file, "utf8").split("\n");
-  return lines.length > maxLines
-    ? [...lines.slice(0, maxLines), `… (${lines.length - maxLines} more lines in ${path.basename(file)})`].join("\n")
-    : lines.join("\n");
-};
+/** What the report leads with. comparison.json fills it (summarizeComparison). */
+export interface ReportSummary {
+  /** The conclusion, one sentence a line. */
+  verdict: string[];
+  /** The numbers behind it. */
+  statistics: ReportTable;
+  /** Caveats and notes to read beside the verdict. */
+  notes: string[];
+}
 
-export async function writeExperimentReport(c: ExperimentConfig, L: Layout): Promise<string> {
-  const info = systemInfo();
-  const runs = fs.existsSync(L.training)
-    ? fs
-        .readdirSync(L.training)
-        .filter((f) => /^train_summary_.+\.json$/.test(f))
-        .map((f) => f.slice("train_summary_".length, -".json".length))
-        .sort()
-    : [];
-  const sections: ReportSection[] = [
-    {
-      heading: "Set-up",
-      table: {
-        columns: ["setting", "value"],
-        rows: [
-          ["base model", c.baseModel],
-          ["training data", c.trainData],
-          ["held-out data", c.evalData ?? "none"],
-          [
-            "LoRA",
-            `r = ${c.loraRank}, α = ${c.loraAlpha}, targets ${Array.isArray(c.targetModules) ? c.targetModules.join(", ") : c.targetModules}`,
-          ],
-          [
-            "training",
-            `${c.epochs} epochs, batch ${c.batchSize} × ${c.gradientAccumulationSteps}, lr ${c.learningRate}, ${c.seeds} seed(s) from ${c.seed}`,
-          ],
-          ["teacher", `rank K = ${c.targetRank}, noise ${c.noiseScale}, tail decay ${c.decay}, factor split ${c.factorSplit}`],
-          ["arms", ["random", "svd", ...c.arms].join(", ")],
-          ["runs", runs.join(", ")],
-          ["software", `svdlora ${info.svdlora}, libtorch ${info.libtorch}, Node ${info.node}`],
-          [
-            "hardware",
-            `${c.device.startsWith("cuda") ? (info.cuda.devices[0]?.name ?? c.device) : `${info.cpu.model}, ${info.cpu.cores} cores`}`,
-          ],
-        ],
+/** comparison.json as written by writeComparison, with the verdict it may carry. */
+export type ComparisonJson = ComparisonResult & { verdict?: string[] };
+
+const LOSS_DIGITS = 4;
+const loss = (x: number) => x.toFixed(LOSS_DIGITS);
+const FORMATS: Record<MetricKey, (x: number) => string> = {
+  initialLoss: loss,
+  stepsToTarget: (x) => (Number.isInteger(x) ? String(x) : x.toFixed(1)),
+  finalLoss: loss,
+  evalLossBefore: loss,
+  evalLossAfter: loss,
+  accuracy: (x) => `${(100 * x).toFixed(1)} %`,
+  tokens: (x) => x.toFixed(0),
+  seconds: formatDuration,
+  totalTokens: (x) => x.toFixed(0),
+  totalSeconds: formatDuration,
+};
+/** "initial loss: the raw training loss of step 1 …" → "initial loss". */
+const metricLabel = (m: MetricKey) => DEFINITIONS[m].split(":")[0];
+
+function formatStat(s: Stat, format: (x: number) => string, runs: number): string {
+  if (s.mean === null) return "n/a";
+  const value = s.std === null ? format(s.mean) : `${format(s.mean)} ± ${format(s.std)}`;
+  return s.n < runs ? `${value} (${s.n} of ${runs} runs)` : value;
+}
+
+const formatPct = (x: number | null) => (x === null ? "n/a" : `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`);
+
+/** One row per metric: each arm's mean ± std, then each other arm's improvement over the baseline. */
+export function statisticsTable(c: ComparisonResult): ReportTable {
+  const others = c.arms.filter((a) => a.init !== c.baseline);
+  return {
+    columns: [
+      "metric",
+      ...c.arms.map((a) => `${a.init} (n = ${a.runs.length})`),
+      ...others.map((a) => `${a.init} vs ${c.baseline} (+ = better)`),
+    ],
+    rows: METRICS.map((m) => [
+      m === "stepsToTarget" ? `${metricLabel(m)} (≤ ${loss(c.targetLoss)})` : metricLabel(m),
+      ...c.arms.map((a) => {
+        if (m === "stepsToTarget" && a.metrics[m].n === 0) return "not reached";
+        const cell = formatStat(a.metrics[m], FORMATS[m], a.runs.length);
+        return m === "totalSeconds" && a.totalIncomplete ? `≥ ${cell}` : cell;
+      }),
+      ...others.map((a) => `${m === "totalSeconds" && a.totalIncomplete ? "≤ " : ""}${formatPct(a.improvement?.[m] ?? null)}`),
+    ]),
+  };
+}
+
+/**
+ * The verdict, statistics and notes of a comparison. Until comparison.json carries a verdict,
+ * the lines say so and give the measured held-out loss (else the smoothed training loss).
+ */
+export function summarizeComparison(c: ComparisonJson): ReportSummary {
+  const measured = (m: MetricKey, what: string) =>
+    `${what}: ${c.arms
+      .map((a) => {
+        const mean = a.metrics[m].mean;
+        const gain = a.improvement?.[m] ?? null;
+        const versus = gain === null ? "" : ` (${Math.abs(gain).toFixed(1)} % ${gain >= 0 ? "better" : "worse"} than ${c.baseline})`;
+        return `${a.init} ${mean === null ? "n/a" : loss(mean)}${versus}`;
+      })
+      .join(", ")}.`;
+  const heldOut = c.arms.some((a) => a.metrics.evalLossAfter.mean !== null);
+  return {
+    verdict: c.verdict ?? [
+      "comparison.json has no verdict yet, so none is drawn here; these are the measured means.",
+      heldOut
+        ? measured("evalLossAfter", "Held-out loss after training (lower is better)")
+        : measured("finalLoss", "Smoothed training loss at the last step (lower is better; no held-out loss was logged)"),
+    ],
+    statistics: statisticsTable(c),
+    notes: [...c.caveats, ...c.notes],
+  };
+}
+
+const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, "utf8")) as T;
+const readSeconds = (file: string) => (fs.existsSync(file) ? formatDuration(readJson<{ seconds: number }>(file).seconds) : "unknown");
+
+interface Run {
+  name: string;
+  result: TrainResult;
+}
+
+/** The runs trained so far (each train_summary_<run>.json), in the comparison's order when there is one. */
+function trainedRuns(L: Layout, comparison: ComparisonJson | null): Run[] {
+  if (!fs.existsSync(L.training)) return [];
+  const runs = fs
+    .readdirSync(L.training)
+    .map((f) => /^train_summary_(.+)\.json$/.exec(f)?.[1])
+    .filter((name): name is string => name !== undefined)
+    .sort()
+    .map((name) => ({ name, result: readJson<{ result: TrainResult }>(L.summary(name)).result }));
+  // baseline, svd, pissa, … and by seed within an arm; runs the comparison has not seen go last
+  const rank = (name: string) => {
+    const i = comparison?.runs.findIndex((r) => r.name === name) ?? -1;
+    return i < 0 ? Number.POSITIVE_INFINITY : i;
+  };
+  return runs.sort((a, b) => rank(a.name) - rank(b.name)); // stable: by name among the unseen
+}
+
+function verdictBlock(comparison: ComparisonJson | null): ReportVerdict {
+  if (!comparison)
+    return { heading: "Verdict", lines: ["No comparison yet: step 4 (svdlora compare) compares the arms and fills this in."] };
+  const summary = summarizeComparison(comparison);
+  return { heading: "Verdict", lines: summary.verdict, table: summary.statistics, notes: summary.notes };
+}
+
+function curvesSection(L: Layout, runs: Run[], comparison: ComparisonJson | null): ReportSection | null {
+  if (runs.length === 0) return null;
+  const allArms = path.join(L.training, COMPARISON_FILES.allArmsChart);
+  const png = fs.existsSync(allArms) ? allArms : L.comparisonPlot;
+  return {
+    heading: "Training and held-out loss of every arm",
+    charts: [
+      {
+        spec: comparisonChart({
+          runs: runCurves(runs.map((r) => ({ run: r.name, arm: r.result.init, log: L.log(r.name) }))),
+          smoothing: comparison?.smoothing,
+          targetLoss: comparison ? Number(loss(comparison.targetLoss)) : undefined,
+          subtitle: runs.some((r) => r.result.init === TEACHER_ARM)
+            ? `${TEACHER_ARM}'s teacher came from the ${TEACHER_SOURCE_ARM} run: see the caveat above`
+            : undefined,
+        }),
+        caption:
+          "Click an arm in the legend to show it alone (shift-click for more, click empty space for all); drag to pan, scroll to zoom, " +
+          "double-click to reset; hover for values. The … menu saves the chart as PNG or SVG.",
+        files: comparison ? [{ path: png, label: `PNG (${path.basename(png)})` }] : [],
       },
-    },
-    {
-      heading: "Comparison (step 4)",
-      text: readText(L.comparisonReport, 200),
-      images: [{ path: L.comparisonPlot, caption: "Training loss of each arm, and initial/final loss" }],
-    },
-    {
-      heading: "Training runs (steps 1 and 3)",
-      images: runs.map((r) => ({ path: L.lossPlot(r), caption: `${r}: training loss per step and held-out loss per epoch` })),
-    },
-    {
+    ],
+    folded: comparison
+      ? [
+          {
+            summary: `${COMPARISON_FILES.report}: definitions, caveats, per-run numbers`,
+            text: fs.readFileSync(L.comparisonReport, "utf8"),
+          },
+        ]
+      : [],
+  };
+}
+
+function teacherSections(c: ExperimentConfig, L: Layout): ReportSection[] {
+  const sections: ReportSection[] = [];
+  if (fs.existsSync(L.synthesisReport))
+    sections.push({
       heading: "Teacher synthesis (step 2a)",
-      text: readText(L.synthesisReport),
+      paragraphs: [
+        `A rank-${c.targetRank} teacher ΔW built from the random-init run's adapter (noise ${c.noiseScale}, tail decay ${c.decay}); ` +
+          `synthesis took ${readSeconds(L.synthesisTiming)}.`,
+      ],
       images: [
-        { path: L.synthesisPlot, caption: "Singular values of the baseline LoRA ΔW and of the synthesized teacher; achieved noise" },
+        {
+          path: L.synthesisPlot,
+          caption:
+            "Singular values of the baseline's LoRA ΔW and of the synthesized teacher for a few matrices; achieved noise of every matrix",
+        },
+      ],
+      folded: [{ summary: path.basename(L.synthesisReport), text: fs.readFileSync(L.synthesisReport, "utf8") }],
+    });
+  if (fs.existsSync(L.svdReport))
+    sections.push({
+      heading: `SVD of the teacher at rank ${c.loraRank} (step 2b)`,
+      paragraphs: [`The svd arm starts from these factors; the SVD took ${readSeconds(L.svdTiming)}.`],
+      images: [{ path: L.svdPlot, caption: "Relative error, energy ratio, spectra, and error against energy of every matrix" }],
+      links: [{ path: L.factors, label: "SVD factors (PEFT adapter)" }],
+      folded: [{ summary: path.basename(L.svdReport), text: fs.readFileSync(L.svdReport, "utf8") }],
+    });
+  const full = fullFinetuneReportSection(L.root, c.loraRank); // only with full_finetune/ results
+  if (full) sections.push(full);
+  return sections;
+}
+
+function runsSection(L: Layout, runs: Run[]): ReportSection {
+  const heldOut = (r: TrainResult) => {
+    const before = r.evalLosses.find((e) => e.step === 0);
+    const after = r.evalLosses.filter((e) => e.step > 0).at(-1);
+    return before && after ? `${loss(before.loss)} → ${loss(after.loss)}` : "not measured";
+  };
+  return {
+    heading: "Runs",
+    table: {
+      columns: ["run", "init", "seed", "steps", "tokens", "wall time", "held-out loss before → after", "accuracy", "files"],
+      rows: runs.map(({ name, result: r }) => [
+        name,
+        r.init,
+        r.seed,
+        r.steps,
+        r.tokens,
+        formatDuration(r.seconds),
+        heldOut(r),
+        r.accuracy ? `${r.accuracy.correct} / ${r.accuracy.total}` : "not measured",
+        {
+          links: [
+            { path: L.adapter(name), label: "adapter" },
+            { path: L.log(name), label: "log (CSV)" },
+            { path: L.summary(name), label: "summary (JSON)" },
+          ],
+        },
+      ]),
+    },
+    images: runs.map(({ name }) => ({
+      path: L.lossPlot(name),
+      caption: `${name}: training loss per step (raw and EMA) and held-out loss at each evaluation`,
+    })),
+  };
+}
+
+function setupSection(c: ExperimentConfig, runs: string[]): ReportSection {
+  const info = systemInfo();
+  return {
+    heading: "Set-up",
+    table: {
+      columns: ["setting", "value"],
+      rows: [
+        ["base model", c.baseModel],
+        ["training data", c.trainData],
+        ["held-out data", c.evalData ?? "none"],
+        [
+          "LoRA",
+          `r = ${c.loraRank}, α = ${c.loraAlpha}, targets ${Array.isArray(c.targetModules) ? c.targetModules.join(", ") : c.targetModules}`,
+        ],
+        [
+          "training",
+          `${c.epochs} epochs, batch ${c.batchSize} × ${c.gradientAccumulationSteps}, lr ${c.learningRate}, ${c.seeds} seed(s) from ${c.seed}`,
+        ],
+        ["teacher", `rank K = ${c.targetRank}, noise ${c.noiseScale}, tail decay ${c.decay}, factor split ${c.factorSplit}`],
+        ["arms", ["random", "svd", ...c.arms].join(", ")],
+        ["runs", runs.join(", ") || "none yet"],
+        ["software", `svdlora ${info.svdlora}, libtorch ${info.libtorch}, Node ${info.node}`],
+        ["hardware", c.device.startsWith("cuda") ? (info.cuda.devices[0]?.name ?? c.device) : `${info.cpu.model}, ${info.cpu.cores} cores`],
       ],
     },
-    {
-      heading: `SVD analysis at rank ${c.loraRank} (step 2b)`,
-      text: readText(L.svdReport),
-      images: [{ path: L.svdPlot, caption: "Relative error, energy ratio, spectra, error vs energy" }],
-    },
-    ...[fullFinetuneReportSection(L.root, c.loraRank)].filter((s): s is ReportSection => s !== null), // only with full_finetune/ results
-    {
-      heading: "How to read this",
-      text: [
-        "The teacher ΔW is synthesized from the random-init baseline's own trained adapter, so the SVD-initialized",
-        "run starts from information the baseline earned by training: its cost includes the baseline run, and a",
-        "lower initial loss is expected by construction. The held-out loss and the PiSSA arm (SVD of the base",
-        "weights, no teacher) are the fair comparisons. Small models and 81 samples give noisy numbers: use",
-        "--seeds to see the spread.",
-      ].join("\n"),
-    },
+  };
+}
+
+const HOW_TO_READ = [
+  "The teacher ΔW is synthesized from the random-init baseline's own trained adapter, so the SVD-initialized run starts from " +
+    "information the baseline earned by training: its cost includes the baseline run, and a lower initial loss is expected by construction.",
+  "The held-out loss and the PiSSA arm (SVD of the base weights, no teacher) are the fair comparisons. Small models and few samples " +
+    "give noisy numbers: --seeds shows the spread.",
+];
+
+/** Writes L.html from what the experiment's steps have written so far; returns its path. */
+export async function writeExperimentReport(c: ExperimentConfig, L: Layout): Promise<string> {
+  // Every path absolute: the layout's paths are relative to the working directory, the report's to its folder.
+  const A = layout(path.resolve(L.root), { targetRank: c.targetRank, rank: c.loraRank });
+  const comparison = fs.existsSync(A.comparisonJson) ? readJson<ComparisonJson>(A.comparisonJson) : null;
+  const runs = trainedRuns(A, comparison);
+  const curves = curvesSection(A, runs, comparison);
+  const sections: ReportSection[] = [
+    ...(curves ? [curves] : []),
+    ...teacherSections(c, A),
+    ...(runs.length ? [runsSection(A, runs)] : []),
+    setupSection(
+      c,
+      runs.map((r) => r.name),
+    ),
+    { heading: "How to read this", paragraphs: HOW_TO_READ },
   ];
-  writeReportHtml(L.html, { title: "svdlora: SVD-guided LoRA initialization — experiment report", sections }, { missingImages: "note" });
+  writeReportHtml(
+    A.html,
+    { title: "svdlora: SVD-guided LoRA initialization — experiment report", verdict: verdictBlock(comparison), sections },
+    { generatedBy: `svdlora ${systemInfo().svdlora}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC` },
+  );
   return L.html;
 }

@@ -196,7 +196,13 @@ export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
       energy: m.energyRatio,
       spectrum: m.spectrum,
     }));
-    await saveChart(plotFile, svdAnalysisChart({ modules, rank: o.rank }));
+    // report: the title names the ΔW analysed (not always a teacher)
+    const subject = o.synthesizedDelta
+      ? "synthesized teacher ΔW"
+      : o.loraAdapter
+        ? "LoRA adapter's ΔW"
+        : "real fine-tune ΔW = W_ft − W_base";
+    await saveChart(plotFile, svdAnalysisChart({ modules, rank: o.rank, subject }));
     writeFileAtomic(path.join(o.outputDir, "svd_timing.json"), `${JSON.stringify({ seconds }, null, 2)}\n`);
     return { factorsDir, analysisFile, reportFile, plotFile, seconds, summary };
   } finally {

@@ -121,8 +121,6 @@ async function drawLossCurves(file: string, logFile: string, s: Partial<LoraTrai
     ...(evalByStep.has(0) ? [{ step: 0, loss: Number.NaN, epoch: 0, evalLoss: evalByStep.get(0) }] : []),
   ];
   const init = result.init === "svd" ? "SVD-initialized" : `${result.init}-init`;
-  await saveChart(
-    file,
-    lossCurvesChart(rows, `Training and held-out loss, ${init} LoRA (r = ${s.loraRank ?? 16}, α = ${s.loraAlpha ?? 16})`),
-  );
+  const what = log.eval.length > 0 ? "Training and held-out loss" : "Training loss";
+  await saveChart(file, lossCurvesChart(rows, `${what}, ${init} LoRA (r = ${s.loraRank ?? 16}, α = ${s.loraAlpha ?? 16})`));
 }

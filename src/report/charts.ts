@@ -109,10 +109,17 @@ let vegaLibraries: Promise<{ vega: typeof Vega; compile: typeof import("vega-lit
 const loadVega = () =>
   (vegaLibraries ??= Promise.all([import("vega"), import("vega-lite")]).then(([vega, vegaLite]) => ({ vega, compile: vegaLite.compile })));
 
+/**
+ * Headless there is no window to listen on for drag and zoom: Vega says so for every interactive
+ * chart, and a still image loses nothing by it.
+ */
+const HEADLESS_NOISE = "Can not resolve event source: window";
+
 /** A Vega logger that collects warnings instead of printing them. */
 function collectingLogger(vega: typeof Vega, warnings: string[]): Vega.LoggerInterface {
   return vega.logger(vega.Warn, undefined, (_method, _level, args) => {
-    warnings.push(args.map((a) => (a instanceof Error ? a.message : String(a))).join(" "));
+    const message = args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ");
+    if (message !== HEADLESS_NOISE) warnings.push(message);
   });
 }
 

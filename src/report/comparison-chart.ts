@@ -1,103 +1,166 @@
-// Comparison (step 4): the training-loss curves of every arm (random, svd, pissa, …) overlaid,
-// and their initial and final loss side by side.
+// Comparison (step 4): every run of every arm (random, svd, pissa, …) side by side, training loss
+// per step on the left and held-out loss at each evaluation on the right, one colour per arm.
+// Held-out loss is measured on the same full eval set at every point, so its first and last
+// points compare like with like; the training loss is one batch per step, so it is drawn raw
+// (faint) and smoothed (solid, on top), and its y-axis tops out at the smoothed curves: single-batch
+// spikes run off the top instead of squashing the curves.
+// The same spec is the PNG (static) and the report's interactive chart: click a legend entry to
+// show one arm (shift-click for more), drag or scroll to pan and zoom, hover for the values.
 import type { TopLevelSpec } from "vega-lite";
 import { CATEGORY_COLORS, ROLE_COLORS, chartConfig, chartTitle } from "./chart-theme.js";
-import { emaSmooth, isPlottable } from "./smoothing.js";
+import { emaSmooth, isPlottable, lossAxisDomain } from "./smoothing.js";
 
-export interface ComparisonArm {
-  /** "random", "svd", "pissa", … */
-  name: string;
-  curve: { step: number; loss: number }[];
-  initialLoss: number;
-  finalLoss: number;
+export interface RunCurves {
+  /** The run's name: "random", "svd-s1", … */
+  run: string;
+  /** Its arm (init): "random", "svd", "pissa", … */
+  arm: string;
+  /** Raw training loss per optimizer step. */
+  train: { step: number; loss: number }[];
+  /** Held-out loss at each evaluation (step 0 = before training). */
+  heldOut: { step: number; loss: number }[];
 }
 
 export interface ComparisonChartInput {
-  arms: ComparisonArm[];
+  /** In the order the arms should appear (the first run of each arm sets it). */
+  runs: RunCurves[];
   title?: string;
   subtitle?: string;
   /** EMA factor β for the solid lines (default 0.9). */
   smoothing?: number;
-  /** Drawn as a horizontal line: the loss used for "steps to reach target". */
+  /** Drawn as a horizontal line in the training panel: the loss used for "steps to reach target". */
   targetLoss?: number;
 }
 
-const CURVES_WIDTH = 640;
-const BARS_WIDTH = 300;
-const HEIGHT = 420;
+const TRAIN_WIDTH = 560;
+const HELD_OUT_WIDTH = 380;
+const HEIGHT = 400;
+/** The name of the legend selection: the arms shown (all when none is picked). */
+const ARM_PICK = "armPick";
+
+/** Field names with `.`, `[` or `]` must be escaped in Vega-Lite field references. */
+const fieldRef = (name: string) => name.replace(/[.[\]\\]/g, "\\$&");
 
 export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
   const smoothing = input.smoothing ?? 0.9;
-  const names = input.arms.map((a) => a.name);
+  const arms = [...new Set(input.runs.map((r) => r.arm))];
+  const several = arms.length < input.runs.length;
   const color = {
     field: "arm",
     type: "nominal",
     title: "init",
-    scale: { domain: names, range: CATEGORY_COLORS },
-    // one legend for both panels; full opacity, or it copies the faint raw lines
+    scale: { domain: arms, range: CATEGORY_COLORS },
     legend: { orient: "top", direction: "horizontal", symbolType: "stroke", symbolStrokeWidth: 4, symbolOpacity: 1 },
   } as const;
-  const curves = input.arms.flatMap((arm) => {
-    const points = arm.curve.filter((p) => isPlottable(p.step) && isPlottable(p.loss)).sort((a, b) => a.step - b.step);
+  const picked = (on: number, off: number) => ({ condition: { param: ARM_PICK, value: on }, value: off });
+  const x = { field: "step", type: "quantitative", title: "optimizer step", axis: { tickMinStep: 1, format: "d" } } as const;
+
+  const train = input.runs.flatMap((r) => {
+    const points = r.train.filter((p) => isPlottable(p.step) && isPlottable(p.loss)).sort((a, b) => a.step - b.step);
     const smooth = emaSmooth(
       points.map((p) => p.loss),
       smoothing,
     );
-    return points.map((p, i) => ({ arm: arm.name, step: p.step, raw: p.loss, smoothed: smooth[i] }));
+    return points.map((p, i) => ({ run: r.run, arm: r.arm, step: p.step, raw: p.loss, smoothed: smooth[i] }));
   });
-  const bars = input.arms
-    .flatMap((arm) => [
-      { arm: arm.name, which: "initial loss", loss: arm.initialLoss },
-      { arm: arm.name, which: "final loss", loss: arm.finalLoss },
-    ])
-    .filter((b) => isPlottable(b.loss));
-  const x = { field: "step", type: "quantitative", title: "optimizer step", axis: { tickMinStep: 1, format: "d" } } as const;
+  const heldOut = input.runs.flatMap((r) =>
+    r.heldOut
+      .filter((p) => isPlottable(p.step) && isPlottable(p.loss))
+      .map((p) => ({ run: r.run, arm: r.arm, step: p.step, loss: p.loss })),
+  );
+  const yTrain = {
+    field: "smoothed",
+    type: "quantitative",
+    title: "training loss (nats / token)",
+    scale: {
+      zero: false,
+      domain: lossAxisDomain(
+        train.map((p) => p.raw),
+        train.map((p) => p.smoothed),
+      ),
+    },
+  } as const;
+  const runsWithTrain = input.runs.filter((r) => train.some((p) => p.run === r.run));
+
+  const trainPanel = {
+    title: {
+      text: "Training loss per step",
+      // two short lines: headless Vega has no font metrics and reserves room for long ones
+      subtitle: [`faint: raw, one batch · solid: EMA, β = ${smoothing}`, "raw spikes above the EMA curves are cut off"],
+      fontSize: 14,
+      anchor: "start",
+    },
+    width: TRAIN_WIDTH,
+    height: HEIGHT,
+    data: { values: train },
+    layer: [
+      {
+        // the legend selection lives in the first layer: the merged legend takes its click handlers from there
+        params: [
+          { name: ARM_PICK, select: { type: "point", fields: ["arm"] }, bind: "legend" },
+          { name: "zoomTrain", select: "interval", bind: "scales" },
+        ],
+        mark: { type: "line", strokeWidth: 1, clip: true },
+        encoding: { x, y: { ...yTrain, field: "raw" }, color, detail: { field: "run" }, opacity: picked(0.22, 0.04) },
+      },
+      {
+        mark: { type: "line", strokeWidth: 2.5, clip: true },
+        encoding: { x, y: yTrain, color, detail: { field: "run" }, opacity: picked(1, 0.12) },
+      },
+      ...(runsWithTrain.length === 0 ? [] : [hoverRule(runsWithTrain.map((r) => r.run))]),
+      ...(input.targetLoss === undefined ? [] : [targetLayer(input.targetLoss)]),
+    ],
+  };
+  const heldOutPanel = {
+    title: {
+      text: "Held-out loss at each evaluation",
+      subtitle: "the whole eval set every time; step 0: before training",
+      fontSize: 14,
+      anchor: "start",
+    },
+    width: HELD_OUT_WIDTH,
+    height: HEIGHT,
+    data: { values: heldOut },
+    params: [{ name: "zoomHeldOut", select: "interval", bind: "scales" }],
+    mark: { type: "line", strokeWidth: 2.5, clip: true, point: { size: 50, filled: true } },
+    encoding: {
+      x: { ...x, axis: { ...x.axis, tickCount: 6 } }, // a narrow panel: fewer step labels, or they collide
+      y: { field: "loss", type: "quantitative", title: "held-out loss (nats / token)", scale: { zero: false } },
+      color,
+      detail: { field: "run" },
+      opacity: picked(1, 0.12),
+      tooltip: [
+        { field: "run", type: "nominal" },
+        { field: "step", type: "quantitative" },
+        { field: "loss", type: "quantitative", title: "held-out loss", format: ".4f" },
+      ],
+    },
+  };
+  const subtitle = [input.subtitle, several ? "one line per run" : undefined].filter((s): s is string => s !== undefined);
 
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: chartTitle(input.title ?? `Comparison: ${names.join(" vs ")}`, input.subtitle),
+    title: chartTitle(input.title ?? `Training and held-out loss: ${arms.join(" vs ")}`, subtitle.length ? subtitle : undefined),
     config: chartConfig,
-    hconcat: [
-      {
-        title: { text: "Training loss per step", subtitle: `faint: raw · solid: EMA, β = ${smoothing}`, fontSize: 14, anchor: "start" },
-        width: CURVES_WIDTH,
-        height: HEIGHT,
-        data: { values: curves },
-        layer: [
-          {
-            mark: { type: "line", strokeWidth: 1, opacity: 0.3 },
-            encoding: { x, y: { field: "raw", type: "quantitative", title: "training loss", scale: { zero: false } }, color },
-          },
-          { mark: { type: "line", strokeWidth: 2.5 }, encoding: { x, y: { field: "smoothed", type: "quantitative" }, color } },
-          ...(input.targetLoss === undefined ? [] : [targetLayer(input.targetLoss)]),
-        ],
-      },
-      {
-        title: { text: "Initial and final loss", fontSize: 14, anchor: "start" },
-        width: BARS_WIDTH,
-        height: HEIGHT,
-        data: { values: bars },
-        encoding: {
-          x: {
-            field: "which",
-            type: "nominal",
-            title: null,
-            sort: ["initial loss", "final loss"],
-            axis: { labelAngle: 0, labelFontSize: 13 },
-          },
-          xOffset: { field: "arm", type: "nominal", sort: names },
-          y: { field: "loss", type: "quantitative", title: "loss" },
-        },
-        layer: [
-          { mark: { type: "bar" }, encoding: { color } },
-          {
-            mark: { type: "text", baseline: "bottom", dy: -3, fontSize: 11, color: "#333333" },
-            encoding: { text: { field: "loss", type: "quantitative", format: ".3f" } },
-          },
-        ],
-      },
-    ],
+    hconcat: heldOut.length > 0 ? [trainPanel, heldOutPanel] : [trainPanel],
   } as TopLevelSpec;
+}
+
+/** A vertical rule at the step nearest the pointer, whose tooltip lists every run's EMA loss there. */
+function hoverRule(runs: string[]) {
+  return {
+    transform: [{ pivot: "run", value: "smoothed", groupby: ["step"] }],
+    params: [{ name: "hoverStep", select: { type: "point", fields: ["step"], nearest: true, on: "pointerover", clear: "pointerout" } }],
+    mark: { type: "rule", color: ROLE_COLORS.reference, strokeWidth: 1 },
+    encoding: {
+      x: { field: "step", type: "quantitative" },
+      opacity: { condition: { param: "hoverStep", empty: false, value: 0.6 }, value: 0 },
+      tooltip: [
+        { field: "step", type: "quantitative" },
+        ...runs.map((run) => ({ field: fieldRef(run), type: "quantitative", title: `${run} (EMA)`, format: ".4f" })),
+      ],
+    },
+  };
 }
 
 function targetLayer(target: number) {

@@ -18,9 +18,20 @@ export type { SynthesisModule, SynthesisChartInput } from "./synthesis-chart.js"
 export { svdAnalysisChart } from "./svd-analysis-chart.js";
 export type { SvdAnalysisModule, SvdAnalysisInput } from "./svd-analysis-chart.js";
 export { comparisonChart } from "./comparison-chart.js";
-export type { ComparisonArm, ComparisonChartInput } from "./comparison-chart.js";
+export type { RunCurves, ComparisonChartInput } from "./comparison-chart.js";
+export { formatDuration } from "./format.js";
 export { emaSmooth } from "./smoothing.js";
-export { writeReportHtml, renderReportHtml, escapeHtml, imageDataUri, imageMimeType } from "./html.js";
-export type { HtmlReport, HtmlReportOptions, ReportSection, ReportImage, TableCell } from "./html.js";
+export { writeReportHtml, renderReportHtml, escapeHtml, imageDataUri, imageMimeType, browserBuild, ReportError } from "./html.js";
+export type {
+  HtmlReport,
+  HtmlReportOptions,
+  ReportChart,
+  ReportImage,
+  ReportLink,
+  ReportSection,
+  ReportTable,
+  ReportVerdict,
+  TableCell,
+} from "./html.js";
 export { spectraChart, energyAtRank, SPECTRA_SERIES } from "./spectra-chart.js";
 export type { SpectraModule, SpectraChartInput } from "./spectra-chart.js";

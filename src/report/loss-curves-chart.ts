@@ -1,7 +1,7 @@
-// Training loss per step (raw and smoothed) and eval loss per epoch, for one training run.
+// Training loss per step (raw and smoothed) and held-out (eval) loss per epoch, for one training run.
 import type { TopLevelSpec } from "vega-lite";
 import { PANEL_HEIGHT, PANEL_WIDTH, ROLE_COLORS, chartConfig, chartTitle } from "./chart-theme.js";
-import { emaSmooth, isPlottable } from "./smoothing.js";
+import { emaSmooth, isPlottable, lossAxisDomain } from "./smoothing.js";
 
 export interface LossRow {
   step: number;
@@ -37,12 +37,21 @@ export function lossCurvesChart(rows: readonly LossRow[], title: string, options
       .filter((r) => isPlottable(r.step) && isPlottable(r.evalLoss))
       .map((r) => ({ step: r.step, loss: r.evalLoss as number, epoch: r.epoch, series: names.eval })),
   ];
+  // raw one-batch spikes above the EMA and eval curves are cut off, and the subtitle says so
+  const domain = lossAxisDomain(
+    train.map((r) => r.loss),
+    [...smoothed, ...points.filter((p) => p.series === names.eval).map((p) => p.loss)],
+  );
+  const cut = domain !== undefined && train.some((r) => r.loss > domain[1]);
+  const subtitle = [options.subtitle, cut ? "raw spikes above the EMA and eval curves are cut off" : undefined].filter(
+    (s): s is string => s !== undefined,
+  );
   const boundaries = epochBoundaries(train);
   // only series with data get a layer and a legend entry (an empty layer makes Vega warn)
   const allSeries = [
-    { name: names.raw, color: ROLE_COLORS.rawTrain, mark: { type: "line", strokeWidth: 1.2 } },
-    { name: names.smoothed, color: ROLE_COLORS.smoothedTrain, mark: { type: "line", strokeWidth: 2.5 } },
-    { name: names.eval, color: ROLE_COLORS.eval, mark: { type: "line", strokeWidth: 2, point: { size: 60 } } },
+    { name: names.raw, color: ROLE_COLORS.rawTrain, mark: { type: "line", strokeWidth: 1.2, clip: true } },
+    { name: names.smoothed, color: ROLE_COLORS.smoothedTrain, mark: { type: "line", strokeWidth: 2.5, clip: true } },
+    { name: names.eval, color: ROLE_COLORS.eval, mark: { type: "line", strokeWidth: 2, clip: true, point: { size: 60 } } },
   ] as const;
   const withData = allSeries.filter((s) => points.some((p) => p.series === s.name));
   const series = withData.length > 0 ? withData : allSeries.slice(1, 2); // keeps axes and title on an empty chart
@@ -55,12 +64,12 @@ export function lossCurvesChart(rows: readonly LossRow[], title: string, options
     legend: { orient: "top-right", fillColor: "white", strokeColor: "#dddddd", padding: 8 },
   } as const;
   const x = { field: "step", type: "quantitative", title: "optimizer step", axis: { tickMinStep: 1, format: "d" } } as const;
-  const y = { field: "loss", type: "quantitative", title: "cross-entropy loss (nats / token)", scale: { zero: false } } as const;
+  const y = { field: "loss", type: "quantitative", title: "cross-entropy loss (nats / token)", scale: { zero: false, domain } } as const;
   const only = (series: string) => ({ filter: { field: "series", equal: series } });
 
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: chartTitle(title, options.subtitle),
+    title: chartTitle(title, subtitle.length ? subtitle : undefined),
     config: chartConfig,
     width: PANEL_WIDTH,
     height: PANEL_HEIGHT,

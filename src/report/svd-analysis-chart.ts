@@ -18,6 +18,8 @@ export interface SvdAnalysisModule {
 export interface SvdAnalysisInput {
   modules: SvdAnalysisModule[];
   rank: number;
+  /** What ΔW is, for the title: "synthesized teacher ΔW", "real fine-tune ΔW = W_ft − W_base", … */
+  subject: string;
   title?: string;
   /** How many spectra are drawn in colour (default 5, spread over the list); the rest are grey. */
   highlighted?: number;
@@ -40,7 +42,7 @@ export function svdAnalysisChart(input: SvdAnalysisInput): TopLevelSpec {
 
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: chartTitle(input.title ?? `SVD analysis of the teacher ΔW at rank r = ${input.rank}`, subtitle),
+    title: chartTitle(input.title ?? `SVD analysis of the ${input.subject} at rank r = ${input.rank}`, subtitle),
     config: chartConfig,
     vconcat: [
       {

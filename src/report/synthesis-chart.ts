@@ -52,9 +52,15 @@ export function synthesisChart(input: SynthesisChartInput): TopLevelSpec {
     input.loraRank !== undefined ? `r = ${input.loraRank}` : "",
     input.targetRank !== undefined ? `K = ${input.targetRank}` : "",
   ].filter(Boolean);
+  const n = input.modules.length;
   const subtitle = [
-    `${input.modules.length} adapted matrices${ranks.length ? ` · ${ranks.join(", ")}` : ""}${input.noiseScale !== undefined ? ` · requested noise ${input.noiseScale}` : ""}`,
+    `${n} adapted matrices${ranks.length ? ` · ${ranks.join(", ")}` : ""}${input.noiseScale !== undefined ? ` · requested noise ${input.noiseScale}` : ""}`,
   ];
+  // the panels say how many of the matrices they show
+  const spectraTitle =
+    shown.length < n
+      ? `Singular values of ${shown.length} of the ${n} matrices, spread over the model (log scale)`
+      : `Singular values of ${n === 1 ? "the matrix" : `all ${n} matrices`} (log scale)`;
   const panelWidth = Math.floor((PANEL_WIDTH - (COLUMNS - 1) * 20) / COLUMNS);
   const manyModules = input.modules.length > 40; // then names would not fit under the points
   const only = (series: string) => ({ filter: { field: "series", equal: series } });
@@ -76,7 +82,7 @@ export function synthesisChart(input: SynthesisChartInput): TopLevelSpec {
     config: chartConfig,
     vconcat: [
       {
-        title: { text: "Singular values, original vs synthesized (log scale)", fontSize: 14, anchor: "start" },
+        title: { text: spectraTitle, fontSize: 14, anchor: "start" },
         data: { values: spectra },
         facet: { field: "module", type: "nominal", title: null, sort: shown.map((m) => m.name) },
         columns: COLUMNS,
@@ -99,7 +105,12 @@ export function synthesisChart(input: SynthesisChartInput): TopLevelSpec {
         },
       },
       {
-        title: { text: "Achieved noise ratio ‖ΔW_synth − ΔW_clean‖_F / ‖ΔW_clean‖_F per matrix", fontSize: 14, anchor: "start" },
+        title: {
+          text: `Achieved noise ratio of ${n === 1 ? "the matrix" : `all ${n} matrices`}`,
+          subtitle: "‖ΔW_synth − ΔW_clean‖_F / ‖ΔW_clean‖_F",
+          fontSize: 14,
+          anchor: "start",
+        },
         width: PANEL_WIDTH,
         height: 220,
         data: { values: noise },

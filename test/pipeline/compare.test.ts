@@ -351,6 +351,12 @@ describe("compare: one run per arm", () => {
     const png = fs.readFileSync(paths.chart);
     assert.ok(png.subarray(0, 8).equals(PNG_SIGNATURE), "PNG signature");
     assert.equal(path.basename(paths.chart), "comparison_random_vs_svd.png");
+    assert.equal(path.basename(paths.allArmsChart ?? ""), "comparison_all_arms.png", "pissa too: a chart of every arm");
+    assert.doesNotMatch(
+      fs.readFileSync(paths.chart.replace(/\.png$/, ".svg"), "utf8"),
+      />pissa</,
+      "the random-vs-svd chart shows those two",
+    );
   });
 });
 

@@ -63,6 +63,8 @@ test("all four steps write their files, with one teacher per seed", () => {
   assert.equal(svd2.result.accuracy.total, 2);
   const html = fs.readFileSync(L.html, "utf8");
   assert.match(html, /data:image\/png;base64,/);
+  assert.match(html, /Training and held-out loss of every arm/);
+  assert.match(html, /<div data-spec="chart-1">/);
   assert.doesNotMatch(html, /(src|href)="https?:/);
   assert.ok(lines.some((l) => l.startsWith("step 3:")));
 });

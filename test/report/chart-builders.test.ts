@@ -9,7 +9,8 @@ import { epochBoundaries, lossCurvesChart, lossSeriesNames } from "../../src/rep
 import { svdAnalysisChart } from "../../src/report/svd-analysis-chart.js";
 import { spreadIndices, synthesisChart } from "../../src/report/synthesis-chart.js";
 import { pngSize } from "./png.js";
-import { sampleArms, sampleLossRows, sampleSvdModules, sampleSynthesisModules } from "./sample-data.js";
+import { emaSmooth, lossAxisDomain, paddedDomain } from "../../src/report/smoothing.js";
+import { sampleLossRows, sampleRuns, sampleSvdModules, sampleSynthesisModules } from "./sample-data.js";
 
 const examplesDir = process.env.SVDLORA_REPORT_EXAMPLES;
 
@@ -52,6 +53,17 @@ describe("lossCurvesChart", () => {
     assertHasText(svg, "nothing logged yet");
   });
 
+  it("spans the y-axis over the EMA and eval curves, and says so when a raw spike is cut off", async () => {
+    const flat = [1, 2, 3, 4].map((step) => ({ step, epoch: 1, loss: 1 }));
+    const calm = lossCurvesChart(flat, "calm") as any;
+    assert.equal(calm.title.subtitle, undefined);
+    const spiky = lossCurvesChart([...flat, { step: 5, epoch: 1, loss: 1 }, { step: 6, epoch: 1, loss: 9 }], "spiky") as any;
+    assert.deepEqual(spiky.title.subtitle, ["raw spikes above the EMA and eval curves are cut off"]);
+    const [, hi] = spiky.layer.at(-1).layer[0].encoding.y.scale.domain;
+    assert.ok(hi < 9 && hi > 1.8, `top of the axis ${hi}: above the EMA (${emaSmooth([1, 1, 1, 1, 1, 9]).at(-1)}), below the spike`);
+    assertHasText((await renderChart(spiky)).svg, "spiky");
+  });
+
   it("places epoch boundaries between epochs, for fractional and whole-number epochs", () => {
     const fractional = [1, 2, 3, 4].map((step) => ({ step, epoch: step / 2, loss: 1 }));
     assert.deepEqual(epochBoundaries(fractional), [{ step: 2.5, label: "epoch 2" }]);
@@ -75,6 +87,13 @@ describe("synthesisChart", () => {
     );
     assertHasText(svg, "singular value index i", "achieved noise ratio", "requested 0.1", modules[0].name, modules[27].name);
     assert.match(svg, /r = 16, K = 64/);
+    assertHasText(
+      svg,
+      "Singular values of 6 of the 28 matrices, spread over the model (log scale)",
+      "Achieved noise ratio of all 28 matrices",
+    );
+    const few = await renderChart(synthesisChart({ modules: sampleSynthesisModules(4) }));
+    assertHasText(few.svg, "Singular values of all 4 matrices (log scale)", "4 adapted matrices");
   });
 
   it("copes with a 7B-sized module list and with a single module", async () => {
@@ -93,8 +112,13 @@ describe("synthesisChart", () => {
 describe("svdAnalysisChart", () => {
   it("draws the four panels with the means in the subtitle", async () => {
     const modules = sampleSvdModules(28);
-    const { svg } = await render("svd_analysis_rank16", svdAnalysisChart({ modules, rank: 16 }));
-    assertHasText(svg, "SVD analysis of the teacher ΔW at rank r = 16", "Relative reconstruction error", "Energy captured by rank r");
+    const { svg } = await render("svd_analysis_rank16", svdAnalysisChart({ modules, rank: 16, subject: "synthesized teacher ΔW" }));
+    assertHasText(
+      svg,
+      "SVD analysis of the synthesized teacher ΔW at rank r = 16",
+      "Relative reconstruction error",
+      "Energy captured by rank r",
+    );
     assertHasText(
       svg,
       "Singular-value spectra",
@@ -111,23 +135,49 @@ describe("svdAnalysisChart", () => {
 
   it("leaves out modules without finite metrics and says so", async () => {
     const modules = [...sampleSvdModules(5), { name: "broken", relError: NaN, energy: NaN, spectrum: [0, 0] }];
-    const { svg } = await render("svd_analysis_with_nan", svdAnalysisChart({ modules, rank: 4 }));
+    const { svg } = await render("svd_analysis_with_nan", svdAnalysisChart({ modules, rank: 4, subject: "real fine-tune ΔW" }));
     assert.match(svg, /1 without finite metrics left out/);
   });
 });
 
 describe("comparisonChart", () => {
-  it("overlays the curves and puts initial and final loss side by side", async () => {
-    const { svg } = await render("comparison_random_vs_svd", comparisonChart({ arms: sampleArms(), targetLoss: 1 }));
-    assertHasText(svg, "Comparison: random vs svd", "Training loss per step", "faint: raw · solid: EMA, β = 0.9", "Initial and final loss");
-    assertHasText(svg, "optimizer step", "training loss", "initial loss", "final loss", "random", "svd", "target 1");
+  it("puts training loss (raw and EMA) beside held-out loss, one colour per arm", async () => {
+    const { svg } = await render("comparison_random_vs_svd", comparisonChart({ runs: sampleRuns(), targetLoss: 1 }));
+    assertHasText(svg, "Training and held-out loss: random vs svd", "Training loss per step", "Held-out loss at each evaluation");
+    assertHasText(svg, "optimizer step", "training loss (nats / token)", "held-out loss (nats / token)", "random", "svd", "target 1");
+    for (const line of ["faint: raw, one batch · solid: EMA, β = 0.9", "raw spikes above the EMA curves are cut off"])
+      assert.ok(svg.includes(`>${line}<`), `subtitle line "${line}"`); // lines of a subtitle are <tspan>s
+    assert.doesNotMatch(svg, /initial loss|final loss/, "no bar of a raw first batch beside a smoothed last step");
   });
 
-  it("takes more arms, e.g. a PiSSA baseline", async () => {
+  it("tops the y-axis of the training panel out at the EMA curves, so one-batch spikes do not squash them", () => {
+    const runs = sampleRuns();
+    const spec = comparisonChart({ runs }) as any;
+    const domain: [number, number] = spec.hconcat[0].layer[1].encoding.y.scale.domain;
+    const raw = runs.flatMap((r) => r.train.map((p) => p.loss));
+    const smoothed = runs.flatMap((r) =>
+      emaSmooth(
+        r.train.map((p) => p.loss),
+        0.9,
+      ),
+    );
+    assert.ok(Math.max(...raw) > domain[1], "the sample has spikes above the axis");
+    assert.ok(domain[0] <= Math.min(...raw) && domain[1] >= Math.max(...smoothed), `${domain} covers the EMA curves and the raw dips`);
+    assert.ok(domain[1] < Math.max(...smoothed) * 1.1);
+    assert.deepEqual(paddedDomain([1, 1]), [0.95, 1.05]);
+    assert.equal(paddedDomain([Number.NaN]), undefined);
+    assert.deepEqual(lossAxisDomain([0, 10], [1, 1]), [0, 1.05], "not below zero");
+    assert.deepEqual(lossAxisDomain([0.5, 10], [1, 1.5]), [0.45, 1.55]);
+  });
+
+  it("takes more arms and several seeds per arm, and leaves out the held-out panel when nothing was evaluated", async () => {
     const { svg } = await render(
       "comparison_three_arms",
-      comparisonChart({ arms: sampleArms(["random", "svd", "pissa"]), title: "Three inits" }),
+      comparisonChart({ runs: sampleRuns(["random", "svd", "pissa"], 2), title: "Three inits" }),
     );
-    assertHasText(svg, "Three inits", "pissa");
+    assertHasText(svg, "Three inits", "pissa", "one line per run");
+    const trainOnly = sampleRuns().map((r) => ({ ...r, heldOut: [] }));
+    const chart = await render("comparison_train_only", comparisonChart({ runs: trainOnly }));
+    assert.doesNotMatch(chart.svg, /Held-out loss/);
   });
 });

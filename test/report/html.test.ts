@@ -4,7 +4,15 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { saveChart } from "../../src/report/charts.js";
-import { escapeHtml, imageMimeType, renderReportHtml, writeReportHtml, type HtmlReport } from "../../src/report/html.js";
+import {
+  CHART_PACKAGES,
+  browserBuild,
+  escapeHtml,
+  imageMimeType,
+  renderReportHtml,
+  writeReportHtml,
+  type HtmlReport,
+} from "../../src/report/html.js";
 import { PNG_SIGNATURE } from "./png.js";
 
 const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-html-"));
@@ -82,13 +90,14 @@ describe("writeReportHtml", () => {
     assert.deepEqual(externalReferences(html), []);
   });
 
-  it("refuses a missing image by default, or shows a note in its place", async () => {
+  it("refuses a missing image, naming where it looked", async () => {
     const dir = tempDir();
     const report: HtmlReport = { title: "t", sections: [{ heading: "h", images: [{ path: "nope.png", caption: "gone" }] }] };
-    assert.throws(() => writeReportHtml(path.join(dir, "r.html"), report), /report image not found: .*nope\.png/);
+    assert.throws(
+      () => writeReportHtml(path.join(dir, "r.html"), report),
+      new RegExp(`report image "gone" not found: ${path.join(dir, "nope.png")} \\(nope\\.png is taken relative to the report's folder`),
+    );
     assert.deepEqual(fs.readdirSync(dir), [], "nothing written");
-    const html = renderReportHtml(report, dir, { missingImages: "note" });
-    assert.match(html, /image not found: nope\.png/);
   });
 
   it("refuses a file that is not an image", () => {
@@ -98,6 +107,103 @@ describe("writeReportHtml", () => {
       () => renderReportHtml({ title: "t", sections: [{ heading: "h", images: [{ path: "notes.png", caption: "c" }] }] }, dir),
       /not a PNG/,
     );
+  });
+});
+
+describe("charts, links and the verdict", () => {
+  const spec = (title: string) =>
+    ({
+      title,
+      data: { values: [{ x: 1, y: 2 }] },
+      mark: "point",
+      encoding: { x: { field: "x", type: "quantitative" }, y: { field: "y", type: "quantitative" } },
+    }) as const;
+  /** The JSON of each chart, as the page's script will parse it. */
+  const chartSpecs = (html: string) =>
+    [...html.matchAll(/<script type="application\/json" id="(chart-\d+)">(.*?)<\/script>/g)].map((m) => ({
+      id: m[1],
+      spec: JSON.parse(m[2]),
+    }));
+
+  it("inlines each chart's spec and vega, vega-lite and vega-embed once, and nothing from outside", () => {
+    const dir = tempDir();
+    const sneaky = `</script><script>alert("x")</script><!--`;
+    const report: HtmlReport = {
+      title: "charts",
+      sections: [
+        { heading: "one", charts: [{ spec: spec(sneaky), caption: "first" }] },
+        { heading: "two", charts: [{ spec: spec("second"), caption: "second" }] },
+      ],
+    };
+    const html = renderReportHtml(report, dir);
+    assert.deepEqual(
+      chartSpecs(html).map((c) => [c.id, c.spec.title]),
+      [
+        ["chart-1", sneaky],
+        ["chart-2", "second"],
+      ],
+    );
+    assert.match(html, /<div data-spec="chart-1"><\/div>[\s\S]*<div data-spec="chart-2"><\/div>/);
+    for (const pkg of CHART_PACKAGES) assert.equal(html.split(`<script>/* ${pkg} */`).length, 2, `${pkg} inlined once`);
+    assert.equal((html.match(/<script>alert/g) ?? []).length, 0, "a spec cannot close its script element");
+    assert.doesNotMatch(html, /<script[^>]*\ssrc=|<link|<iframe|@import/);
+    const code = CHART_PACKAGES.reduce((n, pkg) => n + fs.statSync(browserBuild(pkg)).size, 0);
+    assert.ok(html.length < code + 100_000, `${html.length} bytes for ${code} bytes of chart code`);
+
+    const plain = renderReportHtml({ title: "no charts", sections: [{ heading: "h", text: "t" }] }, dir);
+    assert.doesNotMatch(plain, /<script/, "a report without charts carries no code");
+    assert.ok(plain.length < 10_000);
+  });
+
+  it("links files and folders relative to the report's folder, and refuses a missing one", () => {
+    const dir = tempDir();
+    fs.mkdirSync(path.join(dir, "runs", "final model"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "runs", "log #1.csv"), "step\n");
+    const links = [
+      { path: "runs/final model", label: "adapter" },
+      { path: path.join(dir, "runs", "log #1.csv"), label: "log" },
+    ];
+    const html = renderReportHtml(
+      {
+        title: "links",
+        sections: [{ heading: "files", links, table: { columns: ["run", "files"], rows: [["a", { links }]] } }],
+      },
+      dir,
+    );
+    assert.equal(html.split('<a href="runs/final%20model/"').length, 3, "folder link, in the list and in the table");
+    assert.equal(html.split('<a href="runs/log%20%231.csv"').length, 3, "an absolute path becomes relative");
+    assert.throws(
+      () => renderReportHtml({ title: "t", sections: [{ heading: "h", links: [{ path: "runs/nope.json", label: "summary" }] }] }, dir),
+      /report link "summary" not found: .*nope\.json/,
+    );
+    // the demo's bug: with the report in exp/, a path relative to the working directory ("exp/runs/…")
+    // joined onto the report's folder again; now an error, not a hole in the page
+    const exp = path.join(dir, "exp");
+    fs.cpSync(path.join(dir, "runs"), path.join(exp, "runs"), { recursive: true });
+    assert.throws(
+      () => renderReportHtml({ title: "t", sections: [{ heading: "h", links: [{ path: "exp/runs/log #1.csv", label: "log" }] }] }, exp),
+      new RegExp(`not found: ${path.join(exp, "exp", "runs")}.* is taken relative to the report's folder`),
+    );
+  });
+
+  it("leads with the verdict, its table and notes, and lists every section", () => {
+    const html = renderReportHtml(
+      {
+        title: "t",
+        verdict: {
+          heading: "Verdict",
+          lines: ["svd beats random"],
+          table: { columns: ["metric", "svd"], rows: [["loss", 0.5]] },
+          notes: ["one seed"],
+        },
+        sections: [{ heading: "Curves" }, { heading: "Curves" }],
+      },
+      tempDir(),
+    );
+    const verdict = html.indexOf('<section class="verdict" id="verdict">');
+    assert.ok(verdict > 0 && verdict < html.indexOf('<section id="curves">'));
+    assert.match(html, /<p>svd beats random<\/p>\n<table>[\s\S]*<td class="num">0\.5<\/td>[\s\S]*<li>one seed<\/li>/);
+    assert.match(html, /<nav><a href="#verdict">Verdict<\/a> <a href="#curves">Curves<\/a> <a href="#curves-2">Curves<\/a><\/nav>/);
   });
 });
 

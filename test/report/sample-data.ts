@@ -1,5 +1,5 @@
 // Deterministic, realistic-looking inputs for the chart tests (and the example renders).
-import type { ComparisonArm } from "../../src/report/comparison-chart.js";
+import type { RunCurves } from "../../src/report/comparison-chart.js";
 import type { LossRow } from "../../src/report/loss-curves-chart.js";
 import type { SvdAnalysisModule } from "../../src/report/svd-analysis-chart.js";
 import type { SynthesisModule } from "../../src/report/synthesis-chart.js";
@@ -56,17 +56,23 @@ export function sampleSvdModules(count = 28, rank = 16, length = 64): SvdAnalysi
   });
 }
 
-export function sampleArms(names = ["random", "svd"]): ComparisonArm[] {
+/** Runs as the trainer logs them: a loss curve per step with single-batch spikes, held-out loss before training and after each epoch. */
+export function sampleRuns(names = ["random", "svd"], seeds = 1, epochs = 5, stepsPerEpoch = 21): RunCurves[] {
   const rnd = seededRandom(7);
-  return names.map((name, i) => {
-    const start = 2.8 - 0.5 * i,
-      end = 0.62 - 0.03 * i,
-      tau = 25 - 5 * i;
-    const curve = Array.from({ length: 105 }, (_, s) => ({
-      step: s + 1,
-      loss: end + (start - end) * Math.exp(-s / tau) + (rnd() - 0.5) * 0.3,
-    }));
-    const last = curve.slice(-21).map((p) => p.loss);
-    return { name, curve, initialLoss: curve[0].loss, finalLoss: last.reduce((a, b) => a + b, 0) / last.length };
-  });
+  return names.flatMap((arm, i) =>
+    Array.from({ length: seeds }, (_, k) => {
+      const start = 2.8 - 0.5 * i + 0.05 * k;
+      const end = 0.62 - 0.03 * i;
+      const tau = 25 - 5 * i;
+      const train = Array.from({ length: epochs * stepsPerEpoch }, (_, s) => ({
+        step: s + 1,
+        loss: end + (start - end) * Math.exp(-s / tau) + (rnd() - 0.5) * 0.3 + (s % 37 === 5 ? 1.5 : 0), // a few one-batch spikes
+      }));
+      const heldOut = Array.from({ length: epochs + 1 }, (_, e) => ({
+        step: e * stepsPerEpoch,
+        loss: end + 0.15 + (start - end) * Math.exp((-e * stepsPerEpoch) / (tau + 5)),
+      }));
+      return { run: seeds > 1 ? `${arm}-s${k}` : arm, arm, train, heldOut };
+    }),
+  );
 }
