@@ -2,6 +2,7 @@
 // base_model.model.<module>.lora_A.weight (r × in) and …lora_B.weight (out × r), exactly what
 // PEFT's save_pretrained writes and from_pretrained reads, so adapters travel both ways.
 import * as fs from "node:fs";
+import { loraScale } from "../util/lora-scale.js";
 import * as path from "node:path";
 import type { Tensor } from "../torch/index.js";
 import { replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
@@ -399,8 +400,7 @@ export const isTargetModule = (config: LoraAdapterConfig, modulePath: string): b
 export const rankFor = (config: LoraAdapterConfig, modulePath: string): number => moduleSelector(config).rank(modulePath);
 export const alphaFor = (config: LoraAdapterConfig, modulePath: string): number => moduleSelector(config).alpha(modulePath);
 
-/** The scale s in ΔW = s · B A: α / r, or α / √r with rsLoRA (the one place this formula lives). */
-export const loraScale = (alpha: number, rank: number, rslora: boolean): number => alpha / (rslora ? Math.sqrt(rank) : rank);
+export { loraScale };
 
 /** s for one module of an adapter, after its rank_pattern / alpha_pattern. */
 export const loraScaling = (config: LoraAdapterConfig, modulePath: string): number =>

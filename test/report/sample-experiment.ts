@@ -22,7 +22,13 @@ export async function writeSampleExperiment(
   outputDir: string,
   arms = ["random", "svd", "pissa"],
 ): Promise<{ config: ExperimentConfig; L: Layout }> {
-  const config: ExperimentConfig = { ...(defaults(EXPERIMENT) as ExperimentConfig), outputDir, epochs: EPOCHS, arms: ["pissa"], quiet: true };
+  const config: ExperimentConfig = {
+    ...(defaults(EXPERIMENT) as ExperimentConfig),
+    outputDir,
+    epochs: EPOCHS,
+    arms: ["pissa"],
+    quiet: true,
+  };
   const L = experimentLayout(config);
   fs.mkdirSync(L.plots, { recursive: true });
 

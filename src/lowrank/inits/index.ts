@@ -1,7 +1,7 @@
 // Every LoRA initialization svdlora can start from beyond random and gaussian (model/lora.ts) and
 // the teacher SVD (lowrank/factors.ts): parse a method name, learn which calibration statistic it
 // needs, and turn it into a ModuleInit for addLora.
-import { loraScale } from "../../hf/peft.js";
+import { loraScale } from "../../util/lora-scale.js";
 import type { ModuleInit } from "../../model/lora.js";
 import * as torch from "../../torch/index.js";
 import type { Tensor } from "../../torch/index.js";
