@@ -100,10 +100,99 @@ struct LoraLinear : public torch::autograd::Function<LoraLinear> {
   }
 };
 
+// Several LoRA adapters beside one frozen linear layer, each on its own rows: y = x Wᵀ + b, then
+// for every adapter j, y[rows j] += s_j·(x[rows j] A_jᵀ) B_jᵀ. Concurrent training runs several
+// arms' samples through one shared base weight this way: the base product is one large GEMM, and
+// each arm's factors see only its own rows. Rows are those of x flattened to 2D; an arm may have
+// two adapters on the same rows (a trainable LoRA and a frozen correction of the base). Per
+// adapter the arithmetic is LoraLinear's, in the same order, so each arm's rows get the numbers
+// they would get alone wherever the shared GEMM's rows do not depend on how many there are.
+struct MultiLoraLinear : public torch::autograd::Function<MultiLoraLinear> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, at::TensorList As,
+                            at::TensorList Bs, std::vector<double> scalings, std::vector<int64_t> starts,
+                            std::vector<int64_t> counts, const c10::optional<at::Tensor>& bias) {
+    auto dt = x.scalar_type();
+    auto y = at::linear(x, weight, bias);
+    auto x2 = x.reshape({-1, x.size(-1)}), y2 = y.view({-1, y.size(-1)});
+    std::vector<at::Tensor> saved{x, weight};
+    std::vector<at::Tensor> xas;
+    for (size_t j = 0; j < As.size(); j++) {
+      auto xa = at::linear(x2.narrow(0, starts[j], counts[j]), As[j].to(dt));
+      y2.narrow(0, starts[j], counts[j]).add_(at::linear(xa, Bs[j].to(dt)), scalings[j]);
+      xas.push_back(xa);
+    }
+    saved.insert(saved.end(), As.begin(), As.end());
+    saved.insert(saved.end(), Bs.begin(), Bs.end());
+    saved.insert(saved.end(), xas.begin(), xas.end());
+    ctx->save_for_backward(saved);
+    ctx->saved_data["n"] = static_cast<int64_t>(As.size());
+    ctx->saved_data["scalings"] = c10::List<double>(scalings);
+    ctx->saved_data["starts"] = c10::List<int64_t>(starts);
+    ctx->saved_data["counts"] = c10::List<int64_t>(counts);
+    return y;
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const int64_t n = ctx->saved_data["n"].toInt();
+    auto scalings = ctx->saved_data["scalings"].toDoubleList();
+    auto starts = ctx->saved_data["starts"].toIntList();
+    auto counts = ctx->saved_data["counts"].toIntList();
+    const auto &x = saved[0], &weight = saved[1], &dy = grads[0];
+    auto dt = x.scalar_type();
+    auto x2 = x.reshape({-1, x.size(-1)}), dy2 = dy.reshape({-1, dy.size(-1)});
+    // Gradients in input order: x, weight, A_1..A_n, B_1..B_n, then the non-tensor arguments and the bias.
+    tensor_list out(2 + 2 * n + 4);
+    const bool wantX = ctx->needs_input_grad(0);
+    at::Tensor dx2;
+    if (wantX) {
+      out[0] = at::matmul(dy, weight);
+      dx2 = out[0].view({-1, x.size(-1)});
+    }
+    for (int64_t j = 0; j < n; j++) {
+      const auto &A = saved[2 + j], &B = saved[2 + n + j], &xa = saved[2 + 2 * n + j];
+      const double s = scalings[j];
+      const bool wantA = ctx->needs_input_grad(2 + j), wantB = ctx->needs_input_grad(2 + n + j);
+      auto dyj = dy2.narrow(0, starts[j], counts[j]);
+      auto xj = x2.narrow(0, starts[j], counts[j]);
+      if (wantX || wantA) {
+        auto dyB = at::matmul(dyj, B.to(dt)).mul_(s);  // [rows, r]
+        if (wantX) dx2.narrow(0, starts[j], counts[j]).add_(at::matmul(dyB, A.to(dt)));
+        if (wantA) out[2 + j] = dyB.t().mm(xj).to(A.scalar_type());
+      }
+      if (wantB) out[2 + n + j] = dyj.t().mm(xa).mul_(s).to(B.scalar_type());
+    }
+    return out;
+  }
+};
+
 static Napi::Value LoraLinearOp(const Napi::CallbackInfo& info) {
   auto bias = OptT(info, 2);
   TORCH_CHECK(!bias || !bias->requires_grad(), "loraLinear: the bias must be frozen");
   return Wrap(ENV, LoraLinear::apply(T(info, 0), T(info, 1), T(info, 3), T(info, 4), Num(info, 5), c10::optional<at::Tensor>(bias ? *bias : c10::optional<at::Tensor>())));
+}
+static std::vector<double> Nums(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsArray()) throw Napi::TypeError::New(info.Env(), "multiLoraLinear: argument " + std::to_string(i) + " must be an array of numbers");
+  auto arr = info[i].As<Napi::Array>();
+  std::vector<double> out(arr.Length());
+  for (uint32_t k = 0; k < arr.Length(); k++) out[k] = arr.Get(k).As<Napi::Number>().DoubleValue();
+  return out;
+}
+static Napi::Value MultiLoraLinearOp(const Napi::CallbackInfo& info) {
+  auto x = T(info, 0);
+  auto bias = OptT(info, 2);
+  auto As = TList(info, 3), Bs = TList(info, 4);
+  auto scalings = Nums(info, 5);
+  auto starts = Ints(info, 6), counts = Ints(info, 7);
+  const size_t n = As.size();
+  TORCH_CHECK(Bs.size() == n && scalings.size() == n && starts.size() == n && counts.size() == n,
+              "multiLoraLinear: As, Bs, scalings, starts and counts must have one entry per adapter");
+  TORCH_CHECK(!T(info, 1).requires_grad() && (!bias || !bias->requires_grad()), "multiLoraLinear: the base weight and bias must be frozen");
+  const int64_t rows = x.numel() / x.size(-1);
+  for (size_t j = 0; j < n; j++)
+    TORCH_CHECK(starts[j] >= 0 && counts[j] > 0 && starts[j] + counts[j] <= rows, "multiLoraLinear: adapter ", j, " covers rows [",
+                starts[j], ", ", starts[j] + counts[j], ") of ", rows);
+  return Wrap(ENV, MultiLoraLinear::apply(x, T(info, 1), at::TensorList(As), at::TensorList(Bs), scalings, starts, counts,
+                                          c10::optional<at::Tensor>(bias ? *bias : c10::optional<at::Tensor>())));
 }
 static Napi::Value Swiglu(const Napi::CallbackInfo& info) { return Wrap(ENV, SwiGLU::apply(T(info, 0), T(info, 1))); }
 static Napi::Value RmsNormOp(const Napi::CallbackInfo& info) { return Wrap(ENV, RmsNorm::apply(T(info, 0), T(info, 1), Num(info, 2))); }
@@ -114,6 +203,7 @@ void RegisterFused(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "rmsNorm", RmsNormOp);
   SVDLORA_EXPORT(e, "rope", RopeOp);
   SVDLORA_EXPORT(e, "loraLinear", LoraLinearOp);
+  SVDLORA_EXPORT(e, "multiLoraLinear", MultiLoraLinearOp);
 }
 
 }  // namespace svdlora

@@ -25,6 +25,32 @@ export const rmsNorm = (x: Tensor, weight: Tensor, eps: number) => wrap(native()
 export function loraLinear(x: Tensor, weight: Tensor, bias: Tensor | null, A: Tensor, B: Tensor, scaling: number): Tensor {
   return wrap(native().loraLinear(x.handle, weight.handle, bias?.handle ?? null, A.handle, B.handle, scaling));
 }
+/** One adapter of multiLoraLinear: factors A [r, in], B [out, r] and their scale, applied to rows [start, start + count). */
+export interface RowAdapter {
+  A: Tensor;
+  B: Tensor;
+  scaling: number;
+  start: number;
+  count: number;
+}
+/**
+ * x Wᵀ + b with each adapter's scaling·(x Aᵀ) Bᵀ added to its own rows of x (flattened to 2D), as
+ * one node: one GEMM with the shared frozen weight, then each adapter on its rows (concurrent arms).
+ */
+export function multiLoraLinear(x: Tensor, weight: Tensor, bias: Tensor | null, adapters: readonly RowAdapter[]): Tensor {
+  return wrap(
+    native().multiLoraLinear(
+      x.handle,
+      weight.handle,
+      bias?.handle ?? null,
+      adapters.map((a) => a.A.handle),
+      adapters.map((a) => a.B.handle),
+      adapters.map((a) => a.scaling),
+      adapters.map((a) => a.start),
+      adapters.map((a) => a.count),
+    ),
+  );
+}
 /** Non-interleaved rotary embedding x·cos + rotate_half(x)·sin; cos and sin broadcast to x. */
 export const rope = (x: Tensor, cos: Tensor, sin: Tensor) => wrap(native().rope(x.handle, cos.handle, sin.handle));
 export const dropout = (x: Tensor, p: number, training: boolean) => wrap(native().dropout(x.handle, p, training));

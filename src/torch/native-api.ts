@@ -256,6 +256,17 @@ export interface NativeAddon {
   rope(x: Handle, cos: Handle, sin: Handle): Handle;
   /** x Wᵀ + b + scaling·(x Aᵀ) Bᵀ; the bias must be frozen. */
   loraLinear(x: Handle, weight: Handle, bias: Handle | null, A: Handle, B: Handle, scaling: number): Handle;
+  /** x Wᵀ + b, plus scalings[j]·(x[rows j] A_jᵀ) B_jᵀ on rows [starts[j], starts[j] + counts[j]) of x flattened to 2D; W and b frozen. */
+  multiLoraLinear(
+    x: Handle,
+    weight: Handle,
+    bias: Handle | null,
+    As: Handle[],
+    Bs: Handle[],
+    scalings: number[],
+    starts: number[],
+    counts: number[],
+  ): Handle;
 
   // ---- runtime (native/runtime.cc) ----
   buildInfo(): BuildInfo;
