@@ -18,6 +18,8 @@ import {
 import { pissa } from "../lowrank/inits/weight.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
+import type { ArmAdapter } from "./arms.js";
+import type { Linear } from "./linear.js";
 import type { CausalLM } from "./qwen2.js";
 
 export type LoraInit = "random" | "gaussian" | "pissa";
@@ -119,6 +121,40 @@ function checkSettings(s: LoraSettings, inF: number, outF: number, path: string)
  * module's weight, whose residual (if any) replaces the weight.
  */
 export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit | ModuleInit): Map<string, LoRA> {
+  const added = new Map<string, LoRA>();
+  initModules(model, s, init, (path, linear, f) => {
+    if (f.residual) linear.weight.copy_(f.residual.to(linear.weight.dtype));
+    linear.lora = f.lora;
+    added.set(path, f.lora);
+  });
+  return added;
+}
+
+/**
+ * An arm's adapters for concurrent training (arms.ts), computed as addLora computes them but
+ * leaving the model as it is: where the init would replace W by a residual W − s·B₀A₀ (PiSSA), the
+ * arm gets a frozen correction −s·B₀A₀ instead (copies of the initial factors), so arms share W.
+ */
+export function armAdapters(model: CausalLM, s: LoraSettings, init: LoraInit | ModuleInit): Map<string, ArmAdapter> {
+  const adapters = new Map<string, ArmAdapter>();
+  initModules(model, s, init, (path, _, f) => {
+    let correction: LoRA | null = null;
+    if (f.residual) {
+      const frozen = (t: Tensor) => torch.keep(t.detach().clone());
+      correction = new LoRA(frozen(f.lora.A), frozen(f.lora.B), -f.lora.scaling);
+    }
+    adapters.set(path, { lora: f.lora, correction });
+  });
+  return adapters;
+}
+
+/** Calls use with each targeted module's new LoRA (kept, float32, trainable) and the residual its init computed (if any; freed afterwards). */
+function initModules(
+  model: CausalLM,
+  s: LoraSettings,
+  init: LoraInit | ModuleInit,
+  use: (path: string, linear: Linear, f: { lora: LoRA; residual: Tensor | null }) => void,
+): void {
   const config = adapterConfigFor(s, "");
   const scaling = loraScale(s.alpha, s.rank, s.rslora ?? false);
   const moduleInit: ModuleInit =
@@ -127,29 +163,25 @@ export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit | Modul
       : init === "pissa"
         ? (_, weight) => pissa(weight, { rank: s.rank, scaling })
         : (_, weight) => randomFactors(init, s.rank, weight);
-  const added = new Map<string, LoRA>();
+  let count = 0;
   for (const [path, linear] of model.linears()) {
     if (!isTargetModule(config, path)) continue;
     checkSettings(s, linear.inFeatures, linear.outFeatures, path);
-    const factors = torch.noGrad(() =>
+    torch.noGrad(() =>
       torch.tidy(() => {
         const f = moduleInit(path, linear.weight);
-        if (!f) return null;
+        if (!f) return;
         checkFactors(path, f, linear.inFeatures, linear.outFeatures);
-        if (f.residual) linear.weight.copy_(f.residual.to(linear.weight.dtype));
         const own = (t: Tensor) => t.to({ dtype: "float32", device: linear.weight.device, copy: true });
-        return { A: own(f.A), B: own(f.B), scaling: f.scaling ?? scaling, frozenB: f.frozenB ?? false };
+        const A = torch.keep(own(f.A).requiresGrad_());
+        const B = torch.keep(f.frozenB ? own(f.B) : own(f.B).requiresGrad_());
+        use(path, linear, { lora: new LoRA(A, B, f.scaling ?? scaling, s.dropout ?? 0), residual: f.residual ?? null });
+        count++;
       }),
     );
-    if (!factors) continue;
-    const A = torch.keep(factors.A.requiresGrad_());
-    const B = torch.keep(factors.frozenB ? factors.B : factors.B.requiresGrad_());
-    linear.lora = new LoRA(A, B, factors.scaling, s.dropout ?? 0);
-    added.set(path, linear.lora);
   }
-  if (added.size === 0)
+  if (count === 0)
     throw new Error(`no module matches the LoRA targets ${JSON.stringify(s.targets)}: use names like q_proj,v_proj or all-linear`);
-  return added;
 }
 
 function randomFactors(init: "random" | "gaussian", r: number, weight: Tensor): InitFactors {
@@ -175,6 +207,14 @@ function checkFactors(path: string, f: InitFactors, inF: number, outF: number): 
  * use_rslora). Each of those modules must have factors of matching shapes, and no other may.
  */
 export function loadLora(model: CausalLM, config: LoraAdapterConfig, weights: LoraWeights, trainable = true): Map<string, LoRA> {
+  const loras = loraFromAdapter(model, config, weights, trainable);
+  const linears = model.linears();
+  for (const [path, lora] of loras) linears.get(path)!.lora = lora;
+  return loras;
+}
+
+/** The LoRAs loadLora would attach, checked as it checks them, without attaching them (an arm's, for concurrent training). */
+export function loraFromAdapter(model: CausalLM, config: LoraAdapterConfig, weights: LoraWeights, trainable = true): Map<string, LoRA> {
   const linears = model.linears();
   for (const [path, { A, B }] of weights) {
     const linear = linears.get(path);
@@ -209,8 +249,7 @@ export function loadLora(model: CausalLM, config: LoraAdapterConfig, weights: Lo
       a.requiresGrad_();
       b.requiresGrad_();
     }
-    linear.lora = new LoRA(a, b, loraScaling(config, path), config.lora_dropout);
-    added.set(path, linear.lora);
+    added.set(path, new LoRA(a, b, loraScaling(config, path), config.lora_dropout));
   }
   return added;
 }

@@ -4,6 +4,7 @@
 import type { ModelConfig } from "../hf/config.js";
 import * as torch from "../torch/index.js";
 import type { DType, Tensor } from "../torch/index.js";
+import { type ArmAdapter, type ArmGenerators, type ArmRoute, type ArmSegment, wholeBatch } from "./arms.js";
 import { Linear } from "./linear.js";
 
 /** Where a weight comes from: a checkpoint reader, random init, … (HF key → tensor). */
@@ -57,14 +58,20 @@ export interface ForwardOptions {
    * sample. Attention then runs inside each sample with packed flash attention (CUDA), without a mask.
    */
   packed?: { cuSeqlens: Tensor; maxSeqlen: number };
+  /**
+   * For a model carrying concurrent arms (attachArms): each arm's rows of ids [1, N], in order and
+   * covering them all (default: every row is arm 0's).
+   */
+  arms?: ArmSegment[];
 }
 
-/** What each layer needs besides its input: rotary tables for the positions and how to attend. */
+/** What each layer needs besides its input: rotary tables for the positions, how to attend, and which rows are which arm's. */
 export interface LayerContext {
   cos: Tensor;
   sin: Tensor;
   mask?: Tensor;
   packed?: ForwardOptions["packed"];
+  arms?: ArmRoute;
 }
 
 /** A layer's keys and values [B, Hkv, S, D] so far; owned by the cache (dispose with disposeCache). */
@@ -118,19 +125,21 @@ class Attention {
     return torch.tidy(() => {
       const [B, T] = x.shape;
       const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: D } = this.c;
+      const route = ctx.arms;
       if (ctx.packed) {
         // Packed samples: tokens × heads × dim, as the flash kernel takes them; cos/sin [T, 1, D].
         const [cos, sin] = [ctx.cos.view(T, 1, D), ctx.sin.view(T, 1, D)];
-        const q = applyRotary(this.qProj.forward(x).view(T, H, D), cos, sin);
-        const k = applyRotary(this.kProj.forward(x).view(T, Hkv, D), cos, sin);
-        const v = this.vProj.forward(x).view(T, Hkv, D);
+        const q = applyRotary(this.qProj.forward(x, route).view(T, H, D), cos, sin);
+        const k = applyRotary(this.kProj.forward(x, route).view(T, Hkv, D), cos, sin);
+        const v = this.vProj.forward(x, route).view(T, Hkv, D);
         const y = torch.flashAttentionVarlen(q, k, v, ctx.packed.cuSeqlens, ctx.packed.maxSeqlen);
-        return this.oProj.forward(y.view(B, T, H * D));
+        return this.oProj.forward(y.view(B, T, H * D), route);
       }
+      if (route && !ownLayout(route.segments, B)) return this.perArm(x, ctx, route);
       const [cos, sin] = [ctx.cos.unsqueeze(1), ctx.sin.unsqueeze(1)]; // [B|1, 1, T, D]
-      const q = applyRotary(this.qProj.forward(x).view(B, T, H, D).transpose(1, 2), cos, sin);
-      let k = applyRotary(this.kProj.forward(x).view(B, T, Hkv, D).transpose(1, 2), cos, sin);
-      let v = this.vProj.forward(x).view(B, T, Hkv, D).transpose(1, 2);
+      const q = applyRotary(this.qProj.forward(x, route).view(B, T, H, D).transpose(1, 2), cos, sin);
+      let k = applyRotary(this.kProj.forward(x, route).view(B, T, Hkv, D).transpose(1, 2), cos, sin);
+      let v = this.vProj.forward(x, route).view(B, T, Hkv, D).transpose(1, 2);
       const past = cache?.k !== undefined;
       if (cache) {
         if (past) [k, v] = [torch.cat([cache.k!, k], 2), torch.cat([cache.v!, v], 2)];
@@ -142,10 +151,35 @@ class Attention {
       const attend = mask ? { mask } : past && T === 1 ? {} : { causal: true };
       if (past && T > 1 && !mask) throw new Error("attention: several new tokens after a cache need an explicit mask");
       const y = torch.scaledDotProductAttention(q, k, v, attend);
-      return this.oProj.forward(y.transpose(1, 2).reshape(B, T, H * D));
+      return this.oProj.forward(y.transpose(1, 2).reshape(B, T, H * D), route);
     });
   }
+
+  /**
+   * Several arms' samples side by side in one row (x [1, N]): the projections take every row at
+   * once, attention runs for each arm in its own layout ([batch, rows / batch], causal or its mask),
+   * in the same memory layout as that arm alone would use.
+   */
+  private perArm(x: Tensor, ctx: LayerContext, route: ArmRoute): Tensor {
+    const N = x.size(1);
+    const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: D } = this.c;
+    const [cos, sin] = [ctx.cos.view(1, N, 1, D), ctx.sin.view(1, N, 1, D)];
+    const q = applyRotary(this.qProj.forward(x, route).view(1, N, H, D), cos, sin);
+    const k = applyRotary(this.kProj.forward(x, route).view(1, N, Hkv, D), cos, sin);
+    const v = this.vProj.forward(x, route).view(1, N, Hkv, D);
+    const ys = route.segments.map((seg) => {
+      const b = seg.batch;
+      const t = seg.rows / b;
+      const own = (z: Tensor, heads: number) => z.narrow(1, seg.start, seg.rows).view(b, t, heads, D).transpose(1, 2);
+      const y = torch.scaledDotProductAttention(own(q, H), own(k, Hkv), own(v, Hkv), seg.mask ? { mask: seg.mask } : { causal: true });
+      return y.transpose(1, 2).reshape(1, seg.rows, H * D);
+    });
+    return this.oProj.forward(ys.length === 1 ? ys[0] : torch.cat(ys, 1), route);
+  }
 }
+
+/** Whether the arms' segments are x's own layout ([B, T] all one arm's, causal): then attention needs no split. */
+const ownLayout = (segments: readonly ArmSegment[], B: number) => segments.length === 1 && segments[0].batch === B && !segments[0].mask;
 
 class Mlp {
   readonly gateProj: Linear;
@@ -158,8 +192,8 @@ class Mlp {
     this.downProj = w.linear("down_proj", c.intermediateSize, c.hiddenSize, c.mlpBias);
   }
 
-  forward(x: Tensor): Tensor {
-    return torch.tidy(() => this.downProj.forward(torch.swiglu(this.gateProj.forward(x), this.upProj.forward(x))));
+  forward(x: Tensor, route?: ArmRoute): Tensor {
+    return torch.tidy(() => this.downProj.forward(torch.swiglu(this.gateProj.forward(x, route), this.upProj.forward(x, route)), route));
   }
 }
 
@@ -182,7 +216,7 @@ class DecoderLayer {
   forward(x: Tensor, ctx: LayerContext, cache?: LayerCache): Tensor {
     return torch.tidy(() => {
       const h = x.add(this.selfAttn.forward(rmsNorm(x, this.inputNorm, this.c.rmsNormEps), ctx, cache));
-      return h.add(this.mlp.forward(rmsNorm(h, this.postAttentionNorm, this.c.rmsNormEps)));
+      return h.add(this.mlp.forward(rmsNorm(h, this.postAttentionNorm, this.c.rmsNormEps), ctx.arms));
     });
   }
 }
@@ -194,6 +228,8 @@ export class CausalLM {
   readonly lmHead: Tensor;
 
   private readonly registry = { weights: new Map<string, Tensor>(), linears: new Map<string, Linear>() };
+  /** Concurrent arms' generators, once attachArms gave the model arms. */
+  private armGenerators: ArmGenerators | null = null;
 
   constructor(
     readonly config: ModelConfig,
@@ -230,7 +266,49 @@ export class CausalLM {
 
   /** Training or evaluation mode: LoRA dropout is on only while training. */
   setTraining(on: boolean): void {
-    for (const linear of this.registry.linears.values()) if (linear.lora) linear.lora.training = on;
+    for (const linear of this.registry.linears.values()) {
+      if (linear.lora) linear.lora.training = on;
+      for (const a of linear.arms ?? []) if (a) a.lora.training = on;
+    }
+  }
+
+  /** How many concurrent arms the model carries (0: none; it trains alone or not at all). */
+  get armCount(): number {
+    return this.armGenerators?.count ?? 0;
+  }
+
+  /** The arms' generators (null without arms). */
+  get generators(): ArmGenerators | null {
+    return this.armGenerators;
+  }
+
+  /**
+   * Gives the model concurrent arms: arms[k] maps module paths to arm k's adapters, and
+   * generators holds each arm's random state. Replaces arms attached before; a model with a
+   * plain adapter (addLora, loadLora) cannot take arms. Returns the number of arms.
+   */
+  attachArms(arms: readonly Map<string, ArmAdapter>[], generators: ArmGenerators): number {
+    if (generators.count !== arms.length) throw new Error(`attachArms: ${arms.length} arms but ${generators.count} generators`);
+    const linears = this.registry.linears;
+    for (const [path, linear] of linears) if (linear.lora) throw new Error(`attachArms: ${path} already has an adapter of its own`);
+    arms.forEach((m, k) => {
+      const stray = [...m.keys()].find((path) => !linears.has(path));
+      if (stray !== undefined) throw new Error(`attachArms: arm ${k} has an adapter for ${stray}, which the model does not have`);
+    });
+    for (const [path, linear] of linears) {
+      const own = arms.map((m) => m.get(path) ?? null);
+      linear.arms = own.some((a) => a) ? own : null;
+    }
+    this.armGenerators?.dispose();
+    this.armGenerators = generators;
+    return arms.length;
+  }
+
+  /** Removes the arms (their adapters stay their owners'); the model is the plain base again. */
+  detachArms(): void {
+    for (const linear of this.registry.linears.values()) linear.arms = null;
+    this.armGenerators?.dispose();
+    this.armGenerators = null;
   }
 
   /** Token embeddings [B, T, hidden]: the first layer's input. */
@@ -247,7 +325,14 @@ export class CausalLM {
       const start = o.cache?.[0]?.k?.size(2) ?? 0;
       const positions = o.positionIds ?? torch.arange(start, start + T, 1, { device: ids.device }).unsqueeze(0);
       const [cos, sin] = rotaryTables(positions, this.config.headDim, this.config.ropeTheta, this.dtype);
-      return { cos, sin, mask: o.mask, packed: o.packed };
+      if (!this.armGenerators) {
+        if (o.arms) throw new Error("forward: arms given but the model carries none (attachArms)");
+        return { cos, sin, mask: o.mask, packed: o.packed };
+      }
+      const segments = o.arms ?? wholeBatch(0, ids);
+      const covered = segments.reduce((n, s) => (s.start === n ? n + s.rows : Number.NaN), 0);
+      if (covered !== ids.numel()) throw new Error(`forward: the arms' segments must cover the ${ids.numel()} rows in order`);
+      return { cos, sin, mask: o.mask, packed: o.packed, arms: { segments, generators: this.armGenerators } };
     });
   }
 
@@ -285,8 +370,8 @@ export class CausalLM {
     });
   }
 
-  /** Greedy decoding with a key/value cache; returns the new token ids (stop token excluded). */
-  generate(prompt: number[], o: { maxNewTokens: number; stopTokenIds: readonly number[] }): number[] {
+  /** Greedy decoding with a key/value cache; returns the new token ids (stop token excluded). With arms, arm's adapter answers. */
+  generate(prompt: number[], o: { maxNewTokens: number; stopTokenIds: readonly number[]; arm?: number }): number[] {
     const cache = newCache(this.layers.length);
     const out: number[] = [];
     try {
@@ -295,7 +380,7 @@ export class CausalLM {
         while (out.length < o.maxNewTokens) {
           const next = torch.tidy(() => {
             const ids = torch.tensor([input], { dtype: "int64", device: this.device });
-            const h = this.hidden(ids, { cache });
+            const h = this.hidden(ids, { cache, arms: o.arm === undefined ? undefined : wholeBatch(o.arm, ids) });
             return torch
               .linear(h.select(1, h.size(1) - 1), this.lmHead)
               .argmax(-1)
