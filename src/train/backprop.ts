@@ -21,15 +21,18 @@ import type { Batch } from "./batches.js";
 export type RecomputePolicy = "none" | "all" | { keepLayers: number } | { budgetBytes: number };
 
 export interface BackpropOptions {
-  /** Multiplies the gradients (1 / micro-batches under accumulation). */
-  gradScale?: number;
+  /** Multiplies the gradients (1 / micro-batches under accumulation); for a concurrent batch, one per arm share or one for all. */
+  gradScale?: number | readonly number[];
   recompute?: RecomputePolicy;
   /** Target rows whose logits are computed at once; default about 64M logits (441 rows of Qwen2.5's 152k vocab). */
   lossChunk?: number;
 }
 
 export interface BackpropResult {
-  /** Mean cross-entropy over the batch's targets: a float32 device scalar (reading it syncs). */
+  /**
+   * Mean cross-entropy over the batch's targets: a float32 device scalar (reading it syncs); for a
+   * concurrent batch, each arm share's own mean, [shares].
+   */
   loss: Tensor;
   /** Layers recomputed during backward. */
   recomputed: number;
@@ -44,12 +47,17 @@ interface Segment {
   first: number;
   input: Tensor;
   output: Tensor | null;
-  rngState: Tensor | null;
+  rngState: Tensor[] | null;
 }
 
-/** Mean next-token cross-entropy of the batch, with the gradients of every trainable tensor accumulated. */
+/**
+ * Mean next-token cross-entropy of the batch, with the gradients of every trainable tensor
+ * accumulated; for a concurrent batch (armsBatch), each arm's mean over its own targets, each arm's
+ * gradient scaled by its own gradScale.
+ */
 export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOptions = {}): BackpropResult {
   if (batch.targets === 0) throw new Error("lossAndBackward: the batch has no target tokens");
+  checkShares(batch);
   return torch.tidy(() => {
     const ctx = model.layerContext(batch.ids, batch.options);
     const keep = keepPolicy(model, batch, o);
@@ -94,7 +102,7 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
         recomputed++;
       }
       torch.backward([out], [grad]);
-      torch.dispose([out, grad, seg.rngState]);
+      torch.dispose([out, grad, ...(seg.rngState ?? [])]);
       grad = seg.first > 0 ? seg.input.grad : null;
       seg.input.dispose(); // frees its gradient with it
     }
@@ -102,7 +110,7 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
   });
 }
 
-function recompute(model: CausalLM, i: number, input: Tensor, ctx: LayerContext, rng: DropoutRng | null, state: Tensor | null): Tensor {
+function recompute(model: CausalLM, i: number, input: Tensor, ctx: LayerContext, rng: DropoutRng | null, state: Tensor[] | null): Tensor {
   if (!rng || !state) return model.layers[i].forward(input, ctx);
   const now = rng.save();
   rng.restore(state); // the same dropout masks as the first pass
@@ -110,33 +118,67 @@ function recompute(model: CausalLM, i: number, input: Tensor, ctx: LayerContext,
     return model.layers[i].forward(input, ctx);
   } finally {
     rng.restore(now);
-    now.dispose();
+    torch.dispose(now);
   }
 }
+
+function checkShares(batch: Batch): void {
+  const empty = batch.arms?.find((a) => a.targets === 0);
+  if (empty) throw new Error(`lossAndBackward: arm ${empty.arm}'s samples in the batch have no target tokens`);
+}
+
+const scaleOf = (gradScale: BackpropOptions["gradScale"], i: number): number =>
+  typeof gradScale === "number" ? gradScale : (gradScale?.[i] ?? 1);
 
 /**
  * The final norm and the cross-entropy over the target rows, chunk by chunk without a graph:
  * d loss / d logits = softmax − onehot, so the gradient of a row of hidden states is
  * (softmax · W − W[target]) / n. Only the norm and the row selection are left to autograd.
  */
-function headLossAndBackward(model: CausalLM, last: Tensor, batch: Batch, gradScale: number, chunk: number): Tensor {
+function headLossAndBackward(model: CausalLM, last: Tensor, batch: Batch, gradScale: BackpropOptions["gradScale"], chunk: number): Tensor {
   return torch.tidy(() => {
     const rows = targetRows(model, last, batch);
-    const { sum, grad } = chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, chunk, gradScale / batch.targets);
-    torch.backward([rows], [grad!]);
-    return torch.noGrad(() => sum.div(batch.targets));
+    if (!batch.arms) {
+      const { sum, grad } = chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, chunk, scaleOf(gradScale, 0) / batch.targets);
+      torch.backward([rows], [grad!]);
+      return torch.noGrad(() => sum.div(batch.targets));
+    }
+    // Each arm's loss is the mean over its own targets, and its gradient carries its own scale.
+    const parts = batch.arms.map((a, i) =>
+      chunkedCrossEntropy(
+        rows.narrow(0, a.targetStart, a.targets),
+        batch.targetIds.narrow(0, a.targetStart, a.targets),
+        model.lmHead,
+        chunk,
+        scaleOf(gradScale, i) / a.targets,
+      ),
+    );
+    const grads = parts.map((p) => p.grad!);
+    torch.backward([rows], [grads.length === 1 ? grads[0] : torch.cat(grads, 0)]);
+    return torch.noGrad(() => torch.stack(parts.map((p, i) => p.sum.div(batch.arms![i].targets))));
   });
 }
 
-/** Mean next-token cross-entropy of a batch without gradients, its logits a chunk of rows at a time. */
+/** Mean next-token cross-entropy of a batch without gradients, its logits a chunk of rows at a time; for a concurrent batch, each arm's ([shares]). */
 export function evaluationLoss(model: CausalLM, batch: Batch, lossChunkRows?: number): Tensor {
   if (batch.targets === 0) throw new Error("evaluationLoss: the batch has no target tokens");
+  checkShares(batch);
   return torch.noGrad(() =>
     torch.tidy(() => {
       const last = model.hidden(batch.ids, batch.options, { finalNorm: false });
       const rows = targetRows(model, last, batch);
-      return chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, lossChunk(model, { lossChunk: lossChunkRows }), null).sum.div(
-        batch.targets,
+      const chunk = lossChunk(model, { lossChunk: lossChunkRows });
+      if (!batch.arms) return chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, chunk, null).sum.div(batch.targets);
+      return torch.stack(
+        batch.arms.map((a) =>
+          chunkedCrossEntropy(
+            rows.narrow(0, a.targetStart, a.targets),
+            batch.targetIds.narrow(0, a.targetStart, a.targets),
+            model.lmHead,
+            chunk,
+            null,
+          ).sum.div(a.targets),
+        ),
       );
     }),
   );
@@ -248,15 +290,44 @@ function keepPolicy(model: CausalLM, batch: Batch, o: BackpropOptions): (i: numb
 
 const cudaIndex = (device: string): number => Number(device.split(":")[1] ?? 0);
 
-interface DropoutRng {
-  save(): Tensor;
-  restore(state: Tensor): void;
+/**
+ * Bytes one layer keeps for backward per token, on a GPU: the first layer run with a graph on a
+ * row of `tokens` made-up hidden states, with the model's adapters as they are (every row the
+ * first arm's on a model carrying arms); the memory held afterwards over the tokens. Updates the
+ * figure the memory budget's recomputation uses.
+ */
+export function measureLayerBytesPerToken(model: CausalLM, tokens = 1024): number {
+  if (!model.device.startsWith("cuda")) throw new Error("measureLayerBytesPerToken: a GPU model only (the CPU has no budget)");
+  const device = cudaIndex(model.device);
+  return torch.tidy(() => {
+    const ids = torch.zeros([1, tokens], { dtype: "int64", device: model.device });
+    const ctx = model.layerContext(ids);
+    const input = torch.zeros([1, tokens, model.config.hiddenSize], { dtype: model.dtype, device: model.device }).requiresGrad_();
+    const before = torch.cuda.memory(device).allocated;
+    const out = model.layers[0].forward(input, ctx);
+    const perToken = (torch.cuda.memory(device).allocated - before) / tokens;
+    out.dispose();
+    layerBytesPerToken.set(model, Math.max(perToken, layerBytesPerToken.get(model) ?? 0));
+    return perToken;
+  });
 }
 
-// LoRA dropout draws random masks: a recomputed layer must draw the same ones.
+interface DropoutRng {
+  save(): Tensor[];
+  restore(state: readonly Tensor[]): void;
+}
+
+// LoRA dropout draws random masks: a recomputed layer must draw the same ones. Concurrent arms
+// draw from generators of their own.
 function dropoutRng(model: CausalLM): DropoutRng | null {
-  const active = [...model.linears().values()].some((l) => l.lora?.training && l.lora.dropout > 0);
+  const linears = [...model.linears().values()];
+  const arms = model.generators;
+  if (arms) {
+    const active = linears.some((l) => l.arms?.some((a) => a?.lora.training && a.lora.dropout > 0));
+    return active ? { save: () => arms.snapshot(), restore: (s) => arms.restore(s) } : null;
+  }
+  const active = linears.some((l) => l.lora?.training && l.lora.dropout > 0);
   if (!active) return null;
   const device = model.device.startsWith("cuda") ? cudaIndex(model.device) : undefined;
-  return { save: () => torch.keep(torch.getRngState(device)), restore: (s) => torch.setRngState(s, device) };
+  return { save: () => [torch.keep(torch.getRngState(device))], restore: (s) => torch.setRngState(s[0], device) };
 }

@@ -3,6 +3,7 @@ import type { Encoded } from "../data/types.js";
 import { IGNORE_INDEX, blockCausalMask, packBatches, padBatch } from "../data/format.js";
 import { Random } from "../data/probability/random.js";
 import * as torch from "../torch/index.js";
+import type { ArmSegment } from "../model/arms.js";
 import type { ForwardOptions } from "../model/qwen2.js";
 
 export interface Batch {
@@ -16,6 +17,16 @@ export interface Batch {
   /** The targets as flat indices into the B·(T − 1) shifted positions, and the ids they predict (int64). */
   targetIndex: torch.Tensor;
   targetIds: torch.Tensor;
+  /** A concurrent batch (armsBatch): each arm's share, in the order of its rows and targets. */
+  arms?: ArmShare[];
+}
+
+/** One arm's part of a concurrent batch: its tokens, and its targets as rows [targetStart, targetStart + targets) of targetIndex. */
+export interface ArmShare {
+  arm: number;
+  tokens: number;
+  targets: number;
+  targetStart: number;
 }
 
 /**
@@ -32,6 +43,10 @@ export function microBatchRanges(n: number, size: number): [number, number][] {
 export function epochOrder(n: number, seed: number, epoch: number): number[] {
   return new Random(seed * 1000 + epoch).shuffle(Array.from({ length: n }, (_, i) => i));
 }
+
+/** Targets these samples give (position 0 of a sample predicts nothing). */
+export const targetCount = (samples: readonly Encoded[]) =>
+  samples.reduce((n, s) => n + s.lossMask.filter((on, t) => on && t > 0).length, 0);
 
 // Position t predicts labels[t + 1]; found on the host so the step needs no device-side nonzero().
 function targetsOf(labels: number[][], device: string): Pick<Batch, "targets" | "targetIndex" | "targetIds"> {
@@ -82,6 +97,81 @@ export function packedBatch(samples: Encoded[], device: string, flash = false): 
 /** Packed flash attention is used for packed batches on CUDA when this build has the kernel. */
 export const usesFlashPacking = (device: string): boolean => device.startsWith("cuda") && torch.fastKernelsAvailable();
 
-export function makeBatch(samples: Encoded[], o: { padId: number; device: string; packing: boolean }): Batch {
+export interface BatchOptions {
+  padId: number;
+  device: string;
+  packing: boolean;
+}
+
+export function makeBatch(samples: Encoded[], o: BatchOptions): Batch {
   return o.packing ? packedBatch(samples, o.device, usesFlashPacking(o.device)) : paddedBatch(samples, o.padId, o.device);
+}
+
+/**
+ * Several arms' micro-batches as one batch for a model carrying arms: ids [1, N], each arm's
+ * samples laid out as makeBatch lays them out alone (padded [b, t], or packed into one row) and
+ * then flattened, one arm after another. Its rows, positions and targets are the arm's own, so
+ * every arm's tokens see what they would see alone. Packed on CUDA, the whole batch is one packed
+ * row for a single flash-attention call; otherwise each arm attends in its own layout.
+ */
+export function armsBatch(parts: { arm: number; samples: Encoded[] }[], o: BatchOptions): Batch {
+  if (parts.length === 0) throw new Error("armsBatch: no arm has samples");
+  const flash = o.packing && usesFlashPacking(o.device);
+  const ids: number[] = [],
+    labels: number[] = [],
+    positions: number[] = [],
+    targetIndex: number[] = [],
+    targetIds: number[] = [];
+  const segments: ArmSegment[] = [];
+  const shares: ArmShare[] = [];
+  const cuSeqlens = [0];
+  let maxSeqlen = 0;
+  for (const { arm, samples } of parts) {
+    const start = ids.length;
+    const targetStart = targetIndex.length;
+    let rows: { ids: number[]; labels: number[]; positions: number[] }[];
+    let mask: torch.Tensor | undefined;
+    if (o.packing) {
+      const [p] = packBatches(samples, Number.MAX_SAFE_INTEGER);
+      rows = [{ ids: p.inputIds[0], labels: p.labels[0], positions: p.positionIds[0] }];
+      for (const end of p.cuSeqlens.slice(1)) cuSeqlens.push(start + end);
+      maxSeqlen = Math.max(maxSeqlen, p.maxSeqlen);
+      if (!flash) {
+        const T = p.inputIds[0].length;
+        mask = torch.fromBytes(blockCausalMask(p.cuSeqlens), [1, 1, T, T], "bool").to({ device: o.device });
+      }
+    } else {
+      const b = padBatch(samples, o.padId);
+      const T = b.inputIds[0].length;
+      rows = b.inputIds.map((row, i) => ({ ids: row, labels: b.labels[i], positions: Array.from({ length: T }, (_, t) => t) }));
+    }
+    for (const row of rows) {
+      const rowStart = ids.length;
+      row.labels.forEach((label, t) => {
+        if (t > 0 && label !== IGNORE_INDEX) {
+          targetIndex.push(rowStart + t - 1);
+          targetIds.push(label);
+        }
+      });
+      ids.push(...row.ids);
+      labels.push(...row.labels);
+      positions.push(...row.positions);
+    }
+    const tokens = o.packing ? ids.length - start : samples.reduce((n, e) => n + e.ids.length, 0);
+    segments.push({ arm, start, rows: ids.length - start, batch: rows.length, mask });
+    shares.push({ arm, tokens, targets: targetIndex.length - targetStart, targetStart });
+  }
+  const int64 = { dtype: "int64" as const, device: o.device };
+  const options: ForwardOptions = { positionIds: torch.tensor([positions], int64), arms: segments };
+  if (flash) options.packed = { cuSeqlens: torch.tensor(cuSeqlens, { dtype: "int32", device: o.device }), maxSeqlen };
+  return {
+    ids: torch.tensor([ids], int64),
+    labels: torch.tensor([labels], int64),
+    options,
+    tokens: shares.reduce((n, s) => n + s.tokens, 0),
+    targets: targetIndex.length,
+    targetIndex: torch.tensor(targetIndex, int64),
+    targetIds: torch.tensor(targetIds, int64),
+    arms: shares,
+  };
 }

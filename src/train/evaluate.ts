@@ -6,7 +6,7 @@ import type { HfTokenizer } from "../hf/tokenizer.js";
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { evaluationLoss } from "./backprop.js";
-import { makeBatch } from "./batches.js";
+import { armsBatch, makeBatch, targetCount } from "./batches.js";
 
 /**
  * Token-weighted mean loss over a data set, without gradients (LoRA dropout off). Batched as
@@ -37,6 +37,42 @@ export function evaluateLoss(
   return sum / count;
 }
 
+/**
+ * evaluateLoss for several concurrent arms of a model carrying arms, their held-out batches
+ * through the model together: batch i holds every arm's i-th batch of its own batchSize. Each
+ * arm's loss is summed as evaluateLoss sums it alone.
+ */
+export function evaluateArmLosses(
+  model: CausalLM,
+  arms: { arm: number; samples: Encoded[]; batchSize: number }[],
+  o: { padId: number; device: string; packing?: boolean },
+): number[] {
+  const sums = arms.map(() => ({ sum: 0, count: 0 }));
+  const batches = Math.max(...arms.map((a) => Math.ceil(a.samples.length / a.batchSize)));
+  model.setTraining(false);
+  try {
+    torch.noGrad(() => {
+      for (let i = 0; i < batches; i++)
+        torch.tidy(() => {
+          // An arm whose batch predicts nothing counts for nothing, as evaluateLoss skips such a batch.
+          const parts = arms
+            .map((a, k) => ({ k, arm: a.arm, samples: a.samples.slice(i * a.batchSize, (i + 1) * a.batchSize) }))
+            .filter((p) => targetCount(p.samples) > 0);
+          if (parts.length === 0) return;
+          const b = armsBatch(parts, { ...o, packing: o.packing ?? false });
+          const losses = evaluationLoss(model, b).toArray() as number[];
+          b.arms!.forEach((share, j) => {
+            sums[parts[j].k].sum += losses[j] * share.targets;
+            sums[parts[j].k].count += share.targets;
+          });
+        });
+    });
+  } finally {
+    model.setTraining(true);
+  }
+  return sums.map((s) => s.sum / s.count);
+}
+
 export interface AccuracyResult {
   correct: number;
   total: number;
@@ -50,7 +86,7 @@ export function evaluateAccuracy(
   model: CausalLM,
   tokenizer: HfTokenizer,
   samples: Sample[],
-  o: { systemPrompt?: string; maxNewTokens: number; onProgress?: (done: number, total: number) => void },
+  o: { systemPrompt?: string; maxNewTokens: number; onProgress?: (done: number, total: number) => void; arm?: number },
 ): AccuracyResult {
   const result: AccuracyResult = { correct: 0, total: 0, skipped: 0, outputs: [] };
   samples.forEach((sample, i) => {
@@ -59,7 +95,7 @@ export function evaluateAccuracy(
       return;
     }
     const prompt = encodePrompt(sample, tokenizer, { systemPrompt: o.systemPrompt });
-    const ids = model.generate(prompt, { maxNewTokens: o.maxNewTokens, stopTokenIds: tokenizer.stopTokenIds });
+    const ids = model.generate(prompt, { maxNewTokens: o.maxNewTokens, stopTokenIds: tokenizer.stopTokenIds, arm: o.arm });
     const output = tokenizer.decode(ids, { skipSpecialTokens: true });
     const correct = checkAnswer(output, sample.answer);
     result.total++;

@@ -1,22 +1,25 @@
-// The training loop, one for every kind of run (a LoRA adapter, a full fine-tune, pretraining):
+// The training loop, one for every kind of run (a LoRA adapter, a full fine-tune, pretraining),
+// alone or several LoRA runs at once over one base model (concurrent arms, docs/concurrent.md):
 // epochs of seeded batches → optimizer steps (gradient accumulation, data parallelism, the memory
 // budget's recomputation), held-out loss at step 0, every `evalSteps` and at each epoch's end,
 // the CSV log, checkpoints for an exact resume, and a clean stop when its signal is aborted.
 // What is trained is a set of named tensors; the caller prepares them and saves the result.
+// Concurrent runs step together: each iteration, every run not yet done takes its next step (its
+// own batch order, schedule, clipping, optimizer), their micro-batches through the model as one.
 import type { Encoded } from "../data/types.js";
 import type { CausalLM } from "../model/qwen2.js";
 import type { Tensor } from "../torch/index.js";
 import type { RecomputePolicy } from "./backprop.js";
-import { epochOrder, microBatchRanges } from "./batches.js";
+import { type BatchOptions, epochOrder, microBatchRanges } from "./batches.js";
 import { type EvalRecord, type StepRecord, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { type DataParallel, broadcastFromMain, sumNumbers } from "./data-parallel.js";
-import { evaluateLoss } from "./evaluate.js";
+import { evaluateArmLosses, evaluateLoss } from "./evaluate.js";
 import { InterruptedError, type TrainingEvents } from "./events.js";
 import { TrainingLogWriter } from "./log.js";
 import { AdamW } from "./optim.js";
-import { lrAt } from "./schedule.js";
+import { type Schedule, lrAt } from "./schedule.js";
 import type { TrainingSettings } from "./settings.js";
-import { optimizerStep, rankMicroBatch } from "./step.js";
+import { type StepResult, optimizerSteps, rankMicroBatch } from "./step.js";
 
 export type LoopSettings = Pick<
   TrainingSettings,
@@ -35,23 +38,32 @@ export type LoopSettings = Pick<
   | "skipNonfinite"
 >;
 
-export interface LoopJob {
-  model: CausalLM;
+/** What is one run's own: what it trains, on what, with which settings, and where it writes. */
+export interface LoopRun {
   /** The trained tensors by name (the checkpoint's keys): LoRA factors, or every weight. */
   params: Map<string, Tensor>;
   train: Encoded[];
   /** Held-out samples (none: no held-out loss). */
   eval: Encoded[];
   settings: LoopSettings;
-  batch: { padId: number; device: string; packing: boolean };
-  recompute: RecomputePolicy;
   /** The CSV log's path (null: none, e.g. ranks other than the first). */
   logPath: string | null;
   checkpointDir: string;
   /** The settings a resume must match. */
   fingerprint: Record<string, unknown>;
+  /** The run's arm on a model carrying concurrent arms; none for a run alone. */
+  arm?: number;
+}
+
+/** What runs share: the model, how batches are made, the recomputation policy and the processes. */
+export interface LoopShared {
+  model: CausalLM;
+  batch: BatchOptions;
+  recompute: RecomputePolicy;
   dataParallel: DataParallel;
 }
+
+export interface LoopJob extends LoopRun, LoopShared {}
 
 export interface LoopOptions {
   /** Aborting stops the run at the next step boundary, after saving a checkpoint (InterruptedError). */
@@ -74,119 +86,273 @@ export interface LoopResult {
   resumedFrom: number | null;
 }
 
+/** How one of several concurrent runs ended: its result, or the error that stopped it alone (the others went on). */
+export type LoopOutcome = { ok: true; result: LoopResult } | { ok: false; error: Error };
+
 export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<LoopResult> {
-  const { model, settings: s, dataParallel: dp } = job;
-  const events = o.events;
-  if (job.train.length === 0) throw new Error("no training samples");
-  const params = [...job.params.values()];
-  const optimizer = new AdamW(params, { lr: s.learningRate, weightDecay: s.weightDecay });
+  const { model, batch, recompute, dataParallel, ...run } = job;
+  const [outcome] = await trainLoops({ model, batch, recompute, dataParallel }, [{ ...run, label: o.label, events: o.events }], o);
+  if (!outcome.ok) throw outcome.error;
+  return outcome.result;
+}
+
+/**
+ * Trains several runs at once: one alone on a model without arms, or any number of arms of a model
+ * carrying them. A run whose loss or gradient stops being finite (without skipNonfinite) stops by
+ * itself, and its outcome says why; an abort stops every run at the same iteration, each saving
+ * its checkpoint, and throws InterruptedError.
+ */
+export async function trainLoops(
+  shared: LoopShared,
+  runs: (LoopRun & { label?: string; events?: TrainingEvents })[],
+  o: { signal?: AbortSignal } = {},
+): Promise<LoopOutcome[]> {
+  const { model, dataParallel: dp } = shared;
+  for (const run of runs) if (run.train.length === 0) throw new Error("no training samples");
+  const states: RunState[] = [];
   try {
-    broadcastFromMain(params, dp);
-    // Each micro-batch takes batchSize samples per rank: a global batch of batchSize × ranks.
-    const micro = microBatchRanges(job.train.length, s.batchSize * dp.worldSize);
-    const stepsPerEpoch = Math.ceil(micro.length / s.gradientAccumulationSteps);
-    const totalSteps = stepsPerEpoch * s.epochs;
-    const schedule = { base: s.learningRate, warmupSteps: Math.ceil(s.warmupRatio * totalSteps), totalSteps, kind: s.lrScheduler };
-
-    const resumed =
-      s.resume && hasCheckpoint(job.checkpointDir) ? loadCheckpoint(job.checkpointDir, job.params, optimizer, job.fingerprint) : null;
-    if (s.resume && !resumed) events?.note?.(`no checkpoint in ${job.checkpointDir}: starting from step 0`);
-    let step = resumed?.step ?? 0;
-    let tokens = resumed?.tokens ?? 0;
-    let skipped = resumed?.skipped ?? 0;
-    const history: StepRecord[] = resumed?.history ?? [];
-    const evals: EvalRecord[] = resumed?.evals ?? [];
-    const log = job.logPath ? new TrainingLogWriter(job.logPath) : null;
-    if (log) writeEarlierRows(log, history, evals, stepsPerEpoch);
-    const started = performance.now() - (resumed?.elapsedS ?? 0) * 1000;
-    const elapsed = () => (performance.now() - started) / 1000;
-
-    const evaluate = (epoch: number) => {
-      if (job.eval.length === 0 || !log) return;
-      events?.phase?.("evaluating", `held-out loss, ${job.eval.length} samples`);
-      const loss = evaluateLoss(model, job.eval, { ...job.batch, batchSize: s.batchSize });
-      evals.push({ step, epoch, loss, tokens, elapsedS: elapsed() });
-      log.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
-      events?.evaluated?.({ step, epoch, loss });
-      events?.phase?.("training");
-    };
-    const save = () => {
-      if (dp.isMain)
-        saveCheckpoint(
-          job.checkpointDir,
-          job.params,
-          optimizer,
-          { step, tokens, elapsedS: elapsed(), history, evals, skipped, fingerprint: job.fingerprint },
-          stepsPerEpoch,
-        );
-    };
-
-    try {
-      if (!resumed) evaluate(0);
-      events?.phase?.("training");
-      events?.start?.({ label: o.label ?? "train", totalSteps, totalEpochs: s.epochs, startStep: step, startTokens: tokens });
-      for (let epoch = Math.floor(step / stepsPerEpoch); epoch < s.epochs; epoch++) {
-        const order = epochOrder(job.train.length, s.seed, epoch);
-        for (let k = step - epoch * stepsPerEpoch; k < stepsPerEpoch; k++) {
-          const first = k * s.gradientAccumulationSteps;
-          const count = Math.min(s.gradientAccumulationSteps, micro.length - first);
-          const lr = lrAt(step, schedule);
-          const batches = micro.slice(first, first + count).map(([a, b]) =>
-            rankMicroBatch(
-              order.slice(a, b).map((i) => job.train[i]),
-              count,
-              dp,
-              job.batch,
-            ),
-          );
-          const r = optimizerStep(model, optimizer, batches, {
-            recompute: job.recompute,
-            maxGradNorm: s.maxGradNorm,
-            lr,
-            dataParallel: dp,
-          });
-          tokens += r.tokens;
-          if (!r.updated) {
-            if (!s.skipNonfinite) {
-              const what = Number.isFinite(r.loss) ? `gradient norm became ${r.gradNorm}` : `loss became ${r.loss}`;
-              const last = hasCheckpoint(job.checkpointDir)
-                ? `the last good checkpoint is in ${job.checkpointDir}`
-                : "no checkpoint was saved yet";
-              throw new NonFiniteError(
-                `${what} at step ${step + 1}: lower \`learningRate\` (now ${s.learningRate}) or set \`skipNonfinite\`; ${last}`,
-              );
-            }
-            skipped++;
-          }
-          step++;
-          history.push({ loss: r.loss, lr, gradNorm: r.gradNorm, tokens: r.tokens, targets: r.targets, elapsedS: elapsed() });
-          const epochNow = epochAt(step, stepsPerEpoch);
-          log?.writeTrain({ step, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens, elapsedS: elapsed() });
-          events?.step?.({ step, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens });
-          const lastOfEpoch = k === stepsPerEpoch - 1;
-          if (!lastOfEpoch && s.evalSteps > 0 && step % s.evalSteps === 0) evaluate(epochNow);
-          if (!lastOfEpoch && s.saveSteps > 0 && step % s.saveSteps === 0) save();
-          await new Promise(setImmediate); // lets a pending abort (Ctrl-C) in
-          // Every rank stops at the same step.
-          const stop = dp.worldSize > 1 ? sumNumbers([o.signal?.aborted ? 1 : 0], dp)[0] > 0 : Boolean(o.signal?.aborted);
-          if (stop) {
-            if (lastOfEpoch) evaluate(epoch + 1);
-            save();
-            throw new InterruptedError(
-              `stopped at step ${step}: checkpoint saved in ${job.checkpointDir}; continue with the same settings and \`resume\``,
-            );
-          }
-        }
-        evaluate(epoch + 1);
-        save();
-      }
-    } finally {
-      events?.end?.();
-      log?.close();
+    for (const run of runs) states.push(new RunState(shared, run));
+    // Held-out loss before any update, for the runs that start afresh.
+    evaluate(
+      shared,
+      states.filter((s) => !s.resumed).map((s) => ({ s, epoch: 0 })),
+    );
+    for (const s of states) {
+      s.events?.phase?.("training");
+      s.events?.start?.({
+        label: s.run.label ?? "train",
+        totalSteps: s.totalSteps,
+        totalEpochs: s.run.settings.epochs,
+        startStep: s.step,
+        startTokens: s.tokens,
+      });
     }
-    return { steps: step, stepsPerEpoch, tokens, seconds: elapsed(), history, evals, skipped, resumedFrom: resumed?.step ?? null };
+    for (;;) {
+      const active = states.filter((s) => !s.error && s.step < s.totalSteps);
+      if (active.length === 0) break;
+      const next = active.map((s) => s.next());
+      const results = optimizerSteps(
+        model,
+        active.map((s, i) => ({
+          optimizer: s.optimizer,
+          micro: next[i].micro,
+          lr: next[i].lr,
+          maxGradNorm: s.run.settings.maxGradNorm,
+          arm: s.run.arm,
+        })),
+        { recompute: shared.recompute, dataParallel: dp },
+      );
+      const due = active.map((s, i) => ({ s, ...s.record(results[i], next[i]) })).filter((d) => !d.s.error);
+      evaluate(
+        shared,
+        due.filter((d) => d.evaluate).map((d) => ({ s: d.s, epoch: d.epoch })),
+      );
+      for (const d of due) if (d.save) d.s.save();
+      if (states.every((s) => s.error)) break;
+      await new Promise(setImmediate); // lets a pending abort (Ctrl-C) in
+      // Every rank stops at the same step.
+      const stop = dp.worldSize > 1 ? sumNumbers([o.signal?.aborted ? 1 : 0], dp)[0] > 0 : Boolean(o.signal?.aborted);
+      if (stop) {
+        const stopped = states.filter((s) => !s.error);
+        for (const s of stopped) if (s.savedAt !== s.step) s.save();
+        const where = (s: RunState) => `step ${s.step}: checkpoint saved in ${s.run.checkpointDir}`;
+        throw new InterruptedError(
+          stopped.length === 1
+            ? `stopped at ${where(stopped[0])}; continue with the same settings and \`resume\``
+            : `stopped (${stopped.map((s) => `${s.run.label ?? "train"} at ${where(s)}`).join("; ")}); continue with the same settings and \`resume\``,
+        );
+      }
+    }
+    return states.map((s) => s.outcome());
   } finally {
-    optimizer.dispose();
+    for (const s of states) s.close();
+  }
+}
+
+/** Held-out losses of the runs due for one, together when the model carries arms. */
+function evaluate(shared: LoopShared, due: { s: RunState; epoch: number }[]): void {
+  const runs = due.filter(({ s }) => s.run.eval.length > 0 && s.log);
+  if (runs.length === 0) return;
+  for (const { s } of runs) s.events?.phase?.("evaluating", `held-out loss, ${s.run.eval.length} samples`);
+  const losses =
+    shared.model.armCount > 0
+      ? evaluateArmLosses(
+          shared.model,
+          runs.map(({ s }) => ({ arm: s.run.arm!, samples: s.run.eval, batchSize: s.run.settings.batchSize })),
+          shared.batch,
+        )
+      : runs.map(({ s }) => evaluateLoss(shared.model, s.run.eval, { ...shared.batch, batchSize: s.run.settings.batchSize }));
+  runs.forEach(({ s, epoch }, i) => {
+    const { step, tokens } = s;
+    s.evals.push({ step, epoch, loss: losses[i], tokens, elapsedS: s.elapsed() });
+    s.log!.writeEval({ step, epoch, evalLoss: losses[i], tokens, elapsedS: s.elapsed() });
+    s.events?.evaluated?.({ step, epoch, loss: losses[i] });
+    s.events?.phase?.("training");
+  });
+}
+
+/** One run's place in the loop: its optimizer, schedule, batch order, history, log and checkpoints. */
+class RunState {
+  readonly optimizer: AdamW;
+  readonly events: TrainingEvents | undefined;
+  readonly micro: [number, number][];
+  readonly stepsPerEpoch: number;
+  readonly totalSteps: number;
+  readonly resumed: ReturnType<typeof loadCheckpoint> | null;
+  readonly history: StepRecord[];
+  readonly evals: EvalRecord[];
+  readonly log: TrainingLogWriter | null = null;
+  step: number;
+  tokens: number;
+  skipped: number;
+  error: Error | null = null;
+  /** The step of the last checkpoint this session saved (−1: none). */
+  savedAt = -1;
+  private readonly schedule: Schedule;
+  private readonly started: number;
+  private order: { epoch: number; order: number[] } | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly shared: LoopShared,
+    readonly run: LoopRun & { label?: string; events?: TrainingEvents },
+  ) {
+    const s = run.settings;
+    const dp = shared.dataParallel;
+    this.events = run.events;
+    const params = [...run.params.values()];
+    this.optimizer = new AdamW(params, { lr: s.learningRate, weightDecay: s.weightDecay });
+    try {
+      broadcastFromMain(params, dp);
+      // Each micro-batch takes batchSize samples per rank: a global batch of batchSize × ranks.
+      this.micro = microBatchRanges(run.train.length, s.batchSize * dp.worldSize);
+      this.stepsPerEpoch = Math.ceil(this.micro.length / s.gradientAccumulationSteps);
+      this.totalSteps = this.stepsPerEpoch * s.epochs;
+      this.schedule = {
+        base: s.learningRate,
+        warmupSteps: Math.ceil(s.warmupRatio * this.totalSteps),
+        totalSteps: this.totalSteps,
+        kind: s.lrScheduler,
+      };
+      this.resumed =
+        s.resume && hasCheckpoint(run.checkpointDir)
+          ? this.withGenerators(() => loadCheckpoint(run.checkpointDir, run.params, this.optimizer, run.fingerprint))
+          : null;
+      if (s.resume && !this.resumed) this.events?.note?.(`no checkpoint in ${run.checkpointDir}: starting from step 0`);
+      this.step = this.resumed?.step ?? 0;
+      this.tokens = this.resumed?.tokens ?? 0;
+      this.skipped = this.resumed?.skipped ?? 0;
+      this.history = this.resumed?.history ?? [];
+      this.evals = this.resumed?.evals ?? [];
+      if (run.logPath) {
+        this.log = new TrainingLogWriter(run.logPath);
+        writeEarlierRows(this.log, this.history, this.evals, this.stepsPerEpoch);
+      }
+      this.started = performance.now() - (this.resumed?.elapsedS ?? 0) * 1000;
+    } catch (e) {
+      this.optimizer.dispose();
+      throw e;
+    }
+  }
+
+  elapsed(): number {
+    return (performance.now() - this.started) / 1000;
+  }
+
+  /** The micro-batches and learning rate of the run's next step. */
+  next(): { micro: ReturnType<typeof rankMicroBatch>[]; lr: number; epoch: number; lastOfEpoch: boolean } {
+    const { run, shared } = this;
+    const s = run.settings;
+    const epoch = Math.floor(this.step / this.stepsPerEpoch);
+    if (this.order?.epoch !== epoch) this.order = { epoch, order: epochOrder(run.train.length, s.seed, epoch) };
+    const order = this.order.order;
+    const k = this.step - epoch * this.stepsPerEpoch;
+    const first = k * s.gradientAccumulationSteps;
+    const count = Math.min(s.gradientAccumulationSteps, this.micro.length - first);
+    const micro = this.micro.slice(first, first + count).map(([a, b]) =>
+      rankMicroBatch(
+        order.slice(a, b).map((i) => run.train[i]),
+        count,
+        shared.dataParallel,
+        shared.batch,
+      ),
+    );
+    return { micro, lr: lrAt(this.step, this.schedule), epoch, lastOfEpoch: k === this.stepsPerEpoch - 1 };
+  }
+
+  /** Books a step's result; says whether a held-out loss and a checkpoint are due after it (none once the run failed). */
+  record(r: StepResult, step: { lr: number; epoch: number; lastOfEpoch: boolean }): { evaluate: boolean; save: boolean; epoch: number } {
+    const s = this.run.settings;
+    const { lr, lastOfEpoch } = step;
+    this.tokens += r.tokens;
+    if (!r.updated) {
+      if (!s.skipNonfinite) {
+        const what = Number.isFinite(r.loss) ? `gradient norm became ${r.gradNorm}` : `loss became ${r.loss}`;
+        const last = hasCheckpoint(this.run.checkpointDir)
+          ? `the last good checkpoint is in ${this.run.checkpointDir}`
+          : "no checkpoint was saved yet";
+        this.error = new NonFiniteError(
+          `${what} at step ${this.step + 1}: lower \`learningRate\` (now ${s.learningRate}) or set \`skipNonfinite\`; ${last}`,
+        );
+        this.close();
+        return { evaluate: false, save: false, epoch: step.epoch };
+      }
+      this.skipped++;
+    }
+    this.step++;
+    const { step: n, tokens } = this;
+    this.history.push({ loss: r.loss, lr, gradNorm: r.gradNorm, tokens: r.tokens, targets: r.targets, elapsedS: this.elapsed() });
+    const epochNow = epochAt(n, this.stepsPerEpoch);
+    this.log?.writeTrain({ step: n, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens, elapsedS: this.elapsed() });
+    this.events?.step?.({ step: n, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens });
+    return {
+      evaluate: lastOfEpoch || (s.evalSteps > 0 && n % s.evalSteps === 0),
+      save: lastOfEpoch || (s.saveSteps > 0 && n % s.saveSteps === 0),
+      epoch: lastOfEpoch ? step.epoch + 1 : epochNow,
+    };
+  }
+
+  save(): void {
+    const { run } = this;
+    this.savedAt = this.step;
+    if (!this.shared.dataParallel.isMain) return;
+    const position = {
+      step: this.step,
+      tokens: this.tokens,
+      elapsedS: this.elapsed(),
+      history: this.history,
+      evals: this.evals,
+      skipped: this.skipped,
+      fingerprint: run.fingerprint,
+    };
+    this.withGenerators(() => saveCheckpoint(run.checkpointDir, run.params, this.optimizer, position, this.stepsPerEpoch));
+  }
+
+  outcome(): LoopOutcome {
+    if (this.error) return { ok: false, error: this.error };
+    const { step: steps, stepsPerEpoch, tokens, history, evals, skipped } = this;
+    return {
+      ok: true,
+      result: { steps, stepsPerEpoch, tokens, seconds: this.elapsed(), history, evals, skipped, resumedFrom: this.resumed?.step ?? null },
+    };
+  }
+
+  /** Ends the run's progress output and log and frees its optimizer (once). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.events?.end?.();
+      this.log?.close();
+    } finally {
+      this.optimizer.dispose();
+    }
+  }
+
+  // A concurrent arm's checkpoint keeps (and its resume restores) the arm's own generator, as a run alone keeps the global one.
+  private withGenerators<R>(fn: () => R): R {
+    const generators = this.shared.model.generators;
+    return generators && this.run.arm !== undefined ? generators.use(this.run.arm, fn) : fn();
   }
 }
 

@@ -220,6 +220,24 @@ export const LORA = {
 
 export const LORA_TRAINING = { ...TRAINING, ...LORA };
 
+/** A positive whole number of arms, or "auto". */
+export const ARMS_PER_PASS: Kind<number | "auto"> = {
+  expected: "a whole number ≥ 1 or auto",
+  placeholder: "<n|auto>",
+  fromValue: (v) => (v === "auto" ? v : typeof v === "number" && Number.isSafeInteger(v) && v >= 1 ? v : ARMS_PER_PASS.fromText(String(v))),
+  fromText: (s) => (s.trim() === "auto" ? "auto" : /^\d+$/.test(s.trim()) && Number(s) >= 1 ? Number(s) : undefined),
+  show: (v) => String(v),
+};
+
+/** How LoRA runs over the same base model share it (train/concurrent.ts). */
+export const CONCURRENT = {
+  concurrentArms: setting({
+    kind: ARMS_PER_PASS,
+    help: "LoRA runs trained together over one copy of the base model: n, or auto (as many as --max-memory holds; all on the CPU)",
+    default: "auto" as number | "auto",
+  }),
+};
+
 /** A full fine-tune's settings: a smaller default learning rate than LoRA's. */
 export const FULL_TRAINING = {
   ...TRAINING,

@@ -1,14 +1,16 @@
 // One optimizer step over one or more micro-batches: forward and backward of each, the gradients
 // summed across ranks when data-parallel, one host read of the loss and gradient norm, clipping,
-// and the AdamW update when both are finite.
+// and the AdamW update when both are finite. Concurrent arms (a model carrying arms) take their
+// step together: each micro-batch of the step holds every arm's samples, and the one host read
+// covers every arm; each arm's clipping, update and learning rate stay its own.
+import type { Encoded } from "../data/types.js";
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
-import type { Encoded } from "../data/types.js";
-import { type Batch, makeBatch } from "./batches.js";
-import { type DataParallel, shareOf, sumGradients } from "./data-parallel.js";
+import { type Batch, type BatchOptions, armsBatch, makeBatch, targetCount } from "./batches.js";
 import { gradNormTensor, scaleToMaxNorm } from "./clip.js";
+import { type DataParallel, shareOf, sumGradients } from "./data-parallel.js";
 import type { AdamW } from "./optim.js";
 
 export interface StepOptions {
@@ -23,26 +25,20 @@ export interface StepOptions {
  * A micro-batch, made just in time (so only one is on the device), and its weight in the step's
  * loss: 1 / micro-batches alone; with several ranks, this rank's share of the global micro-batch's
  * targets over the micro-batch count, so the summed gradient is the global batch's. make() may
- * return null: this rank has no samples in a short last batch.
+ * return null: this rank has no samples in a short last batch. samples are this rank's.
  */
 export interface MicroBatch {
   make: () => Batch | null;
   weight: number;
+  samples: Encoded[];
+  batch: BatchOptions;
 }
 
-// Targets these samples give (position 0 of a sample predicts nothing).
-const targetCount = (samples: Encoded[]) => samples.reduce((n, s) => n + s.lossMask.filter((on, t) => on && t > 0).length, 0);
-
 /** This rank's token-balanced share of a global micro-batch (one of `count` in the step), weighted as MicroBatch says. */
-export function rankMicroBatch(
-  global: Encoded[],
-  count: number,
-  dp: DataParallel,
-  batch: { padId: number; device: string; packing: boolean },
-): MicroBatch {
+export function rankMicroBatch(global: Encoded[], count: number, dp: DataParallel, batch: BatchOptions): MicroBatch {
   const mine = shareOf(global, dp, (sample) => sample.ids.length);
   const weight = dp.worldSize === 1 ? 1 / count : targetCount(mine) / (targetCount(global) * count);
-  return { make: () => (mine.length > 0 ? makeBatch(mine, batch) : null), weight };
+  return { make: () => (mine.length > 0 ? makeBatch(mine, batch) : null), weight, samples: mine, batch };
 }
 
 export interface StepResult {
@@ -54,60 +50,105 @@ export interface StepResult {
   targets: number;
   /** False when the loss or gradient norm was not finite: nothing was updated. */
   updated: boolean;
-  /** Layers recomputed in backward, summed over the micro-batches. */
+  /** Layers recomputed in backward, summed over the micro-batches (all arms' together when concurrent). */
   recomputed: number;
+}
+
+/** One run's part of a step: its optimizer, micro-batches, learning rate and clipping, and its arm when the model carries arms. */
+export interface RunStep {
+  optimizer: AdamW;
+  micro: MicroBatch[];
+  lr: number;
+  maxGradNorm?: number;
+  arm?: number;
 }
 
 /** Runs the micro-batches and updates the parameters. Gradients are cleared afterwards in every case. */
 export function optimizerStep(model: CausalLM, optimizer: AdamW, micro: MicroBatch[], o: StepOptions): StepResult {
-  const params = optimizer.params;
-  let tokens = 0;
-  let targets = 0;
+  return optimizerSteps(model, [{ optimizer, micro, lr: o.lr, maxGradNorm: o.maxGradNorm }], o)[0];
+}
+
+/**
+ * One step of each run: a run alone (no arm) on a model without arms, or any number of arms of a
+ * model carrying them, whose j-th micro-batches go through the model together.
+ */
+export function optimizerSteps(
+  model: CausalLM,
+  runs: RunStep[],
+  o: { recompute: RecomputePolicy; dataParallel?: DataParallel },
+): StepResult[] {
+  const concurrent = model.armCount > 0;
+  if (runs.some((r) => (r.arm !== undefined) !== concurrent) || (!concurrent && runs.length !== 1))
+    throw new Error(
+      concurrent
+        ? "optimizerSteps: the model carries arms: every run needs its arm"
+        : "optimizerSteps: one run, without an arm, on a model without arms",
+    );
+  const sums = runs.map(() => ({ loss: null as Tensor | null, tokens: 0, targets: 0 }));
+  const addLoss = (i: number, loss: Tensor, weight: number) => {
+    const s = sums[i];
+    const sum: Tensor = s.loss ? s.loss.add(loss.mul(weight)) : loss.mul(weight);
+    s.loss?.dispose();
+    s.loss = torch.keep(sum);
+  };
   let recomputed = 0;
-  let lossSum: Tensor | null = null;
-  for (const m of micro)
+  const microCount = Math.max(...runs.map((r) => r.micro.length));
+  for (let j = 0; j < microCount; j++)
     torch.tidy(() => {
-      const b = m.make();
+      // The runs that have a j-th micro-batch with samples on this rank.
+      const here = runs.flatMap((r, i) => (r.micro[j] && r.micro[j].samples.length > 0 ? [{ i, r, m: r.micro[j] }] : []));
+      if (here.length === 0) return;
+      const b = concurrent
+        ? armsBatch(
+            here.map(({ r, m }) => ({ arm: r.arm!, samples: m.samples })),
+            here[0].m.batch,
+          )
+        : here[0].m.make();
       if (!b) return;
-      const r = lossAndBackward(model, b, { gradScale: m.weight, recompute: o.recompute });
+      const r = lossAndBackward(model, b, { gradScale: here.map(({ m }) => m.weight), recompute: o.recompute });
       recomputed += r.recomputed;
-      const sum: Tensor = lossSum ? lossSum.add(r.loss.mul(m.weight)) : r.loss.mul(m.weight);
-      lossSum?.dispose();
-      lossSum = torch.keep(sum);
-      tokens += b.tokens;
-      targets += b.targets;
+      here.forEach(({ i, m }, k) => {
+        addLoss(i, concurrent ? r.loss.select(0, k) : r.loss, m.weight);
+        sums[i].tokens += b.arms ? b.arms[k].tokens : b.tokens;
+        sums[i].targets += b.arms ? b.arms[k].targets : b.targets;
+      });
     });
   const dp = o.dataParallel;
-  const device = params[0]?.device ?? "cpu";
-  // This rank's weighted loss and token and target counts; with several ranks they are summed along with the gradients.
-  const local = torch.noGrad(() =>
-    torch.tidy(() =>
-      torch.stack([
-        lossSum ? (lossSum as Tensor).to("float32") : torch.zeros([], { device }),
-        torch.full([], tokens, { dtype: "float32", device }),
-        torch.full([], targets, { dtype: "float32", device }),
-      ]),
+  const device = runs[0].optimizer.params[0]?.device ?? "cpu";
+  // Each run's weighted loss and token and target counts; with several ranks they are summed along with the gradients.
+  const locals = sums.map((s) =>
+    torch.noGrad(() =>
+      torch.tidy(() =>
+        torch.stack([
+          s.loss ? s.loss.to("float32") : torch.zeros([], { device }),
+          torch.full([], s.tokens, { dtype: "float32", device }),
+          torch.full([], s.targets, { dtype: "float32", device }),
+        ]),
+      ),
     ),
   );
-  torch.dispose(lossSum);
-  if (dp) sumGradients(params, dp, [local]);
-  const norm = gradNormTensor(params);
+  torch.dispose(sums.map((s) => s.loss));
+  const params = runs.flatMap((r) => r.optimizer.params);
+  if (dp) sumGradients(params, dp, locals);
+  const norms = runs.map((r) => gradNormTensor(r.optimizer.params));
   try {
-    // The only host sync of the step: loss, tokens and gradient norm in one read, after all the backward work is queued.
-    const [loss, stepTokens, stepTargets, gradNorm] = torch.tidy(() =>
-      torch.cat([local, (norm ?? torch.zeros([], { device })).to({ device }).reshape([1])]).toArray(),
+    // The only host sync of the step: every run's loss, tokens and gradient norm in one read, after all the backward work is queued.
+    const read = torch.tidy(() =>
+      torch.cat(locals.flatMap((local, i) => [local, (norms[i] ?? torch.zeros([], { device })).to({ device }).reshape([1])])).toArray(),
     ) as number[];
-    tokens = stepTokens;
-    targets = stepTargets;
-    const updated = Number.isFinite(loss) && Number.isFinite(gradNorm);
-    if (updated) {
-      if (o.maxGradNorm && norm) scaleToMaxNorm(params, norm, gradNorm, o.maxGradNorm);
-      optimizer.setLr(o.lr);
-      optimizer.step();
-    }
-    return { loss, gradNorm, tokens, targets, updated, recomputed };
+    return runs.map((run, i) => {
+      const [loss, tokens, targets, gradNorm] = read.slice(4 * i, 4 * i + 4);
+      const updated = Number.isFinite(loss) && Number.isFinite(gradNorm);
+      const norm = norms[i];
+      if (updated) {
+        if (run.maxGradNorm && norm) scaleToMaxNorm(run.optimizer.params, norm, gradNorm, run.maxGradNorm);
+        run.optimizer.setLr(run.lr);
+        run.optimizer.step();
+      }
+      return { loss, gradNorm, tokens, targets, updated, recomputed };
+    });
   } finally {
-    torch.dispose([local, norm]);
-    optimizer.zeroGrad();
+    torch.dispose([...locals, ...norms]);
+    for (const r of runs) r.optimizer.zeroGrad();
   }
 }

@@ -12,7 +12,7 @@ import { formatSamples } from "../data/format.js";
 import type { Encoded, Sample } from "../data/types.js";
 import { SafetensorsCheckpoint } from "../hf/checkpoint.js";
 import { loadModelConfig } from "../hf/config.js";
-import { loadAdapter, saveAdapter } from "../hf/peft.js";
+import { type LoraAdapterConfig, type LoraWeights, loadAdapter, saveAdapter } from "../hf/peft.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
 import { addLora, adapterConfigFor, type LoRA, type LoraSettings, loadLora, loraWeights, pissaToLora } from "../model/lora.js";
@@ -117,7 +117,8 @@ function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
 
 // ---- data --------------------------------------------------------------------------------------
 
-interface Data {
+/** A run's data: encoded train and held-out samples, and the held-out questions for accuracy. */
+export interface Data {
   train: Encoded[];
   eval: Encoded[];
   evalSamples: Sample[];
@@ -136,7 +137,7 @@ function encode(samples: Sample[], file: string, tokenizer: HfTokenizer, s: Trai
 }
 
 /** The data sets, read and checked before the model is loaded, then tokenized with the model's tokenizer. */
-async function loadData(s: TrainingSettings, events: TrainingEvents | undefined): Promise<{ tokenizer: HfTokenizer; data: Data }> {
+export async function loadData(s: TrainingSettings, events: TrainingEvents | undefined): Promise<{ tokenizer: HfTokenizer; data: Data }> {
   const trainSamples = loadDataset(s.trainData);
   const evalSamples = s.evalData ? loadDataset(s.evalData) : [];
   const tokenizer = await loadTokenizer(s.baseModel);
@@ -147,30 +148,22 @@ async function loadData(s: TrainingSettings, events: TrainingEvents | undefined)
   return { tokenizer, data: { train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped } };
 }
 
-const padIdOf = (tokenizer: HfTokenizer) => tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
+export const padIdOf = (tokenizer: HfTokenizer) => tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
 
 // ---- the two kinds of run ----------------------------------------------------------------------
 
 /** Trains a LoRA adapter; writes adapter/, training_log.csv and summary.json into o.dir. */
 export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOptions): Promise<TrainResult> {
-  const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, given);
-  checkInputs(s);
-  if (s.svdFactors !== undefined && s.init !== "svd")
-    throw new Error(`SVD factors (${s.svdFactors}) are used only with \`init\` svd, not ${s.init}`);
+  const { s, lora } = loraRun(given);
   const recompute = recomputePolicy(s);
   const dp = o.dataParallel ?? singleProcess(s.device);
   const events = dp.isMain ? o.events : undefined;
   const { tokenizer, data } = await loadData(s, events);
   torch.manualSeed(s.seed);
   const model = loadCausalLM(s.baseModel, { dtype: s.dtype, device: dp.device });
-  const lora: LoraSettings = { rank: s.loraRank, alpha: s.loraAlpha, dropout: s.loraDropout, rslora: s.rslora, targets: s.targetModules };
   const loras = attachLora(model, s, lora);
-  const pissaStart = s.init === "pissa" ? loraWeights(loras) : null;
-  const params = new Map<string, torch.Tensor>();
-  for (const [module, l] of loras) {
-    params.set(`${module}.lora_A`, l.A);
-    params.set(`${module}.lora_B`, l.B);
-  }
+  const initial = s.init === "pissa" ? loraWeights(loras) : null;
+  const params = loraParams(loras);
   const loop = await trainLoop(
     {
       model,
@@ -187,45 +180,105 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
     },
     { ...o, events, label: o.label ?? `train ${s.init}` },
   );
+  const result = finishLoraRun(model, { s, lora, loras, initial, data, tokenizer, loop, dir: o.dir, dp, events });
+  torch.dispose([...model.namedWeights().values(), ...params.values()]);
+  return result;
+}
 
+// ---- the parts of a LoRA run, shared with concurrent runs (concurrent.ts) ----------------------
+
+/** A LoRA run's settings, resolved and checked, and its adapter's settings. */
+export function loraRun(given: Partial<LoraTrainingSettings>): { s: LoraTrainingSettings; lora: LoraSettings } {
+  const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, given);
+  checkInputs(s);
+  if (s.svdFactors !== undefined && s.init !== "svd")
+    throw new Error(`SVD factors (${s.svdFactors}) are used only with \`init\` svd, not ${s.init}`);
+  const lora: LoraSettings = { rank: s.loraRank, alpha: s.loraAlpha, dropout: s.loraDropout, rslora: s.rslora, targets: s.targetModules };
+  return { s, lora };
+}
+
+/** The trained tensors of a LoRA run by checkpoint key. */
+export function loraParams(loras: Map<string, LoRA>): Map<string, torch.Tensor> {
+  const params = new Map<string, torch.Tensor>();
+  for (const [module, l] of loras) {
+    params.set(`${module}.lora_A`, l.A);
+    params.set(`${module}.lora_B`, l.B);
+  }
+  return params;
+}
+
+/**
+ * After training: the held-out accuracy (with `arm`'s adapter on a model carrying arms), the
+ * result, and on the main process the adapter and summary.json in dir. A PiSSA run's adapter is
+ * saved as the plain LoRA that gives the same model on the original base (initial: its start factors, freed here).
+ */
+export function finishLoraRun(
+  model: CausalLM,
+  r: {
+    s: LoraTrainingSettings;
+    lora: LoraSettings;
+    loras: Map<string, LoRA>;
+    initial: LoraWeights | null;
+    data: Data;
+    tokenizer: HfTokenizer;
+    loop: LoopResult;
+    dir: string;
+    dp: DataParallel;
+    events: TrainingEvents | undefined;
+    arm?: number;
+  },
+): TrainResult {
+  const { s, data, dp, events } = r;
   let accuracy: TrainResult["accuracy"] = null;
   if (s.accuracySamples > 0 && data.evalSamples.length > 0 && dp.isMain) {
     events?.phase?.("generating", `${Math.min(s.accuracySamples, data.evalSamples.length)} held-out answers`);
     const t0 = performance.now();
     model.setTraining(false);
-    const a = evaluateAccuracy(model, tokenizer, data.evalSamples.slice(0, s.accuracySamples), {
+    const a = evaluateAccuracy(model, r.tokenizer, data.evalSamples.slice(0, s.accuracySamples), {
       systemPrompt: s.systemPrompt ?? undefined,
       maxNewTokens: s.maxNewTokens,
+      arm: r.arm,
     });
     accuracy = { correct: a.correct, total: a.total, seconds: (performance.now() - t0) / 1000, items: a.outputs.map((x) => x.correct) };
   }
-  const result = resultOf("lora", s.init, s, loop, data, [...params.values()], accuracy);
+  const result = resultOf("lora", s.init, s, r.loop, data, [...loraParams(r.loras).values()], accuracy);
   if (dp.isMain) {
-    events?.phase?.("saving", o.dir);
-    let weights = loraWeights(loras);
-    let saved = lora;
-    if (pissaStart) {
+    events?.phase?.("saving", r.dir);
+    let weights = loraWeights(r.loras);
+    let saved = r.lora;
+    if (r.initial) {
       // PiSSA's factors only make sense on the residual base: save the plain-LoRA equivalent.
-      const converted = pissaToLora(weights, pissaStart, lora);
-      torch.dispose([...weights.values(), ...pissaStart.values()]);
+      const converted = pissaToLora(weights, r.initial, r.lora);
+      torch.dispose([...weights.values()]);
       ({ weights, settings: saved } = converted);
     }
-    saveAdapter(path.join(o.dir, RUN_FILES.adapter), adapterConfigFor(saved, s.baseModel), weights);
+    saveAdapter(path.join(r.dir, RUN_FILES.adapter), adapterConfigFor(saved, s.baseModel), weights);
     torch.dispose([...weights.values()]);
-    writeSummary(o.dir, "lora", LORA_TRAINING, s, dp, result);
+    writeSummary(r.dir, "lora", LORA_TRAINING, s, dp, result);
   }
-  torch.dispose([...model.namedWeights().values(), ...params.values()]);
+  if (r.initial) torch.dispose([...r.initial.values()]);
   return result;
 }
 
 function attachLora(model: CausalLM, s: LoraTrainingSettings, lora: LoraSettings): Map<string, LoRA> {
   if (s.init !== "svd") return addLora(model, lora, s.init);
+  return svdFactorsLora(s, (config, weights) => loadLora(model, config, weights));
+}
+
+/**
+ * The LoRAs an svd run starts from (its `svdFactors` adapter, checked against its rank and α),
+ * made by make: attached (loadLora) or as an arm's (loraFromAdapter).
+ */
+export function svdFactorsLora(
+  s: LoraTrainingSettings,
+  make: (config: LoraAdapterConfig, weights: LoraWeights) => Map<string, LoRA>,
+): Map<string, LoRA> {
   if (!s.svdFactors) throw new Error("`init` svd needs `svdFactors`: the svd_factors_rank{r}/ adapter that svdlora svd writes");
   const { config, weights } = loadAdapter(s.svdFactors);
   try {
     if (config.r !== s.loraRank)
       throw new Error(`\`svdFactors\` ${s.svdFactors} has rank ${config.r} but \`loraRank\` is ${s.loraRank}: make them equal`);
-    const loras = loadLora(model, { ...config, lora_dropout: s.loraDropout }, weights);
+    const loras = make({ ...config, lora_dropout: s.loraDropout }, weights);
     // The factors' product is scaled by their α: trained with another one, the saved adapter would not be the one trained.
     if (config.lora_alpha !== s.loraAlpha || config.use_rslora !== s.rslora)
       throw new Error(
@@ -294,7 +347,7 @@ export function trainEveryWeight(model: CausalLM): Map<string, torch.Tensor> {
 
 // ---- what a run records ------------------------------------------------------------------------
 
-function fingerprint(
+export function fingerprint(
   schema: typeof TRAINING | typeof LORA_TRAINING | typeof FULL_TRAINING,
   s: TrainingSettings,
   dp: DataParallel,

@@ -1,0 +1,275 @@
+// Several LoRA runs trained together over one copy of the base model (docs/concurrent.md): every
+// step stacks the runs' micro-batches through the shared frozen projections as one larger GEMM,
+// each run's factors applied to its own rows. Each run keeps what trainLora gives it alone — its
+// data, seed and batch order, optimizer, schedule, clipping, generator, log, checkpoints, adapter
+// and summary — and writes the same folder. Runs go in passes of at most `concurrentArms`; the
+// base model is loaded once for all passes (an init that rewrites W, PiSSA, is carried as a
+// correction on the run's rows, so W is never changed).
+import path from "node:path";
+import { ArmGenerators, type ArmAdapter } from "../model/arms.js";
+import { loadCausalLM } from "../model/loader.js";
+import { type LoRA, type LoraSettings, armAdapters, loraFromAdapter, loraWeights } from "../model/lora.js";
+import type { CausalLM } from "../model/qwen2.js";
+import * as torch from "../torch/index.js";
+import { type RecomputePolicy, measureLayerBytesPerToken } from "./backprop.js";
+import { type BatchOptions, epochOrder, microBatchRanges } from "./batches.js";
+import { singleProcess } from "./data-parallel.js";
+import { InterruptedError, type TrainingEvents } from "./events.js";
+import { trainLoops } from "./loop.js";
+import { LORA_TRAINING, type LoraTrainingSettings } from "./settings.js";
+import {
+  type Data,
+  RUN_FILES,
+  type TrainResult,
+  finishLoraRun,
+  fingerprint,
+  loadData,
+  loraParams,
+  loraRun,
+  padIdOf,
+  recomputePolicy,
+  svdFactorsLora,
+} from "./trainer.js";
+
+/** One run of a concurrent training: what trainLora takes. */
+export interface RunSpec {
+  settings: Partial<LoraTrainingSettings>;
+  /** The folder the run writes into (adapter/, training_log.csv, summary.json); its checkpoints go to checkpointDir. */
+  dir: string;
+  checkpointDir: string;
+  /** Names the run in progress output and messages (default "train <init>"). */
+  label?: string;
+  events?: TrainingEvents;
+}
+
+export interface ConcurrentOptions {
+  /** Aborting stops every run of the pass at the same step, each saving its checkpoint (InterruptedError). */
+  signal?: AbortSignal;
+  /** Runs per pass: a number, or "auto": as many as `maxMemory` holds on a GPU, all of them on the CPU (default). */
+  concurrentArms?: number | "auto";
+  /** Called when a run's folder is complete, before the next pass starts (a caller may move its files into place). */
+  onRunDone?: (index: number, result: TrainResult) => void | Promise<void>;
+  /** Notes about the passes (how many runs share each). */
+  note?: (line: string) => void;
+}
+
+/** Some runs stopped on their own (a non-finite loss); the others finished and were handed to onRunDone. */
+export class RunsFailedError extends Error {
+  override name = "RunsFailedError";
+  constructor(readonly failures: { index: number; label: string; error: Error }[]) {
+    super(failures.map((f) => `${f.label}: ${f.error.message}`).join("\n"));
+  }
+}
+
+// The settings every run of a concurrent training must share, because the model and its batches do.
+const SHARED = ["baseModel", "device", "dtype", "packing", "gradientCheckpointing", "maxMemory", "gpus"] as const;
+
+interface Prepared {
+  spec: RunSpec;
+  s: LoraTrainingSettings;
+  lora: LoraSettings;
+  data: Data;
+  label: string;
+}
+
+/**
+ * Trains the runs over one loaded base model, in passes of at most `concurrentArms` runs, and
+ * returns one result per run, in order; each run's folder is as trainLora writes it. Runs must
+ * share the base model, device, dtype, packing and memory settings, and run in one process.
+ */
+export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions = {}): Promise<TrainResult[]> {
+  if (specs.length === 0) throw new Error("trainConcurrently: no runs");
+  const runs = specs.map((spec) => ({ spec, ...loraRun(spec.settings) }));
+  checkShared(runs.map((r) => r.s));
+  const first = runs[0].s;
+  if (first.gpus > 1) throw new Error("concurrent runs train in one process: set `gpus` to 1, or train the runs one by one");
+  const dp = singleProcess(first.device);
+  const recompute = recomputePolicy(first);
+  const prepared: Prepared[] = [];
+  const tokenizers = new Map<string, Awaited<ReturnType<typeof loadData>>>();
+  for (const r of runs) {
+    const key = JSON.stringify([r.s.trainData, r.s.evalData, r.s.evalLimit, r.s.maxLength, r.s.systemPrompt]);
+    if (!tokenizers.has(key)) tokenizers.set(key, await loadData(r.s, r.spec.events));
+    prepared.push({ ...r, data: tokenizers.get(key)!.data, label: r.spec.label ?? `train ${r.s.init}` });
+  }
+  const tokenizer = [...tokenizers.values()][0].tokenizer;
+  const batch: BatchOptions = { padId: padIdOf(tokenizer), device: dp.device, packing: first.packing ?? false };
+  const model = loadCausalLM(first.baseModel, { dtype: first.dtype, device: dp.device });
+  const results: TrainResult[] = [];
+  const failures: RunsFailedError["failures"] = [];
+  try {
+    const perPass = armsPerPass(o.concurrentArms ?? "auto", model, prepared, batch, recompute);
+    for (let start = 0; start < prepared.length; start += perPass) {
+      const pass = prepared.slice(start, start + perPass);
+      o.note?.(`training ${pass.map((p) => p.label.replace(/^train /, "")).join(", ")} together over one ${first.baseModel}`);
+      const arms = attach(model, pass);
+      try {
+        const outcomes = await trainLoops(
+          { model, batch, recompute, dataParallel: dp },
+          pass.map((p, k) => ({
+            params: arms[k].params,
+            train: p.data.train,
+            eval: p.data.eval,
+            settings: p.s,
+            logPath: path.join(p.spec.dir, RUN_FILES.log),
+            checkpointDir: p.spec.checkpointDir,
+            fingerprint: fingerprint(LORA_TRAINING, p.s, dp),
+            arm: k,
+            label: p.label,
+            events: p.spec.events,
+          })),
+          { signal: o.signal },
+        );
+        for (const [k, outcome] of outcomes.entries()) {
+          const p = pass[k];
+          const index = start + k;
+          if (!outcome.ok) {
+            failures.push({ index, label: p.label, error: outcome.error });
+            continue;
+          }
+          const { loras, initial } = arms[k];
+          const result = finishLoraRun(model, {
+            s: p.s,
+            lora: p.lora,
+            loras,
+            initial: initial && loraWeights(initial),
+            data: p.data,
+            tokenizer,
+            loop: outcome.result,
+            dir: p.spec.dir,
+            dp,
+            events: p.spec.events,
+            arm: k,
+          });
+          results[index] = result;
+          await o.onRunDone?.(index, result);
+        }
+      } finally {
+        model.detachArms();
+        for (const a of arms) torch.dispose([...a.params.values(), ...[...(a.initial?.values() ?? [])].flatMap((l) => [l.A, l.B])]);
+      }
+    }
+  } catch (e) {
+    if (e instanceof InterruptedError && failures.length > 0)
+      throw new InterruptedError(`${e.message}\n${failures.map((f) => `${f.label}: ${f.error.message}`).join("\n")}`);
+    throw e;
+  } finally {
+    torch.dispose([...model.namedWeights().values()]);
+  }
+  if (failures.length > 0) throw new RunsFailedError(failures);
+  return results;
+}
+
+function checkShared(settings: LoraTrainingSettings[]): void {
+  const first = settings[0];
+  for (const key of SHARED)
+    settings.forEach((s, i) => {
+      const [a, b] = key === "baseModel" ? [path.resolve(first[key]), path.resolve(s[key])] : [first[key], s[key]];
+      if (a !== b)
+        throw new Error(
+          `concurrent runs share one model, so they must share \`${key}\`: run 1 has ${JSON.stringify(first[key])}, run ${i + 1} ${JSON.stringify(s[key])}; train them in separate calls`,
+        );
+    });
+}
+
+/** Each run's adapters made from its seed (on its own generator) and attached to the model as arm k. */
+function attach(model: CausalLM, pass: Prepared[]) {
+  const generators = new ArmGenerators(model.device);
+  const made: {
+    adapters: Map<string, ArmAdapter>;
+    loras: Map<string, LoRA>;
+    initial: Map<string, LoRA> | null;
+    params: Map<string, torch.Tensor>;
+  }[] = [];
+  try {
+    for (const p of pass) {
+      torch.manualSeed(p.s.seed);
+      const adapters =
+        p.s.init === "svd"
+          ? new Map(
+              [...svdFactorsLora(p.s, (config, weights) => loraFromAdapter(model, config, weights))].map(([m, lora]) => [
+                m,
+                { lora, correction: null },
+              ]),
+            )
+          : armAdapters(model, p.lora, p.s.init);
+      generators.add();
+      const loras = new Map([...adapters].map(([m, a]) => [m, a.lora]));
+      const corrections = [...adapters].flatMap(([m, a]) => (a.correction ? [[m, a.correction] as const] : []));
+      // A PiSSA run starts from its correction's factors: the saved adapter is relative to them.
+      const initial = corrections.length > 0 ? new Map(corrections.map(([m, c]) => [m, c])) : null;
+      made.push({ adapters, loras, initial, params: loraParams(loras) });
+    }
+    model.attachArms(
+      made.map((m) => m.adapters),
+      generators,
+    );
+    return made;
+  } catch (e) {
+    generators.dispose();
+    for (const m of made) torch.dispose([...m.params.values(), ...[...(m.initial?.values() ?? [])].flatMap((l) => [l.A, l.B])]);
+    throw e;
+  }
+}
+
+/**
+ * Runs per pass. "auto": on the CPU every run (it keeps every layer's activations anyway); on a
+ * GPU as many as fit the memory budget with every layer's activations kept: what is free after the
+ * model, less each run's largest micro-batch × the measured bytes a layer keeps per token × (layers
+ * + 3, backward's working set as backprop.ts counts it), less its adapter and AdamW state.
+ */
+function armsPerPass(setting: number | "auto", model: CausalLM, runs: Prepared[], batch: BatchOptions, recompute: RecomputePolicy): number {
+  if (setting !== "auto") return Math.min(setting, runs.length);
+  if (!model.device.startsWith("cuda") || typeof recompute !== "object" || !("budgetBytes" in recompute)) return runs.length;
+  const widest = runs.reduce((a, b) => (targetedCount(model, b.lora) > targetedCount(model, a.lora) ? b : a));
+  const perToken = measureWithArm(model, widest.lora);
+  const device = Number(model.device.split(":")[1] ?? 0);
+  const free = recompute.budgetBytes - torch.cuda.memory(device).allocated;
+  const layers = model.config.numHiddenLayers;
+  const costs = runs.map((r) => largestMicroBatch(r, batch) * perToken * (layers + 3) + adapterBytes(model, r.lora));
+  let fit = 0;
+  for (let used = 0; fit < runs.length && used + costs[fit] <= free; fit++) used += costs[fit];
+  return Math.max(1, fit);
+}
+
+const targetedCount = (model: CausalLM, lora: LoraSettings) =>
+  lora.targets === "all-linear"
+    ? model.linears().size
+    : [...model.linears().keys()].filter((p) => lora.targets.includes(p.split(".").at(-1)!)).length;
+
+// float32 factors, their gradients and AdamW's two moments.
+function adapterBytes(model: CausalLM, lora: LoraSettings): number {
+  let n = 0;
+  for (const [p, l] of model.linears())
+    if (lora.targets === "all-linear" || lora.targets.includes(p.split(".").at(-1)!)) n += lora.rank * (l.inFeatures + l.outFeatures);
+  return n * 4 * 4;
+}
+
+/** Tokens of the run's largest micro-batch over all its epochs, as its batches are made (padded: samples × longest). */
+function largestMicroBatch(r: Prepared, batch: BatchOptions): number {
+  const n = r.data.train.length;
+  const ranges = microBatchRanges(n, r.s.batchSize);
+  let largest = 0;
+  for (let epoch = 0; epoch < r.s.epochs; epoch++) {
+    const order = epochOrder(n, r.s.seed, epoch);
+    for (const [a, b] of ranges) {
+      const lengths = order.slice(a, b).map((i) => r.data.train[i].ids.length);
+      largest = Math.max(largest, batch.packing ? lengths.reduce((x, y) => x + y, 0) : lengths.length * Math.max(...lengths));
+    }
+  }
+  return largest;
+}
+
+// The per-token bytes one layer keeps, measured with a throwaway arm of these LoRA settings.
+function measureWithArm(model: CausalLM, lora: LoraSettings): number {
+  const generators = new ArmGenerators(model.device);
+  const adapters = armAdapters(model, lora, "random");
+  generators.add();
+  model.attachArms([adapters], generators);
+  try {
+    return measureLayerBytesPerToken(model);
+  } finally {
+    model.detachArms();
+    torch.dispose([...adapters.values()].flatMap((a) => [a.lora.A, a.lora.B]));
+  }
+}

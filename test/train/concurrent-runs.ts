@@ -1,0 +1,90 @@
+// The three runs that test/train/concurrent.test.ts and its worker train alone and together, and
+// how two of their outputs compare.
+import fs from "node:fs";
+import path from "node:path";
+import { loadSafetensors } from "../../src/hf/safetensors.js";
+import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
+import * as torch from "../../src/torch/index.js";
+import type { LoraTrainingSettings } from "../../src/train/settings.js";
+import { dataSubset } from "../helpers.js";
+
+/** Random init (seed 1), PiSSA (seed 2, its W is rewritten alone), and random with another seed and learning rate. */
+export const ARMS: Partial<LoraTrainingSettings>[] = [
+  { init: "random", seed: 1 },
+  { init: "pissa", seed: 2 },
+  { init: "random", seed: 3, learningRate: 5e-4 },
+];
+
+/** The runs' shared settings, with their data (`samples` training samples, 4 held out) written into dir. */
+export function baseSettings(dir: string, samples: number): Partial<LoraTrainingSettings> {
+  return {
+    trainData: dataSubset(EMBEDDED_TRAIN, samples, dir, "train.json"),
+    evalData: dataSubset(EMBEDDED_EVAL, 4, dir, "eval.json"),
+    epochs: 2,
+    batchSize: 4,
+    learningRate: 1e-3,
+    saveSteps: 1,
+    quiet: true,
+  };
+}
+
+export interface Comparison {
+  /** Rows of the two logs (train and eval rows). */
+  rows: [number, number];
+  /** Whether the logs' loss and eval_loss columns are the same text, row by row. */
+  lossesEqual: boolean;
+  /** Largest |a − b| / |a| over the two logs' losses and held-out losses. */
+  lossRel: number;
+  /** Whether every adapter tensor is bitwise equal. */
+  adapterEqual: boolean;
+  /** Largest ‖a − b‖ / ‖a‖ (Frobenius) over the adapter's tensors. */
+  adapterRel: number;
+}
+
+const lossColumns = (dir: string) =>
+  fs
+    .readFileSync(path.join(dir, "training_log.csv"), "utf8")
+    .trim()
+    .split("\n")
+    .slice(1)
+    .map((line) => {
+      const c = line.split(",");
+      return [c[0], c[2], c[7]];
+    });
+
+/** How run folder b's log and adapter differ from run folder a's. */
+export function compareRuns(a: string, b: string): Comparison {
+  const [la, lb] = [lossColumns(a), lossColumns(b)];
+  let lossRel = la.length === lb.length ? 0 : Number.POSITIVE_INFINITY;
+  la.forEach((row, i) =>
+    [1, 2].forEach((c) => {
+      if (row[c] === "" && lb[i]?.[c] === "") return;
+      const [x, y] = [Number(row[c]), Number(lb[i]?.[c])];
+      lossRel = Math.max(lossRel, x === y ? 0 : Math.abs(x - y) / Math.abs(x));
+    }),
+  );
+  const file = (dir: string) => path.join(dir, "adapter", "adapter_model.safetensors");
+  const [wa, wb] = [loadSafetensors(file(a)), loadSafetensors(file(b))];
+  let adapterRel = wa.size === wb.size ? 0 : Number.POSITIVE_INFINITY;
+  let adapterEqual = wa.size === wb.size;
+  for (const [key, x] of wa) {
+    const y = wb.get(key);
+    if (!y || `${y.shape}` !== `${x.shape}`) {
+      adapterRel = Number.POSITIVE_INFINITY;
+      adapterEqual = false;
+      continue;
+    }
+    torch.tidy(() => {
+      adapterEqual &&= x.sub(y).abs().max().item() === 0;
+      adapterRel = Math.max(adapterRel, x.sub(y).norm().item() / x.norm().item());
+    });
+  }
+  torch.dispose([...wa.values(), ...wb.values()]);
+  return {
+    rows: [la.length, lb.length],
+    lossesEqual: JSON.stringify(la) === JSON.stringify(lb),
+    lossRel,
+    adapterEqual,
+    adapterRel,
+  };
+}

@@ -1,0 +1,185 @@
+// Concurrent arms (train/concurrent.ts): three LoRA runs trained together over one base model —
+// random (seed 1), PiSSA (seed 2) and random with another learning rate (seed 3) — each get the
+// losses and adapter they get alone. With one BLAS thread the arms that use W as it is are bitwise
+// equal. The PiSSA arm computes its residual W − s·B₀A₀ as W plus a correction, which cancels the
+// principal part after rounding it: its losses stay within 1e-5, its adapter tensors within 1e-4
+// (relative Frobenius; AdamW's first steps move each weight by about lr·sign(g), so rounding in
+// near-zero gradients shows in the weights). With more BLAS threads the shared GEMM's rows round as
+// the threads split them: losses within 1e-5 (PiSSA's 1e-4), adapters within 1e-4. For scale: the
+// same run alone with 1 and with 2 BLAS threads differs as much or more (random: adapter 2.8e-5;
+// PiSSA: losses 8.3e-5, adapter 5.5e-4, on the 2-core CPU this was written on).
+// Ctrl-C stops every arm at one step, each with its checkpoint; resuming finishes them as if never
+// stopped, and an arm's checkpoint also resumes alone. A run whose loss turns non-finite stops by
+// itself while the others finish.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { before, test } from "node:test";
+import { trainRuns } from "../../src/pipeline/train.js";
+import { RunsFailedError, trainConcurrently } from "../../src/train/concurrent.js";
+import { InterruptedError } from "../../src/train/events.js";
+import type { TrainResult } from "../../src/train/trainer.js";
+import { trainLora } from "../../src/train/trainer.js";
+import { tempDir } from "../helpers.js";
+import { ARMS, baseSettings, type Comparison, compareRuns } from "./concurrent-runs.js";
+
+const dir = tempDir("concurrent");
+const base = baseSettings(dir, 12);
+const folder = (what: string, i: number) => ({
+  dir: path.join(dir, `${what}${i}`),
+  checkpointDir: path.join(dir, `${what}${i}-checkpoint`),
+});
+const specs = (what: string, extra: object = {}) => ARMS.map((arm, i) => ({ settings: { ...base, ...arm, ...extra }, ...folder(what, i) }));
+// Relative tolerances (see the file comment): losses, and adapter tensors (Frobenius).
+const LOSS = 1e-5;
+const LOOSE = 1e-4;
+
+let together: TrainResult[];
+before(async () => {
+  for (const [i, arm] of ARMS.entries()) await trainLora({ ...base, ...arm }, folder("alone", i));
+  together = await trainConcurrently(specs("together"));
+});
+
+const within = (c: Comparison, what: string, loss: number) => {
+  assert.deepEqual(c.rows, [c.rows[0], c.rows[0]], `${what}: logs of different lengths`);
+  assert.ok(c.lossRel <= loss, `${what}: losses differ by ${c.lossRel} (relative)`);
+  assert.ok(c.adapterRel <= LOOSE, `${what}: adapters differ by ${c.adapterRel} (relative Frobenius)`);
+};
+
+test("with one BLAS thread each arm's losses and adapter are those it gets alone: bitwise (PiSSA: within 1e-5 and 1e-4)", () => {
+  const worker = fileURLToPath(new URL("./concurrent-worker.js", import.meta.url));
+  const out = fs.mkdtempSync(path.join(dir, "one-thread-"));
+  const one = { OMP_NUM_THREADS: "1", OPENBLAS_NUM_THREADS: "1", MKL_NUM_THREADS: "1" };
+  const r = spawnSync(process.execPath, [worker, out], { encoding: "utf8", env: { ...process.env, ...one } });
+  assert.equal(r.status, 0, r.stderr);
+  const [random, pissa, otherLr] = JSON.parse(r.stdout) as Comparison[];
+  for (const [what, c] of [
+    ["random", random],
+    ["random with another lr", otherLr],
+  ] as const) {
+    assert.equal(c.rows[0], 7, `${what}: 4 steps and 3 held-out losses`);
+    assert.ok(c.lossesEqual, `${what}: losses differ by ${c.lossRel}`);
+    assert.ok(c.adapterEqual, `${what}: adapters differ by ${c.adapterRel}`);
+  }
+  within(pissa, "pissa", LOSS);
+  assert.ok(pissa.lossRel > 0 || pissa.adapterRel > 0, "pissa's correction rounds differently from its residual weight");
+});
+
+test("with BLAS threads as they are, each arm is within the tolerances of its run alone", () => {
+  ARMS.forEach((arm, i) =>
+    within(
+      compareRuns(folder("alone", i).dir, folder("together", i).dir),
+      `${arm.init} seed ${arm.seed}`,
+      arm.init === "pissa" ? LOOSE : LOSS,
+    ),
+  );
+  assert.deepEqual(
+    together.map((r) => [r.init, r.seed, r.steps]),
+    [
+      ["random", 1, 6],
+      ["pissa", 2, 6],
+      ["random", 3, 6],
+    ],
+  );
+  const summary = JSON.parse(fs.readFileSync(path.join(folder("together", 2).dir, "summary.json"), "utf8"));
+  assert.equal(summary.settings.learningRate, 5e-4);
+  // PiSSA is saved as the plain LoRA of rank 2r for the original base, as alone.
+  const config = (d: string) => JSON.parse(fs.readFileSync(path.join(d, "adapter", "adapter_config.json"), "utf8"));
+  assert.equal(config(folder("together", 1).dir).r, 32);
+  assert.deepEqual(config(folder("together", 1).dir), config(folder("alone", 1).dir));
+});
+
+test("Ctrl-C stops every arm at one step with a checkpoint each; resuming finishes them as if never stopped", async () => {
+  const controller = new AbortController();
+  const stopping = specs("stopped").map((s, i) =>
+    i === 0 ? { ...s, events: { step: (e: { step: number }) => e.step === 2 && controller.abort() } } : s,
+  );
+  await assert.rejects(trainConcurrently(stopping, { signal: controller.signal }), (e: Error) => {
+    assert.ok(e instanceof InterruptedError, e.message);
+    assert.match(
+      e.message,
+      /^stopped \(train random at step 2: checkpoint saved in .*stopped0-checkpoint; train pissa at step 2: checkpoint saved in .*stopped1-checkpoint; train random at step 2: .*\); continue with the same settings and `resume`$/,
+    );
+    return true;
+  });
+  for (const i of ARMS.keys()) assert.equal(fs.existsSync(path.join(folder("stopped", i).dir, "adapter")), false);
+  // The PiSSA arm's checkpoint, kept aside to resume alone below.
+  fs.cpSync(folder("stopped", 1).checkpointDir, folder("pissa-alone", 1).checkpointDir, { recursive: true });
+
+  const resumed = await trainConcurrently(specs("stopped", { resume: true }));
+  assert.deepEqual(
+    resumed.map((r) => r.resumedFrom),
+    [2, 2, 2],
+  );
+  for (const i of ARMS.keys()) {
+    const c = compareRuns(folder("together", i).dir, folder("stopped", i).dir);
+    assert.ok(c.lossesEqual && c.adapterEqual, `arm ${i}: resumed run differs (losses ${c.lossRel}, adapter ${c.adapterRel})`);
+  }
+
+  // An arm's checkpoint is a run's checkpoint: the PiSSA arm finishes alone, close to its run alone.
+  const alone = await trainLora({ ...base, ...ARMS[1], resume: true }, folder("pissa-alone", 1));
+  assert.equal(alone.resumedFrom, 2);
+  within(compareRuns(folder("alone", 1).dir, folder("pissa-alone", 1).dir), "pissa resumed alone", LOOSE);
+});
+
+test("a run whose loss turns non-finite stops alone; the others finish, in passes of concurrentArms", async () => {
+  const runs = [{ seed: 1 }, { seed: 2, learningRate: 1e37 }, { seed: 3 }].map((r, i) => ({
+    settings: { ...base, epochs: 1, ...r },
+    ...folder("nan", i),
+  }));
+  const notes: string[] = [];
+  const done: number[] = [];
+  await assert.rejects(
+    trainConcurrently(runs, { concurrentArms: 2, note: (l) => notes.push(l), onRunDone: (i) => void done.push(i) }),
+    (e: Error) => {
+      assert.ok(e instanceof RunsFailedError, e.message);
+      assert.deepEqual(
+        e.failures.map((f) => f.index),
+        [1],
+      );
+      assert.match(e.message, /^train random: (loss|gradient norm) became .* at step [23]: lower `learningRate` \(now 1e\+37\)/);
+      return true;
+    },
+  );
+  assert.equal(notes.length, 2, notes.join("\n"));
+  assert.match(notes[0], /^training random, random together over one /);
+  assert.deepEqual(done, [0, 2]);
+  for (const i of [0, 2]) assert.ok(fs.existsSync(path.join(folder("nan", i).dir, "summary.json")));
+  assert.equal(fs.existsSync(path.join(folder("nan", 1).dir, "summary.json")), false);
+});
+
+test("runs trained together must share the model's settings; the refusal names the setting", async () => {
+  await assert.rejects(
+    trainConcurrently([
+      { settings: { ...base, dtype: "float32" }, ...folder("mixed", 0) },
+      { settings: { ...base, dtype: "bfloat16" }, ...folder("mixed", 1) },
+    ]),
+    /^Error: concurrent runs share one model, so they must share `dtype`: run 1 has "float32", run 2 "bfloat16"; train them in separate calls$/,
+  );
+  await assert.rejects(trainConcurrently([]), /no runs/);
+});
+
+test("trainRuns stages each run and moves its files into the experiment's names", async () => {
+  const outputDir = path.join(dir, "experiment");
+  const results = await trainRuns(
+    [
+      { settings: { ...base, epochs: 1, outputDir }, runName: "random" },
+      { settings: { ...base, epochs: 1, outputDir, init: "pissa", seed: 2 }, runName: "pissa" },
+    ],
+    { concurrentArms: "auto" },
+  );
+  assert.deepEqual(
+    results.map((r) => r.runName),
+    ["random", "pissa"],
+  );
+  for (const name of ["random", "pissa"]) {
+    for (const f of [`final_model_${name}/adapter_model.safetensors`, `training_log_${name}.csv`, `train_summary_${name}.json`])
+      assert.ok(fs.existsSync(path.join(outputDir, f)), f);
+  }
+  assert.deepEqual(
+    fs.readdirSync(outputDir).filter((f) => f.startsWith(".")),
+    [],
+  );
+});
