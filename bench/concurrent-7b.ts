@@ -11,7 +11,9 @@
 // Per case: real tokens (padding excluded) per second for each arm and for all arms together, the
 // peak memory, and MFU (4·N·tokens/s over the card's bf16 dense peak, N the non-embedding weights:
 // forward and the input gradient, as a frozen base needs no weight gradient). The sequential
-// figure is all arms' tokens over the sum of their times; its peak is the largest arm's.
+// figure is all arms' tokens over the sum of their times; its peak is the largest arm's. Arm k
+// sees the same batches in both modes, so the table also gives the largest relative difference
+// between a concurrent arm's losses and the same arm's alone.
 //
 // One command on a GPU machine, from the repository root, with the addon and TypeScript built:
 //   python3 bench/make_samples.py /tmp/samples.json
@@ -76,6 +78,8 @@ interface Row {
   tokens_per_s_per_arm: number[];
   peak_gib: number | null;
   mfu_pct: number | null;
+  /** Each arm's loss at every step, warm-up included (the same batches in both modes). */
+  losses: number[][];
   device: string;
   error?: string;
 }
@@ -130,6 +134,7 @@ async function runAll(): Promise<void> {
         tokens_per_s_per_arm: [],
         peak_gib: null,
         mfu_pct: null,
+        losses: [],
         device: flags.device,
         error: why,
       });
@@ -153,22 +158,35 @@ function caseInfo(name: string): Pick<Row, "case" | "model" | "mode" | "arms"> {
   return { case: name, model, mode: mode === "seq" ? "sequential" : "concurrent", arms: Number(k) };
 }
 
+/** The largest |a − b| / |b| over the arms' losses at the same steps: how far concurrent arms are from the same arms alone. */
+function lossDelta(a: number[][], b: number[][]): number {
+  let worst = 0;
+  a.forEach((arm, k) => {
+    arm.forEach((x, i) => {
+      const y = b[k]?.[i];
+      if (y !== undefined) worst = Math.max(worst, Math.abs(x - y) / Math.abs(y));
+    });
+  });
+  return worst;
+}
+
 function formatTable(rows: Row[]): string {
   const seq = new Map(rows.filter((r) => r.mode === "sequential" && !r.error).map((r) => [`${r.model}-${r.arms}`, r]));
   const lines = [
-    "| model | arms | mode | tok/s total | tok/s per arm | vs sequential | peak GiB | MFU % | s (CPU s) | load |",
-    "|---|---:|---|---:|---|---:|---:|---:|---:|---:|",
+    "| model | arms | mode | tok/s total | tok/s per arm | vs sequential | loss Δ vs sequential | peak GiB | MFU % | s (CPU s) | load |",
+    "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|",
   ];
   for (const r of rows) {
     if (r.error) {
-      lines.push(`| ${r.model} | ${r.arms} | ${r.mode} | error: ${r.error.replaceAll("|", "/")} | | | | | | ${r.load.toFixed(1)} |`);
+      lines.push(`| ${r.model} | ${r.arms} | ${r.mode} | error: ${r.error.replaceAll("|", "/")} | | | | | | | ${r.load.toFixed(1)} |`);
       continue;
     }
     const base = seq.get(`${r.model}-${r.arms}`);
     const ratio = base ? `${(r.tokens_per_s / base.tokens_per_s).toFixed(2)}×` : "";
+    const delta = base && r !== base ? lossDelta(r.losses, base.losses).toExponential(1) : "";
     const perArm = r.tokens_per_s_per_arm.map((x) => Math.round(x)).join(", ");
     lines.push(
-      `| ${r.model} | ${r.arms} | ${r.mode} | ${Math.round(r.tokens_per_s)} | ${perArm} | ${ratio} | ${r.peak_gib ?? "-"} | ${r.mfu_pct ?? "-"} | ${r.seconds.toFixed(1)} (${r.cpu_seconds.toFixed(1)}) | ${r.load.toFixed(1)} |`,
+      `| ${r.model} | ${r.arms} | ${r.mode} | ${Math.round(r.tokens_per_s)} | ${perArm} | ${ratio} | ${delta} | ${r.peak_gib ?? "-"} | ${r.mfu_pct ?? "-"} | ${r.seconds.toFixed(1)} (${r.cpu_seconds.toFixed(1)}) | ${r.load.toFixed(1)} |`,
     );
   }
   return lines.join("\n");
@@ -210,6 +228,7 @@ async function runCase(name: string): Promise<void> {
   };
 
   const perArm: { tokens: number; seconds: number; cpu: number }[] = [];
+  const losses: number[][] = Array.from({ length: arms }, () => []);
   let peakGib: number | null = null;
   if (mode === "sequential") {
     for (let k = 0; k < arms; k++) {
@@ -227,6 +246,7 @@ async function runCase(name: string): Promise<void> {
           cpuStart = cpuNow();
         }
         const [r] = optimizerSteps(model, [{ optimizer, micro: [microOf(k, i)], lr: 2e-4 }], { recompute });
+        losses[k].push(r.loss);
         if (i >= warmup) tokens += r.tokens;
       }
       sync();
@@ -268,10 +288,10 @@ async function runCase(name: string): Promise<void> {
         optimizers.map((optimizer, k) => ({ optimizer, micro: [microOf(k, i)], lr: 2e-4, arm: k })),
         { recompute },
       );
-      if (i >= warmup)
-        results.forEach((r, k) => {
-          tokens[k] += r.tokens;
-        });
+      results.forEach((r, k) => {
+        losses[k].push(r.loss);
+        if (i >= warmup) tokens[k] += r.tokens;
+      });
     }
     sync();
     const seconds = (performance.now() - start) / 1000;
@@ -295,6 +315,7 @@ async function runCase(name: string): Promise<void> {
     tokens_per_s_per_arm: perArm.map((a) => a.tokens / a.seconds),
     peak_gib: peakGib === null ? null : Number(peakGib.toFixed(2)),
     mfu_pct: cuda ? Number(((100 * 4 * N * tokens) / seconds / BF16_PEAK).toFixed(1)) : null,
+    losses,
     device: cuda ? (torch.cuda.devices()[0]?.name ?? device) : `${os.cpus()[0]?.model ?? "cpu"} (${os.cpus().length} cores)`,
   };
   console.log(JSON.stringify(row));
