@@ -8,7 +8,8 @@
 import path from "node:path";
 import { ArmGenerators, type ArmAdapter } from "../model/arms.js";
 import { loadCausalLM } from "../model/loader.js";
-import { type LoRA, type LoraSettings, armAdapters, loraFromAdapter, loraWeights } from "../model/lora.js";
+import { isTargetModule } from "../hf/peft.js";
+import { type LoRA, type LoraSettings, adapterConfigFor, armAdapters, loraFromAdapter, loraWeights } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { type RecomputePolicy, measureLayerBytesPerToken } from "./backprop.js";
@@ -221,7 +222,7 @@ function attach(model: CausalLM, pass: Prepared[]) {
 function armsPerPass(setting: number | "auto", model: CausalLM, runs: Prepared[], batch: BatchOptions, recompute: RecomputePolicy): number {
   if (setting !== "auto") return Math.min(setting, runs.length);
   if (!model.device.startsWith("cuda") || typeof recompute !== "object" || !("budgetBytes" in recompute)) return runs.length;
-  const widest = runs.reduce((a, b) => (targetedCount(model, b.lora) > targetedCount(model, a.lora) ? b : a));
+  const widest = runs.reduce((a, b) => (targeted(model, b.lora).length > targeted(model, a.lora).length ? b : a));
   const perToken = measureWithArm(model, widest.lora);
   const device = Number(model.device.split(":")[1] ?? 0);
   const free = recompute.budgetBytes - torch.cuda.memory(device).allocated;
@@ -232,18 +233,15 @@ function armsPerPass(setting: number | "auto", model: CausalLM, runs: Prepared[]
   return Math.max(1, fit);
 }
 
-const targetedCount = (model: CausalLM, lora: LoraSettings) =>
-  lora.targets === "all-linear"
-    ? model.linears().size
-    : [...model.linears().keys()].filter((p) => lora.targets.includes(p.split(".").at(-1)!)).length;
+/** The projections these LoRA settings adapt, as addLora picks them. */
+function targeted(model: CausalLM, lora: LoraSettings) {
+  const config = adapterConfigFor(lora, "");
+  return [...model.linears()].filter(([p]) => isTargetModule(config, p)).map(([, l]) => l);
+}
 
 // float32 factors, their gradients and AdamW's two moments.
-function adapterBytes(model: CausalLM, lora: LoraSettings): number {
-  let n = 0;
-  for (const [p, l] of model.linears())
-    if (lora.targets === "all-linear" || lora.targets.includes(p.split(".").at(-1)!)) n += lora.rank * (l.inFeatures + l.outFeatures);
-  return n * 4 * 4;
-}
+const adapterBytes = (model: CausalLM, lora: LoraSettings) =>
+  targeted(model, lora).reduce((n, l) => n + lora.rank * (l.inFeatures + l.outFeatures), 0) * 4 * 4;
 
 /** Tokens of the run's largest micro-batch over all its epochs, as its batches are made (padded: samples × longest). */
 function largestMicroBatch(r: Prepared, batch: BatchOptions): number {
