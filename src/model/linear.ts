@@ -35,7 +35,7 @@ export class Linear {
 
   private armsForward(x: Tensor, route: ArmRoute | undefined): Tensor {
     const arms = this.arms!;
-    if (!route) throw new Error(`this model carries ${arms.length} concurrent arms: a forward must say which rows are whose (arms)`);
+    if (!route) throw new Error(`this layer carries ${arms.length} concurrent arms: a forward must say whose rows are whose (arms)`);
     const adapters: RowAdapter[] = [];
     let dropout = false;
     for (const seg of route.segments) {

@@ -58,10 +58,7 @@ export interface ForwardOptions {
    * sample. Attention then runs inside each sample with packed flash attention (CUDA), without a mask.
    */
   packed?: { cuSeqlens: Tensor; maxSeqlen: number };
-  /**
-   * For a model carrying concurrent arms (attachArms): each arm's rows of ids [1, N], in order and
-   * covering them all (default: every row is arm 0's).
-   */
+  /** For a model carrying concurrent arms (attachArms): each arm's rows of ids [1, N], in order and covering them all. */
   arms?: ArmSegment[];
 }
 
@@ -329,7 +326,8 @@ export class CausalLM {
         if (o.arms) throw new Error("forward: arms given but the model carries none (attachArms)");
         return { cos, sin, mask: o.mask, packed: o.packed };
       }
-      const segments = o.arms ?? wholeBatch(0, ids);
+      const segments = o.arms;
+      if (!segments) throw new Error(`forward: the model carries ${this.armCount} arms: say whose rows are whose (arms)`);
       const covered = segments.reduce((n, s) => (s.start === n ? n + s.rows : Number.NaN), 0);
       if (covered !== ids.numel()) throw new Error(`forward: the arms' segments must cover the ${ids.numel()} rows in order`);
       return { cos, sin, mask: o.mask, packed: o.packed, arms: { segments, generators: this.armGenerators } };

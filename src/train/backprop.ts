@@ -8,6 +8,7 @@
 // the embeddings through autograd, the output layer (lm_head) by hand beside the loss's.
 // Backward walks segments from the last: a run of kept layers is one segment (one autograd pass),
 // each recomputed layer another; every segment's input is a leaf whose gradient feeds the next.
+import { wholeBatch } from "../model/arms.js";
 import type { CausalLM, LayerContext } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
@@ -301,7 +302,7 @@ export function measureLayerBytesPerToken(model: CausalLM, tokens = 1024): numbe
   const device = cudaIndex(model.device);
   return torch.tidy(() => {
     const ids = torch.zeros([1, tokens], { dtype: "int64", device: model.device });
-    const ctx = model.layerContext(ids);
+    const ctx = model.layerContext(ids, { arms: model.armCount > 0 ? wholeBatch(0, ids) : undefined });
     const input = torch.zeros([1, tokens, model.config.hiddenSize], { dtype: model.dtype, device: model.device }).requiresGrad_();
     const before = torch.cuda.memory(device).allocated;
     const out = model.layers[0].forward(input, ctx);

@@ -228,9 +228,7 @@ test("a model carrying arms needs every forward to say whose rows are whose; arm
   assert.equal(model.armCount, 2);
   assert.throws(() => model.hidden(ids, { arms: [{ arm: 0, start: 0, rows: 3, batch: 1 }] }), /must cover the 4 rows in order/);
   assert.throws(() => model.hidden(ids, { arms: [{ arm: 5, start: 0, rows: 4, batch: 1 }] }), /arm 5 does not exist \(2 arms\)/);
-  // Without segments every row is arm 0's.
-  const b = makeBatch(samples(1, 9), { padId: 0, device: "cpu", packing: false });
-  assert.ok(torch.noGrad(() => model.hidden(b.ids)).shape.length === 3);
+  assert.throws(() => model.hidden(ids), /the model carries 2 arms: say whose rows are whose/);
   model.detachArms();
   assert.equal(model.armCount, 0);
   addLora(model, lora(), "random");
