@@ -5,6 +5,7 @@
 // from the teacher synthesized from the random run of seed k.
 import fs from "node:fs";
 import path from "node:path";
+import { trainsTogether } from "../train/concurrent.js";
 import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
 import { resolveSettings } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
@@ -16,7 +17,7 @@ import { writeExperimentReport } from "./report.js";
 import { EXPERIMENT, type ExperimentConfig } from "./settings.js";
 import { svdStep } from "./svd.js";
 import { synthesizeStep } from "./synthesize.js";
-import { type TrainRunOptions, trainRun } from "./train.js";
+import { type TrainRunOptions, type TrainRunResult, trainRun, trainRuns } from "./train.js";
 import { fullFinetuneBaseline, fullFinetuneLayout } from "./train-full.js";
 
 export { EXPERIMENT, type ExperimentConfig };
@@ -41,7 +42,18 @@ export const runName = (arm: string, k: number) => (k === 0 ? arm : `${arm}-s${k
 
 /** The settings of arm's run at seed index k. */
 export function runSettings(c: ExperimentConfig, arm: string, k: number): Partial<LoraTrainingSettings> {
-  const { arms: _a, seeds: _s, targetRank: _t, noiseScale: _n, decay: _d, factorSplit: _f, fullFinetune: _ff, outputDir, ...shared } = c;
+  const {
+    arms: _a,
+    seeds: _s,
+    targetRank: _t,
+    noiseScale: _n,
+    decay: _d,
+    factorSplit: _f,
+    fullFinetune: _ff,
+    concurrentArms: _c,
+    outputDir,
+    ...shared
+  } = c;
   return {
     ...shared,
     outputDir: experimentLayout(c).training,
@@ -173,18 +185,23 @@ const evalSpan = (r: { evalLosses: { loss: number }[] }) =>
 export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOptions = {}): Promise<void> {
   const log = o.log ?? (() => {});
   const L = experimentLayout(c);
-  const train = async (arm: string, k: number) => {
-    const r = await trainRun(runSettings(c, arm, k), {
+  const done = (r: TrainRunResult) => log(`  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, ${evalSpan(r)}`);
+  // The runs of a step depend on none of each other: they train one after another, or together
+  // over one base model in passes of `concurrentArms` (train/concurrent.ts), into the same files.
+  const train = async (runs: [arm: string, k: number][]) => {
+    const each = runs.map(([arm, k]) => ({
+      settings: runSettings(c, arm, k),
       runName: runName(arm, k),
-      signal: o.signal,
       events: o.events,
       label: `train ${runName(arm, k)}`,
-    });
-    log(`  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, ${evalSpan(r)}`);
+    }));
+    if (trainsTogether(c.concurrentArms, c.device))
+      await trainRuns(each, { signal: o.signal, concurrentArms: c.concurrentArms, note: (line) => log(`  ${line}`), onRunDone: done });
+    else for (const { settings, ...r } of each) done(await trainRun(settings, { ...r, signal: o.signal }));
   };
   switch (step) {
     case 1:
-      for (const k of seedsOf(c)) await train("random", k);
+      await train(seedsOf(c).map((k) => ["random", k]));
       return;
     case 2: {
       for (const k of seedsOf(c)) {
@@ -223,7 +240,7 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
       for (const k of seedsOf(c))
         if (!fs.existsSync(teacherLayout(c.outputDir, k, c).factors))
           throw new Error(`step 3 needs the SVD factors of seed ${c.seed + k}: run step 2 first`);
-      for (const arm of ["svd", ...c.arms]) for (const k of seedsOf(c)) await train(arm, k);
+      await train(["svd", ...c.arms].flatMap((arm) => seedsOf(c).map((k): [string, number] => [arm, k])));
       return;
     case 4: {
       const result = compareRuns(L.training, {});

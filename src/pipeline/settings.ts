@@ -1,7 +1,7 @@
 // The settings of an experiment (`svdlora run`, an experiment file): the training settings its
 // runs share, and the experiment's own (arms, seeds, the teacher). Defined once here; flags,
 // file keys, validation, defaults and the summary all come from this (util/settings.ts).
-import { LORA, TRAINING } from "../train/settings.js";
+import { CONCURRENT, LORA, TRAINING } from "../train/settings.js";
 import { type Values, bool, int, list, num, oneOf, pick, text } from "../util/settings.js";
 
 /** Arms trained beside random (the baseline) and svd (the teacher's SVD). */
@@ -73,6 +73,7 @@ export const EXPERIMENT = {
   ...TEACHER,
   ...FACTORS,
   fullFinetune: { kind: bool(), help: "also fine-tune every weight (small models) and analyse the real ΔW", default: false },
+  ...CONCURRENT,
 };
 
 export type ExperimentConfig = Values<typeof EXPERIMENT>;

@@ -75,7 +75,13 @@ export interface ConcurrentRun {
  */
 export async function trainRuns(
   runs: ConcurrentRun[],
-  o: { signal?: AbortSignal; concurrentArms?: number | "auto"; note?: (line: string) => void } = {},
+  o: {
+    signal?: AbortSignal;
+    concurrentArms?: number | "auto";
+    note?: (line: string) => void;
+    /** Called when a run's files are in place, before the next pass starts. */
+    onRunDone?: (result: TrainRunResult) => void;
+  } = {},
 ): Promise<TrainRunResult[]> {
   const plans = runs.map((r) => ({ ...r, ...planRun(r.settings, r.runName) }));
   const outputDir = plans[0].outputDir;
@@ -113,6 +119,7 @@ export async function trainRuns(
             const p = plans[i];
             await commitRun(outputDir, p.staging, p.outputs, p.settings, result);
             results[i] = { ...result, ...p.outputs };
+            o.onRunDone?.(results[i]);
           },
         },
       );

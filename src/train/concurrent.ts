@@ -46,7 +46,7 @@ export interface RunSpec {
 export interface ConcurrentOptions {
   /** Aborting stops every run of the pass at the same step, each saving its checkpoint (InterruptedError). */
   signal?: AbortSignal;
-  /** Runs per pass: a number, or "auto": as many as `maxMemory` holds on a GPU, all of them on the CPU (default). */
+  /** Runs per pass: a number, or "auto" (see trainsTogether); all of them in one pass when not given. */
   concurrentArms?: number | "auto";
   /** Called when a run's folder is complete, before the next pass starts (a caller may move its files into place). */
   onRunDone?: (index: number, result: TrainResult) => void | Promise<void>;
@@ -60,6 +60,15 @@ export class RunsFailedError extends Error {
   constructor(readonly failures: { index: number; label: string; error: Error }[]) {
     super(failures.map((f) => `${f.label}: ${f.error.message}`).join("\n"));
   }
+}
+
+/**
+ * Whether `concurrentArms` trains runs together on this device. `auto` does so only on a GPU, as
+ * many as `maxMemory` holds; on the CPU runs trained together measured no faster than one after
+ * another (docs/concurrent.md), so `auto` trains them one at a time there.
+ */
+export function trainsTogether(concurrentArms: number | "auto", device: string): boolean {
+  return concurrentArms === "auto" ? device.startsWith("cuda") : concurrentArms > 1;
 }
 
 // The settings every run of a concurrent training must share, because the model and its batches do.
@@ -99,11 +108,13 @@ export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions =
   const results: TrainResult[] = [];
   const failures: RunsFailedError["failures"] = [];
   try {
-    const perPass = armsPerPass(o.concurrentArms ?? "auto", model, prepared, batch, recompute);
+    const perPass = armsPerPass(o.concurrentArms, model, prepared, batch, recompute);
     for (let start = 0; start < prepared.length; start += perPass) {
       const pass = prepared.slice(start, start + perPass);
-      o.note?.(`training ${pass.map((p) => p.label.replace(/^train /, "")).join(", ")} together over one ${first.baseModel}`);
+      const names = pass.map((p) => p.label.replace(/^train /, "")).join(", ");
+      o.note?.(`training ${names} ${pass.length > 1 ? "together over one" : "over the same"} ${first.baseModel}`);
       const arms = attach(model, pass);
+      const events = passEvents(pass);
       try {
         const outcomes = await trainLoops(
           { model, batch, recompute, dataParallel: dp },
@@ -117,7 +128,7 @@ export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions =
             fingerprint: fingerprint(LORA_TRAINING, p.s, dp),
             arm: k,
             label: p.label,
-            events: p.spec.events,
+            events: events[k],
           })),
           { signal: o.signal },
         );
@@ -214,14 +225,22 @@ function attach(model: CausalLM, pass: Prepared[]) {
 }
 
 /**
- * Runs per pass. "auto": on the CPU every run (it keeps every layer's activations anyway); on a
- * GPU as many as fit the memory budget with every layer's activations kept: what is free after the
- * model, less each run's largest micro-batch × the measured bytes a layer keeps per token × (layers
- * + 3, backward's working set as backprop.ts counts it), less its adapter and AdamW state.
+ * Runs per pass: all of them when not set; "auto": one on the CPU (trainsTogether); on a GPU as
+ * many as fit the memory budget with every layer's activations kept: what is free after the model,
+ * less each run's largest micro-batch × the measured bytes a layer keeps per token × (layers + 3,
+ * backward's working set as backprop.ts counts it), less its adapter and AdamW state.
  */
-function armsPerPass(setting: number | "auto", model: CausalLM, runs: Prepared[], batch: BatchOptions, recompute: RecomputePolicy): number {
+function armsPerPass(
+  setting: number | "auto" | undefined,
+  model: CausalLM,
+  runs: Prepared[],
+  batch: BatchOptions,
+  recompute: RecomputePolicy,
+): number {
+  if (setting === undefined) return runs.length;
   if (setting !== "auto") return Math.min(setting, runs.length);
-  if (!model.device.startsWith("cuda") || typeof recompute !== "object" || !("budgetBytes" in recompute)) return runs.length;
+  if (!trainsTogether(setting, model.device)) return 1;
+  if (typeof recompute !== "object" || !("budgetBytes" in recompute)) return runs.length;
   const widest = runs.reduce((a, b) => (targeted(model, b.lora).length > targeted(model, a.lora).length ? b : a));
   const perToken = measureWithArm(model, widest.lora);
   const device = Number(model.device.split(":")[1] ?? 0);
@@ -270,4 +289,28 @@ function measureWithArm(model: CausalLM, lora: LoraSettings): number {
     model.detachArms();
     torch.dispose([...adapters.values()].flatMap((a) => [a.lora.A, a.lora.B]));
   }
+}
+
+/**
+ * Each run's events for one pass. A sink that several runs of the pass share (the command line's
+ * progress display) follows the first of them, labelled with how many more train with it; the others
+ * only send it their notes. Their held-out losses and results are in their own logs and summaries.
+ */
+function passEvents(pass: Prepared[]): (TrainingEvents | undefined)[] {
+  return pass.map((p, k) => {
+    const e = p.spec.events;
+    if (!e) return e;
+    if (pass.findIndex((q) => q.spec.events === e) !== k) return { note: (line) => e.note?.(line) };
+    const others = pass.filter((q) => q.spec.events === e).length - 1;
+    if (others === 0) return e;
+    const label = `${p.label} and ${others} more`;
+    return {
+      phase: (phase, detail) => e.phase?.(phase, detail),
+      start: (s) => e.start?.({ ...s, label }),
+      step: (s) => e.step?.(s),
+      evaluated: (x) => e.evaluated?.(x),
+      end: () => e.end?.(),
+      note: (line) => e.note?.(line),
+    };
+  });
 }

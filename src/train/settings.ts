@@ -233,7 +233,7 @@ export const ARMS_PER_PASS: Kind<number | "auto"> = {
 export const CONCURRENT = {
   concurrentArms: setting({
     kind: ARMS_PER_PASS,
-    help: "LoRA runs trained together over one copy of the base model: n, or auto (as many as --max-memory holds; all on the CPU)",
+    help: "LoRA runs trained together over one copy of the base model: n, or auto (on a GPU as many as --max-memory holds; on the CPU one)",
     default: "auto" as number | "auto",
   }),
 };

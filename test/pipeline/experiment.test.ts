@@ -1,5 +1,6 @@
 // The experiment end to end on the embedded tiny model with a few samples: every step's files,
-// one teacher per seed, skipping done steps, refusing stale ones, and experiment files.
+// one teacher per seed, the same results with runs trained together, skipping done steps, refusing
+// stale ones, and experiment files.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -10,6 +11,7 @@ import { EXPERIMENT, type ExperimentConfig } from "../../src/pipeline/settings.j
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { defaults } from "../../src/util/settings.js";
 import { dataSubset, tempDir } from "../helpers.js";
+import { compareRunFiles } from "../train/concurrent-runs.js";
 
 const dir = tempDir("exp");
 const config: ExperimentConfig = {
@@ -24,6 +26,10 @@ const config: ExperimentConfig = {
   quiet: true,
 };
 const L = experimentLayout(config);
+// Runs trained together against alone, with BLAS threads as they are (test/train/concurrent.test.ts
+// says why they differ at all): largest relative difference of losses, and of adapter tensors (Frobenius).
+const LOSS = 1e-4;
+const ADAPTER = 1e-4;
 let lines: string[] = [];
 
 before(async () => {
@@ -67,6 +73,35 @@ test("all four steps write their files, with one teacher per seed", () => {
   assert.match(html, /<div data-spec="chart-1">/);
   assert.doesNotMatch(html, /(src|href)="https?:/);
   assert.ok(lines.some((l) => l.startsWith("step 3:")));
+});
+
+test("with concurrentArms the runs of steps 1 and 3 train together, into the same files with the losses and adapters they get alone", async (t) => {
+  const together: ExperimentConfig = { ...config, outputDir: path.join(dir, "together"), concurrentArms: 3 };
+  const T = experimentLayout(together);
+  const notes: string[] = [];
+  await runExperiment(together, [1, 2, 3, 4], { log: (l) => notes.push(l) });
+  assert.deepEqual(
+    notes.filter((l) => l.startsWith("  training ")).map((l) => l.replace(/ over .*/, "")),
+    ["  training random, random-s2 together", "  training svd, svd-s2, pissa together", "  training pissa-s2"],
+  );
+  assert.ok(([1, 2, 3, 4] as const).every((s) => stepState(together, s).done));
+  assert.deepEqual(fs.readdirSync(T.training).sort(), fs.readdirSync(L.training).sort());
+  for (const name of ["random", "random-s2", "svd", "svd-s2", "pissa", "pissa-s2"]) {
+    const files = (M: typeof L) => ({ log: M.log(name), adapter: path.join(M.adapter(name), "adapter_model.safetensors") });
+    const c = compareRunFiles(files(L), files(T));
+    t.diagnostic(
+      `${name}: losses ${c.lossesEqual ? "equal" : `within ${c.lossRel.toExponential(1)}`}, adapter ${c.adapterEqual ? "equal" : `within ${c.adapterRel.toExponential(1)}`}`,
+    );
+    assert.deepEqual(c.rows, [c.rows[0], c.rows[0]], `${name}: logs of different lengths`);
+    assert.ok(c.lossRel <= LOSS, `${name}: losses differ by ${c.lossRel} (relative)`);
+    assert.ok(c.adapterRel <= ADAPTER, `${name}: adapters differ by ${c.adapterRel} (relative Frobenius)`);
+    // The same summaries but for paths in the experiment's folder (svd's factors).
+    const [alone, shared] = [L, T].map((M) =>
+      JSON.parse(fs.readFileSync(M.summary(name), "utf8").replaceAll(together.outputDir, config.outputDir)),
+    );
+    assert.deepEqual(Object.keys(shared), Object.keys(alone));
+    assert.deepEqual(shared.identity, alone.identity, `${name}: recorded with another identity`);
+  }
 });
 
 test("done steps are skipped; a step made with other settings is refused, and force redoes it", async () => {

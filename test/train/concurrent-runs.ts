@@ -1,5 +1,5 @@
 // The three runs that test/train/concurrent.test.ts and its worker train alone and together, and
-// how two of their outputs compare.
+// how two runs' outputs compare (also the experiment's runs, test/pipeline/experiment.test.ts).
 import fs from "node:fs";
 import path from "node:path";
 import { loadSafetensors } from "../../src/hf/safetensors.js";
@@ -41,9 +41,9 @@ export interface Comparison {
   adapterRel: number;
 }
 
-const lossColumns = (dir: string) =>
+const lossColumns = (log: string) =>
   fs
-    .readFileSync(path.join(dir, "training_log.csv"), "utf8")
+    .readFileSync(log, "utf8")
     .trim()
     .split("\n")
     .slice(1)
@@ -52,9 +52,23 @@ const lossColumns = (dir: string) =>
       return [c[0], c[2], c[7]];
     });
 
+/** A run's training log and its adapter's weights file. */
+export interface RunFiles {
+  log: string;
+  adapter: string;
+}
+
+const runFolder = (dir: string): RunFiles => ({
+  log: path.join(dir, "training_log.csv"),
+  adapter: path.join(dir, "adapter", "adapter_model.safetensors"),
+});
+
 /** How run folder b's log and adapter differ from run folder a's. */
-export function compareRuns(a: string, b: string): Comparison {
-  const [la, lb] = [lossColumns(a), lossColumns(b)];
+export const compareRuns = (a: string, b: string): Comparison => compareRunFiles(runFolder(a), runFolder(b));
+
+/** How run b's log and adapter differ from run a's. */
+export function compareRunFiles(a: RunFiles, b: RunFiles): Comparison {
+  const [la, lb] = [lossColumns(a.log), lossColumns(b.log)];
   let lossRel = la.length === lb.length ? 0 : Number.POSITIVE_INFINITY;
   la.forEach((row, i) =>
     [1, 2].forEach((c) => {
@@ -63,8 +77,7 @@ export function compareRuns(a: string, b: string): Comparison {
       lossRel = Math.max(lossRel, x === y ? 0 : Math.abs(x - y) / Math.abs(x));
     }),
   );
-  const file = (dir: string) => path.join(dir, "adapter", "adapter_model.safetensors");
-  const [wa, wb] = [loadSafetensors(file(a)), loadSafetensors(file(b))];
+  const [wa, wb] = [loadSafetensors(a.adapter), loadSafetensors(b.adapter)];
   let adapterRel = wa.size === wb.size ? 0 : Number.POSITIVE_INFINITY;
   let adapterEqual = wa.size === wb.size;
   for (const [key, x] of wa) {

@@ -159,13 +159,15 @@ test("runs trained together must share the model's settings; the refusal names t
 
 test("trainRuns stages each run and moves its files into the experiment's names", async () => {
   const outputDir = path.join(dir, "experiment");
+  const done: string[] = [];
   const results = await trainRuns(
     [
       { settings: { ...base, epochs: 1, outputDir }, runName: "random" },
       { settings: { ...base, epochs: 1, outputDir, init: "pissa", seed: 2 }, runName: "pissa" },
     ],
-    { concurrentArms: "auto" },
+    { concurrentArms: 2, onRunDone: (r) => void done.push(r.runName) },
   );
+  assert.deepEqual(done, ["random", "pissa"]);
   assert.deepEqual(
     results.map((r) => r.runName),
     ["random", "pissa"],
