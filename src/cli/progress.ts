@@ -108,7 +108,7 @@ export class TrainingProgress {
   phase(text: string): void {
     if (this.stopped || this.o.quiet) return;
     if (this.bar) this.bar.update({ stats: text.slice(0, STATS_WIDTH) });
-    else this.o.stream.write(`${this.o.label ? `${this.o.label} ` : ""}${text}\n`);
+    else if (text) this.o.stream.write(`${this.o.label ? `${this.o.label} ` : ""}${text}\n`);
   }
 
   /** The loss's exponential moving average, bias-corrected as Adam's moments are (null before any loss). */

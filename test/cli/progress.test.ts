@@ -29,6 +29,15 @@ test("without a TTY, a plain line is printed every N steps and at the last step"
   ]);
 });
 
+test("without a TTY, a phase prints a line, and the return to training (an empty phase) none", () => {
+  const stream = capture();
+  const events = terminalEvents(stream);
+  events.start?.({ label: "train random", totalSteps: 4, totalEpochs: 1, startStep: 0, startTokens: 0 });
+  events.phase?.("evaluating", "held-out loss, 4 samples");
+  events.phase?.("training");
+  assert.equal(stream.text, "train random evaluating held-out loss, 4 samples…\n");
+});
+
 test("without a TTY, slow steps print a line every few seconds, and stop() prints the last state", () => {
   const stream = capture();
   const time = clock();
