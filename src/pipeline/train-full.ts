@@ -62,8 +62,9 @@ export async function trainFullRun(
 
 // ---- the baseline inside an experiment -------------------------------------------------------
 
-export function fullFinetuneLayout(experimentDir: string, rank: number) {
-  const root = path.join(experimentDir, "full_finetune");
+/** The full fine-tune of an experiment, the first seed's in full_finetune/, later ones with a suffix ("-s2"). */
+export function fullFinetuneLayout(experimentDir: string, rank: number, suffix = "") {
+  const root = path.join(experimentDir, `full_finetune${suffix}`);
   const svd = path.join(root, "svd_results");
   return {
     root,
@@ -117,10 +118,11 @@ export async function drawSpectraComparison(experimentDir: string, rank: number)
  */
 export async function fullFinetuneBaseline(
   c: ExperimentConfig,
-  o: LoopOptions & { learningRate?: number; memoryBudget?: number; log?: (line: string) => void } = {},
+  o: LoopOptions & { learningRate?: number; memoryBudget?: number; log?: (line: string) => void; seedIndex?: number } = {},
 ): Promise<{ train: TrainFullRunResult; svd: SvdOutputs; chart: string | null }> {
   const log = o.log ?? (() => {});
-  const F = fullFinetuneLayout(c.outputDir, c.loraRank);
+  const k = o.seedIndex ?? 0;
+  const F = fullFinetuneLayout(c.outputDir, c.loraRank, k === 0 ? "" : `-s${k + 1}`);
   const train = await trainFullRun(
     {
       ...pick(c, [
@@ -132,15 +134,15 @@ export async function fullFinetuneBaseline(
         "systemPrompt",
         "epochs",
         "batchSize",
-        "seed",
         "device",
         "quiet",
       ]),
+      seed: c.seed + k,
       learningRate: o.learningRate ?? FULL_TRAINING.learningRate.default,
       outputDir: F.model,
       overwrite: true,
     },
-    { signal: o.signal, events: o.events, label: "train full", memoryBudget: o.memoryBudget },
+    { signal: o.signal, events: o.events, label: `train full${k === 0 ? "" : ` (seed ${c.seed + k})`}`, memoryBudget: o.memoryBudget },
   );
   log(
     `  full fine-tune: ${train.steps} steps, ${train.seconds.toFixed(1)} s, held-out loss ${train.evalLosses[0]?.loss.toFixed(4) ?? "-"} → ${train.evalLosses.at(-1)?.loss.toFixed(4) ?? "-"}`,
@@ -158,8 +160,9 @@ export async function fullFinetuneBaseline(
   log(
     `  real ΔW at rank ${c.loraRank}: mean error ${svd.summary.relativeError.mean.toFixed(4)}, mean energy ${svd.summary.energyRatio.mean.toFixed(4)}`,
   );
-  const chart = await drawSpectraComparison(c.outputDir, c.loraRank);
-  log(chart ? `  ${chart}` : "  no synthesized teacher analysis yet (step 2): spectra chart not drawn");
+  // The spectra chart sets the first seed's real ΔW beside the first seed's teacher.
+  const chart = k === 0 ? await drawSpectraComparison(c.outputDir, c.loraRank) : null;
+  if (k === 0) log(chart ? `  ${chart}` : "  no synthesized teacher analysis yet (step 2): spectra chart not drawn");
   return { train, svd, chart };
 }
 

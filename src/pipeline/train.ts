@@ -11,6 +11,7 @@ import { readTrainingLog } from "../train/log.js";
 import type { LoopOptions } from "../train/loop.js";
 import type { LoraTrainingSettings } from "../train/settings.js";
 import { RUN_FILES, type TrainResult, trainLora } from "../train/trainer.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { commitOutputs, lockFolder, recoverCommits } from "../util/outputs.js";
 import { trainingLayout } from "./layout.js";
 
@@ -18,6 +19,17 @@ export interface TrainRunOptions extends LoopOptions {
   /** Names the run's files (default: its init). */
   runName?: string;
   dataParallel?: DataParallel;
+  /** Where the run stands in an experiment, recorded in its summary for the comparison. */
+  experiment?: ExperimentRecord;
+}
+
+/** A run's place in an experiment: its arm, and the compute it counts beside its own. */
+export interface ExperimentRecord {
+  arm: string;
+  /** Runs in the same training folder it depends on (the svd arm: its seed's random run). */
+  dependsOn: string[];
+  /** Compute outside the training folder it depends on (a teacher's synthesis and SVD, a full fine-tune). */
+  external: { what: string; tokens: number; seconds: number }[];
 }
 
 export interface TrainRunResult extends TrainResult {
@@ -59,6 +71,10 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
       // What the earlier run left stays as it was; a resume rebuilds the log from its checkpoint.
       fs.rmSync(staging, { recursive: true, force: true });
       throw e;
+    }
+    if (o.experiment) {
+      const file = path.join(staging, RUN_FILES.summary);
+      writeFileAtomic(file, `${JSON.stringify({ ...JSON.parse(fs.readFileSync(file, "utf8")), experiment: o.experiment }, null, 2)}\n`);
     }
     await drawLossCurves(path.join(staging, "loss_curves.png"), path.join(staging, RUN_FILES.log), settings, result);
     const rel = (p: string) => path.relative(outputDir, p);

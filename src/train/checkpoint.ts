@@ -27,7 +27,10 @@ export interface StepRecord {
 export interface EvalRecord {
   step: number;
   epoch: number;
+  /** Held-out loss on the test set. */
   loss: number;
+  /** Held-out loss on the validation set, when the held-out data has one. */
+  validationLoss?: number;
   /** Training tokens processed before it (cumulative). */
   tokens: number;
   elapsedS: number;

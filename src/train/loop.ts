@@ -40,8 +40,10 @@ export interface LoopJob {
   /** The trained tensors by name (the checkpoint's keys): LoRA factors, or every weight. */
   params: Map<string, Tensor>;
   train: Encoded[];
-  /** Held-out samples (none: no held-out loss). */
+  /** Held-out test samples (none: no held-out loss). */
   eval: Encoded[];
+  /** Held-out validation samples, for choosing settings (none: no validation loss). */
+  validation?: Encoded[];
   settings: LoopSettings;
   batch: { padId: number; device: string; packing: boolean };
   recompute: RecomputePolicy;
@@ -103,9 +105,11 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
 
     const evaluate = (epoch: number) => {
       if (job.eval.length === 0 || !log) return;
-      events?.phase?.("evaluating", `held-out loss, ${job.eval.length} samples`);
-      const loss = evaluateLoss(model, job.eval, { ...job.batch, batchSize: s.batchSize });
-      evals.push({ step, epoch, loss, tokens, elapsedS: elapsed() });
+      events?.phase?.("evaluating", `held-out loss, ${job.eval.length + (job.validation?.length ?? 0)} samples`);
+      const heldOut = (samples: Encoded[]) => evaluateLoss(model, samples, { ...job.batch, batchSize: s.batchSize });
+      const loss = heldOut(job.eval);
+      const validationLoss = job.validation?.length ? heldOut(job.validation) : undefined;
+      evals.push({ step, epoch, loss, ...(validationLoss === undefined ? {} : { validationLoss }), tokens, elapsedS: elapsed() });
       log.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
       events?.evaluated?.({ step, epoch, loss });
       events?.phase?.("training");

@@ -72,6 +72,12 @@ export const TRAINING = {
     aliases: ["max_eval_samples"],
     identity: "evaluation",
   }),
+  validationFraction: setting({
+    kind: num({ min: 0, below: 1 }),
+    help: "share of the held-out samples kept apart as a validation set for choosing settings (the learning rate); the rest is the test set",
+    default: 0,
+    identity: "evaluation",
+  }),
   evalSteps: setting({
     kind: int({ min: 0 }),
     help: "held-out loss every n optimizer steps as well as at each epoch's end (0: epoch ends only)",

@@ -119,7 +119,10 @@ function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
 
 interface Data {
   train: Encoded[];
+  /** Held-out test samples. */
   eval: Encoded[];
+  /** Held-out validation samples: the first validationFraction of the held-out set. */
+  validation: Encoded[];
   evalSamples: Sample[];
   truncated: number;
   dropped: number;
@@ -143,8 +146,17 @@ async function loadData(s: TrainingSettings, events: TrainingEvents | undefined)
   loadModelConfig(s.baseModel); // a bad config.json is one line before any progress output
   events?.phase?.("loading", s.baseModel);
   const train = encode(trainSamples, s.trainData, tokenizer, s);
-  const evalSet = s.evalData ? encode(evalSamples, s.evalData, tokenizer, s).encoded.slice(0, s.evalLimit) : [];
-  return { tokenizer, data: { train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped } };
+  const heldOut = s.evalData ? encode(evalSamples, s.evalData, tokenizer, s).encoded.slice(0, s.evalLimit) : [];
+  const validation = heldOut.slice(0, Math.floor(s.validationFraction * heldOut.length));
+  const data = {
+    train: train.encoded,
+    eval: heldOut.slice(validation.length),
+    validation,
+    evalSamples,
+    truncated: train.truncated,
+    dropped: train.dropped,
+  };
+  return { tokenizer, data };
 }
 
 const padIdOf = (tokenizer: HfTokenizer) => tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
@@ -177,6 +189,7 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
       params,
       train: data.train,
       eval: data.eval,
+      validation: data.validation,
       settings: s,
       batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
       recompute,
@@ -261,6 +274,7 @@ export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions 
       params,
       train: data.train,
       eval: data.eval,
+      validation: data.validation,
       settings: s,
       batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
       recompute: recomputePolicy(s),
