@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildProbabilityProblems, FAMILIES, generateProblem, problemKey, Random, solutionText } from "../data/probability/index.js";
+import { corpusProblems, Random, solutionText } from "../data/probability/index.js";
 import type { ProbabilityProblem } from "../data/probability/index.js";
 import { buildByteLevelTokenizer, writeTokenizerFiles } from "../data/tiny-tokenizer.js";
 import type { Encoded } from "../data/types.js";
@@ -44,19 +44,6 @@ export const PRETRAIN = {
 };
 
 export type PretrainOptions = Values<typeof PRETRAIN> & { signal?: AbortSignal; events?: TrainingEvents };
-
-/** Problems for the corpus; repeats are fine, the shipped train/eval questions are not. */
-export function corpusProblems(count: number, seed: number): ProbabilityProblem[] {
-  const { train, eval: held } = buildProbabilityProblems();
-  const banned = new Set([...train, ...held].flatMap((p) => [problemKey(p), p.question]));
-  const rng = new Random(seed);
-  const out: ProbabilityProblem[] = [];
-  for (let i = 0; out.length < count; i++) {
-    const p = generateProblem(rng, FAMILIES[i % FAMILIES.length]);
-    if (!banned.has(problemKey(p)) && !banned.has(p.question)) out.push(p);
-  }
-  return out;
-}
 
 export const plainText = (p: ProbabilityProblem) => `Question: ${p.question}\nAnswer: ${solutionText(p)}`;
 

@@ -45,28 +45,47 @@ export interface AccuracyResult {
   outputs: { question: string; expected: string; output: string; correct: boolean }[];
 }
 
-/** Greedy answers to each sample's prompt, checked as exact rationals against its boxed answer. */
+/**
+ * Greedy answers to each sample's prompt, checked as exact rationals against its boxed answer.
+ * Prompts are decoded batchSize at a time, grouped by length so little padding is decoded; the
+ * outputs keep the samples' order.
+ */
 export function evaluateAccuracy(
   model: CausalLM,
   tokenizer: HfTokenizer,
   samples: Sample[],
-  o: { systemPrompt?: string; maxNewTokens: number; onProgress?: (done: number, total: number) => void },
+  o: { systemPrompt?: string; maxNewTokens: number; batchSize?: number; onProgress?: (done: number, total: number) => void },
 ): AccuracyResult {
-  const result: AccuracyResult = { correct: 0, total: 0, skipped: 0, outputs: [] };
-  samples.forEach((sample, i) => {
-    if (sample.answer === undefined) {
-      result.skipped++;
-      return;
+  const checkable = samples.flatMap((sample) =>
+    sample.answer === undefined ? [] : [{ sample, prompt: encodePrompt(sample, tokenizer, { systemPrompt: o.systemPrompt }) }],
+  );
+  const byLength = checkable.map((_, i) => i).sort((a, b) => checkable[a].prompt.length - checkable[b].prompt.length);
+  const answers = new Array<number[]>(checkable.length);
+  const batchSize = o.batchSize ?? 32;
+  const padId = tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
+  model.setTraining(false);
+  try {
+    for (let start = 0; start < byLength.length; start += batchSize) {
+      const rows = byLength.slice(start, start + batchSize);
+      const outs = model.generateBatch(
+        rows.map((i) => checkable[i].prompt),
+        { maxNewTokens: o.maxNewTokens, stopTokenIds: tokenizer.stopTokenIds, padId },
+      );
+      rows.forEach((i, j) => {
+        answers[i] = outs[j];
+      });
+      o.onProgress?.(Math.min(start + batchSize, byLength.length), byLength.length);
     }
-    const prompt = encodePrompt(sample, tokenizer, { systemPrompt: o.systemPrompt });
-    const ids = model.generate(prompt, { maxNewTokens: o.maxNewTokens, stopTokenIds: tokenizer.stopTokenIds });
-    const output = tokenizer.decode(ids, { skipSpecialTokens: true });
-    const correct = checkAnswer(output, sample.answer);
-    result.total++;
+  } finally {
+    model.setTraining(true);
+  }
+  const result: AccuracyResult = { correct: 0, total: checkable.length, skipped: samples.length - checkable.length, outputs: [] };
+  checkable.forEach(({ sample }, i) => {
+    const output = tokenizer.decode(answers[i], { skipSpecialTokens: true });
+    const correct = checkAnswer(output, sample.answer!);
     if (correct) result.correct++;
     const question = sample.messages.find((m) => m.role === "user")?.content ?? "";
-    result.outputs.push({ question, expected: sample.answer, output, correct });
-    o.onProgress?.(i + 1, samples.length);
+    result.outputs.push({ question, expected: sample.answer!, output, correct });
   });
   return result;
 }

@@ -215,9 +215,15 @@ export const LORA = {
     aliases: ["lora_target"],
     identity: "training",
   }),
+  accuracyData: setting({
+    kind: text("<file>"),
+    help: "questions for the accuracy check (default: the embedded 1,000-question accuracy set with the embedded train set)",
+    aliases: ["accuracy_file"],
+    identity: "evaluation",
+  }),
   accuracySamples: setting({
     kind: int({ min: 0 }),
-    help: "after training, answer this many held-out questions by greedy decoding and check them",
+    help: "after training, answer this many accuracy questions by greedy decoding and check them (0: no accuracy check)",
     default: 0,
     identity: "evaluation",
   }),

@@ -18,7 +18,7 @@ import { loadCausalLM } from "../model/loader.js";
 import { addLora, adapterConfigFor, type LoRA, type LoraSettings, loadLora, loraWeights, pissaToLora } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
-import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../paths.js";
+import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../paths.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { describeInput } from "../util/digest.js";
@@ -87,7 +87,10 @@ export function resolveSettings<T extends TrainingSettings>(
   checkValues(schema, given);
   const s = { ...defaults(schema), ...given } as T;
   // No held-out data given: the embedded eval set goes with the embedded train set; null means none.
-  if (s.evalData === undefined && path.resolve(s.trainData) === path.resolve(EMBEDDED_TRAIN)) s.evalData = EMBEDDED_EVAL;
+  const embedded = path.resolve(s.trainData) === path.resolve(EMBEDDED_TRAIN);
+  if (s.evalData === undefined && embedded) s.evalData = EMBEDDED_EVAL;
+  if ("accuracySamples" in s && (s as Partial<LoraTrainingSettings>).accuracyData === undefined && embedded)
+    (s as Partial<LoraTrainingSettings>).accuracyData = EMBEDDED_ACCURACY;
   s.packing ??= s.device.startsWith("cuda");
   s.dtype ??= defaultDtype(s.device);
   return s;
@@ -111,6 +114,7 @@ function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
     ["trainData", s.trainData],
     ["evalData", s.evalData],
     ["svdFactors", s.svdFactors],
+    ["accuracyData", (s as Partial<LoraTrainingSettings>).accuracyData],
   ] as const)
     if (p && !fs.existsSync(p)) throw new Error(`\`${what}\` ${p}: no such file or directory`);
 }
@@ -123,7 +127,6 @@ interface Data {
   eval: Encoded[];
   /** Held-out validation samples: the first validationFraction of the held-out set. */
   validation: Encoded[];
-  evalSamples: Sample[];
   truncated: number;
   dropped: number;
 }
@@ -152,7 +155,6 @@ async function loadData(s: TrainingSettings, events: TrainingEvents | undefined)
     train: train.encoded,
     eval: heldOut.slice(validation.length),
     validation,
-    evalSamples,
     truncated: train.truncated,
     dropped: train.dropped,
   };
@@ -172,6 +174,9 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
   const recompute = recomputePolicy(s);
   const dp = o.dataParallel ?? singleProcess(s.device);
   const events = dp.isMain ? o.events : undefined;
+  if (s.accuracySamples > 0 && !s.accuracyData)
+    throw new Error("the accuracy check needs questions: give `accuracyData`, or set `accuracySamples` to 0");
+  const questions = s.accuracySamples > 0 && s.accuracyData ? loadDataset(s.accuracyData).slice(0, s.accuracySamples) : [];
   const { tokenizer, data } = await loadData(s, events);
   torch.manualSeed(s.seed);
   const model = loadCausalLM(s.baseModel, { dtype: s.dtype, device: dp.device });
@@ -202,11 +207,10 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
   );
 
   let accuracy: TrainResult["accuracy"] = null;
-  if (s.accuracySamples > 0 && data.evalSamples.length > 0 && dp.isMain) {
-    events?.phase?.("generating", `${Math.min(s.accuracySamples, data.evalSamples.length)} held-out answers`);
+  if (questions.length > 0 && dp.isMain) {
+    events?.phase?.("generating", `${questions.length} answers`);
     const t0 = performance.now();
-    model.setTraining(false);
-    const a = evaluateAccuracy(model, tokenizer, data.evalSamples.slice(0, s.accuracySamples), {
+    const a = evaluateAccuracy(model, tokenizer, questions, {
       systemPrompt: s.systemPrompt ?? undefined,
       maxNewTokens: s.maxNewTokens,
     });

@@ -7,7 +7,7 @@ import { before, test } from "node:test";
 import { experimentLayout, readExperimentFile, runExperiment, stepState } from "../../src/pipeline/experiment.js";
 import { teacherLayout } from "../../src/pipeline/layout.js";
 import { EXPERIMENT, type ExperimentConfig } from "../../src/pipeline/settings.js";
-import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
+import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { defaults } from "../../src/util/settings.js";
 import { dataSubset, tempDir } from "../helpers.js";
 
@@ -19,6 +19,7 @@ const config: ExperimentConfig = {
   outputDir: path.join(dir, "exp"),
   epochs: 1,
   learningRate: 1e-3,
+  accuracyData: dataSubset(EMBEDDED_ACCURACY, 3, dir, "accuracy.json"),
   accuracySamples: 2,
   seeds: 2,
   quiet: true,
