@@ -54,7 +54,8 @@ for (const kind of ["qwen2", "llama"]) {
   }, () => {
     const e = loadSafetensors(file);
     // The golden batch as samples: real tokens up to the first padded label of the right-padded row; targets where labels ≠ −100.
-    const [ids, labels] = [e.get("input_ids")!.toArray() as number[][], e.get("labels")!.toArray() as number[][]];
+    const rows = (name: string) => (e.get(name)!.toArray() as (number | bigint)[][]).map((r) => r.map(Number));
+    const [ids, labels] = [rows("input_ids"), rows("labels")];
     const lengths = [12, 8];
     const batch = ids.map((row, i) => ({
       ids: row.slice(0, lengths[i]),
