@@ -7,7 +7,8 @@
 // With --gpus N, one process per GPU (data-parallel as `svdlora train --gpus N`): each takes 4
 // samples of every global batch of 4·N, and the figures are for all GPUs together.
 //   node dist/bench/lora-7b.js SAMPLES.json [TARGETS] [--max-memory-gib G] [--checkpointing auto|on|off]
-//        [--no-packing] [--layers N] [--model-dir DIR] [--save-adapter DIR] [--steps N] [--epochs E] [--gpus N]
+//        [--no-packing] [--layers N] [--model-dir DIR] [--save-adapter DIR] [--steps N] [--epochs E] [--gpus N] [--batch-size B]
+// --batch-size is per process (default 4): the global batch is B × the number of processes.
 import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { parseModelConfig } from "../src/hf/config.js";
@@ -35,6 +36,7 @@ const { values: flags, positionals } = parseArgs({
     "save-adapter": { type: "string" },
     steps: { type: "string" },
     epochs: { type: "string", default: "2" },
+    "batch-size": { type: "string", default: "4" },
     gpus: { type: "string", default: "1" },
   },
 });
@@ -50,6 +52,7 @@ const targets = targetsArg.split(",");
 const budgetGib = flags["max-memory-gib"] === undefined ? undefined : Number(flags["max-memory-gib"]);
 const packing = !flags["no-packing"];
 const maxSteps = flags.steps === undefined ? Infinity : Number(flags.steps);
+const batch = Number(flags["batch-size"]);
 
 const t0 = performance.now();
 torch.manualSeed(0);
@@ -98,7 +101,7 @@ let steps = 0,
   start = 0;
 const losses: number[] = [];
 outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
-  for (let i = 0; i < encoded.length; i += 4 * dp.worldSize) {
+  for (let i = 0; i < encoded.length; i += batch * dp.worldSize) {
     if (steps >= maxSteps) break outer;
     if (epoch === 0 && steps === 3) {
       torch.cuda.synchronize();
@@ -108,7 +111,7 @@ outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
       timed = 0;
       recomputed = 0;
     }
-    const global = encoded.slice(i, i + 4 * dp.worldSize);
+    const global = encoded.slice(i, i + batch * dp.worldSize);
     const micro = rankMicroBatch(global, 1, dp, { padId: 151643, device: dp.device, packing });
     const r = optimizerStep(model, optimizer, [micro], { recompute, lr: 2e-4, dataParallel: dp });
     losses.push(r.loss);
@@ -126,6 +129,7 @@ console.log(
   JSON.stringify({
     side: "svdlora",
     gpus: dp.worldSize,
+    batch_per_gpu: batch,
     targets,
     layers: model.config.numHiddenLayers,
     budget_gib: budgetGib ?? null,
