@@ -9,7 +9,10 @@ const rows = readFileSync(process.argv[2], "utf8")
   .filter(Boolean)
   .map((l) => JSON.parse(l));
 const byName = new Map(rows.map((r) => [r.name, r.result]));
-const out = ["| run | GPUs | real tok/s | speed-up | efficiency | peak GiB (rank 0) | recomputed layers/step |", "|---|---:|---:|---:|---:|---:|---:|"];
+const out = [
+  "| run | GPUs | real tok/s | speed-up | efficiency | peak GiB (rank 0) | recomputed layers/step |",
+  "|---|---:|---:|---:|---:|---:|---:|",
+];
 for (const r of rows.filter((x) => /^(qv|all)-\d+$/.test(x.name))) {
   const [targets, n] = r.name.split("-");
   const one = byName.get(`${targets}-1`);
@@ -27,7 +30,10 @@ const curves = rows.filter((x) => x.name.startsWith("curve-"));
 if (curves.length === 2 && curves.every((c) => !c.result.error)) {
   const [a, b] = curves.map((c) => c.result.first_losses);
   const rel = a.map((x, i) => Math.abs(x - b[i]) / Math.abs(x));
-  out.push("", `Loss of the first ${a.length} steps, ${curves[0].name} vs ${curves[1].name} (same global batch): largest relative difference ${Math.max(...rel).toExponential(2)}`);
+  out.push(
+    "",
+    `Loss of the first ${a.length} steps, ${curves[0].name} vs ${curves[1].name} (same global batch): largest relative difference ${Math.max(...rel).toExponential(2)}`,
+  );
   out.push("", "| step | one GPU | all GPUs |", "|---:|---:|---:|", ...a.map((x, i) => `| ${i + 1} | ${x} | ${b[i]} |`));
 }
 console.log(out.join("\n"));

@@ -263,3 +263,12 @@ export function mergeLora(model: CausalLM): number {
   });
   return merged;
 }
+
+/** Removes every adapter from the model and frees its factors (the base weights stay as they are). */
+export function detachLora(model: CausalLM): void {
+  for (const linear of model.linears().values()) {
+    if (!linear.lora) continue;
+    torch.dispose(linear.lora.parameters());
+    linear.lora = null;
+  }
+}

@@ -29,6 +29,7 @@ import {
 import type { EvalRecord } from "../train/checkpoint.js";
 import type { TrainResult } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { accuracyFile } from "./accuracy.js";
 import { runCurves } from "./curves.js";
 import { trainingLayout } from "./layout.js";
 
@@ -249,7 +250,11 @@ export function readRuns(trainingDir: string): { runs: RunRecord[]; heldOut: Map
       tokens: (r.tokens ?? 0) + preparation.tokens + external.reduce((n, e) => n + e.tokens, 0),
       seconds: (r.seconds ?? 0) + preparation.seconds + external.reduce((n, e) => n + e.seconds, 0),
     });
-    const acc = r.accuracy ?? null;
+    // Accuracy measured after training (pipeline/accuracy.ts) if there is one, else the run's own.
+    const measured = fs.existsSync(accuracyFile(trainingDir, name))
+      ? readJson<{ correct: number; total: number; items: boolean[] }>(accuracyFile(trainingDir, name))
+      : null;
+    const acc = measured ?? r.accuracy ?? null;
     return {
       name,
       arm: s.experiment?.arm ?? s.settings.init ?? name.replace(/-s\d+$/, ""),

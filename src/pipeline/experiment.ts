@@ -12,11 +12,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { loadDataset } from "../data/dataset.js";
 import { Random } from "../data/probability/random.js";
+import { EMBEDDED_ACCURACY, EMBEDDED_TRAIN } from "../paths.js";
 import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
 import { resolveSettings } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { describeInput } from "../util/digest.js";
 import { differences, identityOf, parseConfigText, readSettings, showValue } from "../util/settings.js";
+import { measureAccuracy } from "./accuracy.js";
 import { compareRuns, writeComparison } from "./compare.js";
 import { layout, teacherLayout } from "./layout.js";
 import { writeExperimentReport } from "./report.js";
@@ -122,6 +124,11 @@ export function plan(c: ExperimentConfig, arm: string, lr: number, k: number): P
     fullFinetune: _ff,
     lrGrid: _g,
     primary: _p,
+    // Accuracy is measured after training, for the runs the comparison uses (step 4): not the runs' business.
+    accuracyData: _ad,
+    accuracySamples: _as,
+    maxNewTokens: _mn,
+    generationBatchSize: _gb,
     outputDir,
     ...shared
   } = c;
@@ -361,7 +368,15 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
       return;
     }
     case 4: {
-      const result = compareRuns(L.training, { primary: c.primary });
+      let result = compareRuns(L.training, { primary: c.primary });
+      if (c.accuracySamples > 0) {
+        const questions = c.accuracyData ?? (path.resolve(c.trainData) === path.resolve(EMBEDDED_TRAIN) ? EMBEDDED_ACCURACY : undefined);
+        if (!questions) throw new Error("the accuracy check needs questions: give `accuracyData`, or set `accuracySamples` to 0");
+        const runs = result.arms.flatMap((a) => a.runs.map((name) => ({ name, adapterDir: L.adapter(name) })));
+        log(`  accuracy on ${c.accuracySamples} questions of ${questions}: ${runs.length} runs (each arm at its learning rate)`);
+        await measureAccuracy(L.training, runs, { ...c, questions, samples: c.accuracySamples }, o.events);
+        result = compareRuns(L.training, { primary: c.primary });
+      }
       await writeComparison(L.training, result);
       await writeExperimentReport(c, L);
       log(`  ${L.comparisonReport}\n  ${L.html}`);

@@ -84,7 +84,17 @@ export const EXPERIMENT = {
     "maxMemory",
     "quiet",
   ]),
-  ...pick(LORA, ["loraRank", "loraAlpha", "loraDropout", "rslora", "targetModules", "accuracyData", "accuracySamples", "maxNewTokens"]),
+  ...pick(LORA, [
+    "loraRank",
+    "loraAlpha",
+    "loraDropout",
+    "rslora",
+    "targetModules",
+    "accuracyData",
+    "accuracySamples",
+    "maxNewTokens",
+    "generationBatchSize",
+  ]),
   outputDir: { kind: text("<dir>"), help: "experiment folder", default: "svdlora-experiment" },
   arms: {
     kind: list(oneOf(EXTRA_ARMS), { min: 0 }),

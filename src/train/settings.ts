@@ -228,6 +228,10 @@ export const LORA = {
     identity: "evaluation",
   }),
   maxNewTokens: setting({ kind: int({ min: 1 }), help: "longest generated answer", default: 384, identity: "evaluation" }),
+  generationBatchSize: setting({
+    kind: int({ min: 1 }),
+    help: "questions answered at once by greedy decoding (default 32 on the CPU, 1024 on CUDA)",
+  }),
 };
 
 export const LORA_TRAINING = { ...TRAINING, ...LORA };

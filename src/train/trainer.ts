@@ -96,6 +96,9 @@ export function resolveSettings<T extends TrainingSettings>(
   return s;
 }
 
+/** Questions decoded at once when generationBatchSize is not given: a GPU takes all of a typical accuracy set. */
+export const generationBatch = (device: string) => (device.startsWith("cuda") ? 1024 : 32);
+
 /** The layers to recompute in backward, from gradientCheckpointing and maxMemory. */
 export function recomputePolicy(s: Pick<TrainingSettings, "gradientCheckpointing" | "maxMemory" | "device">): RecomputePolicy {
   const mode = s.gradientCheckpointing ?? "auto";
@@ -213,6 +216,7 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
     const a = evaluateAccuracy(model, tokenizer, questions, {
       systemPrompt: s.systemPrompt ?? undefined,
       maxNewTokens: s.maxNewTokens,
+      batchSize: s.generationBatchSize ?? generationBatch(s.device),
     });
     accuracy = { correct: a.correct, total: a.total, seconds: (performance.now() - t0) / 1000, items: a.outputs.map((x) => x.correct) };
   }
