@@ -1,5 +1,6 @@
 // `svdlora train`: a LoRA adapter (steps 1 and 3 of docs/experiment.md), saved in PEFT format;
 // `--gpus N` starts one process per GPU.
+import path from "node:path";
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
 import { trainRun } from "../pipeline/train.js";
@@ -60,7 +61,8 @@ export function registerTrain(program: Command, cli: Cli): void {
         out(
           `${r.truncated} samples were longer than --max-length and were truncated${r.dropped ? `; ${r.dropped} of them kept no answer token and were left out` : ""}`,
         );
-      out(`adapter: ${r.adapterDir}\nlog:     ${r.logPath}\nsummary: ${r.summaryPath}\nfigure:  ${r.plotFile}`);
+      out(`adapter: ${r.adapterDir}\nlog:     ${r.logPath} (and .jsonl)\nsummary: ${r.summaryPath}\nfigure:  ${r.plotFile}`);
+      out(`watch:   tensorboard --logdir ${path.dirname(path.dirname(r.tensorboardDir))} (run tensorboard/${r.runName})`);
     } finally {
       leaveProcessGroup(dp);
     }

@@ -17,6 +17,7 @@ import { replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
 import { singleProcess } from "../train/data-parallel.js";
 import type { TrainingEvents } from "../train/events.js";
 import { trainLoop } from "../train/loop.js";
+import { runLogFiles } from "../train/run-log.js";
 import { TRAINING } from "../train/settings.js";
 import { trainEveryWeight } from "../train/trainer.js";
 import { type Values, int, num, text } from "../util/settings.js";
@@ -135,7 +136,7 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
       },
       batch: { padId: endOfText, device: o.device, packing: false },
       recompute: "none",
-      logPath: path.join(work, "pretrain_log.csv"),
+      log: runLogFiles(work, "pretrain_log"),
       checkpointDir: path.join(work, "checkpoint"),
       fingerprint: {},
       dataParallel: singleProcess(o.device),

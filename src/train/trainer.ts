@@ -1,7 +1,8 @@
 // Training runs: a LoRA adapter (trainLora) or every weight (trainFull). Each loads the model and
 // data, runs the one training loop (loop.ts) and writes its result into one folder:
 //   adapter/ (a PEFT adapter) or the model's own files (a Hugging Face model folder),
-//   training_log.csv, summary.json (the settings, the inputs' digests, the code version, the result).
+//   the run log (training_log.csv, training_log.jsonl, tensorboard/: run-log.ts),
+//   summary.json (the settings, the inputs' digests, the code version, the result).
 // Where that folder's files end up (final_model_<run>/, training_log_<run>.csv, …) is the caller's
 // choice (pipeline/train.ts). Only the main process of a data-parallel run writes.
 import fs from "node:fs";
@@ -29,6 +30,7 @@ import { type DataParallel, singleProcess } from "./data-parallel.js";
 import { evaluateAccuracy } from "./evaluate.js";
 import type { TrainingEvents } from "./events.js";
 import { type LoopOptions, type LoopResult, epochLosses, trainLoop } from "./loop.js";
+import { runLogFiles } from "./run-log.js";
 import {
   type DTYPES,
   FULL_TRAINING,
@@ -39,8 +41,8 @@ import {
   type TrainingSettings,
 } from "./settings.js";
 
-/** The files a run folder holds. */
-export const RUN_FILES = { adapter: "adapter", log: "training_log.csv", summary: "summary.json" } as const;
+/** The files a run folder holds (its log: runLogFiles). */
+export const RUN_FILES = { adapter: "adapter", summary: "summary.json" } as const;
 
 export interface RunOptions extends LoopOptions {
   /** The folder the run writes into (created); its checkpoints go to checkpointDir. */
@@ -180,7 +182,7 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
       settings: s,
       batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
       recompute,
-      logPath: dp.isMain ? path.join(o.dir, RUN_FILES.log) : null,
+      log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,
       fingerprint: fingerprint(LORA_TRAINING, s, dp),
       dataParallel: dp,
@@ -264,7 +266,7 @@ export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions 
       settings: s,
       batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
       recompute: recomputePolicy(s),
-      logPath: dp.isMain ? path.join(o.dir, RUN_FILES.log) : null,
+      log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,
       fingerprint: fingerprint(FULL_TRAINING, s, dp),
       dataParallel: dp,
