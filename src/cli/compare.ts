@@ -1,6 +1,7 @@
 // `svdlora compare` (step 4 of docs/experiment.md): every arm against the baseline, with the caveats and the files written.
 import type { Command } from "commander";
 import { compareRuns, comparisonTable, writeComparison } from "../pipeline/compare.js";
+import { checkOutputDir } from "../util/files.js";
 import { defaults, num, text } from "../util/settings.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
@@ -27,6 +28,7 @@ export function registerCompare(program: Command, cli: Cli): void {
     const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
       targetLoss?: number;
     };
+    checkOutputDir(o.trainingDir, "comparison report folder");
     const result = compareRuns(o.trainingDir, { targetLoss: o.targetLoss, baseline: o.baseline, smoothing: o.smoothing });
     println(cli.io.stdout, comparisonTable(result));
     for (const c of result.caveats) println(cli.io.stdout, `\ncaveat: ${c}`);

@@ -15,6 +15,7 @@ import { evaluateAccuracy, evaluateLoss } from "../train/evaluate.js";
 import { LORA, TRAINING } from "../train/settings.js";
 import { defaultDtype } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { checkOutputPath } from "../util/files.js";
 import { bool, defaults, int, pick, text } from "../util/settings.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
@@ -44,11 +45,7 @@ export function registerEval(program: Command, cli: Cli): void {
     };
     checkDevice(cmd, o.device);
     // The output path is checked before the evaluation, not after it.
-    if (o.output) {
-      const dir = path.dirname(path.resolve(o.output));
-      if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`--output ${o.output}: the folder ${dir} does not exist`);
-      fs.accessSync(dir, fs.constants.W_OK);
-    }
+    if (o.output) checkOutputPath(o.output, "results file");
     const baseModel = await resolveBaseModel(o.baseModel);
     const tokenizer = await loadTokenizer(baseModel);
     const samples = loadDataset(o.data).slice(0, o.limit);
@@ -85,6 +82,7 @@ export function registerEval(program: Command, cli: Cli): void {
     }
     torch.dispose([...model.namedWeights().values()]);
     if (o.output) {
+      fs.mkdirSync(path.dirname(path.resolve(o.output)), { recursive: true });
       writeFileAtomic(
         o.output,
         `${JSON.stringify({ baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy }, null, 2)}\n`,

@@ -9,6 +9,7 @@ import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
 import { resolveSettings } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { describeInput } from "../util/digest.js";
+import { checkOutputDir } from "../util/files.js";
 import { differences, identityOf, parseConfigText, readSettings, showValue } from "../util/settings.js";
 import { compareRuns, writeComparison } from "./compare.js";
 import { layout, teacherLayout } from "./layout.js";
@@ -238,6 +239,7 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
 /** Runs the given steps in order: done ones are skipped; ones made with other settings are refused unless forced. */
 export async function runExperiment(c: ExperimentConfig, steps: StepId[], o: ExperimentOptions = {}): Promise<void> {
   const log = o.log ?? (() => {});
+  checkOutputDir(c.outputDir, "experiment folder");
   fs.mkdirSync(c.outputDir, { recursive: true });
   for (const step of steps) {
     const state = stepState(c, step);

@@ -13,7 +13,8 @@ import { loadTokenizer } from "../hf/tokenizer.js";
 import { randomCausalLM } from "../model/loader.js";
 import { saveCausalLM } from "../model/save.js";
 import * as torch from "../torch/index.js";
-import { replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
+import { assertReplaceable, replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
+import { checkOutputDir } from "../util/files.js";
 import { singleProcess } from "../train/data-parallel.js";
 import type { TrainingEvents } from "../train/events.js";
 import { trainLoop } from "../train/loop.js";
@@ -62,6 +63,8 @@ export function corpusProblems(count: number, seed: number): ProbabilityProblem[
 export const plainText = (p: ProbabilityProblem) => `Question: ${p.question}\nAnswer: ${solutionText(p)}`;
 
 export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<string, unknown>> {
+  checkOutputDir(o.outputDir, "model folder");
+  assertReplaceable(o.outputDir);
   const started = Date.now();
   const problems = corpusProblems(o.samples, o.seed);
   const rng = new Random(o.seed + 1);

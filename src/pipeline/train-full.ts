@@ -16,6 +16,7 @@ import { runLogFiles } from "../train/run-log.js";
 import { FULL_TRAINING, type TrainingSettings } from "../train/settings.js";
 import { RUN_FILES, type TrainResult, trainFull } from "../train/trainer.js";
 import { stageDirectory } from "../util/atomic.js";
+import { checkOutputDir } from "../util/files.js";
 import { isOurFolder, lockFolder } from "../util/outputs.js";
 import type { ExperimentConfig } from "./experiment.js";
 import { layout, shortName } from "./layout.js";
@@ -38,6 +39,7 @@ export async function trainFullRun(
   o: LoopOptions & { memoryBudget?: number } = {},
 ): Promise<TrainFullRunResult> {
   const modelDir = settings.outputDir ?? "full_finetune/model";
+  checkOutputDir(modelDir, "fine-tuned model folder");
   const parent = path.dirname(path.resolve(modelDir));
   const lock = lockFolder(parent, `full fine-tune ${path.basename(modelDir)}`);
   try {

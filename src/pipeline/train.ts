@@ -12,6 +12,7 @@ import type { LoopOptions } from "../train/loop.js";
 import { runLogFiles } from "../train/run-log.js";
 import type { LoraTrainingSettings } from "../train/settings.js";
 import { RUN_FILES, type TrainResult, trainLora } from "../train/trainer.js";
+import { checkOutputDir } from "../util/files.js";
 import { commitOutputs, lockFolder, recoverCommits } from "../util/outputs.js";
 import { trainingLayout } from "./layout.js";
 
@@ -36,6 +37,7 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
   const outputDir = settings.outputDir ?? "training_results";
   const runName = o.runName ?? settings.init ?? "random";
   if (!/^[\w.+-]+$/.test(runName)) throw new Error(`run name ${JSON.stringify(runName)}: use letters, digits and . _ + - only`);
+  checkOutputDir(outputDir, "training folder");
   const L = trainingLayout(outputDir);
   const staging = L.staging(runName);
   const files = {
