@@ -38,12 +38,15 @@ export function registerEval(program: Command, cli: Cli): void {
     .command("eval")
     .description("held-out loss and exact-answer accuracy (greedy generation) of a model, with or without a LoRA adapter");
   addSettingFlags(cmd, SCHEMA).action(async () => {
-    const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
+    const given = givenSettings(cmd, SCHEMA);
+    const o = { ...defaults(SCHEMA), ...given } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
       adapter?: string;
       limit?: number;
       output?: string;
     };
     checkDevice(cmd, o.device);
+    if (!o.generate && given.maxNewTokens !== undefined)
+      throw new Error("--max-new-tokens bounds generated answers, and --no-generate turns generation off: drop one of them");
     // The output path is checked before the evaluation, not after it.
     if (o.output) checkOutputPath(o.output, "results file");
     const baseModel = await resolveBaseModel(o.baseModel);

@@ -8,6 +8,9 @@ import { type Schema, type SettingError, flagName, parseConfigText, readSettings
 
 const schemas = new WeakMap<Command, Schema>();
 
+/** A flag's value "none" (null): commander would turn a null from a parser into "", so it travels as this. */
+const NONE = Symbol("none");
+
 /** The schema a command's flags came from (to name flags in error messages). */
 export const schemaOf = (cmd: Command | null): Schema => (cmd && schemas.get(cmd)) ?? {};
 
@@ -30,7 +33,7 @@ export function addSettingFlags(cmd: Command, schema: Schema): Command {
       new Option(`--${flag} ${s.kind.placeholder}`, `${s.help}${shown}`).argParser((text: string) => {
         const v = s.kind.fromText(text);
         if (v === undefined) throw new InvalidArgumentError(`expected ${s.kind.expected}, got ${JSON.stringify(text)}`);
-        return v;
+        return v === null ? NONE : v;
       }),
     );
     // A setting that may be null (e.g. no system prompt) also has --no-x.
@@ -50,7 +53,7 @@ export function flagValues<S extends Schema>(cmd: Command, schema: S): Record<st
     if (cmd.getOptionValueSource(attribute) !== "cli") continue;
     const v = opts[attribute];
     // --no-x for a nullable setting reads as false: it means "none".
-    out[key] = v === false && s.kind.placeholder !== null ? null : v;
+    out[key] = v === NONE || (v === false && s.kind.placeholder !== null) ? null : v;
   }
   return out;
 }
@@ -82,6 +85,14 @@ export function checkDevice(cmd: Command, device: string | undefined): void {
   const file = cmd.opts().config as string | undefined;
   const where = file && cmd.getOptionValueSource("device") !== "cli" ? `${file}: device` : "--device";
   throw new Error(`${where} ${device}: ${problem}`);
+}
+
+/** `maxNewTokens` bounds only the answers of `accuracySamples`: given without them, it would do nothing. */
+export function refuseUnusedMaxNewTokens(given: Record<string, unknown>, accuracySamples = given.accuracySamples): void {
+  if (given.maxNewTokens !== undefined && !accuracySamples)
+    throw new Error(
+      "`maxNewTokens` bounds the answers generated for `accuracySamples`, and none are asked for: add `accuracySamples` N, or drop `maxNewTokens`",
+    );
 }
 
 /** A setting's name as the user knows it: its flag (or its config key when it has no flag). */

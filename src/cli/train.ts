@@ -12,7 +12,7 @@ import { withInterrupts } from "./interrupt.js";
 import { println } from "./io.js";
 import { LaunchError, launchWorkers } from "./launch.js";
 import { terminalEvents } from "./progress.js";
-import { addSettingFlags, checkDevice, givenSettings } from "./settings.js";
+import { addSettingFlags, checkDevice, givenSettings, refuseUnusedMaxNewTokens } from "./settings.js";
 
 export function registerTrain(program: Command, cli: Cli): void {
   const cmd = program
@@ -25,6 +25,7 @@ export function registerTrain(program: Command, cli: Cli): void {
     checkDevice(cmd, device);
     if (given.svdFactors !== undefined && given.init !== "svd")
       throw new Error("--svd-factors is used only with --init svd: add --init svd, or drop --svd-factors");
+    refuseUnusedMaxNewTokens(given);
     if (given.baseModel !== undefined) given.baseModel = await resolveBaseModel(given.baseModel as string);
     const gpus = (given.gpus as number | undefined) ?? 1;
     // The launcher starts one worker per GPU with this same command line; each joins the group.

@@ -240,6 +240,7 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
 export async function runExperiment(c: ExperimentConfig, steps: StepId[], o: ExperimentOptions = {}): Promise<void> {
   const log = o.log ?? (() => {});
   checkOutputDir(c.outputDir, "experiment folder");
+  resolveSettings(LORA_TRAINING, runSettings(c, "random", 0)); // refuses settings without effect before any step
   fs.mkdirSync(c.outputDir, { recursive: true });
   for (const step of steps) {
     const state = stepState(c, step);

@@ -14,7 +14,7 @@ import { type ReportSection, saveChart, spectraChart } from "../report/index.js"
 import type { LoopOptions } from "../train/loop.js";
 import { runLogFiles } from "../train/run-log.js";
 import { FULL_TRAINING, type TrainingSettings } from "../train/settings.js";
-import { RUN_FILES, type TrainResult, trainFull } from "../train/trainer.js";
+import { RUN_FILES, type TrainResult, resolveSettings, trainFull } from "../train/trainer.js";
 import { stageDirectory } from "../util/atomic.js";
 import { checkOutputDir } from "../util/files.js";
 import { isOurFolder, lockFolder } from "../util/outputs.js";
@@ -40,6 +40,7 @@ export async function trainFullRun(
 ): Promise<TrainFullRunResult> {
   const modelDir = settings.outputDir ?? "full_finetune/model";
   checkOutputDir(modelDir, "fine-tuned model folder");
+  resolveSettings(FULL_TRAINING, settings); // bad values and combinations are refused before the folder is touched
   const parent = path.dirname(path.resolve(modelDir));
   const lock = lockFolder(parent, `full fine-tune ${path.basename(modelDir)}`);
   try {

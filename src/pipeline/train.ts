@@ -10,8 +10,8 @@ import type { DataParallel } from "../train/data-parallel.js";
 import { readTrainingLog } from "../train/log.js";
 import type { LoopOptions } from "../train/loop.js";
 import { runLogFiles } from "../train/run-log.js";
-import type { LoraTrainingSettings } from "../train/settings.js";
-import { RUN_FILES, type TrainResult, trainLora } from "../train/trainer.js";
+import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
+import { RUN_FILES, type TrainResult, resolveSettings, trainLora } from "../train/trainer.js";
 import { checkOutputDir } from "../util/files.js";
 import { commitOutputs, lockFolder, recoverCommits } from "../util/outputs.js";
 import { trainingLayout } from "./layout.js";
@@ -38,6 +38,7 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
   const runName = o.runName ?? settings.init ?? "random";
   if (!/^[\w.+-]+$/.test(runName)) throw new Error(`run name ${JSON.stringify(runName)}: use letters, digits and . _ + - only`);
   checkOutputDir(outputDir, "training folder");
+  resolveSettings(LORA_TRAINING, settings); // bad values and combinations are refused before the folder is touched
   const L = trainingLayout(outputDir);
   const staging = L.staging(runName);
   const files = {

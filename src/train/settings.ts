@@ -220,10 +220,24 @@ export const LORA = {
 
 export const LORA_TRAINING = { ...TRAINING, ...LORA };
 
-/** A full fine-tune's settings: a smaller default learning rate than LoRA's. */
+/** A full fine-tune keeps float32 weights: AdamW on bfloat16 ones loses small updates, and ΔW is what is after. */
+const FULL_DTYPE = "float32: a full fine-tune keeps float32 weights (AdamW on bfloat16 ones loses small updates)";
+
+/** A full fine-tune's settings: a smaller default learning rate than LoRA's, float32 weights only. */
 export const FULL_TRAINING = {
   ...TRAINING,
   learningRate: { ...TRAINING.learningRate, default: 1e-4 },
+  dtype: setting({
+    ...TRAINING.dtype,
+    kind: { ...oneOf(["float32"] as const, "<dtype>"), expected: FULL_DTYPE } as Kind<(typeof DTYPES)[number]>,
+    help: "weights dtype: always float32 for a full fine-tune",
+    default: "float32",
+    aliases: ["bf16", "fp16"].map((name) => ({
+      name,
+      map: (v: unknown) => (v === false ? "float32" : undefined),
+      expected: `false (${FULL_DTYPE})`,
+    })),
+  }),
   outputDir: {
     ...TRAINING.outputDir,
     help: "the fine-tuned model folder (float32 weights, tokenizer, training_log.csv, summary.json)",

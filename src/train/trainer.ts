@@ -81,7 +81,10 @@ export interface TrainResult {
 
 export const defaultDtype = (device: string): (typeof DTYPES)[number] => (device.startsWith("cuda") ? "bfloat16" : "float32");
 
-/** Settings with defaults filled in and the values that follow from others resolved (held-out data, packing, dtype). */
+/**
+ * Settings with defaults filled in and the values that follow from others resolved (held-out
+ * data, packing, dtype); bad values, and settings that would have no effect together, are refused.
+ */
 export function resolveSettings<T extends TrainingSettings>(
   schema: typeof TRAINING | typeof LORA_TRAINING | typeof FULL_TRAINING,
   given: Partial<T>,
@@ -92,6 +95,7 @@ export function resolveSettings<T extends TrainingSettings>(
   if (s.evalData === undefined && path.resolve(s.trainData) === path.resolve(EMBEDDED_TRAIN)) s.evalData = EMBEDDED_EVAL;
   s.packing ??= s.device.startsWith("cuda");
   s.dtype ??= defaultDtype(s.device);
+  checkCombination(s);
   return s;
 }
 
@@ -105,6 +109,25 @@ export function recomputePolicy(s: Pick<TrainingSettings, "gradientCheckpointing
   if (!card) throw new Error(`device ${s.device}: no such GPU (${torch.cuda.deviceCount()} found)`);
   const budgetGib = s.maxMemory ?? (0.9 * card.totalMemory) / 2 ** 30;
   return { budgetBytes: budgetGib * 2 ** 30 };
+}
+
+/** Refuses, in one line, settings that would have no effect in this combination. */
+function checkCombination(s: TrainingSettings & { accuracySamples?: number }): void {
+  const needsEval = (key: string, what: string) =>
+    new Error(`\`${key}\` ${what}, but there is no held-out data: give \`evalData\`, or drop \`${key}\``);
+  if (!s.evalData) {
+    if (s.evalSteps > 0) throw needsEval("evalSteps", "sets how often the held-out loss is measured");
+    if (s.evalLimit !== undefined) throw needsEval("evalLimit", "limits the held-out samples");
+    if ((s.accuracySamples ?? 0) > 0) throw needsEval("accuracySamples", "answers held-out questions");
+  }
+  if (s.maxMemory !== undefined && !s.device.startsWith("cuda"))
+    throw new Error(`\`maxMemory\` is a GPU memory budget: it has no effect with \`device\` ${s.device}; drop it`);
+  if (s.maxMemory !== undefined && s.gradientCheckpointing !== "auto")
+    throw new Error(
+      `\`maxMemory\` decides how many layers \`gradientCheckpointing\` auto recomputes: with ${s.gradientCheckpointing} it has no effect; drop one of them`,
+    );
+  if (s.resume && s.overwrite)
+    throw new Error("`resume` continues the run's checkpoint and `overwrite` starts the run afresh: give one of them");
 }
 
 function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
@@ -245,7 +268,7 @@ export const FULL_FINETUNE_BYTES_PER_PARAM = 16;
 
 /** Trains every weight (fp32 AdamW); writes a complete Hugging Face model folder, training_log.csv and summary.json into o.dir. */
 export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions & { memoryBudget?: number }): Promise<TrainResult> {
-  const s = resolveSettings<TrainingSettings>(FULL_TRAINING, { ...given, dtype: "float32" });
+  const s = resolveSettings<TrainingSettings>(FULL_TRAINING, given);
   checkInputs(s);
   const dp = o.dataParallel ?? singleProcess(s.device);
   const events = dp.isMain ? o.events : undefined;
