@@ -4,6 +4,7 @@
 import fs from "node:fs";
 import { deviceProblem } from "./args.js";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { NO_SETTING } from "../train/settings.js";
 import { type Schema, type SettingError, flagName, parseConfigText, readSettings } from "../util/settings.js";
 
 const schemas = new WeakMap<Command, Schema>();
@@ -69,7 +70,7 @@ export function readConfigFile<S extends Schema>(file: string, schema: S): Recor
     if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new Error(`${file}: no such config file`);
     throw e;
   }
-  return readSettings(schema, parseConfigText(text, file), file);
+  return readSettings(schema, parseConfigText(text, file), file, NO_SETTING);
 }
 
 /** Defaults < config file (--config) < flags: the settings given, by key. */

@@ -5,7 +5,7 @@
 // from the teacher synthesized from the random run of seed k.
 import fs from "node:fs";
 import path from "node:path";
-import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
+import { LORA_TRAINING, type LoraTrainingSettings, NO_SETTING } from "../train/settings.js";
 import { resolveSettings } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { describeInput } from "../util/digest.js";
@@ -24,7 +24,7 @@ export { EXPERIMENT, type ExperimentConfig };
 
 /** Reads a JSON or YAML experiment file: every name must be a setting (or its Hugging Face / LLaMA-Factory spelling). */
 export function readExperimentFile(text: string, file: string): Partial<ExperimentConfig> {
-  return readSettings(EXPERIMENT, parseConfigText(text, file), file);
+  return readSettings(EXPERIMENT, parseConfigText(text, file), file, NO_SETTING);
 }
 
 export type StepId = 1 | 2 | 3 | 4;
