@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { compareRuns, renderComparisonReport, writeComparison } from "../pipeline/compare.js";
 import { COMPARISON } from "../pipeline/settings.js";
+import { checkOutputDir } from "../util/files.js";
 import { defaults, text } from "../util/settings.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
@@ -22,6 +23,7 @@ export function registerCompare(program: Command, cli: Cli): void {
     const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
       targetLoss?: number;
     };
+    checkOutputDir(o.trainingDir, "comparison report folder");
     const result = compareRuns(o.trainingDir, { baseline: o.baseline, primary: o.primary, targetLoss: o.targetLoss });
     const paths = await writeComparison(o.trainingDir, result);
     println(cli.io.stdout, renderComparisonReport(result));

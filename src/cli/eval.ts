@@ -15,6 +15,7 @@ import { evaluateAccuracy, evaluateLoss } from "../train/evaluate.js";
 import { LORA, TRAINING } from "../train/settings.js";
 import { defaultDtype } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { checkOutputPath } from "../util/files.js";
 import { bool, defaults, int, pick, text } from "../util/settings.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
@@ -37,18 +38,17 @@ export function registerEval(program: Command, cli: Cli): void {
     .command("eval")
     .description("held-out loss and exact-answer accuracy (greedy generation) of a model, with or without a LoRA adapter");
   addSettingFlags(cmd, SCHEMA).action(async () => {
-    const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
+    const given = givenSettings(cmd, SCHEMA);
+    const o = { ...defaults(SCHEMA), ...given } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
       adapter?: string;
       limit?: number;
       output?: string;
     };
     checkDevice(cmd, o.device);
+    if (!o.generate && given.maxNewTokens !== undefined)
+      throw new Error("--max-new-tokens bounds generated answers, and --no-generate turns generation off: drop one of them");
     // The output path is checked before the evaluation, not after it.
-    if (o.output) {
-      const dir = path.dirname(path.resolve(o.output));
-      if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`--output ${o.output}: the folder ${dir} does not exist`);
-      fs.accessSync(dir, fs.constants.W_OK);
-    }
+    if (o.output) checkOutputPath(o.output, "results file");
     const baseModel = await resolveBaseModel(o.baseModel);
     const tokenizer = await loadTokenizer(baseModel);
     const samples = loadDataset(o.data).slice(0, o.limit);
@@ -85,6 +85,7 @@ export function registerEval(program: Command, cli: Cli): void {
     }
     torch.dispose([...model.namedWeights().values()]);
     if (o.output) {
+      fs.mkdirSync(path.dirname(path.resolve(o.output)), { recursive: true });
       writeFileAtomic(
         o.output,
         `${JSON.stringify({ baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy }, null, 2)}\n`,

@@ -1,5 +1,6 @@
 // `svdlora train`: a LoRA adapter (steps 1 and 3 of docs/experiment.md), saved in PEFT format;
 // `--gpus N` starts one process per GPU.
+import path from "node:path";
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
 import { trainRun } from "../pipeline/train.js";
@@ -11,7 +12,7 @@ import { withInterrupts } from "./interrupt.js";
 import { println } from "./io.js";
 import { LaunchError, launchWorkers } from "./launch.js";
 import { terminalEvents } from "./progress.js";
-import { addSettingFlags, checkDevice, givenSettings } from "./settings.js";
+import { addSettingFlags, checkDevice, givenSettings, refuseUnusedMaxNewTokens } from "./settings.js";
 
 export function registerTrain(program: Command, cli: Cli): void {
   const cmd = program
@@ -24,6 +25,7 @@ export function registerTrain(program: Command, cli: Cli): void {
     checkDevice(cmd, device);
     if (given.svdFactors !== undefined && given.init !== "svd")
       throw new Error("--svd-factors is used only with --init svd: add --init svd, or drop --svd-factors");
+    refuseUnusedMaxNewTokens(given);
     if (given.baseModel !== undefined) given.baseModel = await resolveBaseModel(given.baseModel as string);
     const gpus = (given.gpus as number | undefined) ?? 1;
     // The launcher starts one worker per GPU with this same command line; each joins the group.
@@ -60,7 +62,8 @@ export function registerTrain(program: Command, cli: Cli): void {
         out(
           `${r.truncated} samples were longer than --max-length and were truncated${r.dropped ? `; ${r.dropped} of them kept no answer token and were left out` : ""}`,
         );
-      out(`adapter: ${r.adapterDir}\nlog:     ${r.logPath}\nsummary: ${r.summaryPath}\nfigure:  ${r.plotFile}`);
+      out(`adapter: ${r.adapterDir}\nlog:     ${r.logPath} (and .jsonl)\nsummary: ${r.summaryPath}\nfigure:  ${r.plotFile}`);
+      out(`watch:   tensorboard --logdir ${path.dirname(path.dirname(r.tensorboardDir))} (run tensorboard/${r.runName})`);
     } finally {
       leaveProcessGroup(dp);
     }

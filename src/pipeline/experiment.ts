@@ -13,10 +13,11 @@ import path from "node:path";
 import { loadDataset } from "../data/dataset.js";
 import { Random } from "../data/probability/random.js";
 import { EMBEDDED_ACCURACY, EMBEDDED_TRAIN } from "../paths.js";
-import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
+import { LORA_TRAINING, type LoraTrainingSettings, NO_SETTING } from "../train/settings.js";
 import { resolveSettings } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { describeInput } from "../util/digest.js";
+import { checkOutputDir } from "../util/files.js";
 import { differences, identityOf, parseConfigText, readSettings, showValue } from "../util/settings.js";
 import { measureAccuracy } from "./accuracy.js";
 import { compareRuns, writeComparison } from "./compare.js";
@@ -32,7 +33,7 @@ export { EXPERIMENT, type ExperimentConfig };
 
 /** Reads a JSON or YAML experiment file: every name must be a setting (or its Hugging Face / LLaMA-Factory spelling). */
 export function readExperimentFile(text: string, file: string): Partial<ExperimentConfig> {
-  return readSettings(EXPERIMENT, parseConfigText(text, file), file);
+  return readSettings(EXPERIMENT, parseConfigText(text, file), file, NO_SETTING);
 }
 
 export type StepId = 1 | 2 | 3 | 4;
@@ -388,6 +389,8 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
 /** Runs the given steps in order: done ones are skipped; ones made with other settings are refused unless forced. */
 export async function runExperiment(c: ExperimentConfig, steps: StepId[], o: ExperimentOptions = {}): Promise<void> {
   const log = o.log ?? (() => {});
+  checkOutputDir(c.outputDir, "experiment folder");
+  resolveSettings(LORA_TRAINING, plan(c, "random", learningRates(c)[0], 0).settings); // refuses settings without effect before any step
   fs.mkdirSync(c.outputDir, { recursive: true });
   for (const step of steps) {
     const state = stepState(c, step);

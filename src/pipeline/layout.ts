@@ -8,6 +8,9 @@ export function trainingLayout(training: string) {
     plots: path.join(training, "plots"),
     adapter: (run: string) => path.join(training, `final_model_${run}`),
     log: (run: string) => path.join(training, `training_log_${run}.csv`),
+    jsonl: (run: string) => path.join(training, `training_log_${run}.jsonl`),
+    /** Each run in its own folder, so that `tensorboard --logdir <training>` shows every run. */
+    tensorboard: (run: string) => path.join(training, "tensorboard", run),
     summary: (run: string) => path.join(training, `train_summary_${run}.json`),
     lossPlot: (run: string) => path.join(training, "plots", `loss_curves_${run}.png`),
     checkpoint: (run: string) => path.join(training, "checkpoints", run),

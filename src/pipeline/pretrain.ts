@@ -13,10 +13,12 @@ import { loadTokenizer } from "../hf/tokenizer.js";
 import { randomCausalLM } from "../model/loader.js";
 import { saveCausalLM } from "../model/save.js";
 import * as torch from "../torch/index.js";
-import { replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
+import { assertReplaceable, replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
+import { checkOutputDir } from "../util/files.js";
 import { singleProcess } from "../train/data-parallel.js";
 import type { TrainingEvents } from "../train/events.js";
 import { trainLoop } from "../train/loop.js";
+import { runLogFiles } from "../train/run-log.js";
 import { TRAINING } from "../train/settings.js";
 import { trainEveryWeight } from "../train/trainer.js";
 import { type Values, int, num, text } from "../util/settings.js";
@@ -48,6 +50,8 @@ export type PretrainOptions = Values<typeof PRETRAIN> & { signal?: AbortSignal; 
 export const plainText = (p: ProbabilityProblem) => `Question: ${p.question}\nAnswer: ${solutionText(p)}`;
 
 export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<string, unknown>> {
+  checkOutputDir(o.outputDir, "model folder");
+  assertReplaceable(o.outputDir);
   const started = Date.now();
   const problems = corpusProblems(o.samples, o.seed);
   const rng = new Random(o.seed + 1);
@@ -122,7 +126,7 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
       },
       batch: { padId: endOfText, device: o.device, packing: false },
       recompute: "none",
-      logPath: path.join(work, "pretrain_log.csv"),
+      log: runLogFiles(work, "pretrain_log"),
       checkpointDir: path.join(work, "checkpoint"),
       fingerprint: {},
       dataParallel: singleProcess(o.device),

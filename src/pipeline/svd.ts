@@ -9,7 +9,8 @@ import { loadSynthesizedDelta } from "../hf/synthesized-delta.js";
 import { type DeltaSource, type FactorSplit, type SvdFactors, svdInitFactors } from "../lowrank/index.js";
 import { saveChart, svdAnalysisChart } from "../report/index.js";
 import * as torch from "../torch/index.js";
-import { writeFileAtomic } from "../util/atomic.js";
+import { assertReplaceable, writeFileAtomic } from "../util/atomic.js";
+import { checkOutputDir } from "../util/files.js";
 import { shortName } from "./layout.js";
 import { loraDeltas } from "./synthesize.js";
 
@@ -150,6 +151,8 @@ function report(factors: SvdFactors, o: SvdStepOptions, summary: SvdSummary, sou
 }
 
 export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
+  checkOutputDir(o.outputDir, "SVD results folder");
+  assertReplaceable(path.join(o.outputDir, `svd_factors_rank${o.rank}`));
   const started = performance.now();
   const { deltas, source, release } = loadDeltas(o);
   let factors: SvdFactors;

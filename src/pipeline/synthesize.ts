@@ -15,6 +15,7 @@ import {
 import { saveChart, synthesisChart } from "../report/index.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { checkOutputDir } from "../util/files.js";
 import { shortName } from "./layout.js";
 
 export interface SynthesizeOptions {
@@ -45,6 +46,7 @@ export function loraDeltas(config: LoraAdapterConfig, weights: LoraWeights): Map
 }
 
 export async function synthesizeStep(o: SynthesizeOptions): Promise<SynthesizeOutputs> {
+  checkOutputDir(o.outputDir, "teacher folder");
   if (!fs.existsSync(o.loraAdapter))
     throw new Error(`--lora-adapter ${o.loraAdapter}: no such directory (train the baseline first: svdlora train --init random)`);
   const started = performance.now();

@@ -3,7 +3,8 @@
 //
 // Layout under an experiment directory:
 //   full_finetune/model/                          the fine-tuned model (HF directory, float32),
-//                                                 with training_log_full.csv and train_full_summary.json
+//                                                 with its run log (training_log.csv, .jsonl,
+//                                                 tensorboard/) and summary.json
 //   full_finetune/svd_results/                    svdStep on ΔW (svd_analysis_rank{r}.json, factors, …)
 //   full_finetune/spectra_real_vs_synthesized.png real vs synthesized spectra (when the teacher exists)
 import fs from "node:fs";
@@ -11,9 +12,11 @@ import path from "node:path";
 import { targetNames } from "../hf/peft.js";
 import { type ReportSection, saveChart, spectraChart } from "../report/index.js";
 import type { LoopOptions } from "../train/loop.js";
+import { runLogFiles } from "../train/run-log.js";
 import { FULL_TRAINING, type TrainingSettings } from "../train/settings.js";
-import { RUN_FILES, type TrainResult, trainFull } from "../train/trainer.js";
+import { RUN_FILES, type TrainResult, resolveSettings, trainFull } from "../train/trainer.js";
 import { stageDirectory } from "../util/atomic.js";
+import { checkOutputDir } from "../util/files.js";
 import { isOurFolder, lockFolder } from "../util/outputs.js";
 import type { ExperimentConfig } from "./experiment.js";
 import { layout, shortName } from "./layout.js";
@@ -27,14 +30,17 @@ export interface TrainFullRunResult extends TrainResult {
 
 /**
  * A full-parameter fine-tune (fp32 AdamW) into settings.outputDir: a complete Hugging Face model
- * folder, with its training_log.csv and summary.json, that replaces an earlier one (svdlora's
- * only, and only with overwrite) when it is whole. Checkpoints go beside it, in checkpoints/<name>.
+ * folder, with its run log (training_log.csv, .jsonl, tensorboard/) and summary.json, that
+ * replaces an earlier one (svdlora's only, and only with overwrite) when it is whole.
+ * Checkpoints go beside it, in checkpoints/<name>.
  */
 export async function trainFullRun(
   settings: Partial<TrainingSettings>,
   o: LoopOptions & { memoryBudget?: number } = {},
 ): Promise<TrainFullRunResult> {
   const modelDir = settings.outputDir ?? "full_finetune/model";
+  checkOutputDir(modelDir, "fine-tuned model folder");
+  resolveSettings(FULL_TRAINING, settings); // bad values and combinations are refused before the folder is touched
   const parent = path.dirname(path.resolve(modelDir));
   const lock = lockFolder(parent, `full fine-tune ${path.basename(modelDir)}`);
   try {
@@ -48,7 +54,7 @@ export async function trainFullRun(
       return {
         ...result,
         modelDir: path.resolve(modelDir),
-        logPath: path.join(path.resolve(modelDir), RUN_FILES.log),
+        logPath: runLogFiles(path.resolve(modelDir)).csv,
         summaryPath: path.join(path.resolve(modelDir), RUN_FILES.summary),
       };
     } catch (e) {

@@ -1,6 +1,6 @@
 // Steps 1 and 3 (docs/experiment.md): one LoRA training run into a training folder, under the
-// names the experiment uses (layout.ts: final_model_<run>/, training_log_<run>.csv,
-// train_summary_<run>.json, plots/loss_curves_<run>.png). The run writes into a staging folder;
+// names the experiment uses (layout.ts: final_model_<run>/, training_log_<run>.csv and .jsonl,
+// tensorboard/<run>/, train_summary_<run>.json, plots/loss_curves_<run>.png). The run writes into a staging folder;
 // its files replace an earlier run's only at the end, all together (util/outputs.ts), and only
 // when that earlier run is svdlora's and replacing it was asked for.
 import fs from "node:fs";
@@ -9,8 +9,10 @@ import { lossCurvesChart, saveChart, svgPathFor } from "../report/index.js";
 import type { DataParallel } from "../train/data-parallel.js";
 import { readTrainingLog } from "../train/log.js";
 import type { LoopOptions } from "../train/loop.js";
-import type { LoraTrainingSettings } from "../train/settings.js";
-import { RUN_FILES, type TrainResult, trainLora } from "../train/trainer.js";
+import { runLogFiles } from "../train/run-log.js";
+import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
+import { RUN_FILES, type TrainResult, resolveSettings, trainLora } from "../train/trainer.js";
+import { checkOutputDir } from "../util/files.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { commitOutputs, lockFolder, recoverCommits } from "../util/outputs.js";
 import { trainingLayout } from "./layout.js";
@@ -36,6 +38,8 @@ export interface TrainRunResult extends TrainResult {
   runName: string;
   adapterDir: string;
   logPath: string;
+  jsonlPath: string;
+  tensorboardDir: string;
   summaryPath: string;
   plotFile: string;
 }
@@ -45,15 +49,19 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
   const outputDir = settings.outputDir ?? "training_results";
   const runName = o.runName ?? settings.init ?? "random";
   if (!/^[\w.+-]+$/.test(runName)) throw new Error(`run name ${JSON.stringify(runName)}: use letters, digits and . _ + - only`);
+  checkOutputDir(outputDir, "training folder");
+  resolveSettings(LORA_TRAINING, settings); // bad values and combinations are refused before the folder is touched
   const L = trainingLayout(outputDir);
   const staging = L.staging(runName);
-  const outputs = {
-    runName,
+  const files = {
     adapterDir: L.adapter(runName),
     logPath: L.log(runName),
+    jsonlPath: L.jsonl(runName),
+    tensorboardDir: L.tensorboard(runName),
     summaryPath: L.summary(runName),
     plotFile: L.lossPlot(runName),
   };
+  const outputs = { runName, ...files };
   const run = { dir: staging, checkpointDir: L.checkpoint(runName), ...o };
   if (o.dataParallel && !o.dataParallel.isMain) return { ...(await trainLora(settings, run)), ...outputs }; // the main process writes
 
@@ -61,7 +69,7 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
   if (lock.tookOverFrom) o.events?.note?.(`took over ${outputDir}'s lock from process ${lock.tookOverFrom.pid}, which is gone`);
   try {
     recoverCommits(outputDir);
-    checkReplaceable(runName, outputs, run.checkpointDir, Boolean(settings.overwrite), Boolean(settings.resume));
+    checkReplaceable(runName, files, run.checkpointDir, Boolean(settings.overwrite), Boolean(settings.resume));
     fs.rmSync(staging, { recursive: true, force: true });
     fs.mkdirSync(staging, { recursive: true });
     let result: TrainResult;
@@ -76,11 +84,14 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
       const file = path.join(staging, RUN_FILES.summary);
       writeFileAtomic(file, `${JSON.stringify({ ...JSON.parse(fs.readFileSync(file, "utf8")), experiment: o.experiment }, null, 2)}\n`);
     }
-    await drawLossCurves(path.join(staging, "loss_curves.png"), path.join(staging, RUN_FILES.log), settings, result);
+    const log = runLogFiles(staging);
+    await drawLossCurves(path.join(staging, "loss_curves.png"), log.csv, settings, result);
     const rel = (p: string) => path.relative(outputDir, p);
     commitOutputs(outputDir, runName, [
       { from: rel(path.join(staging, RUN_FILES.adapter)), to: rel(outputs.adapterDir) },
-      { from: rel(path.join(staging, RUN_FILES.log)), to: rel(outputs.logPath) },
+      { from: rel(log.csv), to: rel(outputs.logPath) },
+      { from: rel(log.jsonl), to: rel(outputs.jsonlPath) },
+      { from: rel(log.tensorboard), to: rel(outputs.tensorboardDir) },
       { from: rel(path.join(staging, "loss_curves.png")), to: rel(outputs.plotFile) },
       { from: rel(path.join(staging, "loss_curves.svg")), to: rel(svgPathFor(outputs.plotFile)) },
       // The summary last: it is what says the run is complete.
@@ -100,20 +111,20 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
  */
 function checkReplaceable(
   runName: string,
-  outputs: { adapterDir: string; logPath: string; summaryPath: string; plotFile: string },
+  files: Omit<TrainRunResult, keyof TrainResult | "runName">,
   checkpointDir: string,
   overwrite: boolean,
   resume: boolean,
 ): void {
-  const present = [outputs.adapterDir, outputs.logPath, outputs.plotFile, outputs.summaryPath].filter((p) => fs.existsSync(p));
-  const owned = fs.existsSync(outputs.summaryPath) && madeBySvdlora(outputs.summaryPath);
+  const present = Object.values(files).filter((p) => fs.existsSync(p));
+  const owned = fs.existsSync(files.summaryPath) && madeBySvdlora(files.summaryPath);
   if (present.length > 0 && !owned)
     throw new Error(
-      `${present[0]} exists but no svdlora run owns it (no complete ${path.basename(outputs.summaryPath)}): move it away or choose another output folder`,
+      `${present[0]} exists but no svdlora run owns it (no complete ${path.basename(files.summaryPath)}): move it away or choose another output folder`,
     );
   if (owned && !overwrite && !resume)
     throw new Error(
-      `a run named ${runName} is already in ${path.dirname(outputs.summaryPath)}: replace it with \`overwrite\`, or give this run another name or output folder`,
+      `a run named ${runName} is already in ${path.dirname(files.summaryPath)}: replace it with \`overwrite\`, or give this run another name or output folder`,
     );
   if (!owned && fs.existsSync(checkpointDir) && !overwrite && !resume)
     throw new Error(

@@ -1,7 +1,8 @@
 // The training loop, one for every kind of run (a LoRA adapter, a full fine-tune, pretraining):
 // epochs of seeded batches → optimizer steps (gradient accumulation, data parallelism, the memory
 // budget's recomputation), held-out loss at step 0, every `evalSteps` and at each epoch's end,
-// the CSV log, checkpoints for an exact resume, and a clean stop when its signal is aborted.
+// the run log (CSV, JSONL, TensorBoard: run-log.ts), checkpoints for an exact resume, and a clean
+// stop when its signal is aborted.
 // What is trained is a set of named tensors; the caller prepares them and saves the result.
 import type { Encoded } from "../data/types.js";
 import type { CausalLM } from "../model/qwen2.js";
@@ -12,8 +13,8 @@ import { type EvalRecord, type StepRecord, hasCheckpoint, loadCheckpoint, saveCh
 import { type DataParallel, broadcastFromMain, sumNumbers } from "./data-parallel.js";
 import { evaluateLoss } from "./evaluate.js";
 import { InterruptedError, type TrainingEvents } from "./events.js";
-import { TrainingLogWriter } from "./log.js";
 import { AdamW } from "./optim.js";
+import { RunLog, type RunLogFiles, epochAt, evalRow, runRows, trainRow } from "./run-log.js";
 import { lrAt } from "./schedule.js";
 import type { TrainingSettings } from "./settings.js";
 import { optimizerStep, rankMicroBatch } from "./step.js";
@@ -47,8 +48,8 @@ export interface LoopJob {
   settings: LoopSettings;
   batch: { padId: number; device: string; packing: boolean };
   recompute: RecomputePolicy;
-  /** The CSV log's path (null: none, e.g. ranks other than the first). */
-  logPath: string | null;
+  /** Where the run log goes (null: none, e.g. ranks other than the first). */
+  log: RunLogFiles | null;
   checkpointDir: string;
   /** The settings a resume must match. */
   fingerprint: Record<string, unknown>;
@@ -98,8 +99,9 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
     let skipped = resumed?.skipped ?? 0;
     const history: StepRecord[] = resumed?.history ?? [];
     const evals: EvalRecord[] = resumed?.evals ?? [];
-    const log = job.logPath ? new TrainingLogWriter(job.logPath) : null;
-    if (log) writeEarlierRows(log, history, evals, stepsPerEpoch);
+    const log = job.log ? new RunLog(job.log) : null;
+    // A resumed run's log starts with the rows of its earlier sessions, rebuilt from its checkpoint.
+    if (log) for (const row of runRows(history, evals, stepsPerEpoch)) log.write(row);
     const started = performance.now() - (resumed?.elapsedS ?? 0) * 1000;
     const elapsed = () => (performance.now() - started) / 1000;
 
@@ -109,8 +111,17 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
       const heldOut = (samples: Encoded[]) => evaluateLoss(model, samples, { ...job.batch, batchSize: s.batchSize });
       const loss = heldOut(job.eval);
       const validationLoss = job.validation?.length ? heldOut(job.validation) : undefined;
-      evals.push({ step, epoch, loss, ...(validationLoss === undefined ? {} : { validationLoss }), tokens, elapsedS: elapsed() });
-      log.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
+      const record = {
+        step,
+        epoch,
+        loss,
+        ...(validationLoss === undefined ? {} : { validationLoss }),
+        tokens,
+        elapsedS: elapsed(),
+        time: Date.now() / 1000,
+      };
+      evals.push(record);
+      log.write(evalRow(record));
       events?.evaluated?.({ step, epoch, loss });
       events?.phase?.("training");
     };
@@ -121,7 +132,7 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
           job.params,
           optimizer,
           { step, tokens, elapsedS: elapsed(), history, evals, skipped, fingerprint: job.fingerprint },
-          stepsPerEpoch,
+          { stepsPerEpoch, totalSteps },
         );
     };
 
@@ -132,6 +143,7 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
       for (let epoch = Math.floor(step / stepsPerEpoch); epoch < s.epochs; epoch++) {
         const order = epochOrder(job.train.length, s.seed, epoch);
         for (let k = step - epoch * stepsPerEpoch; k < stepsPerEpoch; k++) {
+          const stepStarted = performance.now();
           const first = k * s.gradientAccumulationSteps;
           const count = Math.min(s.gradientAccumulationSteps, micro.length - first);
           const lr = lrAt(step, schedule);
@@ -163,9 +175,19 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
             skipped++;
           }
           step++;
-          history.push({ loss: r.loss, lr, gradNorm: r.gradNorm, tokens: r.tokens, targets: r.targets, elapsedS: elapsed() });
+          const record = {
+            loss: r.loss,
+            lr,
+            gradNorm: r.gradNorm,
+            tokens: r.tokens,
+            targets: r.targets,
+            elapsedS: elapsed(),
+            seconds: (performance.now() - stepStarted) / 1000,
+            time: Date.now() / 1000,
+          };
+          history.push(record);
+          log?.write(trainRow(record, step, stepsPerEpoch, tokens));
           const epochNow = epochAt(step, stepsPerEpoch);
-          log?.writeTrain({ step, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens, elapsedS: elapsed() });
           events?.step?.({ step, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens });
           const lastOfEpoch = k === stepsPerEpoch - 1;
           if (!lastOfEpoch && s.evalSteps > 0 && step % s.evalSteps === 0) evaluate(epochNow);
@@ -192,41 +214,6 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
   } finally {
     optimizer.dispose();
   }
-}
-
-/** Epochs done after `step` optimizer steps: whole epochs plus the share of the current one. */
-const epochAt = (step: number, stepsPerEpoch: number) =>
-  Math.floor((step - 1) / stepsPerEpoch) + (((step - 1) % stepsPerEpoch) + 1) / stepsPerEpoch;
-
-/** A resumed run's log starts with the rows of its earlier sessions, rebuilt from its checkpoint. */
-function writeEarlierRows(
-  log: TrainingLogWriter,
-  history: readonly StepRecord[],
-  evals: readonly EvalRecord[],
-  stepsPerEpoch: number,
-): void {
-  let tokens = 0;
-  let e = 0;
-  const evalsUpTo = (step: number) => {
-    for (; e < evals.length && evals[e].step <= step; e++) {
-      const v = evals[e];
-      log.writeEval({ step: v.step, epoch: v.epoch, evalLoss: v.loss, tokens: v.tokens, elapsedS: v.elapsedS });
-    }
-  };
-  evalsUpTo(0);
-  history.forEach((h, i) => {
-    tokens += h.tokens;
-    log.writeTrain({
-      step: i + 1,
-      epoch: epochAt(i + 1, stepsPerEpoch),
-      loss: h.loss,
-      lr: h.lr,
-      gradNorm: h.gradNorm,
-      tokens,
-      elapsedS: h.elapsedS,
-    });
-    evalsUpTo(i + 1);
-  });
 }
 
 /** A step's loss or gradient was not finite and skipping was not asked for. */

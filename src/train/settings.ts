@@ -4,7 +4,7 @@
 import { QWEN25_MATH_SYSTEM_PROMPT } from "../data/format.js";
 import { PROJECTIONS } from "../hf/peft.js";
 import { EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../paths.js";
-import { type Kind, type Values, bool, int, num, oneOf, orNull, setting, text, textOrNull } from "../util/settings.js";
+import { type Kind, type NoSetting, type Values, bool, int, num, oneOf, orNull, setting, text, textOrNull } from "../util/settings.js";
 import { SCHEDULE_KINDS } from "./schedule.js";
 
 export const DEVICE: Kind<string> = {
@@ -169,7 +169,18 @@ export const TRAINING = {
   }),
   outputDir: setting({ kind: text("<dir>"), help: "output folder", default: "training_results" }),
   saveSteps: setting({ kind: int({ min: 0 }), help: "also checkpoint every n optimizer steps (always at each epoch's end)", default: 0 }),
-  resume: setting({ kind: bool(), help: "continue from the run's checkpoint (same settings)", default: false }),
+  resume: setting({
+    kind: bool(),
+    help: "continue from the run's checkpoint (same settings)",
+    default: false,
+    aliases: [
+      {
+        name: "resume_from_checkpoint",
+        map: (v) => (typeof v === "boolean" ? v : undefined),
+        expected: "true or false: a run resumes from its own checkpoint",
+      },
+    ],
+  }),
   overwrite: setting({
     kind: bool(),
     help: "replace an earlier run of the same name in the output folder",
@@ -181,12 +192,24 @@ export const TRAINING = {
     help: "skip steps with a NaN/inf loss or gradient (counted) instead of stopping",
     default: false,
   }),
-  quiet: setting({ kind: bool(), help: "no progress output", default: false }),
+  quiet: setting({ kind: bool(), help: "no progress output", default: false, aliases: ["disable_tqdm"] }),
 };
 
 /** The LoRA adapter's settings. */
 export const LORA = {
-  init: setting({ kind: oneOf(INITS, "<kind>"), help: INITS.join(" | "), default: "random" as InitKind, identity: "training" }),
+  init: setting({
+    kind: oneOf(INITS, "<kind>"),
+    help: INITS.join(" | "),
+    default: "random" as InitKind,
+    aliases: [
+      {
+        name: "init_lora_weights",
+        map: (v) => (v === true ? "random" : v === "gaussian" || v === "pissa" ? v : undefined),
+        expected: 'true, "gaussian" or "pissa"',
+      },
+    ],
+    identity: "training",
+  }),
   svdFactors: setting({ kind: text("<dir>"), help: "PEFT adapter with the SVD factors (with --init svd)", identity: "training" }),
   loraRank: setting({ kind: int({ min: 1 }), help: "LoRA rank r", default: 16, aliases: ["r", "lora_r"], identity: "training" }),
   loraAlpha: setting({
@@ -236,10 +259,90 @@ export const LORA = {
 
 export const LORA_TRAINING = { ...TRAINING, ...LORA };
 
-/** A full fine-tune's settings: a smaller default learning rate than LoRA's. */
+/**
+ * Well-known keys of Hugging Face TrainingArguments, PEFT LoraConfig and LLaMA-Factory that svdlora
+ * deliberately has no setting for, each with the reason a config file giving it is told.
+ */
+export const NO_SETTING: Record<string, NoSetting> = {
+  // Hugging Face TrainingArguments
+  logging_steps: { why: "svdlora logs every optimizer step, to CSV, JSONL and TensorBoard", same: [1] },
+  logging_strategy: { why: "svdlora logs every optimizer step", same: ["steps"] },
+  logging_dir: { why: "TensorBoard events go to tensorboard/<run>/ in the output folder" },
+  report_to: { why: "svdlora writes TensorBoard event files and a JSONL log itself", same: ["tensorboard", ["tensorboard"], "none", []] },
+  eval_strategy: { why: "held-out loss is measured at step 0, each epoch's end and every eval_steps", same: ["epoch", "steps"] },
+  evaluation_strategy: { why: "held-out loss is measured at step 0, each epoch's end and every eval_steps", same: ["epoch", "steps"] },
+  save_strategy: { why: "a checkpoint is saved at each epoch's end and every save_steps", same: ["epoch", "steps"] },
+  save_total_limit: { why: "a run keeps one checkpoint, its latest", same: [1] },
+  load_best_model_at_end: { why: "the adapter saved is the last step's; compare reads every evaluation", same: [false] },
+  metric_for_best_model: { why: "there is no best-model selection: the adapter saved is the last step's" },
+  max_steps: { why: "a run's length is set in epochs (num_train_epochs)", same: [-1] },
+  warmup_steps: { why: "warmup is set as a share of the steps (warmup_ratio)", same: [0] },
+  per_device_eval_batch_size: { why: "the held-out loss uses the training batch size" },
+  optim: { why: "the optimizer is AdamW (PyTorch's, fused on CUDA)", same: ["adamw_torch", "adamw_torch_fused"] },
+  adam_beta1: { why: "AdamW's β1 is 0.9", same: [0.9] },
+  adam_beta2: { why: "AdamW's β2 is 0.999", same: [0.999] },
+  adam_epsilon: { why: "AdamW's ε is 1e-8", same: [1e-8] },
+  lr_scheduler_kwargs: { why: "the learning-rate schedules take no options", same: [{}] },
+  label_smoothing_factor: { why: "the loss is plain cross-entropy over the answer tokens", same: [0] },
+  group_by_length: { why: "batches follow a seeded random order (packed into one row on CUDA: packing)", same: [false] },
+  dataloader_num_workers: { why: "the data is tokenized once, in memory, before training", same: [0] },
+  dataloader_drop_last: { why: "no sample is dropped: the remainder joins the last batch", same: [false] },
+  data_seed: { why: "one seed decides the init, the batch order and dropout" },
+  torch_compile: { why: "svdlora runs libtorch eagerly, with the decoder's ops fused by hand", same: [false] },
+  deepspeed: { why: "svdlora trains data-parallel over GPUs with gpus (c10d), without sharding" },
+  fsdp: { why: "svdlora trains data-parallel over GPUs with gpus (c10d), without sharding", same: ["", []] },
+  ddp_backend: { why: "the backend follows the device: NCCL on CUDA, Gloo on the CPU" },
+  use_cpu: { why: "the device setting chooses the device (device: cpu)" },
+  no_cuda: { why: "the device setting chooses the device (device: cpu)" },
+  do_train: { why: "svdlora train always trains", same: [true] },
+  do_eval: { why: "held-out loss is measured whenever there is held-out data (eval_data)", same: [true] },
+  run_name: { why: "a run is named after its init: final_model_<init>/, training_log_<init>.csv" },
+  push_to_hub: { why: "svdlora writes local folders only", same: [false] },
+  hub_model_id: { why: "svdlora writes local folders only" },
+  // PEFT LoraConfig
+  bias: { why: "only the LoRA factors are trained (bias none)", same: ["none"] },
+  task_type: { why: "svdlora trains causal language models", same: ["CAUSAL_LM"] },
+  modules_to_save: { why: "only the LoRA factors are trained", same: [null, []] },
+  fan_in_fan_out: { why: "Qwen2 and Llama store their linear weights as (out, in)", same: [false] },
+  use_dora: { why: "DoRA is not implemented", same: [false] },
+  layers_to_transform: { why: "every layer's targeted modules get a LoRA", same: [null] },
+  layers_pattern: { why: "every layer's targeted modules get a LoRA", same: [null] },
+  rank_pattern: { why: "every targeted module has the same rank (lora_rank)", same: [{}] },
+  alpha_pattern: { why: "every targeted module has the same alpha (lora_alpha)", same: [{}] },
+  // LLaMA-Factory
+  stage: { why: "svdlora does supervised fine-tuning", same: ["sft"] },
+  finetuning_type: { why: "svdlora train trains a LoRA; svdlora train-full fine-tunes every weight", same: ["lora"] },
+  template: { why: "the chat template is the model's own (tokenizer_config.json)" },
+  dataset: { why: "give the data file itself as train_data (JSON or JSONL)" },
+  dataset_dir: { why: "give the data file itself as train_data (JSON or JSONL)" },
+  val_size: { why: "held-out data is its own file (eval_data)", same: [0] },
+  max_samples: { why: "the whole data file is used: write the samples you want into it" },
+  plot_loss: { why: "svdlora always draws the loss curves", same: [true] },
+  quantization_bit: { why: "svdlora does not quantize the base model" },
+  flash_attn: { why: "on CUDA each batch is packed with flash attention by default (packing)", same: ["auto"] },
+  preprocessing_num_workers: { why: "the data is tokenized once, in memory, before training" },
+  overwrite_cache: { why: "the data is tokenized once, in memory: there is no cache", same: [true] },
+  trust_remote_code: { why: "svdlora implements Qwen2 and Llama itself and runs no model code", same: [false] },
+};
+
+/** A full fine-tune keeps float32 weights: AdamW on bfloat16 ones loses small updates, and ΔW is what is after. */
+const FULL_DTYPE = "float32: a full fine-tune keeps float32 weights (AdamW on bfloat16 ones loses small updates)";
+
+/** A full fine-tune's settings: a smaller default learning rate than LoRA's, float32 weights only. */
 export const FULL_TRAINING = {
   ...TRAINING,
   learningRate: { ...TRAINING.learningRate, default: 1e-4 },
+  dtype: setting({
+    ...TRAINING.dtype,
+    kind: { ...oneOf(["float32"] as const, "<dtype>"), expected: FULL_DTYPE } as Kind<(typeof DTYPES)[number]>,
+    help: "weights dtype: always float32 for a full fine-tune",
+    default: "float32",
+    aliases: ["bf16", "fp16"].map((name) => ({
+      name,
+      map: (v: unknown) => (v === false ? "float32" : undefined),
+      expected: `false (${FULL_DTYPE})`,
+    })),
+  }),
   outputDir: {
     ...TRAINING.outputDir,
     help: "the fine-tuned model folder (float32 weights, tokenizer, training_log.csv, summary.json)",

@@ -1,7 +1,8 @@
 // Training runs: a LoRA adapter (trainLora) or every weight (trainFull). Each loads the model and
 // data, runs the one training loop (loop.ts) and writes its result into one folder:
 //   adapter/ (a PEFT adapter) or the model's own files (a Hugging Face model folder),
-//   training_log.csv, summary.json (the settings, the inputs' digests, the code version, the result).
+//   the run log (training_log.csv, training_log.jsonl, tensorboard/: run-log.ts),
+//   summary.json (the settings, the inputs' digests, the code version, the result).
 // Where that folder's files end up (final_model_<run>/, training_log_<run>.csv, …) is the caller's
 // choice (pipeline/train.ts). Only the main process of a data-parallel run writes.
 import fs from "node:fs";
@@ -29,6 +30,7 @@ import { type DataParallel, singleProcess } from "./data-parallel.js";
 import { evaluateAccuracy } from "./evaluate.js";
 import type { TrainingEvents } from "./events.js";
 import { type LoopOptions, type LoopResult, epochLosses, trainLoop } from "./loop.js";
+import { runLogFiles } from "./run-log.js";
 import {
   type DTYPES,
   FULL_TRAINING,
@@ -39,8 +41,8 @@ import {
   type TrainingSettings,
 } from "./settings.js";
 
-/** The files a run folder holds. */
-export const RUN_FILES = { adapter: "adapter", log: "training_log.csv", summary: "summary.json" } as const;
+/** The files a run folder holds (its log: runLogFiles). */
+export const RUN_FILES = { adapter: "adapter", summary: "summary.json" } as const;
 
 export interface RunOptions extends LoopOptions {
   /** The folder the run writes into (created); its checkpoints go to checkpointDir. */
@@ -79,7 +81,10 @@ export interface TrainResult {
 
 export const defaultDtype = (device: string): (typeof DTYPES)[number] => (device.startsWith("cuda") ? "bfloat16" : "float32");
 
-/** Settings with defaults filled in and the values that follow from others resolved (held-out data, packing, dtype). */
+/**
+ * Settings with defaults filled in and the values that follow from others resolved (held-out
+ * data, packing, dtype); bad values, and settings that would have no effect together, are refused.
+ */
 export function resolveSettings<T extends TrainingSettings>(
   schema: typeof TRAINING | typeof LORA_TRAINING | typeof FULL_TRAINING,
   given: Partial<T>,
@@ -93,6 +98,7 @@ export function resolveSettings<T extends TrainingSettings>(
     (s as Partial<LoraTrainingSettings>).accuracyData = EMBEDDED_ACCURACY;
   s.packing ??= s.device.startsWith("cuda");
   s.dtype ??= defaultDtype(s.device);
+  checkCombination(s);
   return s;
 }
 
@@ -109,6 +115,25 @@ export function recomputePolicy(s: Pick<TrainingSettings, "gradientCheckpointing
   if (!card) throw new Error(`device ${s.device}: no such GPU (${torch.cuda.deviceCount()} found)`);
   const budgetGib = s.maxMemory ?? (0.9 * card.totalMemory) / 2 ** 30;
   return { budgetBytes: budgetGib * 2 ** 30 };
+}
+
+/** Refuses, in one line, settings that would have no effect in this combination. */
+function checkCombination(s: TrainingSettings & { accuracySamples?: number }): void {
+  const needsEval = (key: string, what: string) =>
+    new Error(`\`${key}\` ${what}, but there is no held-out data: give \`evalData\`, or drop \`${key}\``);
+  if (!s.evalData) {
+    if (s.evalSteps > 0) throw needsEval("evalSteps", "sets how often the held-out loss is measured");
+    if (s.evalLimit !== undefined) throw needsEval("evalLimit", "limits the held-out samples");
+    if ((s.accuracySamples ?? 0) > 0) throw needsEval("accuracySamples", "answers held-out questions");
+  }
+  if (s.maxMemory !== undefined && !s.device.startsWith("cuda"))
+    throw new Error(`\`maxMemory\` is a GPU memory budget: it has no effect with \`device\` ${s.device}; drop it`);
+  if (s.maxMemory !== undefined && s.gradientCheckpointing !== "auto")
+    throw new Error(
+      `\`maxMemory\` decides how many layers \`gradientCheckpointing\` auto recomputes: with ${s.gradientCheckpointing} it has no effect; drop one of them`,
+    );
+  if (s.resume && s.overwrite)
+    throw new Error("`resume` continues the run's checkpoint and `overwrite` starts the run afresh: give one of them");
 }
 
 function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
@@ -201,7 +226,7 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
       settings: s,
       batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
       recompute,
-      logPath: dp.isMain ? path.join(o.dir, RUN_FILES.log) : null,
+      log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,
       fingerprint: fingerprint(LORA_TRAINING, s, dp),
       dataParallel: dp,
@@ -264,7 +289,7 @@ export const FULL_FINETUNE_BYTES_PER_PARAM = 16;
 
 /** Trains every weight (fp32 AdamW); writes a complete Hugging Face model folder, training_log.csv and summary.json into o.dir. */
 export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions & { memoryBudget?: number }): Promise<TrainResult> {
-  const s = resolveSettings<TrainingSettings>(FULL_TRAINING, { ...given, dtype: "float32" });
+  const s = resolveSettings<TrainingSettings>(FULL_TRAINING, given);
   checkInputs(s);
   const dp = o.dataParallel ?? singleProcess(s.device);
   const events = dp.isMain ? o.events : undefined;
@@ -286,7 +311,7 @@ export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions 
       settings: s,
       batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
       recompute: recomputePolicy(s),
-      logPath: dp.isMain ? path.join(o.dir, RUN_FILES.log) : null,
+      log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,
       fingerprint: fingerprint(FULL_TRAINING, s, dp),
       dataParallel: dp,

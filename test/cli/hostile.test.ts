@@ -320,10 +320,10 @@ const DATA: Case[] = [
     expect: /data\/small\.json: no sample has answer tokens left after formatting \(is --max-length 40 too small\?\)/,
   },
   {
-    input: "results file in a folder that does not exist (checked before the evaluation)",
-    args: evalCmd("--output", `${out("no-such-folder")}/results.json`),
-    expect: /^svdlora: error: --output out\/no-such-folder\/results\.json: the folder .*out\/no-such-folder does not exist$/,
-    noOutput: out("no-such-folder"),
+    input: "results file under a regular file (checked before the evaluation)",
+    args: evalCmd("--output", "data/small.json/results.json"),
+    expect:
+      /^svdlora: error: data\/small\.json\/results\.json: cannot write the results file: \S*data\/small\.json is a file, not a folder$/,
   },
   {
     input: "samples longer than --max-length (120): not an error",

@@ -73,6 +73,7 @@ export async function writeSampleExperiment(
         loss: p.loss,
         tokens: p.step * TOKENS_PER_STEP,
         elapsedS: p.step * 0.4,
+        time: 1_800_000_000 + p.step * 0.4,
       })),
       truncated: 0,
       dropped: 0,

@@ -109,7 +109,7 @@ test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finis
   const rows = (out: string, log = path.join(tmp, out, ".svdlora-partial-random", "training_log.csv")) =>
     fs.existsSync(log) ? readTrainingLog(log).train.length : 0;
   const checkpointStep = (out: string) =>
-    JSON.parse(fs.readFileSync(path.join(tmp, out, "checkpoints", "random", "trainer_state.json"), "utf8")).step;
+    JSON.parse(fs.readFileSync(path.join(tmp, out, "checkpoints", "random", "trainer_state.json"), "utf8")).global_step;
   const reference = svdlora(...args("ctrlc-reference"));
   assert.equal(reference.code, 0, reference.stderr);
 
