@@ -169,6 +169,7 @@ const STATS_WIDTH = 48;
 
 const PHASE_WORDS: Record<Phase, string> = {
   loading: "loading",
+  preparing: "preparing the init:",
   evaluating: "evaluating",
   training: "training",
   generating: "generating answers",

@@ -1,12 +1,12 @@
 // The settings of an experiment (`svdlora run`, an experiment file): the training settings its
 // runs share, and the experiment's own (arms, seeds, the teacher). Defined once here; flags,
 // file keys, validation, defaults and the summary all come from this (util/settings.ts).
-import { LORA, TRAINING } from "../train/settings.js";
-import { type Values, bool, int, list, num, oneOf, pick, text } from "../util/settings.js";
+import { type InitKind, LORA, TRAINING, initList, initsExcept } from "../train/settings.js";
+import { type Values, bool, int, num, oneOf, pick, text } from "../util/settings.js";
 
-/** Arms trained beside random (the baseline) and svd (the teacher's SVD). */
-export const EXTRA_ARMS = ["pissa", "gaussian"] as const;
-export type ExtraArm = (typeof EXTRA_ARMS)[number];
+/** Arms trained beside random (the baseline) and svd (the teacher's SVD): any other init; `all` trains each of these. */
+export const EXTRA_ARMS = initsExcept(["random", "svd"]);
+export type ExtraArm = InitKind;
 export const FACTOR_SPLITS = ["seed", "balanced"] as const;
 
 /** The synthesized teacher (step 2a). */
@@ -61,11 +61,20 @@ export const EXPERIMENT = {
     "maxMemory",
     "quiet",
   ]),
-  ...pick(LORA, ["loraRank", "loraAlpha", "loraDropout", "rslora", "targetModules", "accuracySamples", "maxNewTokens"]),
+  ...pick(LORA, [
+    "loraRank",
+    "loraAlpha",
+    "loraDropout",
+    "rslora",
+    "targetModules",
+    "calibrationBatches",
+    "accuracySamples",
+    "maxNewTokens",
+  ]),
   outputDir: { kind: text("<dir>"), help: "experiment folder", default: "svdlora-experiment" },
   arms: {
-    kind: list(oneOf(EXTRA_ARMS), { min: 0 }),
-    help: `arms beside random and svd: ${EXTRA_ARMS.join(", ")}, or none`,
+    kind: initList(EXTRA_ARMS),
+    help: `arms beside random and svd: any other init (${EXTRA_ARMS.join(", ")}), all, or none`,
     default: ["pissa"] as ExtraArm[],
     aliases: ["extra_arms"],
   },
