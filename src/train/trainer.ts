@@ -257,7 +257,7 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
 }
 
 /** What the data-dependent inits' calibration pass needs from the run. */
-interface InitInputs {
+export interface InitInputs {
   train: Encoded[];
   batch: { padId: number; device: string; packing: boolean };
   recompute: RecomputePolicy;
@@ -265,8 +265,8 @@ interface InitInputs {
   events?: TrainingEvents;
 }
 
-/** Puts the run's adapter on the model, by its init, and measures what that took. */
-async function attachLora(
+/** Puts the run's adapter on the model, by its init, and measures what that took (the calibration pass, the factors). */
+export async function attachLora(
   model: CausalLM,
   s: LoraTrainingSettings,
   lora: LoraSettings,
