@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { before, test } from "node:test";
-import { experimentLayout, readExperimentFile, runExperiment, stepState } from "../../src/pipeline/experiment.js";
+import { experimentLayout, readExperimentFile, runExperiment, runSettings, stepState } from "../../src/pipeline/experiment.js";
 import { teacherLayout } from "../../src/pipeline/layout.js";
-import { EXPERIMENT, type ExperimentConfig } from "../../src/pipeline/settings.js";
+import { EXPERIMENT, EXTRA_ARMS, type ExperimentConfig } from "../../src/pipeline/settings.js";
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { defaults } from "../../src/util/settings.js";
 import { dataSubset, tempDir } from "../helpers.js";
@@ -125,4 +125,14 @@ test("experiment files: JSON and YAML, Hugging Face / LLaMA-Factory spellings, u
     () => readExperimentFile("epochs: 2\nnum_train_epochs: 3\n", "exp.yaml"),
     /num_train_epochs and epochs set the same setting/,
   );
+});
+
+test("arms: any init but random and svd (trained anyway), pissa-niter-N with its N, and all for every one", () => {
+  assert.deepEqual(readExperimentFile("arms: [all]\n", "exp.yaml").arms, EXTRA_ARMS);
+  assert.ok(EXTRA_ARMS.includes("eva") && EXTRA_ARMS.includes("pissa-niter-4") && !EXTRA_ARMS.includes("svd"));
+  assert.deepEqual(readExperimentFile("arms: pissa-niter-8,eva,eva\n", "exp.yaml").arms, ["pissa-niter-8", "eva"]);
+  assert.deepEqual(readExperimentFile("arms: none\n", "exp.yaml").arms, []);
+  assert.throws(() => readExperimentFile("arms: [random]\n", "exp.yaml"), /arms must be none or a comma-separated list of all, gaussian, pissa/);
+  assert.throws(() => readExperimentFile("arms: [pissa-niter-0]\n", "exp.yaml"), /pissa-niter-N: N from 1 to 100/);
+  assert.equal(runSettings({ ...config, arms: ["corda-kpm"] }, "corda-kpm", 1).init, "corda-kpm");
 });
