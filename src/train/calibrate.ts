@@ -240,7 +240,15 @@ async function covariancePass(
       counter.batches++;
       await checkpoint(job.signal);
     }
-    return new Map(group.map((path) => [path, torch.keep(C.mean(shared.get(path) ?? path))]));
+    const means = new Map<string, Tensor>();
+    for (const path of group) if (!shared.has(path)) means.set(path, torch.keep(C.mean(path)));
+    // A layer that shares another's input shares its C (the same tensor, another handle).
+    return new Map(
+      group.map((path) => [
+        path,
+        shared.has(path) ? torch.keep(means.get(shared.get(path)!)!.to({ device: job.batch.device })) : means.get(path)!,
+      ]),
+    );
   } finally {
     C.dispose();
   }

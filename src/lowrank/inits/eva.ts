@@ -230,7 +230,9 @@ export class EvaState {
     const wanted = this.hookLayers().filter((name) => this.active.get(name));
     if (wanted.length === 0) return null;
     if (this.batches >= (this.o.maxBatches ?? 1000))
-      throw new Error(`EVA did not converge in ${this.batches} batches (layers still moving: ${wanted.join(", ")}): lower tau or add data`);
+      throw new Error(
+        `EVA did not converge in ${this.batches} batches (layers still moving: ${wanted.join(", ")}): give it more varied calibration data (\`calibrationBatches\`) or a lower tau`,
+      );
     return wanted;
   }
 
