@@ -16,6 +16,7 @@ import {
 } from "../hf/peft.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
+import type { Linear } from "./linear.js";
 import type { CausalLM } from "./qwen2.js";
 
 /** The inits addLora makes itself; every other init is a ModuleInit (lowrank/inits). */
@@ -203,18 +204,12 @@ export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit | Modul
         if (!f) return null;
         checkFactors(path, f, linear.inFeatures, linear.outFeatures);
         const own = (t: Tensor) => torch.keep(t.to({ dtype: "float32", device: linear.weight.device, copy: true }));
-        const lora = new LoRA({ A: own(f.A), B: own(f.B), alpha: f.alpha ?? s.alpha, rslora: s.rslora, dropout: s.dropout });
-        let rewrite: BaseRewrite | null = null;
-        if (f.residual) {
-          const original = linear.weight.to({ dtype: "float32", copy: true });
-          linear.weight.copy_(f.residual.to(linear.weight.dtype));
-          const rebuilt = linear.weight.to("float32").add(lora.delta());
-          const cpu = (t: Tensor) => torch.keep(t.to({ device: "cpu", copy: true }));
-          rewrite = { A: cpu(lora.A), B: cpu(lora.B), error: original.sub(rebuilt).norm().item() / original.norm().item() };
-        }
-        const magnitude = s.dora ? torch.keep(lora.weightNorm(linear.weight)) : null;
+        const [A, B, alpha] = [own(f.A), own(f.B), f.alpha ?? s.alpha];
+        const plain = new LoRA({ A, B, alpha, rslora: s.rslora });
+        const rewrite = f.residual ? rewriteBase(linear, f.residual, plain) : null;
+        const magnitude = s.dora ? torch.keep(plain.weightNorm(linear.weight)) : null;
         return {
-          lora: new LoRA({ A: lora.A, B: lora.B, alpha: lora.alpha, rslora: s.rslora, dropout: s.dropout, magnitude, rewrite }),
+          lora: new LoRA({ A, B, alpha, rslora: s.rslora, dropout: s.dropout, magnitude, rewrite }),
           frozenB: f.frozenB ?? false,
         };
       }),
@@ -230,6 +225,17 @@ export function addLora(model: CausalLM, s: LoraSettings, init: LoraInit | Modul
   if (added.size === 0)
     throw new Error(`no module matches the LoRA targets ${JSON.stringify(s.targets)}: use names like q_proj,v_proj or all-linear`);
   return added;
+}
+
+/** Replaces the layer's weight by the init's residual W′ and records what left it (see BaseRewrite). */
+function rewriteBase(linear: Linear, residual: Tensor, lora: LoRA): BaseRewrite {
+  return torch.tidy(() => {
+    const original = linear.weight.to({ dtype: "float32", copy: true });
+    linear.weight.copy_(residual.to(linear.weight.dtype));
+    const rebuilt = linear.weight.to("float32").add(lora.delta());
+    const cpu = (t: Tensor) => torch.keep(t.to({ device: "cpu", copy: true }));
+    return { A: cpu(lora.A), B: cpu(lora.B), error: original.sub(rebuilt).norm().item() / original.norm().item() };
+  });
 }
 
 /** The paths of the projections these settings target, in model order. */
