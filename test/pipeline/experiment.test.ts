@@ -132,7 +132,10 @@ test("arms: any init but random and svd (trained anyway), pissa-niter-N with its
   assert.ok(EXTRA_ARMS.includes("eva") && EXTRA_ARMS.includes("pissa-niter-4") && !EXTRA_ARMS.includes("svd"));
   assert.deepEqual(readExperimentFile("arms: pissa-niter-8,eva,eva\n", "exp.yaml").arms, ["pissa-niter-8", "eva"]);
   assert.deepEqual(readExperimentFile("arms: none\n", "exp.yaml").arms, []);
-  assert.throws(() => readExperimentFile("arms: [random]\n", "exp.yaml"), /arms must be none or a comma-separated list of all, gaussian, pissa/);
+  assert.throws(
+    () => readExperimentFile("arms: [random]\n", "exp.yaml"),
+    /arms must be none or a comma-separated list of all, gaussian, pissa/,
+  );
   assert.throws(() => readExperimentFile("arms: [pissa-niter-0]\n", "exp.yaml"), /pissa-niter-N: N from 1 to 100/);
   assert.equal(runSettings({ ...config, arms: ["corda-kpm"] }, "corda-kpm", 1).init, "corda-kpm");
 });
