@@ -195,6 +195,7 @@ const shorten = (text: string, n: number) => (text.length <= n ? text : `…${te
 
 const PHASE_WORDS: Record<Phase, string> = {
   loading: "loading",
+  preparing: "preparing the init:",
   evaluating: "evaluating",
   training: "training",
   generating: "generating answers",

@@ -56,6 +56,14 @@ export function registerTrain(program: Command, cli: Cli): void {
       out(`train loss by epoch (mean over each epoch's predicted tokens): ${r.epochLosses.map((l) => l.toFixed(4)).join(", ")}`);
       if (r.evalLosses.length > 1) out(`held-out loss ${r.evalLosses[0].loss.toFixed(4)} → ${r.evalLosses.at(-1)!.loss.toFixed(4)}`);
       if (r.accuracy) out(`accuracy ${r.accuracy.correct}/${r.accuracy.total} held-out questions`);
+      if (r.preparation?.tokens)
+        out(
+          `init preparation: ${r.preparation.batches} calibration batches, ${r.preparation.tokens} tokens, ${r.preparation.seconds.toFixed(1)} s (not in the figures above)`,
+        );
+      if (r.saved?.form === "converted")
+        out(
+          `the init rewrote the base weights: the adapter is saved as a LoRA of rank 2r for the original base (relative error ${r.saved.conversionError?.toExponential(1)})${r.saved.note ? `; ${r.saved.note}` : ""}`,
+        );
       if (r.resumedFrom !== null) out(`resumed from the checkpoint at step ${r.resumedFrom}`);
       if (r.skippedSteps) out(`${r.skippedSteps} steps were skipped for a non-finite loss or gradient`);
       if (r.truncated)

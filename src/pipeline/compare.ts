@@ -201,7 +201,7 @@ export class CompareError extends Error {
 interface Summary_ {
   made_by?: string;
   settings?: { learningRate?: number; seed?: number; init?: string };
-  result?: Partial<TrainResult> & { preparation?: { tokens: number; seconds: number } };
+  result?: Partial<TrainResult>;
   experiment?: { arm?: string; dependsOn?: string[]; external?: { what: string; tokens: number; seconds: number }[] };
 }
 

@@ -1,12 +1,12 @@
 // The settings of an experiment (`svdlora run`, an experiment file): the training settings its
 // runs share, and the experiment's own (arms, seeds, the teacher). Defined once here; flags,
 // file keys, validation, defaults and the summary all come from this (util/settings.ts).
-import { LORA, TRAINING } from "../train/settings.js";
-import { METRICS, type MetricKey } from "./compare.js";
+import { type InitKind, LORA, TRAINING, initList, initsExcept } from "../train/settings.js";
 import { type Values, bool, int, list, num, oneOf, pick, text } from "../util/settings.js";
+import { METRICS, type MetricKey } from "./compare.js";
 
-/** Other inits trained beside random (the baseline) and svd (the teacher's SVD). */
-export const INIT_ARMS = ["pissa", "gaussian"] as const;
+/** Other inits trained beside random (the baseline) and svd (the teacher's SVD); `all` trains each of these. */
+export const INIT_ARMS = initsExcept(["random", "svd"]);
 /**
  * Controls that make "svd vs random" readable: random-continued (the random run trained again
  * from its own adapter: the svd arm's compute without the teacher), svd-full (svd from a real full
@@ -14,8 +14,8 @@ export const INIT_ARMS = ["pissa", "gaussian"] as const;
  * of the training data).
  */
 export const CONTROL_ARMS = ["random-continued", "svd-full", "svd-xfit"] as const;
-export const EXTRA_ARMS = [...INIT_ARMS, ...CONTROL_ARMS] as const;
-export type ExtraArm = (typeof EXTRA_ARMS)[number];
+export type ExtraArm = InitKind | (typeof CONTROL_ARMS)[number];
+export const EXTRA_ARMS: readonly ExtraArm[] = [...INIT_ARMS, ...CONTROL_ARMS];
 export const FACTOR_SPLITS = ["seed", "balanced"] as const;
 
 /** How the arms are compared (step 4). */
@@ -94,11 +94,12 @@ export const EXPERIMENT = {
     "accuracySamples",
     "maxNewTokens",
     "generationBatchSize",
+    "calibrationBatches",
   ]),
   outputDir: { kind: text("<dir>"), help: "experiment folder", default: "svdlora-experiment" },
   arms: {
-    kind: list(oneOf(EXTRA_ARMS), { min: 0 }),
-    help: `arms beside random and svd: the inits ${INIT_ARMS.join(", ")}; the controls ${CONTROL_ARMS.join(", ")}; or none`,
+    kind: initList(INIT_ARMS, CONTROL_ARMS),
+    help: `arms beside random and svd: the controls ${CONTROL_ARMS.join(", ")}; any other init (${INIT_ARMS.join(", ")}), all of them (all), or none`,
     default: ["pissa"] as ExtraArm[],
     aliases: ["extra_arms"],
   },

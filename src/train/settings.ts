@@ -3,8 +3,22 @@
 // validation and resume fingerprint from here.
 import { QWEN25_MATH_SYSTEM_PROMPT } from "../data/format.js";
 import { PROJECTIONS } from "../hf/peft.js";
+import { INIT_METHODS, type InitName } from "../lowrank/inits/index.js";
 import { EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../paths.js";
-import { type Kind, type NoSetting, type Values, bool, int, num, oneOf, orNull, setting, text, textOrNull } from "../util/settings.js";
+import {
+  type Kind,
+  type NoSetting,
+  type Values,
+  bool,
+  int,
+  list,
+  num,
+  oneOf,
+  orNull,
+  setting,
+  text,
+  textOrNull,
+} from "../util/settings.js";
 import { SCHEDULE_KINDS } from "./schedule.js";
 
 export const DEVICE: Kind<string> = {
@@ -38,9 +52,58 @@ export const TARGETS: Kind<string[] | "all-linear"> = {
 export const DTYPES = ["float32", "bfloat16", "float16"] as const;
 export const GRADIENT_CHECKPOINTING = ["auto", "on", "off"] as const;
 export type GradientCheckpointing = (typeof GRADIENT_CHECKPOINTING)[number];
-/** Inits `train --init` knows; "svd" starts from given factors (--svd-factors). */
-export const INITS = ["random", "gaussian", "svd", "pissa"] as const;
-export type InitKind = (typeof INITS)[number];
+/**
+ * An init `train --init` knows: random and gaussian (model/lora.ts), svd (given factors,
+ * --svd-factors), and every method of lowrank/inits, pissa-niter-N with its N.
+ */
+export type InitKind = "random" | "gaussian" | "svd" | Exclude<InitName, "pissa-niter-N"> | `pissa-niter-${number}`;
+/** pissa-niter-N's N: torch.svd_lowrank's subspace iterations (PEFT suggests a few to 16). */
+export const PISSA_NITER_MAX = 100;
+/** Every init's name, pissa-niter-N standing for its family. */
+export const INIT_NAMES = ["random", "gaussian", "svd", ...Object.keys(INIT_METHODS)] as readonly string[];
+
+const isInit = (v: unknown): v is InitKind => {
+  if (typeof v !== "string") return false;
+  const niter = /^pissa-niter-([1-9]\d*)$/.exec(v);
+  if (niter) return Number(niter[1]) <= PISSA_NITER_MAX;
+  return v !== "pissa-niter-N" && INIT_NAMES.includes(v);
+};
+
+/** An init's name, or for `svdlora run --arms`, any init but those every experiment trains (`except`). */
+export function initKind(except: readonly string[] = []): Kind<InitKind> {
+  const ok = (v: unknown): v is InitKind => isInit(v) && !except.includes(v);
+  const names = INIT_NAMES.filter((n) => !except.includes(n));
+  return {
+    expected: `one of ${names.join(", ")} (pissa-niter-N: N from 1 to ${PISSA_NITER_MAX})`,
+    placeholder: "<kind>",
+    fromValue: (v) => (ok(v) ? v : undefined),
+    fromText: (t) => (ok(t.trim()) ? (t.trim() as InitKind) : undefined),
+    show: (v) => v,
+  };
+}
+
+/** Every init but those given, pissa-niter-N as pissa-niter-4 (what an experiment's `arms: all` trains). */
+export const initsExcept = (except: readonly string[]): InitKind[] =>
+  INIT_NAMES.filter((n) => !except.includes(n)).map((n) => (n === "pissa-niter-N" ? "pissa-niter-4" : n) as InitKind);
+
+/** A list of inits among `choices` (any pissa-niter-N if pissa-niter-4 is one), "all" for every choice, "none" or [] for none. */
+export function initList<E extends string = never>(choices: readonly InitKind[], extras: readonly E[] = []): Kind<(InitKind | E)[]> {
+  const one = initKind(
+    INIT_NAMES.filter((n) => !choices.includes(n as InitKind) && !(n === "pissa-niter-N" && choices.includes("pissa-niter-4"))),
+  );
+  const isExtra = (v: unknown): v is E => extras.includes(v as E);
+  const item: Kind<InitKind | E | "all"> = {
+    ...one,
+    expected: one.expected.replace("one of ", `one of all, ${extras.map((e) => `${e}, `).join("")}`),
+    fromValue: (v) => (v === "all" || isExtra(v) ? v : one.fromValue(v)),
+    fromText: (t) => (t.trim() === "all" || isExtra(t.trim()) ? (t.trim() as E | "all") : one.fromText(t)),
+    show: (v) => v,
+  };
+  const items = list(item, { min: 0 });
+  const expand = (xs: (InitKind | E | "all")[] | undefined) =>
+    xs && [...new Set(xs.flatMap((x): (InitKind | E)[] => (x === "all" ? [...choices] : [x])))];
+  return { ...items, fromValue: (v) => expand(items.fromValue(v)), fromText: (t) => expand(items.fromText(t)), show: (v) => items.show(v) };
+}
 
 const on = (v: unknown) => (v === true ? true : v === false ? false : undefined);
 
@@ -198,16 +261,37 @@ export const TRAINING = {
 /** The LoRA adapter's settings. */
 export const LORA = {
   init: setting({
-    kind: oneOf(INITS, "<kind>"),
-    help: INITS.join(" | "),
+    kind: initKind(),
+    help: `${INIT_NAMES.join(" | ")} (docs/inits.md)`,
     default: "random" as InitKind,
     aliases: [
       {
         name: "init_lora_weights",
-        map: (v) => (v === true ? "random" : v === "gaussian" || v === "pissa" ? v : undefined),
-        expected: 'true, "gaussian" or "pissa"',
+        // PEFT's init_lora_weights values that name one of svdlora's inits (its "corda" needs corda_config's method: use `init`).
+        map: (v) =>
+          v === true
+            ? "random"
+            : typeof v === "string" && /^pissa_niter_\d+$/.test(v)
+              ? v.replaceAll("_", "-")
+              : ["gaussian", "pissa", "olora", "eva", "loftq"].includes(v as string)
+                ? v
+                : undefined,
+        expected: 'true, "gaussian", "pissa", "pissa_niter_N", "olora", "eva" or "loftq"',
       },
     ],
+    identity: "training",
+  }),
+  dora: setting({
+    kind: bool(),
+    help: "DoRA: also train a magnitude per output of each adapted module (PEFT's use_dora)",
+    default: false,
+    aliases: ["use_dora"],
+    identity: "training",
+  }),
+  calibrationBatches: setting({
+    kind: int({ min: 1, max: 10000 }),
+    help: "batches of --batch-size samples, the run's first, that eva, corda-*, lora-ga and lora-one read before training (EVA cycles through them)",
+    default: 8,
     identity: "training",
   }),
   svdFactors: setting({ kind: text("<dir>"), help: "PEFT adapter with the SVD factors (with --init svd)", identity: "training" }),
@@ -304,7 +388,6 @@ export const NO_SETTING: Record<string, NoSetting> = {
   task_type: { why: "svdlora trains causal language models", same: ["CAUSAL_LM"] },
   modules_to_save: { why: "only the LoRA factors are trained", same: [null, []] },
   fan_in_fan_out: { why: "Qwen2 and Llama store their linear weights as (out, in)", same: [false] },
-  use_dora: { why: "DoRA is not implemented", same: [false] },
   layers_to_transform: { why: "every layer's targeted modules get a LoRA", same: [null] },
   layers_pattern: { why: "every layer's targeted modules get a LoRA", same: [null] },
   rank_pattern: { why: "every targeted module has the same rank (lora_rank)", same: [{}] },

@@ -16,7 +16,8 @@ import { loadModelConfig } from "../hf/config.js";
 import { loadAdapter, saveAdapter } from "../hf/peft.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
-import { addLora, adapterConfigFor, type LoRA, type LoraSettings, loadLora, loraWeights, pissaToLora } from "../model/lora.js";
+import { type InitMethod, initStatistic, moduleInit, parseInitMethod } from "../lowrank/inits/index.js";
+import { type LoRA, type LoraSettings, addLora, adapterToSave, loadLora, targetPaths, withMagnitudes } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
 import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../paths.js";
@@ -26,6 +27,7 @@ import { describeInput } from "../util/digest.js";
 import { checkValues, defaults, identityOf } from "../util/settings.js";
 import { codeVersion } from "../version.js";
 import type { RecomputePolicy } from "./backprop.js";
+import { type Calibration, calibrate, calibrationBatches } from "./calibrate.js";
 import { type DataParallel, singleProcess } from "./data-parallel.js";
 import { evaluateAccuracy } from "./evaluate.js";
 import type { TrainingEvents } from "./events.js";
@@ -75,6 +77,35 @@ export interface TrainResult {
   accuracy: { correct: number; total: number; seconds: number; items: boolean[] } | null;
   skippedSteps: number;
   resumedFrom: number | null;
+  /** What making the LoRA init cost before training (null for a full fine-tune). */
+  preparation: Preparation | null;
+  /** How the saved adapter gives the trained model (null for a full fine-tune). */
+  saved: SavedAdapter | null;
+}
+
+/**
+ * The init's work before the first step: the calibration pass of the data-dependent inits (eva,
+ * corda-*, lora-ga, lora-one) and the factors' computation. Not part of the run's `tokens` and
+ * `seconds`; a comparison that counts what an arm cost adds these.
+ */
+export interface Preparation {
+  /** Tokens the calibration pass put through the model (0 when the init reads only the weights). */
+  tokens: number;
+  /** Seconds from the loaded model to the adapter in place (this session's, when resumed). */
+  seconds: number;
+  /** Forward passes over a calibration batch (EVA cycles; split statistics repeat the batches). */
+  batches: number;
+}
+
+export interface SavedAdapter {
+  /**
+   * "as trained", or "converted": the init rewrote the base weights (W' = W − s·B₀·A₀) and the
+   * adapter was saved for the original base as a LoRA of rank 2r (model/lora.ts adapterToSave).
+   */
+  form: "as trained" | "converted";
+  /** For a conversion: the largest ‖W − (W' + s·B₀·A₀)‖_F / ‖W‖_F over the modules, how far the saved adapter on the original base is from the trained model. */
+  conversionError: number | null;
+  note?: string;
 }
 
 // ---- settings ----------------------------------------------------------------------------------
@@ -110,11 +141,16 @@ export function recomputePolicy(s: Pick<TrainingSettings, "gradientCheckpointing
   const mode = s.gradientCheckpointing ?? "auto";
   if (mode === "on") return "all";
   if (mode === "off" || !s.device.startsWith("cuda")) return "none";
+  return { budgetBytes: memoryBudget(s)! };
+}
+
+/** The GPU memory a run may use in bytes: `maxMemory`, default 90 % of the card; null on the CPU. */
+export function memoryBudget(s: Pick<TrainingSettings, "maxMemory" | "device">): number | null {
+  if (!s.device.startsWith("cuda")) return null;
   const index = Number(s.device.split(":")[1] ?? 0);
   const card = torch.cuda.devices()[index];
   if (!card) throw new Error(`device ${s.device}: no such GPU (${torch.cuda.deviceCount()} found)`);
-  const budgetGib = s.maxMemory ?? (0.9 * card.totalMemory) / 2 ** 30;
-  return { budgetBytes: budgetGib * 2 ** 30 };
+  return (s.maxMemory ?? (0.9 * card.totalMemory) / 2 ** 30) * 2 ** 30;
 }
 
 /** Refuses, in one line, settings that would have no effect in this combination. */
@@ -208,13 +244,21 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
   const { tokenizer, data } = await loadData(s, events);
   torch.manualSeed(s.seed);
   const model = loadCausalLM(s.baseModel, { dtype: s.dtype, device: dp.device });
-  const lora: LoraSettings = { rank: s.loraRank, alpha: s.loraAlpha, dropout: s.loraDropout, rslora: s.rslora, targets: s.targetModules };
-  const loras = attachLora(model, s, lora);
-  const pissaStart = s.init === "pissa" ? loraWeights(loras) : null;
+  const lora: LoraSettings = {
+    rank: s.loraRank,
+    alpha: s.loraAlpha,
+    dropout: s.loraDropout,
+    rslora: s.rslora,
+    targets: s.targetModules,
+    dora: s.dora,
+  };
+  const batch = { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false };
+  const { loras, preparation } = await attachLora(model, s, lora, { train: data.train, batch, recompute, signal: o.signal, events });
   const params = new Map<string, torch.Tensor>();
   for (const [module, l] of loras) {
-    params.set(`${module}.lora_A`, l.A);
-    params.set(`${module}.lora_B`, l.B);
+    if (l.A.requiresGrad) params.set(`${module}.lora_A`, l.A);
+    if (l.B.requiresGrad) params.set(`${module}.lora_B`, l.B);
+    if (l.magnitude) params.set(`${module}.lora_magnitude_vector`, l.magnitude);
   }
   const loop = await trainLoop(
     {
@@ -224,7 +268,7 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
       eval: data.eval,
       validation: data.validation,
       settings: s,
-      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
+      batch,
       recompute,
       log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,
@@ -245,32 +289,99 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
     });
     accuracy = { correct: a.correct, total: a.total, seconds: (performance.now() - t0) / 1000, items: a.outputs.map((x) => x.correct) };
   }
-  const result = resultOf("lora", s.init, s, loop, data, [...params.values()], accuracy);
+  const result = { ...resultOf("lora", s.init, s, loop, data, [...params.values()], accuracy), preparation, saved: savedForm(s, loras) };
   if (dp.isMain) {
     events?.phase?.("saving", o.dir);
-    let weights = loraWeights(loras);
-    let saved = lora;
-    if (pissaStart) {
-      // PiSSA's factors only make sense on the residual base: save the plain-LoRA equivalent.
-      const converted = pissaToLora(weights, pissaStart, lora);
-      torch.dispose([...weights.values(), ...pissaStart.values()]);
-      ({ weights, settings: saved } = converted);
-    }
-    saveAdapter(path.join(o.dir, RUN_FILES.adapter), adapterConfigFor(saved, s.baseModel), weights);
-    torch.dispose([...weights.values()]);
+    const { config, weights } = adapterToSave(model, loras, lora, s.baseModel);
+    saveAdapter(path.join(o.dir, RUN_FILES.adapter), config, weights);
+    torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B, f.magnitude]));
     writeSummary(o.dir, "lora", LORA_TRAINING, s, dp, result);
   }
-  torch.dispose([...model.namedWeights().values(), ...params.values()]);
+  for (const l of loras.values()) l.dispose();
+  torch.dispose([...model.namedWeights().values()]);
   return result;
 }
 
-function attachLora(model: CausalLM, s: LoraTrainingSettings, lora: LoraSettings): Map<string, LoRA> {
-  if (s.init !== "svd") return addLora(model, lora, s.init);
+/** What the data-dependent inits' calibration pass needs from the run. */
+export interface InitInputs {
+  train: Encoded[];
+  batch: { padId: number; device: string; packing: boolean };
+  recompute: RecomputePolicy;
+  signal?: AbortSignal;
+  events?: TrainingEvents;
+}
+
+/** Puts the run's adapter on the model, by its init, and measures what that took (the calibration pass, the factors). */
+export async function attachLora(
+  model: CausalLM,
+  s: LoraTrainingSettings,
+  lora: LoraSettings,
+  inputs: InitInputs,
+): Promise<{ loras: Map<string, LoRA>; preparation: Preparation }> {
+  const t0 = performance.now();
+  const done = (loras: Map<string, LoRA>, calibration?: Calibration) => ({
+    loras,
+    preparation: { tokens: calibration?.tokens ?? 0, seconds: (performance.now() - t0) / 1000, batches: calibration?.batches ?? 0 },
+  });
+  if (s.init === "svd") return done(svdFactorsLora(model, s, lora));
+  if (s.init === "random" || s.init === "gaussian") return done(addLora(model, lora, s.init));
+  const method = parseInitMethod(s.init);
+  inputs.events?.phase?.("preparing", initStatistic(method) === "weight" ? s.init : `${s.init}, calibration batches`);
+  const calibration = await calibrationFor(model, s, lora, method, inputs);
+  try {
+    const init = moduleInit(method, { rank: s.loraRank, alpha: s.loraAlpha, rslora: s.rslora, seed: s.seed, ...calibration?.context });
+    return done(addLora(model, lora, init), calibration ?? undefined);
+  } finally {
+    calibration?.dispose();
+  }
+}
+
+/** The calibration pass of a data-dependent init over the run's first `calibrationBatches` batches; null for the others. */
+async function calibrationFor(
+  model: CausalLM,
+  s: LoraTrainingSettings,
+  lora: LoraSettings,
+  method: InitMethod,
+  inputs: InitInputs,
+): Promise<Calibration | null> {
+  if (initStatistic(method) === "weight") return null;
+  return calibrate({
+    model,
+    method,
+    targets: targetPaths(model, lora),
+    batches: calibrationBatches(inputs.train, { seed: s.seed, batchSize: s.batchSize, count: s.calibrationBatches }),
+    batch: inputs.batch,
+    recompute: inputs.recompute,
+    rank: s.loraRank,
+    alpha: s.loraAlpha,
+    budgetBytes: memoryBudget(s),
+    signal: inputs.signal,
+  });
+}
+
+/** How the saved adapter gives the trained model (see SavedAdapter). */
+function savedForm(s: LoraTrainingSettings, loras: Map<string, LoRA>): SavedAdapter {
+  const rewrites = [...loras.values()].flatMap((l) => (l.rewrite ? [l.rewrite.error] : []));
+  if (rewrites.length === 0) return { form: "as trained", conversionError: null };
+  return {
+    form: "converted",
+    conversionError: Math.max(...rewrites),
+    ...(s.init === "loftq"
+      ? {
+          note: "LoftQ's base is the NF4-dequantized weight, which its starting factors only approximate: on the original base the saved adapter differs from the trained model by that approximation error (conversionError)",
+        }
+      : {}),
+  };
+}
+
+/** init svd: the teacher's factors (`svdFactors`), trained as they are (with DoRA, m from them). */
+function svdFactorsLora(model: CausalLM, s: LoraTrainingSettings, lora: LoraSettings): Map<string, LoRA> {
   if (!s.svdFactors) throw new Error("`init` svd needs `svdFactors`: the svd_factors_rank{r}/ adapter that svdlora svd writes");
   const { config, weights } = loadAdapter(s.svdFactors);
   try {
     if (config.r !== s.loraRank)
       throw new Error(`\`svdFactors\` ${s.svdFactors} has rank ${config.r} but \`loraRank\` is ${s.loraRank}: make them equal`);
+    if (config.use_dora) throw new Error(`\`svdFactors\` ${s.svdFactors} is a DoRA adapter: SVD factors are a plain LoRA`);
     const loras = loadLora(model, { ...config, lora_dropout: s.loraDropout }, weights);
     // The factors' product is scaled by their α: trained with another one, the saved adapter would not be the one trained.
     if (config.lora_alpha !== s.loraAlpha || config.use_rslora !== s.rslora)
@@ -278,9 +389,9 @@ function attachLora(model: CausalLM, s: LoraTrainingSettings, lora: LoraSettings
         `\`svdFactors\` ${s.svdFactors} were made for α = ${config.lora_alpha}${config.use_rslora ? " with rsLoRA" : ""} but the run has \`loraAlpha\` ${s.loraAlpha}${s.rslora ? " with rsLoRA" : ""}: ` +
           "train with the factors' α, or make the factors again with this α",
       );
-    return loras;
+    return lora.dora ? withMagnitudes(model, loras) : loras;
   } finally {
-    torch.dispose([...weights.values()]);
+    torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
   }
 }
 
@@ -380,6 +491,8 @@ function resultOf(
     accuracy,
     skippedSteps: loop.skipped,
     resumedFrom: loop.resumedFrom,
+    preparation: null,
+    saved: null,
   };
 }
 

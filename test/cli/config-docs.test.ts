@@ -89,9 +89,10 @@ test("PEFT and Trainer spellings with mapped values", () => {
     quiet: true,
   });
   assert.throws(
-    () => read({ init_lora_weights: "olora" }),
-    /^SettingError: c\.json: init_lora_weights must be true, "gaussian" or "pissa", got "olora"$/,
+    () => read({ init_lora_weights: "corda" }),
+    /^SettingError: c\.json: init_lora_weights must be true, "gaussian", "pissa", "pissa_niter_N", "olora", "eva" or "loftq", got "corda"$/,
   );
+  assert.deepEqual(read({ init_lora_weights: "pissa_niter_16", use_dora: true }), { init: "pissa-niter-16", dora: true });
   assert.throws(
     () => read({ resume_from_checkpoint: "out/checkpoint-500" }),
     /resume_from_checkpoint must be true or false: a run resumes from its own checkpoint, got "out\/checkpoint-500"/,
@@ -107,8 +108,8 @@ test("a key svdlora has no setting for is refused with its reason, all of them i
       "c.yaml: svdlora has no setting for logging_steps (svdlora logs every optimizer step, to CSV, JSONL and TensorBoard): remove the key (docs/config.md lists what maps to what)",
   );
   assert.throws(
-    () => read({ use_dora: true, report_to: "wandb", max_steps: 100 }),
-    /^Error: c\.yaml: svdlora has no setting for use_dora \(DoRA is not implemented\); report_to \(.*\); max_steps \(.*\): remove these keys/,
+    () => read({ layers_to_transform: [0], report_to: "wandb", max_steps: 100 }),
+    /^Error: c\.yaml: svdlora has no setting for layers_to_transform \(every layer.s targeted modules get a LoRA\); report_to \(.*\); max_steps \(.*\): remove these keys/,
   );
   // Values that ask for what svdlora does anyway are accepted and ignored.
   for (const [key, { same }] of Object.entries(NO_SETTING))

@@ -521,7 +521,8 @@ const HYPER: Case[] = [
   {
     input: "unknown extra arm",
     args: ["run", "--steps", "3", "--arms", "pisa", "--output-dir", out("h-arms")],
-    expect: /option '--arms <list>' argument 'pisa' is invalid\. expected none or a comma-separated list of pissa, gaussian/,
+    expect:
+      /option '--arms <list>' argument 'pisa' is invalid\. expected none or a comma-separated list of all, random-continued, svd-full, svd-xfit, gaussian, pissa, pissa-niter-N, olora/,
     noOutput: out("h-arms"),
   },
   {

@@ -145,18 +145,11 @@ const calibration = () => {
 function captureInputs(model: CausalLM, ids: Tensor, layers: string[], rows: (x: Tensor) => Tensor): Map<string, Tensor> {
   const got = new Map<string, Tensor>();
   const linears = model.linears();
-  for (const name of layers) {
-    const linear = linears.get(name)!;
-    const forward = Object.getPrototypeOf(linear).forward as (x: Tensor) => Tensor;
-    linear.forward = (x: Tensor) => {
-      got.set(name, torch.keep(rows(x)));
-      return forward.call(linear, x);
-    };
-  }
+  for (const name of layers) linears.get(name)!.probe = (x) => got.set(name, torch.keep(rows(x)));
   try {
     torch.noGrad(() => torch.dispose(model.forward(ids)));
   } finally {
-    for (const name of layers) Reflect.deleteProperty(linears.get(name)!, "forward");
+    for (const name of layers) linears.get(name)!.probe = null;
   }
   return got;
 }

@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { before, test } from "node:test";
-import { experimentLayout, readExperimentFile, runExperiment, stepState } from "../../src/pipeline/experiment.js";
+import { experimentLayout, readExperimentFile, plan, runExperiment, stepState } from "../../src/pipeline/experiment.js";
 import { teacherLayout } from "../../src/pipeline/layout.js";
-import { EXPERIMENT, type ExperimentConfig } from "../../src/pipeline/settings.js";
+import { EXPERIMENT, INIT_ARMS, type ExperimentConfig } from "../../src/pipeline/settings.js";
 import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { defaults } from "../../src/util/settings.js";
 import { dataSubset, tempDir } from "../helpers.js";
@@ -190,4 +190,18 @@ test("a learning-rate grid: every arm at every rate, named by rate, tuned on the
     assert.equal(arm.rateAtEdge, true, "two rates: the best is always at an edge");
   }
   assert.match(comparison.arms[1].verdict, /verdict withheld/);
+});
+
+test("arms: any init but random and svd (trained anyway), pissa-niter-N with its N, and all for every one", () => {
+  assert.deepEqual(readExperimentFile("arms: [all]\n", "exp.yaml").arms, INIT_ARMS);
+  assert.ok(INIT_ARMS.includes("eva") && INIT_ARMS.includes("pissa-niter-4") && !INIT_ARMS.includes("svd"));
+  assert.deepEqual(readExperimentFile("arms: pissa-niter-8,eva,eva\n", "exp.yaml").arms, ["pissa-niter-8", "eva"]);
+  assert.deepEqual(readExperimentFile("arms: all,svd-xfit\n", "exp.yaml").arms, [...INIT_ARMS, "svd-xfit"]);
+  assert.deepEqual(readExperimentFile("arms: none\n", "exp.yaml").arms, []);
+  assert.throws(
+    () => readExperimentFile("arms: [random]\n", "exp.yaml"),
+    /arms must be none or a comma-separated list of all, random-continued, svd-full, svd-xfit, gaussian, pissa/,
+  );
+  assert.throws(() => readExperimentFile("arms: [pissa-niter-0]\n", "exp.yaml"), /pissa-niter-N: N from 1 to 100/);
+  assert.equal(plan({ ...config, arms: ["corda-kpm"] }, "corda-kpm", config.learningRate, 1).settings.init, "corda-kpm");
 });

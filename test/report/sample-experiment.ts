@@ -82,6 +82,8 @@ export async function writeSampleExperiment(
       accuracy: { correct: 3 + k, total: 10, seconds: 2, items: Array.from({ length: 10 }, (_, i) => i < 3 + k) },
       skippedSteps: 0,
       resumedFrom: null,
+      preparation: { tokens: 0, seconds: 0.1, batches: 0 },
+      saved: { form: "as trained", conversionError: null },
     };
     fs.writeFileSync(L.summary(run.run), JSON.stringify({ made_by: "svdlora", settings: {}, result }, null, 2));
     fs.mkdirSync(L.adapter(run.run), { recursive: true });
