@@ -68,7 +68,7 @@ for (const init of methods) {
   try {
     const { loras, preparation } = await attachLora(model, s, lora, {
       train,
-      batch: { padId: 0, device, packing: cuda },
+      batch: { padId: 0, device, packing: cuda, dtype: model.dtype },
       recompute: recomputePolicy(s),
     });
     sync();

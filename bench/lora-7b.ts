@@ -112,7 +112,7 @@ outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
       recomputed = 0;
     }
     const global = encoded.slice(i, i + batch * dp.worldSize);
-    const micro = rankMicroBatch(global, 1, dp, { padId: 151643, device: dp.device, packing });
+    const micro = rankMicroBatch(global, 1, dp, { padId: 151643, device: dp.device, packing, dtype: model.dtype });
     const r = optimizerStep(model, optimizer, [micro], { recompute, lr: 2e-4, dataParallel: dp });
     losses.push(r.loss);
     real += r.tokens;

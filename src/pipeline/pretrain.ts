@@ -124,7 +124,7 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
         resume: false,
         skipNonfinite: false,
       },
-      batch: { padId: endOfText, device: o.device, packing: false },
+      batch: { padId: endOfText, device: o.device, packing: false, dtype: "float32" },
       recompute: "none",
       log: runLogFiles(work, "pretrain_log"),
       checkpointDir: path.join(work, "checkpoint"),

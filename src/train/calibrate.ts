@@ -29,7 +29,7 @@ import type { CausalLM, ForwardOptions } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
-import { epochOrder, makeBatch, microBatchRanges } from "./batches.js";
+import { type BatchOptions, epochOrder, makeBatch, microBatchRanges } from "./batches.js";
 import { InterruptedError } from "./events.js";
 
 /** The samples of the calibration: the first `count` micro-batches of `batchSize` of the run's first epoch. */
@@ -46,7 +46,7 @@ export interface CalibrationJob {
   /** The target modules' paths, in model order. */
   targets: string[];
   batches: Encoded[][];
-  batch: { padId: number; device: string; packing: boolean };
+  batch: BatchOptions;
   recompute: RecomputePolicy;
   /** The LoRA rank and alpha (EVA's budget and scaling). */
   rank: number;

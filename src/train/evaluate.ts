@@ -24,7 +24,7 @@ export function evaluateLoss(
     torch.noGrad(() => {
       for (let i = 0; i < samples.length; i += o.batchSize) {
         torch.tidy(() => {
-          const b = makeBatch(samples.slice(i, i + o.batchSize), { ...o, packing: o.packing ?? false });
+          const b = makeBatch(samples.slice(i, i + o.batchSize), { ...o, packing: o.packing ?? false, dtype: model.dtype });
           if (b.targets === 0) return;
           sum += evaluationLoss(model, b).item() * b.targets;
           count += b.targets;

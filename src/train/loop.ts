@@ -8,7 +8,7 @@ import type { Encoded } from "../data/types.js";
 import type { CausalLM } from "../model/qwen2.js";
 import type { Tensor } from "../torch/index.js";
 import type { RecomputePolicy } from "./backprop.js";
-import { epochOrder, microBatchRanges } from "./batches.js";
+import { type BatchOptions, epochOrder, microBatchRanges } from "./batches.js";
 import { type EvalRecord, type StepRecord, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { type DataParallel, broadcastFromMain, sumNumbers } from "./data-parallel.js";
 import { evaluateLoss } from "./evaluate.js";
@@ -46,7 +46,7 @@ export interface LoopJob {
   /** Held-out validation samples, for choosing settings (none: no validation loss). */
   validation?: Encoded[];
   settings: LoopSettings;
-  batch: { padId: number; device: string; packing: boolean };
+  batch: BatchOptions;
   recompute: RecomputePolicy;
   /** Where the run log goes (null: none, e.g. ranks other than the first). */
   log: RunLogFiles | null;

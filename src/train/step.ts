@@ -6,7 +6,7 @@ import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
 import type { Encoded } from "../data/types.js";
-import { type Batch, makeBatch } from "./batches.js";
+import { type Batch, type BatchOptions, makeBatch } from "./batches.js";
 import { type DataParallel, shareOf, sumGradients } from "./data-parallel.js";
 import { gradNormTensor, scaleToMaxNorm } from "./clip.js";
 import type { AdamW } from "./optim.js";
@@ -34,12 +34,7 @@ export interface MicroBatch {
 const targetCount = (samples: Encoded[]) => samples.reduce((n, s) => n + s.lossMask.filter((on, t) => on && t > 0).length, 0);
 
 /** This rank's token-balanced share of a global micro-batch (one of `count` in the step), weighted as MicroBatch says. */
-export function rankMicroBatch(
-  global: Encoded[],
-  count: number,
-  dp: DataParallel,
-  batch: { padId: number; device: string; packing: boolean },
-): MicroBatch {
+export function rankMicroBatch(global: Encoded[], count: number, dp: DataParallel, batch: BatchOptions): MicroBatch {
   const mine = shareOf(global, dp, (sample) => sample.ids.length);
   const weight = dp.worldSize === 1 ? 1 / count : targetCount(mine) / (targetCount(global) * count);
   return { make: () => (mine.length > 0 ? makeBatch(mine, batch) : null), weight };

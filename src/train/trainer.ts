@@ -27,6 +27,7 @@ import { describeInput } from "../util/digest.js";
 import { checkValues, defaults, identityOf } from "../util/settings.js";
 import { codeVersion } from "../version.js";
 import type { RecomputePolicy } from "./backprop.js";
+import type { BatchOptions } from "./batches.js";
 import { type Calibration, calibrate, calibrationBatches } from "./calibrate.js";
 import { type DataParallel, singleProcess } from "./data-parallel.js";
 import { evaluateAccuracy } from "./evaluate.js";
@@ -252,7 +253,7 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
     targets: s.targetModules,
     dora: s.dora,
   };
-  const batch = { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false };
+  const batch = { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: model.dtype };
   const { loras, preparation } = await attachLora(model, s, lora, { train: data.train, batch, recompute, signal: o.signal, events });
   const params = new Map<string, torch.Tensor>();
   for (const [module, l] of loras) {
@@ -305,7 +306,7 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
 /** What the data-dependent inits' calibration pass needs from the run. */
 export interface InitInputs {
   train: Encoded[];
-  batch: { padId: number; device: string; packing: boolean };
+  batch: BatchOptions;
   recompute: RecomputePolicy;
   signal?: AbortSignal;
   events?: TrainingEvents;
@@ -420,7 +421,7 @@ export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions 
       eval: data.eval,
       validation: data.validation,
       settings: s,
-      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
+      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: "float32" },
       recompute: recomputePolicy(s),
       log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,

@@ -35,7 +35,7 @@ function job(model: CausalLM, name: CalibrationJob["method"]["name"], o: Partial
     method: { name },
     targets: targetPaths(model, { rank: 4, alpha: 8, targets }),
     batches: calibrationBatches(train, { seed: 7, batchSize: 4, count: 2 }),
-    batch: { padId, device: "cpu", packing: false },
+    batch: { padId, device: "cpu", packing: false, dtype: model.dtype },
     recompute: "none",
     rank: 4,
     alpha: 8,
