@@ -52,6 +52,7 @@ output = model(input_ids=ids, attention_mask=attention_mask, labels=labels)
 output.loss.backward()
 
 model.save_pretrained(out)
+os.remove(os.path.join(out, "README.md"))  # PEFT's model card template names this machine's paths
 # The adapter file's keys (PEFT drops the adapter name and, for DoRA, the ".weight" of the magnitude).
 grads = {}
 for name, p in model.named_parameters():
