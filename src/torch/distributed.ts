@@ -5,6 +5,8 @@
 //   const env = fromEnv();                       // RANK, WORLD_SIZE, … as torchrun sets them
 //   if (env) distributed.init({ backend: "nccl", ...env });
 //   …backward…; distributed.allReduce(grads, "avg");
+//   const pending = distributed.allReduceStart(someGrads);   // or start it early, wait later
+//   …more backward…; pending.wait();
 //   distributed.barrier(); distributed.destroy();
 //
 // Every wait has the init timeout: a rank that dies or stops calling collectives gives the others
@@ -15,11 +17,19 @@
 // before it crosses and turns libtorch's failures (DistFailure) into those lines.
 import { tensor } from "./create.js";
 import { dtypeName, isFloating } from "./dtype.js";
-import type { Backend, DistFailure, ReduceOp } from "./native-api.js";
+import type { Backend, DistFailure, PendingHandle, ReduceOp } from "./native-api.js";
 import { native } from "./native.js";
 import type { Tensor } from "./tensor.js";
 
 export type { Backend, ReduceOp };
+
+/** A started all-reduce (distributed.allReduceStart). */
+export interface PendingReduce {
+  /** Ends it, once: afterwards its tensors hold the result for any later work. On CUDA the device
+   * waits for the collective rather than this thread, until it returns when the collective has
+   * completed (a rank that does not take part fails it after the timeout, as allReduce does). */
+  wait(): void;
+}
 
 /** What a launcher (torchrun, launchWorkers) tells each process, read by fromEnv(). */
 export interface DistEnv {
@@ -240,10 +250,28 @@ export const distributed = {
   /** Reduces the tensors across ranks, in place: every rank ends with the sum (mean, max, min).
    * Every rank must pass the same shapes and dtypes in the same order. */
   allReduce(tensors: Tensor[], op: ReduceOp = "sum"): void {
+    distributed.allReduceStart(tensors, op).wait();
+  },
+
+  /** allReduce launched without waiting (one collective per bucket), so that it runs while this
+   * process goes on, e.g. with the rest of backward; the tensors must not change until wait().
+   * Every rank must start the same all-reduces in the same order. */
+  allReduceStart(tensors: Tensor[], op: ReduceOp = "sum"): PendingReduce {
     const g = active("allReduce");
     if (!REDUCE_OPS.includes(op)) fail(`allReduce: unknown reduce op ${JSON.stringify(op)} (sum, avg, max or min)`);
     const handles = handlesFor(g, "allReduce", tensors, op === "avg");
-    collective(g, "allReduce", () => native().distAllReduce(handles, op));
+    let pending: PendingHandle | null = null;
+    collective(g, "allReduce", () => {
+      pending = native().distAllReduceStart(handles, op);
+    });
+    return {
+      wait() {
+        const started = pending;
+        if (!started) fail("allReduce: this all-reduce was already waited for");
+        pending = null;
+        collective(active("allReduce"), "allReduce", () => native().distWait(started));
+      },
+    };
   },
 
   /** All-reduces plain numbers (losses, token counts, a stop flag) in float64. */

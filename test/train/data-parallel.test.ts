@@ -6,13 +6,20 @@ import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
+import { freePort } from "../../src/cli/launch.js";
+import { parseModelConfig } from "../../src/hf/config.js";
 import { loadAdapter } from "../../src/hf/peft.js";
+import { randomCausalLM } from "../../src/model/loader.js";
+import { addLora, loraParameters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
-import { shareOf } from "../../src/train/data-parallel.js";
+import { lossAndBackward } from "../../src/train/backprop.js";
+import { packedBatch } from "../../src/train/batches.js";
+import { MIN_BUCKETS, bucketPlan, shareOf } from "../../src/train/data-parallel.js";
 import { readTrainingLog } from "../../src/train/log.js";
 import { dataSubset, tempDir } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
+const gradientSumWorker = new URL("./gradient-sum-worker.js", import.meta.url).pathname;
 const train = new URL("../../../data/probability/train.json", import.meta.url).pathname;
 const tmp = tempDir("dp");
 const gloo = torch.distributed.backends().includes("gloo");
@@ -54,6 +61,134 @@ test("two CPU processes with --gpus 2 train the adapter one process trains on th
       const rel = torch.tidy(() => w[k].sub(b.get(name)![k]).norm().item() / w[k].norm().item());
       assert.ok(rel < 1e-2, `${name} ${k}: relative difference ${rel}`); // a missing or doubled gradient share is O(1)
     }
+});
+
+/** Runs `script` as ranks 0..n-1 of one group (as a launcher would); resolves with each rank's last stdout line as JSON. */
+async function ranks(script: string, n: number): Promise<Record<string, any>[]> {
+  const port = await freePort();
+  return Promise.all(
+    Array.from({ length: n }, (_, rank) => {
+      const env = { ...process.env, RANK: String(rank), WORLD_SIZE: String(n), MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port) };
+      const child = spawn(process.execPath, [script], { env, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      const killer = setTimeout(() => child.kill("SIGKILL"), 60000);
+      return new Promise<Record<string, any>>((resolve, reject) =>
+        child.on("close", (code) => {
+          clearTimeout(killer);
+          if (code !== 0) reject(new Error(`rank ${rank} exited with ${code}: ${stderr}`));
+          else resolve(JSON.parse(stdout.trim().split("\n").pop()!));
+        }),
+      );
+    }),
+  );
+}
+
+test("gradients summed bucket by bucket during backward equal those summed after it, and one process's on the whole batch", {
+  skip: !gloo && "this build has no Gloo backend",
+}, async () => {
+  for (const r of await ranks(gradientSumWorker, 2)) {
+    // The embedded model's 4 layers, one bucket each (top first), all LoRA factors in them.
+    assert.deepEqual(
+      r.buckets.map((b: { first: number }) => b.first),
+      [3, 2, 1, 0],
+      `rank ${r.rank}`,
+    );
+    assert.equal(r.rest, 0);
+    // Layer 0 kept, 1–3 recomputed: backward finishes layer 3, 2, 1, then 0; each bucket starts there.
+    assert.deepEqual(
+      r.hooksDuring,
+      [3, 2, 1, 0].map((first, k) => ({ first, startedBuckets: k + 1 })),
+      `rank ${r.rank}`,
+    );
+    assert.ok(
+      r.hooksAfter.every((h: { startedBuckets: number }) => h.startedBuckets === 0),
+      "without overlap nothing starts in backward",
+    );
+    assert.equal(r.duringVsAfter, 0, `rank ${r.rank}: the same sums whenever they start`);
+    assert.ok(r.smallestNorm > 0, "every factor has a gradient");
+    assert.ok(r.afterVsAlone < 1e-5, `rank ${r.rank}: summed vs one process, relative difference ${r.afterVsAlone}`);
+  }
+});
+
+function tenLayers() {
+  torch.manualSeed(5);
+  const config = parseModelConfig({
+    model_type: "qwen2",
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 10,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 97,
+    max_position_embeddings: 64,
+    rope_theta: 10000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
+  });
+  return randomCausalLM(config, { std: 0.2 });
+}
+
+test("gradient buckets are whole layers from the top, at least MIN_BUCKETS of them; weights outside the layers come last", () => {
+  const model = tenLayers();
+  const loras = addLora(model, { rank: 4, alpha: 8, targets: ["q_proj", "v_proj"] }, "gaussian");
+  const plan = bucketPlan(model, loraParameters(loras));
+  assert.equal(MIN_BUCKETS, 4);
+  // 10 equal layers, at least 10/4 of them per bucket: 3, 3, 3, then layer 0.
+  assert.deepEqual(
+    plan.layers.map((b) => [b.first, b.params.length]),
+    [
+      [7, 12],
+      [4, 12],
+      [1, 12],
+      [0, 4],
+    ],
+  );
+  assert.equal(plan.layers[0].params[0], loras.get("model.layers.9.self_attn.q_proj")!.A, "the top layer's first");
+  assert.deepEqual(plan.rest, []);
+  assert.equal(bucketPlan(model, loraParameters(loras)).layers.length, 4, "a new list of the same parameters gets the same plan");
+  // A full fine-tune: the embeddings, the final norm and lm_head are in no layer.
+  const weights = model.namedWeights();
+  const full = bucketPlan(model, [...weights.values()]);
+  assert.deepEqual(
+    full.rest,
+    ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"].map((k) => weights.get(k)),
+  );
+  assert.equal(full.layers.flatMap((b) => b.params).length, weights.size - 3);
+});
+
+test("onLayersDone: when backward says layers ≥ first are done, their gradients are final", () => {
+  const model = tenLayers();
+  const loras = addLora(model, { rank: 4, alpha: 8, targets: "all-linear" }, "gaussian");
+  torch.noGrad(() => {
+    for (const l of loras.values()) l.B.normal_(0, 0.1);
+  });
+  const layerOf = new Map([...loras].flatMap(([name, l]) => [l.A, l.B].map((p) => [p, Number(/layers\.(\d+)\./.exec(name)![1])] as const)));
+  const batch = packedBatch(
+    [
+      { ids: [1, 2, 3, 4, 5, 6, 7], lossMask: [false, false, true, true, true, true, true], truncated: false },
+      { ids: [9, 8, 7, 6, 5], lossMask: [false, true, true, true, true], truncated: false },
+    ],
+    "cpu",
+  );
+  const firsts: number[] = [];
+  const seen = new Map<torch.Tensor, number[]>();
+  // Layers 0–3 kept (one segment), 4–9 recomputed one by one.
+  torch.tidy(
+    () =>
+      lossAndBackward(model, batch, {
+        recompute: { keepLayers: 4 },
+        onLayersDone: (first) => {
+          firsts.push(first);
+          for (const [p, layer] of layerOf) if (layer >= first && !seen.has(p)) seen.set(p, Array.from(p.grad!.data() as Float32Array));
+        },
+      }).loss,
+  );
+  assert.deepEqual(firsts, [9, 8, 7, 6, 5, 4, 0]);
+  assert.equal(seen.size, layerOf.size);
+  for (const [p, early] of seen) assert.deepEqual(Array.from(p.grad!.data() as Float32Array), early, `layer ${layerOf.get(p)}`);
 });
 
 test("a launch with a bad rank variable fails in one line", () => {
