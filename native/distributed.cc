@@ -392,6 +392,10 @@ static void Finish(Napi::Env env, DistState& s, Pending& p) {
   }
   if (streamOrdered)
     for (auto& w : p.works) WaitCompleted(env, s, w);
+  // Now, not when the JS handle is collected: the buffers may be large device memory.
+  p.flats.clear();
+  p.works.clear();
+  p.ts.clear();
 }
 
 static c10d::ReduceOp ReduceOpOf(const std::string& name) {

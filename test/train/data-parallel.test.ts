@@ -29,18 +29,24 @@ function svdlora(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
 }
 
-test("two CPU processes with --gpus 2 train the adapter one process trains on the same global batch", {
-  skip: !gloo && "this build has no Gloo backend",
-}, () => {
+// Training flags shared by the runs compared below; the one-process run is the reference.
+const common = () => {
   const data = dataSubset(train, 10, tmp, "train10.json");
-  const common = ["train", "--train-data", data, "--eval-data", data, "--epochs", "1", "--quiet", "--device", "cpu"];
-  const one = svdlora(...common, "--batch-size", "4", "--output-dir", path.join(tmp, "one"));
-  assert.equal(one.code, 0, one.stderr);
-  const two = svdlora(...common, "--batch-size", "2", "--gpus", "2", "--output-dir", path.join(tmp, "two"));
-  assert.equal(two.code, 0, two.stderr);
-  // Rank 0 alone reports and writes.
-  assert.equal(two.stdout.match(/^adapter:/gm)?.length, 1, two.stdout);
-  const logs = ["one", "two"].map((d) => readTrainingLog(path.join(tmp, d, "training_log_random.csv")));
+  return ["train", "--train-data", data, "--eval-data", data, "--epochs", "1", "--quiet", "--device", "cpu"];
+};
+let reference: string | null = null;
+function oneProcess(): string {
+  if (!reference) {
+    const one = svdlora(...common(), "--batch-size", "4", "--output-dir", path.join(tmp, "one"));
+    assert.equal(one.code, 0, one.stderr);
+    reference = path.join(tmp, "one");
+  }
+  return reference;
+}
+
+/** The run in `dir` (batch 2 on each of 2 ranks) trained what one process with batch 4 trains. */
+function assertSameTraining(dir: string): void {
+  const logs = [oneProcess(), dir].map((d) => readTrainingLog(path.join(d, "training_log_random.csv")));
   assert.equal(logs[1].train.length, 2); // 10 samples, global batch 4: the remainder joins the last step (6, three on each rank)
   logs[1].train.forEach((row, i) => {
     const want = logs[0].train[i];
@@ -55,12 +61,55 @@ test("two CPU processes with --gpus 2 train the adapter one process trains on th
   assert.ok(Math.abs(evals[1] - evals[0]) <= 1e-5 * evals[0], `eval loss after training ${evals[1]} vs ${evals[0]}`);
   // Adam divides by √v: elements whose gradient is ~0 move by ±lr on rounding noise alone, so the
   // factors are compared as a whole.
-  const [a, b] = ["one", "two"].map((d) => loadAdapter(path.join(tmp, d, "final_model_random")).weights);
+  const [a, b] = [oneProcess(), dir].map((d) => loadAdapter(path.join(d, "final_model_random")).weights);
   for (const [name, w] of a)
     for (const k of ["A", "B"] as const) {
       const rel = torch.tidy(() => w[k].sub(b.get(name)![k]).norm().item() / w[k].norm().item());
       assert.ok(rel < 1e-2, `${name} ${k}: relative difference ${rel}`); // a missing or doubled gradient share is O(1)
     }
+}
+
+test("two CPU processes with --gpus 2 train the adapter one process trains on the same global batch", {
+  skip: !gloo && "this build has no Gloo backend",
+}, () => {
+  const two = svdlora(...common(), "--batch-size", "2", "--gpus", "2", "--output-dir", path.join(tmp, "two"));
+  assert.equal(two.code, 0, two.stderr);
+  // Rank 0 alone reports and writes.
+  assert.equal(two.stdout.match(/^adapter:/gm)?.length, 1, two.stdout);
+  assertSameTraining(path.join(tmp, "two"));
+});
+
+test("two machines (two launchers on this host, NNODES=2, one CPU worker each) train what one process trains", {
+  skip: !gloo && "this build has no Gloo backend",
+}, async () => {
+  const port = await freePort();
+  const out = path.join(tmp, "two-machines");
+  const machine = (nodeRank: number) => {
+    const env = {
+      ...process.env,
+      RANK: "",
+      WORLD_SIZE: "",
+      NNODES: "2",
+      NODE_RANK: String(nodeRank),
+      MASTER_ADDR: "127.0.0.1",
+      MASTER_PORT: String(port),
+    };
+    const child = spawn(process.execPath, [bin, ...common(), "--batch-size", "2", "--gpus", "1", "--output-dir", out], { env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+      child.on("close", (code) => resolve({ code, stdout, stderr })),
+    );
+  };
+  const [first, second] = await Promise.all([machine(0), machine(1)]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(second.code, 0, second.stderr);
+  // Rank 0, on the first machine, alone reports and writes.
+  assert.match(first.stdout, /^adapter:/m);
+  assert.equal(second.stdout.trim(), "", second.stdout);
+  assertSameTraining(out);
 });
 
 /** Runs `script` as ranks 0..n-1 of one group (as a launcher would); resolves with each rank's last stdout line as JSON. */
