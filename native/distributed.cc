@@ -228,6 +228,9 @@ static c10::intrusive_ptr<Group> NewGroup(DistState& s, const std::string& backe
 #else
     setenv("NCCL_BLOCKING_WAIT", "1", 0);
 #endif
+    // NVLink SHARP multicast needs fabric-manager support that shared machines often lack; off
+    // here as in svdlora's launcher, also for workers that torchrun or srun started.
+    setenv("NCCL_NVLS_ENABLE", "0", 0);
     auto index = static_cast<c10::DeviceIndex>(cudaDevice.value_or(0));
     c10::cuda::set_device(index);
     auto opts = c10d::ProcessGroupNCCL::Options::create();
