@@ -89,7 +89,12 @@ export class GradientSum {
   private readonly pending: PendingReduce[] = [];
   private started = 0;
 
-  constructor(private readonly plan: BucketPlan) {}
+  /** Where backward should report (BackpropOptions.segmentStarts): each bucket's lowest layer. */
+  readonly segmentStarts: ReadonlySet<number>;
+
+  constructor(private readonly plan: BucketPlan) {
+    this.segmentStarts = new Set(plan.layers.map((b) => b.first));
+  }
 
   /** How many of the plan's layer buckets have started. */
   get startedBuckets(): number {

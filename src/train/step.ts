@@ -78,18 +78,18 @@ export function optimizerStep(model: CausalLM, optimizer: AdamW, micro: MicroBat
   let lossSum: Tensor | null = null;
   const dp = o.dataParallel;
   const gradientSum = dp && dp.worldSize > 1 ? new GradientSum(bucketPlan(model, params)) : null;
-  // The gradients are final in the last micro-batch's backward: their sum can start during it.
+  // The gradients are final in the last micro-batch's backward: each bucket's sum can start in it,
+  // when backward is done with the bucket's layers.
   const lastMicro = micro[micro.length - 1];
-  const onLayersDone = gradientSum && (o.overlap ?? true) ? (first: number) => gradientSum.layersDone(first) : undefined;
+  const overlap =
+    gradientSum && (o.overlap ?? true)
+      ? { onLayersDone: (first: number) => gradientSum.layersDone(first), segmentStarts: gradientSum.segmentStarts }
+      : {};
   for (const m of micro)
     torch.tidy(() => {
       const b = m.make();
       if (!b) return;
-      const r = lossAndBackward(model, b, {
-        gradScale: m.weight,
-        recompute: o.recompute,
-        onLayersDone: m === lastMicro ? onLayersDone : undefined,
-      });
+      const r = lossAndBackward(model, b, { gradScale: m.weight, recompute: o.recompute, ...(m === lastMicro ? overlap : {}) });
       recomputed += r.recomputed;
       const sum: Tensor = lossSum ? lossSum.add(r.loss.mul(m.weight)) : r.loss.mul(m.weight);
       lossSum?.dispose();

@@ -146,16 +146,13 @@ test("gradients summed bucket by bucket during backward equal those summed after
       `rank ${r.rank}`,
     );
     assert.equal(r.rest, 0);
-    // Layer 0 kept, 1–3 recomputed: backward finishes layer 3, 2, 1, then 0; each bucket starts there.
+    // Backward split where the buckets start: it finishes layer 3, 2, 1, then 0; each bucket starts there.
     assert.deepEqual(
       r.hooksDuring,
       [3, 2, 1, 0].map((first, k) => ({ first, startedBuckets: k + 1 })),
       `rank ${r.rank}`,
     );
-    assert.ok(
-      r.hooksAfter.every((h: { startedBuckets: number }) => h.startedBuckets === 0),
-      "without overlap nothing starts in backward",
-    );
+    assert.deepEqual(r.hooksAfter, [{ first: 0, startedBuckets: 0 }], "without overlap, one segment and nothing started in backward");
     assert.equal(r.duringVsAfter, 0, `rank ${r.rank}: the same sums whenever they start`);
     assert.ok(r.smallestNorm > 0, "every factor has a gradient");
     assert.ok(r.afterVsAlone < 1e-5, `rank ${r.rank}: summed vs one process, relative difference ${r.afterVsAlone}`);
@@ -208,7 +205,7 @@ test("gradient buckets are whole layers from the top, at least MIN_BUCKETS of th
   assert.equal(full.layers.flatMap((b) => b.params).length, weights.size - 3);
 });
 
-test("onLayersDone: when backward says layers ≥ first are done, their gradients are final", () => {
+test("onLayersDone: when backward says layers ≥ first are done, their gradients are final; segmentStarts splits backward there, same gradients", () => {
   const model = tenLayers();
   const loras = addLora(model, { rank: 4, alpha: 8, targets: "all-linear" }, "gaussian");
   torch.noGrad(() => {
@@ -222,22 +219,36 @@ test("onLayersDone: when backward says layers ≥ first are done, their gradient
     ],
     "cpu",
   );
+  const grads = () => [...layerOf.keys()].map((p) => Array.from(p.grad!.data() as Float32Array));
+  const clear = () => {
+    for (const p of layerOf.keys()) p.grad = null;
+  };
+  // Layers 0–3 kept (one segment), 4–9 recomputed one by one.
+  torch.tidy(() => lossAndBackward(model, batch, { recompute: { keepLayers: 4 } }).loss);
+  const whole = grads();
+  clear();
   const firsts: number[] = [];
   const seen = new Map<torch.Tensor, number[]>();
-  // Layers 0–3 kept (one segment), 4–9 recomputed one by one.
+  // The same, with the kept layers split at layer 2: backward reports there too.
   torch.tidy(
     () =>
       lossAndBackward(model, batch, {
         recompute: { keepLayers: 4 },
+        segmentStarts: new Set([2, 7]),
         onLayersDone: (first) => {
           firsts.push(first);
           for (const [p, layer] of layerOf) if (layer >= first && !seen.has(p)) seen.set(p, Array.from(p.grad!.data() as Float32Array));
         },
       }).loss,
   );
-  assert.deepEqual(firsts, [9, 8, 7, 6, 5, 4, 0]);
+  assert.deepEqual(firsts, [9, 8, 7, 6, 5, 4, 2, 0]);
   assert.equal(seen.size, layerOf.size);
   for (const [p, early] of seen) assert.deepEqual(Array.from(p.grad!.data() as Float32Array), early, `layer ${layerOf.get(p)}`);
+  const split = grads();
+  whole.forEach((g, k) =>
+    g.forEach((x, j) => assert.ok(Math.abs(x - split[k][j]) <= 1e-6 * (1 + Math.abs(x)), `gradient ${k}[${j}]: ${split[k][j]} vs ${x}`)),
+  );
+  clear();
 });
 
 test("a launch with a bad rank variable fails in one line", () => {

@@ -1,8 +1,8 @@
 // A rank of the overlap test in test/train/data-parallel.test.ts, started with RANK, WORLD_SIZE,
-// MASTER_ADDR and MASTER_PORT: the embedded model with LoRA on every projection, one layer kept and
-// the others recomputed (so backward runs in several segments), this rank's share of a global
-// batch. Its gradients summed three ways: all buckets after backward, each bucket as backward
-// finishes its layers, and one process alone on the whole batch (no collective). Prints one JSON line.
+// MASTER_ADDR and MASTER_PORT: the embedded model with LoRA on every projection, every layer's
+// activations kept, this rank's share of a global batch. Its gradients summed three ways: all
+// buckets after backward; each bucket as backward finishes its layers (backward split where the
+// buckets start); and one process alone on the whole batch (no collective). Prints one JSON line.
 import { loadCausalLM } from "../../src/model/loader.js";
 import { addLora, loraParameters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
@@ -27,7 +27,7 @@ const global = [7, 12, 5, 9, 15, 4].map((n, s) => {
   return { ids, lossMask: ids.map((_, t) => t >= 2), truncated: false };
 });
 const batchOptions = { padId: model.config.padTokenId ?? 0, device: "cpu", packing: false };
-const recompute = { keepLayers: 1 };
+const recompute = "none";
 const plan = bucketPlan(model, params);
 
 /** Gradients of one backward on this rank's share (gradScale: its weight in the global batch),
@@ -40,8 +40,9 @@ function gradients(group: DataParallel, overlap: boolean) {
     if (overlap) sum!.layersDone(first);
     hooks.push({ first, startedBuckets: sum?.startedBuckets ?? 0 });
   };
+  const segmentStarts = overlap ? sum!.segmentStarts : undefined;
   const micro = rankMicroBatch(global, 1, group, batchOptions);
-  torch.tidy(() => lossAndBackward(model, micro.make()!, { gradScale: micro.weight, recompute, onLayersDone }).loss);
+  torch.tidy(() => lossAndBackward(model, micro.make()!, { gradScale: micro.weight, recompute, onLayersDone, segmentStarts }).loss);
   sum?.finish();
   const grads = params.map((p) => {
     const g = p.grad!.clone();
