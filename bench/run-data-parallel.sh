@@ -49,7 +49,12 @@ run() { # name, then lora-7b.js arguments
 }
 for n in 1 2 4; do
   [ "$n" -le "$GPUS" ] || continue
-  run "qv-$n" "$QV" --gpus "$n" --max-memory-gib 20 --epochs 4
+  if [ "$n" -eq 2 ]; then # which transport NCCL picked between the GPUs (NVLink P2P, or host memory)
+    NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,P2P NCCL_DEBUG_FILE="$OUTDIR/nccl-%h-%p.txt" \
+      run "qv-$n" "$QV" --gpus "$n" --max-memory-gib 20 --epochs 4
+  else
+    run "qv-$n" "$QV" --gpus "$n" --max-memory-gib 20 --epochs 4
+  fi
   run "all-$n" "$ALL" --gpus "$n" --max-memory-gib 20 --epochs 4
   if [ "$n" -gt 1 ]; then
     run "qv-$n-blocking" "$QV" --gpus "$n" --max-memory-gib 20 --epochs 4 --no-overlap
@@ -62,4 +67,8 @@ run "qv24-$last" "$QV" --gpus "$last" --max-memory-gib 24 --epochs 4
 # The same global batch on one GPU and on all of them: the loss curves must agree within bf16 rounding.
 run "curve-1x$((4 * last))" "$QV" --gpus 1 --batch-size $((4 * last)) --max-memory-gib 40 --epochs 2
 run "curve-${last}x4" "$QV" --gpus "$last" --batch-size 4 --max-memory-gib 20 --epochs 2
+{
+  echo "NCCL (qv-2 run, NCCL_DEBUG=INFO), transports and versions:"
+  cat "$OUTDIR"/nccl-*.txt 2>/dev/null | grep -E "NCCL version|via (P2P|SHM|NET)|NVLS|comm 0x.*nRanks" | sed -E 's/^[^ ]+ //; s/Channel [0-9]+\/[0-9]+ : //' | sort | uniq -c | head -30
+} >> "$OUTDIR/data-parallel-machine.txt"
 "$NODE" bench/dp-table.mjs "$lines" "$OUTDIR" | tee "$OUTDIR/data-parallel.md"
