@@ -130,9 +130,10 @@ export interface BucketPlan {
   rest: Tensor[];
 }
 
-/** At least this many buckets where the layers allow, so that all but the last one's all-reduce can overlap backward… */
+/** A bucket holds whole layers, at most 1/MIN_BUCKETS of the layers' gradient bytes (so that all
+ * but the last bucket's all-reduce can overlap backward)… */
 export const MIN_BUCKETS = 4;
-/** …and at most this many bytes of gradients in one, unless a single layer holds more. */
+/** …and at most this many bytes; a layer larger than the limit is a bucket of its own. */
 export const MAX_BUCKET_BYTES = DEFAULT_BUCKET_BYTES;
 
 const plans = new WeakMap<readonly Tensor[], BucketPlan>();
@@ -142,23 +143,27 @@ export function bucketPlan(model: CausalLM, params: readonly Tensor[]): BucketPl
   const known = plans.get(params);
   if (known) return known;
   const layerOf = layerIndex(model);
-  const bytes = (p: Tensor) => p.numel() * torch.elementSize[p.dtype];
-  // Top layer first; within a layer, the parameters' own order.
-  const layered = params.filter((p) => layerOf.has(p)).sort((a, b) => layerOf.get(b)! - layerOf.get(a)!);
-  const limit = Math.min(MAX_BUCKET_BYTES, Math.ceil(layered.reduce((n, p) => n + bytes(p), 0) / MIN_BUCKETS));
-  const layers: BucketPlan["layers"] = [];
+  const bytes = (ps: Tensor[]) => ps.reduce((n, p) => n + p.numel() * torch.elementSize[p.dtype], 0);
+  // Each layer's parameters (in the list's order), top layer first.
+  const byLayer = new Map<number, Tensor[]>();
+  for (const p of params) {
+    const layer = layerOf.get(p);
+    if (layer !== undefined) byLayer.set(layer, [...(byLayer.get(layer) ?? []), p]);
+  }
+  const top = [...byLayer].sort(([a], [b]) => b - a);
+  const limit = Math.min(MAX_BUCKET_BYTES, bytes(top.flatMap(([, ps]) => ps)) / MIN_BUCKETS);
+  const layers: { first: number; params: Tensor[] }[] = [];
   let size = 0;
-  for (const p of layered) {
-    const layer = layerOf.get(p)!;
+  for (const [layer, ps] of top) {
     const open = layers[layers.length - 1];
-    if (open && (layer === open.first || size < limit)) {
+    if (open && size + bytes(ps) <= limit) {
       open.first = layer;
-      open.params.push(p);
+      open.params.push(...ps);
+      size += bytes(ps);
     } else {
-      layers.push({ first: layer, params: [p] });
-      size = 0;
+      layers.push({ first: layer, params: [...ps] });
+      size = bytes(ps);
     }
-    size += bytes(p);
   }
   const plan = { layers, rest: params.filter((p) => !layerOf.has(p)) };
   plans.set(params, plan);

@@ -177,24 +177,25 @@ function tenLayers() {
   return randomCausalLM(config, { std: 0.2 });
 }
 
-test("gradient buckets are whole layers from the top, at least MIN_BUCKETS of them; weights outside the layers come last", () => {
+test("gradient buckets are whole layers from the top, each at most 1/MIN_BUCKETS of them; weights outside the layers come last", () => {
   const model = tenLayers();
   const loras = addLora(model, { rank: 4, alpha: 8, targets: ["q_proj", "v_proj"] }, "gaussian");
   const plan = bucketPlan(model, loraParameters(loras));
   assert.equal(MIN_BUCKETS, 4);
-  // 10 equal layers, at least 10/4 of them per bucket: 3, 3, 3, then layer 0.
+  // 10 equal layers, at most 10/4 of them per bucket: 2 each, top first.
   assert.deepEqual(
     plan.layers.map((b) => [b.first, b.params.length]),
     [
-      [7, 12],
-      [4, 12],
-      [1, 12],
-      [0, 4],
+      [8, 8],
+      [6, 8],
+      [4, 8],
+      [2, 8],
+      [0, 8],
     ],
   );
   assert.equal(plan.layers[0].params[0], loras.get("model.layers.9.self_attn.q_proj")!.A, "the top layer's first");
   assert.deepEqual(plan.rest, []);
-  assert.equal(bucketPlan(model, loraParameters(loras)).layers.length, 4, "a new list of the same parameters gets the same plan");
+  assert.equal(bucketPlan(model, loraParameters(loras)).layers.length, 5, "a new list of the same parameters gets the same plan");
   // A full fine-tune: the embeddings, the final norm and lm_head are in no layer.
   const weights = model.namedWeights();
   const full = bucketPlan(model, [...weights.values()]);
