@@ -10,7 +10,7 @@ import { LORA_TRAINING } from "../train/settings.js";
 import type { Cli } from "./main.js";
 import { withInterrupts } from "./interrupt.js";
 import { println } from "./io.js";
-import { LaunchError, launchWorkers } from "./launch.js";
+import { LaunchError, launchPlan, launchWorkers } from "./launch.js";
 import { terminalEvents } from "./progress.js";
 import { addSettingFlags, checkDevice, givenSettings, refuseUnusedMaxNewTokens } from "./settings.js";
 
@@ -27,18 +27,24 @@ export function registerTrain(program: Command, cli: Cli): void {
       throw new Error("--svd-factors is used only with --init svd: add --init svd, or drop --svd-factors");
     refuseUnusedMaxNewTokens(given);
     if (given.baseModel !== undefined) given.baseModel = await resolveBaseModel(given.baseModel as string);
-    const gpus = (given.gpus as number | undefined) ?? 1;
-    // The launcher starts one worker per GPU with this same command line; each joins the group.
-    if (gpus > 1 && !process.env.WORLD_SIZE) {
+    // The launcher starts one worker per GPU with this same command line (on each machine of
+    // NNODES); each joins the group. Under torchrun or srun this process is already a worker.
+    const plan = launchPlan((given.gpus as number | undefined) ?? null);
+    if (plan) {
       const visible = torch.cuda.deviceCount();
-      if (device.startsWith("cuda") && gpus > visible)
+      if (device.startsWith("cuda") && plan.gpus > visible)
         throw new Error(
-          `--gpus ${gpus}: this machine shows ${visible} GPU${visible === 1 ? "" : "s"}; use --gpus ${Math.max(1, visible)} or fewer`,
+          `--gpus ${plan.gpus}: this machine shows ${visible} GPU${visible === 1 ? "" : "s"}; use --gpus ${Math.max(1, visible)} or fewer`,
         );
       if (device.startsWith("cuda:"))
-        throw new Error(`--gpus ${gpus} picks the GPUs itself (one per process): use --device cuda, not ${device}`);
+        throw new Error(`--gpus ${plan.gpus} picks the GPUs itself (one per process): use --device cuda, not ${device}`);
       try {
-        return await launchWorkers(gpus, process.argv.slice(2));
+        return await launchWorkers(plan.gpus, process.argv.slice(2), {
+          nodes: plan.nodes,
+          nodeRank: plan.nodeRank,
+          masterAddr: plan.master?.addr,
+          masterPort: plan.master?.port,
+        });
       } catch (e) {
         // Ctrl-C: the workers have said where they stopped; exit as they did (130).
         if (e instanceof LaunchError && e.rank === null) process.exit(e.exitCode);

@@ -10,7 +10,7 @@ import type { Tensor } from "../torch/index.js";
 import type { RecomputePolicy } from "./backprop.js";
 import { type BatchOptions, epochOrder, microBatchRanges } from "./batches.js";
 import { type EvalRecord, type StepRecord, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
-import { type DataParallel, broadcastFromMain, sumNumbers } from "./data-parallel.js";
+import { type DataParallel, broadcastFromMain } from "./data-parallel.js";
 import { evaluateLoss } from "./evaluate.js";
 import { InterruptedError, type TrainingEvents } from "./events.js";
 import { AdamW } from "./optim.js";
@@ -160,6 +160,7 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
             maxGradNorm: s.maxGradNorm,
             lr,
             dataParallel: dp,
+            stop: o.signal?.aborted,
           });
           tokens += r.tokens;
           if (!r.updated) {
@@ -193,8 +194,9 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
           if (!lastOfEpoch && s.evalSteps > 0 && step % s.evalSteps === 0) evaluate(epochNow);
           if (!lastOfEpoch && s.saveSteps > 0 && step % s.saveSteps === 0) save();
           await new Promise(setImmediate); // lets a pending abort (Ctrl-C) in
-          // Every rank stops at the same step.
-          const stop = dp.worldSize > 1 ? sumNumbers([o.signal?.aborted ? 1 : 0], dp)[0] > 0 : Boolean(o.signal?.aborted);
+          // Every rank stops at the same step: with several, after the step where one of them asked
+          // (the flags ride in the step's all-reduce, so this costs no collective of its own).
+          const stop = dp.worldSize > 1 ? r.stop : Boolean(o.signal?.aborted);
           if (stop) {
             if (lastOfEpoch) evaluate(epoch + 1);
             save();
