@@ -132,6 +132,8 @@ export interface RunRecord {
   accuracy: { correct: number; total: number; ci95: [number, number]; items: boolean[] } | null;
   /** Runs whose compute this one depends on, by name. */
   dependsOn: string[];
+  /** Only another arm's teacher source, trained on other data (svd-xfit's half-data run): not compared. */
+  sourceOnly: boolean;
 }
 
 /** One metric of one arm against the baseline. */
@@ -202,7 +204,7 @@ interface Summary_ {
   made_by?: string;
   settings?: { learningRate?: number; seed?: number; init?: string };
   result?: Partial<TrainResult>;
-  experiment?: { arm?: string; dependsOn?: string[]; external?: { what: string; tokens: number; seconds: number }[] };
+  experiment?: { arm?: string; dependsOn?: string[]; external?: { what: string; tokens: number; seconds: number }[]; sourceOnly?: boolean };
 }
 
 function readJson<T>(file: string): T {
@@ -281,6 +283,7 @@ export function readRuns(trainingDir: string): { runs: RunRecord[]; heldOut: Map
           ? { correct: acc.correct, total: acc.total, ci95: wilsonInterval(acc.correct, acc.total), items: acc.items ?? [] }
           : null,
       dependsOn: s.experiment?.dependsOn ?? [],
+      sourceOnly: s.experiment?.sourceOnly === true,
     };
   });
   // Compute including every run it depended on, and theirs in turn (each counted once).
@@ -316,7 +319,7 @@ export function compareRuns(trainingDir: string, o: CompareOptions = {}): Compar
     throw new CompareError(`target loss must be a finite number, got ${o.targetLoss}`);
   const { runs, heldOut } = readRuns(trainingDir);
 
-  const armNames = [...new Set(runs.map((r) => r.arm))];
+  const armNames = [...new Set(runs.filter((r) => !r.sourceOnly).map((r) => r.arm))];
   if (!armNames.includes(baseline))
     throw new CompareError(`no "${baseline}" arm in ${trainingDir}: found ${armNames.join(", ")} (give \`baseline\` one of them)`);
   const rank = (arm: string) => (arm === baseline ? -1 : ARM_ORDER.includes(arm) ? ARM_ORDER.indexOf(arm) : ARM_ORDER.length);

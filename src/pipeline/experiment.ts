@@ -105,6 +105,8 @@ interface Planned {
   dependsOn: string[];
   /** Compute outside the training folder it counts: teacher synthesis and SVD, a full fine-tune. */
   external: () => { what: string; tokens: number; seconds: number }[];
+  /** Only a teacher's source, trained on other data: not an arm of the comparison. */
+  sourceOnly?: boolean;
 }
 
 const seconds = (file: string) => (fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as { seconds: number }).seconds : 0);
@@ -149,7 +151,7 @@ export function plan(c: ExperimentConfig, arm: string, lr: number, k: number): P
     case "random":
       return { name, arm, settings: base, dependsOn: [], external: none };
     case "random-half":
-      return { name, arm, settings: { ...base, trainData: halfData(c, k) }, dependsOn: [], external: none };
+      return { name, arm, settings: { ...base, trainData: halfData(c, k) }, dependsOn: [], external: none, sourceOnly: true };
     case "svd":
     case "svd-xfit": {
       const source = arm === "svd" ? "random" : "random-half";
@@ -313,7 +315,7 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
       signal: o.signal,
       events: o.events,
       label: `train ${p.name}`,
-      experiment: { arm: p.arm, dependsOn: p.dependsOn, external: p.external() },
+      experiment: { arm: p.arm, dependsOn: p.dependsOn, external: p.external(), ...(p.sourceOnly ? { sourceOnly: true } : {}) },
     });
     log(`  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, ${evalSpan(r)}`);
   };

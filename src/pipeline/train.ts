@@ -32,6 +32,8 @@ export interface ExperimentRecord {
   dependsOn: string[];
   /** Compute outside the training folder it depends on (a teacher's synthesis and SVD, a full fine-tune). */
   external: { what: string; tokens: number; seconds: number }[];
+  /** Trained on other data only to make another arm's teacher (svd-xfit's half-data run): counted, not compared. */
+  sourceOnly?: boolean;
 }
 
 export interface TrainRunResult extends TrainResult {

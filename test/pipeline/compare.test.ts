@@ -22,6 +22,7 @@ interface FakeRun {
   accuracy?: boolean[];
   dependsOn?: string[];
   external?: { what: string; tokens: number; seconds: number }[];
+  sourceOnly?: boolean;
 }
 
 /** Writes a run's summary and log as svdlora train leaves them. */
@@ -67,7 +68,7 @@ function writeRun(dir: string, name: string, r: FakeRun): void {
     made_by: "svdlora",
     settings: { init: r.arm, seed: r.seed, learningRate: r.lr ?? 1e-3 },
     result,
-    experiment: { arm: r.arm, dependsOn: r.dependsOn ?? [], external: r.external ?? [] },
+    experiment: { arm: r.arm, dependsOn: r.dependsOn ?? [], external: r.external ?? [], ...(r.sourceOnly ? { sourceOnly: true } : {}) },
   };
   fs.writeFileSync(L.summary(name), JSON.stringify(summary));
 }
@@ -234,6 +235,28 @@ describe("learning rates", () => {
       [0, 1, 2].map((k) => [0.5 + k / 100, 0.45 + k / 100]),
     );
     assert.match(renderComparisonReport(r), /^LEARNING RATES/m);
+  });
+});
+
+describe("teacher sources", () => {
+  it("svd-xfit's half-data run counts in svd-xfit's compute but is not an arm of the comparison", () => {
+    const out = path.join(dir, "xfit");
+    SEEDS.forEach((seed, k) => {
+      const s = k === 0 ? "" : `-s${k + 1}`;
+      writeRun(out, `random${s}`, { arm: "random", seed, heldOut: [0.7, 0.6, randomFinal[k]] });
+      writeRun(out, `random-half${s}`, { arm: "random-half", seed, heldOut: [0.7, 0.65, 0.6], sourceOnly: true });
+      writeRun(out, `svd-xfit${s}`, { arm: "svd-xfit", seed, heldOut: [0.6, 0.5, svdFinal[k]], dependsOn: [`random-half${s}`] });
+    });
+    const r = compareRuns(out);
+    assert.deepEqual(
+      r.arms.map((a) => a.arm),
+      ["random", "svd-xfit"],
+    );
+    assert.equal(r.runs.find((x) => x.name === "svd-xfit")!.values.totalTokens, 4000, "its own 2000 tokens and the half-data run's 2000");
+    assert.ok(
+      r.runs.some((x) => x.name === "random-half"),
+      "the source run stays in the per-run table",
+    );
   });
 });
 
