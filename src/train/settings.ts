@@ -137,7 +137,7 @@ export const TRAINING = {
   }),
   validationFraction: setting({
     kind: num({ min: 0, below: 1 }),
-    help: "share of the held-out samples kept apart as a validation set for choosing settings (the learning rate); the rest is the test set",
+    help: "share of the held-out samples, drawn at random with a fixed seed, kept apart as a validation set for choosing settings (the learning rate); the rest is the test set",
     default: 0,
     identity: "evaluation",
   }),

@@ -10,6 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { loadDataset } from "../data/dataset.js";
 import { formatSamples } from "../data/format.js";
+import { Random } from "../data/probability/random.js";
 import type { Encoded, Sample } from "../data/types.js";
 import { SafetensorsCheckpoint } from "../hf/checkpoint.js";
 import { loadModelConfig } from "../hf/config.js";
@@ -191,7 +192,7 @@ interface Data {
   train: Encoded[];
   /** Held-out test samples. */
   eval: Encoded[];
-  /** Held-out validation samples: the first validationFraction of the held-out set. */
+  /** Held-out validation samples: validationFraction of the held-out set, drawn by validationSplit. */
   validation: Encoded[];
   truncated: number;
   dropped: number;
@@ -216,10 +217,10 @@ async function loadData(s: TrainingSettings, events: TrainingEvents | undefined)
   events?.phase?.("loading", s.baseModel);
   const train = encode(trainSamples, s.trainData, tokenizer, s);
   const heldOut = s.evalData ? encode(evalSamples, s.evalData, tokenizer, s).encoded.slice(0, s.evalLimit) : [];
-  const validation = heldOut.slice(0, Math.floor(s.validationFraction * heldOut.length));
+  const { validation, test } = validationSplit(heldOut, s.validationFraction);
   const data = {
     train: train.encoded,
-    eval: heldOut.slice(validation.length),
+    eval: test,
     validation,
     truncated: train.truncated,
     dropped: train.dropped,
@@ -227,6 +228,19 @@ async function loadData(s: TrainingSettings, events: TrainingEvents | undefined)
   return { tokenizer, data };
 }
 
+const VALIDATION_SEED = 20261201;
+
+/**
+ * The held-out set split into validation and test: a fraction of it drawn at random, with one fixed
+ * seed so that every run of an experiment (whatever its own seed) is measured on the same test set.
+ * Drawn, not the first samples: a held-out file ordered by source or difficulty would otherwise give a
+ * validation set unlike the test set. Each part keeps the file's order.
+ */
+export function validationSplit<T>(heldOut: T[], fraction: number): { validation: T[]; test: T[] } {
+  const n = Math.floor(fraction * heldOut.length);
+  const chosen = new Set(new Random(VALIDATION_SEED).shuffle(heldOut.map((_, i) => i)).slice(0, n));
+  return { validation: heldOut.filter((_, i) => chosen.has(i)), test: heldOut.filter((_, i) => !chosen.has(i)) };
+}
 const padIdOf = (tokenizer: HfTokenizer) => tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
 
 // ---- the two kinds of run ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ import * as torch from "../../src/torch/index.js";
 import { evaluateLoss } from "../../src/train/evaluate.js";
 import { readTrainingLog } from "../../src/train/log.js";
 import type { LoraTrainingSettings } from "../../src/train/settings.js";
+import { validationSplit } from "../../src/train/trainer.js";
 import { dataSubset, tempDir } from "../helpers.js";
 
 const dir = tempDir("train");
@@ -155,4 +156,25 @@ test("an earlier run is replaced only with overwrite, and a file no run owns nev
   fs.writeFileSync(path.join(stray, "training_log_random.csv"), "mine\n");
   await assert.rejects(trainRun({ ...base, epochs: 1, outputDir: stray }), /training_log_random\.csv exists but no svdlora run owns it/);
   assert.equal(fs.readFileSync(path.join(stray, "training_log_random.csv"), "utf8"), "mine\n");
+});
+
+test("the validation set is drawn from the whole held-out set with a fixed seed, not taken from its start", () => {
+  const heldOut = Array.from({ length: 240 }, (_, i) => i);
+  const { validation, test: rest } = validationSplit(heldOut, 0.5);
+  assert.equal(validation.length, 120);
+  assert.deepEqual(
+    [...validation, ...rest].sort((a, b) => a - b),
+    heldOut,
+    "the two parts cover the held-out set once",
+  );
+  assert.deepEqual(
+    validation,
+    [...validation].sort((a, b) => a - b),
+    "each part keeps the file's order",
+  );
+  // Drawn from both halves of the file, about evenly.
+  const early = validation.filter((i) => i < 120).length;
+  assert.ok(early > 40 && early < 80, `${early} of 120 from the first half`);
+  assert.deepEqual(validationSplit(heldOut, 0.5), { validation, test: rest }, "the same split every time");
+  assert.deepEqual(validationSplit(heldOut, 0), { validation: [], test: heldOut });
 });
