@@ -30,7 +30,7 @@ export function registerCompare(program: Command, cli: Cli): void {
     const result = compareRuns(o.trainingDir, { targetLoss: o.targetLoss, baseline: o.baseline, smoothing: o.smoothing });
     println(cli.io.stdout, comparisonTable(result));
     for (const c of result.caveats) println(cli.io.stdout, `\ncaveat: ${c}`);
-    const paths = await writeComparison(o.trainingDir, result);
+    const paths = await writeComparison(o.trainingDir, result, (line) => println(cli.io.stderr, `svdlora: ${line}`));
     println(cli.io.stdout, `\nreport: ${paths.report}\njson:   ${paths.json}\nchart:  ${paths.chart}`);
   });
 }

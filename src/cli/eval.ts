@@ -15,6 +15,7 @@ import { evaluateAccuracy, evaluateLoss } from "../train/evaluate.js";
 import { LORA, TRAINING } from "../train/settings.js";
 import { defaultDtype } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { assertOurs, writeOutputs } from "../util/outputs.js";
 import { bool, defaults, int, pick, text } from "../util/settings.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
@@ -48,6 +49,7 @@ export function registerEval(program: Command, cli: Cli): void {
       const dir = path.dirname(path.resolve(o.output));
       if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`--output ${o.output}: the folder ${dir} does not exist`);
       fs.accessSync(dir, fs.constants.W_OK);
+      assertOurs(o.output); // a file svdlora did not write is never replaced
     }
     const baseModel = await resolveBaseModel(o.baseModel);
     const tokenizer = await loadTokenizer(baseModel);
@@ -85,9 +87,12 @@ export function registerEval(program: Command, cli: Cli): void {
     }
     torch.dispose([...model.namedWeights().values()]);
     if (o.output) {
-      writeFileAtomic(
-        o.output,
-        `${JSON.stringify({ baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy }, null, 2)}\n`,
+      const results = { baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy };
+      const name = path.basename(o.output);
+      await writeOutputs(
+        { root: path.dirname(o.output), name: "eval", by: "eval", outputs: [name] },
+        (staged) => writeFileAtomic(staged(name), `${JSON.stringify(results, null, 2)}\n`),
+        (line) => println(cli.io.stderr, `svdlora: ${line}`),
       );
       println(cli.io.stdout, `results: ${o.output}`);
     }

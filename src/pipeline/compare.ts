@@ -7,10 +7,11 @@
 // and comparison_all_arms.png (+ .svg) when there are more arms.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type RunCurves, comparisonChart, emaSmooth, formatDuration, saveChart } from "../report/index.js";
+import { type RunCurves, comparisonChart, emaSmooth, formatDuration, saveChart, svgPathFor } from "../report/index.js";
 import { type TrainRow, readTrainingLog } from "../train/log.js";
 import type { TrainResult } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { writeOutputs } from "../util/outputs.js";
 import { runCurves } from "./curves.js";
 
 export interface CompareOptions {
@@ -524,10 +525,40 @@ export interface ComparisonPaths {
   allArmsChart: string | null;
 }
 
-/** Writes comparison.json and comparison_report.txt, then the charts (which need a font; see saveChart). */
-export async function writeComparison(trainingDir: string, result: ComparisonResult): Promise<ComparisonPaths> {
-  writeFileAtomic(path.join(trainingDir, COMPARISON_FILES.json), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileAtomic(path.join(trainingDir, COMPARISON_FILES.report), renderComparisonReport(result));
+/** Every file a comparison may write in its training folder. */
+export const comparisonOutputs = (): string[] => [
+  COMPARISON_FILES.json,
+  COMPARISON_FILES.report,
+  COMPARISON_FILES.chart,
+  svgPathFor(COMPARISON_FILES.chart),
+  COMPARISON_FILES.allArmsChart,
+  svgPathFor(COMPARISON_FILES.allArmsChart),
+];
+
+/**
+ * Writes comparison.json, comparison_report.txt and the charts (which need a font; see saveChart)
+ * into trainingDir, swapped in together over an earlier comparison (util/outputs.ts).
+ */
+export async function writeComparison(
+  trainingDir: string,
+  result: ComparisonResult,
+  log?: (line: string) => void,
+): Promise<ComparisonPaths> {
+  return writeOutputs(
+    { root: trainingDir, name: "comparison", by: "compare", outputs: comparisonOutputs() },
+    (staged) => writeComparisonInto(trainingDir, result, staged),
+    log,
+  );
+}
+
+/** Writes the comparison's files at at(name) (a staging folder's paths); returns their final paths in trainingDir. */
+export async function writeComparisonInto(
+  trainingDir: string,
+  result: ComparisonResult,
+  at: (name: string) => string,
+): Promise<ComparisonPaths> {
+  writeFileAtomic(at(COMPARISON_FILES.json), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileAtomic(at(COMPARISON_FILES.report), renderComparisonReport(result));
   // report: the charts draw every run's logged curves; comparison_random_vs_svd.png shows those two arms only
   const curves = runCurves(result.runs.map((r) => ({ run: r.name, arm: r.init, log: r.logPath })));
   const pair = curves.filter((c) => c.arm === result.baseline || c.arm === TEACHER_ARM);
@@ -540,13 +571,13 @@ export async function writeComparison(trainingDir: string, result: ComparisonRes
       smoothing: result.smoothing,
       targetLoss: Number(result.targetLoss.toFixed(LOSS_DIGITS)),
     });
-  const paths: ComparisonPaths = {
+  const allArms = pair.length < curves.length;
+  await saveChart(at(COMPARISON_FILES.chart), chart(pair));
+  if (allArms) await saveChart(at(COMPARISON_FILES.allArmsChart), chart(curves));
+  return {
     json: path.join(trainingDir, COMPARISON_FILES.json),
     report: path.join(trainingDir, COMPARISON_FILES.report),
     chart: path.join(trainingDir, COMPARISON_FILES.chart),
-    allArmsChart: pair.length < curves.length ? path.join(trainingDir, COMPARISON_FILES.allArmsChart) : null,
+    allArmsChart: allArms ? path.join(trainingDir, COMPARISON_FILES.allArmsChart) : null,
   };
-  await saveChart(paths.chart, chart(pair));
-  if (paths.allArmsChart) await saveChart(paths.allArmsChart, chart(curves));
-  return paths;
 }

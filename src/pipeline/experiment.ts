@@ -8,14 +8,15 @@ import path from "node:path";
 import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
 import { resolveSettings } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
-import { describeInput } from "../util/digest.js";
+import { describeInput, fileDigest } from "../util/digest.js";
+import { claimFolder, isComplete, isOurFolder, writeOutputs } from "../util/outputs.js";
 import { differences, identityOf, parseConfigText, readSettings, showValue } from "../util/settings.js";
-import { compareRuns, writeComparison } from "./compare.js";
+import { compareRuns, comparisonOutputs, writeComparisonInto } from "./compare.js";
 import { layout, teacherLayout } from "./layout.js";
-import { writeExperimentReport } from "./report.js";
+import { renderExperimentReport } from "./report.js";
 import { EXPERIMENT, type ExperimentConfig } from "./settings.js";
-import { svdStep } from "./svd.js";
-import { synthesizeStep } from "./synthesize.js";
+import { svdFiles, svdInto } from "./svd.js";
+import { synthesisFiles, synthesizeInto } from "./synthesize.js";
 import { type TrainRunOptions, trainRun } from "./train.js";
 import { fullFinetuneBaseline, fullFinetuneLayout } from "./train-full.js";
 
@@ -67,28 +68,42 @@ function readJson(file: string): Record<string, unknown> | null {
   }
 }
 
-/** A run's state: its summary exists and records the same identity (training and evaluation) and inputs. */
+/** Where an input recorded as `recorded` (describeInput) differs from what is at its path now; null when it does not. */
+function inputChange(key: string, recorded: { path?: string; sha256?: string; files?: object } | undefined): string | null {
+  if (!recorded?.path) return null;
+  if (!fs.existsSync(recorded.path)) return `its ${key} ${recorded.path} is gone`;
+  const now = describeInput(recorded.path);
+  const same =
+    recorded.sha256 !== undefined ? now.sha256 === recorded.sha256 : JSON.stringify(now.files) === JSON.stringify(recorded.files);
+  return same ? null : `its ${key} ${recorded.path} has changed since it ran`;
+}
+
+/**
+ * A run's state: its summary, adapter and log are there and complete, and the summary records
+ * the same identity (training and evaluation) and the same inputs (their digests) as now.
+ */
 function runState(c: ExperimentConfig, arm: string, k: number): StepState {
   const name = runName(arm, k);
-  const file = experimentLayout(c).summary(name);
+  const L = experimentLayout(c);
+  const file = L.summary(name);
   const summary = readJson(file) as {
     made_by?: string;
     identity?: { training: object; evaluation: object };
-    inputs?: Record<string, unknown>;
+    inputs?: Record<string, { path?: string; sha256?: string; files?: object }>;
   } | null;
   if (!summary) return { done: false, why: `${name} has not run`, stale: false };
   if (summary.made_by !== "svdlora" || !summary.identity)
     return { done: false, why: `${file} was not written by this svdlora`, stale: true };
+  const missing = [L.adapter(name), L.log(name)].find((p) => !(p === L.adapter(name) ? isOurFolder(p) : fs.existsSync(p)));
+  if (missing) return { done: false, why: `${name} is incomplete: ${missing} is missing`, stale: true };
   const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, runSettings(c, arm, k));
   const want = { ...identityOf(LORA_TRAINING, s), ...identityOf(LORA_TRAINING, s, { evaluation: true }) };
   const have = { ...summary.identity.training, ...summary.identity.evaluation } as Record<string, unknown>;
   const changed = differences(have, want, ["gpus", "ranks"]);
   if (changed.size > 0) return { done: false, why: `${name} was made with ${describeChanges(changed)}`, stale: true };
-  for (const key of ["trainData", "evalData"] as const) {
-    const p = s[key];
-    const recorded = summary.inputs?.[key] as { sha256?: string } | undefined;
-    if (p && recorded?.sha256 && fs.existsSync(p) && describeInput(p).sha256 !== recorded.sha256)
-      return { done: false, why: `${name}'s ${key} ${p} has changed since it ran`, stale: true };
+  for (const [key, recorded] of Object.entries(summary.inputs ?? {})) {
+    const change = inputChange(key, recorded);
+    if (change) return { done: false, why: `${name}: ${change}`, stale: true };
   }
   return { done: true };
 }
@@ -98,7 +113,6 @@ const describeChanges = (changed: Map<string, [unknown, unknown]>) =>
 
 /** The teacher step's record: what it was made from and with. */
 function teacherRecord(c: ExperimentConfig, k: number) {
-  const T = teacherLayout(c.outputDir, k, c);
   const adapter = experimentLayout(c).adapter(runName("random", k));
   return {
     made_by: "svdlora",
@@ -113,8 +127,18 @@ function teacherRecord(c: ExperimentConfig, k: number) {
       rslora: c.rslora,
       factorSplit: c.factorSplit,
     },
-    inputs: { adapter: fs.existsSync(adapter) ? describeInput(path.join(adapter, "adapter_model.safetensors")).sha256 : null },
-    outputs: [T.delta, T.factors, T.analysis],
+    inputs: { adapter: isOurFolder(adapter) ? describeInput(path.join(adapter, "adapter_model.safetensors")).sha256 : null },
+  };
+}
+
+/** Step 2's outputs for seed index k, relative to the experiment folder: the teacher's files, the SVD's, and the record last. */
+function teacherOutputs(c: ExperimentConfig, k: number): { teacher: string[]; svd: string[]; record: string } {
+  const T = teacherLayout(c.outputDir, k, c);
+  const rel = (p: string) => path.relative(c.outputDir, p);
+  return {
+    teacher: Object.values(synthesisFiles(c.targetRank)).map((f) => rel(path.join(T.teacher, f))),
+    svd: Object.values(svdFiles(c.loraRank)).map((f) => rel(path.join(T.svd, f))),
+    record: rel(T.record),
   };
 }
 
@@ -126,8 +150,52 @@ function teacherState(c: ExperimentConfig, k: number): StepState {
   const changed = differences({ ...(have.settings as object), ...(have.inputs as object) }, { ...want.settings, ...want.inputs });
   if (changed.size > 0)
     return { done: false, why: `the teacher of seed ${c.seed + k} was made with ${describeChanges(changed)}`, stale: true };
-  const missing = want.outputs.find((p) => !fs.existsSync(p));
-  return missing ? { done: false, why: `${missing} is missing`, stale: true } : { done: true };
+  const missing = [T.delta, T.factors, T.analysis, T.record].find((p) => !isComplete(p));
+  return missing ? { done: false, why: `${missing} is missing or incomplete`, stale: true } : { done: true };
+}
+
+/**
+ * What report.html and the comparison were made from: the digest of every run's summary and log,
+ * and of each teacher's record, analysis and timings (and the full fine-tune's analysis).
+ */
+function reportInputs(c: ExperimentConfig): Record<string, string> {
+  const L = experimentLayout(c);
+  const files = fs.existsSync(L.training)
+    ? fs
+        .readdirSync(L.training)
+        .filter((f) => /^(train_summary_.+\.json|training_log_.+\.csv)$/.test(f))
+        .map((f) => path.join(L.training, f))
+    : [];
+  for (const k of seedsOf(c)) {
+    const T = teacherLayout(c.outputDir, k, c);
+    files.push(
+      T.record,
+      T.analysis,
+      path.join(T.teacher, synthesisFiles(c.targetRank).timing),
+      path.join(T.svd, svdFiles(c.loraRank).timing),
+    );
+  }
+  if (c.fullFinetune) files.push(fullFinetuneLayout(c.outputDir, c.loraRank).analysis);
+  return Object.fromEntries(
+    files
+      .filter((f) => fs.existsSync(f))
+      .sort()
+      .map((f) => [path.relative(c.outputDir, f), fileDigest(f)]),
+  );
+}
+
+function reportState(c: ExperimentConfig): StepState {
+  const L = experimentLayout(c);
+  const record = readJson(L.reportRecord) as { made_by?: string; inputs?: Record<string, string> } | null;
+  if (!record || !fs.existsSync(L.html)) return { done: false, why: "no report yet", stale: false };
+  const incomplete = [L.html, L.comparisonJson, L.reportRecord].find((p) => !isComplete(p));
+  if (incomplete) return { done: false, why: `${incomplete} is missing or incomplete`, stale: false };
+  const now = reportInputs(c);
+  const was = record.inputs ?? {};
+  const changed = [...new Set([...Object.keys(now), ...Object.keys(was)])].find((f) => now[f] !== was[f]);
+  if (changed === undefined) return { done: true };
+  const what = !(changed in was) ? "is new" : !(changed in now) ? "is gone" : "has changed";
+  return { done: false, why: `${changed} ${what} since the report was made`, stale: false };
 }
 
 export function stepState(c: ExperimentConfig, step: StepId): StepState {
@@ -139,22 +207,15 @@ export function stepState(c: ExperimentConfig, step: StepId): StepState {
     case 2: {
       const teachers = first(seeds.map((k) => teacherState(c, k)));
       if (!teachers.done || !c.fullFinetune) return teachers;
-      return fs.existsSync(fullFinetuneLayout(c.outputDir, c.loraRank).svdTiming)
+      const F = fullFinetuneLayout(c.outputDir, c.loraRank);
+      return isComplete(F.model) && isComplete(F.analysis)
         ? { done: true }
         : { done: false, why: "the full fine-tune has not run", stale: false };
     }
     case 3:
       return first(["svd", ...c.arms].flatMap((arm) => seeds.map((k) => runState(c, arm, k))));
-    case 4: {
-      const L = experimentLayout(c);
-      if (!fs.existsSync(L.html)) return { done: false, why: "no report yet", stale: false };
-      const built = fs.statSync(L.html).mtimeMs;
-      const newer = fs
-        .readdirSync(L.training)
-        .filter((f) => f.startsWith("train_summary_"))
-        .find((f) => fs.statSync(path.join(L.training, f)).mtimeMs > built);
-      return newer ? { done: false, why: `${newer} is newer than the report`, stale: false } : { done: true };
-    }
+    case 4:
+      return reportState(c);
   }
 }
 
@@ -191,26 +252,47 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
         const adapter = L.adapter(runName("random", k));
         if (!fs.existsSync(adapter)) throw new Error(`step 2 needs the baseline adapter ${adapter}: run step 1 first`);
         const T = teacherLayout(c.outputDir, k, c);
-        fs.rmSync(T.record, { force: true });
-        const s = await synthesizeStep({
-          loraAdapter: adapter,
-          outputDir: T.teacher,
-          targetRank: c.targetRank,
-          noiseScale: c.noiseScale,
-          decay: c.decay,
-          seed: c.seed + k,
-        });
-        const v = await svdStep({
-          synthesizedDelta: s.deltaFile,
-          baseModel: c.baseModel,
-          targetModules: [],
-          rank: c.loraRank,
-          alpha: c.loraAlpha,
-          rslora: c.rslora,
-          split: c.factorSplit,
-          outputDir: T.svd,
-        });
-        writeFileAtomic(T.record, `${JSON.stringify(teacherRecord(c, k), null, 2)}\n`);
+        const out = teacherOutputs(c, k);
+        // Teacher, SVD and record are swapped in together: a kill leaves the earlier step 2 or this one.
+        const { s, v } = await writeOutputs(
+          {
+            root: c.outputDir,
+            name: `teacher${k === 0 ? "" : `-s${k + 1}`}`,
+            by: "run step 2",
+            outputs: [...out.teacher, ...out.svd, out.record],
+          },
+          async (staged) => {
+            const inFolder = (dir: string) => (name: string) => staged(path.relative(c.outputDir, path.join(dir, name)));
+            const s = await synthesizeInto(
+              {
+                loraAdapter: adapter,
+                outputDir: T.teacher,
+                targetRank: c.targetRank,
+                noiseScale: c.noiseScale,
+                decay: c.decay,
+                seed: c.seed + k,
+              },
+              inFolder(T.teacher),
+            );
+            const v = await svdInto(
+              {
+                synthesizedDelta: T.delta,
+                baseModel: c.baseModel,
+                targetModules: [],
+                rank: c.loraRank,
+                alpha: c.loraAlpha,
+                rslora: c.rslora,
+                split: c.factorSplit,
+                outputDir: T.svd,
+              },
+              inFolder(T.svd),
+              (file) => (file === T.delta ? s.deltaFile : file),
+            );
+            writeFileAtomic(staged(out.record), `${JSON.stringify(teacherRecord(c, k), null, 2)}\n`);
+            return { s, v };
+          },
+          log,
+        );
         log(
           `  teacher of ${runName("random", k)}: rank ${c.targetRank}, noise ${c.noiseScale} (${s.seconds.toFixed(2)} s); ` +
             `SVD at rank ${c.loraRank}: mean error ${v.summary.relativeError.mean.toFixed(4)}, mean energy ${v.summary.energyRatio.mean.toFixed(4)} (${v.seconds.toFixed(2)} s)`,
@@ -227,8 +309,20 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
       return;
     case 4: {
       const result = compareRuns(L.training, {});
-      await writeComparison(L.training, result);
-      await writeExperimentReport(c, L);
+      // The comparison, report.html and their record are swapped in together.
+      const rel = (p: string) => path.relative(c.outputDir, p);
+      const comparison = comparisonOutputs().map((f) => rel(path.join(L.training, f)));
+      await writeOutputs(
+        { root: c.outputDir, name: "report", by: "run step 4", outputs: [...comparison, rel(L.html), rel(L.reportRecord)] },
+        async (staged) => {
+          await writeComparisonInto(L.training, result, (f) => staged(rel(path.join(L.training, f))));
+          const pending = new Map(comparison.map((f) => [path.resolve(c.outputDir, f), path.resolve(staged(f))]));
+          fs.writeFileSync(staged(rel(L.html)), renderExperimentReport(c, L, pending));
+          const record = { made_by: "svdlora", step: 4, inputs: reportInputs(c) };
+          fs.writeFileSync(staged(rel(L.reportRecord)), `${JSON.stringify(record, null, 2)}\n`);
+        },
+        log,
+      );
       log(`  ${L.comparisonReport}\n  ${L.html}`);
       return;
     }
@@ -238,16 +332,23 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
 /** Runs the given steps in order: done ones are skipped; ones made with other settings are refused unless forced. */
 export async function runExperiment(c: ExperimentConfig, steps: StepId[], o: ExperimentOptions = {}): Promise<void> {
   const log = o.log ?? (() => {});
-  fs.mkdirSync(c.outputDir, { recursive: true });
-  for (const step of steps) {
-    const state = stepState(c, step);
-    if (!o.force && state.done) {
-      log(`step ${step}: ${STEP_NAMES[step]} — done with these settings, skipped (\`force\` redoes it)`);
-      continue;
-    }
-    if (!o.force && !state.done && state.stale)
-      throw new Error(`step ${step}: ${state.why}; rerun with \`force\` to replace its outputs, or use another output folder`);
-    log(`step ${step}: ${STEP_NAMES[step]}`);
-    await runStep(c, step, o);
+  // One run per experiment folder at a time; what a killed run left half done is finished first.
+  const lock = claimFolder(c.outputDir, `svdlora run (steps ${steps.join(",")})`, log);
+  try {
+    for (const step of steps) await runOrSkip(c, step, o, log);
+  } finally {
+    lock.release();
   }
+}
+
+async function runOrSkip(c: ExperimentConfig, step: StepId, o: ExperimentOptions, log: (line: string) => void): Promise<void> {
+  const state = stepState(c, step);
+  if (!o.force && state.done) {
+    log(`step ${step}: ${STEP_NAMES[step]} — done with these settings, skipped (\`force\` redoes it)`);
+    return;
+  }
+  if (!o.force && !state.done && state.stale)
+    throw new Error(`step ${step}: ${state.why}; rerun with \`force\` to replace its outputs, or use another output folder`);
+  log(`step ${step}: ${STEP_NAMES[step]}${state.done ? "" : ` (${state.why})`}`);
+  await runStep(c, step, o);
 }
