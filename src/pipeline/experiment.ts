@@ -333,7 +333,7 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
 export async function runExperiment(c: ExperimentConfig, steps: StepId[], o: ExperimentOptions = {}): Promise<void> {
   const log = o.log ?? (() => {});
   // One run per experiment folder at a time; what a killed run left half done is finished first.
-  const lock = claimFolder(c.outputDir, `svdlora run (steps ${steps.join(",")})`, log);
+  const lock = claimFolder(c.outputDir, `svdlora run (steps ${steps.join(",")})`, o.events?.note ?? log);
   try {
     for (const step of steps) await runOrSkip(c, step, o, log);
   } finally {

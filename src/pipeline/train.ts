@@ -73,6 +73,7 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
       { from: null, to: rel(run.checkpointDir) },
     ]);
     fs.rmSync(staging, { recursive: true, force: true });
+    removeIfEmpty(path.dirname(run.checkpointDir)); // checkpoints/, once no run has one
     return { ...result, ...outputs };
   } finally {
     lock.release();
@@ -112,6 +113,14 @@ function checkReplaceable(
     throw new Error(
       `an unfinished run named ${runName} left a checkpoint in ${checkpointDir}: continue it with \`resume\`, or start afresh with \`overwrite\``,
     );
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // not empty, or not there
+  }
 }
 
 function madeBySvdlora(summaryFile: string): boolean {
