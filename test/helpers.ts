@@ -78,10 +78,11 @@ export function spawnCli(args: string[], env: Record<string, string> = {}, start
   return new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal, stdout, stderr: stderr.trim() })));
 }
 
-/** The bytes of every file under dir by relative path (folders are not listed; paths matching skip are left out). */
+/** The bytes of every file under dir by relative path (folders are not listed; paths matching skip are left out); a file: itself, as "". */
 export function treeFiles(dir: string, skip?: RegExp): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   if (!fs.existsSync(dir)) return out;
+  if (fs.statSync(dir).isFile()) return out.set("", fs.readFileSync(dir));
   for (const rel of fs.readdirSync(dir, { recursive: true }).map(String).sort()) {
     const abs = path.join(dir, rel);
     if (fs.statSync(abs).isFile() && !skip?.test(rel)) out.set(rel, fs.readFileSync(abs));

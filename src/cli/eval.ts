@@ -75,6 +75,7 @@ export function registerEval(program: Command, cli: Cli): void {
       const progress = new TrainingProgress({ totalSteps: samples.length, label: "generate", quiet: o.quiet, stream: cli.io.stderr });
       accuracy = evaluateAccuracy(model, tokenizer, samples, {
         systemPrompt,
+        maxLength: o.maxLength,
         maxNewTokens: o.maxNewTokens,
         onProgress: (done) => progress.update({ step: done }),
       });
@@ -82,7 +83,7 @@ export function registerEval(program: Command, cli: Cli): void {
       const pct = accuracy.total ? ((100 * accuracy.correct) / accuracy.total).toFixed(1) : "n/a";
       println(
         cli.io.stdout,
-        `accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}`,
+        `accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}${accuracy.tooLong ? ` (${accuracy.tooLong} prompts longer than --max-length could hold were left out)` : ""}`,
       );
     }
     torch.dispose([...model.namedWeights().values()]);
@@ -99,9 +100,10 @@ export function registerEval(program: Command, cli: Cli): void {
   });
 }
 
-/** "; 4 truncated to --max-length 90, 2 skipped (no answer token left)", or "" when neither happened. */
-function truncation(stats: { truncated: number; droppedEmpty: number }, maxLength: number): string {
+/** "; 4 truncated to --max-length 90, 2 skipped (no answer token left)", or "" when none of it happened. */
+function truncation(stats: { truncated: number; droppedEmpty: number; droppedTooLong: number }, maxLength: number): string {
   const parts = [];
+  if (stats.droppedTooLong) parts.push(`${stats.droppedTooLong} left out (longer than --max-length ${maxLength} could hold)`);
   if (stats.truncated) parts.push(`${stats.truncated} truncated to --max-length ${maxLength}`);
   if (stats.droppedEmpty) parts.push(`${stats.droppedEmpty} skipped (no answer token left)`);
   return parts.length ? `; ${parts.join(", ")}` : "";

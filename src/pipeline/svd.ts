@@ -76,7 +76,7 @@ function denseDeltas(finetuned: string, base: string, targets: string[]): Map<st
       const module = key.replace(/\.weight$/, "");
       if (!key.endsWith(".weight") || !/\.layers\.\d+\./.test(key) || !isTargetModule(selector, module)) continue;
       if (!b.has(key)) throw new Error(`--base-model ${base} has no weight ${key}: is it the model ${finetuned} was fine-tuned from?`);
-      out.set(module, torch.keep(torch.tidy(() => ft.read(key).to("float32").sub(b.read(key).to("float32")))));
+      out.set(module, torch.keep(torch.tidy(() => ft.readWeight(key).to("float32").sub(b.readWeight(key).to("float32")))));
     }
   } finally {
     ft.close();

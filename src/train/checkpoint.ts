@@ -5,7 +5,7 @@
 // "Checkpoint" means this resume state only; layers recomputed in backward are "recomputed".
 import fs from "node:fs";
 import path from "node:path";
-import { loadSafetensors, saveSafetensors } from "../hf/safetensors.js";
+import { SafetensorsFile, saveSafetensors } from "../hf/safetensors.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { recoverDirectory, replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
@@ -66,6 +66,7 @@ export function logHistory(position: Pick<RunPosition, "history" | "evals">, ste
 }
 
 const STATE = "trainer_state.json";
+const RNG = "rng.cpu";
 const TENSORS = "state.safetensors";
 
 /** Whether dir holds a checkpoint (after finishing a swap that a kill interrupted). */
@@ -84,7 +85,7 @@ export function saveCheckpoint(
   const sd = optimizer.stateDict();
   const rng = torch.getRngState();
   try {
-    const tensors = new Map<string, Tensor>([["rng.cpu", rng]]);
+    const tensors = new Map<string, Tensor>([[RNG, rng]]);
     for (const [name, t] of params) tensors.set(`param.${name}`, t);
     sd.state.forEach((s, i) => {
       if (!s) return;
@@ -110,6 +111,21 @@ export function saveCheckpoint(
   }
 }
 
+/** The checkpoint's tensors: trained weights and AdamW moments as weights (floating point, finite), the generator's state as bytes. */
+function readCheckpointTensors(file: string): Map<string, Tensor> {
+  const st = SafetensorsFile.open(file);
+  const out = new Map<string, Tensor>();
+  try {
+    for (const key of st.keys()) out.set(key, key === RNG ? st.read(key) : st.readWeight(key));
+    return out;
+  } catch (error) {
+    torch.dispose([...out.values()]);
+    throw error;
+  } finally {
+    st.close();
+  }
+}
+
 /** Puts a checkpoint's tensors, optimizer and generator state back; returns where the run stood. */
 export function loadCheckpoint(
   dir: string,
@@ -131,7 +147,7 @@ export function loadCheckpoint(
       `checkpoint ${dir} was made with other settings (${changed.map((k) => `${k}: ${JSON.stringify(state.fingerprint?.[k])} then, ${JSON.stringify(fingerprint[k])} now`).join("; ")}): resume with the same settings, or start afresh without \`resume\``,
     );
   if (!Array.isArray(state.history)) throw new Error(`checkpoint ${dir} was written by an older svdlora: delete it to start afresh`);
-  const tensors = loadSafetensors(path.join(dir, TENSORS));
+  const tensors = readCheckpointTensors(path.join(dir, TENSORS));
   try {
     const get = (key: string) => {
       const t = tensors.get(key);
@@ -147,7 +163,7 @@ export function loadCheckpoint(
         step === null ? null : { step, expAvg: get(`adamw.${i}.exp_avg`), expAvgSq: get(`adamw.${i}.exp_avg_sq`) },
       ),
     });
-    torch.setRngState(get("rng.cpu"));
+    torch.setRngState(get(RNG));
   } finally {
     torch.dispose(tensors);
   }

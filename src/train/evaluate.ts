@@ -1,6 +1,6 @@
 // Held-out evaluation: token-weighted loss, and exact-answer accuracy from greedy generation.
 import { checkAnswer } from "../data/answer.js";
-import { encodePrompt } from "../data/format.js";
+import { cannotFit, encodePrompt, promptOf } from "../data/format.js";
 import type { Encoded, Sample } from "../data/types.js";
 import type { HfTokenizer } from "../hf/tokenizer.js";
 import type { CausalLM } from "../model/qwen2.js";
@@ -42,6 +42,8 @@ export interface AccuracyResult {
   total: number;
   /** Samples without a checkable answer (no \boxed{} in the reference). */
   skipped: number;
+  /** Samples whose prompt is longer than maxLength tokens could hold (cannotFit): left out, not rendered. */
+  tooLong: number;
   outputs: { question: string; expected: string; output: string; correct: boolean }[];
 }
 
@@ -50,12 +52,17 @@ export function evaluateAccuracy(
   model: CausalLM,
   tokenizer: HfTokenizer,
   samples: Sample[],
-  o: { systemPrompt?: string; maxNewTokens: number; onProgress?: (done: number, total: number) => void },
+  o: { systemPrompt?: string; maxLength?: number; maxNewTokens: number; onProgress?: (done: number, total: number) => void },
 ): AccuracyResult {
-  const result: AccuracyResult = { correct: 0, total: 0, skipped: 0, outputs: [] };
+  const result: AccuracyResult = { correct: 0, total: 0, skipped: 0, tooLong: 0, outputs: [] };
   samples.forEach((sample, i) => {
     if (sample.answer === undefined) {
       result.skipped++;
+      return;
+    }
+    // A prompt too long to fit is not rendered: a huge one would stop here with the template's size limit.
+    if (cannotFit(promptOf(sample), tokenizer, { maxLength: o.maxLength, systemPrompt: o.systemPrompt })) {
+      result.tooLong++;
       return;
     }
     const prompt = encodePrompt(sample, tokenizer, { systemPrompt: o.systemPrompt });

@@ -68,9 +68,11 @@ export interface TrainResult {
   truncated: number;
   /** Samples left with no answer token after truncation, and so not trained on. */
   dropped: number;
+  /** Samples longer than maxLength tokens could hold, left out before they were tokenized. */
+  tooLong: number;
   trainableParameters: number;
-  /** Exact-answer accuracy on the first held-out questions, with each question's outcome. */
-  accuracy: { correct: number; total: number; seconds: number; items: boolean[] } | null;
+  /** Exact-answer accuracy on the first held-out questions, with each question's outcome (questions too long for maxLength left out). */
+  accuracy: { correct: number; total: number; tooLong?: number; seconds: number; items: boolean[] } | null;
   skippedSteps: number;
   resumedFrom: number | null;
 }
@@ -123,6 +125,7 @@ interface Data {
   evalSamples: Sample[];
   truncated: number;
   dropped: number;
+  tooLong: number;
 }
 
 function encode(samples: Sample[], file: string, tokenizer: HfTokenizer, s: TrainingSettings) {
@@ -132,7 +135,7 @@ function encode(samples: Sample[], file: string, tokenizer: HfTokenizer, s: Trai
   });
   if (encoded.length === 0)
     throw new Error(`${file}: no sample has answer tokens left after formatting (is \`maxLength\` ${s.maxLength} too small?)`);
-  return { encoded, truncated: stats.truncated, dropped: stats.droppedEmpty };
+  return { encoded, truncated: stats.truncated, dropped: stats.droppedEmpty, tooLong: stats.droppedTooLong };
 }
 
 /** The data sets, read and checked before the model is loaded, then tokenized with the model's tokenizer. */
@@ -144,7 +147,10 @@ async function loadData(s: TrainingSettings, events: TrainingEvents | undefined)
   events?.phase?.("loading", s.baseModel);
   const train = encode(trainSamples, s.trainData, tokenizer, s);
   const evalSet = s.evalData ? encode(evalSamples, s.evalData, tokenizer, s).encoded.slice(0, s.evalLimit) : [];
-  return { tokenizer, data: { train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped } };
+  return {
+    tokenizer,
+    data: { train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped, tooLong: train.tooLong },
+  };
 }
 
 const padIdOf = (tokenizer: HfTokenizer) => tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
@@ -195,9 +201,16 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
     model.setTraining(false);
     const a = evaluateAccuracy(model, tokenizer, data.evalSamples.slice(0, s.accuracySamples), {
       systemPrompt: s.systemPrompt ?? undefined,
+      maxLength: s.maxLength,
       maxNewTokens: s.maxNewTokens,
     });
-    accuracy = { correct: a.correct, total: a.total, seconds: (performance.now() - t0) / 1000, items: a.outputs.map((x) => x.correct) };
+    accuracy = {
+      correct: a.correct,
+      total: a.total,
+      tooLong: a.tooLong,
+      seconds: (performance.now() - t0) / 1000,
+      items: a.outputs.map((x) => x.correct),
+    };
   }
   const result = resultOf("lora", s.init, s, loop, data, [...params.values()], accuracy);
   if (dp.isMain) {
@@ -329,6 +342,7 @@ function resultOf(
     samples: data.train.length,
     truncated: data.truncated,
     dropped: data.dropped,
+    tooLong: data.tooLong,
     trainableParameters: params.reduce((n, t) => n + t.numel(), 0),
     accuracy,
     skippedSteps: loop.skipped,

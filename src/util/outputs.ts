@@ -69,10 +69,10 @@ export function isComplete(p: string): boolean {
 /** Throws unless p is free or svdlora's (see isOurs): what is not ours is never replaced. */
 export function assertOurs(p: string): void {
   if (!fs.existsSync(p) || isOurs(p)) return;
-  const what = fs.statSync(p).isDirectory() ? "a folder" : "a file";
-  throw new Error(
-    `${p} is ${what} that svdlora did not write (no ${MARKER} in it, not listed in its folder's ${MANIFEST}): move it away or choose another output path`,
-  );
+  const why = fs.statSync(p).isDirectory()
+    ? `a folder that svdlora did not write (no ${MARKER} in it)`
+    : `a file that svdlora did not write (its folder's ${MANIFEST} does not list it)`;
+  throw new Error(`${p} is ${why}: move it away or choose another output path`);
 }
 
 // ---- fault injection for tests -----------------------------------------------------------------

@@ -71,7 +71,8 @@ const reference = path.join(dir, "reference");
 test("an uninterrupted reference run", () => {
   const r = spawnSync(process.execPath, [bin, ...args(reference)], { encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
-  assert.ok(fs.existsSync(path.join(reference, "checkpoints", "random", "trainer_state.json")));
+  // A finished run is its files alone: its checkpoint went with the commit.
+  assert.ok(!fs.existsSync(path.join(reference, "checkpoints")));
 });
 
 test("SIGKILL at a random moment, then --resume: the adapter is bitwise identical", async () => {
@@ -96,18 +97,22 @@ test("Ctrl-C saves a checkpoint and exits with 130; --resume finishes the same r
     r.stderr,
     /^svdlora: stopped at step \d+: checkpoint saved in .*checkpoints\/random; continue with the same settings and --resume$/m,
   );
+  // Resuming with other settings is refused in one line, and leaves the checkpoint to resume from.
+  const other = spawnSync(process.execPath, [bin, ...args(out).map((a) => (a === "1e-3" ? "2e-3" : a)), "--resume"], {
+    encoding: "utf8",
+  });
+  assert.notEqual(other.status, 0);
+  assert.match(
+    other.stderr.trim(),
+    /^svdlora: error: checkpoint .* was made with other settings \(learningRate: 0\.001 then, 0\.002 now\): resume with the same settings/,
+  );
   const resumed = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.ok(adapterBytes(out).equals(adapterBytes(reference)));
-});
-
-test("resuming with other settings is refused in one line", () => {
-  const r = spawnSync(process.execPath, [bin, ...args(reference).map((a) => (a === "1e-3" ? "2e-3" : a)), "--resume"], {
-    encoding: "utf8",
-  });
-  assert.notEqual(r.status, 0);
+  // A finished run has nothing to resume.
+  const again = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
   assert.match(
-    r.stderr.trim(),
-    /^svdlora: error: checkpoint .* was made with other settings \(learningRate: 0\.001 then, 0\.002 now\): resume with the same settings/,
+    again.stderr.trim(),
+    /^svdlora: error: the run named random in .* is complete: there is nothing to resume; replace it with --overwrite$/,
   );
 });
