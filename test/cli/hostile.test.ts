@@ -187,6 +187,8 @@ before(() => {
     tokenizerConfig: (c) => void (c.chat_template = "{% for i in range(100000000) %}x{% endfor %}"),
   });
   spawnSync("mkfifo", [path.join(tmp, "data/pipe.jsonl")]);
+  // a question of 9 million characters (more than a chat template may make) beside an ordinary one
+  write("data/huge-prompt.json", JSON.stringify([{ ...(train[0] as object), question: "x".repeat(9_000_000) }, train[1]]));
 
   // adapters
   adapter("adapters/good");
@@ -735,6 +737,12 @@ const INPUTS: Case[] = [
     input: "a rank_pattern key with catastrophic backtracking",
     args: evalCmd("--adapter", "adapters/catastrophic-rank-pattern"),
     expect: /rank_pattern key "\(q\+\)\+\$" is refused: repeating a group that repeats or alternates \(exponential backtracking\)/,
+  },
+  {
+    input: "a 9-million-character question (beyond the template's size limit): left out of loss and accuracy, not an error",
+    args: ["eval", "--data", "data/huge-prompt.json", "--max-new-tokens", "2", "--quiet"],
+    expect: /^accuracy {2}\d\/1 = \d+\.\d % \(1 prompts longer than --max-length could hold were left out\)$/m,
+    ok: true,
   },
   {
     input: "NaN in a base model weight",
