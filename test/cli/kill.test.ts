@@ -96,6 +96,8 @@ function assertEarlierThenNew(
     firstNew ??= k;
   }
   assert.ok(firstNew !== null && firstNew > 1, `the commit point is inside the command (first new result after change ${firstNew})`);
+  const commit = states.find((s) => s.k === firstNew - 1)!;
+  return `${states.length} file-system changes; the new result is in place from a kill before change ${firstNew} on (the commit point: ${commit.what})`;
 }
 
 /** A real process killed just before change k of args leaves the same files as the copy taken there. */
@@ -127,7 +129,7 @@ describe("train --overwrite over an earlier run", () => {
     next = treeFiles(out);
   });
 
-  it("leaves the earlier run or the new one whole, killed at any change (the run's own checkpoint aside)", () => {
+  it("leaves the earlier run or the new one whole, killed at any change (the run's own checkpoint aside)", (t) => {
     assert.ok(!sameTree(earlier, next), "the rerun (another seed) makes another adapter");
     assert.ok(![...earlier.keys(), ...next.keys()].some((f) => f.startsWith("checkpoints/")), "a finished run keeps no checkpoint");
     const states = snaps.map(({ k, what, dir: snap }) => {
@@ -136,7 +138,7 @@ describe("train --overwrite over an earlier run", () => {
       // The new run's checkpoint (for --resume) is the run in progress, not a result.
       return { k, what, tree: treeFiles(snap, /^checkpoints\//) };
     });
-    assertEarlierThenNew(states, earlier, next);
+    t.diagnostic(assertEarlierThenNew(states, earlier, next));
   });
 
   it("a real kill mid-commit, then the next command: the new run whole", async () => {
@@ -186,7 +188,7 @@ describe("merge over an earlier merge", () => {
     next = treeFiles(root);
   });
 
-  it("leaves the earlier merged model or the new one whole, killed at any change", () => {
+  it("leaves the earlier merged model or the new one whole, killed at any change", (t) => {
     assert.ok(!sameTree(earlier, next));
     const states = snaps.map(({ k, what, dir: snap }) => {
       asKilled(snap);
@@ -194,7 +196,7 @@ describe("merge over an earlier merge", () => {
       recoverDirectory(path.join(snap, "merged")); // what the next merge does before it checks its output
       return { k, what, tree: treeFiles(snap) };
     });
-    assertEarlierThenNew(states, earlier, next);
+    t.diagnostic(assertEarlierThenNew(states, earlier, next));
   });
 
   it("a real kill mid-swap, then the next merge: the new model whole", async () => {
@@ -230,7 +232,7 @@ describe("run --steps 2 --force over an earlier step 2", () => {
     next = treeFiles(exp);
   });
 
-  it("leaves the earlier teacher and SVD or the new ones whole, killed at any change", () => {
+  it("leaves the earlier teacher and SVD or the new ones whole, killed at any change", (t) => {
     assert.ok(!sameTree(earlier, next));
     const states = snaps.map(({ k, what, dir: snap }) => {
       asKilled(snap);
@@ -238,7 +240,7 @@ describe("run --steps 2 --force over an earlier step 2", () => {
       return { k, what, tree: treeFiles(snap) };
     });
     // Teacher, SVD factors, analysis, charts and the step's record change together.
-    assertEarlierThenNew(states, earlier, next);
+    t.diagnostic(assertEarlierThenNew(states, earlier, next));
   });
 
   it("a real kill mid-commit, then the next run: the new step 2 whole", async () => {
@@ -274,7 +276,7 @@ describe("checkpoint saves", () => {
     finished = treeFiles(root);
   });
 
-  it("keep the last whole checkpoint, killed at any change; once the run is committed, the run whole", () => {
+  it("keep the last whole checkpoint, killed at any change; once the run is committed, the run whole", (t) => {
     // Every checkpoint that was ever complete in place (no swap under way).
     const swapping = (snap: string) =>
       fs.existsSync(path.join(snap, "checkpoints")) && fs.readdirSync(path.join(snap, "checkpoints")).some((f) => f.startsWith(".random."));
@@ -305,6 +307,7 @@ describe("checkpoint saves", () => {
       lastStep = stepOf(checkpoint(snap));
     }
     assert.ok(committed && lastStep > 1);
+    t.diagnostic(`${snaps.length} file-system changes, ${versions.length} of them with a whole checkpoint in place`);
   });
 
   it("--resume finds the checkpoint that a real kill left mid-swap, and ends as the uninterrupted run", async () => {

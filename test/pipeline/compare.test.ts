@@ -3,7 +3,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import {
@@ -17,6 +16,7 @@ import {
 } from "../../src/pipeline/compare.js";
 import { TrainingLogError, TrainingLogWriter } from "../../src/train/log.js";
 import { PNG_SIGNATURE } from "../report/png.js";
+import { tempDir } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
 
@@ -72,7 +72,7 @@ const curve = (start: number, slope: number, steps = 10, zig = 0.05) =>
   Array.from({ length: steps }, (_, i) => Number((start - slope * i + (i % 2 === 0 ? zig : -zig)).toFixed(4)));
 
 function experiment(runs: Record<string, RunSpec>, timing?: { synthesis: number; svd: number }): string {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-compare-"));
+  const root = tempDir("compare");
   const dir = path.join(root, "training_results");
   fs.mkdirSync(dir);
   for (const [name, run] of Object.entries(runs)) writeRun(dir, name, run);
@@ -456,7 +456,7 @@ describe("compare: edge cases and errors", () => {
   });
 
   it("one clear error for a missing directory, no runs, no baseline arm, a malformed log or timing file", () => {
-    const empty = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-compare-empty-"));
+    const empty = tempDir("compare-empty");
     assert.throws(
       () => compareRuns(path.join(empty, "nope")),
       (e: Error) => e instanceof CompareError && /training directory .*nope does not exist/.test(e.message),

@@ -10,12 +10,13 @@ import { loadAdapter } from "../../src/hf/peft.js";
 import * as torch from "../../src/torch/index.js";
 import { shareOf } from "../../src/train/data-parallel.js";
 import { readTrainingLog } from "../../src/train/log.js";
-import { dataSubset, tempDir } from "../helpers.js";
+import { dataSubset, runCli, tempDir } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
 const train = new URL("../../../data/probability/train.json", import.meta.url).pathname;
 const tmp = tempDir("dp");
 const gloo = torch.distributed.backends().includes("gloo");
+const heldOut = dataSubset(new URL("../../../data/probability/eval.json", import.meta.url).pathname, 4, tmp, "eval4.json");
 
 function svdlora(...args: string[]) {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", env: { ...process.env, RANK: "", WORLD_SIZE: "" } });
@@ -24,10 +25,10 @@ function svdlora(...args: string[]) {
 
 test("two CPU processes with --gpus 2 train the adapter one process trains on the same global batch", {
   skip: !gloo && "this build has no Gloo backend",
-}, () => {
+}, async () => {
   const data = dataSubset(train, 10, tmp, "train10.json");
-  const common = ["train", "--train-data", data, "--eval-data", data, "--epochs", "1", "--quiet", "--device", "cpu"];
-  const one = svdlora(...common, "--batch-size", "4", "--output-dir", path.join(tmp, "one"));
+  const common = ["train", "--train-data", data, "--eval-data", heldOut, "--epochs", "1", "--quiet", "--device", "cpu"];
+  const one = await runCli(...common, "--batch-size", "4", "--output-dir", path.join(tmp, "one")); // one process: this one
   assert.equal(one.code, 0, one.stderr);
   const two = svdlora(...common, "--batch-size", "2", "--gpus", "2", "--output-dir", path.join(tmp, "two"));
   assert.equal(two.code, 0, two.stderr);
@@ -90,7 +91,7 @@ test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finis
     "--train-data",
     data,
     "--eval-data",
-    data,
+    heldOut,
     "--epochs",
     "2",
     "--batch-size",

@@ -1,12 +1,12 @@
 // Crash safety: a training process killed with SIGKILL at a random moment, then resumed, ends
 // with an adapter bitwise identical to an uninterrupted run; Ctrl-C saves a checkpoint and exits.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
-import { dataSubset, tempDir } from "../helpers.js";
+import { dataSubset, runCli, tempDir } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
 const dir = tempDir("resume");
@@ -68,9 +68,10 @@ async function interruptedRun(
 
 const reference = path.join(dir, "reference");
 
-test("an uninterrupted reference run", () => {
-  const r = spawnSync(process.execPath, [bin, ...args(reference)], { encoding: "utf8" });
-  assert.equal(r.status, 0, r.stderr);
+// The uninterrupted run and the resumes run in this process (the interrupted runs need one of their own).
+test("an uninterrupted reference run", async () => {
+  const r = await runCli(...args(reference));
+  assert.equal(r.code, 0, r.stderr);
   // A finished run is its files alone: its checkpoint went with the commit.
   assert.ok(!fs.existsSync(path.join(reference, "checkpoints")));
 });
@@ -80,8 +81,8 @@ test("SIGKILL at a random moment, then --resume: the adapter is bitwise identica
   const killed = await interruptedRun(out, 3, "SIGKILL");
   assert.equal(killed.signal, "SIGKILL", "the run was still going when killed");
   assert.equal(fs.existsSync(path.join(out, "final_model_random")), false);
-  const resumed = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
-  assert.equal(resumed.status, 0, resumed.stderr);
+  const resumed = await runCli(...args(out), "--resume");
+  assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stdout, /resumed from the checkpoint at step [1-8]/);
   assert.ok(adapterBytes(out).equals(adapterBytes(reference)), "adapter differs from the uninterrupted run");
   // The log reads as one run: the same steps and losses as the reference.
@@ -98,21 +99,19 @@ test("Ctrl-C saves a checkpoint and exits with 130; --resume finishes the same r
     /^svdlora: stopped at step \d+: checkpoint saved in .*checkpoints\/random; continue with the same settings and --resume$/m,
   );
   // Resuming with other settings is refused in one line, and leaves the checkpoint to resume from.
-  const other = spawnSync(process.execPath, [bin, ...args(out).map((a) => (a === "1e-3" ? "2e-3" : a)), "--resume"], {
-    encoding: "utf8",
-  });
-  assert.notEqual(other.status, 0);
+  const other = await runCli(...args(out).map((a) => (a === "1e-3" ? "2e-3" : a)), "--resume");
+  assert.notEqual(other.code, 0);
   assert.match(
-    other.stderr.trim(),
+    other.stderr,
     /^svdlora: error: checkpoint .* was made with other settings \(learningRate: 0\.001 then, 0\.002 now\): resume with the same settings/,
   );
-  const resumed = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
-  assert.equal(resumed.status, 0, resumed.stderr);
+  const resumed = await runCli(...args(out), "--resume");
+  assert.equal(resumed.code, 0, resumed.stderr);
   assert.ok(adapterBytes(out).equals(adapterBytes(reference)));
   // A finished run has nothing to resume.
-  const again = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
+  const again = await runCli(...args(out), "--resume");
   assert.match(
-    again.stderr.trim(),
+    again.stderr,
     /^svdlora: error: the run named random in .* is complete: there is nothing to resume; replace it with --overwrite$/,
   );
 });
