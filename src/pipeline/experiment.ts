@@ -8,7 +8,7 @@ import path from "node:path";
 import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
 import { resolveSettings } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
-import { describeInput, fileDigest } from "../util/digest.js";
+import { describeInput, fileDigest, sameInput } from "../util/digest.js";
 import { claimFolder, isComplete, isOurFolder, writeOutputs } from "../util/outputs.js";
 import { differences, identityOf, parseConfigText, readSettings, showValue } from "../util/settings.js";
 import { compareRuns, comparisonOutputs, writeComparisonInto } from "./compare.js";
@@ -68,15 +68,14 @@ function readJson(file: string): Record<string, unknown> | null {
   }
 }
 
-/** Where an input recorded as `recorded` (describeInput) differs from what is at its path now; null when it does not. */
-function inputChange(key: string, recorded: { path?: string; sha256?: string; files?: object } | undefined): string | null {
+/** How an input recorded as `recorded` (describeInput) differs from what is at its path now; null when it does not. */
+function inputChange(key: string, recorded: RecordedInput | undefined): string | null {
   if (!recorded?.path) return null;
   if (!fs.existsSync(recorded.path)) return `its ${key} ${recorded.path} is gone`;
-  const now = describeInput(recorded.path);
-  const same =
-    recorded.sha256 !== undefined ? now.sha256 === recorded.sha256 : JSON.stringify(now.files) === JSON.stringify(recorded.files);
-  return same ? null : `its ${key} ${recorded.path} has changed since it ran`;
+  return sameInput({ ...recorded, path: recorded.path }) ? null : `its ${key} ${recorded.path} has changed since it ran`;
 }
+
+type RecordedInput = { path?: string; sha256?: string; files?: Record<string, string | number> };
 
 /**
  * A run's state: its summary, adapter and log are there and complete, and the summary records
@@ -89,7 +88,7 @@ function runState(c: ExperimentConfig, arm: string, k: number): StepState {
   const summary = readJson(file) as {
     made_by?: string;
     identity?: { training: object; evaluation: object };
-    inputs?: Record<string, { path?: string; sha256?: string; files?: object }>;
+    inputs?: Record<string, RecordedInput>;
   } | null;
   if (!summary) return { done: false, why: `${name} has not run`, stale: false };
   if (summary.made_by !== "svdlora" || !summary.identity)

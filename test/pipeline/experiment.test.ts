@@ -93,6 +93,15 @@ test("done steps are skipped; a step made with other settings is refused, and fo
     fs.writeFileSync(config.trainData, data);
   }
   assert.deepEqual(stepState(config, 1), { done: true });
+  // Other SVD factors than the svd run started from (the teacher made again, differently).
+  const factorsConfig = path.join(L.factors, "adapter_config.json");
+  const factors = fs.readFileSync(factorsConfig);
+  fs.writeFileSync(factorsConfig, `${factors.toString().trimEnd()} \n`);
+  try {
+    assert.match((stepState(config, 3) as { why: string }).why, /^svd: its svdFactors .*svd_factors_rank16 has changed since it ran$/);
+  } finally {
+    fs.writeFileSync(factorsConfig, factors);
+  }
   // A run whose adapter is gone is not done either.
   fs.renameSync(L.adapter("pissa"), `${L.adapter("pissa")}.away`);
   try {

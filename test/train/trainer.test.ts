@@ -142,6 +142,20 @@ test("a batch that does not divide the data: the remainder joins the last batch"
   assert.equal(r.steps, 2);
 });
 
+test("an unfinished run's checkpoint is resumed or replaced only when asked", async () => {
+  const unfinished = out("unfinished");
+  const stop = new AbortController();
+  const interrupted = { ...base, evalData: undefined, epochs: 1, outputDir: unfinished };
+  await assert.rejects(trainRun(interrupted, { signal: stop.signal, events: { step: () => stop.abort() } }), /stopped at step 1/);
+  await assert.rejects(
+    trainRun(interrupted),
+    /^Error: an unfinished run named random left a checkpoint in .*checkpoints\/random: continue it with `resume`, or start afresh with `overwrite`$/,
+  );
+  const r = await trainRun({ ...interrupted, resume: true });
+  assert.equal(r.resumedFrom, 1);
+  assert.ok(!fs.existsSync(path.join(unfinished, "checkpoints")), "the finished run keeps no checkpoint");
+});
+
 test("an earlier run is replaced only with overwrite, and a file no run owns never", async () => {
   await assert.rejects(
     trainRun({ ...base, epochs: 1, outputDir: out("reference") }),
