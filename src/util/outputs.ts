@@ -7,7 +7,7 @@
 // - a file svdlora writes is listed, with its size, in its folder's manifest (svdlora_outputs.json);
 //   only a listed file is ever replaced, and a listed file of the right size is complete;
 // - one svdlora process writes into an output folder at a time (lockFolder).
-// writeOutputs puts the three together for a command's or a step's outputs.
+// writeOutputs puts them together for the outputs of a command or of an experiment step.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { test } from "node:test";
+import { before, test } from "node:test";
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { dataSubset, runCli, tempDir } from "../helpers.js";
 
@@ -69,10 +69,13 @@ async function interruptedRun(
 const reference = path.join(dir, "reference");
 
 // The uninterrupted run and the resumes run in this process (the interrupted runs need one of their own).
-test("an uninterrupted reference run", async () => {
+before(async () => {
   const r = await runCli(...args(reference));
   assert.equal(r.code, 0, r.stderr);
-  // A finished run is its files alone: its checkpoint went with the commit.
+});
+
+test("a finished run is its files alone: its checkpoint went with the commit", () => {
+  assert.ok(fs.existsSync(path.join(reference, "train_summary_random.json")));
   assert.ok(!fs.existsSync(path.join(reference, "checkpoints")));
 });
 
