@@ -1,5 +1,4 @@
 // `svdlora eval`: held-out loss and exact-answer accuracy of a base model, with or without an adapter.
-import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
 import { loadDataset } from "../data/dataset.js";
@@ -15,6 +14,7 @@ import { evaluateAccuracy, evaluateLoss } from "../train/evaluate.js";
 import { LORA, TRAINING } from "../train/settings.js";
 import { defaultDtype } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { checkOutputPath } from "../util/files.js";
 import { assertOurs, writeOutputs } from "../util/outputs.js";
 import { bool, defaults, int, pick, text } from "../util/settings.js";
 import { println } from "./io.js";
@@ -38,17 +38,18 @@ export function registerEval(program: Command, cli: Cli): void {
     .command("eval")
     .description("held-out loss and exact-answer accuracy (greedy generation) of a model, with or without a LoRA adapter");
   addSettingFlags(cmd, SCHEMA).action(async () => {
-    const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
+    const given = givenSettings(cmd, SCHEMA);
+    const o = { ...defaults(SCHEMA), ...given } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
       adapter?: string;
       limit?: number;
       output?: string;
     };
     checkDevice(cmd, o.device);
+    if (!o.generate && given.maxNewTokens !== undefined)
+      throw new Error("--max-new-tokens bounds generated answers, and --no-generate turns generation off: drop one of them");
     // The output path is checked before the evaluation, not after it.
     if (o.output) {
-      const dir = path.dirname(path.resolve(o.output));
-      if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`--output ${o.output}: the folder ${dir} does not exist`);
-      fs.accessSync(dir, fs.constants.W_OK);
+      checkOutputPath(o.output, "results file");
       assertOurs(o.output); // a file svdlora did not write is never replaced
     }
     const baseModel = await resolveBaseModel(o.baseModel);

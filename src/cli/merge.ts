@@ -9,6 +9,7 @@ import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
 import * as torch from "../torch/index.js";
 import { TRAINING } from "../train/settings.js";
 import { assertReplaceable, replaceDirectoryAtomic } from "../util/atomic.js";
+import { checkOutputDir } from "../util/files.js";
 import { claimFolder } from "../util/outputs.js";
 import { text } from "../util/settings.js";
 import { println } from "./io.js";
@@ -31,6 +32,7 @@ export function registerMerge(program: Command, cli: Cli): void {
     for (const key of ["baseModel", "adapter", "outputDir"] as const)
       if (!o[key]) throw new Error(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is required`);
     const outputDir = o.outputDir!;
+    checkOutputDir(outputDir, "merged model folder");
     const base = await resolveBaseModel(o.baseModel!);
     const lock = claimFolder(path.dirname(path.resolve(outputDir)), `merge into ${path.basename(outputDir)}`, (line) =>
       println(cli.io.stderr, `svdlora: ${line}`),

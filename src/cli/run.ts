@@ -10,7 +10,7 @@ import { withInterrupts } from "./interrupt.js";
 import { type Io, println } from "./io.js";
 import type { Cli } from "./main.js";
 import { terminalEvents } from "./progress.js";
-import { addSettingFlags, checkDevice, givenSettings } from "./settings.js";
+import { addSettingFlags, checkDevice, givenSettings, refuseUnusedMaxNewTokens } from "./settings.js";
 
 function parseSteps(value: string): StepId[] {
   if (value === "all") return [1, 2, 3, 4];
@@ -53,7 +53,9 @@ function printOutcome(io: Io, c: ExperimentConfig): void {
 }
 
 async function experiment(cli: Cli, cmd: Command, base: Partial<ExperimentConfig>, steps: StepId[] | "ask"): Promise<void> {
-  const c = { ...defaults(EXPERIMENT), ...base, ...givenSettings(cmd, EXPERIMENT) } as ExperimentConfig;
+  const given = givenSettings(cmd, EXPERIMENT);
+  const c = { ...defaults(EXPERIMENT), ...base, ...given } as ExperimentConfig;
+  refuseUnusedMaxNewTokens(given, c.accuracySamples);
   checkDevice(cmd, c.device);
   c.baseModel = await resolveBaseModel(c.baseModel);
   const chosen = steps === "ask" ? await menu(cli.io, c) : steps;

@@ -4,9 +4,13 @@
 import fs from "node:fs";
 import { deviceProblem } from "./args.js";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { NO_SETTING } from "../train/settings.js";
 import { type Schema, type SettingError, flagName, parseConfigText, readSettings } from "../util/settings.js";
 
 const schemas = new WeakMap<Command, Schema>();
+
+/** A flag's value "none" (null): commander would turn a null from a parser into "", so it travels as this. */
+const NONE = Symbol("none");
 
 /** The schema a command's flags came from (to name flags in error messages). */
 export const schemaOf = (cmd: Command | null): Schema => (cmd && schemas.get(cmd)) ?? {};
@@ -30,7 +34,7 @@ export function addSettingFlags(cmd: Command, schema: Schema): Command {
       new Option(`--${flag} ${s.kind.placeholder}`, `${s.help}${shown}`).argParser((text: string) => {
         const v = s.kind.fromText(text);
         if (v === undefined) throw new InvalidArgumentError(`expected ${s.kind.expected}, got ${JSON.stringify(text)}`);
-        return v;
+        return v === null ? NONE : v;
       }),
     );
     // A setting that may be null (e.g. no system prompt) also has --no-x.
@@ -50,7 +54,7 @@ export function flagValues<S extends Schema>(cmd: Command, schema: S): Record<st
     if (cmd.getOptionValueSource(attribute) !== "cli") continue;
     const v = opts[attribute];
     // --no-x for a nullable setting reads as false: it means "none".
-    out[key] = v === false && s.kind.placeholder !== null ? null : v;
+    out[key] = v === NONE || (v === false && s.kind.placeholder !== null) ? null : v;
   }
   return out;
 }
@@ -66,7 +70,7 @@ export function readConfigFile<S extends Schema>(file: string, schema: S): Recor
     if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new Error(`${file}: no such config file`);
     throw e;
   }
-  return readSettings(schema, parseConfigText(text, file), file);
+  return readSettings(schema, parseConfigText(text, file), file, NO_SETTING);
 }
 
 /** Defaults < config file (--config) < flags: the settings given, by key. */
@@ -82,6 +86,14 @@ export function checkDevice(cmd: Command, device: string | undefined): void {
   const file = cmd.opts().config as string | undefined;
   const where = file && cmd.getOptionValueSource("device") !== "cli" ? `${file}: device` : "--device";
   throw new Error(`${where} ${device}: ${problem}`);
+}
+
+/** `maxNewTokens` bounds only the answers of `accuracySamples`: given without them, it would do nothing. */
+export function refuseUnusedMaxNewTokens(given: Record<string, unknown>, accuracySamples = given.accuracySamples): void {
+  if (given.maxNewTokens !== undefined && !accuracySamples)
+    throw new Error(
+      "`maxNewTokens` bounds the answers generated for `accuracySamples`, and none are asked for: add `accuracySamples` N, or drop `maxNewTokens`",
+    );
 }
 
 /** A setting's name as the user knows it: its flag (or its config key when it has no flag). */

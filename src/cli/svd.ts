@@ -28,10 +28,15 @@ export function registerSvd(program: Command, cli: Cli): void {
     .command("svd")
     .description("truncated SVD of a teacher ΔW at the LoRA rank: metrics, figures, and SVD-init factors as a PEFT adapter");
   addSettingFlags(cmd, SCHEMA).action(async () => {
-    const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as ReturnType<typeof defaults<typeof SCHEMA>> &
+    const given = givenSettings(cmd, SCHEMA);
+    const o = { ...defaults(SCHEMA), ...given } as ReturnType<typeof defaults<typeof SCHEMA>> &
       Required<
         Pick<ReturnType<typeof defaults<typeof SCHEMA>>, "rank" | "loraAlpha" | "rslora" | "factorSplit" | "outputDir" | "targetModules">
       >;
+    if (given.targetModules !== undefined && !o.finetunedModel)
+      throw new Error(
+        "--target-modules picks the modules of --finetuned-model (a teacher or an adapter brings its own): drop it, or use --finetuned-model",
+      );
     if (!o.synthesizedDelta && !o.loraAdapter && !o.finetunedModel)
       o.synthesizedDelta = "synthesized_teacher/synthesized_delta_rank64.safetensors";
     const out = await svdStep(

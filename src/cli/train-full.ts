@@ -31,7 +31,8 @@ export function registerTrainFull(program: Command, cli: Cli): void {
     out(`train loss ${r.initialLoss.toFixed(4)} (first step) → ${r.finalLoss.toFixed(4)} (mean of the last epoch)`);
     if (r.evalLosses.length > 1) out(`held-out loss ${r.evalLosses[0].loss.toFixed(4)} → ${r.evalLosses.at(-1)!.loss.toFixed(4)}`);
     if (r.truncated) out(`${r.truncated} samples were longer than --max-length and were truncated`);
-    out(`model:   ${r.modelDir}\nlog:     ${r.logPath}\nsummary: ${r.summaryPath}`);
+    out(`model:   ${r.modelDir}\nlog:     ${r.logPath} (and .jsonl)\nsummary: ${r.summaryPath}`);
+    out(`watch:   tensorboard --logdir ${r.modelDir}`);
     out(`next:    svdlora svd --finetuned-model ${r.modelDir} --base-model ${given.baseModel ?? FULL_TRAINING.baseModel.default}`);
   });
 }

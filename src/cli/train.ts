@@ -1,5 +1,6 @@
 // `svdlora train`: a LoRA adapter (steps 1 and 3 of docs/experiment.md), saved in PEFT format;
 // `--gpus N` starts one process per GPU.
+import path from "node:path";
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
 import { trainRun } from "../pipeline/train.js";
@@ -9,9 +10,9 @@ import { LORA_TRAINING } from "../train/settings.js";
 import type { Cli } from "./main.js";
 import { withInterrupts } from "./interrupt.js";
 import { println } from "./io.js";
-import { LaunchError, launchWorkers } from "./launch.js";
+import { LaunchError, launchPlan, launchWorkers } from "./launch.js";
 import { terminalEvents } from "./progress.js";
-import { addSettingFlags, checkDevice, givenSettings } from "./settings.js";
+import { addSettingFlags, checkDevice, givenSettings, refuseUnusedMaxNewTokens } from "./settings.js";
 
 export function registerTrain(program: Command, cli: Cli): void {
   const cmd = program
@@ -24,19 +25,26 @@ export function registerTrain(program: Command, cli: Cli): void {
     checkDevice(cmd, device);
     if (given.svdFactors !== undefined && given.init !== "svd")
       throw new Error("--svd-factors is used only with --init svd: add --init svd, or drop --svd-factors");
+    refuseUnusedMaxNewTokens(given);
     if (given.baseModel !== undefined) given.baseModel = await resolveBaseModel(given.baseModel as string);
-    const gpus = (given.gpus as number | undefined) ?? 1;
-    // The launcher starts one worker per GPU with this same command line; each joins the group.
-    if (gpus > 1 && !process.env.WORLD_SIZE) {
+    // The launcher starts one worker per GPU with this same command line (on each machine of
+    // NNODES); each joins the group. Under torchrun or srun this process is already a worker.
+    const plan = launchPlan((given.gpus as number | undefined) ?? null);
+    if (plan) {
       const visible = torch.cuda.deviceCount();
-      if (device.startsWith("cuda") && gpus > visible)
+      if (device.startsWith("cuda") && plan.gpus > visible)
         throw new Error(
-          `--gpus ${gpus}: this machine shows ${visible} GPU${visible === 1 ? "" : "s"}; use --gpus ${Math.max(1, visible)} or fewer`,
+          `--gpus ${plan.gpus}: this machine shows ${visible} GPU${visible === 1 ? "" : "s"}; use --gpus ${Math.max(1, visible)} or fewer`,
         );
       if (device.startsWith("cuda:"))
-        throw new Error(`--gpus ${gpus} picks the GPUs itself (one per process): use --device cuda, not ${device}`);
+        throw new Error(`--gpus ${plan.gpus} picks the GPUs itself (one per process): use --device cuda, not ${device}`);
       try {
-        return await launchWorkers(gpus, process.argv.slice(2));
+        return await launchWorkers(plan.gpus, process.argv.slice(2), {
+          nodes: plan.nodes,
+          nodeRank: plan.nodeRank,
+          masterAddr: plan.master?.addr,
+          masterPort: plan.master?.port,
+        });
       } catch (e) {
         // Ctrl-C: the workers have said where they stopped; exit as they did (130).
         if (e instanceof LaunchError && e.rank === null) process.exit(e.exitCode);
@@ -57,6 +65,14 @@ export function registerTrain(program: Command, cli: Cli): void {
         out(
           `accuracy ${r.accuracy.correct}/${r.accuracy.total} held-out questions${r.accuracy.tooLong ? ` (${r.accuracy.tooLong} longer than --max-length could hold were left out)` : ""}`,
         );
+      if (r.preparation?.tokens)
+        out(
+          `init preparation: ${r.preparation.batches} calibration batches, ${r.preparation.tokens} tokens, ${r.preparation.seconds.toFixed(1)} s (not in the figures above)`,
+        );
+      if (r.saved?.form === "converted")
+        out(
+          `the init rewrote the base weights: the adapter is saved as a LoRA of rank 2r for the original base (relative error ${r.saved.conversionError?.toExponential(1)})${r.saved.note ? `; ${r.saved.note}` : ""}`,
+        );
       if (r.resumedFrom !== null) out(`resumed from the checkpoint at step ${r.resumedFrom}`);
       if (r.skippedSteps) out(`${r.skippedSteps} steps were skipped for a non-finite loss or gradient`);
       if (r.tooLong) out(`${r.tooLong} samples were longer than --max-length could hold and were left out before tokenizing`);
@@ -64,7 +80,8 @@ export function registerTrain(program: Command, cli: Cli): void {
         out(
           `${r.truncated} samples were longer than --max-length and were truncated${r.dropped ? `; ${r.dropped} of them kept no answer token and were left out` : ""}`,
         );
-      out(`adapter: ${r.adapterDir}\nlog:     ${r.logPath}\nsummary: ${r.summaryPath}\nfigure:  ${r.plotFile}`);
+      out(`adapter: ${r.adapterDir}\nlog:     ${r.logPath} (and .jsonl)\nsummary: ${r.summaryPath}\nfigure:  ${r.plotFile}`);
+      out(`watch:   tensorboard --logdir ${path.dirname(path.dirname(r.tensorboardDir))} (run tensorboard/${r.runName})`);
     } finally {
       leaveProcessGroup(dp);
     }

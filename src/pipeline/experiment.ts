@@ -1,16 +1,26 @@
 // The whole experiment as four steps over one folder (docs/experiment.md), from an experiment's
-// settings (pipeline/settings.ts). Every run and step records the settings and inputs that made it;
-// a step counts as done only when its outputs are all there and were made with the settings it
-// would use now. Seed k of every arm is paired: same batch order, and the svd run of seed k starts
-// from the teacher synthesized from the random run of seed k.
+// settings (pipeline/settings.ts):
+//   1. the random-init baseline (and, for the cross-fitted control, a random run on half the data);
+//   2. a teacher synthesized from each of those runs, and its SVD (and full fine-tunes' real ΔW);
+//   3. every other arm: svd from its seed's teacher, the controls, and the other inits;
+//   4. the comparison (paired by seed) and report.html.
+// Every run is repeated for each seed and each learning rate of the grid; run k of every arm uses
+// seed k, so runs are paired. Every run and step records the settings and inputs that made it; a
+// step counts as done only when its outputs are all there and were made with the settings it
+// would use now.
 import fs from "node:fs";
 import path from "node:path";
-import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
+import { loadDataset } from "../data/dataset.js";
+import { Random } from "../data/probability/random.js";
+import { EMBEDDED_ACCURACY, EMBEDDED_TRAIN } from "../paths.js";
+import { LORA_TRAINING, type LoraTrainingSettings, NO_SETTING } from "../train/settings.js";
 import { resolveSettings } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { describeInput, fileDigest, sameInput } from "../util/digest.js";
+import { checkOutputDir } from "../util/files.js";
 import { claimFolder, isComplete, isOurFolder, writeOutputs } from "../util/outputs.js";
 import { differences, identityOf, parseConfigText, readSettings, showValue } from "../util/settings.js";
+import { measureAccuracy } from "./accuracy.js";
 import { compareRuns, comparisonOutputs, writeComparisonInto } from "./compare.js";
 import { layout, teacherLayout } from "./layout.js";
 import { renderExperimentReport } from "./report.js";
@@ -24,41 +34,168 @@ export { EXPERIMENT, type ExperimentConfig };
 
 /** Reads a JSON or YAML experiment file: every name must be a setting (or its Hugging Face / LLaMA-Factory spelling). */
 export function readExperimentFile(text: string, file: string): Partial<ExperimentConfig> {
-  return readSettings(EXPERIMENT, parseConfigText(text, file), file);
+  return readSettings(EXPERIMENT, parseConfigText(text, file), file, NO_SETTING);
 }
 
 export type StepId = 1 | 2 | 3 | 4;
 export const STEP_NAMES: Record<StepId, string> = {
-  1: "train the random-init LoRA baseline",
-  2: "synthesize the teacher ΔW from each baseline run and analyse it with SVD (and a real full fine-tune's ΔW)",
-  3: "train the SVD-initialized LoRA (and the extra arms)",
-  4: "compare the runs and write report.html",
+  1: "train the random-init LoRA baseline (every seed and learning rate)",
+  2: "synthesize a teacher ΔW from each baseline run and analyse it with SVD (and full fine-tunes' real ΔW)",
+  3: "train the SVD-initialized LoRA, the controls and the other arms",
+  4: "compare the arms, paired by seed, and write report.html",
 };
 
 export const experimentLayout = (c: ExperimentConfig) => layout(c.outputDir, { targetRank: c.targetRank, rank: c.loraRank });
 
-/** Run names: the first seed's run is named after its arm, later ones "<arm>-s<k+1>". */
-export const runName = (arm: string, k: number) => (k === 0 ? arm : `${arm}-s${k + 1}`);
+// ---- the plan ------------------------------------------------------------------------------------
 
-/** The settings of arm's run at seed index k. */
-export function runSettings(c: ExperimentConfig, arm: string, k: number): Partial<LoraTrainingSettings> {
-  const { arms: _a, seeds: _s, targetRank: _t, noiseScale: _n, decay: _d, factorSplit: _f, fullFinetune: _ff, outputDir, ...shared } = c;
-  return {
+/** The learning rates every arm runs at: the grid, or the one learning rate. */
+export const learningRates = (c: ExperimentConfig): number[] => c.lrGrid ?? [c.learningRate];
+const gridded = (c: ExperimentConfig) => learningRates(c).length > 1;
+const seedsOf = (c: ExperimentConfig) => Array.from({ length: c.seeds }, (_, k) => k);
+
+/** "1e-3" for file names. */
+const lrText = (lr: number) => Number(lr.toPrecision(3)).toExponential().replace("+", "");
+
+/** The suffix naming a run (or a teacher) of seed index k at learning rate lr: "", "-s2", "-lr1e-3", "-lr1e-3-s2". */
+export const suffix = (c: ExperimentConfig, lr: number, k: number) =>
+  `${gridded(c) ? `-lr${lrText(lr)}` : ""}${k === 0 ? "" : `-s${k + 1}`}`;
+
+/** Run names: the arm, then the suffix. */
+export const runName = (c: ExperimentConfig, arm: string, lr: number, k: number) => `${arm}${suffix(c, lr, k)}`;
+
+/** A teacher: synthesized from a random run ("svd") or from the half-data random run ("xfit"). */
+const teacherSuffix = (c: ExperimentConfig, from: "random" | "random-half", lr: number, k: number) =>
+  `${from === "random" ? "" : "-xfit"}${suffix(c, lr, k)}`;
+const teacherOf = (c: ExperimentConfig, from: "random" | "random-half", lr: number, k: number) =>
+  teacherLayout(c.outputDir, teacherSuffix(c, from, lr, k), c);
+
+const fullLayout = (c: ExperimentConfig, k: number) => fullFinetuneLayout(c.outputDir, c.loraRank, k === 0 ? "" : `-s${k + 1}`);
+
+/** The arms run in step 1 (their runs are the teachers' sources). */
+const sourceArms = (c: ExperimentConfig): ("random" | "random-half")[] =>
+  c.arms.includes("svd-xfit") ? ["random", "random-half"] : ["random"];
+/** The arms run in step 3. */
+const laterArms = (c: ExperimentConfig): string[] => ["svd", ...c.arms];
+const needsFullFinetune = (c: ExperimentConfig, k: number) => c.arms.includes("svd-full") || (c.fullFinetune && k === 0);
+
+/** The training data of the cross-fitted teacher's run: half of the training set, drawn with the seed, written once. */
+function halfData(c: ExperimentConfig, k: number): string {
+  const file = path.join(c.outputDir, "data", `train_half${k === 0 ? "" : `-s${k + 1}`}.json`);
+  if (!fs.existsSync(file)) {
+    const samples = loadDataset(c.trainData);
+    const order = new Random(c.seed + k).shuffle(samples.map((_, i) => i));
+    const half = order.slice(0, Math.floor(samples.length / 2)).sort((a, b) => a - b);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    writeFileAtomic(
+      file,
+      `${JSON.stringify(
+        half.map((i) => ({ messages: samples[i].messages })),
+        null,
+        1,
+      )}\n`,
+    );
+  }
+  return file;
+}
+
+/** What a run of arm at (lr, k) starts from and depends on. */
+interface Planned {
+  name: string;
+  arm: string;
+  settings: Partial<LoraTrainingSettings>;
+  /** Runs (in the training folder) whose compute this one counts. */
+  dependsOn: string[];
+  /** Compute outside the training folder it counts: teacher synthesis and SVD, a full fine-tune. */
+  external: () => { what: string; tokens: number; seconds: number }[];
+  /** Only a teacher's source, trained on other data: not an arm of the comparison. */
+  sourceOnly?: boolean;
+}
+
+const seconds = (file: string) => (fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as { seconds: number }).seconds : 0);
+const teacherCost = (T: ReturnType<typeof teacherLayout>) => [
+  { what: `teacher synthesis (${path.basename(T.teacher)})`, tokens: 0, seconds: seconds(T.synthesisTiming) },
+  { what: `teacher SVD (${path.basename(T.svd)})`, tokens: 0, seconds: seconds(T.svdTiming) },
+];
+
+/** The run of arm at learning rate lr and seed index k. */
+export function plan(c: ExperimentConfig, arm: string, lr: number, k: number): Planned {
+  const {
+    arms: _a,
+    seeds: _s,
+    targetRank: _t,
+    noiseScale: _n,
+    decay: _d,
+    factorSplit: _f,
+    fullFinetune: _ff,
+    lrGrid: _g,
+    primary: _p,
+    // Accuracy is measured after training, for the runs the comparison uses (step 4): not the runs' business.
+    accuracyData: _ad,
+    accuracySamples: _as,
+    maxNewTokens: _mn,
+    generationBatchSize: _gb,
+    outputDir,
+    ...shared
+  } = c;
+  const base: Partial<LoraTrainingSettings> = {
     ...shared,
+    learningRate: lr,
+    validationFraction: gridded(c) ? c.validationFraction : 0,
     outputDir: experimentLayout(c).training,
-    init: arm === "svd" ? "svd" : (arm as LoraTrainingSettings["init"]),
-    svdFactors: arm === "svd" ? teacherLayout(outputDir, k, c).factors : undefined,
+    init: "random",
     seed: c.seed + k,
     overwrite: true, // the experiment owns its runs: a step that reruns replaces them
   };
+  const name = runName(c, arm, lr, k);
+  const from = (init: LoraTrainingSettings["init"], svdFactors?: string) => ({ ...base, init, svdFactors });
+  const none = () => [];
+  switch (arm) {
+    case "random":
+      return { name, arm, settings: base, dependsOn: [], external: none };
+    case "random-half":
+      return { name, arm, settings: { ...base, trainData: halfData(c, k) }, dependsOn: [], external: none, sourceOnly: true };
+    case "svd":
+    case "svd-xfit": {
+      const source = arm === "svd" ? "random" : "random-half";
+      const T = teacherOf(c, source, lr, k);
+      return { name, arm, settings: from("svd", T.factors), dependsOn: [runName(c, source, lr, k)], external: () => teacherCost(T) };
+    }
+    case "svd-full": {
+      const F = fullLayout(c, k);
+      return {
+        name,
+        arm,
+        settings: from("svd", F.factors),
+        dependsOn: [],
+        external: () => {
+          const full = fs.existsSync(F.summary)
+            ? (JSON.parse(fs.readFileSync(F.summary, "utf8")) as { result: { tokens: number; seconds: number } }).result
+            : null;
+          return [
+            { what: `full fine-tune (${path.basename(F.root)})`, tokens: full?.tokens ?? 0, seconds: full?.seconds ?? 0 },
+            { what: `its SVD`, tokens: 0, seconds: seconds(F.svdTiming) },
+          ];
+        },
+      };
+    }
+    case "random-continued": {
+      // The random run of the same seed trained again from its own adapter: the svd arm's compute without the teacher.
+      const source = runName(c, "random", lr, k);
+      return { name, arm, settings: from("svd", experimentLayout(c).adapter(source)), dependsOn: [source], external: none };
+    }
+    default:
+      return { name, arm, settings: from(arm as LoraTrainingSettings["init"]), dependsOn: [], external: none };
+  }
 }
+
+const runsOf = (c: ExperimentConfig, arms: readonly string[]) =>
+  arms.flatMap((arm) => learningRates(c).flatMap((lr) => seedsOf(c).map((k) => plan(c, arm, lr, k))));
 
 // ---- what is done ------------------------------------------------------------------------------
 
 /** Whether a step's outputs are there, complete and made with these settings; if not, why. */
 export type StepState = { done: true } | { done: false; why: string; stale: boolean };
-
-const seedsOf = (c: ExperimentConfig) => Array.from({ length: c.seeds }, (_, k) => k);
 
 function readJson(file: string): Record<string, unknown> | null {
   try {
@@ -67,6 +204,9 @@ function readJson(file: string): Record<string, unknown> | null {
     return null;
   }
 }
+
+const describeChanges = (changed: Map<string, [unknown, unknown]>) =>
+  [...changed].map(([key, [then, now]]) => `${key} ${showValue(then)} (now ${showValue(now)})`).join(", ");
 
 /** How an input recorded as `recorded` (describeInput) differs from what is at its path now; null when it does not. */
 function inputChange(key: string, recorded: RecordedInput | undefined): string | null {
@@ -81,38 +221,34 @@ type RecordedInput = { path?: string; sha256?: string; files?: Record<string, st
  * A run's state: its summary, adapter and log are there and complete, and the summary records
  * the same identity (training and evaluation) and the same inputs (their digests) as now.
  */
-function runState(c: ExperimentConfig, arm: string, k: number): StepState {
-  const name = runName(arm, k);
+function runState(c: ExperimentConfig, p: Planned): StepState {
   const L = experimentLayout(c);
-  const file = L.summary(name);
+  const file = L.summary(p.name);
   const summary = readJson(file) as {
     made_by?: string;
     identity?: { training: object; evaluation: object };
     inputs?: Record<string, RecordedInput>;
   } | null;
-  if (!summary) return { done: false, why: `${name} has not run`, stale: false };
+  if (!summary) return { done: false, why: `${p.name} has not run`, stale: false };
   if (summary.made_by !== "svdlora" || !summary.identity)
     return { done: false, why: `${file} was not written by this svdlora`, stale: true };
-  const missing = [L.adapter(name), L.log(name)].find((p) => !(p === L.adapter(name) ? isOurFolder(p) : fs.existsSync(p)));
-  if (missing) return { done: false, why: `${name} is incomplete: ${missing} is missing`, stale: true };
-  const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, runSettings(c, arm, k));
+  if (!isOurFolder(L.adapter(p.name))) return { done: false, why: `${p.name} is incomplete: ${L.adapter(p.name)} is missing`, stale: true };
+  if (!fs.existsSync(L.log(p.name))) return { done: false, why: `${p.name} is incomplete: ${L.log(p.name)} is missing`, stale: true };
+  const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, p.settings);
   const want = { ...identityOf(LORA_TRAINING, s), ...identityOf(LORA_TRAINING, s, { evaluation: true }) };
   const have = { ...summary.identity.training, ...summary.identity.evaluation } as Record<string, unknown>;
   const changed = differences(have, want, ["gpus", "ranks"]);
-  if (changed.size > 0) return { done: false, why: `${name} was made with ${describeChanges(changed)}`, stale: true };
+  if (changed.size > 0) return { done: false, why: `${p.name} was made with ${describeChanges(changed)}`, stale: true };
   for (const [key, recorded] of Object.entries(summary.inputs ?? {})) {
     const change = inputChange(key, recorded);
-    if (change) return { done: false, why: `${name}: ${change}`, stale: true };
+    if (change) return { done: false, why: `${p.name}: ${change}`, stale: true };
   }
   return { done: true };
 }
 
-const describeChanges = (changed: Map<string, [unknown, unknown]>) =>
-  [...changed].map(([key, [then, now]]) => `${key} ${showValue(then)} (now ${showValue(now)})`).join(", ");
-
 /** The teacher step's record: what it was made from and with. */
-function teacherRecord(c: ExperimentConfig, k: number) {
-  const adapter = experimentLayout(c).adapter(runName("random", k));
+function teacherRecord(c: ExperimentConfig, from: "random" | "random-half", lr: number, k: number) {
+  const adapter = experimentLayout(c).adapter(runName(c, from, lr, k));
   return {
     made_by: "svdlora",
     step: 2,
@@ -130,9 +266,9 @@ function teacherRecord(c: ExperimentConfig, k: number) {
   };
 }
 
-/** Step 2's outputs for seed index k, relative to the experiment folder: the teacher's files, the SVD's, and the record last. */
-function teacherOutputs(c: ExperimentConfig, k: number): { teacher: string[]; svd: string[]; record: string } {
-  const T = teacherLayout(c.outputDir, k, c);
+/** A teacher's outputs, relative to the experiment folder: the teacher's files, the SVD's, and the record last. */
+function teacherOutputs(c: ExperimentConfig, from: "random" | "random-half", lr: number, k: number) {
+  const T = teacherOf(c, from, lr, k);
   const rel = (p: string) => path.relative(c.outputDir, p);
   return {
     teacher: Object.values(synthesisFiles(c.targetRank)).map((f) => rel(path.join(T.teacher, f))),
@@ -141,40 +277,42 @@ function teacherOutputs(c: ExperimentConfig, k: number): { teacher: string[]; sv
   };
 }
 
-function teacherState(c: ExperimentConfig, k: number): StepState {
-  const T = teacherLayout(c.outputDir, k, c);
+function teacherState(c: ExperimentConfig, from: "random" | "random-half", lr: number, k: number): StepState {
+  const T = teacherOf(c, from, lr, k);
+  const what = `the teacher of ${runName(c, from, lr, k)}`;
   const have = readJson(T.record);
-  if (!have) return { done: false, why: `the teacher of seed ${c.seed + k} has not been made`, stale: false };
-  const want = teacherRecord(c, k);
+  if (!have) return { done: false, why: `${what} has not been made`, stale: false };
+  const want = teacherRecord(c, from, lr, k);
   const changed = differences({ ...(have.settings as object), ...(have.inputs as object) }, { ...want.settings, ...want.inputs });
-  if (changed.size > 0)
-    return { done: false, why: `the teacher of seed ${c.seed + k} was made with ${describeChanges(changed)}`, stale: true };
+  if (changed.size > 0) return { done: false, why: `${what} was made with ${describeChanges(changed)}`, stale: true };
   const missing = [T.delta, T.factors, T.analysis, T.record].find((p) => !isComplete(p));
   return missing ? { done: false, why: `${missing} is missing or incomplete`, stale: true } : { done: true };
 }
 
 /**
- * What report.html and the comparison were made from: the digest of every run's summary and log,
- * and of each teacher's record, analysis and timings (and the full fine-tune's analysis).
+ * What report.html and the comparison were made from: the digest of every run's summary, log and
+ * accuracy record, of each teacher's record, analysis and timings, and of the full fine-tunes' analyses.
  */
 function reportInputs(c: ExperimentConfig): Record<string, string> {
   const L = experimentLayout(c);
   const files = fs.existsSync(L.training)
     ? fs
         .readdirSync(L.training)
-        .filter((f) => /^(train_summary_.+\.json|training_log_.+\.csv)$/.test(f))
+        .filter((f) => /^(train_summary_.+\.json|training_log_.+\.csv|accuracy_.+\.json)$/.test(f))
         .map((f) => path.join(L.training, f))
     : [];
-  for (const k of seedsOf(c)) {
-    const T = teacherLayout(c.outputDir, k, c);
-    files.push(
-      T.record,
-      T.analysis,
-      path.join(T.teacher, synthesisFiles(c.targetRank).timing),
-      path.join(T.svd, svdFiles(c.loraRank).timing),
-    );
-  }
-  if (c.fullFinetune) files.push(fullFinetuneLayout(c.outputDir, c.loraRank).analysis);
+  for (const from of sourceArms(c))
+    for (const lr of learningRates(c))
+      for (const k of seedsOf(c)) {
+        const T = teacherOf(c, from, lr, k);
+        files.push(
+          T.record,
+          T.analysis,
+          path.join(T.teacher, synthesisFiles(c.targetRank).timing),
+          path.join(T.svd, svdFiles(c.loraRank).timing),
+        );
+      }
+  for (const k of seedsOf(c)) if (needsFullFinetune(c, k)) files.push(fullLayout(c, k).analysis);
   return Object.fromEntries(
     files
       .filter((f) => fs.existsSync(f))
@@ -198,21 +336,24 @@ function reportState(c: ExperimentConfig): StepState {
 }
 
 export function stepState(c: ExperimentConfig, step: StepId): StepState {
-  const seeds = seedsOf(c);
   const first = (states: StepState[]): StepState => states.find((s) => !s.done) ?? { done: true };
   switch (step) {
     case 1:
-      return first(seeds.map((k) => runState(c, "random", k)));
+      return first(runsOf(c, sourceArms(c)).map((p) => runState(c, p)));
     case 2: {
-      const teachers = first(seeds.map((k) => teacherState(c, k)));
-      if (!teachers.done || !c.fullFinetune) return teachers;
-      const F = fullFinetuneLayout(c.outputDir, c.loraRank);
-      return isComplete(F.model) && isComplete(F.analysis)
+      const teachers = first(
+        sourceArms(c).flatMap((from) => learningRates(c).flatMap((lr) => seedsOf(c).map((k) => teacherState(c, from, lr, k)))),
+      );
+      if (!teachers.done) return teachers;
+      const fullMissing = seedsOf(c).find(
+        (k) => needsFullFinetune(c, k) && !(isComplete(fullLayout(c, k).model) && isComplete(fullLayout(c, k).analysis)),
+      );
+      return fullMissing === undefined
         ? { done: true }
-        : { done: false, why: "the full fine-tune has not run", stale: false };
+        : { done: false, why: `the full fine-tune of seed ${c.seed + fullMissing} has not run`, stale: false };
     }
     case 3:
-      return first(["svd", ...c.arms].flatMap((arm) => seeds.map((k) => runState(c, arm, k))));
+      return first(runsOf(c, laterArms(c)).map((p) => runState(c, p)));
     case 4:
       return reportState(c);
   }
@@ -233,81 +374,98 @@ const evalSpan = (r: { evalLosses: { loss: number }[] }) =>
 export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOptions = {}): Promise<void> {
   const log = o.log ?? (() => {});
   const L = experimentLayout(c);
-  const train = async (arm: string, k: number) => {
-    const r = await trainRun(runSettings(c, arm, k), {
-      runName: runName(arm, k),
+  const train = async (p: Planned) => {
+    const r = await trainRun(p.settings, {
+      runName: p.name,
       signal: o.signal,
       events: o.events,
-      label: `train ${runName(arm, k)}`,
+      label: `train ${p.name}`,
+      experiment: { arm: p.arm, dependsOn: p.dependsOn, external: p.external(), ...(p.sourceOnly ? { sourceOnly: true } : {}) },
     });
     log(`  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, ${evalSpan(r)}`);
   };
   switch (step) {
     case 1:
-      for (const k of seedsOf(c)) await train("random", k);
+      for (const p of runsOf(c, sourceArms(c))) await train(p);
       return;
     case 2: {
-      for (const k of seedsOf(c)) {
-        const adapter = L.adapter(runName("random", k));
-        if (!fs.existsSync(adapter)) throw new Error(`step 2 needs the baseline adapter ${adapter}: run step 1 first`);
-        const T = teacherLayout(c.outputDir, k, c);
-        const out = teacherOutputs(c, k);
-        // Teacher, SVD and record are swapped in together: a kill leaves the earlier step 2 or this one.
-        const { s, v } = await writeOutputs(
-          {
-            root: c.outputDir,
-            name: `teacher${k === 0 ? "" : `-s${k + 1}`}`,
-            by: "run step 2",
-            outputs: [...out.teacher, ...out.svd, out.record],
-          },
-          async (staged) => {
-            const inFolder = (dir: string) => (name: string) => staged(path.relative(c.outputDir, path.join(dir, name)));
-            const s = await synthesizeInto(
+      for (const from of sourceArms(c))
+        for (const lr of learningRates(c))
+          for (const k of seedsOf(c)) {
+            const source = runName(c, from, lr, k);
+            const adapter = L.adapter(source);
+            if (!fs.existsSync(adapter)) throw new Error(`step 2 needs the adapter of ${source} (${adapter}): run step 1 first`);
+            const T = teacherOf(c, from, lr, k);
+            const out = teacherOutputs(c, from, lr, k);
+            // Teacher, SVD and record are swapped in together: a kill leaves the earlier teacher or this one.
+            const { s, v } = await writeOutputs(
               {
-                loraAdapter: adapter,
-                outputDir: T.teacher,
-                targetRank: c.targetRank,
-                noiseScale: c.noiseScale,
-                decay: c.decay,
-                seed: c.seed + k,
+                root: c.outputDir,
+                name: `teacher${teacherSuffix(c, from, lr, k)}`,
+                by: "run step 2",
+                outputs: [...out.teacher, ...out.svd, out.record],
               },
-              inFolder(T.teacher),
-            );
-            const v = await svdInto(
-              {
-                synthesizedDelta: T.delta,
-                baseModel: c.baseModel,
-                targetModules: [],
-                rank: c.loraRank,
-                alpha: c.loraAlpha,
-                rslora: c.rslora,
-                split: c.factorSplit,
-                outputDir: T.svd,
+              async (staged) => {
+                const inFolder = (dir: string) => (name: string) => staged(path.relative(c.outputDir, path.join(dir, name)));
+                const s = await synthesizeInto(
+                  {
+                    loraAdapter: adapter,
+                    outputDir: T.teacher,
+                    targetRank: c.targetRank,
+                    noiseScale: c.noiseScale,
+                    decay: c.decay,
+                    seed: c.seed + k,
+                  },
+                  inFolder(T.teacher),
+                );
+                const v = await svdInto(
+                  {
+                    synthesizedDelta: T.delta,
+                    baseModel: c.baseModel,
+                    targetModules: [],
+                    rank: c.loraRank,
+                    alpha: c.loraAlpha,
+                    rslora: c.rslora,
+                    split: c.factorSplit,
+                    outputDir: T.svd,
+                  },
+                  inFolder(T.svd),
+                  (file) => (file === T.delta ? s.deltaFile : file),
+                );
+                writeFileAtomic(staged(out.record), `${JSON.stringify(teacherRecord(c, from, lr, k), null, 2)}\n`);
+                return { s, v };
               },
-              inFolder(T.svd),
-              (file) => (file === T.delta ? s.deltaFile : file),
+              log,
             );
-            writeFileAtomic(staged(out.record), `${JSON.stringify(teacherRecord(c, k), null, 2)}\n`);
-            return { s, v };
-          },
-          log,
-        );
-        log(
-          `  teacher of ${runName("random", k)}: rank ${c.targetRank}, noise ${c.noiseScale} (${s.seconds.toFixed(2)} s); ` +
-            `SVD at rank ${c.loraRank}: mean error ${v.summary.relativeError.mean.toFixed(4)}, mean energy ${v.summary.energyRatio.mean.toFixed(4)} (${v.seconds.toFixed(2)} s)`,
-        );
-      }
-      if (c.fullFinetune) await fullFinetuneBaseline(c, { log, signal: o.signal, events: o.events });
+            log(
+              `  teacher of ${source}: rank ${c.targetRank}, noise ${c.noiseScale} (${s.seconds.toFixed(2)} s); ` +
+                `SVD at rank ${c.loraRank}: mean error ${v.summary.relativeError.mean.toFixed(4)}, mean energy ${v.summary.energyRatio.mean.toFixed(4)} (${v.seconds.toFixed(2)} s)`,
+            );
+          }
+      for (const k of seedsOf(c))
+        if (needsFullFinetune(c, k)) await fullFinetuneBaseline(c, { log, signal: o.signal, events: o.events, seedIndex: k });
       return;
     }
-    case 3:
-      for (const k of seedsOf(c))
-        if (!fs.existsSync(teacherLayout(c.outputDir, k, c).factors))
-          throw new Error(`step 3 needs the SVD factors of seed ${c.seed + k}: run step 2 first`);
-      for (const arm of ["svd", ...c.arms]) for (const k of seedsOf(c)) await train(arm, k);
+    case 3: {
+      const planned = runsOf(c, laterArms(c));
+      for (const p of planned)
+        if (p.settings.svdFactors && !fs.existsSync(p.settings.svdFactors))
+          throw new Error(
+            `step 3 needs ${p.settings.svdFactors} for ${p.name}: run ${p.arm === "random-continued" ? "step 1" : "step 2"} first`,
+          );
+      for (const p of planned) await train(p);
       return;
+    }
     case 4: {
-      const result = compareRuns(L.training, {});
+      let result = compareRuns(L.training, { primary: c.primary });
+      if (c.accuracySamples > 0) {
+        const questions = c.accuracyData ?? (path.resolve(c.trainData) === path.resolve(EMBEDDED_TRAIN) ? EMBEDDED_ACCURACY : undefined);
+        if (!questions) throw new Error("the accuracy check needs questions: give `accuracyData`, or set `accuracySamples` to 0");
+        const runs = result.arms.flatMap((a) => a.runs.map((name) => ({ name, adapterDir: L.adapter(name) })));
+        log(`  accuracy on ${c.accuracySamples} questions of ${questions}: ${runs.length} runs (each arm at its learning rate)`);
+        await measureAccuracy(L.training, runs, { ...c, questions, samples: c.accuracySamples }, o.events);
+        result = compareRuns(L.training, { primary: c.primary });
+      }
       // The comparison, report.html and their record are swapped in together.
       const rel = (p: string) => path.relative(c.outputDir, p);
       const comparison = comparisonOutputs().map((f) => rel(path.join(L.training, f)));
@@ -331,6 +489,8 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
 /** Runs the given steps in order: done ones are skipped; ones made with other settings are refused unless forced. */
 export async function runExperiment(c: ExperimentConfig, steps: StepId[], o: ExperimentOptions = {}): Promise<void> {
   const log = o.log ?? (() => {});
+  checkOutputDir(c.outputDir, "experiment folder");
+  resolveSettings(LORA_TRAINING, plan(c, "random", learningRates(c)[0], 0).settings); // refuses settings without effect before any step
   // One run per experiment folder at a time; what a killed run left half done is finished first.
   const lock = claimFolder(c.outputDir, `svdlora run (steps ${steps.join(",")})`, o.events?.note ?? log);
   try {

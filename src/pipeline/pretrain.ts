@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildProbabilityProblems, FAMILIES, generateProblem, problemKey, Random, solutionText } from "../data/probability/index.js";
+import { corpusProblems, Random, solutionText } from "../data/probability/index.js";
 import type { ProbabilityProblem } from "../data/probability/index.js";
 import { buildByteLevelTokenizer, writeTokenizerFiles } from "../data/tiny-tokenizer.js";
 import type { Encoded } from "../data/types.js";
@@ -14,10 +14,12 @@ import { randomCausalLM } from "../model/loader.js";
 import { saveCausalLM } from "../model/save.js";
 import * as torch from "../torch/index.js";
 import { assertReplaceable, replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
+import { checkOutputDir } from "../util/files.js";
 import { claimFolder } from "../util/outputs.js";
 import { singleProcess } from "../train/data-parallel.js";
 import type { TrainingEvents } from "../train/events.js";
 import { trainLoop } from "../train/loop.js";
+import { runLogFiles } from "../train/run-log.js";
 import { TRAINING } from "../train/settings.js";
 import { trainEveryWeight } from "../train/trainer.js";
 import { type Values, int, num, text } from "../util/settings.js";
@@ -46,22 +48,10 @@ export const PRETRAIN = {
 
 export type PretrainOptions = Values<typeof PRETRAIN> & { signal?: AbortSignal; events?: TrainingEvents };
 
-/** Problems for the corpus; repeats are fine, the shipped train/eval questions are not. */
-export function corpusProblems(count: number, seed: number): ProbabilityProblem[] {
-  const { train, eval: held } = buildProbabilityProblems();
-  const banned = new Set([...train, ...held].flatMap((p) => [problemKey(p), p.question]));
-  const rng = new Random(seed);
-  const out: ProbabilityProblem[] = [];
-  for (let i = 0; out.length < count; i++) {
-    const p = generateProblem(rng, FAMILIES[i % FAMILIES.length]);
-    if (!banned.has(problemKey(p)) && !banned.has(p.question)) out.push(p);
-  }
-  return out;
-}
-
 export const plainText = (p: ProbabilityProblem) => `Question: ${p.question}\nAnswer: ${solutionText(p)}`;
 
 export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<string, unknown>> {
+  checkOutputDir(o.outputDir, "model folder");
   const started = Date.now();
   const problems = corpusProblems(o.samples, o.seed);
   const rng = new Random(o.seed + 1);
@@ -139,9 +129,9 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
           resume: false,
           skipNonfinite: false,
         },
-        batch: { padId: endOfText, device: o.device, packing: false },
+        batch: { padId: endOfText, device: o.device, packing: false, dtype: "float32" },
         recompute: "none",
-        logPath: path.join(work, "pretrain_log.csv"),
+        log: runLogFiles(work, "pretrain_log"),
         checkpointDir: path.join(work, "checkpoint"),
         fingerprint: {},
         dataParallel: singleProcess(o.device),

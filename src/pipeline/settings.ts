@@ -1,13 +1,36 @@
 // The settings of an experiment (`svdlora run`, an experiment file): the training settings its
 // runs share, and the experiment's own (arms, seeds, the teacher). Defined once here; flags,
 // file keys, validation, defaults and the summary all come from this (util/settings.ts).
-import { LORA, TRAINING } from "../train/settings.js";
+import { type InitKind, LORA, TRAINING, initList, initsExcept } from "../train/settings.js";
 import { type Values, bool, int, list, num, oneOf, pick, text } from "../util/settings.js";
+import { METRICS, type MetricKey } from "./compare.js";
 
-/** Arms trained beside random (the baseline) and svd (the teacher's SVD). */
-export const EXTRA_ARMS = ["pissa", "gaussian"] as const;
-export type ExtraArm = (typeof EXTRA_ARMS)[number];
+/** Other inits trained beside random (the baseline) and svd (the teacher's SVD); `all` trains each of these. */
+export const INIT_ARMS = initsExcept(["random", "svd"]);
+/**
+ * Controls that make "svd vs random" readable: random-continued (the random run trained again
+ * from its own adapter: the svd arm's compute without the teacher), svd-full (svd from a real full
+ * fine-tune's ΔW, no leak), svd-xfit (svd from a teacher built on a random run over the other half
+ * of the training data).
+ */
+export const CONTROL_ARMS = ["random-continued", "svd-full", "svd-xfit"] as const;
+export type ExtraArm = InitKind | (typeof CONTROL_ARMS)[number];
+export const EXTRA_ARMS: readonly ExtraArm[] = [...INIT_ARMS, ...CONTROL_ARMS];
 export const FACTOR_SPLITS = ["seed", "balanced"] as const;
+
+/** How the arms are compared (step 4). */
+export const COMPARISON = {
+  baseline: { kind: text("<arm>"), help: "the arm the others are measured against", default: "random" },
+  primary: {
+    kind: oneOf(METRICS, "<metric>"),
+    help: `the endpoint the verdict is about (Holm-adjusted across arms): ${METRICS.join(", ")}`,
+    default: "heldOutFinal" as MetricKey,
+  },
+  targetLoss: {
+    kind: num({ above: 0, placeholder: "<loss>" }),
+    help: "held-out loss for 'steps to target' (default: the baseline's held-out loss after training)",
+  },
+};
 
 /** The synthesized teacher (step 2a). */
 export const TEACHER = {
@@ -61,17 +84,39 @@ export const EXPERIMENT = {
     "maxMemory",
     "quiet",
   ]),
-  ...pick(LORA, ["loraRank", "loraAlpha", "loraDropout", "rslora", "targetModules", "accuracySamples", "maxNewTokens"]),
+  ...pick(LORA, [
+    "loraRank",
+    "loraAlpha",
+    "loraDropout",
+    "rslora",
+    "targetModules",
+    "accuracyData",
+    "accuracySamples",
+    "maxNewTokens",
+    "generationBatchSize",
+    "calibrationBatches",
+  ]),
   outputDir: { kind: text("<dir>"), help: "experiment folder", default: "svdlora-experiment" },
   arms: {
-    kind: list(oneOf(EXTRA_ARMS), { min: 0 }),
-    help: `arms beside random and svd: ${EXTRA_ARMS.join(", ")}, or none`,
+    kind: initList(INIT_ARMS, CONTROL_ARMS),
+    help: `arms beside random and svd: the controls ${CONTROL_ARMS.join(", ")}; any other init (${INIT_ARMS.join(", ")}), all of them (all), or none`,
     default: ["pissa"] as ExtraArm[],
     aliases: ["extra_arms"],
   },
   seeds: { kind: int({ min: 1, max: 1000 }), help: "repeat every arm with seeds seed, seed+1, … (paired by seed)", default: 1 },
+  lrGrid: {
+    kind: list(num({ above: 0 }), { placeholder: "<lr,lr,…>" }),
+    help: "run every arm at each of these learning rates and compare each at the one with its lowest validation loss (overrides the learning rate)",
+    aliases: ["lr_grid"],
+  },
+  validationFraction: {
+    ...TRAINING.validationFraction,
+    help: "with lrGrid: share of the held-out samples kept apart to choose the learning rate",
+    default: 0.5,
+  },
   ...TEACHER,
   ...FACTORS,
+  primary: COMPARISON.primary,
   fullFinetune: { kind: bool(), help: "also fine-tune every weight (small models) and analyse the real ΔW", default: false },
 };
 

@@ -11,6 +11,7 @@ import { saveChart, svdAnalysisChart } from "../report/index.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { writeOutputs } from "../util/outputs.js";
+import { checkOutputDir } from "../util/files.js";
 import { shortName } from "./layout.js";
 import { loraDeltas } from "./synthesize.js";
 
@@ -165,6 +166,7 @@ export const svdFiles = (rank: number) => ({
 
 /** `svdlora svd`: the analysis and factors in o.outputDir, swapped in whole over an earlier one (util/outputs.ts). */
 export async function svdStep(o: SvdStepOptions, log?: (line: string) => void): Promise<SvdOutputs> {
+  checkOutputDir(o.outputDir, "SVD results folder");
   const files = svdFiles(o.rank);
   const out = await writeOutputs(
     { root: o.outputDir, name: "svd", by: `svd rank ${o.rank}`, outputs: Object.values(files) },

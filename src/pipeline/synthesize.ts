@@ -16,6 +16,7 @@ import { saveChart, synthesisChart } from "../report/index.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { writeOutputs } from "../util/outputs.js";
+import { checkOutputDir } from "../util/files.js";
 import { shortName } from "./layout.js";
 
 export interface SynthesizeOptions {
@@ -56,6 +57,7 @@ export const synthesisFiles = (targetRank: number) => ({
 
 /** `svdlora synthesize-teacher`: a teacher in o.outputDir, swapped in whole over an earlier one (util/outputs.ts). */
 export async function synthesizeStep(o: SynthesizeOptions, log?: (line: string) => void): Promise<SynthesizeOutputs> {
+  checkOutputDir(o.outputDir, "teacher folder");
   const files = synthesisFiles(o.targetRank);
   const out = await writeOutputs(
     { root: o.outputDir, name: "synthesis", by: "synthesize-teacher", outputs: Object.values(files) },

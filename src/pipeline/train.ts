@@ -1,6 +1,6 @@
 // Steps 1 and 3 (docs/experiment.md): one LoRA training run into a training folder, under the
-// names the experiment uses (layout.ts: final_model_<run>/, training_log_<run>.csv,
-// train_summary_<run>.json, plots/loss_curves_<run>.png). The run writes into a staging folder;
+// names the experiment uses (layout.ts: final_model_<run>/, training_log_<run>.csv and .jsonl,
+// tensorboard/<run>/, train_summary_<run>.json, plots/loss_curves_<run>.png). The run writes into a staging folder;
 // its files replace an earlier run's only at the end, all together (util/outputs.ts), and only
 // when that earlier run is svdlora's and replacing it was asked for. The run's checkpoint, kept
 // for a resume while it trains, goes with the same commit: a finished run is its files alone.
@@ -11,9 +11,11 @@ import type { DataParallel } from "../train/data-parallel.js";
 import { hasCheckpoint } from "../train/checkpoint.js";
 import { readTrainingLog } from "../train/log.js";
 import type { LoopOptions } from "../train/loop.js";
-import type { LoraTrainingSettings } from "../train/settings.js";
-import { RUN_FILES, type TrainResult, trainLora } from "../train/trainer.js";
-import { assertReplaceable } from "../util/atomic.js";
+import { runLogFiles } from "../train/run-log.js";
+import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
+import { RUN_FILES, type TrainResult, resolveSettings, trainLora } from "../train/trainer.js";
+import { assertReplaceable, writeFileAtomic } from "../util/atomic.js";
+import { checkOutputDir } from "../util/files.js";
 import { claimFolder, commitOutputs } from "../util/outputs.js";
 import { trainingLayout } from "./layout.js";
 
@@ -21,12 +23,27 @@ export interface TrainRunOptions extends LoopOptions {
   /** Names the run's files (default: its init). */
   runName?: string;
   dataParallel?: DataParallel;
+  /** Where the run stands in an experiment, recorded in its summary for the comparison. */
+  experiment?: ExperimentRecord;
+}
+
+/** A run's place in an experiment: its arm, and the compute it counts beside its own. */
+export interface ExperimentRecord {
+  arm: string;
+  /** Runs in the same training folder it depends on (the svd arm: its seed's random run). */
+  dependsOn: string[];
+  /** Compute outside the training folder it depends on (a teacher's synthesis and SVD, a full fine-tune). */
+  external: { what: string; tokens: number; seconds: number }[];
+  /** Trained on other data only to make another arm's teacher (svd-xfit's half-data run): counted, not compared. */
+  sourceOnly?: boolean;
 }
 
 export interface TrainRunResult extends TrainResult {
   runName: string;
   adapterDir: string;
   logPath: string;
+  jsonlPath: string;
+  tensorboardDir: string;
   summaryPath: string;
   plotFile: string;
 }
@@ -36,21 +53,25 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
   const outputDir = settings.outputDir ?? "training_results";
   const runName = o.runName ?? settings.init ?? "random";
   if (!/^[\w.+-]+$/.test(runName)) throw new Error(`run name ${JSON.stringify(runName)}: use letters, digits and . _ + - only`);
+  checkOutputDir(outputDir, "training folder");
+  resolveSettings(LORA_TRAINING, settings); // bad values and combinations are refused before the folder is touched
   const L = trainingLayout(outputDir);
   const staging = L.staging(runName);
-  const outputs = {
-    runName,
+  const files = {
     adapterDir: L.adapter(runName),
     logPath: L.log(runName),
+    jsonlPath: L.jsonl(runName),
+    tensorboardDir: L.tensorboard(runName),
     summaryPath: L.summary(runName),
     plotFile: L.lossPlot(runName),
   };
+  const outputs = { runName, ...files };
   const run = { dir: staging, checkpointDir: L.checkpoint(runName), ...o };
   if (o.dataParallel && !o.dataParallel.isMain) return { ...(await trainLora(settings, run)), ...outputs }; // the main process writes
 
   const lock = claimFolder(outputDir, `training run ${runName}`, (line) => o.events?.note?.(line));
   try {
-    checkReplaceable(runName, outputs, run.checkpointDir, Boolean(settings.overwrite), Boolean(settings.resume));
+    checkReplaceable(runName, files, run.checkpointDir, Boolean(settings.overwrite), Boolean(settings.resume));
     fs.rmSync(staging, { recursive: true, force: true });
     fs.mkdirSync(staging, { recursive: true });
     let result: TrainResult;
@@ -61,11 +82,18 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
       fs.rmSync(staging, { recursive: true, force: true });
       throw e;
     }
-    await drawLossCurves(path.join(staging, "loss_curves.png"), path.join(staging, RUN_FILES.log), settings, result);
+    if (o.experiment) {
+      const file = path.join(staging, RUN_FILES.summary);
+      writeFileAtomic(file, `${JSON.stringify({ ...JSON.parse(fs.readFileSync(file, "utf8")), experiment: o.experiment }, null, 2)}\n`);
+    }
+    const log = runLogFiles(staging);
+    await drawLossCurves(path.join(staging, "loss_curves.png"), log.csv, settings, result);
     const rel = (p: string) => path.relative(outputDir, p);
     commitOutputs(outputDir, runName, [
       { from: rel(path.join(staging, RUN_FILES.adapter)), to: rel(outputs.adapterDir) },
-      { from: rel(path.join(staging, RUN_FILES.log)), to: rel(outputs.logPath) },
+      { from: rel(log.csv), to: rel(outputs.logPath) },
+      { from: rel(log.jsonl), to: rel(outputs.jsonlPath) },
+      { from: rel(log.tensorboard), to: rel(outputs.tensorboardDir) },
       { from: rel(path.join(staging, "loss_curves.png")), to: rel(outputs.plotFile) },
       { from: rel(path.join(staging, "loss_curves.svg")), to: rel(svgPathFor(outputs.plotFile)) },
       // The summary last: it is what says the run is complete.
@@ -87,27 +115,25 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
  */
 function checkReplaceable(
   runName: string,
-  outputs: { adapterDir: string; logPath: string; summaryPath: string; plotFile: string },
+  files: Omit<TrainRunResult, keyof TrainResult | "runName">,
   checkpointDir: string,
   overwrite: boolean,
   resume: boolean,
 ): void {
   assertReplaceable(checkpointDir); // a checkpoint folder is svdlora's (it carries the marker), or refused
-  const present = [outputs.adapterDir, outputs.logPath, outputs.plotFile, svgPathFor(outputs.plotFile), outputs.summaryPath].filter((p) =>
-    fs.existsSync(p),
-  );
-  const owned = fs.existsSync(outputs.summaryPath) && madeBySvdlora(outputs.summaryPath);
+  const present = [...Object.values(files), svgPathFor(files.plotFile)].filter((p) => fs.existsSync(p));
+  const owned = fs.existsSync(files.summaryPath) && madeBySvdlora(files.summaryPath);
   if (present.length > 0 && !owned)
     throw new Error(
-      `${present[0]} exists but no svdlora run owns it (no complete ${path.basename(outputs.summaryPath)}): move it away or choose another output folder`,
+      `${present[0]} exists but no svdlora run owns it (no complete ${path.basename(files.summaryPath)}): move it away or choose another output folder`,
     );
   if (owned && !overwrite && !resume)
     throw new Error(
-      `a run named ${runName} is already in ${path.dirname(outputs.summaryPath)}: replace it with \`overwrite\`, or give this run another name or output folder`,
+      `a run named ${runName} is already in ${path.dirname(files.summaryPath)}: replace it with \`overwrite\`, or give this run another name or output folder`,
     );
   if (owned && resume && !overwrite && !hasCheckpoint(checkpointDir))
     throw new Error(
-      `the run named ${runName} in ${path.dirname(outputs.summaryPath)} is complete: there is nothing to resume; replace it with \`overwrite\``,
+      `the run named ${runName} in ${path.dirname(files.summaryPath)} is complete: there is nothing to resume; replace it with \`overwrite\``,
     );
   if (!owned && fs.existsSync(checkpointDir) && !overwrite && !resume)
     throw new Error(

@@ -3,6 +3,7 @@ import type { Encoded } from "../data/types.js";
 import { IGNORE_INDEX, blockCausalMask, packBatches, padBatch } from "../data/format.js";
 import { Random } from "../data/probability/random.js";
 import * as torch from "../torch/index.js";
+import type { DType } from "../torch/index.js";
 import type { ForwardOptions } from "../model/qwen2.js";
 
 export interface Batch {
@@ -79,9 +80,20 @@ export function packedBatch(samples: Encoded[], device: string, flash = false): 
   };
 }
 
-/** Packed flash attention is used for packed batches on CUDA when this build has the kernel. */
-export const usesFlashPacking = (device: string): boolean => device.startsWith("cuda") && torch.fastKernelsAvailable();
+/** How a run's samples become batches. */
+export interface BatchOptions {
+  padId: number;
+  device: string;
+  /** All of a batch's samples in one row (attention kept inside each sample), else padded rows. */
+  packing: boolean;
+  /** The model's dtype: the flash kernel takes 16-bit floats only. */
+  dtype: DType;
+}
 
-export function makeBatch(samples: Encoded[], o: { padId: number; device: string; packing: boolean }): Batch {
-  return o.packing ? packedBatch(samples, o.device, usesFlashPacking(o.device)) : paddedBatch(samples, o.padId, o.device);
+/** Packed flash attention is used for packed batches on CUDA, with 16-bit weights, when this build has the kernel. */
+export const usesFlashPacking = (device: string, dtype: DType): boolean =>
+  device.startsWith("cuda") && (dtype === "bfloat16" || dtype === "float16") && torch.fastKernelsAvailable();
+
+export function makeBatch(samples: Encoded[], o: BatchOptions): Batch {
+  return o.packing ? packedBatch(samples, o.device, usesFlashPacking(o.device, o.dtype)) : paddedBatch(samples, o.padId, o.device);
 }

@@ -1,19 +1,20 @@
 // The training loop, one for every kind of run (a LoRA adapter, a full fine-tune, pretraining):
 // epochs of seeded batches → optimizer steps (gradient accumulation, data parallelism, the memory
 // budget's recomputation), held-out loss at step 0, every `evalSteps` and at each epoch's end,
-// the CSV log, checkpoints for an exact resume, and a clean stop when its signal is aborted.
+// the run log (CSV, JSONL, TensorBoard: run-log.ts), checkpoints for an exact resume, and a clean
+// stop when its signal is aborted.
 // What is trained is a set of named tensors; the caller prepares them and saves the result.
 import type { Encoded } from "../data/types.js";
 import type { CausalLM } from "../model/qwen2.js";
 import type { Tensor } from "../torch/index.js";
 import type { RecomputePolicy } from "./backprop.js";
-import { epochOrder, microBatchRanges } from "./batches.js";
+import { type BatchOptions, epochOrder, microBatchRanges } from "./batches.js";
 import { type EvalRecord, type StepRecord, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
-import { type DataParallel, broadcastFromMain, sumNumbers } from "./data-parallel.js";
+import { type DataParallel, broadcastFromMain } from "./data-parallel.js";
 import { evaluateLoss } from "./evaluate.js";
 import { InterruptedError, type TrainingEvents } from "./events.js";
-import { TrainingLogWriter } from "./log.js";
 import { AdamW } from "./optim.js";
+import { RunLog, type RunLogFiles, epochAt, evalRow, runRows, trainRow } from "./run-log.js";
 import { lrAt } from "./schedule.js";
 import type { TrainingSettings } from "./settings.js";
 import { optimizerStep, rankMicroBatch } from "./step.js";
@@ -40,13 +41,15 @@ export interface LoopJob {
   /** The trained tensors by name (the checkpoint's keys): LoRA factors, or every weight. */
   params: Map<string, Tensor>;
   train: Encoded[];
-  /** Held-out samples (none: no held-out loss). */
+  /** Held-out test samples (none: no held-out loss). */
   eval: Encoded[];
+  /** Held-out validation samples, for choosing settings (none: no validation loss). */
+  validation?: Encoded[];
   settings: LoopSettings;
-  batch: { padId: number; device: string; packing: boolean };
+  batch: BatchOptions;
   recompute: RecomputePolicy;
-  /** The CSV log's path (null: none, e.g. ranks other than the first). */
-  logPath: string | null;
+  /** Where the run log goes (null: none, e.g. ranks other than the first). */
+  log: RunLogFiles | null;
   checkpointDir: string;
   /** The settings a resume must match. */
   fingerprint: Record<string, unknown>;
@@ -96,17 +99,29 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
     let skipped = resumed?.skipped ?? 0;
     const history: StepRecord[] = resumed?.history ?? [];
     const evals: EvalRecord[] = resumed?.evals ?? [];
-    const log = job.logPath ? new TrainingLogWriter(job.logPath) : null;
-    if (log) writeEarlierRows(log, history, evals, stepsPerEpoch);
+    const log = job.log ? new RunLog(job.log) : null;
+    // A resumed run's log starts with the rows of its earlier sessions, rebuilt from its checkpoint.
+    if (log) for (const row of runRows(history, evals, stepsPerEpoch)) log.write(row);
     const started = performance.now() - (resumed?.elapsedS ?? 0) * 1000;
     const elapsed = () => (performance.now() - started) / 1000;
 
     const evaluate = (epoch: number) => {
       if (job.eval.length === 0 || !log) return;
-      events?.phase?.("evaluating", `held-out loss, ${job.eval.length} samples`);
-      const loss = evaluateLoss(model, job.eval, { ...job.batch, batchSize: s.batchSize });
-      evals.push({ step, epoch, loss, tokens, elapsedS: elapsed() });
-      log.writeEval({ step, epoch, evalLoss: loss, tokens, elapsedS: elapsed() });
+      events?.phase?.("evaluating", `held-out loss, ${job.eval.length + (job.validation?.length ?? 0)} samples`);
+      const heldOut = (samples: Encoded[]) => evaluateLoss(model, samples, { ...job.batch, batchSize: s.batchSize });
+      const loss = heldOut(job.eval);
+      const validationLoss = job.validation?.length ? heldOut(job.validation) : undefined;
+      const record = {
+        step,
+        epoch,
+        loss,
+        ...(validationLoss === undefined ? {} : { validationLoss }),
+        tokens,
+        elapsedS: elapsed(),
+        time: Date.now() / 1000,
+      };
+      evals.push(record);
+      log.write(evalRow(record));
       events?.evaluated?.({ step, epoch, loss });
       events?.phase?.("training");
     };
@@ -117,7 +132,7 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
           job.params,
           optimizer,
           { step, tokens, elapsedS: elapsed(), history, evals, skipped, fingerprint: job.fingerprint },
-          stepsPerEpoch,
+          { stepsPerEpoch, totalSteps },
         );
     };
 
@@ -128,6 +143,7 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
       for (let epoch = Math.floor(step / stepsPerEpoch); epoch < s.epochs; epoch++) {
         const order = epochOrder(job.train.length, s.seed, epoch);
         for (let k = step - epoch * stepsPerEpoch; k < stepsPerEpoch; k++) {
+          const stepStarted = performance.now();
           const first = k * s.gradientAccumulationSteps;
           const count = Math.min(s.gradientAccumulationSteps, micro.length - first);
           const lr = lrAt(step, schedule);
@@ -144,6 +160,7 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
             maxGradNorm: s.maxGradNorm,
             lr,
             dataParallel: dp,
+            stop: o.signal?.aborted,
           });
           tokens += r.tokens;
           if (!r.updated) {
@@ -159,16 +176,27 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
             skipped++;
           }
           step++;
-          history.push({ loss: r.loss, lr, gradNorm: r.gradNorm, tokens: r.tokens, targets: r.targets, elapsedS: elapsed() });
+          const record = {
+            loss: r.loss,
+            lr,
+            gradNorm: r.gradNorm,
+            tokens: r.tokens,
+            targets: r.targets,
+            elapsedS: elapsed(),
+            seconds: (performance.now() - stepStarted) / 1000,
+            time: Date.now() / 1000,
+          };
+          history.push(record);
+          log?.write(trainRow(record, step, stepsPerEpoch, tokens));
           const epochNow = epochAt(step, stepsPerEpoch);
-          log?.writeTrain({ step, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens, elapsedS: elapsed() });
           events?.step?.({ step, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens });
           const lastOfEpoch = k === stepsPerEpoch - 1;
           if (!lastOfEpoch && s.evalSteps > 0 && step % s.evalSteps === 0) evaluate(epochNow);
           if (!lastOfEpoch && s.saveSteps > 0 && step % s.saveSteps === 0) save();
           await new Promise(setImmediate); // lets a pending abort (Ctrl-C) in
-          // Every rank stops at the same step.
-          const stop = dp.worldSize > 1 ? sumNumbers([o.signal?.aborted ? 1 : 0], dp)[0] > 0 : Boolean(o.signal?.aborted);
+          // Every rank stops at the same step: with several, after the step where one of them asked
+          // (the flags ride in the step's all-reduce, so this costs no collective of its own).
+          const stop = dp.worldSize > 1 ? r.stop : Boolean(o.signal?.aborted);
           if (stop) {
             if (lastOfEpoch) evaluate(epoch + 1);
             save();
@@ -188,41 +216,6 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
   } finally {
     optimizer.dispose();
   }
-}
-
-/** Epochs done after `step` optimizer steps: whole epochs plus the share of the current one. */
-const epochAt = (step: number, stepsPerEpoch: number) =>
-  Math.floor((step - 1) / stepsPerEpoch) + (((step - 1) % stepsPerEpoch) + 1) / stepsPerEpoch;
-
-/** A resumed run's log starts with the rows of its earlier sessions, rebuilt from its checkpoint. */
-function writeEarlierRows(
-  log: TrainingLogWriter,
-  history: readonly StepRecord[],
-  evals: readonly EvalRecord[],
-  stepsPerEpoch: number,
-): void {
-  let tokens = 0;
-  let e = 0;
-  const evalsUpTo = (step: number) => {
-    for (; e < evals.length && evals[e].step <= step; e++) {
-      const v = evals[e];
-      log.writeEval({ step: v.step, epoch: v.epoch, evalLoss: v.loss, tokens: v.tokens, elapsedS: v.elapsedS });
-    }
-  };
-  evalsUpTo(0);
-  history.forEach((h, i) => {
-    tokens += h.tokens;
-    log.writeTrain({
-      step: i + 1,
-      epoch: epochAt(i + 1, stepsPerEpoch),
-      loss: h.loss,
-      lr: h.lr,
-      gradNorm: h.gradNorm,
-      tokens,
-      elapsedS: h.elapsedS,
-    });
-    evalsUpTo(i + 1);
-  });
 }
 
 /** A step's loss or gradient was not finite and skipping was not asked for. */

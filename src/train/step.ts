@@ -6,8 +6,8 @@ import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
 import type { Encoded } from "../data/types.js";
-import { type Batch, makeBatch } from "./batches.js";
-import { type DataParallel, shareOf, sumGradients } from "./data-parallel.js";
+import { type Batch, type BatchOptions, makeBatch } from "./batches.js";
+import { type DataParallel, GradientSum, bucketPlan, shareOf } from "./data-parallel.js";
 import { gradNormTensor, scaleToMaxNorm } from "./clip.js";
 import type { AdamW } from "./optim.js";
 
@@ -17,6 +17,11 @@ export interface StepOptions {
   maxGradNorm?: number;
   lr: number;
   dataParallel?: DataParallel;
+  /** With several ranks: sum each bucket of layers' gradients while backward goes on (default);
+   * false: all of them after backward. */
+  overlap?: boolean;
+  /** This rank asks every rank to stop after this step (StepResult.stop). */
+  stop?: boolean;
 }
 
 /**
@@ -34,12 +39,7 @@ export interface MicroBatch {
 const targetCount = (samples: Encoded[]) => samples.reduce((n, s) => n + s.lossMask.filter((on, t) => on && t > 0).length, 0);
 
 /** This rank's token-balanced share of a global micro-batch (one of `count` in the step), weighted as MicroBatch says. */
-export function rankMicroBatch(
-  global: Encoded[],
-  count: number,
-  dp: DataParallel,
-  batch: { padId: number; device: string; packing: boolean },
-): MicroBatch {
+export function rankMicroBatch(global: Encoded[], count: number, dp: DataParallel, batch: BatchOptions): MicroBatch {
   const mine = shareOf(global, dp, (sample) => sample.ids.length);
   const weight = dp.worldSize === 1 ? 1 / count : targetCount(mine) / (targetCount(global) * count);
   return { make: () => (mine.length > 0 ? makeBatch(mine, batch) : null), weight };
@@ -56,20 +56,35 @@ export interface StepResult {
   updated: boolean;
   /** Layers recomputed in backward, summed over the micro-batches. */
   recomputed: number;
+  /** Whether any rank passed `stop` for this step. */
+  stop: boolean;
+  /** Milliseconds this process spent queueing forward and backward, finishing the gradients' sum
+   * across ranks, reading the step's numbers (waiting for the device) and queueing the update. */
+  hostMs: { backward: number; sum: number; read: number; update: number };
 }
 
 /** Runs the micro-batches and updates the parameters. Gradients are cleared afterwards in every case. */
 export function optimizerStep(model: CausalLM, optimizer: AdamW, micro: MicroBatch[], o: StepOptions): StepResult {
   const params = optimizer.params;
+  const started = performance.now();
   let tokens = 0;
   let targets = 0;
   let recomputed = 0;
   let lossSum: Tensor | null = null;
+  const dp = o.dataParallel;
+  const gradientSum = dp && dp.worldSize > 1 ? new GradientSum(bucketPlan(model, params)) : null;
+  // The gradients are final in the last micro-batch's backward: each bucket's sum can start in it,
+  // when backward is done with the bucket's layers.
+  const lastMicro = micro[micro.length - 1];
+  const overlap =
+    gradientSum && (o.overlap ?? true)
+      ? { onLayersDone: (first: number) => gradientSum.layersDone(first), segmentStarts: gradientSum.segmentStarts }
+      : {};
   for (const m of micro)
     torch.tidy(() => {
       const b = m.make();
       if (!b) return;
-      const r = lossAndBackward(model, b, { gradScale: m.weight, recompute: o.recompute });
+      const r = lossAndBackward(model, b, { gradScale: m.weight, recompute: o.recompute, ...(m === lastMicro ? overlap : {}) });
       recomputed += r.recomputed;
       const sum: Tensor = lossSum ? lossSum.add(r.loss.mul(m.weight)) : r.loss.mul(m.weight);
       lossSum?.dispose();
@@ -77,26 +92,27 @@ export function optimizerStep(model: CausalLM, optimizer: AdamW, micro: MicroBat
       tokens += b.tokens;
       targets += b.targets;
     });
-  const dp = o.dataParallel;
   const device = params[0]?.device ?? "cpu";
-  // This rank's weighted loss and token and target counts; with several ranks they are summed along with the gradients.
+  // This rank's weighted loss, token and target counts and stop flag; with several ranks they are summed along with the gradients.
   const local = torch.noGrad(() =>
     torch.tidy(() =>
       torch.stack([
         lossSum ? (lossSum as Tensor).to("float32") : torch.zeros([], { device }),
-        torch.full([], tokens, { dtype: "float32", device }),
-        torch.full([], targets, { dtype: "float32", device }),
+        ...[tokens, targets, o.stop ? 1 : 0].map((n) => torch.full([], n, { dtype: "float32", device })),
       ]),
     ),
   );
   torch.dispose(lossSum);
-  if (dp) sumGradients(params, dp, [local]);
+  const queued = performance.now();
+  gradientSum?.finish([local]);
+  const summed = performance.now();
   const norm = gradNormTensor(params);
   try {
     // The only host sync of the step: loss, tokens and gradient norm in one read, after all the backward work is queued.
-    const [loss, stepTokens, stepTargets, gradNorm] = torch.tidy(() =>
+    const [loss, stepTokens, stepTargets, stops, gradNorm] = torch.tidy(() =>
       torch.cat([local, (norm ?? torch.zeros([], { device })).to({ device }).reshape([1])]).toArray(),
     ) as number[];
+    const read = performance.now();
     tokens = stepTokens;
     targets = stepTargets;
     const updated = Number.isFinite(loss) && Number.isFinite(gradNorm);
@@ -105,7 +121,8 @@ export function optimizerStep(model: CausalLM, optimizer: AdamW, micro: MicroBat
       optimizer.setLr(o.lr);
       optimizer.step();
     }
-    return { loss, gradNorm, tokens, targets, updated, recomputed };
+    const hostMs = { backward: queued - started, sum: summed - queued, read: read - summed, update: performance.now() - read };
+    return { loss, gradNorm, tokens, targets, updated, recomputed, stop: stops > 0, hostMs };
   } finally {
     torch.dispose([local, norm]);
     optimizer.zeroGrad();

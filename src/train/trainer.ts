@@ -1,7 +1,8 @@
 // Training runs: a LoRA adapter (trainLora) or every weight (trainFull). Each loads the model and
 // data, runs the one training loop (loop.ts) and writes its result into one folder:
 //   adapter/ (a PEFT adapter) or the model's own files (a Hugging Face model folder),
-//   training_log.csv, summary.json (the settings, the inputs' digests, the code version, the result).
+//   the run log (training_log.csv, training_log.jsonl, tensorboard/: run-log.ts),
+//   summary.json (the settings, the inputs' digests, the code version, the result).
 // Where that folder's files end up (final_model_<run>/, training_log_<run>.csv, …) is the caller's
 // choice (pipeline/train.ts). Only the main process of a data-parallel run writes.
 import fs from "node:fs";
@@ -15,20 +16,24 @@ import { loadModelConfig } from "../hf/config.js";
 import { loadAdapter, saveAdapter } from "../hf/peft.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
-import { addLora, adapterConfigFor, type LoRA, type LoraSettings, loadLora, loraWeights, pissaToLora } from "../model/lora.js";
+import { type InitMethod, initStatistic, moduleInit, parseInitMethod } from "../lowrank/inits/index.js";
+import { type LoRA, type LoraSettings, addLora, adapterToSave, loadLora, targetPaths, withMagnitudes } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
-import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../paths.js";
+import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../paths.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { describeInput } from "../util/digest.js";
 import { checkValues, defaults, identityOf } from "../util/settings.js";
 import { codeVersion } from "../version.js";
 import type { RecomputePolicy } from "./backprop.js";
+import type { BatchOptions } from "./batches.js";
+import { type Calibration, calibrate, calibrationBatches } from "./calibrate.js";
 import { type DataParallel, singleProcess } from "./data-parallel.js";
 import { evaluateAccuracy } from "./evaluate.js";
 import type { TrainingEvents } from "./events.js";
 import { type LoopOptions, type LoopResult, epochLosses, trainLoop } from "./loop.js";
+import { runLogFiles } from "./run-log.js";
 import {
   type DTYPES,
   FULL_TRAINING,
@@ -39,8 +44,8 @@ import {
   type TrainingSettings,
 } from "./settings.js";
 
-/** The files a run folder holds. */
-export const RUN_FILES = { adapter: "adapter", log: "training_log.csv", summary: "summary.json" } as const;
+/** The files a run folder holds (its log: runLogFiles). */
+export const RUN_FILES = { adapter: "adapter", summary: "summary.json" } as const;
 
 export interface RunOptions extends LoopOptions {
   /** The folder the run writes into (created); its checkpoints go to checkpointDir. */
@@ -75,13 +80,45 @@ export interface TrainResult {
   accuracy: { correct: number; total: number; tooLong?: number; seconds: number; items: boolean[] } | null;
   skippedSteps: number;
   resumedFrom: number | null;
+  /** What making the LoRA init cost before training (null for a full fine-tune). */
+  preparation: Preparation | null;
+  /** How the saved adapter gives the trained model (null for a full fine-tune). */
+  saved: SavedAdapter | null;
+}
+
+/**
+ * The init's work before the first step: the calibration pass of the data-dependent inits (eva,
+ * corda-*, lora-ga, lora-one) and the factors' computation. Not part of the run's `tokens` and
+ * `seconds`; a comparison that counts what an arm cost adds these.
+ */
+export interface Preparation {
+  /** Tokens the calibration pass put through the model (0 when the init reads only the weights). */
+  tokens: number;
+  /** Seconds from the loaded model to the adapter in place (this session's, when resumed). */
+  seconds: number;
+  /** Forward passes over a calibration batch (EVA cycles; split statistics repeat the batches). */
+  batches: number;
+}
+
+export interface SavedAdapter {
+  /**
+   * "as trained", or "converted": the init rewrote the base weights (W' = W − s·B₀·A₀) and the
+   * adapter was saved for the original base as a LoRA of rank 2r (model/lora.ts adapterToSave).
+   */
+  form: "as trained" | "converted";
+  /** For a conversion: the largest ‖W − (W' + s·B₀·A₀)‖_F / ‖W‖_F over the modules, how far the saved adapter on the original base is from the trained model. */
+  conversionError: number | null;
+  note?: string;
 }
 
 // ---- settings ----------------------------------------------------------------------------------
 
 export const defaultDtype = (device: string): (typeof DTYPES)[number] => (device.startsWith("cuda") ? "bfloat16" : "float32");
 
-/** Settings with defaults filled in and the values that follow from others resolved (held-out data, packing, dtype). */
+/**
+ * Settings with defaults filled in and the values that follow from others resolved (held-out
+ * data, packing, dtype); bad values, and settings that would have no effect together, are refused.
+ */
 export function resolveSettings<T extends TrainingSettings>(
   schema: typeof TRAINING | typeof LORA_TRAINING | typeof FULL_TRAINING,
   given: Partial<T>,
@@ -89,22 +126,53 @@ export function resolveSettings<T extends TrainingSettings>(
   checkValues(schema, given);
   const s = { ...defaults(schema), ...given } as T;
   // No held-out data given: the embedded eval set goes with the embedded train set; null means none.
-  if (s.evalData === undefined && path.resolve(s.trainData) === path.resolve(EMBEDDED_TRAIN)) s.evalData = EMBEDDED_EVAL;
+  const embedded = path.resolve(s.trainData) === path.resolve(EMBEDDED_TRAIN);
+  if (s.evalData === undefined && embedded) s.evalData = EMBEDDED_EVAL;
+  if ("accuracySamples" in s && (s as Partial<LoraTrainingSettings>).accuracyData === undefined && embedded)
+    (s as Partial<LoraTrainingSettings>).accuracyData = EMBEDDED_ACCURACY;
   s.packing ??= s.device.startsWith("cuda");
   s.dtype ??= defaultDtype(s.device);
+  checkCombination(s);
   return s;
 }
+
+/** Questions decoded at once when generationBatchSize is not given: a GPU takes all of a typical accuracy set. */
+export const generationBatch = (device: string) => (device.startsWith("cuda") ? 1024 : 32);
 
 /** The layers to recompute in backward, from gradientCheckpointing and maxMemory. */
 export function recomputePolicy(s: Pick<TrainingSettings, "gradientCheckpointing" | "maxMemory" | "device">): RecomputePolicy {
   const mode = s.gradientCheckpointing ?? "auto";
   if (mode === "on") return "all";
   if (mode === "off" || !s.device.startsWith("cuda")) return "none";
+  return { budgetBytes: memoryBudget(s)! };
+}
+
+/** The GPU memory a run may use in bytes: `maxMemory`, default 90 % of the card; null on the CPU. */
+export function memoryBudget(s: Pick<TrainingSettings, "maxMemory" | "device">): number | null {
+  if (!s.device.startsWith("cuda")) return null;
   const index = Number(s.device.split(":")[1] ?? 0);
   const card = torch.cuda.devices()[index];
   if (!card) throw new Error(`device ${s.device}: no such GPU (${torch.cuda.deviceCount()} found)`);
-  const budgetGib = s.maxMemory ?? (0.9 * card.totalMemory) / 2 ** 30;
-  return { budgetBytes: budgetGib * 2 ** 30 };
+  return (s.maxMemory ?? (0.9 * card.totalMemory) / 2 ** 30) * 2 ** 30;
+}
+
+/** Refuses, in one line, settings that would have no effect in this combination. */
+function checkCombination(s: TrainingSettings & { accuracySamples?: number }): void {
+  const needsEval = (key: string, what: string) =>
+    new Error(`\`${key}\` ${what}, but there is no held-out data: give \`evalData\`, or drop \`${key}\``);
+  if (!s.evalData) {
+    if (s.evalSteps > 0) throw needsEval("evalSteps", "sets how often the held-out loss is measured");
+    if (s.evalLimit !== undefined) throw needsEval("evalLimit", "limits the held-out samples");
+    if ((s.accuracySamples ?? 0) > 0) throw needsEval("accuracySamples", "answers held-out questions");
+  }
+  if (s.maxMemory !== undefined && !s.device.startsWith("cuda"))
+    throw new Error(`\`maxMemory\` is a GPU memory budget: it has no effect with \`device\` ${s.device}; drop it`);
+  if (s.maxMemory !== undefined && s.gradientCheckpointing !== "auto")
+    throw new Error(
+      `\`maxMemory\` decides how many layers \`gradientCheckpointing\` auto recomputes: with ${s.gradientCheckpointing} it has no effect; drop one of them`,
+    );
+  if (s.resume && s.overwrite)
+    throw new Error("`resume` continues the run's checkpoint and `overwrite` starts the run afresh: give one of them");
 }
 
 function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
@@ -113,6 +181,7 @@ function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
     ["trainData", s.trainData],
     ["evalData", s.evalData],
     ["svdFactors", s.svdFactors],
+    ["accuracyData", (s as Partial<LoraTrainingSettings>).accuracyData],
   ] as const)
     if (p && !fs.existsSync(p)) throw new Error(`\`${what}\` ${p}: no such file or directory`);
 }
@@ -121,8 +190,10 @@ function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
 
 interface Data {
   train: Encoded[];
+  /** Held-out test samples. */
   eval: Encoded[];
-  evalSamples: Sample[];
+  /** Held-out validation samples: the first validationFraction of the held-out set. */
+  validation: Encoded[];
   truncated: number;
   dropped: number;
   tooLong: number;
@@ -146,11 +217,17 @@ async function loadData(s: TrainingSettings, events: TrainingEvents | undefined)
   loadModelConfig(s.baseModel); // a bad config.json is one line before any progress output
   events?.phase?.("loading", s.baseModel);
   const train = encode(trainSamples, s.trainData, tokenizer, s);
-  const evalSet = s.evalData ? encode(evalSamples, s.evalData, tokenizer, s).encoded.slice(0, s.evalLimit) : [];
-  return {
-    tokenizer,
-    data: { train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped, tooLong: train.tooLong },
+  const heldOut = s.evalData ? encode(evalSamples, s.evalData, tokenizer, s).encoded.slice(0, s.evalLimit) : [];
+  const validation = heldOut.slice(0, Math.floor(s.validationFraction * heldOut.length));
+  const data = {
+    train: train.encoded,
+    eval: heldOut.slice(validation.length),
+    validation,
+    truncated: train.truncated,
+    dropped: train.dropped,
+    tooLong: train.tooLong,
   };
+  return { tokenizer, data };
 }
 
 const padIdOf = (tokenizer: HfTokenizer) => tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
@@ -166,16 +243,27 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
   const recompute = recomputePolicy(s);
   const dp = o.dataParallel ?? singleProcess(s.device);
   const events = dp.isMain ? o.events : undefined;
+  if (s.accuracySamples > 0 && !s.accuracyData)
+    throw new Error("the accuracy check needs questions: give `accuracyData`, or set `accuracySamples` to 0");
+  const questions = s.accuracySamples > 0 && s.accuracyData ? loadDataset(s.accuracyData).slice(0, s.accuracySamples) : [];
   const { tokenizer, data } = await loadData(s, events);
   torch.manualSeed(s.seed);
   const model = loadCausalLM(s.baseModel, { dtype: s.dtype, device: dp.device });
-  const lora: LoraSettings = { rank: s.loraRank, alpha: s.loraAlpha, dropout: s.loraDropout, rslora: s.rslora, targets: s.targetModules };
-  const loras = attachLora(model, s, lora);
-  const pissaStart = s.init === "pissa" ? loraWeights(loras) : null;
+  const lora: LoraSettings = {
+    rank: s.loraRank,
+    alpha: s.loraAlpha,
+    dropout: s.loraDropout,
+    rslora: s.rslora,
+    targets: s.targetModules,
+    dora: s.dora,
+  };
+  const batch = { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: model.dtype };
+  const { loras, preparation } = await attachLora(model, s, lora, { train: data.train, batch, recompute, signal: o.signal, events });
   const params = new Map<string, torch.Tensor>();
   for (const [module, l] of loras) {
-    params.set(`${module}.lora_A`, l.A);
-    params.set(`${module}.lora_B`, l.B);
+    if (l.A.requiresGrad) params.set(`${module}.lora_A`, l.A);
+    if (l.B.requiresGrad) params.set(`${module}.lora_B`, l.B);
+    if (l.magnitude) params.set(`${module}.lora_magnitude_vector`, l.magnitude);
   }
   const loop = await trainLoop(
     {
@@ -183,10 +271,11 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
       params,
       train: data.train,
       eval: data.eval,
+      validation: data.validation,
       settings: s,
-      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
+      batch,
       recompute,
-      logPath: dp.isMain ? path.join(o.dir, RUN_FILES.log) : null,
+      log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,
       fingerprint: fingerprint(LORA_TRAINING, s, dp),
       dataParallel: dp,
@@ -195,14 +284,14 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
   );
 
   let accuracy: TrainResult["accuracy"] = null;
-  if (s.accuracySamples > 0 && data.evalSamples.length > 0 && dp.isMain) {
-    events?.phase?.("generating", `${Math.min(s.accuracySamples, data.evalSamples.length)} held-out answers`);
+  if (questions.length > 0 && dp.isMain) {
+    events?.phase?.("generating", `${questions.length} answers`);
     const t0 = performance.now();
-    model.setTraining(false);
-    const a = evaluateAccuracy(model, tokenizer, data.evalSamples.slice(0, s.accuracySamples), {
+    const a = evaluateAccuracy(model, tokenizer, questions, {
       systemPrompt: s.systemPrompt ?? undefined,
       maxLength: s.maxLength,
       maxNewTokens: s.maxNewTokens,
+      batchSize: s.generationBatchSize ?? generationBatch(s.device),
     });
     accuracy = {
       correct: a.correct,
@@ -212,32 +301,99 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
       items: a.outputs.map((x) => x.correct),
     };
   }
-  const result = resultOf("lora", s.init, s, loop, data, [...params.values()], accuracy);
+  const result = { ...resultOf("lora", s.init, s, loop, data, [...params.values()], accuracy), preparation, saved: savedForm(s, loras) };
   if (dp.isMain) {
     events?.phase?.("saving", o.dir);
-    let weights = loraWeights(loras);
-    let saved = lora;
-    if (pissaStart) {
-      // PiSSA's factors only make sense on the residual base: save the plain-LoRA equivalent.
-      const converted = pissaToLora(weights, pissaStart, lora);
-      torch.dispose([...weights.values(), ...pissaStart.values()]);
-      ({ weights, settings: saved } = converted);
-    }
-    saveAdapter(path.join(o.dir, RUN_FILES.adapter), adapterConfigFor(saved, s.baseModel), weights);
-    torch.dispose([...weights.values()]);
+    const { config, weights } = adapterToSave(model, loras, lora, s.baseModel);
+    saveAdapter(path.join(o.dir, RUN_FILES.adapter), config, weights);
+    torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B, f.magnitude]));
     writeSummary(o.dir, "lora", LORA_TRAINING, s, dp, result);
   }
-  torch.dispose([...model.namedWeights().values(), ...params.values()]);
+  for (const l of loras.values()) l.dispose();
+  torch.dispose([...model.namedWeights().values()]);
   return result;
 }
 
-function attachLora(model: CausalLM, s: LoraTrainingSettings, lora: LoraSettings): Map<string, LoRA> {
-  if (s.init !== "svd") return addLora(model, lora, s.init);
+/** What the data-dependent inits' calibration pass needs from the run. */
+export interface InitInputs {
+  train: Encoded[];
+  batch: BatchOptions;
+  recompute: RecomputePolicy;
+  signal?: AbortSignal;
+  events?: TrainingEvents;
+}
+
+/** Puts the run's adapter on the model, by its init, and measures what that took (the calibration pass, the factors). */
+export async function attachLora(
+  model: CausalLM,
+  s: LoraTrainingSettings,
+  lora: LoraSettings,
+  inputs: InitInputs,
+): Promise<{ loras: Map<string, LoRA>; preparation: Preparation }> {
+  const t0 = performance.now();
+  const done = (loras: Map<string, LoRA>, calibration?: Calibration) => ({
+    loras,
+    preparation: { tokens: calibration?.tokens ?? 0, seconds: (performance.now() - t0) / 1000, batches: calibration?.batches ?? 0 },
+  });
+  if (s.init === "svd") return done(svdFactorsLora(model, s, lora));
+  if (s.init === "random" || s.init === "gaussian") return done(addLora(model, lora, s.init));
+  const method = parseInitMethod(s.init);
+  inputs.events?.phase?.("preparing", initStatistic(method) === "weight" ? s.init : `${s.init}, calibration batches`);
+  const calibration = await calibrationFor(model, s, lora, method, inputs);
+  try {
+    const init = moduleInit(method, { rank: s.loraRank, alpha: s.loraAlpha, rslora: s.rslora, seed: s.seed, ...calibration?.context });
+    return done(addLora(model, lora, init), calibration ?? undefined);
+  } finally {
+    calibration?.dispose();
+  }
+}
+
+/** The calibration pass of a data-dependent init over the run's first `calibrationBatches` batches; null for the others. */
+async function calibrationFor(
+  model: CausalLM,
+  s: LoraTrainingSettings,
+  lora: LoraSettings,
+  method: InitMethod,
+  inputs: InitInputs,
+): Promise<Calibration | null> {
+  if (initStatistic(method) === "weight") return null;
+  return calibrate({
+    model,
+    method,
+    targets: targetPaths(model, lora),
+    batches: calibrationBatches(inputs.train, { seed: s.seed, batchSize: s.batchSize, count: s.calibrationBatches }),
+    batch: inputs.batch,
+    recompute: inputs.recompute,
+    rank: s.loraRank,
+    alpha: s.loraAlpha,
+    budgetBytes: memoryBudget(s),
+    signal: inputs.signal,
+  });
+}
+
+/** How the saved adapter gives the trained model (see SavedAdapter). */
+function savedForm(s: LoraTrainingSettings, loras: Map<string, LoRA>): SavedAdapter {
+  const rewrites = [...loras.values()].flatMap((l) => (l.rewrite ? [l.rewrite.error] : []));
+  if (rewrites.length === 0) return { form: "as trained", conversionError: null };
+  return {
+    form: "converted",
+    conversionError: Math.max(...rewrites),
+    ...(s.init === "loftq"
+      ? {
+          note: "LoftQ's base is the NF4-dequantized weight, which its starting factors only approximate: on the original base the saved adapter differs from the trained model by that approximation error (conversionError)",
+        }
+      : {}),
+  };
+}
+
+/** init svd: the teacher's factors (`svdFactors`), trained as they are (with DoRA, m from them). */
+function svdFactorsLora(model: CausalLM, s: LoraTrainingSettings, lora: LoraSettings): Map<string, LoRA> {
   if (!s.svdFactors) throw new Error("`init` svd needs `svdFactors`: the svd_factors_rank{r}/ adapter that svdlora svd writes");
   const { config, weights } = loadAdapter(s.svdFactors);
   try {
     if (config.r !== s.loraRank)
       throw new Error(`\`svdFactors\` ${s.svdFactors} has rank ${config.r} but \`loraRank\` is ${s.loraRank}: make them equal`);
+    if (config.use_dora) throw new Error(`\`svdFactors\` ${s.svdFactors} is a DoRA adapter: SVD factors are a plain LoRA`);
     const loras = loadLora(model, { ...config, lora_dropout: s.loraDropout }, weights);
     // The factors' product is scaled by their α: trained with another one, the saved adapter would not be the one trained.
     if (config.lora_alpha !== s.loraAlpha || config.use_rslora !== s.rslora)
@@ -245,9 +401,9 @@ function attachLora(model: CausalLM, s: LoraTrainingSettings, lora: LoraSettings
         `\`svdFactors\` ${s.svdFactors} were made for α = ${config.lora_alpha}${config.use_rslora ? " with rsLoRA" : ""} but the run has \`loraAlpha\` ${s.loraAlpha}${s.rslora ? " with rsLoRA" : ""}: ` +
           "train with the factors' α, or make the factors again with this α",
       );
-    return loras;
+    return lora.dora ? withMagnitudes(model, loras) : loras;
   } finally {
-    torch.dispose([...weights.values()]);
+    torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
   }
 }
 
@@ -256,7 +412,7 @@ export const FULL_FINETUNE_BYTES_PER_PARAM = 16;
 
 /** Trains every weight (fp32 AdamW); writes a complete Hugging Face model folder, training_log.csv and summary.json into o.dir. */
 export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions & { memoryBudget?: number }): Promise<TrainResult> {
-  const s = resolveSettings<TrainingSettings>(FULL_TRAINING, { ...given, dtype: "float32" });
+  const s = resolveSettings<TrainingSettings>(FULL_TRAINING, given);
   checkInputs(s);
   const dp = o.dataParallel ?? singleProcess(s.device);
   const events = dp.isMain ? o.events : undefined;
@@ -274,10 +430,11 @@ export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions 
       params,
       train: data.train,
       eval: data.eval,
+      validation: data.validation,
       settings: s,
-      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
+      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: "float32" },
       recompute: recomputePolicy(s),
-      logPath: dp.isMain ? path.join(o.dir, RUN_FILES.log) : null,
+      log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,
       fingerprint: fingerprint(FULL_TRAINING, s, dp),
       dataParallel: dp,
@@ -347,6 +504,8 @@ function resultOf(
     accuracy,
     skippedSteps: loop.skipped,
     resumedFrom: loop.resumedFrom,
+    preparation: null,
+    saved: null,
   };
 }
 

@@ -36,6 +36,7 @@ test("unknown commands, flags and bad flag values", async () => {
   assertOneLineError(await svdlora("train", "--lora-rank", "0"), /--lora-rank.*expected an integer ≥ 1, got "0"/);
   assertOneLineError(await svdlora("train", "--learning-rate", "-1"), /--learning-rate.*expected a number > 0/);
   assertOneLineError(await svdlora("train", "--init", "magic"), /expected one of random, gaussian, svd, pissa/);
+  assertOneLineError(await svdlora("train", "--init", "pissa-niter-0"), /pissa-niter-N: N from 1 to 100\), got "pissa-niter-0"/);
   assertOneLineError(await svdlora("train", "--device", "tpu"), /expected cpu, cuda or cuda:N/);
 });
 

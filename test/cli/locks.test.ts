@@ -66,7 +66,14 @@ describe("two processes, one folder", () => {
       assert.ok(sameTree(treeFiles(out), before), "the second process wrote nothing");
     });
     // The first run ends whole, and alone: no other run's files, no lock left.
-    assert.deepEqual(fs.readdirSync(out).sort(), ["final_model_random", "plots", "train_summary_random.json", "training_log_random.csv"]);
+    assert.deepEqual(fs.readdirSync(out).sort(), [
+      "final_model_random",
+      "plots",
+      "tensorboard",
+      "train_summary_random.json",
+      "training_log_random.csv",
+      "training_log_random.jsonl",
+    ]);
   });
 
   it("a second run into an experiment folder that a run is writing fails naming it, and changes nothing", async () => {

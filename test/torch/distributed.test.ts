@@ -262,6 +262,26 @@ describe("fromEnv", () => {
     assert.equal(distributed.fromEnv(full)?.rank, 1);
   });
 
+  test("reads what srun sets for each of several tasks, with MASTER_ADDR and MASTER_PORT from the batch script", () => {
+    const slurm = {
+      SLURM_PROCID: "5",
+      SLURM_NTASKS: "8",
+      SLURM_LOCALID: "1",
+      SLURM_TASKS_PER_NODE: "4(x2)",
+      MASTER_ADDR: "node1",
+      MASTER_PORT: "29400",
+    };
+    assert.deepEqual(fromEnv(slurm), { rank: 5, worldSize: 8, localRank: 1, localWorldSize: 4, masterAddr: "node1", masterPort: 29400 });
+    assert.equal(fromEnv({ ...slurm, SLURM_NTASKS_PER_NODE: "2", SLURM_LOCALID: "1" })?.localWorldSize, 2);
+    assert.equal(fromEnv({ ...slurm, SLURM_NTASKS: "1", SLURM_PROCID: "0" }), null, "one task is a plain run");
+    assert.equal(fromEnv({ ...slurm, ...full })?.worldSize, 4, "torchrun's variables win (torchrun under srun)");
+    assert.throws(() => fromEnv({ ...slurm, SLURM_PROCID: "8" }), /^Error: distributed: SLURM_PROCID=8 is not below SLURM_NTASKS=8$/);
+    assert.throws(
+      () => fromEnv({ ...slurm, MASTER_ADDR: undefined }),
+      /^Error: distributed: MASTER_ADDR is not set \(SLURM_NTASKS=8 needs the address of rank 0: in the batch script, export MASTER_ADDR=\$\(scontrol show hostnames/,
+    );
+  });
+
   test("bad values are one-line errors naming the variable", () => {
     const bad: [Record<string, string | undefined>, RegExp][] = [
       [{ ...full, RANK: undefined }, /^distributed: WORLD_SIZE is set but RANK is not/],

@@ -122,11 +122,7 @@ export function moduleInit(m: InitMethod, c: InitContext): ModuleInit {
         const layer = eva.get(path);
         if (!layer) throw new Error(`EVA has no result for ${path}: was it among the calibrated layers?`);
         if (layer.rank === 0) return null;
-        return {
-          A: layer.A,
-          B: torch.zeros([W.shape[0], layer.rank], { device: W.device }),
-          scaling: loraScale(layer.alpha, layer.rank, c.rslora ?? false),
-        };
+        return { A: layer.A, B: torch.zeros([W.shape[0], layer.rank], { device: W.device }), alpha: layer.alpha };
       };
     }
   }
