@@ -78,6 +78,8 @@ const sourceArms = (c: ExperimentConfig): ("random" | "random-half")[] =>
 /** The arms run in step 3. */
 const laterArms = (c: ExperimentConfig): string[] => ["svd", ...c.arms];
 const needsFullFinetune = (c: ExperimentConfig, k: number) => c.arms.includes("svd-full") || (c.fullFinetune && k === 0);
+/** A full fine-tune is done when its model and its SVD analysis are there and complete. */
+const fullFinetuneDone = (c: ExperimentConfig, k: number) => isComplete(fullLayout(c, k).model) && isComplete(fullLayout(c, k).analysis);
 
 /** The training data of the cross-fitted teacher's run: half of the training set, drawn with the seed, written once. */
 function halfData(c: ExperimentConfig, k: number): string {
@@ -345,9 +347,7 @@ export function stepState(c: ExperimentConfig, step: StepId): StepState {
         sourceArms(c).flatMap((from) => learningRates(c).flatMap((lr) => seedsOf(c).map((k) => teacherState(c, from, lr, k)))),
       );
       if (!teachers.done) return teachers;
-      const fullMissing = seedsOf(c).find(
-        (k) => needsFullFinetune(c, k) && !(isComplete(fullLayout(c, k).model) && isComplete(fullLayout(c, k).analysis)),
-      );
+      const fullMissing = seedsOf(c).find((k) => needsFullFinetune(c, k) && !fullFinetuneDone(c, k));
       return fullMissing === undefined
         ? { done: true }
         : { done: false, why: `the full fine-tune of seed ${c.seed + fullMissing} has not run`, stale: false };
@@ -374,7 +374,10 @@ const evalSpan = (r: { evalLosses: { loss: number }[] }) =>
 export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOptions = {}): Promise<void> {
   const log = o.log ?? (() => {});
   const L = experimentLayout(c);
+  // A step that stopped part-way keeps what it finished: its runs, teachers and fine-tunes that are
+  // done with these settings are not made again (`force` redoes everything).
   const train = async (p: Planned) => {
+    if (!o.force && runState(c, p).done) return log(`  ${p.name}: done with these settings, kept`);
     const r = await trainRun(p.settings, {
       runName: p.name,
       signal: o.signal,
@@ -396,6 +399,10 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
             const adapter = L.adapter(source);
             if (!fs.existsSync(adapter)) throw new Error(`step 2 needs the adapter of ${source} (${adapter}): run step 1 first`);
             const T = teacherOf(c, from, lr, k);
+            if (!o.force && teacherState(c, from, lr, k).done) {
+              log(`  teacher of ${source}: done with these settings, kept`);
+              continue;
+            }
             const out = teacherOutputs(c, from, lr, k);
             // Teacher, SVD and record are swapped in together: a kill leaves the earlier teacher or this one.
             const { s, v } = await writeOutputs(
@@ -443,7 +450,8 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
             );
           }
       for (const k of seedsOf(c))
-        if (needsFullFinetune(c, k)) await fullFinetuneBaseline(c, { log, signal: o.signal, events: o.events, seedIndex: k });
+        if (needsFullFinetune(c, k) && (o.force || !fullFinetuneDone(c, k)))
+          await fullFinetuneBaseline(c, { log, signal: o.signal, events: o.events, seedIndex: k });
       return;
     }
     case 3: {

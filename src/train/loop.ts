@@ -23,6 +23,7 @@ export type LoopSettings = Pick<
   TrainingSettings,
   | "epochs"
   | "batchSize"
+  | "evalBatchSize"
   | "gradientAccumulationSteps"
   | "learningRate"
   | "warmupRatio"
@@ -108,7 +109,7 @@ export async function trainLoop(job: LoopJob, o: LoopOptions = {}): Promise<Loop
     const evaluate = (epoch: number) => {
       if (job.eval.length === 0 || !log) return;
       events?.phase?.("evaluating", `held-out loss, ${job.eval.length + (job.validation?.length ?? 0)} samples`);
-      const heldOut = (samples: Encoded[]) => evaluateLoss(model, samples, { ...job.batch, batchSize: s.batchSize });
+      const heldOut = (samples: Encoded[]) => evaluateLoss(model, samples, { ...job.batch, batchSize: s.evalBatchSize ?? s.batchSize });
       const loss = heldOut(job.eval);
       const validationLoss = job.validation?.length ? heldOut(job.validation) : undefined;
       const record = {

@@ -175,6 +175,12 @@ export const TRAINING = {
     aliases: ["per_device_train_batch_size"],
     identity: "training",
   }),
+  evalBatchSize: setting({
+    kind: int({ min: 1 }),
+    // No identity: the held-out loss is token-weighted, so the batch size changes it only by float rounding.
+    help: "held-out samples per batch when measuring the held-out loss (default 64 on CUDA, the training batch size on the CPU)",
+    aliases: ["per_device_eval_batch_size"],
+  }),
   gradientAccumulationSteps: setting({
     kind: int({ min: 1 }),
     help: "micro-batches per optimizer step",
@@ -361,7 +367,6 @@ export const NO_SETTING: Record<string, NoSetting> = {
   metric_for_best_model: { why: "there is no best-model selection: the adapter saved is the last step's" },
   max_steps: { why: "a run's length is set in epochs (num_train_epochs)", same: [-1] },
   warmup_steps: { why: "warmup is set as a share of the steps (warmup_ratio)", same: [0] },
-  per_device_eval_batch_size: { why: "the held-out loss uses the training batch size" },
   optim: { why: "the optimizer is AdamW (PyTorch's, fused on CUDA)", same: ["adamw_torch", "adamw_torch_fused"] },
   adam_beta1: { why: "AdamW's β1 is 0.9", same: [0.9] },
   adam_beta2: { why: "AdamW's β2 is 0.999", same: [0.999] },

@@ -131,6 +131,7 @@ export function resolveSettings<T extends TrainingSettings>(
   if ("accuracySamples" in s && (s as Partial<LoraTrainingSettings>).accuracyData === undefined && embedded)
     (s as Partial<LoraTrainingSettings>).accuracyData = EMBEDDED_ACCURACY;
   s.packing ??= s.device.startsWith("cuda");
+  s.evalBatchSize ??= s.device.startsWith("cuda") ? 64 : s.batchSize;
   s.dtype ??= defaultDtype(s.device);
   checkCombination(s);
   return s;

@@ -133,6 +133,21 @@ test("report.html is labelled with the settings the runs were made with, not the
   assert.match(html, /<td>teacher<\/td><td>rank K = 64, noise 0\.1, /);
 });
 
+test("a step that stopped part-way keeps the runs it finished and makes only the rest", async () => {
+  const kept = fs.statSync(L.log("random")).mtimeMs;
+  // As if the step had stopped while training random-s2 (none of its files written yet).
+  for (const sub of ["", "tensorboard", "plots"])
+    for (const f of fs.readdirSync(path.join(L.training, sub)))
+      if (/(^|_)random-s2(\.\w+)?$/.test(f)) fs.rmSync(path.join(L.training, sub, f), { recursive: true });
+  assert.match((stepState(config, 1) as { why: string }).why, /random-s2 has not run/);
+  lines = [];
+  await runExperiment(config, [1], { log: (l) => lines.push(l) });
+  assert.ok(lines.includes("  random: done with these settings, kept"), lines.join("\n"));
+  assert.ok(lines.some((l) => l.startsWith("  random-s2: ") && l.includes(" steps, ")));
+  assert.equal(fs.statSync(L.log("random")).mtimeMs, kept);
+  assert.equal(stepState(config, 1).done, true);
+});
+
 test("a step that needs an earlier one says which", async () => {
   const empty = { ...config, outputDir: path.join(dir, "empty") };
   await assert.rejects(runExperiment(empty, [3]), /step 3 needs .*svd_results\/svd_factors_rank16 for svd: run step 2 first/);
@@ -196,8 +211,10 @@ test("the controls: random-continued, svd-xfit and svd-full run, each with its d
   const comparison = JSON.parse(fs.readFileSync(L.comparisonJson, "utf8"));
   assert.deepEqual(
     comparison.arms.map((a: { arm: string }) => a.arm),
-    ["random", "svd", "random-continued", "svd-full", "svd-xfit"], // random-half is svd-xfit's teacher source, not an arm
+    ["random", "svd", "random-continued", "svd-full", "svd-xfit"],
+    "the half-data run is a teacher's source, not an arm",
   );
+  assert.equal(summary("random-half").experiment.sourceOnly, true);
   const tokens = (run: string) => comparison.runs.find((r: { name: string }) => r.name === run).values.totalTokens;
   assert.equal(tokens("random-continued"), 2 * tokens("random"), "its own run and the random run it continues");
 });

@@ -118,3 +118,14 @@ test("Ctrl-C saves a checkpoint and exits with 130; --resume finishes the same r
     /^svdlora: error: the run named random in .* is complete: there is nothing to resume; replace it with --overwrite$/,
   );
 });
+
+test("SIGTERM (timeout, kill, a scheduler) stops at a step boundary with a checkpoint, as Ctrl-C does", async () => {
+  const out = path.join(dir, "sigterm");
+  const r = await interruptedRun(out, 2, "SIGTERM");
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /^svdlora: stopping at the next step boundary \(a second SIGTERM to stop at once\)$/m);
+  assert.match(
+    r.stderr,
+    /^svdlora: stopped at step \d+: checkpoint saved in .*checkpoints\/random; continue with the same settings and --resume$/m,
+  );
+});

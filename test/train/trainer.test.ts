@@ -113,6 +113,15 @@ test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the traine
   const ended = r.evalLosses[r.evalLosses.length - 1].loss;
   assert.ok(Math.abs(loss - ended) < 1e-4, `reloaded ${loss} vs end of run ${ended}`);
   assert.ok(Math.abs(ended - r.evalLosses[0].loss) > 1e-3, "training changed the model");
+  // The held-out loss is token-weighted: evalBatchSize and packing change it only by float rounding.
+  for (const [batchSize, packing] of [
+    [64, false],
+    [64, true],
+    [7, true],
+  ] as const) {
+    const other = evaluateLoss(model, encoded, { batchSize, padId: tok.pad!.id, device: "cpu", packing });
+    assert.ok(Math.abs(other - loss) < 1e-5, `batch ${batchSize}, packing ${packing}: ${other} vs ${loss}`);
+  }
   torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
   torch.dispose([...model.namedWeights().values()]);
 });
