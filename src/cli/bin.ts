@@ -11,11 +11,14 @@ if (!process.env.SVDLORA_SYSTEM_MALLOC) tuneHostAllocator();
 const fraction = process.env.SVDLORA_CUDA_MEMORY_FRACTION;
 if (fraction) cuda.setMemoryFraction(Number(fraction));
 
-// Tests of crash safety: die at the k-th change svdlora makes to the file system.
+// Tests of crash safety and locking: die (SIGKILL), or stop until SIGCONT (SIGSTOP), just before
+// the k-th change svdlora makes to the file system.
 const killAt = Number(process.env.SVDLORA_TEST_KILL_AT ?? 0);
-if (killAt > 0)
+const stopAt = Number(process.env.SVDLORA_TEST_STOP_AT ?? 0);
+if (killAt > 0 || stopAt > 0)
   onFilesystemChange((n) => {
     if (n === killAt) process.kill(process.pid, "SIGKILL");
+    if (n === stopAt) process.kill(process.pid, "SIGSTOP");
   });
 
 async function ask(prompt: string): Promise<string | null> {

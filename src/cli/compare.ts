@@ -25,7 +25,7 @@ export function registerCompare(program: Command, cli: Cli): void {
     };
     checkOutputDir(o.trainingDir, "comparison report folder");
     const result = compareRuns(o.trainingDir, { baseline: o.baseline, primary: o.primary, targetLoss: o.targetLoss });
-    const paths = await writeComparison(o.trainingDir, result);
+    const paths = await writeComparison(o.trainingDir, result, (line) => println(cli.io.stderr, `svdlora: ${line}`));
     println(cli.io.stdout, renderComparisonReport(result));
     println(cli.io.stdout, `report: ${paths.report}\njson:   ${paths.json}\nchart:  ${paths.chart}`);
   });

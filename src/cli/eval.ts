@@ -1,5 +1,4 @@
 // `svdlora eval`: held-out loss and exact-answer accuracy of a base model, with or without an adapter.
-import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
 import { loadDataset } from "../data/dataset.js";
@@ -16,6 +15,7 @@ import { LORA, TRAINING } from "../train/settings.js";
 import { defaultDtype } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { checkOutputPath } from "../util/files.js";
+import { assertOurs, writeOutputs } from "../util/outputs.js";
 import { bool, defaults, int, pick, text } from "../util/settings.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
@@ -48,7 +48,10 @@ export function registerEval(program: Command, cli: Cli): void {
     if (!o.generate && given.maxNewTokens !== undefined)
       throw new Error("--max-new-tokens bounds generated answers, and --no-generate turns generation off: drop one of them");
     // The output path is checked before the evaluation, not after it.
-    if (o.output) checkOutputPath(o.output, "results file");
+    if (o.output) {
+      checkOutputPath(o.output, "results file");
+      assertOurs(o.output); // a file svdlora did not write is never replaced
+    }
     const baseModel = await resolveBaseModel(o.baseModel);
     const tokenizer = await loadTokenizer(baseModel);
     const samples = loadDataset(o.data).slice(0, o.limit);
@@ -73,6 +76,7 @@ export function registerEval(program: Command, cli: Cli): void {
       const progress = new TrainingProgress({ totalSteps: samples.length, label: "generate", quiet: o.quiet, stream: cli.io.stderr });
       accuracy = evaluateAccuracy(model, tokenizer, samples, {
         systemPrompt,
+        maxLength: o.maxLength,
         maxNewTokens: o.maxNewTokens,
         onProgress: (done) => progress.update({ step: done }),
       });
@@ -80,24 +84,27 @@ export function registerEval(program: Command, cli: Cli): void {
       const pct = accuracy.total ? ((100 * accuracy.correct) / accuracy.total).toFixed(1) : "n/a";
       println(
         cli.io.stdout,
-        `accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}`,
+        `accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}${accuracy.tooLong ? ` (${accuracy.tooLong} prompts longer than --max-length could hold were left out)` : ""}`,
       );
     }
     torch.dispose([...model.namedWeights().values()]);
     if (o.output) {
-      fs.mkdirSync(path.dirname(path.resolve(o.output)), { recursive: true });
-      writeFileAtomic(
-        o.output,
-        `${JSON.stringify({ baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy }, null, 2)}\n`,
+      const results = { baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy };
+      const name = path.basename(o.output);
+      await writeOutputs(
+        { root: path.dirname(o.output), name: "eval", by: "eval", outputs: [name] },
+        (staged) => writeFileAtomic(staged(name), `${JSON.stringify(results, null, 2)}\n`),
+        (line) => println(cli.io.stderr, `svdlora: ${line}`),
       );
       println(cli.io.stdout, `results: ${o.output}`);
     }
   });
 }
 
-/** "; 4 truncated to --max-length 90, 2 skipped (no answer token left)", or "" when neither happened. */
-function truncation(stats: { truncated: number; droppedEmpty: number }, maxLength: number): string {
+/** "; 4 truncated to --max-length 90, 2 skipped (no answer token left)", or "" when none of it happened. */
+function truncation(stats: { truncated: number; droppedEmpty: number; droppedTooLong: number }, maxLength: number): string {
   const parts = [];
+  if (stats.droppedTooLong) parts.push(`${stats.droppedTooLong} left out (longer than --max-length ${maxLength} could hold)`);
   if (stats.truncated) parts.push(`${stats.truncated} truncated to --max-length ${maxLength}`);
   if (stats.droppedEmpty) parts.push(`${stats.droppedEmpty} skipped (no answer token left)`);
   return parts.length ? `; ${parts.join(", ")}` : "";

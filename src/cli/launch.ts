@@ -281,6 +281,9 @@ export async function launchWorkers(nGpus: number, argv: string[], o: LaunchOpti
           // NVLink SHARP (NVLS) multicast needs fabric-manager support that shared machines often
           // lack; a user's own setting wins.
           NCCL_NVLS_ENABLE: baseEnv.NCCL_NVLS_ENABLE ?? "0",
+          // The workers share the machine's cores (as torchrun's do): more threads than cores only
+          // spin. A user's own setting wins.
+          OMP_NUM_THREADS: baseEnv.OMP_NUM_THREADS ?? String(Math.max(1, Math.floor(os.availableParallelism() / nGpus))),
         };
         if (isolate) env.CUDA_VISIBLE_DEVICES = devices[local];
         const main = rank === 0 && inheritMain;

@@ -10,7 +10,7 @@ import * as torch from "../torch/index.js";
 import { TRAINING } from "../train/settings.js";
 import { assertReplaceable, replaceDirectoryAtomic } from "../util/atomic.js";
 import { checkOutputDir } from "../util/files.js";
-import { lockFolder } from "../util/outputs.js";
+import { claimFolder } from "../util/outputs.js";
 import { text } from "../util/settings.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
@@ -34,7 +34,9 @@ export function registerMerge(program: Command, cli: Cli): void {
     const outputDir = o.outputDir!;
     checkOutputDir(outputDir, "merged model folder");
     const base = await resolveBaseModel(o.baseModel!);
-    const lock = lockFolder(path.dirname(path.resolve(outputDir)), `merge into ${path.basename(outputDir)}`);
+    const lock = claimFolder(path.dirname(path.resolve(outputDir)), `merge into ${path.basename(outputDir)}`, (line) =>
+      println(cli.io.stderr, `svdlora: ${line}`),
+    );
     try {
       // The output is checked (new, or svdlora's) before the model is read.
       assertReplaceable(outputDir);

@@ -235,6 +235,7 @@ export function terminalEvents(stream: ProgressStream, o: { quiet?: boolean; lab
       bar?.stop();
       bar = null;
     },
-    note: (text) => line(`svdlora: ${text}`),
+    // Notes say something the user may need to act on: shown even when quiet.
+    note: (text) => stream.write(`svdlora: ${text}\n`),
   };
 }

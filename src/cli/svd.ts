@@ -39,18 +39,21 @@ export function registerSvd(program: Command, cli: Cli): void {
       );
     if (!o.synthesizedDelta && !o.loraAdapter && !o.finetunedModel)
       o.synthesizedDelta = "synthesized_teacher/synthesized_delta_rank64.safetensors";
-    const out = await svdStep({
-      synthesizedDelta: o.synthesizedDelta,
-      loraAdapter: o.loraAdapter,
-      finetunedModel: o.finetunedModel,
-      baseModel: o.baseModel ? await resolveBaseModel(o.baseModel) : undefined,
-      targetModules: targetNames(o.targetModules),
-      rank: o.rank,
-      alpha: o.loraAlpha,
-      rslora: o.rslora,
-      split: o.factorSplit,
-      outputDir: o.outputDir,
-    });
+    const out = await svdStep(
+      {
+        synthesizedDelta: o.synthesizedDelta,
+        loraAdapter: o.loraAdapter,
+        finetunedModel: o.finetunedModel,
+        baseModel: o.baseModel ? await resolveBaseModel(o.baseModel) : undefined,
+        targetModules: targetNames(o.targetModules),
+        rank: o.rank,
+        alpha: o.loraAlpha,
+        rslora: o.rslora,
+        split: o.factorSplit,
+        outputDir: o.outputDir,
+      },
+      (line) => println(cli.io.stderr, `svdlora: ${line}`),
+    );
     const s = out.summary;
     println(
       cli.io.stdout,

@@ -23,7 +23,7 @@ export function registerSynthesize(program: Command, cli: Cli): void {
     );
   addSettingFlags(cmd, SCHEMA).action(async () => {
     const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>>;
-    const out = await synthesizeStep(o);
+    const out = await synthesizeStep(o, (line) => println(cli.io.stderr, `svdlora: ${line}`));
     println(cli.io.stdout, `synthesized ${out.modules} modules in ${formatSeconds(out.seconds)}`);
     println(cli.io.stdout, `delta:  ${out.deltaFile}\nreport: ${out.reportFile}\nplots:  ${out.plotFile}`);
   });

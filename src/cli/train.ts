@@ -61,7 +61,10 @@ export function registerTrain(program: Command, cli: Cli): void {
       out(`trained ${r.steps} steps on ${r.samples} samples (${r.tokens} tokens) in ${r.seconds.toFixed(1)} s`);
       out(`train loss by epoch (mean over each epoch's predicted tokens): ${r.epochLosses.map((l) => l.toFixed(4)).join(", ")}`);
       if (r.evalLosses.length > 1) out(`held-out loss ${r.evalLosses[0].loss.toFixed(4)} → ${r.evalLosses.at(-1)!.loss.toFixed(4)}`);
-      if (r.accuracy) out(`accuracy ${r.accuracy.correct}/${r.accuracy.total} held-out questions`);
+      if (r.accuracy)
+        out(
+          `accuracy ${r.accuracy.correct}/${r.accuracy.total} held-out questions${r.accuracy.tooLong ? ` (${r.accuracy.tooLong} longer than --max-length could hold were left out)` : ""}`,
+        );
       if (r.preparation?.tokens)
         out(
           `init preparation: ${r.preparation.batches} calibration batches, ${r.preparation.tokens} tokens, ${r.preparation.seconds.toFixed(1)} s (not in the figures above)`,
@@ -72,6 +75,7 @@ export function registerTrain(program: Command, cli: Cli): void {
         );
       if (r.resumedFrom !== null) out(`resumed from the checkpoint at step ${r.resumedFrom}`);
       if (r.skippedSteps) out(`${r.skippedSteps} steps were skipped for a non-finite loss or gradient`);
+      if (r.tooLong) out(`${r.tooLong} samples were longer than --max-length could hold and were left out before tokenizing`);
       if (r.truncated)
         out(
           `${r.truncated} samples were longer than --max-length and were truncated${r.dropped ? `; ${r.dropped} of them kept no answer token and were left out` : ""}`,

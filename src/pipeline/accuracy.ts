@@ -3,7 +3,8 @@
 // original base, whatever its init) is put on it in turn. The experiment measures the runs the
 // comparison uses — each arm's runs at its tuned learning rate — so a learning-rate grid does not
 // multiply the cost of answering 1,000 questions. Each run's outcome goes to accuracy_<run>.json
-// beside its summary (per question, so arms can be compared on the same questions).
+// beside its summary (per question, so arms can be compared on the same questions), with the
+// digest of the adapter it was measured with: a run trained again is measured again.
 import fs from "node:fs";
 import path from "node:path";
 import { loadDataset } from "../data/dataset.js";
@@ -16,11 +17,15 @@ import { evaluateAccuracy } from "../train/evaluate.js";
 import type { TrainingEvents } from "../train/events.js";
 import { defaultDtype, generationBatch } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { fileDigest } from "../util/digest.js";
+import { writeOutputs } from "../util/outputs.js";
 
 export interface AccuracyRecord {
   made_by: "svdlora";
   run: string;
   questions: string;
+  /** sha256 of the adapter's weights file when it was measured. */
+  adapter: string;
   correct: number;
   total: number;
   seconds: number;
@@ -48,15 +53,17 @@ export async function measureAccuracy(
   events?: TrainingEvents,
 ): Promise<AccuracyRecord[]> {
   const questions = loadDataset(o.questions).slice(0, o.samples);
-  const done = (run: string) => {
+  const adapterDigest = (run: { adapterDir: string }) => fileDigest(path.join(run.adapterDir, "adapter_model.safetensors"));
+  const done = (run: { name: string; adapterDir: string }) => {
     try {
-      const r = JSON.parse(fs.readFileSync(accuracyFile(trainingDir, run), "utf8")) as AccuracyRecord;
-      return r.made_by === "svdlora" && r.questions === path.resolve(o.questions) && r.total === questions.length ? r : null;
+      const r = JSON.parse(fs.readFileSync(accuracyFile(trainingDir, run.name), "utf8")) as AccuracyRecord;
+      const same = r.made_by === "svdlora" && r.questions === path.resolve(o.questions) && r.total === questions.length;
+      return same && r.adapter === adapterDigest(run) ? r : null;
     } catch {
       return null;
     }
   };
-  const todo = runs.filter((r) => !done(r.name));
+  const todo = runs.filter((r) => !done(r));
   if (todo.length > 0) {
     events?.phase?.("loading", o.baseModel);
     const tokenizer = await loadTokenizer(o.baseModel);
@@ -78,16 +85,20 @@ export async function measureAccuracy(
           made_by: "svdlora",
           run: run.name,
           questions: path.resolve(o.questions),
+          adapter: adapterDigest(run),
           correct: a.correct,
           total: a.total,
           seconds: (performance.now() - t0) / 1000,
           items: a.outputs.map((x) => x.correct),
         };
-        writeFileAtomic(accuracyFile(trainingDir, run.name), `${JSON.stringify(record)}\n`);
+        const name = path.basename(accuracyFile(trainingDir, run.name));
+        await writeOutputs({ root: trainingDir, name: `accuracy-${run.name}`, by: `accuracy of ${run.name}`, outputs: [name] }, (staged) =>
+          writeFileAtomic(staged(name), `${JSON.stringify(record)}\n`),
+        );
       }
     } finally {
       torch.dispose([...model.namedWeights().values()]);
     }
   }
-  return runs.map((r) => done(r.name)!);
+  return runs.map((r) => done(r)!);
 }

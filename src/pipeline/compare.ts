@@ -11,7 +11,7 @@
 // Outputs (writeComparison): comparison.json, comparison_report.txt, and the loss-curve charts.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type RunCurves, comparisonChart, formatDuration, saveChart } from "../report/index.js";
+import { type RunCurves, comparisonChart, formatDuration, saveChart, svgPathFor } from "../report/index.js";
 import {
   type CurvePoint,
   DEFAULT_CONFIDENCE,
@@ -29,6 +29,7 @@ import {
 import type { EvalRecord } from "../train/checkpoint.js";
 import type { TrainResult } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { writeOutputs } from "../util/outputs.js";
 import { accuracyFile } from "./accuracy.js";
 import { runCurves } from "./curves.js";
 import { trainingLayout } from "./layout.js";
@@ -621,10 +622,40 @@ export interface ComparisonPaths {
   allArmsChart: string | null;
 }
 
-/** Writes comparison.json, comparison_report.txt and the charts of the loss curves. */
-export async function writeComparison(trainingDir: string, result: ComparisonResult): Promise<ComparisonPaths> {
-  writeFileAtomic(path.join(trainingDir, COMPARISON_FILES.json), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileAtomic(path.join(trainingDir, COMPARISON_FILES.report), renderComparisonReport(result));
+/** Every file a comparison may write in its training folder. */
+export const comparisonOutputs = (): string[] => [
+  COMPARISON_FILES.json,
+  COMPARISON_FILES.report,
+  COMPARISON_FILES.chart,
+  svgPathFor(COMPARISON_FILES.chart),
+  COMPARISON_FILES.allArmsChart,
+  svgPathFor(COMPARISON_FILES.allArmsChart),
+];
+
+/**
+ * Writes comparison.json, comparison_report.txt and the charts (which need a font; see saveChart)
+ * into trainingDir, swapped in together over an earlier comparison (util/outputs.ts).
+ */
+export async function writeComparison(
+  trainingDir: string,
+  result: ComparisonResult,
+  log?: (line: string) => void,
+): Promise<ComparisonPaths> {
+  return writeOutputs(
+    { root: trainingDir, name: "comparison", by: "compare", outputs: comparisonOutputs() },
+    (staged) => writeComparisonInto(trainingDir, result, staged),
+    log,
+  );
+}
+
+/** Writes the comparison's files at at(name) (a staging folder's paths); returns their final paths in trainingDir. */
+export async function writeComparisonInto(
+  trainingDir: string,
+  result: ComparisonResult,
+  at: (name: string) => string,
+): Promise<ComparisonPaths> {
+  writeFileAtomic(at(COMPARISON_FILES.json), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileAtomic(at(COMPARISON_FILES.report), renderComparisonReport(result));
   // The charts draw each compared run's logged curves; comparison_random_vs_svd.png shows those two arms only.
   const compared = result.arms.flatMap((a) => a.runs.map((name) => result.runs.find((r) => r.name === name)!));
   const curves = runCurves(compared.map((r) => ({ run: r.name, arm: r.arm, log: r.logPath })));
@@ -637,13 +668,13 @@ export async function writeComparison(trainingDir: string, result: ComparisonRes
         : undefined,
       heldOutTarget: result.targetLoss ?? undefined,
     });
-  const paths: ComparisonPaths = {
+  const allArms = pair.length < curves.length;
+  await saveChart(at(COMPARISON_FILES.chart), chart(pair));
+  if (allArms) await saveChart(at(COMPARISON_FILES.allArmsChart), chart(curves));
+  return {
     json: path.join(trainingDir, COMPARISON_FILES.json),
     report: path.join(trainingDir, COMPARISON_FILES.report),
     chart: path.join(trainingDir, COMPARISON_FILES.chart),
-    allArmsChart: pair.length < curves.length ? path.join(trainingDir, COMPARISON_FILES.allArmsChart) : null,
+    allArmsChart: allArms ? path.join(trainingDir, COMPARISON_FILES.allArmsChart) : null,
   };
-  await saveChart(paths.chart, chart(pair));
-  if (paths.allArmsChart) await saveChart(paths.allArmsChart, chart(curves));
-  return paths;
 }

@@ -16,16 +16,17 @@ import { EMBEDDED_ACCURACY, EMBEDDED_TRAIN } from "../paths.js";
 import { LORA_TRAINING, type LoraTrainingSettings, NO_SETTING } from "../train/settings.js";
 import { resolveSettings } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
-import { describeInput } from "../util/digest.js";
+import { describeInput, fileDigest, sameInput } from "../util/digest.js";
 import { checkOutputDir } from "../util/files.js";
+import { claimFolder, isComplete, isOurFolder, writeOutputs } from "../util/outputs.js";
 import { differences, identityOf, parseConfigText, readSettings, showValue } from "../util/settings.js";
 import { measureAccuracy } from "./accuracy.js";
-import { compareRuns, writeComparison } from "./compare.js";
+import { compareRuns, comparisonOutputs, writeComparisonInto } from "./compare.js";
 import { layout, teacherLayout } from "./layout.js";
-import { writeExperimentReport } from "./report.js";
+import { renderExperimentReport } from "./report.js";
 import { EXPERIMENT, type ExperimentConfig } from "./settings.js";
-import { svdStep } from "./svd.js";
-import { synthesizeStep } from "./synthesize.js";
+import { svdFiles, svdInto } from "./svd.js";
+import { synthesisFiles, synthesizeInto } from "./synthesize.js";
 import { type TrainRunOptions, trainRun } from "./train.js";
 import { fullFinetuneBaseline, fullFinetuneLayout } from "./train-full.js";
 
@@ -64,8 +65,10 @@ export const suffix = (c: ExperimentConfig, lr: number, k: number) =>
 export const runName = (c: ExperimentConfig, arm: string, lr: number, k: number) => `${arm}${suffix(c, lr, k)}`;
 
 /** A teacher: synthesized from a random run ("svd") or from the half-data random run ("xfit"). */
+const teacherSuffix = (c: ExperimentConfig, from: "random" | "random-half", lr: number, k: number) =>
+  `${from === "random" ? "" : "-xfit"}${suffix(c, lr, k)}`;
 const teacherOf = (c: ExperimentConfig, from: "random" | "random-half", lr: number, k: number) =>
-  teacherLayout(c.outputDir, `${from === "random" ? "" : "-xfit"}${suffix(c, lr, k)}`, c);
+  teacherLayout(c.outputDir, teacherSuffix(c, from, lr, k), c);
 
 const fullLayout = (c: ExperimentConfig, k: number) => fullFinetuneLayout(c.outputDir, c.loraRank, k === 0 ? "" : `-s${k + 1}`);
 
@@ -75,7 +78,8 @@ const sourceArms = (c: ExperimentConfig): ("random" | "random-half")[] =>
 /** The arms run in step 3. */
 const laterArms = (c: ExperimentConfig): string[] => ["svd", ...c.arms];
 const needsFullFinetune = (c: ExperimentConfig, k: number) => c.arms.includes("svd-full") || (c.fullFinetune && k === 0);
-const fullFinetuneDone = (c: ExperimentConfig, k: number) => fs.existsSync(fullLayout(c, k).svdTiming);
+/** A full fine-tune is done when its model and its SVD analysis are there and complete. */
+const fullFinetuneDone = (c: ExperimentConfig, k: number) => isComplete(fullLayout(c, k).model) && isComplete(fullLayout(c, k).analysis);
 
 /** The training data of the cross-fitted teacher's run: half of the training set, drawn with the seed, written once. */
 function halfData(c: ExperimentConfig, k: number): string {
@@ -206,35 +210,47 @@ function readJson(file: string): Record<string, unknown> | null {
 const describeChanges = (changed: Map<string, [unknown, unknown]>) =>
   [...changed].map(([key, [then, now]]) => `${key} ${showValue(then)} (now ${showValue(now)})`).join(", ");
 
-/** A run's state: its summary exists and records the same identity (training and evaluation) and inputs. */
+/** How an input recorded as `recorded` (describeInput) differs from what is at its path now; null when it does not. */
+function inputChange(key: string, recorded: RecordedInput | undefined): string | null {
+  if (!recorded?.path) return null;
+  if (!fs.existsSync(recorded.path)) return `its ${key} ${recorded.path} is gone`;
+  return sameInput({ ...recorded, path: recorded.path }) ? null : `its ${key} ${recorded.path} has changed since it ran`;
+}
+
+type RecordedInput = { path?: string; sha256?: string; files?: Record<string, string | number> };
+
+/**
+ * A run's state: its summary, adapter and log are there and complete, and the summary records
+ * the same identity (training and evaluation) and the same inputs (their digests) as now.
+ */
 function runState(c: ExperimentConfig, p: Planned): StepState {
-  const file = experimentLayout(c).summary(p.name);
+  const L = experimentLayout(c);
+  const file = L.summary(p.name);
   const summary = readJson(file) as {
     made_by?: string;
     identity?: { training: object; evaluation: object };
-    inputs?: Record<string, unknown>;
+    inputs?: Record<string, RecordedInput>;
   } | null;
   if (!summary) return { done: false, why: `${p.name} has not run`, stale: false };
   if (summary.made_by !== "svdlora" || !summary.identity)
     return { done: false, why: `${file} was not written by this svdlora`, stale: true };
+  if (!isOurFolder(L.adapter(p.name))) return { done: false, why: `${p.name} is incomplete: ${L.adapter(p.name)} is missing`, stale: true };
+  if (!fs.existsSync(L.log(p.name))) return { done: false, why: `${p.name} is incomplete: ${L.log(p.name)} is missing`, stale: true };
   const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, p.settings);
   const want = { ...identityOf(LORA_TRAINING, s), ...identityOf(LORA_TRAINING, s, { evaluation: true }) };
   const have = { ...summary.identity.training, ...summary.identity.evaluation } as Record<string, unknown>;
   const changed = differences(have, want, ["gpus", "ranks"]);
   if (changed.size > 0) return { done: false, why: `${p.name} was made with ${describeChanges(changed)}`, stale: true };
-  for (const key of ["trainData", "evalData"] as const) {
-    const file = s[key];
-    const recorded = summary.inputs?.[key] as { sha256?: string } | undefined;
-    if (file && recorded?.sha256 && fs.existsSync(file) && describeInput(file).sha256 !== recorded.sha256)
-      return { done: false, why: `${p.name}'s ${key} ${file} has changed since it ran`, stale: true };
+  for (const [key, recorded] of Object.entries(summary.inputs ?? {})) {
+    const change = inputChange(key, recorded);
+    if (change) return { done: false, why: `${p.name}: ${change}`, stale: true };
   }
   return { done: true };
 }
 
 /** The teacher step's record: what it was made from and with. */
 function teacherRecord(c: ExperimentConfig, from: "random" | "random-half", lr: number, k: number) {
-  const T = teacherOf(c, from, lr, k);
-  const adapter = path.join(experimentLayout(c).adapter(runName(c, from, lr, k)), "adapter_model.safetensors");
+  const adapter = experimentLayout(c).adapter(runName(c, from, lr, k));
   return {
     made_by: "svdlora",
     step: 2,
@@ -248,8 +264,18 @@ function teacherRecord(c: ExperimentConfig, from: "random" | "random-half", lr: 
       rslora: c.rslora,
       factorSplit: c.factorSplit,
     },
-    inputs: { adapter: fs.existsSync(adapter) ? describeInput(adapter).sha256 : null },
-    outputs: [T.delta, T.factors, T.analysis],
+    inputs: { adapter: isOurFolder(adapter) ? describeInput(path.join(adapter, "adapter_model.safetensors")).sha256 : null },
+  };
+}
+
+/** A teacher's outputs, relative to the experiment folder: the teacher's files, the SVD's, and the record last. */
+function teacherOutputs(c: ExperimentConfig, from: "random" | "random-half", lr: number, k: number) {
+  const T = teacherOf(c, from, lr, k);
+  const rel = (p: string) => path.relative(c.outputDir, p);
+  return {
+    teacher: Object.values(synthesisFiles(c.targetRank)).map((f) => rel(path.join(T.teacher, f))),
+    svd: Object.values(svdFiles(c.loraRank)).map((f) => rel(path.join(T.svd, f))),
+    record: rel(T.record),
   };
 }
 
@@ -261,8 +287,54 @@ function teacherState(c: ExperimentConfig, from: "random" | "random-half", lr: n
   const want = teacherRecord(c, from, lr, k);
   const changed = differences({ ...(have.settings as object), ...(have.inputs as object) }, { ...want.settings, ...want.inputs });
   if (changed.size > 0) return { done: false, why: `${what} was made with ${describeChanges(changed)}`, stale: true };
-  const missing = want.outputs.find((p) => !fs.existsSync(p));
-  return missing ? { done: false, why: `${missing} is missing`, stale: true } : { done: true };
+  const missing = [T.delta, T.factors, T.analysis, T.record].find((p) => !isComplete(p));
+  return missing ? { done: false, why: `${missing} is missing or incomplete`, stale: true } : { done: true };
+}
+
+/**
+ * What report.html and the comparison were made from: the digest of every run's summary, log and
+ * accuracy record, of each teacher's record, analysis and timings, and of the full fine-tunes' analyses.
+ */
+function reportInputs(c: ExperimentConfig): Record<string, string> {
+  const L = experimentLayout(c);
+  const files = fs.existsSync(L.training)
+    ? fs
+        .readdirSync(L.training)
+        .filter((f) => /^(train_summary_.+\.json|training_log_.+\.csv|accuracy_.+\.json)$/.test(f))
+        .map((f) => path.join(L.training, f))
+    : [];
+  for (const from of sourceArms(c))
+    for (const lr of learningRates(c))
+      for (const k of seedsOf(c)) {
+        const T = teacherOf(c, from, lr, k);
+        files.push(
+          T.record,
+          T.analysis,
+          path.join(T.teacher, synthesisFiles(c.targetRank).timing),
+          path.join(T.svd, svdFiles(c.loraRank).timing),
+        );
+      }
+  for (const k of seedsOf(c)) if (needsFullFinetune(c, k)) files.push(fullLayout(c, k).analysis);
+  return Object.fromEntries(
+    files
+      .filter((f) => fs.existsSync(f))
+      .sort()
+      .map((f) => [path.relative(c.outputDir, f), fileDigest(f)]),
+  );
+}
+
+function reportState(c: ExperimentConfig): StepState {
+  const L = experimentLayout(c);
+  const record = readJson(L.reportRecord) as { made_by?: string; inputs?: Record<string, string> } | null;
+  if (!record || !fs.existsSync(L.html)) return { done: false, why: "no report yet", stale: false };
+  const incomplete = [L.html, L.comparisonJson, L.reportRecord].find((p) => !isComplete(p));
+  if (incomplete) return { done: false, why: `${incomplete} is missing or incomplete`, stale: false };
+  const now = reportInputs(c);
+  const was = record.inputs ?? {};
+  const changed = [...new Set([...Object.keys(now), ...Object.keys(was)])].find((f) => now[f] !== was[f]);
+  if (changed === undefined) return { done: true };
+  const what = !(changed in was) ? "is new" : !(changed in now) ? "is gone" : "has changed";
+  return { done: false, why: `${changed} ${what} since the report was made`, stale: false };
 }
 
 export function stepState(c: ExperimentConfig, step: StepId): StepState {
@@ -282,16 +354,8 @@ export function stepState(c: ExperimentConfig, step: StepId): StepState {
     }
     case 3:
       return first(runsOf(c, laterArms(c)).map((p) => runState(c, p)));
-    case 4: {
-      const L = experimentLayout(c);
-      if (!fs.existsSync(L.html)) return { done: false, why: "no report yet", stale: false };
-      const built = fs.statSync(L.html).mtimeMs;
-      const newer = fs
-        .readdirSync(L.training)
-        .filter((f) => f.startsWith("train_summary_"))
-        .find((f) => fs.statSync(path.join(L.training, f)).mtimeMs > built);
-      return newer ? { done: false, why: `${newer} is newer than the report`, stale: false } : { done: true };
-    }
+    case 4:
+      return reportState(c);
   }
 }
 
@@ -339,26 +403,47 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
               log(`  teacher of ${source}: done with these settings, kept`);
               continue;
             }
-            fs.rmSync(T.record, { force: true });
-            const s = await synthesizeStep({
-              loraAdapter: adapter,
-              outputDir: T.teacher,
-              targetRank: c.targetRank,
-              noiseScale: c.noiseScale,
-              decay: c.decay,
-              seed: c.seed + k,
-            });
-            const v = await svdStep({
-              synthesizedDelta: s.deltaFile,
-              baseModel: c.baseModel,
-              targetModules: [],
-              rank: c.loraRank,
-              alpha: c.loraAlpha,
-              rslora: c.rslora,
-              split: c.factorSplit,
-              outputDir: T.svd,
-            });
-            writeFileAtomic(T.record, `${JSON.stringify(teacherRecord(c, from, lr, k), null, 2)}\n`);
+            const out = teacherOutputs(c, from, lr, k);
+            // Teacher, SVD and record are swapped in together: a kill leaves the earlier teacher or this one.
+            const { s, v } = await writeOutputs(
+              {
+                root: c.outputDir,
+                name: `teacher${teacherSuffix(c, from, lr, k)}`,
+                by: "run step 2",
+                outputs: [...out.teacher, ...out.svd, out.record],
+              },
+              async (staged) => {
+                const inFolder = (dir: string) => (name: string) => staged(path.relative(c.outputDir, path.join(dir, name)));
+                const s = await synthesizeInto(
+                  {
+                    loraAdapter: adapter,
+                    outputDir: T.teacher,
+                    targetRank: c.targetRank,
+                    noiseScale: c.noiseScale,
+                    decay: c.decay,
+                    seed: c.seed + k,
+                  },
+                  inFolder(T.teacher),
+                );
+                const v = await svdInto(
+                  {
+                    synthesizedDelta: T.delta,
+                    baseModel: c.baseModel,
+                    targetModules: [],
+                    rank: c.loraRank,
+                    alpha: c.loraAlpha,
+                    rslora: c.rslora,
+                    split: c.factorSplit,
+                    outputDir: T.svd,
+                  },
+                  inFolder(T.svd),
+                  (file) => (file === T.delta ? s.deltaFile : file),
+                );
+                writeFileAtomic(staged(out.record), `${JSON.stringify(teacherRecord(c, from, lr, k), null, 2)}\n`);
+                return { s, v };
+              },
+              log,
+            );
             log(
               `  teacher of ${source}: rank ${c.targetRank}, noise ${c.noiseScale} (${s.seconds.toFixed(2)} s); ` +
                 `SVD at rank ${c.loraRank}: mean error ${v.summary.relativeError.mean.toFixed(4)}, mean energy ${v.summary.energyRatio.mean.toFixed(4)} (${v.seconds.toFixed(2)} s)`,
@@ -389,8 +474,20 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
         await measureAccuracy(L.training, runs, { ...c, questions, samples: c.accuracySamples }, o.events);
         result = compareRuns(L.training, { primary: c.primary });
       }
-      await writeComparison(L.training, result);
-      await writeExperimentReport(c, L);
+      // The comparison, report.html and their record are swapped in together.
+      const rel = (p: string) => path.relative(c.outputDir, p);
+      const comparison = comparisonOutputs().map((f) => rel(path.join(L.training, f)));
+      await writeOutputs(
+        { root: c.outputDir, name: "report", by: "run step 4", outputs: [...comparison, rel(L.html), rel(L.reportRecord)] },
+        async (staged) => {
+          await writeComparisonInto(L.training, result, (f) => staged(rel(path.join(L.training, f))));
+          const pending = new Map(comparison.map((f) => [path.resolve(c.outputDir, f), path.resolve(staged(f))]));
+          fs.writeFileSync(staged(rel(L.html)), renderExperimentReport(c, L, pending));
+          const record = { made_by: "svdlora", step: 4, inputs: reportInputs(c) };
+          fs.writeFileSync(staged(rel(L.reportRecord)), `${JSON.stringify(record, null, 2)}\n`);
+        },
+        log,
+      );
       log(`  ${L.comparisonReport}\n  ${L.html}`);
       return;
     }
@@ -402,16 +499,23 @@ export async function runExperiment(c: ExperimentConfig, steps: StepId[], o: Exp
   const log = o.log ?? (() => {});
   checkOutputDir(c.outputDir, "experiment folder");
   resolveSettings(LORA_TRAINING, plan(c, "random", learningRates(c)[0], 0).settings); // refuses settings without effect before any step
-  fs.mkdirSync(c.outputDir, { recursive: true });
-  for (const step of steps) {
-    const state = stepState(c, step);
-    if (!o.force && state.done) {
-      log(`step ${step}: ${STEP_NAMES[step]} — done with these settings, skipped (\`force\` redoes it)`);
-      continue;
-    }
-    if (!o.force && !state.done && state.stale)
-      throw new Error(`step ${step}: ${state.why}; rerun with \`force\` to replace its outputs, or use another output folder`);
-    log(`step ${step}: ${STEP_NAMES[step]}`);
-    await runStep(c, step, o);
+  // One run per experiment folder at a time; what a killed run left half done is finished first.
+  const lock = claimFolder(c.outputDir, `svdlora run (steps ${steps.join(",")})`, o.events?.note ?? log);
+  try {
+    for (const step of steps) await runOrSkip(c, step, o, log);
+  } finally {
+    lock.release();
   }
+}
+
+async function runOrSkip(c: ExperimentConfig, step: StepId, o: ExperimentOptions, log: (line: string) => void): Promise<void> {
+  const state = stepState(c, step);
+  if (!o.force && state.done) {
+    log(`step ${step}: ${STEP_NAMES[step]} — done with these settings, skipped (\`force\` redoes it)`);
+    return;
+  }
+  if (!o.force && !state.done && state.stale)
+    throw new Error(`step ${step}: ${state.why}; rerun with \`force\` to replace its outputs, or use another output folder`);
+  log(`step ${step}: ${STEP_NAMES[step]}${state.done ? "" : ` (${state.why})`}`);
+  await runStep(c, step, o);
 }

@@ -1,5 +1,6 @@
 // Where each step of the experiment writes, under one experiment folder (docs/experiment.md).
 import path from "node:path";
+import { stagingName } from "../util/outputs.js";
 
 /** Where LoRA runs go in a training folder, by run name. */
 export function trainingLayout(training: string) {
@@ -15,7 +16,7 @@ export function trainingLayout(training: string) {
     lossPlot: (run: string) => path.join(training, "plots", `loss_curves_${run}.png`),
     checkpoint: (run: string) => path.join(training, "checkpoints", run),
     /** Where a run writes until its files are swapped in. */
-    staging: (run: string) => path.join(training, `.svdlora-partial-${run}`),
+    staging: (run: string) => path.join(training, stagingName(run)),
   };
 }
 
@@ -41,6 +42,8 @@ export function layout(root: string, o: { targetRank: number; rank: number }) {
     comparisonPlot: path.join(training, "comparison_random_vs_svd.png"),
     comparisonJson: path.join(training, "comparison.json"),
     html: path.join(root, "report.html"),
+    /** What report.html and the comparison were made from (their inputs' digests). */
+    reportRecord: path.join(root, "svdlora_report.json"),
   };
 }
 

@@ -10,14 +10,14 @@
 import fs from "node:fs";
 import path from "node:path";
 import { targetNames } from "../hf/peft.js";
-import { type ReportSection, saveChart, spectraChart } from "../report/index.js";
+import { type ReportSection, saveChart, spectraChart, svgPathFor } from "../report/index.js";
 import type { LoopOptions } from "../train/loop.js";
 import { runLogFiles } from "../train/run-log.js";
 import { FULL_TRAINING, type TrainingSettings } from "../train/settings.js";
 import { RUN_FILES, type TrainResult, resolveSettings, trainFull } from "../train/trainer.js";
 import { stageDirectory } from "../util/atomic.js";
 import { checkOutputDir } from "../util/files.js";
-import { isOurFolder, lockFolder } from "../util/outputs.js";
+import { claimFolder, fsChange, isOurFolder, writeOutputs } from "../util/outputs.js";
 import type { ExperimentConfig } from "./experiment.js";
 import { layout, shortName } from "./layout.js";
 import { type SvdOutputs, svdStep } from "./svd.js";
@@ -32,7 +32,7 @@ export interface TrainFullRunResult extends TrainResult {
  * A full-parameter fine-tune (fp32 AdamW) into settings.outputDir: a complete Hugging Face model
  * folder, with its run log (training_log.csv, .jsonl, tensorboard/) and summary.json, that
  * replaces an earlier one (svdlora's only, and only with overwrite) when it is whole.
- * Checkpoints go beside it, in checkpoints/<name>.
+ * Checkpoints go beside it, in checkpoints/<name>, while it trains.
  */
 export async function trainFullRun(
   settings: Partial<TrainingSettings>,
@@ -42,7 +42,7 @@ export async function trainFullRun(
   checkOutputDir(modelDir, "fine-tuned model folder");
   resolveSettings(FULL_TRAINING, settings); // bad values and combinations are refused before the folder is touched
   const parent = path.dirname(path.resolve(modelDir));
-  const lock = lockFolder(parent, `full fine-tune ${path.basename(modelDir)}`);
+  const lock = claimFolder(parent, `full fine-tune ${path.basename(modelDir)}`, (line) => o.events?.note?.(line));
   try {
     if (fs.existsSync(modelDir) && isOurFolder(modelDir) && !settings.overwrite && !settings.resume)
       throw new Error(`${modelDir} already holds a fine-tuned model: replace it with \`overwrite\`, or choose another output folder`);
@@ -51,6 +51,9 @@ export async function trainFullRun(
       const checkpointDir = path.join(parent, "checkpoints", path.basename(modelDir));
       const result = await trainFull(settings, { ...o, dir: staged.dir, checkpointDir });
       staged.commit();
+      // A finished run is its model folder alone: its resume state goes.
+      fsChange(`remove ${checkpointDir}`);
+      fs.rmSync(checkpointDir, { recursive: true, force: true });
       return {
         ...result,
         modelDir: path.resolve(modelDir),
@@ -114,7 +117,10 @@ export async function drawSpectraComparison(experimentDir: string, rank: number)
     throw new Error(
       `no module is in both ${F.analysis} and the synthesized teacher's analysis: were they made with the same target modules?`,
     );
-  await saveChart(F.chart, spectraChart({ modules, rank }));
+  const name = path.basename(F.chart);
+  await writeOutputs({ root: F.root, name: "spectra", by: "spectra chart", outputs: [name, svgPathFor(name)] }, (staged) =>
+    saveChart(staged(name), spectraChart({ modules, rank })),
+  );
   return F.chart;
 }
 

@@ -2,19 +2,21 @@
 // names the experiment uses (layout.ts: final_model_<run>/, training_log_<run>.csv and .jsonl,
 // tensorboard/<run>/, train_summary_<run>.json, plots/loss_curves_<run>.png). The run writes into a staging folder;
 // its files replace an earlier run's only at the end, all together (util/outputs.ts), and only
-// when that earlier run is svdlora's and replacing it was asked for.
+// when that earlier run is svdlora's and replacing it was asked for. The run's checkpoint, kept
+// for a resume while it trains, goes with the same commit: a finished run is its files alone.
 import fs from "node:fs";
 import path from "node:path";
 import { lossCurvesChart, saveChart, svgPathFor } from "../report/index.js";
 import type { DataParallel } from "../train/data-parallel.js";
+import { hasCheckpoint } from "../train/checkpoint.js";
 import { readTrainingLog } from "../train/log.js";
 import type { LoopOptions } from "../train/loop.js";
 import { runLogFiles } from "../train/run-log.js";
 import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
 import { RUN_FILES, type TrainResult, resolveSettings, trainLora } from "../train/trainer.js";
+import { assertReplaceable, writeFileAtomic } from "../util/atomic.js";
 import { checkOutputDir } from "../util/files.js";
-import { writeFileAtomic } from "../util/atomic.js";
-import { commitOutputs, lockFolder, recoverCommits } from "../util/outputs.js";
+import { claimFolder, commitOutputs } from "../util/outputs.js";
 import { trainingLayout } from "./layout.js";
 
 export interface TrainRunOptions extends LoopOptions {
@@ -67,10 +69,8 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
   const run = { dir: staging, checkpointDir: L.checkpoint(runName), ...o };
   if (o.dataParallel && !o.dataParallel.isMain) return { ...(await trainLora(settings, run)), ...outputs }; // the main process writes
 
-  const lock = lockFolder(outputDir, `training run ${runName}`);
-  if (lock.tookOverFrom) o.events?.note?.(`took over ${outputDir}'s lock from process ${lock.tookOverFrom.pid}, which is gone`);
+  const lock = claimFolder(outputDir, `training run ${runName}`, (line) => o.events?.note?.(line));
   try {
-    recoverCommits(outputDir);
     checkReplaceable(runName, files, run.checkpointDir, Boolean(settings.overwrite), Boolean(settings.resume));
     fs.rmSync(staging, { recursive: true, force: true });
     fs.mkdirSync(staging, { recursive: true });
@@ -98,8 +98,10 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
       { from: rel(path.join(staging, "loss_curves.svg")), to: rel(svgPathFor(outputs.plotFile)) },
       // The summary last: it is what says the run is complete.
       { from: rel(path.join(staging, RUN_FILES.summary)), to: rel(outputs.summaryPath) },
+      { from: null, to: rel(run.checkpointDir) },
     ]);
     fs.rmSync(staging, { recursive: true, force: true });
+    removeIfEmpty(path.dirname(run.checkpointDir)); // checkpoints/, once no run has one
     return { ...result, ...outputs };
   } finally {
     lock.release();
@@ -118,7 +120,8 @@ function checkReplaceable(
   overwrite: boolean,
   resume: boolean,
 ): void {
-  const present = Object.values(files).filter((p) => fs.existsSync(p));
+  assertReplaceable(checkpointDir); // a checkpoint folder is svdlora's (it carries the marker), or refused
+  const present = [...Object.values(files), svgPathFor(files.plotFile)].filter((p) => fs.existsSync(p));
   const owned = fs.existsSync(files.summaryPath) && madeBySvdlora(files.summaryPath);
   if (present.length > 0 && !owned)
     throw new Error(
@@ -128,10 +131,22 @@ function checkReplaceable(
     throw new Error(
       `a run named ${runName} is already in ${path.dirname(files.summaryPath)}: replace it with \`overwrite\`, or give this run another name or output folder`,
     );
+  if (owned && resume && !overwrite && !hasCheckpoint(checkpointDir))
+    throw new Error(
+      `the run named ${runName} in ${path.dirname(files.summaryPath)} is complete: there is nothing to resume; replace it with \`overwrite\``,
+    );
   if (!owned && fs.existsSync(checkpointDir) && !overwrite && !resume)
     throw new Error(
       `an unfinished run named ${runName} left a checkpoint in ${checkpointDir}: continue it with \`resume\`, or start afresh with \`overwrite\``,
     );
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // not empty, or not there
+  }
 }
 
 function madeBySvdlora(summaryFile: string): boolean {

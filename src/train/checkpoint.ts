@@ -8,7 +8,7 @@
 // only the first two.
 import fs from "node:fs";
 import path from "node:path";
-import { loadSafetensors, saveSafetensors } from "../hf/safetensors.js";
+import { SafetensorsFile, saveSafetensors } from "../hf/safetensors.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { recoverDirectory, replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
@@ -58,6 +58,7 @@ export function logHistory(position: Pick<RunPosition, "history" | "evals">, ste
 
 const STATE = "svdlora_state.json";
 const HF_STATE = "trainer_state.json";
+const RNG = "rng.cpu";
 const TENSORS = "state.safetensors";
 
 /** Whether dir holds a checkpoint (after finishing a swap that a kill interrupted). */
@@ -76,7 +77,7 @@ export function saveCheckpoint(
   const sd = optimizer.stateDict();
   const rng = torch.getRngState();
   try {
-    const tensors = new Map<string, Tensor>([["rng.cpu", rng]]);
+    const tensors = new Map<string, Tensor>([[RNG, rng]]);
     for (const [name, t] of params) tensors.set(`param.${name}`, t);
     sd.state.forEach((s, i) => {
       if (!s) return;
@@ -105,6 +106,21 @@ export function saveCheckpoint(
   }
 }
 
+/** The checkpoint's tensors: trained weights and AdamW moments as weights (floating point, finite), the generator's state as bytes. */
+function readCheckpointTensors(file: string): Map<string, Tensor> {
+  const st = SafetensorsFile.open(file);
+  const out = new Map<string, Tensor>();
+  try {
+    for (const key of st.keys()) out.set(key, key === RNG ? st.read(key) : st.readWeight(key));
+    return out;
+  } catch (error) {
+    torch.dispose([...out.values()]);
+    throw error;
+  } finally {
+    st.close();
+  }
+}
+
 /** Puts a checkpoint's tensors, optimizer and generator state back; returns where the run stood. */
 export function loadCheckpoint(
   dir: string,
@@ -129,7 +145,7 @@ export function loadCheckpoint(
     );
   if (!Array.isArray(state.history) || state.history.some((h) => typeof h.time !== "number" || typeof h.seconds !== "number"))
     throw new Error(`checkpoint ${dir} was written by an older svdlora: delete it to start afresh`);
-  const tensors = loadSafetensors(path.join(dir, TENSORS));
+  const tensors = readCheckpointTensors(path.join(dir, TENSORS));
   try {
     const get = (key: string) => {
       const t = tensors.get(key);
@@ -145,7 +161,7 @@ export function loadCheckpoint(
         step === null ? null : { step, expAvg: get(`adamw.${i}.exp_avg`), expAvgSq: get(`adamw.${i}.exp_avg_sq`) },
       ),
     });
-    torch.setRngState(get("rng.cpu"));
+    torch.setRngState(get(RNG));
   } finally {
     torch.dispose(tensors);
   }

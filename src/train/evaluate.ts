@@ -1,6 +1,6 @@
 // Held-out evaluation: token-weighted loss, and exact-answer accuracy from greedy generation.
 import { checkAnswer } from "../data/answer.js";
-import { encodePrompt } from "../data/format.js";
+import { cannotFit, encodePrompt, promptOf } from "../data/format.js";
 import type { Encoded, Sample } from "../data/types.js";
 import type { HfTokenizer } from "../hf/tokenizer.js";
 import type { CausalLM } from "../model/qwen2.js";
@@ -42,6 +42,8 @@ export interface AccuracyResult {
   total: number;
   /** Samples without a checkable answer (no \boxed{} in the reference). */
   skipped: number;
+  /** Samples whose prompt is longer than maxLength tokens could hold (cannotFit): left out, not rendered. */
+  tooLong: number;
   outputs: { question: string; expected: string; output: string; correct: boolean }[];
 }
 
@@ -54,11 +56,20 @@ export function evaluateAccuracy(
   model: CausalLM,
   tokenizer: HfTokenizer,
   samples: Sample[],
-  o: { systemPrompt?: string; maxNewTokens: number; batchSize?: number; onProgress?: (done: number, total: number) => void },
+  o: {
+    systemPrompt?: string;
+    maxLength?: number;
+    maxNewTokens: number;
+    batchSize?: number;
+    onProgress?: (done: number, total: number) => void;
+  },
 ): AccuracyResult {
-  const checkable = samples.flatMap((sample) =>
-    sample.answer === undefined ? [] : [{ sample, prompt: encodePrompt(sample, tokenizer, { systemPrompt: o.systemPrompt }) }],
+  const answered = samples.filter((sample) => sample.answer !== undefined);
+  // A prompt too long to fit is not rendered: a huge one would stop here with the template's size limit.
+  const fits = answered.filter(
+    (sample) => !cannotFit(promptOf(sample), tokenizer, { maxLength: o.maxLength, systemPrompt: o.systemPrompt }),
   );
+  const checkable = fits.map((sample) => ({ sample, prompt: encodePrompt(sample, tokenizer, { systemPrompt: o.systemPrompt }) }));
   const byLength = checkable.map((_, i) => i).sort((a, b) => checkable[a].prompt.length - checkable[b].prompt.length);
   const answers = new Array<number[]>(checkable.length);
   const batchSize = o.batchSize ?? 32;
@@ -79,7 +90,13 @@ export function evaluateAccuracy(
   } finally {
     model.setTraining(true);
   }
-  const result: AccuracyResult = { correct: 0, total: checkable.length, skipped: samples.length - checkable.length, outputs: [] };
+  const result: AccuracyResult = {
+    correct: 0,
+    total: checkable.length,
+    skipped: samples.length - answered.length,
+    tooLong: answered.length - fits.length,
+    outputs: [],
+  };
   checkable.forEach(({ sample }, i) => {
     const output = tokenizer.decode(answers[i], { skipSpecialTokens: true });
     const correct = checkAnswer(output, sample.answer!);

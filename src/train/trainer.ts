@@ -74,9 +74,11 @@ export interface TrainResult {
   truncated: number;
   /** Samples left with no answer token after truncation, and so not trained on. */
   dropped: number;
+  /** Samples longer than maxLength tokens could hold, left out before they were tokenized. */
+  tooLong: number;
   trainableParameters: number;
-  /** Exact-answer accuracy on the first held-out questions, with each question's outcome. */
-  accuracy: { correct: number; total: number; seconds: number; items: boolean[] } | null;
+  /** Exact-answer accuracy on the first held-out questions, with each question's outcome (questions too long for maxLength left out). */
+  accuracy: { correct: number; total: number; tooLong?: number; seconds: number; items: boolean[] } | null;
   skippedSteps: number;
   resumedFrom: number | null;
   /** What making the LoRA init cost before training (null for a full fine-tune). */
@@ -196,6 +198,7 @@ interface Data {
   validation: Encoded[];
   truncated: number;
   dropped: number;
+  tooLong: number;
 }
 
 function encode(samples: Sample[], file: string, tokenizer: HfTokenizer, s: TrainingSettings) {
@@ -205,7 +208,7 @@ function encode(samples: Sample[], file: string, tokenizer: HfTokenizer, s: Trai
   });
   if (encoded.length === 0)
     throw new Error(`${file}: no sample has answer tokens left after formatting (is \`maxLength\` ${s.maxLength} too small?)`);
-  return { encoded, truncated: stats.truncated, dropped: stats.droppedEmpty };
+  return { encoded, truncated: stats.truncated, dropped: stats.droppedEmpty, tooLong: stats.droppedTooLong };
 }
 
 /** The data sets, read and checked before the model is loaded, then tokenized with the model's tokenizer. */
@@ -224,6 +227,7 @@ async function loadData(s: TrainingSettings, events: TrainingEvents | undefined)
     validation,
     truncated: train.truncated,
     dropped: train.dropped,
+    tooLong: train.tooLong,
   };
   return { tokenizer, data };
 }
@@ -300,10 +304,17 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
     const t0 = performance.now();
     const a = evaluateAccuracy(model, tokenizer, questions, {
       systemPrompt: s.systemPrompt ?? undefined,
+      maxLength: s.maxLength,
       maxNewTokens: s.maxNewTokens,
       batchSize: s.generationBatchSize ?? generationBatch(s.device),
     });
-    accuracy = { correct: a.correct, total: a.total, seconds: (performance.now() - t0) / 1000, items: a.outputs.map((x) => x.correct) };
+    accuracy = {
+      correct: a.correct,
+      total: a.total,
+      tooLong: a.tooLong,
+      seconds: (performance.now() - t0) / 1000,
+      items: a.outputs.map((x) => x.correct),
+    };
   }
   const result = { ...resultOf("lora", s.init, s, loop, data, [...params.values()], accuracy), preparation, saved: savedForm(s, loras) };
   if (dp.isMain) {
@@ -503,6 +514,7 @@ function resultOf(
     samples: data.train.length,
     truncated: data.truncated,
     dropped: data.dropped,
+    tooLong: data.tooLong,
     trainableParameters: params.reduce((n, t) => n + t.numel(), 0),
     accuracy,
     skippedSteps: loop.skipped,

@@ -72,7 +72,7 @@ const lines = [
 ];
 
 test("table.mjs: one row per run, ratios to PEFT with checkpointing on the same targets, files named by date and GPU", () => {
-  const dir = tempDir("svdlora-table-");
+  const dir = tempDir("table");
   const file = path.join(dir, "runs.jsonl");
   fs.writeFileSync(file, `${lines.map((l) => JSON.stringify(l)).join("\n")}\nnot json\n\n`);
   const r = spawnSync(process.execPath, [table, file, "--out", path.join(dir, "out")], { encoding: "utf8" });
@@ -108,7 +108,7 @@ test("table.mjs: the example results file as it is, without versions", () => {
 });
 
 test("run-lora7b.sh: every run becomes a line, failures and timeouts an error row, and the table follows", () => {
-  const dir = tempDir("svdlora-runner-");
+  const dir = tempDir("runner");
   const fakePython = path.join(dir, "python");
   fs.writeFileSync(
     fakePython,

@@ -44,7 +44,8 @@ test("the menu shows the settings and each step's state, and q quits", async () 
     /^ {2}1 {2}train the random-init LoRA baseline \(every seed and learning rate\) {2}\[stale: .*train_summary_random\.json was not written by this svdlora\]$/m,
   );
   assert.match(stdout, /^ {2}2 {2}.* {2}\[to do\]$/m);
-  assert.match(stdout, /^ {2}4 {2}compare the arms, paired by seed, and write report\.html {2}\[done\]$/m);
+  // A report.html alone is not a done step 4: svdlora_report.json must record what it was made from.
+  assert.match(stdout, /^ {2}4 {2}compare the arms, paired by seed, and write report\.html {2}\[to do\]$/m);
   assert.match(stdout, /^please answer A, 1, 2, 3, 4 or q$/m);
   assert.deepEqual(asked, ["> ", "> "]);
 });

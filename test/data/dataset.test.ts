@@ -1,15 +1,13 @@
 import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
-import { rmSync } from "node:fs";
+import { describe, it } from "node:test";
 import { DatasetError, loadDataset, parseDataset } from "../../src/data/dataset.js";
 import { PROBABILITY_DATA } from "../../src/data/probability/datasets.js";
+import { tempDir } from "../helpers.js";
 
-const dir = mkdtempSync(join(tmpdir(), "svdlora-dataset-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir("dataset");
 
 let fileCount = 0;
 function file(name: string, content: string | Uint8Array): string {

@@ -6,6 +6,7 @@ import path from "node:path";
 import { before, test } from "node:test";
 import { experimentLayout, readExperimentFile, plan, runExperiment, stepState } from "../../src/pipeline/experiment.js";
 import { teacherLayout } from "../../src/pipeline/layout.js";
+import { renderExperimentReport } from "../../src/pipeline/report.js";
 import { EXPERIMENT, INIT_ARMS, type ExperimentConfig } from "../../src/pipeline/settings.js";
 import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { defaults } from "../../src/util/settings.js";
@@ -14,13 +15,14 @@ import { dataSubset, tempDir } from "../helpers.js";
 const dir = tempDir("exp");
 const config: ExperimentConfig = {
   ...(defaults(EXPERIMENT) as ExperimentConfig),
-  trainData: dataSubset(EMBEDDED_TRAIN, 8, dir, "train.json"),
+  trainData: dataSubset(EMBEDDED_TRAIN, 4, dir, "train.json"),
   evalData: dataSubset(EMBEDDED_EVAL, 4, dir, "eval.json"),
   outputDir: path.join(dir, "exp"),
   epochs: 1,
   learningRate: 1e-3,
   accuracyData: dataSubset(EMBEDDED_ACCURACY, 3, dir, "accuracy.json"),
   accuracySamples: 2,
+  maxNewTokens: 16, // the accuracy check runs; how long the answers are does not matter here
   seeds: 2,
   quiet: true,
 };
@@ -88,12 +90,47 @@ test("done steps are skipped; a step made with other settings is refused, and fo
   await assert.rejects(runExperiment(changed, [2], {}), /step 2: .*noiseScale 0\.1 \(now 0\.2\); rerun with `force`/);
   const longer = { ...config, epochs: 2 };
   assert.match((stepState(longer, 1) as { why: string }).why, /random was made with epochs 1 \(now 2\)/);
+  // The same settings but other data: not done, and why.
+  const data = fs.readFileSync(config.trainData);
+  fs.writeFileSync(config.trainData, `${data.toString().trimEnd()} \n`);
+  try {
+    assert.match((stepState(config, 1) as { why: string }).why, /^random: its trainData .*train\.json has changed since it ran$/);
+  } finally {
+    fs.writeFileSync(config.trainData, data);
+  }
+  assert.deepEqual(stepState(config, 1), { done: true });
+  // Other SVD factors than the svd run started from (the teacher made again, differently).
+  const factorsConfig = path.join(L.factors, "adapter_config.json");
+  const factors = fs.readFileSync(factorsConfig);
+  fs.writeFileSync(factorsConfig, `${factors.toString().trimEnd()} \n`);
+  try {
+    assert.match((stepState(config, 3) as { why: string }).why, /^svd: its svdFactors .*svd_factors_rank16 has changed since it ran$/);
+  } finally {
+    fs.writeFileSync(factorsConfig, factors);
+  }
+  // A run whose adapter is gone is not done either.
+  fs.renameSync(L.adapter("pissa"), `${L.adapter("pissa")}.away`);
+  try {
+    assert.match((stepState(config, 3) as { why: string }).why, /^pissa is incomplete: .*final_model_pissa is missing$/);
+  } finally {
+    fs.renameSync(`${L.adapter("pissa")}.away`, L.adapter("pissa"));
+  }
 
   await runExperiment(config, [2], { force: true });
   assert.ok(fs.statSync(L.analysis).mtimeMs > before);
-  // Step 4 is to do again once a run is newer than the report.
-  fs.utimesSync(L.summary("svd"), new Date(), new Date(Date.now() + 5000));
-  assert.equal(stepState(config, 4).done, false);
+  // Step 4 is to do again once what it was made from has changed (here the teacher's timing).
+  assert.match(
+    (stepState(config, 4) as { why: string }).why,
+    /^(svd_results|synthesized_teacher)\S*_timing\.json has changed since the report was made$/,
+  );
+});
+
+test("report.html is labelled with the settings the runs were made with, not the experiment file's", () => {
+  const html = renderExperimentReport({ ...config, learningRate: 5e-4, epochs: 3 }, L);
+  assert.match(html, /<td>learning rate<\/td><td>0\.001<\/td>/);
+  assert.match(html, /<td>epochs<\/td><td>1<\/td>/);
+  assert.match(html, /<td>seeds<\/td><td>42, 43<\/td>/);
+  assert.match(html, /<td>teacher<\/td><td>rank K = 64, noise 0\.1, /);
 });
 
 test("a step that stopped part-way keeps the runs it finished and makes only the rest", async () => {

@@ -3,7 +3,6 @@
 // that resolve, and a missing figure refused. The browser test (test/browser) opens it for real.
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { experimentLayout } from "../../src/pipeline/experiment.js";
@@ -12,8 +11,9 @@ import { defaults } from "../../src/util/settings.js";
 import type { ComparisonResult } from "../../src/pipeline/compare.js";
 import { summarizeComparison, writeExperimentReport } from "../../src/pipeline/report.js";
 import { writeSampleExperiment } from "./sample-experiment.js";
+import { tempDir } from "../helpers.js";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-report-"));
+const tmp = tempDir("report");
 
 describe("writeExperimentReport", () => {
   it("embeds every figure, leads with the verdict, and links each run's files, from a relative output directory", async () => {

@@ -77,6 +77,7 @@ export async function writeSampleExperiment(
       })),
       truncated: 0,
       dropped: 0,
+      tooLong: 0,
       samples: 81,
       trainableParameters: 65536,
       accuracy: { correct: 3 + k, total: 10, seconds: 2, items: Array.from({ length: 10 }, (_, i) => i < 3 + k) },

@@ -3,13 +3,12 @@
 // stalls gives the other a one-line error within the timeout; fromEnv checks what launchers set.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { distributed, fromEnv } from "../../src/torch/distributed.js";
 import { freePort } from "../../src/cli/launch.js";
+import { tempDir } from "../helpers.js";
 
 const worker = fileURLToPath(new URL("./distributed-worker.js", import.meta.url));
 const hasGloo = distributed.backends().includes("gloo");
@@ -116,7 +115,7 @@ function checkCollectives(results: Result[], n: number): void {
 
 describe("distributed (Gloo, 2 processes)", { skip }, () => {
   test("all-reduce (sum, avg, max, min) of several shapes and dtypes, broadcast and barrier; TCPStore, then FileStore with 64-byte buckets", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-dist-"));
+    const dir = tempDir("dist");
     const results = await runRanks("collectives", 2, { DIST_TIMEOUT_MS: "20000", DIST_STORE_FILE: path.join(dir, "store") });
     for (const r of results) assert.equal(r.code, 0, `rank ${r.rank} exited with ${r.code}: ${r.stderr}`);
     for (const round of [0, 1])
@@ -189,7 +188,7 @@ describe("distributed (Gloo, this process)", { skip }, () => {
       backend: "gloo",
       rank: 0,
       worldSize: 1,
-      storeFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-dist-")), "s"),
+      storeFile: path.join(tempDir("dist"), "s"),
       timeoutMs: 5000,
     });
     try {

@@ -11,6 +11,7 @@ import { type TrainRunResult, trainRun } from "../../src/pipeline/train.js";
 import { InterruptedError } from "../../src/train/events.js";
 import { readTrainingLog } from "../../src/train/log.js";
 import type { LoraTrainingSettings } from "../../src/train/settings.js";
+import { onFilesystemChange } from "../../src/util/outputs.js";
 import { dataSubset, tempDir } from "../helpers.js";
 import { type DecodedEvent, readEventFile } from "./tfevents-reader.js";
 
@@ -47,8 +48,18 @@ function events(r: TrainRunResult): DecodedEvent[] {
 const numbersOf = (rows: Record<string, number | null>[]) => rows.map(({ elapsed_s: _e, tokens_per_second: _t, ...rest }) => rest);
 
 let reference: TrainRunResult;
+/** The last checkpoint's trainer_state.json, read before the run's commit removes the checkpoint. */
+let trainerState = "";
 before(async () => {
-  reference = await trainRun({ ...base, outputDir: out("reference"), saveSteps: 1 });
+  const file = path.join(out("reference"), "checkpoints", "random", "trainer_state.json");
+  onFilesystemChange(() => {
+    if (fs.existsSync(file)) trainerState = fs.readFileSync(file, "utf8");
+  });
+  try {
+    reference = await trainRun({ ...base, outputDir: out("reference"), saveSteps: 1 });
+  } finally {
+    onFilesystemChange(null);
+  }
 });
 
 test("the JSONL and the TensorBoard events hold the CSV's rows, and tokens/s", () => {
@@ -94,7 +105,7 @@ test("the JSONL and the TensorBoard events hold the CSV's rows, and tokens/s", (
 });
 
 test("trainer_state.json has only Hugging Face TrainerState's fields, with the log history", () => {
-  const state = JSON.parse(fs.readFileSync(path.join(out("reference"), "checkpoints", "random", "trainer_state.json"), "utf8"));
+  const state = JSON.parse(trainerState);
   // TrainerState.load_from_json is cls(**json): any other key is an error there.
   const TRAINER_STATE_FIELDS = ["epoch", "global_step", "max_steps", "num_train_epochs", "log_history"];
   assert.deepEqual(Object.keys(state).sort(), [...TRAINER_STATE_FIELDS].sort());
