@@ -2,7 +2,6 @@
 // runs share, and the experiment's own (arms, seeds, the teacher). Defined once here; flags,
 // file keys, validation, defaults and the summary all come from this (util/settings.ts).
 import { LORA, TRAINING } from "../train/settings.js";
-import { METRICS, type MetricKey } from "./compare.js";
 import { type Values, bool, int, list, num, oneOf, pick, text } from "../util/settings.js";
 
 /** Other inits trained beside random (the baseline) and svd (the teacher's SVD). */
@@ -17,6 +16,20 @@ export const CONTROL_ARMS = ["random-continued", "svd-full", "svd-xfit"] as cons
 export const EXTRA_ARMS = [...INIT_ARMS, ...CONTROL_ARMS] as const;
 export type ExtraArm = (typeof EXTRA_ARMS)[number];
 export const FACTOR_SPLITS = ["seed", "balanced"] as const;
+
+/** What the comparison measures for every arm (step 4, pipeline/compare.ts). */
+export const METRICS = [
+  "heldOutFinal",
+  "heldOutInitial",
+  "heldOutAuc",
+  "stepsToTarget",
+  "trainFinal",
+  "accuracy",
+  "seconds",
+  "totalTokens",
+  "totalSeconds",
+] as const;
+export type MetricKey = (typeof METRICS)[number];
 
 /** How the arms are compared (step 4). */
 export const COMPARISON = {
@@ -120,3 +133,25 @@ export const EXPERIMENT = {
 };
 
 export type ExperimentConfig = Values<typeof EXPERIMENT>;
+
+const size = (help: string, value: number) => ({ kind: int({ min: 1 }), help, default: value, identity: "training" as const });
+
+/** The settings of `svdlora pretrain`: the corpus, the tokenizer, the model's size and its training. */
+export const PRETRAIN = {
+  outputDir: { kind: text("<dir>"), help: "model folder to write (a new one, or one svdlora wrote)", default: "tiny-prob-pretrained" },
+  samples: { kind: int({ min: 1 }), help: "generated problems in the corpus", default: 12000 },
+  chatFraction: { kind: num({ min: 0, max: 1 }), help: "share of samples in ChatML form (the rest plain text)", default: 0.3 },
+  merges: { kind: int({ min: 0 }), help: "BPE merges learned for the tokenizer", default: 1200 },
+  hidden: size("hidden size", 256),
+  layers: size("decoder layers", 4),
+  heads: size("attention heads", 8),
+  kvHeads: size("key/value heads", 2),
+  intermediate: size("MLP size", 704),
+  epochs: { ...TRAINING.epochs, help: "passes over the corpus", default: 3 },
+  batchSize: { ...TRAINING.batchSize, help: "samples per step", default: 32 },
+  learningRate: { ...TRAINING.learningRate, default: 2e-3 },
+  maxLength: { ...TRAINING.maxLength, default: 512 },
+  seed: { ...TRAINING.seed, default: 2024 },
+  device: TRAINING.device,
+  quiet: TRAINING.quiet,
+};

@@ -2,7 +2,7 @@
 // `train-full` and the experiment's runs take their flags, config-file keys, defaults,
 // validation and resume fingerprint from here.
 import { QWEN25_MATH_SYSTEM_PROMPT } from "../data/format.js";
-import { PROJECTIONS } from "../hf/peft.js";
+import { PROJECTIONS } from "../hf/projections.js";
 import { EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../paths.js";
 import { type Kind, type NoSetting, type Values, bool, int, num, oneOf, orNull, setting, text, textOrNull } from "../util/settings.js";
 import { SCHEDULE_KINDS } from "./schedule.js";
