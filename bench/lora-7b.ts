@@ -1,14 +1,16 @@
-// Our side of the GPU LoRA benchmark (issue: train a Qwen2.5-Math-7B-sized LoRA faster than PEFT):
-// the Qwen2.5-Math-7B architecture with random bf16 weights (or a checkpoint), LoRA r = 16, α = 16,
-// batch 4 in file order, AdamW lr 2e-4 (weight decay 0.01, no clipping: as peft_baseline.py), the
-// same token ids as ../shared/gpu/peft_baseline.py. It runs the training step `svdlora train`
-// runs (src/train/step.ts), with the same defaults on CUDA: packed flash attention, chunked loss,
-// gradient checkpointing only where --max-memory-gib needs it, fused AdamW.
+// Our side of the GPU LoRA benchmark (bench/run-lora7b.sh): a model of bench/configs/'s
+// architectures with random bf16 weights (the Qwen2.5-Math-7B one by default) or a checkpoint,
+// LoRA r = 16, α = 16, batch 4 in file order, AdamW lr 2e-4 (weight decay 0.01, no clipping),
+// measured by src/train/bench.ts (the training step `svdlora train` runs, with its CUDA defaults:
+// packed flash attention, chunked loss, gradient checkpointing only where --max-memory-gib needs
+// it, fused AdamW) on the samples file scripts/bench_peft.py reads too.
 // With --gpus N, one process per GPU (data-parallel as `svdlora train --gpus N`): each takes 4
 // samples of every global batch of 4·N, and the figures are for all GPUs together.
 //   node dist/bench/lora-7b.js SAMPLES.json [TARGETS] [--max-memory-gib G] [--checkpointing auto|on|off]
-//        [--no-packing] [--layers N] [--model-dir DIR] [--save-adapter DIR] [--steps N] [--epochs E] [--gpus N] [--batch-size B]
+//        [--no-packing] [--model-config FILE] [--layers N] [--model-dir DIR] [--save-adapter DIR] [--steps N]
+//        [--epochs E] [--gpus N] [--batch-size B]
 // --batch-size is per process (default 4): the global batch is B × the number of processes.
+// --steps caps the steps in all (the first 3 are warm-up); --epochs passes over the samples (default 2).
 import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { parseModelConfig } from "../src/hf/config.js";
@@ -16,10 +18,10 @@ import { saveAdapter } from "../src/hf/peft.js";
 import { loadCausalLM, randomCausalLM } from "../src/model/loader.js";
 import { addLora, adapterConfigFor, loraParameters, loraWeights } from "../src/model/lora.js";
 import * as torch from "../src/torch/index.js";
+import { benchSteps, knownPeakTflops, matmulWeights, measureTraining, mfuPercent } from "../src/train/bench.js";
 import { broadcastFromMain, joinProcessGroup } from "../src/train/data-parallel.js";
 import { launchWorkers } from "../src/cli/launch.js";
 import { AdamW } from "../src/train/optim.js";
-import { optimizerStep, rankMicroBatch } from "../src/train/step.js";
 import type { GradientCheckpointing } from "../src/train/settings.js";
 import { recomputePolicy } from "../src/train/trainer.js";
 
@@ -31,7 +33,8 @@ const { values: flags, positionals } = parseArgs({
     "max-memory-gib": { type: "string" },
     checkpointing: { type: "string", default: "auto" },
     "no-packing": { type: "boolean", default: false },
-    layers: { type: "string", default: "28" },
+    "model-config": { type: "string", default: new URL("../../bench/configs/qwen2.5-math-7b.json", import.meta.url).pathname },
+    layers: { type: "string" },
     "model-dir": { type: "string" },
     "save-adapter": { type: "string" },
     steps: { type: "string" },
@@ -51,29 +54,15 @@ const samples: number[][] = JSON.parse(fs.readFileSync(samplesFile, "utf8"));
 const targets = targetsArg.split(",");
 const budgetGib = flags["max-memory-gib"] === undefined ? undefined : Number(flags["max-memory-gib"]);
 const packing = !flags["no-packing"];
-const maxSteps = flags.steps === undefined ? Infinity : Number(flags.steps);
 const batch = Number(flags["batch-size"]);
 
 const t0 = performance.now();
 torch.manualSeed(0);
+const config = JSON.parse(fs.readFileSync(flags["model-config"]!, "utf8"));
+if (flags.layers !== undefined) config.num_hidden_layers = Number(flags.layers);
 const model = flags["model-dir"]
   ? loadCausalLM(flags["model-dir"], { dtype: "bfloat16", device: dp.device })
-  : randomCausalLM(
-      parseModelConfig({
-        model_type: "qwen2",
-        hidden_size: 3584,
-        intermediate_size: 18944,
-        num_hidden_layers: Number(flags.layers),
-        num_attention_heads: 28,
-        num_key_value_heads: 4,
-        rope_theta: 10000,
-        rms_norm_eps: 1e-6,
-        max_position_embeddings: 4096,
-        vocab_size: 152064,
-        tie_word_embeddings: false,
-      }),
-      { dtype: "bfloat16", device: dp.device },
-    );
+  : randomCausalLM(parseModelConfig(config), { dtype: "bfloat16", device: dp.device });
 torch.cuda.synchronize();
 console.error(`model ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 const lora = { rank: 16, alpha: 16, targets };
@@ -90,41 +79,16 @@ const recompute = recomputePolicy({
   gradientCheckpointing: flags.checkpointing as GradientCheckpointing,
   maxMemory: budgetGib,
 });
-const encoded = samples.map((ids) => ({ ids, lossMask: ids.map(() => true), truncated: false }));
-
-torch.cuda.resetPeakMemory();
-let steps = 0,
-  real = 0,
-  padded = 0,
-  timed = 0,
-  recomputed = 0,
-  start = 0;
-const losses: number[] = [];
-outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
-  for (let i = 0; i < encoded.length; i += batch * dp.worldSize) {
-    if (steps >= maxSteps) break outer;
-    if (epoch === 0 && steps === 3) {
-      torch.cuda.synchronize();
-      start = performance.now();
-      real = 0;
-      padded = 0;
-      timed = 0;
-      recomputed = 0;
-    }
-    const global = encoded.slice(i, i + batch * dp.worldSize);
-    const micro = rankMicroBatch(global, 1, dp, { padId: 151643, device: dp.device, packing });
-    const r = optimizerStep(model, optimizer, [micro], { recompute, lr: 2e-4, dataParallel: dp });
-    losses.push(r.loss);
-    real += r.tokens;
-    padded += packing ? r.tokens : global.length * Math.max(...global.map((s) => s.ids.length));
-    recomputed += r.recomputed;
-    steps++;
-    timed++;
-  }
-torch.cuda.synchronize();
-const seconds = (performance.now() - start) / 1000;
+const steps = benchSteps(
+  samples.length,
+  batch * dp.worldSize,
+  Number(flags.epochs),
+  flags.steps === undefined ? Infinity : Number(flags.steps),
+);
+const m = measureTraining(model, optimizer, samples, { steps, padId: 151643, packing, recompute, lr: 2e-4, dataParallel: dp });
 if (!dp.isMain) process.exit(0);
-const N = [...model.namedWeights()].filter(([n]) => n !== "model.embed_tokens.weight").reduce((n, [, t]) => n + t.numel(), 0);
+const gpu = torch.cuda.devices()[0].name;
+const peak = knownPeakTflops(gpu, "bfloat16");
 console.log(
   JSON.stringify({
     side: "svdlora",
@@ -135,14 +99,16 @@ console.log(
     budget_gib: budgetGib ?? null,
     checkpointing: flags.checkpointing,
     packing,
-    timed_steps: timed,
-    seconds: Number(seconds.toFixed(2)),
-    real_tokens_per_s: Math.round(real / seconds),
-    padded_tokens_per_s: Math.round(padded / seconds),
-    mfu_4N_real_pct_of_989: Number(((100 * 4 * N * real) / seconds / 989e12 / dp.worldSize).toFixed(1)),
-    recomputed_layers_per_step: Number((recomputed / timed).toFixed(1)),
-    peak_mem_gib: Number((torch.cuda.memory().peakAllocated / 2 ** 30).toFixed(2)),
-    gpu: torch.cuda.devices()[0].name,
-    first_losses: losses.slice(0, 20).map((l) => Number(l.toFixed(5))),
+    timed_steps: m.timedSteps,
+    seconds: Number(m.seconds.toFixed(2)),
+    real_tokens_per_s: Math.round(m.realTokensPerSecond),
+    padded_tokens_per_s: Math.round(m.paddedTokensPerSecond),
+    peak_tflops: peak,
+    mfu_4N_pct:
+      peak === null ? null : Number((mfuPercent(m.realTokensPerSecond, matmulWeights(model), peak * 1e12) / dp.worldSize).toFixed(1)),
+    recomputed_layers_per_step: Number(m.recomputedLayersPerStep.toFixed(1)),
+    peak_mem_gib: Number((m.peakMemoryBytes / 2 ** 30).toFixed(2)),
+    gpu,
+    first_losses: m.losses.slice(0, 20).map((l) => Number(l.toFixed(5))),
   }),
 );
