@@ -9,6 +9,7 @@ import { Command, CommanderError } from "commander";
 import { InterruptedError } from "../train/events.js";
 import { SettingError } from "../util/settings.js";
 import { packageVersion } from "../version.js";
+import { registerBench } from "./bench.js";
 import { registerCompare } from "./compare.js";
 import { registerEval } from "./eval.js";
 import { registerInfo } from "./info.js";
@@ -49,6 +50,7 @@ export function buildProgram(cli: Cli): Command {
     registerSynthesize,
     registerSvd,
     registerRun,
+    registerBench,
   ])
     register(program, cli);
   // Every subcommand reports its errors through main(), not by exiting.

@@ -155,3 +155,27 @@ export const PRETRAIN = {
   device: TRAINING.device,
   quiet: TRAINING.quiet,
 };
+
+export const PEFT_CHECKPOINTING = ["on", "off"] as const;
+
+/** The settings of `svdlora bench` (pipeline/bench.ts): the model and LoRA to measure, and the PEFT reference. */
+export const BENCH = {
+  ...pick(TRAINING, ["baseModel", "device", "dtype", "gradientCheckpointing", "maxMemory", "quiet"]),
+  batchSize: { ...TRAINING.batchSize, help: "samples per step" },
+  seed: { ...TRAINING.seed, help: "random seed (the synthetic samples, the LoRA init)" },
+  ...pick(LORA, ["loraRank", "loraAlpha", "targetModules"]),
+  steps: { kind: int({ min: 1 }), help: "optimizer steps timed, after 3 warm-up steps", default: 20 },
+  peakTflops: {
+    kind: num({ above: 0, placeholder: "<TFLOP/s>" }),
+    help: "the device's dense peak in the training dtype, for MFU (default: known for H200, H100 SXM and A100 in bfloat16)",
+  },
+  peft: { kind: bool(), help: "also measure the PEFT reference (scripts/bench_peft.py) when Python can import peft", default: true },
+  peftCheckpointing: {
+    kind: oneOf(PEFT_CHECKPOINTING, "<mode>"),
+    help: "the PEFT reference with gradient checkpointing (how PEFT fits a memory budget) or without",
+    default: "on" as (typeof PEFT_CHECKPOINTING)[number],
+  },
+  python: { kind: text("<cmd>"), help: "the Python that runs the PEFT reference (with torch, transformers and peft)", default: "python3" },
+};
+
+export type BenchSettings = Values<typeof BENCH>;

@@ -73,13 +73,14 @@ test("--help of svdlora and of every command loads nothing heavy", () => {
   const commands = buildProgram({ io: { stdout: { write: () => true }, stderr: { write: () => true }, interactive: false } }).commands.map(
     (c) => c.name(),
   );
-  assert.ok(commands.includes("train") && commands.length >= 11, `${commands}`);
+  assert.ok(commands.includes("bench") && commands.includes("train") && commands.length >= 11, `${commands}`);
   assertLight(["--help"], 0, /Usage: svdlora/);
   for (const command of commands) assertLight([command, "--help"], 0, new RegExp(`Usage: svdlora ${command}`));
 });
 
 test("flag errors load nothing heavy", () => {
   assertLight(["train", "--lora-rank", "x"], 1, /--lora-rank <n>' argument 'x' is invalid/);
+  assertLight(["bench", "--steps", "0"], 1, /--steps <n>' argument '0' is invalid/);
   assertLight(["run", "--steps", "9"], 1, /--steps 9: use all, or step numbers 1-4/);
   assertLight(["trian"], 1, /unknown command 'trian'/);
 });
