@@ -10,6 +10,10 @@
 #   bash bench/scaling.sh [OUTDIR] [--models 0.5B,1.5B,7B,14B] [--timeout SECONDS_PER_PROCESS]
 set -u -o pipefail
 cd "$(dirname "$0")/.."
+if ! command -v "${NODE:-node}" >/dev/null && [ -f .gpu/env.sh ]; then
+  # shellcheck disable=SC1091
+  source .gpu/env.sh >&2
+fi
 OUTDIR=${OUT:-bench/results}
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then OUTDIR=$1; shift; fi
 [ -f dist/bench/scaling.js ] || { echo "scaling: dist/bench/scaling.js missing: build first (npm run build)" >&2; exit 1; }
