@@ -1,9 +1,10 @@
-// Our side of the GPU LoRA benchmark (issue: train a Qwen2.5-Math-7B-sized LoRA faster than PEFT):
-// the Qwen2.5-Math-7B architecture with random bf16 weights (or a checkpoint), LoRA r = 16, α = 16,
-// batch 4 in file order, AdamW lr 2e-4 (weight decay 0.01, no clipping: as peft_baseline.py), the
-// same token ids as ../shared/gpu/peft_baseline.py. It runs the training step `svdlora train`
+// Our side of the GPU LoRA benchmark (bench/run-lora7b.sh): a model of bench/configs/'s
+// architectures with random bf16 weights (the Qwen2.5-Math-7B one by default) or a checkpoint,
+// LoRA r = 16, α = 16, batch 4 in file order, AdamW lr 2e-4 (weight decay 0.01, no clipping), on
+// the samples file scripts/bench_peft.py reads too. It runs the training step `svdlora train`
 // runs (src/train/step.ts), with the same defaults on CUDA: packed flash attention, chunked loss,
-// gradient checkpointing only where --max-memory-gib needs it, fused AdamW.
+// gradient checkpointing only where --max-memory-gib needs it, fused AdamW; MFU as src/train/bench.ts
+// counts it (4N FLOPs per real token).
 // With --gpus N, one process per GPU (data-parallel as `svdlora train --gpus N`): each takes 4
 // samples of every global batch of 4·N, and the figures are for all GPUs together; the gradients'
 // all-reduce overlaps backward unless --no-overlap. Each timed step's host phases on every rank
@@ -11,7 +12,7 @@
 // prints them with a summary (`breakdown`) beside the throughput, so that one run tells where a
 // data-parallel step's time goes.
 //   node dist/bench/lora-7b.js SAMPLES.json [TARGETS] [--max-memory-gib G] [--checkpointing auto|on|off]
-//        [--no-packing] [--layers N] [--model-dir DIR] [--save-adapter DIR] [--steps N] [--epochs E] [--gpus N]
+//        [--no-packing] [--model-config FILE] [--layers N] [--model-dir DIR] [--save-adapter DIR] [--steps N] [--epochs E] [--gpus N]
 //        [--batch-size B] [--no-overlap] [--device cuda|cpu]
 // --device cpu (with --model-dir models/tiny-prob and token ids below its vocabulary) is a smoke
 // test of this script and its multi-process path on a machine without a GPU.
@@ -23,6 +24,7 @@ import { saveAdapter } from "../src/hf/peft.js";
 import { loadCausalLM, randomCausalLM } from "../src/model/loader.js";
 import { addLora, adapterConfigFor, loraParameters, loraWeights } from "../src/model/lora.js";
 import * as torch from "../src/torch/index.js";
+import { knownPeakTflops, matmulWeights, mfuPercent } from "../src/train/bench.js";
 import { broadcastFromMain, joinProcessGroup, shareOf } from "../src/train/data-parallel.js";
 import { launchPlan, launchWorkers } from "../src/cli/launch.js";
 import { AdamW } from "../src/train/optim.js";
@@ -38,7 +40,8 @@ const { values: flags, positionals } = parseArgs({
     "max-memory-gib": { type: "string" },
     checkpointing: { type: "string", default: "auto" },
     "no-packing": { type: "boolean", default: false },
-    layers: { type: "string", default: "28" },
+    "model-config": { type: "string", default: new URL("../../bench/configs/qwen2.5-math-7b.json", import.meta.url).pathname },
+    layers: { type: "string" },
     "model-dir": { type: "string" },
     "save-adapter": { type: "string" },
     steps: { type: "string" },
@@ -68,24 +71,11 @@ const batch = Number(flags["batch-size"]);
 
 const t0 = performance.now();
 torch.manualSeed(0);
+const config = JSON.parse(fs.readFileSync(flags["model-config"]!, "utf8"));
+if (flags.layers !== undefined) config.num_hidden_layers = Number(flags.layers);
 const model = flags["model-dir"]
   ? loadCausalLM(flags["model-dir"], { dtype: "bfloat16", device: dp.device })
-  : randomCausalLM(
-      parseModelConfig({
-        model_type: "qwen2",
-        hidden_size: 3584,
-        intermediate_size: 18944,
-        num_hidden_layers: Number(flags.layers),
-        num_attention_heads: 28,
-        num_key_value_heads: 4,
-        rope_theta: 10000,
-        rms_norm_eps: 1e-6,
-        max_position_embeddings: 4096,
-        vocab_size: 152064,
-        tie_word_embeddings: false,
-      }),
-      { dtype: "bfloat16", device: dp.device },
-    );
+  : randomCausalLM(parseModelConfig(config), { dtype: "bfloat16", device: dp.device });
 synchronize();
 console.error(`model ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 const lora = { rank: 16, alpha: 16, targets };
@@ -158,7 +148,8 @@ const seconds = (performance.now() - start) / 1000;
 // Every rank's rows, to rank 0: each fills its own slot of one all-reduce (after the timing).
 const perRank = gatherRows(rows);
 if (!dp.isMain) process.exit(0);
-const N = [...model.namedWeights()].filter(([n]) => n !== "model.embed_tokens.weight").reduce((n, [, t]) => n + t.numel(), 0);
+const gpu = cuda ? torch.cuda.devices()[0].name : "cpu";
+const peak = cuda ? knownPeakTflops(gpu, "bfloat16") : null;
 console.log(
   JSON.stringify({
     side: "svdlora",
@@ -174,10 +165,11 @@ console.log(
     seconds: Number(seconds.toFixed(2)),
     real_tokens_per_s: Math.round(real / seconds),
     padded_tokens_per_s: Math.round(padded / seconds),
-    mfu_4N_real_pct_of_989: Number(((100 * 4 * N * real) / seconds / 989e12 / dp.worldSize).toFixed(1)),
+    peak_tflops: peak,
+    mfu_4N_pct: peak === null ? null : Number((mfuPercent(real / seconds, matmulWeights(model), peak * 1e12) / dp.worldSize).toFixed(1)),
     recomputed_layers_per_step: Number((recomputed / timed).toFixed(1)),
     peak_mem_gib: cuda ? Number((torch.cuda.memory().peakAllocated / 2 ** 30).toFixed(2)) : null,
-    gpu: cuda ? torch.cuda.devices()[0].name : "cpu",
+    gpu,
     first_losses: losses.slice(0, 20).map((l) => Number(l.toFixed(5))),
     losses: losses.map((l) => Number(l.toFixed(5))),
     breakdown: breakdown(perRank),

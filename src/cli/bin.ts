@@ -1,7 +1,7 @@
 // The process around main(): the terminal's streams, questions on stdin (the `run` menu), the
 // exit code, and process-wide settings read from the environment.
 import readline from "node:readline/promises";
-import { cuda, tuneHostAllocator } from "../torch/index.js";
+import { tuneHostAllocator } from "../torch/native.js";
 import { onFilesystemChange } from "../util/outputs.js";
 import { main } from "./main.js";
 
@@ -9,7 +9,7 @@ import { main } from "./main.js";
 if (!process.env.SVDLORA_SYSTEM_MALLOC) tuneHostAllocator();
 // Like torch.cuda.set_per_process_memory_fraction, for sharing a GPU (and for trying out-of-memory handling).
 const fraction = process.env.SVDLORA_CUDA_MEMORY_FRACTION;
-if (fraction) cuda.setMemoryFraction(Number(fraction));
+if (fraction) (await import("../torch/index.js")).cuda.setMemoryFraction(Number(fraction));
 
 // Tests of crash safety and locking: die (SIGKILL), or stop until SIGCONT (SIGSTOP), just before
 // the k-th change svdlora makes to the file system.

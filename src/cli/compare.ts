@@ -1,6 +1,5 @@
 // `svdlora compare` (step 4 of docs/experiment.md): every arm against the baseline, paired by seed, with the verdict and the files written.
 import type { Command } from "commander";
-import { compareRuns, renderComparisonReport, writeComparison } from "../pipeline/compare.js";
 import { COMPARISON } from "../pipeline/settings.js";
 import { checkOutputDir } from "../util/files.js";
 import { defaults, text } from "../util/settings.js";
@@ -23,6 +22,7 @@ export function registerCompare(program: Command, cli: Cli): void {
     const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
       targetLoss?: number;
     };
+    const { compareRuns, renderComparisonReport, writeComparison } = await import("../pipeline/compare.js");
     checkOutputDir(o.trainingDir, "comparison report folder");
     const result = compareRuns(o.trainingDir, { baseline: o.baseline, primary: o.primary, targetLoss: o.targetLoss });
     const paths = await writeComparison(o.trainingDir, result, (line) => println(cli.io.stderr, `svdlora: ${line}`));

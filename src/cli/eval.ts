@@ -1,25 +1,16 @@
 // `svdlora eval`: held-out loss and exact-answer accuracy of a base model, with or without an adapter.
 import path from "node:path";
 import type { Command } from "commander";
-import { loadDataset } from "../data/dataset.js";
 import { formatSamples } from "../data/format.js";
 import { resolveBaseModel } from "../hf/hub.js";
-import { loadAdapter } from "../hf/peft.js";
-import { loadTokenizer } from "../hf/tokenizer.js";
-import { loadCausalLM } from "../model/loader.js";
-import { loadLora } from "../model/lora.js";
 import { EMBEDDED_EVAL } from "../paths.js";
-import * as torch from "../torch/index.js";
-import { evaluateAccuracy, evaluateLoss } from "../train/evaluate.js";
 import { LORA, TRAINING } from "../train/settings.js";
-import { defaultDtype } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { checkOutputPath } from "../util/files.js";
 import { assertOurs, writeOutputs } from "../util/outputs.js";
 import { bool, defaults, int, pick, text } from "../util/settings.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
-import { TrainingProgress } from "./progress.js";
 import { addSettingFlags, checkDevice, givenSettings } from "./settings.js";
 
 const SCHEMA = {
@@ -44,9 +35,18 @@ export function registerEval(program: Command, cli: Cli): void {
       limit?: number;
       output?: string;
     };
-    checkDevice(cmd, o.device);
+    await checkDevice(cmd, o.device);
     if (!o.generate && given.maxNewTokens !== undefined)
       throw new Error("--max-new-tokens bounds generated answers, and --no-generate turns generation off: drop one of them");
+    const { loadDataset } = await import("../data/dataset.js");
+    const { loadAdapter } = await import("../hf/peft.js");
+    const { loadTokenizer } = await import("../hf/tokenizer.js");
+    const { loadCausalLM } = await import("../model/loader.js");
+    const { loadLora } = await import("../model/lora.js");
+    const torch = await import("../torch/index.js");
+    const { evaluateAccuracy, evaluateLoss } = await import("../train/evaluate.js");
+    const { defaultDtype } = await import("../train/trainer.js");
+    const { TrainingProgress } = await import("./progress.js");
     // The output path is checked before the evaluation, not after it.
     if (o.output) {
       checkOutputPath(o.output, "results file");

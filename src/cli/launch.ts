@@ -1,6 +1,6 @@
 // Multi-GPU runs from one command, like torchrun: `svdlora train … --gpus 4` starts 4 copies of
 // the same command, one per GPU, that find each other through the variables torch.distributed
-// uses (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; read with distributed.fromEnv()).
+// uses (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; read with fromEnv(), util/dist-env.ts).
 // On several machines, the same command on each with NNODES (how many), NODE_RANK (which one) and
 // MASTER_ADDR / MASTER_PORT (rank 0's machine and a free port there), as torchrun's --nnodes and
 // --node-rank. Under torchrun or srun, which start the workers themselves, it starts nothing.
@@ -13,7 +13,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import net from "node:net";
 import os from "node:os";
-import { distributed } from "../torch/distributed.js";
+import { fromEnv } from "../util/dist-env.js";
 
 export interface LaunchOptions {
   /** The script the workers run. Default: this process's (process.argv[1]). */
@@ -117,11 +117,11 @@ const wholeVar = (name: string, value: string, min: number): number => {
 /**
  * What `--gpus` (null: not given, one) means in this environment. Null when this process is already
  * one of several that a launcher started (torchrun's or this one's RANK and WORLD_SIZE, or srun's
- * tasks: distributed.fromEnv) or runs alone; else the workers to start here, on one machine of
+ * tasks: fromEnv) or runs alone; else the workers to start here, on one machine of
  * NNODES. Variables that disagree with each other, or with what a launcher set, are one-line errors.
  */
 export function launchPlan(gpus: number | null, env: NodeJS.ProcessEnv = process.env): LaunchPlan | null {
-  const started = distributed.fromEnv(env);
+  const started = fromEnv(env);
   const nnodes = env.NNODES ? wholeVar("NNODES", env.NNODES, 1) : null;
   const nodeRank = env.NODE_RANK ? wholeVar("NODE_RANK", env.NODE_RANK, 0) : null;
   if (nodeRank !== null && nnodes === null)

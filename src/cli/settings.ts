@@ -1,11 +1,11 @@
 // Command-line flags and config files from the settings schemas (util/settings.ts): every setting
 // with a flag becomes an option (its help shows the default), a config file (--config) may set any
-// of them, and the flags given override the file, which overrides the defaults.
+// of them, and the flags given override the file, which overrides the defaults. Light on purpose:
+// every command's flags are built from here before anything runs (`--help` loads no libtorch).
 import fs from "node:fs";
-import { deviceProblem } from "./args.js";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { NO_SETTING } from "../train/settings.js";
-import { type Schema, type SettingError, flagName, parseConfigText, readSettings } from "../util/settings.js";
+import { type Schema, type SettingError, flagName, kebabCase, parseConfigText, readSettings } from "../util/settings.js";
 
 const schemas = new WeakMap<Command, Schema>();
 
@@ -79,8 +79,9 @@ export function givenSettings<S extends Schema>(cmd: Command, schema: S): Record
   return { ...(file ? readConfigFile(file, schema) : {}), ...flagValues(cmd, schema) };
 }
 
-/** Refuses a device this machine lacks, naming where it was set (a flag, or the config file). */
-export function checkDevice(cmd: Command, device: string | undefined): void {
+/** Refuses a device this machine lacks, naming where it was set (a flag, or the config file). Loads libtorch for "cuda". */
+export async function checkDevice(cmd: Command, device: string | undefined): Promise<void> {
+  const { deviceProblem } = await import("./args.js");
   const problem = deviceProblem(device ?? "cpu");
   if (!problem) return;
   const file = cmd.opts().config as string | undefined;
@@ -101,6 +102,11 @@ export function settingName(schema: Schema, key: string): string {
   const s = schema[key];
   const flag = s ? flagName(key, s) : null;
   return flag ? `--${flag}` : key;
+}
+
+/** Text from the library with each setting it names by key in backticks (`learningRate`) said as its flag. */
+export function withFlagNames(text: string, schema: Schema): string {
+  return text.replace(/`([a-z][A-Za-z]*)`/g, (_, key: string) => (schema[key] ? settingName(schema, key) : `--${kebabCase(key)}`));
 }
 
 /** A library SettingError from values given in code: said with the flag's name. */

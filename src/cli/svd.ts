@@ -1,9 +1,8 @@
 // `svdlora svd` (step 2b of docs/experiment.md).
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
-import { targetNames } from "../hf/peft.js";
+import { targetNames } from "../hf/projections.js";
 import { FACTORS } from "../pipeline/settings.js";
-import { svdStep } from "../pipeline/svd.js";
 import { LORA, TRAINING } from "../train/settings.js";
 import { defaults, text } from "../util/settings.js";
 import { println } from "./io.js";
@@ -39,6 +38,7 @@ export function registerSvd(program: Command, cli: Cli): void {
       );
     if (!o.synthesizedDelta && !o.loraAdapter && !o.finetunedModel)
       o.synthesizedDelta = "synthesized_teacher/synthesized_delta_rank64.safetensors";
+    const { svdStep } = await import("../pipeline/svd.js");
     const out = await svdStep(
       {
         synthesizedDelta: o.synthesizedDelta,

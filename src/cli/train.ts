@@ -3,15 +3,11 @@
 import path from "node:path";
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
-import { trainRun } from "../pipeline/train.js";
-import * as torch from "../torch/index.js";
-import { joinProcessGroup, leaveProcessGroup } from "../train/data-parallel.js";
 import { LORA_TRAINING } from "../train/settings.js";
 import type { Cli } from "./main.js";
 import { withInterrupts } from "./interrupt.js";
 import { println } from "./io.js";
 import { LaunchError, launchPlan, launchWorkers } from "./launch.js";
-import { terminalEvents } from "./progress.js";
 import { addSettingFlags, checkDevice, givenSettings, refuseUnusedMaxNewTokens } from "./settings.js";
 
 export function registerTrain(program: Command, cli: Cli): void {
@@ -22,7 +18,7 @@ export function registerTrain(program: Command, cli: Cli): void {
   addSettingFlags(cmd, LORA_TRAINING).action(async () => {
     const given = givenSettings(cmd, LORA_TRAINING);
     const device = (given.device as string | undefined) ?? "cpu";
-    checkDevice(cmd, device);
+    await checkDevice(cmd, device);
     if (given.svdFactors !== undefined && given.init !== "svd")
       throw new Error("--svd-factors is used only with --init svd: add --init svd, or drop --svd-factors");
     refuseUnusedMaxNewTokens(given);
@@ -31,7 +27,7 @@ export function registerTrain(program: Command, cli: Cli): void {
     // NNODES); each joins the group. Under torchrun or srun this process is already a worker.
     const plan = launchPlan((given.gpus as number | undefined) ?? null);
     if (plan) {
-      const visible = torch.cuda.deviceCount();
+      const visible = (await import("../torch/index.js")).cuda.deviceCount();
       if (device.startsWith("cuda") && plan.gpus > visible)
         throw new Error(
           `--gpus ${plan.gpus}: this machine shows ${visible} GPU${visible === 1 ? "" : "s"}; use --gpus ${Math.max(1, visible)} or fewer`,
@@ -51,6 +47,9 @@ export function registerTrain(program: Command, cli: Cli): void {
         throw e;
       }
     }
+    const { joinProcessGroup, leaveProcessGroup } = await import("../train/data-parallel.js");
+    const { trainRun } = await import("../pipeline/train.js");
+    const { terminalEvents } = await import("./progress.js");
     const dp = joinProcessGroup(device);
     try {
       const quiet = Boolean(given.quiet) || !dp.isMain;

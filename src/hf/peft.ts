@@ -9,6 +9,8 @@ import type { Tensor } from "../torch/index.js";
 import { replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
 import { displayPath, readInputText, showValue } from "../util/files.js";
 import { compileFileRegex, regexWork } from "./regex.js";
+import { PROJECTIONS } from "./projections.js";
+export { PROJECTIONS, targetNames } from "./projections.js";
 import { SafetensorsFile, saveSafetensors } from "./safetensors.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
@@ -99,13 +101,6 @@ export function loraConfig(o: LoraConfigOptions): LoraAdapterConfig {
     use_rslora: o.useRslora ?? false,
   };
 }
-
-/** The linear projections of a Qwen2 / Llama decoder layer, by their Hugging Face module names: what "all-linear" means. */
-export const PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
-
-/** Target module names, with "all-linear" spelled out. */
-export const targetNames = (targets: readonly string[] | "all-linear"): string[] =>
-  targets === "all-linear" ? [...PROJECTIONS] : [...targets];
 
 /** The module path of a decoder projection, e.g. model.layers.3.mlp.down_proj: all svdlora adapts. */
 const PROJECTION_PATH = /^model\.layers\.(0|[1-9]\d{0,5})\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$/;

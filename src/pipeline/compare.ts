@@ -33,6 +33,7 @@ import { writeOutputs } from "../util/outputs.js";
 import { accuracyFile } from "./accuracy.js";
 import { runCurves } from "./curves.js";
 import { trainingLayout } from "./layout.js";
+import { METRICS, type MetricKey } from "./settings.js";
 
 /** The arm whose trained adapter the svd arm's teacher ΔW is synthesized from. */
 export const TEACHER_SOURCE_ARM = "random";
@@ -45,19 +46,6 @@ export const COMPARISON_FILES = {
   chart: "comparison_random_vs_svd.png",
   allArmsChart: "comparison_all_arms.png",
 } as const;
-
-export const METRICS = [
-  "heldOutFinal",
-  "heldOutInitial",
-  "heldOutAuc",
-  "stepsToTarget",
-  "trainFinal",
-  "accuracy",
-  "seconds",
-  "totalTokens",
-  "totalSeconds",
-] as const;
-export type MetricKey = (typeof METRICS)[number];
 
 /** Whether a larger value is better (accuracy) or a smaller one (losses, steps, compute). */
 export const HIGHER_IS_BETTER: Record<MetricKey, boolean> = {

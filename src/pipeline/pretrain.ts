@@ -20,31 +20,9 @@ import { singleProcess } from "../train/data-parallel.js";
 import type { TrainingEvents } from "../train/events.js";
 import { trainLoop } from "../train/loop.js";
 import { runLogFiles } from "../train/run-log.js";
-import { TRAINING } from "../train/settings.js";
 import { trainEveryWeight } from "../train/trainer.js";
-import { type Values, int, num, text } from "../util/settings.js";
-
-const size = (help: string, value: number) => ({ kind: int({ min: 1 }), help, default: value, identity: "training" as const });
-
-/** The settings of `svdlora pretrain`: the corpus, the tokenizer, the model's size and its training. */
-export const PRETRAIN = {
-  outputDir: { kind: text("<dir>"), help: "model folder to write (a new one, or one svdlora wrote)", default: "tiny-prob-pretrained" },
-  samples: { kind: int({ min: 1 }), help: "generated problems in the corpus", default: 12000 },
-  chatFraction: { kind: num({ min: 0, max: 1 }), help: "share of samples in ChatML form (the rest plain text)", default: 0.3 },
-  merges: { kind: int({ min: 0 }), help: "BPE merges learned for the tokenizer", default: 1200 },
-  hidden: size("hidden size", 256),
-  layers: size("decoder layers", 4),
-  heads: size("attention heads", 8),
-  kvHeads: size("key/value heads", 2),
-  intermediate: size("MLP size", 704),
-  epochs: { ...TRAINING.epochs, help: "passes over the corpus", default: 3 },
-  batchSize: { ...TRAINING.batchSize, help: "samples per step", default: 32 },
-  learningRate: { ...TRAINING.learningRate, default: 2e-3 },
-  maxLength: { ...TRAINING.maxLength, default: 512 },
-  seed: { ...TRAINING.seed, default: 2024 },
-  device: TRAINING.device,
-  quiet: TRAINING.quiet,
-};
+import type { Values } from "../util/settings.js";
+import type { PRETRAIN } from "./settings.js";
 
 export type PretrainOptions = Values<typeof PRETRAIN> & { signal?: AbortSignal; events?: TrainingEvents };
 

@@ -2,8 +2,8 @@
 // `train-full` and the experiment's runs take their flags, config-file keys, defaults,
 // validation and resume fingerprint from here.
 import { QWEN25_MATH_SYSTEM_PROMPT } from "../data/format.js";
-import { PROJECTIONS } from "../hf/peft.js";
-import { INIT_METHODS, type InitName } from "../lowrank/inits/index.js";
+import { PROJECTIONS } from "../hf/projections.js";
+import { INIT_METHODS, type InitName } from "../lowrank/inits/methods.js";
 import { EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../paths.js";
 import {
   type Kind,

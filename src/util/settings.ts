@@ -4,7 +4,12 @@
 // (with the Hugging Face / PEFT / LLaMA-Factory spellings as aliases), validation with one clear
 // message, the defaults, a run's identity (the fingerprint that resume and compare check) and the
 // summary of the settings a run used.
-import YAML from "yaml";
+import { createRequire } from "node:module";
+import type YAML from "yaml";
+
+/** The yaml package, loaded by the first YAML file read: it is most of a command's start-up time otherwise. */
+let yamlPackage: typeof YAML | undefined;
+const loadYaml = (): typeof YAML => (yamlPackage ??= createRequire(import.meta.url)("yaml") as typeof YAML);
 
 /** What a valid value of a setting is, and how to read it from a file value or a flag's text. */
 export interface Kind<T> {
@@ -398,7 +403,7 @@ export function describe<S extends Schema>(schema: S, values: Partial<Values<S>>
 export function parseConfigText(text: string, file: string): unknown {
   const yaml = /\.ya?ml$/i.test(file);
   try {
-    return yaml ? YAML.parse(text) : JSON.parse(text);
+    return yaml ? loadYaml().parse(text) : JSON.parse(text);
   } catch (e) {
     throw new Error(`${file}: not valid ${yaml ? "YAML" : "JSON"}: ${(e as Error).message.split("\n")[0].replace(/:\s*$/, "")}`);
   }
