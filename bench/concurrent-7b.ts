@@ -200,7 +200,7 @@ async function runCase(name: string): Promise<void> {
   const device = flags.device;
   const cuda = device.startsWith("cuda");
   const { model, samples, padId, targets } = which === "7b" ? sevenB(device) : await tiny(device);
-  const batch: BatchOptions = { padId, device, packing: cuda };
+  const batch: BatchOptions = { padId, device, packing: cuda, dtype: model.dtype };
   const recompute = recomputePolicy({ device, gradientCheckpointing: "auto" });
   const steps = Number(flags.steps);
   const warmup = Number(flags.warmup);

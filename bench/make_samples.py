@@ -1,4 +1,5 @@
-# The benchmark's 81 samples exactly as ../shared/gpu/peft_baseline.py draws them, as JSON for bench/lora-7b.ts.
+# The GPU benchmark's 81 samples (torch's generator, seed 1: lengths 150–600, ids below 151000), as
+# the JSON list of token-id lists that bench/lora-7b.ts and scripts/bench_peft.py both read.
 import json, sys, torch
 g = torch.Generator().manual_seed(1)
 lens = torch.randint(150, 601, (81,), generator=g).tolist()

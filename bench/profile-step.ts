@@ -47,7 +47,7 @@ for (let i = 0; i < 4 * 14; i += 4) {
   torch.cuda.synchronize();
   const t0 = performance.now();
   const queued = torch.tidy(() => {
-    const b = makeBatch(chunk, { padId: 0, device: "cuda", packing: true });
+    const b = makeBatch(chunk, { padId: 0, device: "cuda", packing: true, dtype: model.dtype });
     lossAndBackward(model, b, { recompute });
     return { tokens: b.tokens, ms: ms(t0) };
   });
@@ -92,7 +92,7 @@ for (let i = 0; i < 4 * 14; i += 4) {
   );
   // Forward alone (with and without a graph) and a backward through it, each queued then waited for.
   const phases = torch.tidy(() => {
-    const b = makeBatch(chunk, { padId: 0, device: "cuda", packing: true });
+    const b = makeBatch(chunk, { padId: 0, device: "cuda", packing: true, dtype: model.dtype });
     torch.cuda.synchronize();
     let t = performance.now();
     torch.noGrad(() => model.hidden(b.ids, b.options).dispose());

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The 7B LoRA benchmark, both sides in one call on a GPU machine: the PEFT reference
-# (peft_baseline.py: q,v and all seven projections with gradient checkpointing, q,v without) and
-# svdlora (dist/bench/lora-7b.js: q,v and all seven under 20 and 24 GiB budgets). Each run is its
+# (scripts/bench_peft.py: q,v and all seven projections with gradient checkpointing, q,v without) and
+# svdlora (dist/bench/lora-7b.js: q,v and all seven under 20 and 24 GiB budgets), both on the
+# Qwen2.5-Math-7B architecture with random bf16 weights (bench/configs/) and the same samples
+# file, 2 epochs in batches of 4, the first 3 steps untimed. Each run is its
 # own process; every run gets the same environment (PYTORCH_CUDA_ALLOC_CONF unset), and the order
 # alternates by target set: PEFT+GC, svdlora 20, svdlora 24 for q,v, then the same for all seven,
 # then PEFT without GC. A run that fails (out of memory, crash, timeout) becomes an "error" row
@@ -12,8 +14,8 @@
 #   source .gpu/env.sh            # Node on PATH (done here too when node is missing)
 #   python3 bench/make_samples.py /tmp/samples.json
 #   bash bench/run-lora7b.sh [OUTDIR]     # OUTDIR: default $OUT if set, else bench/results
-# Environment: SAMPLES (/tmp/samples.json), PEFT_SCRIPT (.gpu/peft_baseline.py, else
-# ../shared/gpu/peft_baseline.py), OURS_SCRIPT (dist/bench/lora-7b.js), RUN_TIMEOUT (seconds
+# Environment: SAMPLES (/tmp/samples.json), PEFT_SCRIPT (scripts/bench_peft.py), MODEL_CONFIG
+# (bench/configs/qwen2.5-math-7b.json), OURS_SCRIPT (dist/bench/lora-7b.js), RUN_TIMEOUT (seconds
 # per run, 240), PYTHON (python3), NODE (node), RUNS (which runs, space-separated names; default all: peft-qv-gc svdlora-qv-20
 # svdlora-qv-24 peft-all-gc svdlora-all-20 svdlora-all-24 peft-qv-nogc).
 set -u -o pipefail
@@ -28,8 +30,8 @@ NODE=${NODE:-node}
 OUTDIR=${1:-${OUT:-bench/results}}
 SAMPLES=${SAMPLES:-/tmp/samples.json}
 RUN_TIMEOUT=${RUN_TIMEOUT:-240}
-PEFT_SCRIPT=${PEFT_SCRIPT:-.gpu/peft_baseline.py}
-[ -f "$PEFT_SCRIPT" ] || PEFT_SCRIPT=../shared/gpu/peft_baseline.py
+PEFT_SCRIPT=${PEFT_SCRIPT:-scripts/bench_peft.py}
+MODEL_CONFIG=${MODEL_CONFIG:-bench/configs/qwen2.5-math-7b.json}
 OURS_SCRIPT=${OURS_SCRIPT:-dist/bench/lora-7b.js}
 QV=q_proj,v_proj
 ALL=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
@@ -95,6 +97,7 @@ run() {
     } else {
       let error;
       if (e.RC === "124" || e.RC === "137") error = `timed out after ${e.TIMEOUT} s`;
+      else if (result && typeof result.error === "string") error = result.error;
       else {
         const hit = [...lines].reverse().find((l) => /out of memory|OutOfMemory|Error|error:/.test(l));
         error = `exit ${e.RC}: ${(hit ?? lines[lines.length - 1] ?? "no output").slice(0, 300)}`;
@@ -105,8 +108,11 @@ run() {
   tail -n 1 "$JSONL" >&2
 }
 
-peft() { GC=$3 TARGETS=$2 run "$1" peft "$2" "$3" "" "$PYTHON" "$PEFT_SCRIPT"; }
-ours() { run "$1" svdlora "$2" "" "$3" "$NODE" "$OURS_SCRIPT" "$SAMPLES" "$2" --max-memory-gib "$3"; }
+peft() {
+  run "$1" peft "$2" "$3" "" "$PYTHON" "$PEFT_SCRIPT" --samples "$SAMPLES" --model-config "$MODEL_CONFIG" --targets "$2" \
+    --gradient-checkpointing "$([ "$3" = 1 ] && echo on || echo off)" --batch-size 4 --epochs 2
+}
+ours() { run "$1" svdlora "$2" "" "$3" "$NODE" "$OURS_SCRIPT" "$SAMPLES" "$2" --max-memory-gib "$3" --model-config "$MODEL_CONFIG"; }
 
 T0=$SECONDS
 for r in $RUNS; do

@@ -1,4 +1,4 @@
-// The 7B LoRA benchmark's lines (bench/run-lora7b.sh, or any JSONL of peft_baseline.py and
+// The 7B LoRA benchmark's lines (bench/run-lora7b.sh, or any JSONL of scripts/bench_peft.py and
 // dist/bench/lora-7b.js lines) as a markdown table, each run's real tokens/s also as a ratio to
 // PEFT with gradient checkpointing on the same targets; writes <date>-<gpu>-lora7b.json (every
 // line, the versions) and .md (the table) into the output directory.

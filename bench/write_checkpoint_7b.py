@@ -2,8 +2,8 @@
 # directory, sharded like the real one (model-0000k-of-0000n.safetensors + model.safetensors.index.json,
 # shards of at most 5 GB), with config.json and the tokenizer files of models/tiny-prob (its ids are
 # all < 152064), so that `node dist/bench/load-7b.js OUT_DIR` and `svdlora run --base-model OUT_DIR`
-# have a real 15 GB checkpoint to read. The weights are those of ../shared/gpu/peft_baseline.py
-# (same config, seed 0, built on the GPU in fp32 and cast to bf16).
+# have a real 15 GB checkpoint to read. The architecture is bench/configs/qwen2.5-math-7b.json's
+# (seed 0, built on the GPU in fp32 and cast to bf16).
 #
 #   python3 bench/write_checkpoint_7b.py OUT_DIR            # 28 layers, about 15.2 GB, 4 shards
 #   LAYERS=2 SHARD=1GB python3 bench/write_checkpoint_7b.py OUT_DIR   # quick test: 3.1 GB, several shards

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -141,9 +142,9 @@ static DistState& Active() {
   Raise(env, "collective", raw);
 }
 
-static void Wait(Napi::Env env, DistState& s, const c10::intrusive_ptr<c10d::Work>& work) {
+static void Wait(Napi::Env env, DistState& s, const c10::intrusive_ptr<c10d::Work>& work, std::optional<Millis> timeout = std::nullopt) {
   try {
-    work->wait(s.timeout);
+    work->wait(timeout.value_or(s.timeout));
   } catch (const std::exception& e) {
     Fail(env, s, e);
   }
@@ -227,6 +228,9 @@ static c10::intrusive_ptr<Group> NewGroup(DistState& s, const std::string& backe
 #else
     setenv("NCCL_BLOCKING_WAIT", "1", 0);
 #endif
+    // NVLink SHARP multicast needs fabric-manager support that shared machines often lack; off
+    // here as in svdlora's launcher, also for workers that torchrun or srun started.
+    setenv("NCCL_NVLS_ENABLE", "0", 0);
     auto index = static_cast<c10::DeviceIndex>(cudaDevice.value_or(0));
     c10::cuda::set_device(index);
     auto opts = c10d::ProcessGroupNCCL::Options::create();
@@ -322,27 +326,79 @@ static void Unflatten(const std::vector<at::Tensor>& ts, const std::vector<size_
   }
 }
 
-// Runs `collective` on each bucket of ts (flattened, unless the bucket is one contiguous tensor),
-// all launched before any wait; then `finish(flat)` on each, and the results copied back into ts
-// when `copyBack` and the bucket was flattened.
-template <typename Collective, typename Finish>
-static void Bucketed(Napi::Env env, DistState& s, std::vector<at::Tensor>& ts, Collective collective, Finish finish, bool copyBack) {
-  at::NoGradGuard noGrad;
-  auto buckets = Buckets(ts, s.bucketBytes);
-  std::vector<at::Tensor> flats(buckets.size());
-  std::vector<char> inPlace(buckets.size());
+// A bucketed collective in flight, from StartBuckets until Finish: its tensors, their buckets, the
+// buffer each bucket's collective works on (the tensor itself when it is alone and contiguous),
+// and the collectives' handles.
+struct Pending {
+  std::vector<at::Tensor> ts;
+  std::vector<std::vector<size_t>> buckets;
+  std::vector<at::Tensor> flats;
+  std::vector<char> inPlace;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  for (size_t b = 0; b < buckets.size(); b++) {
+  bool copyBack = true;  // the results go back into ts (false: a broadcast's root)
+  bool average = false;  // divide the sums by the number of processes
+  bool finished = false;
+};
+
+// Launches `collective` on each bucket of ts, none waited for.
+template <typename Collective>
+static std::unique_ptr<Pending> StartBuckets(Napi::Env env, DistState& s, std::vector<at::Tensor> ts, Collective collective) {
+  at::NoGradGuard noGrad;
+  auto p = std::make_unique<Pending>();
+  p->ts = std::move(ts);
+  p->buckets = Buckets(p->ts, s.bucketBytes);
+  for (auto& bucket : p->buckets) {
     bool in = false;
-    flats[b] = Flatten(ts, buckets[b], in);
-    inPlace[b] = in;
-    works.push_back(Start(env, s, [&] { return collective(flats[b]); }));
+    p->flats.push_back(Flatten(p->ts, bucket, in));
+    p->inPlace.push_back(in);
+    p->works.push_back(Start(env, s, [&] { return collective(p->flats.back()); }));
   }
-  for (auto& w : works) Wait(env, s, w);
-  for (size_t b = 0; b < buckets.size(); b++) {
-    finish(flats[b]);
-    if (copyBack && !inPlace[b]) Unflatten(ts, buckets[b], flats[b]);
+  return p;
+}
+
+// Until the work has completed, within the group's timeout; then its outcome (an error is thrown).
+// Polled in short sleeps: libtorch's own blocking wait sleeps a millisecond or more between looks.
+static void WaitCompleted(Napi::Env env, DistState& s, const c10::intrusive_ptr<c10d::Work>& work) {
+  auto deadline = std::chrono::steady_clock::now() + s.timeout;
+  try {
+    while (!work->isCompleted() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  } catch (const std::exception& e) {
+    Fail(env, s, e);
   }
+  auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+  Wait(env, s, work, std::max(left, Millis(1)));
+}
+
+// Ends a started collective: its results are in its tensors for any later work, and this thread
+// returns once the collectives have completed (or throws after the timeout). On CUDA the device's
+// stream waits for them and the copies back are queued behind, before this thread waits; on the
+// CPU the thread waits first.
+static void Finish(Napi::Env env, DistState& s, Pending& p) {
+  if (p.finished) throw std::runtime_error("this collective was already waited for");
+  p.finished = true;
+  at::NoGradGuard noGrad;
+  bool streamOrdered = s.device.is_cuda();
+  for (auto& w : p.works) {
+    if (!streamOrdered) {
+      Wait(env, s, w);
+      continue;
+    }
+    try {
+      w->synchronize();
+    } catch (const std::exception& e) {
+      Fail(env, s, e);
+    }
+  }
+  for (size_t b = 0; b < p.buckets.size(); b++) {
+    if (p.average) p.flats[b].div_(s.size);
+    if (p.copyBack && !p.inPlace[b]) Unflatten(p.ts, p.buckets[b], p.flats[b]);
+  }
+  if (streamOrdered)
+    for (auto& w : p.works) WaitCompleted(env, s, w);
+  // Now, not when the JS handle is collected: the buffers may be large device memory.
+  p.flats.clear();
+  p.works.clear();
+  p.ts.clear();
 }
 
 static c10d::ReduceOp ReduceOpOf(const std::string& name) {
@@ -352,44 +408,46 @@ static c10d::ReduceOp ReduceOpOf(const std::string& name) {
   throw std::runtime_error("unknown reduce op '" + name + "'");
 }
 
-// distAllReduce(tensors, op): in place, one collective per bucket.
-static Napi::Value DistAllReduce(const Napi::CallbackInfo& info) {
+using PendingHandle = Napi::External<Pending>;
+
+// distAllReduceStart(tensors, op) -> a handle for distWait: launches one collective per bucket.
+static Napi::Value DistAllReduceStart(const Napi::CallbackInfo& info) {
   auto& s = Active();
-  auto ts = TList(info, 0);
   auto name = Str(info, 1);
   auto op = ReduceOpOf(name);
-  Bucketed(
-      ENV, s, ts,
-      [&](at::Tensor& flat) {
-        std::vector<at::Tensor> v{flat};
-        c10d::AllreduceOptions o;
-        o.reduceOp = op;
-        o.timeout = s.timeout;
-        return s.group->allreduce(v, o);
-      },
-      [&](at::Tensor& flat) {
-        if (name == "avg") flat.div_(s.size);
-      },
-      true);
+  auto p = StartBuckets(ENV, s, TList(info, 0), [&](at::Tensor& flat) {
+    std::vector<at::Tensor> v{flat};
+    c10d::AllreduceOptions o;
+    o.reduceOp = op;
+    o.timeout = s.timeout;
+    return s.group->allreduce(v, o);
+  });
+  p->average = name == "avg";
+  return PendingHandle::New(ENV, p.release(), [](Napi::Env, Pending* pending) { delete pending; });
+}
+
+// distWait(pending): the reduced values in place (see Finish).
+static Napi::Value DistWait(const Napi::CallbackInfo& info) {
+  auto& s = Active();
+  if (!info[0].IsExternal()) throw std::runtime_error("distWait: expected the handle of a started collective");
+  Finish(ENV, s, *info[0].As<PendingHandle>().Data());
   return ENV.Undefined();
 }
 
 // distBroadcast(tensors, root): every rank gets root's values, in place.
 static Napi::Value DistBroadcast(const Napi::CallbackInfo& info) {
   auto& s = Active();
-  auto ts = TList(info, 0);
   auto root = Int(info, 1);
-  Bucketed(
-      ENV, s, ts,
-      [&](at::Tensor& flat) {
-        std::vector<at::Tensor> v{flat};
-        c10d::BroadcastOptions o;
-        o.rootRank = root;
-        o.rootTensor = 0;
-        o.timeout = s.timeout;
-        return s.group->broadcast(v, o);
-      },
-      [](at::Tensor&) {}, s.rank != root);
+  auto p = StartBuckets(ENV, s, TList(info, 0), [&](at::Tensor& flat) {
+    std::vector<at::Tensor> v{flat};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    o.rootTensor = 0;
+    o.timeout = s.timeout;
+    return s.group->broadcast(v, o);
+  });
+  p->copyBack = s.rank != root;
+  Finish(ENV, s, *p);
   return ENV.Undefined();
 }
 
@@ -444,7 +502,8 @@ static Napi::Value NoC10d(const Napi::CallbackInfo& info) {
 }
 static Napi::Value DistDestroy(const Napi::CallbackInfo& info) { return ENV.Undefined(); }
 #define DistInit NoC10d
-#define DistAllReduce NoC10d
+#define DistAllReduceStart NoC10d
+#define DistWait NoC10d
 #define DistBroadcast NoC10d
 #define DistBarrier NoC10d
 
@@ -453,7 +512,8 @@ static Napi::Value DistDestroy(const Napi::CallbackInfo& info) { return ENV.Unde
 void RegisterDistributed(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "distBackends", DistBackends);
   SVDLORA_EXPORT(e, "distInit", DistInit);
-  SVDLORA_EXPORT(e, "distAllReduce", DistAllReduce);
+  SVDLORA_EXPORT(e, "distAllReduceStart", DistAllReduceStart);
+  SVDLORA_EXPORT(e, "distWait", DistWait);
   SVDLORA_EXPORT(e, "distBroadcast", DistBroadcast);
   SVDLORA_EXPORT(e, "distBarrier", DistBarrier);
   SVDLORA_EXPORT(e, "distDestroy", DistDestroy);

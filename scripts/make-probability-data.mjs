@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Writes data/probability/train.json and eval.json from the seeded generator (build first:
+// Writes data/probability/train.json, eval.json and accuracy.json from the seeded generator (build first:
 // `npx tsc -p .`). With --check, writes nothing and fails if the files are out of date.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -11,14 +11,15 @@ if (!existsSync(built)) {
   console.error(`make-probability-data: ${built} is missing; run \`npx tsc -p .\` first`);
   process.exit(1);
 }
-const { buildProbabilityProblems, serializeDataSet, PROBABILITY_DATA } = await import(built);
+const { buildAccuracyProblems, buildProbabilityProblems, serializeDataSet, PROBABILITY_DATA } = await import(built);
 
 const check = process.argv.includes("--check");
-const sets = buildProbabilityProblems();
+const sets = { ...buildProbabilityProblems(), accuracy: buildAccuracyProblems() };
 let stale = 0;
 for (const [name, file] of [
   ["train", PROBABILITY_DATA.trainFile],
   ["eval", PROBABILITY_DATA.evalFile],
+  ["accuracy", PROBABILITY_DATA.accuracyFile],
 ]) {
   const path = join(root, file),
     text = serializeDataSet(sets[name]);

@@ -6,3 +6,4 @@ export const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const EMBEDDED_MODEL = `${PACKAGE_ROOT}models/tiny-prob`;
 export const EMBEDDED_TRAIN = `${PACKAGE_ROOT}data/probability/train.json`;
 export const EMBEDDED_EVAL = `${PACKAGE_ROOT}data/probability/eval.json`;
+export const EMBEDDED_ACCURACY = `${PACKAGE_ROOT}data/probability/accuracy.json`;

@@ -7,8 +7,9 @@ import { randomCausalLM } from "../src/model/loader.js";
 import { addLora, loraParameters } from "../src/model/lora.js";
 import * as torch from "../src/torch/index.js";
 import { lossAndBackward } from "../src/train/backprop.js";
-import { packedBatch, paddedBatch } from "../src/train/batches.js";
+import { makeBatch, packedBatch, paddedBatch, usesFlashPacking } from "../src/train/batches.js";
 import { AdamW } from "../src/train/optim.js";
+import { trainEveryWeight } from "../src/train/trainer.js";
 import { assertClose, values } from "../test/helpers.js";
 
 const cuda = "cuda:0";
@@ -150,4 +151,38 @@ test("a memory budget recomputes layers only when the budget is tight", () => {
   assert.equal(roomy.recomputed, 0);
   assert.ok(tight.recomputed >= 4, `recomputed ${tight.recomputed}`);
   assert.ok(peak <= base + 300 * 2 ** 20 + 64 * 2 ** 20, `peak ${(peak - base) / 2 ** 20} MiB over the weights`);
+});
+
+test("packed batches use the flash kernel only for 16-bit models: a float32 model trains on packed batches on CUDA", () => {
+  assert.equal(usesFlashPacking(cuda, "float32"), false);
+  assert.equal(usesFlashPacking(cuda, "bfloat16"), torch.fastKernelsAvailable());
+  assert.equal(usesFlashPacking("cpu", "bfloat16"), false);
+  const config = parseModelConfig({
+    model_type: "qwen2",
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 100,
+    max_position_embeddings: 128,
+    rope_theta: 10000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
+  });
+  const samples = [12, 30].map((n) => ({
+    ids: Array.from({ length: n }, (_, i) => i % 100),
+    lossMask: Array(n).fill(true),
+    truncated: false,
+  }));
+  torch.manualSeed(8);
+  const model = randomCausalLM(config, { dtype: "float32", device: cuda });
+  trainEveryWeight(model);
+  const packed = lossAndBackward(model, makeBatch(samples, { padId: 0, device: cuda, packing: true, dtype: "float32" }), {
+    recompute: "none",
+  });
+  const padded = lossAndBackward(model, makeBatch(samples, { padId: 0, device: cuda, packing: false, dtype: "float32" }), {
+    recompute: "none",
+  });
+  assert.ok(Math.abs(packed.loss.item() - padded.loss.item()) < 1e-4, `packed ${packed.loss.item()} vs padded ${padded.loss.item()}`);
 });

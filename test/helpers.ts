@@ -1,5 +1,6 @@
 // Shared test helpers. SVDLORA_TEST_DEVICE=cuda runs the device-aware tests on the GPU.
 import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -54,4 +55,47 @@ export async function runCli(...args: string[]): Promise<{ code: number; stdout:
     },
   });
   return { code, stdout, stderr: stderr.trim() };
+}
+
+/** The svdlora command (bin/svdlora.js), for the tests that need a process of its own. */
+export const BIN = new URL("../../bin/svdlora.js", import.meta.url).pathname;
+
+export interface Exited {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the command line in a child process (for kills, stops and signals); resolves when it exits. */
+export function spawnCli(args: string[], env: Record<string, string> = {}, started?: (pid: number) => void): Promise<Exited> {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, OMP_NUM_THREADS: "1", ...env } });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  if (child.pid !== undefined) started?.(child.pid);
+  return new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal, stdout, stderr: stderr.trim() })));
+}
+
+/** The bytes of every file under dir by relative path (folders are not listed; paths matching skip are left out); a file: itself, as "". */
+export function treeFiles(dir: string, skip?: RegExp): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  if (!fs.existsSync(dir)) return out;
+  if (fs.statSync(dir).isFile()) return out.set("", fs.readFileSync(dir));
+  for (const rel of fs.readdirSync(dir, { recursive: true }).map(String).sort()) {
+    const abs = path.join(dir, rel);
+    if (fs.statSync(abs).isFile() && !skip?.test(rel)) out.set(rel, fs.readFileSync(abs));
+  }
+  return out;
+}
+
+/** Whether two trees (treeFiles) hold the same files with the same bytes. */
+export const sameTree = (a: Map<string, Buffer>, b: Map<string, Buffer>): boolean =>
+  a.size === b.size && [...a].every(([rel, bytes]) => b.get(rel)?.equals(bytes));
+
+/** The pid of a process that has exited (to stand for a killed one). */
+export function deadPid(): number {
+  const r = spawnSync(process.execPath, ["-e", ""]);
+  return r.pid;
 }

@@ -1,24 +1,16 @@
 // `svdlora eval`: held-out loss and exact-answer accuracy of a base model, with or without an adapter.
-import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { loadDataset } from "../data/dataset.js";
 import { formatSamples } from "../data/format.js";
 import { resolveBaseModel } from "../hf/hub.js";
-import { loadAdapter } from "../hf/peft.js";
-import { loadTokenizer } from "../hf/tokenizer.js";
-import { loadCausalLM } from "../model/loader.js";
-import { loadLora } from "../model/lora.js";
 import { EMBEDDED_EVAL } from "../paths.js";
-import * as torch from "../torch/index.js";
-import { evaluateAccuracy, evaluateLoss } from "../train/evaluate.js";
 import { LORA, TRAINING } from "../train/settings.js";
-import { defaultDtype } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { checkOutputPath } from "../util/files.js";
+import { assertOurs, writeOutputs } from "../util/outputs.js";
 import { bool, defaults, int, pick, text } from "../util/settings.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
-import { TrainingProgress } from "./progress.js";
 import { addSettingFlags, checkDevice, givenSettings } from "./settings.js";
 
 const SCHEMA = {
@@ -37,17 +29,28 @@ export function registerEval(program: Command, cli: Cli): void {
     .command("eval")
     .description("held-out loss and exact-answer accuracy (greedy generation) of a model, with or without a LoRA adapter");
   addSettingFlags(cmd, SCHEMA).action(async () => {
-    const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
+    const given = givenSettings(cmd, SCHEMA);
+    const o = { ...defaults(SCHEMA), ...given } as Required<ReturnType<typeof defaults<typeof SCHEMA>>> & {
       adapter?: string;
       limit?: number;
       output?: string;
     };
-    checkDevice(cmd, o.device);
+    await checkDevice(cmd, o.device);
+    if (!o.generate && given.maxNewTokens !== undefined)
+      throw new Error("--max-new-tokens bounds generated answers, and --no-generate turns generation off: drop one of them");
+    const { loadDataset } = await import("../data/dataset.js");
+    const { loadAdapter } = await import("../hf/peft.js");
+    const { loadTokenizer } = await import("../hf/tokenizer.js");
+    const { loadCausalLM } = await import("../model/loader.js");
+    const { loadLora } = await import("../model/lora.js");
+    const torch = await import("../torch/index.js");
+    const { evaluateAccuracy, evaluateLoss } = await import("../train/evaluate.js");
+    const { defaultDtype } = await import("../train/trainer.js");
+    const { TrainingProgress } = await import("./progress.js");
     // The output path is checked before the evaluation, not after it.
     if (o.output) {
-      const dir = path.dirname(path.resolve(o.output));
-      if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`--output ${o.output}: the folder ${dir} does not exist`);
-      fs.accessSync(dir, fs.constants.W_OK);
+      checkOutputPath(o.output, "results file");
+      assertOurs(o.output); // a file svdlora did not write is never replaced
     }
     const baseModel = await resolveBaseModel(o.baseModel);
     const tokenizer = await loadTokenizer(baseModel);
@@ -73,6 +76,7 @@ export function registerEval(program: Command, cli: Cli): void {
       const progress = new TrainingProgress({ totalSteps: samples.length, label: "generate", quiet: o.quiet, stream: cli.io.stderr });
       accuracy = evaluateAccuracy(model, tokenizer, samples, {
         systemPrompt,
+        maxLength: o.maxLength,
         maxNewTokens: o.maxNewTokens,
         onProgress: (done) => progress.update({ step: done }),
       });
@@ -80,23 +84,27 @@ export function registerEval(program: Command, cli: Cli): void {
       const pct = accuracy.total ? ((100 * accuracy.correct) / accuracy.total).toFixed(1) : "n/a";
       println(
         cli.io.stdout,
-        `accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}`,
+        `accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}${accuracy.tooLong ? ` (${accuracy.tooLong} prompts longer than --max-length could hold were left out)` : ""}`,
       );
     }
     torch.dispose([...model.namedWeights().values()]);
     if (o.output) {
-      writeFileAtomic(
-        o.output,
-        `${JSON.stringify({ baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy }, null, 2)}\n`,
+      const results = { baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy };
+      const name = path.basename(o.output);
+      await writeOutputs(
+        { root: path.dirname(o.output), name: "eval", by: "eval", outputs: [name] },
+        (staged) => writeFileAtomic(staged(name), `${JSON.stringify(results, null, 2)}\n`),
+        (line) => println(cli.io.stderr, `svdlora: ${line}`),
       );
       println(cli.io.stdout, `results: ${o.output}`);
     }
   });
 }
 
-/** "; 4 truncated to --max-length 90, 2 skipped (no answer token left)", or "" when neither happened. */
-function truncation(stats: { truncated: number; droppedEmpty: number }, maxLength: number): string {
+/** "; 4 truncated to --max-length 90, 2 skipped (no answer token left)", or "" when none of it happened. */
+function truncation(stats: { truncated: number; droppedEmpty: number; droppedTooLong: number }, maxLength: number): string {
   const parts = [];
+  if (stats.droppedTooLong) parts.push(`${stats.droppedTooLong} left out (longer than --max-length ${maxLength} could hold)`);
   if (stats.truncated) parts.push(`${stats.truncated} truncated to --max-length ${maxLength}`);
   if (stats.droppedEmpty) parts.push(`${stats.droppedEmpty} skipped (no answer token left)`);
   return parts.length ? `; ${parts.join(", ")}` : "";

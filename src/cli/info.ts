@@ -1,6 +1,5 @@
 // `svdlora info`: what this installation runs on.
 import type { Command } from "commander";
-import { systemInfo } from "../torch/system-info.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
 
@@ -11,7 +10,9 @@ export function registerInfo(program: Command, cli: Cli): void {
     .command("info")
     .description("versions, build flags, CPU threads and CUDA devices")
     .option("--json", "print as JSON")
-    .action((opts: { json?: boolean }) => {
+    .action(async (opts: { json?: boolean }) => {
+      // libtorch answers all of it (its version, build flags, threads, devices): loaded here, not at start-up.
+      const { systemInfo } = await import("../torch/system-info.js");
       const i = systemInfo();
       if (opts.json) {
         println(cli.io.stdout, JSON.stringify(i, null, 2));

@@ -1,6 +1,9 @@
 // Multi-GPU runs from one command, like torchrun: `svdlora train … --gpus 4` starts 4 copies of
 // the same command, one per GPU, that find each other through the variables torch.distributed
-// uses (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; read with distributed.fromEnv()).
+// uses (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; read with fromEnv(), util/dist-env.ts).
+// On several machines, the same command on each with NNODES (how many), NODE_RANK (which one) and
+// MASTER_ADDR / MASTER_PORT (rank 0's machine and a free port there), as torchrun's --nnodes and
+// --node-rank. Under torchrun or srun, which start the workers themselves, it starts nothing.
 //
 // Each worker sees one GPU (CUDA_VISIBLE_DEVICES), so it trains on "cuda" / "cuda:0" as a single
 // process would. Rank 0 keeps the terminal (progress bars, colours); the other ranks' lines are
@@ -10,6 +13,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import net from "node:net";
 import os from "node:os";
+import { fromEnv } from "../util/dist-env.js";
 
 export interface LaunchOptions {
   /** The script the workers run. Default: this process's (process.argv[1]). */
@@ -26,6 +30,11 @@ export interface LaunchOptions {
   devices?: string[];
   /** Set each worker's CUDA_VISIBLE_DEVICES (default true); false leaves device choice to LOCAL_RANK. */
   isolateDevices?: boolean;
+  /** Machines taking part (NNODES), each running this launcher with the same `nGpus`, and which
+   * one this is (NODE_RANK): the workers here are ranks nodeRank·nGpus … (nodeRank+1)·nGpus − 1.
+   * Default: one machine. With several, give masterAddr and masterPort (the same on every machine). */
+  nodes?: number;
+  nodeRank?: number;
   /** "all" (default): every rank's output, ranks > 0 prefixed; "main": only rank 0's stdout, every rank's stderr. */
   output?: "all" | "main";
   /** Rank 0 writes straight to this process's stdout/stderr (default true: keeps the terminal);
@@ -89,6 +98,67 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
+/** The workers `--gpus` asks this process to start on its machine (launchPlan). */
+export interface LaunchPlan {
+  gpus: number;
+  /** NNODES, and NODE_RANK: which machine this is. */
+  nodes: number;
+  nodeRank: number;
+  /** Rank 0's store with several machines; null: loopback and a free port. */
+  master: { addr: string; port: number } | null;
+}
+
+const wholeVar = (name: string, value: string, min: number): number => {
+  if (!/^\s*\d+\s*$/.test(value) || Number(value) < min)
+    throw new Error(`${name}=${JSON.stringify(value)} must be a whole number ≥ ${min}`);
+  return Number(value);
+};
+
+/**
+ * What `--gpus` (null: not given, one) means in this environment. Null when this process is already
+ * one of several that a launcher started (torchrun's or this one's RANK and WORLD_SIZE, or srun's
+ * tasks: fromEnv) or runs alone; else the workers to start here, on one machine of
+ * NNODES. Variables that disagree with each other, or with what a launcher set, are one-line errors.
+ */
+export function launchPlan(gpus: number | null, env: NodeJS.ProcessEnv = process.env): LaunchPlan | null {
+  const started = fromEnv(env);
+  const nnodes = env.NNODES ? wholeVar("NNODES", env.NNODES, 1) : null;
+  const nodeRank = env.NODE_RANK ? wholeVar("NODE_RANK", env.NODE_RANK, 0) : null;
+  if (nodeRank !== null && nnodes === null)
+    throw new Error(`NODE_RANK=${nodeRank} is set but NNODES is not: set NNODES to the number of machines`);
+  if (nnodes !== null && nodeRank !== null && nodeRank >= nnodes) throw new Error(`NODE_RANK=${nodeRank} is not below NNODES=${nnodes}`);
+  if (started) {
+    // torchrun or srun started this process: what else is set must agree with them.
+    const { worldSize, localWorldSize } = started;
+    if (gpus !== null && gpus !== localWorldSize)
+      throw new Error(
+        `--gpus ${gpus}, but this process is one of ${localWorldSize} that a launcher (torchrun, srun) started on this machine: leave --gpus out under a launcher`,
+      );
+    if (nnodes !== null && nnodes * localWorldSize !== worldSize)
+      throw new Error(
+        `NNODES=${nnodes} disagrees with the launcher's ${worldSize} processes, ${localWorldSize} per machine: unset NNODES and NODE_RANK under torchrun or srun`,
+      );
+    const groupRank = env.GROUP_RANK ? wholeVar("GROUP_RANK", env.GROUP_RANK, 0) : null;
+    if (nodeRank !== null && groupRank !== null && nodeRank !== groupRank)
+      throw new Error(`NODE_RANK=${nodeRank} disagrees with torchrun's GROUP_RANK=${groupRank}: unset NODE_RANK under torchrun`);
+    return null;
+  }
+  const local = gpus ?? 1;
+  const nodes = nnodes ?? 1;
+  if (nodes === 1) return local > 1 ? { gpus: local, nodes: 1, nodeRank: 0, master: null } : null;
+  if (nodeRank === null)
+    throw new Error(`NNODES=${nodes} needs NODE_RANK on each machine: 0 on the one at MASTER_ADDR, 1 to ${nodes - 1} on the others`);
+  if (!env.MASTER_ADDR || !env.MASTER_PORT)
+    throw new Error(
+      `NNODES=${nodes} needs MASTER_ADDR and MASTER_PORT, the same on every machine: the address of the machine with NODE_RANK=0 and a free port there`,
+    );
+  const port = wholeVar("MASTER_PORT", env.MASTER_PORT, 1);
+  if (port > 65535) throw new Error(`MASTER_PORT=${port} must be at most 65535`);
+  const addr = env.MASTER_ADDR.trim();
+  if (/\s/.test(addr) || addr === "") throw new Error(`MASTER_ADDR=${JSON.stringify(env.MASTER_ADDR)} is not a host name or address`);
+  return { gpus: local, nodes, nodeRank, master: { addr, port } };
+}
+
 /**
  * Which of `n` items rank `rank` of `worldSize` takes, as torch's DistributedSampler without
  * shuffling and with drop_last=False: the list is padded by wrapping around to a multiple of
@@ -135,14 +205,21 @@ const describeExit = (code: number | null, signal: NodeJS.Signals | null) =>
 
 /**
  * Runs `nGpus` workers of the same command (process.execPath, the script, argv without --gpus)
- * and resolves when all of them exit with 0. When one fails, the others are stopped and the promise
- * rejects with a LaunchError naming the rank (exitCode: the worker's code, or 128 + signal).
+ * and resolves when all of them exit with 0. When one fails, the others here are stopped and the
+ * promise rejects with a LaunchError naming the rank (exitCode: the worker's code, or 128 +
+ * signal); other machines' workers fail at their next collective, after the group's timeout.
  */
 export async function launchWorkers(nGpus: number, argv: string[], o: LaunchOptions = {}): Promise<void> {
   if (!Number.isInteger(nGpus) || nGpus < 1)
     throw new Error(`launchWorkers: the number of workers must be a whole number ≥ 1, got ${nGpus}`);
   const script = o.script ?? process.argv[1];
   const baseEnv = o.env ?? process.env;
+  const nodes = o.nodes ?? 1;
+  const nodeRank = o.nodeRank ?? 0;
+  if (!Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nodes)
+    throw new Error(`launchWorkers: machine ${nodeRank} of ${nodes} is not one of them`);
+  if (nodes > 1 && (o.masterAddr === undefined || o.masterPort === undefined))
+    throw new Error("launchWorkers: several machines need masterAddr and masterPort, the same on each");
   const masterAddr = o.masterAddr ?? "127.0.0.1";
   const masterPort = o.masterPort ?? (await freePort(masterAddr));
   const visible = baseEnv.CUDA_VISIBLE_DEVICES?.split(",")
@@ -157,16 +234,16 @@ export async function launchWorkers(nGpus: number, argv: string[], o: LaunchOpti
   const inheritMain = o.inheritMain ?? true;
   const args = [...(o.execArgv ?? process.execArgv), script, ...withoutGpusFlag(argv)];
 
-  const children: ChildProcess[] = [];
+  const children = new Map<number, ChildProcess>(); // by rank
   const running = new Set<number>();
   let failure: LaunchError | null = null;
   let anyFailed = false;
   let killTimer: NodeJS.Timeout | null = null;
 
   const stopOthers = () => {
-    for (const k of running) children[k].kill("SIGTERM");
+    for (const k of running) children.get(k)!.kill("SIGTERM");
     killTimer = setTimeout(() => {
-      for (const k of running) children[k].kill("SIGKILL");
+      for (const k of running) children.get(k)!.kill("SIGKILL");
     }, o.killAfterMs ?? 5000);
     killTimer.unref();
   };
@@ -175,12 +252,12 @@ export async function launchWorkers(nGpus: number, argv: string[], o: LaunchOpti
   let signalled: NodeJS.Signals | null = null;
   const forward = (signal: NodeJS.Signals) => () => {
     signalled = signal;
-    for (const k of running) children[k].kill(signal);
+    for (const k of running) children.get(k)!.kill(signal);
   };
   const onSigint = forward("SIGINT");
   const onSigterm = forward("SIGTERM");
   const onExit = () => {
-    for (const k of running) children[k].kill("SIGKILL");
+    for (const k of running) children.get(k)!.kill("SIGKILL");
   };
   process.on("SIGINT", onSigint);
   process.on("SIGTERM", onSigterm);
@@ -188,20 +265,27 @@ export async function launchWorkers(nGpus: number, argv: string[], o: LaunchOpti
 
   try {
     await new Promise<void>((resolve) => {
-      for (let rank = 0; rank < nGpus; rank++) {
+      for (let local = 0; local < nGpus; local++) {
+        const rank = nodeRank * nGpus + local;
+        // What torchrun sets for its workers.
         const env: NodeJS.ProcessEnv = {
           ...baseEnv,
           RANK: String(rank),
-          WORLD_SIZE: String(nGpus),
-          LOCAL_RANK: String(rank),
+          WORLD_SIZE: String(nodes * nGpus),
+          LOCAL_RANK: String(local),
           LOCAL_WORLD_SIZE: String(nGpus),
+          GROUP_RANK: String(nodeRank),
+          GROUP_WORLD_SIZE: String(nodes),
           MASTER_ADDR: masterAddr,
           MASTER_PORT: String(masterPort),
           // NVLink SHARP (NVLS) multicast needs fabric-manager support that shared machines often
           // lack; a user's own setting wins.
           NCCL_NVLS_ENABLE: baseEnv.NCCL_NVLS_ENABLE ?? "0",
+          // The workers share the machine's cores (as torchrun's do): more threads than cores only
+          // spin. A user's own setting wins.
+          OMP_NUM_THREADS: baseEnv.OMP_NUM_THREADS ?? String(Math.max(1, Math.floor(os.availableParallelism() / nGpus))),
         };
-        if (isolate) env.CUDA_VISIBLE_DEVICES = devices[rank];
+        if (isolate) env.CUDA_VISIBLE_DEVICES = devices[local];
         const main = rank === 0 && inheritMain;
         // detached: a process group of its own, so that a terminal's Ctrl-C reaches the worker
         // once (forwarded from here) rather than twice.
@@ -210,7 +294,7 @@ export async function launchWorkers(nGpus: number, argv: string[], o: LaunchOpti
           detached: true,
           stdio: ["ignore", main ? "inherit" : "pipe", main ? "inherit" : "pipe"],
         });
-        children.push(child);
+        children.set(rank, child);
         running.add(rank);
         if (!main) {
           const prefix = `[rank ${rank}] `;

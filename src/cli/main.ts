@@ -2,10 +2,14 @@
 // one command line and returns its exit code; bin/svdlora.js exits with it. Only this folder owns
 // the process: signals (interrupt.ts), exit codes and terminal output; the library reports errors
 // in its own terms, and here they become one line that names the flag to change.
+// Start-up stays light: the command files import only settings schemas and small helpers at the
+// top, and an action imports what it runs (`await import`), so `--help` and flag errors load
+// neither libtorch nor the pipeline (test/cli/startup.test.ts checks it).
 import { Command, CommanderError } from "commander";
 import { InterruptedError } from "../train/events.js";
-import { SettingError, kebabCase } from "../util/settings.js";
+import { SettingError } from "../util/settings.js";
 import { packageVersion } from "../version.js";
+import { registerBench } from "./bench.js";
 import { registerCompare } from "./compare.js";
 import { registerEval } from "./eval.js";
 import { registerInfo } from "./info.js";
@@ -13,7 +17,7 @@ import { type Io, println } from "./io.js";
 import { registerMerge } from "./merge.js";
 import { registerPretrain } from "./pretrain.js";
 import { registerRun } from "./run.js";
-import { explainSettingError, schemaOf, settingName } from "./settings.js";
+import { explainSettingError, schemaOf, withFlagNames } from "./settings.js";
 import { registerSvd } from "./svd.js";
 import { registerSynthesize } from "./synthesize.js";
 import { registerTrain } from "./train.js";
@@ -46,6 +50,7 @@ export function buildProgram(cli: Cli): Command {
     registerSynthesize,
     registerSvd,
     registerRun,
+    registerBench,
   ])
     register(program, cli);
   // Every subcommand reports its errors through main(), not by exiting.
@@ -73,10 +78,7 @@ function explainOutOfMemory(message: string): string | null {
 export function explainError(e: Error, command: Command | null): string {
   const schema = schemaOf(command);
   if (e instanceof SettingError) return explainSettingError(e, schema);
-  const text = explainOutOfMemory(e.message) ?? e.message;
-  return text
-    .replace(/`([a-z][A-Za-z]*)`/g, (_, key: string) => (schema[key] ? settingName(schema, key) : `--${kebabCase(key)}`))
-    .replace(/\s*\n\s*/g, " ");
+  return withFlagNames(explainOutOfMemory(e.message) ?? e.message, schema).replace(/\s*\n\s*/g, " ");
 }
 
 /** Runs one command line (argv without node and the script); returns the exit code. */

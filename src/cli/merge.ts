@@ -2,14 +2,11 @@
 import path from "node:path";
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
-import { loadAdapter } from "../hf/peft.js";
-import { loadCausalLM } from "../model/loader.js";
-import { loadLora, mergeLora } from "../model/lora.js";
-import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
-import * as torch from "../torch/index.js";
+import type { DType } from "../torch/index.js";
 import { TRAINING } from "../train/settings.js";
 import { assertReplaceable, replaceDirectoryAtomic } from "../util/atomic.js";
-import { lockFolder } from "../util/outputs.js";
+import { checkOutputDir } from "../util/files.js";
+import { claimFolder } from "../util/outputs.js";
 import { text } from "../util/settings.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
@@ -27,12 +24,20 @@ export function registerMerge(program: Command, cli: Cli): void {
     .command("merge")
     .description("merge a LoRA adapter into the base weights (W + s·B·A) and write a Hugging Face model folder");
   addSettingFlags(cmd, SCHEMA).action(async () => {
-    const o = givenSettings(cmd, SCHEMA) as { baseModel?: string; adapter?: string; outputDir?: string; dtype?: torch.DType };
+    const o = givenSettings(cmd, SCHEMA) as { baseModel?: string; adapter?: string; outputDir?: string; dtype?: DType };
     for (const key of ["baseModel", "adapter", "outputDir"] as const)
       if (!o[key]) throw new Error(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is required`);
     const outputDir = o.outputDir!;
+    checkOutputDir(outputDir, "merged model folder");
     const base = await resolveBaseModel(o.baseModel!);
-    const lock = lockFolder(path.dirname(path.resolve(outputDir)), `merge into ${path.basename(outputDir)}`);
+    const { loadAdapter } = await import("../hf/peft.js");
+    const { loadCausalLM } = await import("../model/loader.js");
+    const { loadLora, mergeLora } = await import("../model/lora.js");
+    const { copyTokenizerFiles, saveCausalLM } = await import("../model/save.js");
+    const torch = await import("../torch/index.js");
+    const lock = claimFolder(path.dirname(path.resolve(outputDir)), `merge into ${path.basename(outputDir)}`, (line) =>
+      println(cli.io.stderr, `svdlora: ${line}`),
+    );
     try {
       // The output is checked (new, or svdlora's) before the model is read.
       assertReplaceable(outputDir);

@@ -86,10 +86,12 @@ export class TrainingProgress {
     this.startMs = this.o.now();
     this.lastPrintMs = this.startMs;
     if (!this.o.quiet && this.o.tty) {
-      const label = this.o.label ? `${this.o.label} ` : "";
-      // The bar takes what the label, the counts and the stats leave of the line.
+      // The bar takes what the label, the counts and the stats leave of the line; a label too long
+      // for the narrowest bar is shortened.
+      const columns = stream.columns ?? 80;
       const counts = 2 * String(this.o.totalSteps).length + 3;
-      const barsize = Math.max(6, Math.min(30, (stream.columns ?? 80) - label.length - counts - STATS_WIDTH - 3));
+      const label = this.o.label ? `${shorten(this.o.label, columns - counts - STATS_WIDTH - 3 - MIN_BAR - 1)} ` : "";
+      const barsize = Math.max(MIN_BAR, Math.min(30, columns - label.length - counts - STATS_WIDTH - 3));
       this.bar = new cliProgress.SingleBar(
         {
           stream: stream as NodeJS.WritableStream,
@@ -141,34 +143,59 @@ export class TrainingProgress {
   }
 
   private printLine(u: ProgressUpdate, nowMs: number): void {
-    const label = this.o.label ? `${this.o.label} ` : "";
-    this.o.stream.write(`${label}step ${u.step}/${this.o.totalSteps} | ${this.stats(u, nowMs)}\n`);
+    // "<label> step n/N | <stats>" in 80 columns.
+    const steps = `step ${u.step}/${this.o.totalSteps} | `;
+    const stats = this.stats(u, nowMs);
+    const label = this.o.label ? `${shorten(this.o.label, 80 - steps.length - stats.length - 1)} ` : "";
+    this.o.stream.write(`${label}${steps}${stats}\n`);
     this.lastPrintMs = nowMs;
     this.lastPrintedStep = u.step;
   }
 
-  /** "ep 1.20/5 loss 2.3457 lr 2.0e-4 1234 tok/s 0:12<1:48": at most STATS_WIDTH characters. */
+  /**
+   * "ep 1.20/5 loss 2.3457 lr 2.0e-4 1234 tok/s 0:12<1:48" in at most STATS_WIDTH characters:
+   * when it is longer, the learning rate goes first, then tokens/s.
+   */
   private stats(u: ProgressUpdate, nowMs: number): string {
-    const parts: string[] = [];
     const elapsedS = (nowMs - this.startMs) / 1000;
-    if (u.epoch !== undefined)
-      parts.push(`ep ${Number.isInteger(u.epoch) ? u.epoch : u.epoch.toFixed(2)}${this.o.totalEpochs ? `/${this.o.totalEpochs}` : ""}`);
     const loss = this.smoothedLoss;
-    if (loss !== null) parts.push(`loss ${loss.toFixed(4)}`);
-    if (u.lr !== undefined) parts.push(`lr ${u.lr.toExponential(1)}`);
-    if (u.tokens !== undefined && elapsedS > 0) parts.push(`${Math.round((u.tokens - this.o.startTokens) / elapsedS)} tok/s`);
     const done = u.step - this.o.startStep;
     const eta = done > 0 ? `<${formatDuration(((this.o.totalSteps - u.step) * elapsedS) / done)}` : "";
-    parts.push(`${formatDuration(elapsedS)}${eta}`);
-    return parts.join(" ").slice(0, STATS_WIDTH);
+    const parts: { text: string; drop: number }[] = [
+      ...(u.epoch === undefined
+        ? []
+        : [
+            {
+              text: `ep ${Number.isInteger(u.epoch) ? u.epoch : u.epoch.toFixed(2)}${this.o.totalEpochs ? `/${this.o.totalEpochs}` : ""}`,
+              drop: 3,
+            },
+          ]),
+      ...(loss === null ? [] : [{ text: `loss ${loss.toFixed(4)}`, drop: 4 }]),
+      ...(u.lr === undefined ? [] : [{ text: `lr ${u.lr.toExponential(1)}`, drop: 1 }]),
+      ...(u.tokens === undefined || elapsedS <= 0
+        ? []
+        : [{ text: `${Math.round((u.tokens - this.o.startTokens) / elapsedS)} tok/s`, drop: 2 }]),
+      { text: `${formatDuration(elapsedS)}${eta}`, drop: 5 },
+    ];
+    const line = () => parts.map((p) => p.text).join(" ");
+    while (line().length > STATS_WIDTH && parts.length > 1) {
+      const first = parts.reduce((a, b) => (b.drop < a.drop ? b : a));
+      parts.splice(parts.indexOf(first), 1);
+    }
+    return line().slice(0, STATS_WIDTH);
   }
 }
 
 /** The widest the stats after the bar get, so label + bar + counts + stats fit 80 columns. */
 const STATS_WIDTH = 48;
+const MIN_BAR = 6;
+
+/** text in at most n characters: its end (where a run name's seed is) after an ellipsis when longer. */
+const shorten = (text: string, n: number) => (text.length <= n ? text : `…${text.slice(-Math.max(1, n - 1))}`);
 
 const PHASE_WORDS: Record<Phase, string> = {
   loading: "loading",
+  preparing: "preparing the init:",
   evaluating: "evaluating",
   training: "training",
   generating: "generating answers",
@@ -208,6 +235,7 @@ export function terminalEvents(stream: ProgressStream, o: { quiet?: boolean; lab
       bar?.stop();
       bar = null;
     },
-    note: (text) => line(`svdlora: ${text}`),
+    // Notes say something the user may need to act on: shown even when quiet.
+    note: (text) => stream.write(`svdlora: ${text}\n`),
   };
 }

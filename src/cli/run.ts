@@ -3,14 +3,13 @@
 import fs from "node:fs";
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
-import { STEP_NAMES, type StepId, experimentLayout, runExperiment, stepState } from "../pipeline/experiment.js";
+import type { StepId } from "../pipeline/experiment.js";
 import { EXPERIMENT, type ExperimentConfig } from "../pipeline/settings.js";
 import { defaults, describe } from "../util/settings.js";
 import { withInterrupts } from "./interrupt.js";
 import { type Io, println } from "./io.js";
 import type { Cli } from "./main.js";
-import { terminalEvents } from "./progress.js";
-import { addSettingFlags, checkDevice, givenSettings } from "./settings.js";
+import { addSettingFlags, checkDevice, givenSettings, refuseUnusedMaxNewTokens } from "./settings.js";
 
 function parseSteps(value: string): StepId[] {
   if (value === "all") return [1, 2, 3, 4];
@@ -22,6 +21,7 @@ function parseSteps(value: string): StepId[] {
 
 /** The menu: the settings, each step's state, and a choice. */
 async function menu(io: Io, c: ExperimentConfig): Promise<StepId[] | null> {
+  const { STEP_NAMES, stepState } = await import("../pipeline/experiment.js");
   const out = (line = "") => println(io.stdout, line);
   out(`svdlora experiment in ${c.outputDir}`);
   out(
@@ -46,23 +46,28 @@ async function menu(io: Io, c: ExperimentConfig): Promise<StepId[] | null> {
   }
 }
 
-function printOutcome(io: Io, c: ExperimentConfig): void {
+async function printOutcome(io: Io, c: ExperimentConfig): Promise<void> {
+  const { experimentLayout } = await import("../pipeline/experiment.js");
   const L = experimentLayout(c);
   if (fs.existsSync(L.comparisonReport)) println(io.stdout, `\n${fs.readFileSync(L.comparisonReport, "utf8")}`);
   if (fs.existsSync(L.html)) println(io.stdout, `report: ${L.html}`);
 }
 
 async function experiment(cli: Cli, cmd: Command, base: Partial<ExperimentConfig>, steps: StepId[] | "ask"): Promise<void> {
-  const c = { ...defaults(EXPERIMENT), ...base, ...givenSettings(cmd, EXPERIMENT) } as ExperimentConfig;
-  checkDevice(cmd, c.device);
+  const given = givenSettings(cmd, EXPERIMENT);
+  const c = { ...defaults(EXPERIMENT), ...base, ...given } as ExperimentConfig;
+  refuseUnusedMaxNewTokens(given, c.accuracySamples);
+  await checkDevice(cmd, c.device);
   c.baseModel = await resolveBaseModel(c.baseModel);
   const chosen = steps === "ask" ? await menu(cli.io, c) : steps;
   if (!chosen) return;
+  const { runExperiment } = await import("../pipeline/experiment.js");
+  const { terminalEvents } = await import("./progress.js");
   const events = terminalEvents(cli.io.stderr, { quiet: c.quiet });
   await withInterrupts(cli.io, (signal) =>
     runExperiment(c, chosen, { force: Boolean(cmd.opts().force), log: (line) => println(cli.io.stdout, line), signal, events }),
   );
-  printOutcome(cli.io, c);
+  await printOutcome(cli.io, c);
 }
 
 export function registerRun(program: Command, cli: Cli): void {

@@ -1,12 +1,16 @@
 // Command-line flags and config files from the settings schemas (util/settings.ts): every setting
 // with a flag becomes an option (its help shows the default), a config file (--config) may set any
-// of them, and the flags given override the file, which overrides the defaults.
+// of them, and the flags given override the file, which overrides the defaults. Light on purpose:
+// every command's flags are built from here before anything runs (`--help` loads no libtorch).
 import fs from "node:fs";
-import { deviceProblem } from "./args.js";
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { type Schema, type SettingError, flagName, parseConfigText, readSettings } from "../util/settings.js";
+import { NO_SETTING } from "../train/settings.js";
+import { type Schema, type SettingError, flagName, kebabCase, parseConfigText, readSettings } from "../util/settings.js";
 
 const schemas = new WeakMap<Command, Schema>();
+
+/** A flag's value "none" (null): commander would turn a null from a parser into "", so it travels as this. */
+const NONE = Symbol("none");
 
 /** The schema a command's flags came from (to name flags in error messages). */
 export const schemaOf = (cmd: Command | null): Schema => (cmd && schemas.get(cmd)) ?? {};
@@ -30,7 +34,7 @@ export function addSettingFlags(cmd: Command, schema: Schema): Command {
       new Option(`--${flag} ${s.kind.placeholder}`, `${s.help}${shown}`).argParser((text: string) => {
         const v = s.kind.fromText(text);
         if (v === undefined) throw new InvalidArgumentError(`expected ${s.kind.expected}, got ${JSON.stringify(text)}`);
-        return v;
+        return v === null ? NONE : v;
       }),
     );
     // A setting that may be null (e.g. no system prompt) also has --no-x.
@@ -50,7 +54,7 @@ export function flagValues<S extends Schema>(cmd: Command, schema: S): Record<st
     if (cmd.getOptionValueSource(attribute) !== "cli") continue;
     const v = opts[attribute];
     // --no-x for a nullable setting reads as false: it means "none".
-    out[key] = v === false && s.kind.placeholder !== null ? null : v;
+    out[key] = v === NONE || (v === false && s.kind.placeholder !== null) ? null : v;
   }
   return out;
 }
@@ -66,7 +70,7 @@ export function readConfigFile<S extends Schema>(file: string, schema: S): Recor
     if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new Error(`${file}: no such config file`);
     throw e;
   }
-  return readSettings(schema, parseConfigText(text, file), file);
+  return readSettings(schema, parseConfigText(text, file), file, NO_SETTING);
 }
 
 /** Defaults < config file (--config) < flags: the settings given, by key. */
@@ -75,8 +79,9 @@ export function givenSettings<S extends Schema>(cmd: Command, schema: S): Record
   return { ...(file ? readConfigFile(file, schema) : {}), ...flagValues(cmd, schema) };
 }
 
-/** Refuses a device this machine lacks, naming where it was set (a flag, or the config file). */
-export function checkDevice(cmd: Command, device: string | undefined): void {
+/** Refuses a device this machine lacks, naming where it was set (a flag, or the config file). Loads libtorch for "cuda". */
+export async function checkDevice(cmd: Command, device: string | undefined): Promise<void> {
+  const { deviceProblem } = await import("./args.js");
   const problem = deviceProblem(device ?? "cpu");
   if (!problem) return;
   const file = cmd.opts().config as string | undefined;
@@ -84,11 +89,24 @@ export function checkDevice(cmd: Command, device: string | undefined): void {
   throw new Error(`${where} ${device}: ${problem}`);
 }
 
+/** `maxNewTokens` bounds only the answers of `accuracySamples`: given without them, it would do nothing. */
+export function refuseUnusedMaxNewTokens(given: Record<string, unknown>, accuracySamples = given.accuracySamples): void {
+  if (given.maxNewTokens !== undefined && !accuracySamples)
+    throw new Error(
+      "`maxNewTokens` bounds the answers generated for `accuracySamples`, and none are asked for: add `accuracySamples` N, or drop `maxNewTokens`",
+    );
+}
+
 /** A setting's name as the user knows it: its flag (or its config key when it has no flag). */
 export function settingName(schema: Schema, key: string): string {
   const s = schema[key];
   const flag = s ? flagName(key, s) : null;
   return flag ? `--${flag}` : key;
+}
+
+/** Text from the library with each setting it names by key in backticks (`learningRate`) said as its flag. */
+export function withFlagNames(text: string, schema: Schema): string {
+  return text.replace(/`([a-z][A-Za-z]*)`/g, (_, key: string) => (schema[key] ? settingName(schema, key) : `--${kebabCase(key)}`));
 }
 
 /** A library SettingError from values given in code: said with the flag's name. */

@@ -1,9 +1,8 @@
 // `svdlora svd` (step 2b of docs/experiment.md).
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
-import { targetNames } from "../hf/peft.js";
+import { targetNames } from "../hf/projections.js";
 import { FACTORS } from "../pipeline/settings.js";
-import { svdStep } from "../pipeline/svd.js";
 import { LORA, TRAINING } from "../train/settings.js";
 import { defaults, text } from "../util/settings.js";
 import { println } from "./io.js";
@@ -28,24 +27,33 @@ export function registerSvd(program: Command, cli: Cli): void {
     .command("svd")
     .description("truncated SVD of a teacher ΔW at the LoRA rank: metrics, figures, and SVD-init factors as a PEFT adapter");
   addSettingFlags(cmd, SCHEMA).action(async () => {
-    const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as ReturnType<typeof defaults<typeof SCHEMA>> &
+    const given = givenSettings(cmd, SCHEMA);
+    const o = { ...defaults(SCHEMA), ...given } as ReturnType<typeof defaults<typeof SCHEMA>> &
       Required<
         Pick<ReturnType<typeof defaults<typeof SCHEMA>>, "rank" | "loraAlpha" | "rslora" | "factorSplit" | "outputDir" | "targetModules">
       >;
+    if (given.targetModules !== undefined && !o.finetunedModel)
+      throw new Error(
+        "--target-modules picks the modules of --finetuned-model (a teacher or an adapter brings its own): drop it, or use --finetuned-model",
+      );
     if (!o.synthesizedDelta && !o.loraAdapter && !o.finetunedModel)
       o.synthesizedDelta = "synthesized_teacher/synthesized_delta_rank64.safetensors";
-    const out = await svdStep({
-      synthesizedDelta: o.synthesizedDelta,
-      loraAdapter: o.loraAdapter,
-      finetunedModel: o.finetunedModel,
-      baseModel: o.baseModel ? await resolveBaseModel(o.baseModel) : undefined,
-      targetModules: targetNames(o.targetModules),
-      rank: o.rank,
-      alpha: o.loraAlpha,
-      rslora: o.rslora,
-      split: o.factorSplit,
-      outputDir: o.outputDir,
-    });
+    const { svdStep } = await import("../pipeline/svd.js");
+    const out = await svdStep(
+      {
+        synthesizedDelta: o.synthesizedDelta,
+        loraAdapter: o.loraAdapter,
+        finetunedModel: o.finetunedModel,
+        baseModel: o.baseModel ? await resolveBaseModel(o.baseModel) : undefined,
+        targetModules: targetNames(o.targetModules),
+        rank: o.rank,
+        alpha: o.loraAlpha,
+        rslora: o.rslora,
+        split: o.factorSplit,
+        outputDir: o.outputDir,
+      },
+      (line) => println(cli.io.stderr, `svdlora: ${line}`),
+    );
     const s = out.summary;
     println(
       cli.io.stdout,

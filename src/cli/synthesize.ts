@@ -1,7 +1,6 @@
 // `svdlora synthesize-teacher` (step 2a of docs/experiment.md).
 import type { Command } from "commander";
 import { TEACHER } from "../pipeline/settings.js";
-import { synthesizeStep } from "../pipeline/synthesize.js";
 import { TRAINING } from "../train/settings.js";
 import { defaults, text } from "../util/settings.js";
 import { println } from "./io.js";
@@ -23,7 +22,8 @@ export function registerSynthesize(program: Command, cli: Cli): void {
     );
   addSettingFlags(cmd, SCHEMA).action(async () => {
     const o = { ...defaults(SCHEMA), ...givenSettings(cmd, SCHEMA) } as Required<ReturnType<typeof defaults<typeof SCHEMA>>>;
-    const out = await synthesizeStep(o);
+    const { synthesizeStep } = await import("../pipeline/synthesize.js");
+    const out = await synthesizeStep(o, (line) => println(cli.io.stderr, `svdlora: ${line}`));
     println(cli.io.stdout, `synthesized ${out.modules} modules in ${formatSeconds(out.seconds)}`);
     println(cli.io.stdout, `delta:  ${out.deltaFile}\nreport: ${out.reportFile}\nplots:  ${out.plotFile}`);
   });

@@ -1,12 +1,10 @@
 // `svdlora train-full`: full-parameter fine-tune of a small model, whose real ΔW feeds `svdlora svd`.
 import type { Command } from "commander";
 import { resolveBaseModel } from "../hf/hub.js";
-import { trainFullRun } from "../pipeline/train-full.js";
 import { FULL_TRAINING } from "../train/settings.js";
 import { withInterrupts } from "./interrupt.js";
 import { println } from "./io.js";
 import type { Cli } from "./main.js";
-import { terminalEvents } from "./progress.js";
 import { addSettingFlags, checkDevice, givenSettings } from "./settings.js";
 
 // Settings a full fine-tune has no use for, or that only one process runs.
@@ -20,8 +18,10 @@ export function registerTrainFull(program: Command, cli: Cli): void {
   addSettingFlags(cmd, SCHEMA).action(async () => {
     const given = givenSettings(cmd, SCHEMA);
     const device = (given.device as string | undefined) ?? "cpu";
-    checkDevice(cmd, device);
+    await checkDevice(cmd, device);
     if (given.baseModel !== undefined) given.baseModel = await resolveBaseModel(given.baseModel as string);
+    const { trainFullRun } = await import("../pipeline/train-full.js");
+    const { terminalEvents } = await import("./progress.js");
     const events = terminalEvents(cli.io.stderr, { quiet: Boolean(given.quiet) });
     const r = await withInterrupts(cli.io, (signal) => trainFullRun(given, { signal, events }));
     const out = (line: string) => println(cli.io.stdout, line);
@@ -31,7 +31,8 @@ export function registerTrainFull(program: Command, cli: Cli): void {
     out(`train loss ${r.initialLoss.toFixed(4)} (first step) → ${r.finalLoss.toFixed(4)} (mean of the last epoch)`);
     if (r.evalLosses.length > 1) out(`held-out loss ${r.evalLosses[0].loss.toFixed(4)} → ${r.evalLosses.at(-1)!.loss.toFixed(4)}`);
     if (r.truncated) out(`${r.truncated} samples were longer than --max-length and were truncated`);
-    out(`model:   ${r.modelDir}\nlog:     ${r.logPath}\nsummary: ${r.summaryPath}`);
+    out(`model:   ${r.modelDir}\nlog:     ${r.logPath} (and .jsonl)\nsummary: ${r.summaryPath}`);
+    out(`watch:   tensorboard --logdir ${r.modelDir}`);
     out(`next:    svdlora svd --finetuned-model ${r.modelDir} --base-model ${given.baseModel ?? FULL_TRAINING.baseModel.default}`);
   });
 }

@@ -5,7 +5,8 @@ import { extractBoxed, parseAnswer } from "./answer.js";
 import type { ChatMessage, Sample } from "./types.js";
 
 export const ACCEPTED_SHAPES =
-  '{question, answer}, {instruction, input?, output}, {prompt, completion}, or {messages: [{role, content}, …]} with roles "system", "user", "assistant"';
+  '{question, answer}, {instruction, input?, output}, {prompt, completion}, {messages: [{role, content}, …]} with roles "system", "user", "assistant", ' +
+  'or ShareGPT {conversations: [{from, value}, …], system?} with "from" "system", "human" (or "user"), "gpt" (or "assistant")';
 
 /** A data set that cannot be used; the message names the file and, where it applies, the line or item. */
 export class DatasetError extends Error {
@@ -156,25 +157,63 @@ const SHAPES: { name: string; keys: string[]; convert: (item: Item, where: strin
       { role: "assistant", content: text(item, "completion", where) },
     ],
   },
-  { name: "{messages}", keys: ["messages"], convert: (item, where) => messages(item.messages, where) },
+  { name: "{messages}", keys: ["messages"], convert: (item, where) => chat(item, where, MESSAGES) },
+  { name: "ShareGPT {conversations}", keys: ["conversations"], convert: (item, where) => chat(item, where, SHAREGPT) },
 ];
 
-const ROLES = new Set(["system", "user", "assistant"]);
+type Role = ChatMessage["role"];
 
-function messages(value: unknown, where: string): ChatMessage[] {
-  if (!Array.isArray(value)) throw new DatasetError(`${where}: field "messages" must be an array, got ${typeName(value)}`);
-  if (value.length === 0) throw new DatasetError(`${where}: field "messages" is empty`);
+/** How a chat shape spells its turns: the list's field, each turn's role and text fields, and its role names. */
+interface ChatSpelling {
+  list: string;
+  role: string;
+  content: string;
+  roles: Record<string, Role>;
+}
+
+const MESSAGES: ChatSpelling = {
+  list: "messages",
+  role: "role",
+  content: "content",
+  roles: { system: "system", user: "user", assistant: "assistant" },
+};
+/** ShareGPT, as LLaMA-Factory reads it: {from, value} turns, an optional top-level "system". */
+const SHAREGPT: ChatSpelling = {
+  list: "conversations",
+  role: "from",
+  content: "value",
+  roles: { system: "system", human: "user", user: "user", gpt: "assistant", assistant: "assistant" },
+};
+
+const quoteList = (words: string[]) =>
+  `${words
+    .slice(0, -1)
+    .map((w) => `"${w}"`)
+    .join(", ")} or "${words.at(-1)}"`;
+
+function chat(item: Item, where: string, o: ChatSpelling): ChatMessage[] {
+  const value = item[o.list];
+  if (!Array.isArray(value)) throw new DatasetError(`${where}: field "${o.list}" must be an array, got ${typeName(value)}`);
+  if (value.length === 0) throw new DatasetError(`${where}: field "${o.list}" is empty`);
   const out = value.map((m: unknown, i): ChatMessage => {
-    const at = `${where}: messages[${i}]`;
+    const at = `${where}: ${o.list}[${i}]`;
     if (typeof m !== "object" || m === null || Array.isArray(m))
-      throw new DatasetError(`${at} must be an object {role, content}, got ${typeName(m)}`);
-    const role = Object.hasOwn(m, "role") ? (m as Item).role : undefined;
-    if (typeof role !== "string" || !ROLES.has(role))
-      throw new DatasetError(`${at}: "role" must be "system", "user" or "assistant", got ${JSON.stringify(role) ?? "nothing"}`);
-    return { role: role as ChatMessage["role"], content: text(m as Item, "content", at) };
+      throw new DatasetError(`${at} must be an object {${o.role}, ${o.content}}, got ${typeName(m)}`);
+    const role = Object.hasOwn(m, o.role) ? (m as Item)[o.role] : undefined;
+    const other = o === SHAREGPT ? MESSAGES : SHAREGPT;
+    if (role === undefined && Object.hasOwn(m, other.role))
+      throw new DatasetError(
+        `${at}: a {${other.role}, ${other.content}} turn: put those in "${other.list}", or write {${o.role}, ${o.content}} here`,
+      );
+    if (typeof role !== "string" || !Object.hasOwn(o.roles, role))
+      throw new DatasetError(`${at}: "${o.role}" must be ${quoteList(Object.keys(o.roles))}, got ${JSON.stringify(role) ?? "nothing"}`);
+    return { role: o.roles[role], content: text(m as Item, o.content, at) };
   });
-  if (!out.some((m) => m.role === "user")) throw new DatasetError(`${where}: "messages" has no user message`);
-  if (!out.some((m) => m.role === "assistant")) throw new DatasetError(`${where}: "messages" has no assistant message to learn from`);
+  // ShareGPT files may give the system prompt beside the turns.
+  if (o === SHAREGPT && Object.hasOwn(item, "system") && item.system !== null && item.system !== "")
+    out.unshift({ role: "system", content: text(item, "system", where) });
+  if (!out.some((m) => m.role === "user")) throw new DatasetError(`${where}: "${o.list}" has no user message`);
+  if (!out.some((m) => m.role === "assistant")) throw new DatasetError(`${where}: "${o.list}" has no assistant message to learn from`);
   return out;
 }
 

@@ -240,10 +240,14 @@ export function cannotFit(sample: Sample, tokenizer: Pick<ChatTokenizer, "maxTok
   return chars > options.maxLength * tokenizer.maxTokenChars;
 }
 
+/** The sample as a prompt for generation: without its final assistant reply. */
+export function promptOf(sample: Sample): Sample {
+  return sample.messages.at(-1)?.role === "assistant" ? { ...sample, messages: sample.messages.slice(0, -1) } : sample;
+}
+
 /** Token ids of a prompt ready for generation: the sample without its final assistant reply. */
 export function encodePrompt(sample: Sample, tokenizer: ChatTokenizer, options: Pick<FormatOptions, "systemPrompt"> = {}): number[] {
-  const messages = withSystemPrompt(sample.messages, options.systemPrompt);
-  const prompt = messages.at(-1)?.role === "assistant" ? messages.slice(0, -1) : messages;
+  const prompt = withSystemPrompt(promptOf(sample).messages, options.systemPrompt);
   return tokenizer.encode(tokenizer.applyChatTemplate(prompt, { addGenerationPrompt: true }), { addSpecialTokens: false });
 }
 

@@ -1,6 +1,7 @@
 // PEFT LoRA adapters on disk: adapter_config.json + adapter_model.safetensors with keys
-// base_model.model.<module>.lora_A.weight (r × in) and …lora_B.weight (out × r), exactly what
-// PEFT's save_pretrained writes and from_pretrained reads, so adapters travel both ways.
+// base_model.model.<module>.lora_A.weight (r × in), …lora_B.weight (out × r) and, for DoRA
+// (use_dora), …lora_magnitude_vector (out), exactly what PEFT's save_pretrained writes and
+// from_pretrained reads, so adapters travel both ways.
 import * as fs from "node:fs";
 import { loraScale } from "../util/lora-scale.js";
 import * as path from "node:path";
@@ -8,6 +9,8 @@ import type { Tensor } from "../torch/index.js";
 import { replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
 import { displayPath, readInputText, showValue } from "../util/files.js";
 import { compileFileRegex, regexWork } from "./regex.js";
+import { PROJECTIONS } from "./projections.js";
+export { PROJECTIONS, targetNames } from "./projections.js";
 import { SafetensorsFile, saveSafetensors } from "./safetensors.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
@@ -43,10 +46,11 @@ export interface LoraAdapterConfig {
   [field: string]: unknown;
 }
 
-/** One adapted linear layer: A (r × in) and B (out × r); ΔW = scaling · B A. */
+/** One adapted linear layer: A (r × in) and B (out × r); ΔW = scaling · B A. DoRA adds the magnitude m (out). */
 export interface LoraFactors {
   A: Tensor;
   B: Tensor;
+  magnitude?: Tensor;
 }
 
 /** Module path (e.g. "model.layers.0.self_attn.q_proj") → its factors. */
@@ -59,6 +63,7 @@ export interface LoraConfigOptions {
   baseModel: string | null;
   loraDropout?: number;
   useRslora?: boolean;
+  useDora?: boolean;
   /** true (PEFT's Kaiming init, B = 0), false or "gaussian": the inits PEFT re-runs harmlessly before loading the factors. */
   initLoraWeights?: boolean | "gaussian";
   revision?: string | null;
@@ -92,17 +97,10 @@ export function loraConfig(o: LoraConfigOptions): LoraAdapterConfig {
     revision: o.revision ?? null,
     target_modules: o.targetModules,
     task_type: "CAUSAL_LM",
-    use_dora: false,
+    use_dora: o.useDora ?? false,
     use_rslora: o.useRslora ?? false,
   };
 }
-
-/** The linear projections of a Qwen2 / Llama decoder layer, by their Hugging Face module names: what "all-linear" means. */
-export const PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
-
-/** Target module names, with "all-linear" spelled out. */
-export const targetNames = (targets: readonly string[] | "all-linear"): string[] =>
-  targets === "all-linear" ? [...PROJECTIONS] : [...targets];
 
 /** The module path of a decoder projection, e.g. model.layers.3.mlp.down_proj: all svdlora adapts. */
 const PROJECTION_PATH = /^model\.layers\.(0|[1-9]\d{0,5})\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$/;
@@ -131,7 +129,6 @@ export function decoderModuleNames(numLayers: number): string[] {
 /** Fields that change how PEFT builds or applies the adapter in ways svdlora does not reproduce: refused unless neutral. */
 const UNSUPPORTED: { field: string; neutral: (v: unknown) => boolean; why: string }[] = [
   { field: "fan_in_fan_out", neutral: (v) => v === false, why: "the GPT-2 Conv1D layout; Qwen2/Llama layers are nn.Linear" },
-  { field: "use_dora", neutral: (v) => v === false, why: "DoRA adapters are not supported" },
   { field: "bias", neutral: (v) => v === "none", why: 'only "none" is supported (bias weights are not LoRA factors)' },
   { field: "lora_bias", neutral: (v) => v === false, why: "a bias on lora_B is not supported" },
   {
@@ -187,6 +184,7 @@ export function parseAdapterConfig(json: unknown, source = ADAPTER_CONFIG): Lora
     return v as boolean;
   };
   const useRslora = flag("use_rslora");
+  const useDora = flag("use_dora");
   const inferenceMode = field("inference_mode") === undefined ? true : flag("inference_mode");
   for (const { field: name, neutral, why } of UNSUPPORTED) {
     const v = field(name);
@@ -272,7 +270,7 @@ export function parseAdapterConfig(json: unknown, source = ADAPTER_CONFIG): Lora
     layers_pattern: layersPattern as string | string[] | null,
     rank_pattern: rankPattern,
     alpha_pattern: alphaPattern,
-    use_dora: false,
+    use_dora: useDora,
   };
   moduleSelector(config, source); // compiles (and so checks) every pattern now, naming the file
   return config;
@@ -432,13 +430,20 @@ const PREFIX = "base_model.model.";
 /** The safetensors key PEFT uses for a module's factor. */
 export const adapterKey = (modulePath: string, factor: "A" | "B"): string => `${PREFIX}${modulePath}.lora_${factor}.weight`;
 
+/** The key PEFT saves a DoRA module's magnitude vector under (no ".weight": the name from before DoRA's refactor). */
+export const magnitudeKey = (modulePath: string): string => `${PREFIX}${modulePath}.lora_magnitude_vector`;
+
 // PEFT drops the adapter name ("default") when saving; older files may still carry it
-const keyPattern = /^base_model\.model\.(.+)\.lora_([AB])(?:\.default)?\.weight$/;
+const keyPattern = /^base_model\.model\.(.+)\.(?:lora_([AB])(?:\.default)?\.weight|lora_magnitude_vector(?:\.default)?)$/;
+
+type Part = "A" | "B" | "magnitude";
+const partName = (part: Part) => (part === "magnitude" ? "lora_magnitude_vector" : `lora_${part}`);
 
 /**
  * Reads a PEFT LoRA adapter directory; tensors are on the CPU in the file's dtype. Every factor
  * must belong to a decoder projection that the config targets (PEFT would ignore the others), be
- * floating point and finite, and have the config's rank for its module.
+ * floating point and finite, and have the config's rank for its module; a DoRA adapter (use_dora)
+ * has each module's magnitude vector too, and only then.
  */
 export function loadAdapter(dir: string): { config: LoraAdapterConfig; weights: LoraWeights } {
   const config = loadAdapterConfig(dir);
@@ -456,14 +461,15 @@ export function loadAdapter(dir: string): { config: LoraAdapterConfig; weights: 
   const weights: LoraWeights = new Map();
   const partial = new Map<string, Partial<LoraFactors>>();
   try {
-    const keys = new Map<string, { modulePath: string; factor: "A" | "B" }>();
+    const keys = new Map<string, { modulePath: string; part: Part }>();
     for (const key of file.keys()) {
       const match = keyPattern.exec(key);
       if (!match)
         throw new Error(
-          `${where}: unexpected tensor ${JSON.stringify(key)}; svdlora reads LoRA factors named base_model.model.<module>.lora_A/lora_B.weight`,
+          `${where}: unexpected tensor ${JSON.stringify(key)}; svdlora reads LoRA factors named base_model.model.<module>.lora_A/lora_B.weight (and lora_magnitude_vector with use_dora)`,
         );
       const [, modulePath, factor] = match;
+      const part: Part = factor === undefined ? "magnitude" : (factor as "A" | "B");
       if (!isProjectionPath(modulePath)) {
         throw new Error(
           `${where}: ${JSON.stringify(modulePath)} is not a projection of a Qwen2/Llama decoder layer (model.layers.N.self_attn.q/k/v/o_proj, mlp.gate/up/down_proj)`,
@@ -474,23 +480,32 @@ export function loadAdapter(dir: string): { config: LoraAdapterConfig; weights: 
           `${where}: has factors for ${modulePath}, which ${ADAPTER_CONFIG} does not target (PEFT would ignore them): the two files do not belong together`,
         );
       }
-      keys.set(key, { modulePath, factor: factor as "A" | "B" });
+      if (part === "magnitude" && !config.use_dora)
+        throw new Error(`${where}: has ${key} but ${ADAPTER_CONFIG} says use_dora is false: the two files do not belong together`);
+      keys.set(key, { modulePath, part });
     }
-    for (const [key, { modulePath, factor }] of keys) {
+    for (const [key, { modulePath, part }] of keys) {
       const factors = partial.get(modulePath) ?? {};
-      if (factors[factor]) throw new Error(`${where}: module ${modulePath} has lora_${factor} twice`);
-      factors[factor] = file.readWeight(key);
+      if (factors[part]) throw new Error(`${where}: module ${modulePath} has ${partName(part)} twice`);
+      factors[part] = file.readWeight(key);
       partial.set(modulePath, factors);
     }
-    for (const [modulePath, { A, B }] of partial) {
-      if (!A || !B) throw new Error(`${where}: module ${modulePath} has lora_${A ? "A" : "B"} but no lora_${A ? "B" : "A"}`);
-      checkFactors(modulePath, { A, B }, rankFor(config, modulePath), where);
-      weights.set(modulePath, { A, B });
+    for (const [modulePath, { A, B, magnitude }] of partial) {
+      if (!A || !B)
+        throw new Error(
+          `${where}: module ${modulePath} has ${A ? "lora_A" : B ? "lora_B" : "lora_magnitude_vector"} but no ${A ? "lora_B" : "lora_A"}`,
+        );
+      if (config.use_dora && !magnitude)
+        throw new Error(`${where}: module ${modulePath} has no lora_magnitude_vector, which a DoRA adapter (use_dora) needs`);
+      const factors = { A, B, ...(magnitude ? { magnitude } : {}) };
+      checkFactors(modulePath, factors, rankFor(config, modulePath), where);
+      weights.set(modulePath, factors);
     }
   } catch (error) {
-    for (const { A, B } of partial.values()) {
+    for (const { A, B, magnitude } of partial.values()) {
       A?.dispose();
       B?.dispose();
+      magnitude?.dispose();
     }
     throw error;
   } finally {
@@ -500,13 +515,17 @@ export function loadAdapter(dir: string): { config: LoraAdapterConfig; weights: 
   return { config, weights };
 }
 
-function checkFactors(modulePath: string, { A, B }: LoraFactors, r: number, where: string): void {
+function checkFactors(modulePath: string, { A, B, magnitude }: LoraFactors, r: number, where: string): void {
   const [a, b] = [A.shape, B.shape];
   if (a.length !== 2 || b.length !== 2)
     throw new Error(`${where}: ${modulePath} factors must be matrices, got lora_A [${a}] and lora_B [${b}]`);
   if (a[0] !== r || b[1] !== r) {
     throw new Error(`${where}: ${modulePath} has rank ${a[0]} (lora_A [${a}]) and ${b[1]} (lora_B [${b}]) but the config says r = ${r}`);
   }
+  if (magnitude && `${magnitude.shape}` !== `${b[0]}`)
+    throw new Error(
+      `${where}: ${modulePath} has lora_magnitude_vector [${magnitude.shape}] but lora_B [${b}]: it needs one entry per output`,
+    );
 }
 
 /**
@@ -525,9 +544,14 @@ export function saveAdapter(dir: string, config: LoraAdapterConfig, weights: Lor
         `saveAdapter(${dir}): ${modulePath} is not matched by target_modules ${JSON.stringify(checked.target_modules)}; PEFT would not load it`,
       );
     }
+    if (checked.use_dora !== Boolean(factors.magnitude))
+      throw new Error(
+        `saveAdapter(${dir}): ${modulePath} ${checked.use_dora ? "has no magnitude vector but use_dora is true" : "has a magnitude vector but use_dora is false"}`,
+      );
     checkFactors(modulePath, factors, rankFor(checked, modulePath), `saveAdapter(${dir})`);
     tensors.set(adapterKey(modulePath, "A"), factors.A);
     tensors.set(adapterKey(modulePath, "B"), factors.B);
+    if (factors.magnitude) tensors.set(magnitudeKey(modulePath), factors.magnitude);
   }
   replaceDirectoryAtomic(dir, (temp) => {
     writeFileAtomic(path.join(temp, ADAPTER_CONFIG), `${stableJson(checked)}\n`);

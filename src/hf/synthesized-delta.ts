@@ -76,7 +76,7 @@ export function loadSynthesizedDelta(file: string): SynthesizedDeltaFile {
         if (!st.has(key)) fail(`module ${modulePath} has no tensor ${key}`);
         expected.add(key);
       }
-      const [U, S, Vh] = keys.map((key) => st.read(key));
+      const [U, S, Vh] = keys.map((key) => st.readWeight(key));
       modules.set(modulePath, { U, S, Vh });
       if (`${U.shape}` !== `${m},${K}` || `${S.shape}` !== `${K}` || `${Vh.shape}` !== `${K},${n}`) {
         fail(`module ${modulePath}: U [${U.shape}], S [${S.shape}], Vh [${Vh.shape}] do not match shape [${m}, ${n}] at rank ${K}`);

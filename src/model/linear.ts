@@ -1,14 +1,20 @@
 // A linear layer y = x Wᵀ + b with an optional LoRA adapter beside the frozen weight, or, for
-// concurrent arms (arms.ts), one adapter per arm, each applied to its arm's rows.
+// concurrent arms (arms.ts), one adapter per arm, each applied to its arm's rows; and an optional
+// probe that sees its input (how a calibration pass reads layer inputs).
 import * as torch from "../torch/index.js";
 import type { RowAdapter, Tensor } from "../torch/index.js";
 import type { ArmAdapter, ArmRoute } from "./arms.js";
 import type { LoRA } from "./lora.js";
 
+/** Called with the layer's input x [..., in] on every forward while set. It must not keep x beyond the call without torch.keep. */
+export type InputProbe = (x: Tensor) => void;
+
 export class Linear {
   lora: LoRA | null = null;
   /** Concurrent arms' adapters, one entry per arm (null: that arm does not adapt this projection). */
   arms: (ArmAdapter | null)[] | null = null;
+  /** Set by whoever needs the layer's inputs (train/calibrate.ts) and cleared when done. */
+  probe: InputProbe | null = null;
 
   constructor(
     public weight: Tensor,
@@ -24,9 +30,11 @@ export class Linear {
 
   /** y for x [..., in]; a layer carrying arms needs the route that says which rows are whose. */
   forward(x: Tensor, route?: ArmRoute): Tensor {
+    this.probe?.(x);
     if (this.arms) return this.armsForward(x, route);
     const lora = this.lora;
     if (!lora) return torch.linear(x, this.weight, this.bias);
+    if (lora.magnitude) return lora.doraForward(x, this.weight, this.bias);
     // Without dropout the layer and its adapter run as one fused node (fewer ops to queue).
     if ((lora.dropout === 0 || !lora.training) && !this.bias?.requiresGrad)
       return torch.loraLinear(x, this.weight, this.bias, lora.A, lora.B, lora.scaling);

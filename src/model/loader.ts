@@ -13,7 +13,8 @@ export interface LoadOptions {
 /**
  * Reads config.json and the safetensors weights into a frozen model, one tensor at a time, each
  * read from its shard straight into memory on the target device (CUDA: through pinned staging
- * buffers); a dtype change happens there too (on the GPU for CUDA, where it is fastest).
+ * buffers); a dtype change happens there too (on the GPU for CUDA, where it is fastest). A weight
+ * that is not floating point, or holds a NaN or an infinity, is refused naming the file and tensor.
  */
 export function loadCausalLM(dir: string, o: LoadOptions = {}): CausalLM {
   const config = loadModelConfig(dir);
@@ -26,7 +27,7 @@ export function loadCausalLM(dir: string, o: LoadOptions = {}): CausalLM {
       const entry = ckpt.entry(name);
       if (`${entry.shape}` !== `${shape}`)
         throw new Error(`${dir}: weight ${name} has shape [${entry.shape}], config.json implies [${shape}]`);
-      const raw = ckpt.read(name, { device });
+      const raw = ckpt.readWeight(name, { device }); // refuses integer dtypes, NaN and infinities
       if (raw.dtype === dtype) return torch.keep(raw);
       const t = torch.keep(raw.to({ dtype }));
       raw.dispose();

@@ -370,24 +370,69 @@ export class CausalLM {
 
   /** Greedy decoding with a key/value cache; returns the new token ids (stop token excluded). With arms, arm's adapter answers. */
   generate(prompt: number[], o: { maxNewTokens: number; stopTokenIds: readonly number[]; arm?: number }): number[] {
+    return this.generateBatch([prompt], { ...o, padId: 0 })[0];
+  }
+
+  /**
+   * Greedy decoding of several prompts at once: left-padded to one length, padding masked out of
+   * attention, positions counted from each prompt's first token, one key/value cache for all. A
+   * row that has produced a stop token is done (its later tokens are ignored); the batch stops when
+   * every row is done or has maxNewTokens. Returns each prompt's new token ids (stop excluded),
+   * the same as generating it alone. With arms, arm's adapter answers.
+   */
+  generateBatch(
+    prompts: readonly number[][],
+    o: { maxNewTokens: number; stopTokenIds: readonly number[]; padId: number; arm?: number },
+  ): number[][] {
+    const B = prompts.length;
+    const P = Math.max(...prompts.map((p) => p.length));
     const cache = newCache(this.layers.length);
-    const out: number[] = [];
+    const out: number[][] = prompts.map(() => []);
+    const done = prompts.map(() => false);
+    // real[b][j]: whether key position j of row b is a real token (false: left padding).
+    const real = prompts.map((p) => Array.from({ length: P }, (_, j) => j >= P - p.length));
+    const device = this.device;
     try {
       torch.noGrad(() => {
-        let input = prompt;
-        while (out.length < o.maxNewTokens) {
+        // The prompts: causal attention over real tokens; a padding row attends to itself only (no empty softmax).
+        const mask = new Uint8Array(B * P * P);
+        for (let b = 0; b < B; b++)
+          for (let i = 0; i < P; i++)
+            for (let j = 0; j <= i; j++) mask[(b * P + i) * P + j] = real[b][i] ? (real[b][j] ? 1 : 0) : i === j ? 1 : 0;
+        let ids = prompts.map((p) => [...new Array(P - p.length).fill(o.padId), ...p]);
+        let positions = prompts.map((p) => Array.from({ length: P }, (_, j) => Math.max(0, j - (P - p.length))));
+        let attend = torch.fromBytes(mask, [B, 1, P, P], "bool").to({ device });
+        for (let t = 0; t < o.maxNewTokens && done.some((d) => !d); t++) {
           const next = torch.tidy(() => {
-            const ids = torch.tensor([input], { dtype: "int64", device: this.device });
-            const h = this.hidden(ids, { cache, arms: o.arm === undefined ? undefined : wholeBatch(o.arm, ids) });
+            const input = torch.tensor(ids, { dtype: "int64", device });
+            const h = this.hidden(input, {
+              cache,
+              arms: o.arm === undefined ? undefined : wholeBatch(o.arm, input),
+              mask: attend,
+              positionIds: torch.tensor(positions, { dtype: "int64", device }),
+            });
             return torch
               .linear(h.select(1, h.size(1) - 1), this.lmHead)
               .argmax(-1)
-              .item();
+              .toArray() as number[];
           });
-          if (o.stopTokenIds.includes(next)) break;
-          out.push(next);
-          input = [next];
+          attend.dispose();
+          next.forEach((id, b) => {
+            if (done[b]) return;
+            if (o.stopTokenIds.includes(id)) done[b] = true;
+            else out[b].push(id);
+            if (out[b].length >= o.maxNewTokens) done[b] = true;
+          });
+          // The next step: one new token per row, which may see every real key so far and itself.
+          for (const row of real) row.push(true);
+          const S = real[0].length;
+          const step = new Uint8Array(B * S);
+          for (let b = 0; b < B; b++) for (let j = 0; j < S; j++) step[b * S + j] = real[b][j] ? 1 : 0;
+          attend = torch.fromBytes(step, [B, 1, 1, S], "bool").to({ device });
+          ids = next.map((id) => [id]);
+          positions = positions.map((p) => [p[p.length - 1] + 1]);
         }
+        attend.dispose();
       });
     } finally {
       disposeCache(cache);

@@ -5,6 +5,7 @@ import type { ModelConfig } from "../hf/config.js";
 import { saveSafetensors } from "../hf/safetensors.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { fsChange } from "../util/outputs.js";
 import type { CausalLM } from "./qwen2.js";
 
 /** config.json as transformers writes it for Qwen2ForCausalLM / LlamaForCausalLM. */
@@ -57,5 +58,9 @@ const TOKENIZER_FILES = [
 
 /** Copies the tokenizer and generation files of a model directory that exist into another. */
 export function copyTokenizerFiles(fromDir: string, toDir: string): void {
-  for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(fromDir, f))) fs.copyFileSync(path.join(fromDir, f), path.join(toDir, f));
+  for (const f of TOKENIZER_FILES)
+    if (fs.existsSync(path.join(fromDir, f))) {
+      fsChange(`write ${path.join(toDir, f)}`);
+      fs.copyFileSync(path.join(fromDir, f), path.join(toDir, f));
+    }
 }

@@ -1,28 +1,41 @@
-// Step 4 of the SPEC: compare the training runs of each init (random, svd, pissa, …) with numbers
-// measured from their logs, and say honestly what the svd arm cost and where its head start came from.
+// Step 4 (docs/experiment.md#step-4-comparison): every arm against the baseline arm, paired by
+// seed (with the same seed two arms see the same batches in the same order, so each seed gives one
+// difference). For each metric: the mean paired difference with a t and a bootstrap interval, the
+// paired t test, the exact sign-flip permutation test and the effect size d_z; Holm's adjustment
+// across arms for the primary endpoint. With several learning rates, each arm is compared at the
+// rate that gave it the lowest validation loss, and an arm whose best rate is at the grid's edge
+// gets no verdict. Accuracy is compared per seed with McNemar's exact test on the same questions.
 //
-// Inputs (in trainingDir): training_log_NAME.csv and train_summary_NAME.json of each run, and, when
-// present, ../synthesized_teacher/synthesis_timing.json and ../svd_results/svd_timing.json.
-// Outputs (writeComparison): comparison.json, comparison_report.txt, comparison_random_vs_svd.png (+ .svg),
-// and comparison_all_arms.png (+ .svg) when there are more arms.
+// Inputs (in trainingDir): train_summary_NAME.json (the run's settings and result; its log's path
+// follows from the name), and the timing files of the teachers runs depended on.
+// Outputs (writeComparison): comparison.json, comparison_report.txt, and the loss-curve charts.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type RunCurves, comparisonChart, emaSmooth, formatDuration, saveChart } from "../report/index.js";
-import { type TrainRow, readTrainingLog } from "../train/log.js";
+import { type RunCurves, comparisonChart, formatDuration, saveChart, svgPathFor } from "../report/index.js";
+import {
+  type CurvePoint,
+  DEFAULT_CONFIDENCE,
+  type McNemarResult,
+  type PairedComparison,
+  type Summary,
+  holm,
+  mcnemarExact,
+  normalizedAuc,
+  pairedComparison,
+  stepsToTarget,
+  summarize,
+  wilsonInterval,
+} from "../stats/index.js";
+import type { EvalRecord } from "../train/checkpoint.js";
 import type { TrainResult } from "../train/trainer.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { writeOutputs } from "../util/outputs.js";
+import { accuracyFile } from "./accuracy.js";
 import { runCurves } from "./curves.js";
+import { trainingLayout } from "./layout.js";
+import { METRICS, type MetricKey } from "./settings.js";
 
-export interface CompareOptions {
-  /** Loss for "steps to target"; default: the baseline arm's final loss (mean over its runs). */
-  targetLoss?: number;
-  /** The arm (init) the others are measured against; default "random". */
-  baseline?: string;
-  /** EMA factor β for the smoothed loss (final loss, steps to target); default 0.9. */
-  smoothing?: number;
-}
-
-/** The arm whose trained adapter the teacher ΔW is synthesized from (SPEC step 2a). */
+/** The arm whose trained adapter the svd arm's teacher ΔW is synthesized from. */
 export const TEACHER_SOURCE_ARM = "random";
 /** The arm initialized from that teacher. */
 export const TEACHER_ARM = "svd";
@@ -34,116 +47,140 @@ export const COMPARISON_FILES = {
   allArmsChart: "comparison_all_arms.png",
 } as const;
 
-export const METRICS = [
-  "initialLoss",
-  "stepsToTarget",
-  "finalLoss",
-  "evalLossBefore",
-  "evalLossAfter",
-  "accuracy",
-  "tokens",
-  "seconds",
-  "totalTokens",
-  "totalSeconds",
-] as const;
-export type MetricKey = (typeof METRICS)[number];
-
 /** Whether a larger value is better (accuracy) or a smaller one (losses, steps, compute). */
-const HIGHER_IS_BETTER: Record<MetricKey, boolean> = {
-  initialLoss: false,
+export const HIGHER_IS_BETTER: Record<MetricKey, boolean> = {
+  heldOutFinal: false,
+  heldOutInitial: false,
+  heldOutAuc: false,
   stepsToTarget: false,
-  finalLoss: false,
-  evalLossBefore: false,
-  evalLossAfter: false,
+  trainFinal: false,
   accuracy: true,
-  tokens: false,
   seconds: false,
   totalTokens: false,
   totalSeconds: false,
 };
 
-export const DEFINITIONS: Record<MetricKey | "smoothedLoss" | "improvement" | "aggregate", string> = {
-  smoothedLoss:
-    "smoothed loss: exponential moving average of the per-step training loss, s_t = β·s_{t-1} + (1-β)·loss_t with s_0 = 0, " +
-    "bias-corrected (reported as s_t / (1 - β^t)); β = the smoothing factor",
-  initialLoss: "initial loss: the raw training loss of step 1 (the first batch, before the first update)",
-  stepsToTarget: "steps to target: the first optimizer step whose smoothed loss is <= the target loss; null (not reached) if none",
-  finalLoss: "final loss: the smoothed loss at the last logged optimizer step",
-  evalLossBefore: "eval loss before: held-out eval loss logged at step 0 (before training); null when not logged",
-  evalLossAfter: "eval loss after: held-out eval loss of the last eval row after step 0 (end of the last epoch); null when not logged",
-  accuracy: "accuracy: exact-answer accuracy after training (correct / total) from train_summary_NAME.json; null when not measured",
-  tokens: "tokens: training tokens processed by this run (tokens column of its last training row)",
-  seconds:
-    "wall time: training wall seconds of this run (result.seconds of its summary, else elapsed_s of its last log row); excludes model loading and the accuracy check",
-  totalTokens: `tokens incl. dependencies: this run's tokens, plus for the ${TEACHER_ARM} arm the mean tokens of the ${TEACHER_SOURCE_ARM} run(s) its teacher came from`,
-  totalSeconds:
-    `wall time incl. dependencies: this run's wall time, plus for the ${TEACHER_ARM} arm the mean wall time of the ${TEACHER_SOURCE_ARM} run(s) ` +
-    "and the teacher synthesis and SVD times when known (a lower bound, marked >=, when not)",
-  improvement:
-    "improvement %: (baseline - arm) / baseline × 100 for losses, steps and compute, (arm - baseline) / baseline × 100 for accuracy, " +
-    "computed on the arm means; positive = the arm is better. Steps to target: only when every run of both arms reached the target",
-  aggregate: "several runs per arm: mean ± sample standard deviation (n - 1); null values (not reached, not measured) are left out of both",
+export const METRIC_LABELS: Record<MetricKey, string> = {
+  heldOutFinal: "held-out loss after training",
+  heldOutInitial: "held-out loss before training",
+  heldOutAuc: "held-out loss, mean over training",
+  stepsToTarget: "steps to the held-out target",
+  trainFinal: "training loss, last epoch",
+  accuracy: "exact-answer accuracy",
+  seconds: "training seconds",
+  totalTokens: "tokens incl. dependencies",
+  totalSeconds: "seconds incl. dependencies",
 };
 
-export interface RunMetrics {
+export const DEFINITIONS: Record<MetricKey | "pairing" | "tuning" | "tests", string> = {
+  heldOutFinal: "held-out loss after training: token-weighted mean loss on the held-out test set after the last step",
+  heldOutInitial: "held-out loss before training: the same, at step 0 (the init alone)",
+  heldOutAuc:
+    "held-out loss, mean over training: area under the held-out test curve (trapezoids over the evaluated steps, step 0 included) divided by the steps — lower means the arm got low sooner",
+  stepsToTarget:
+    "steps to the held-out target: optimizer steps until the held-out test curve first reaches the target, interpolated linearly between evaluations; not reached = missing",
+  trainFinal:
+    "training loss, last epoch: the mean training loss of the last epoch, each step weighted by its predicted tokens (no smoothing; every batch counts for what it holds)",
+  accuracy: "exact-answer accuracy: share of the accuracy questions answered exactly by greedy decoding after training",
+  seconds: "training seconds: the run's own training time (model loading and the accuracy check excluded)",
+  totalTokens:
+    "tokens incl. dependencies: the run's training tokens plus those of every run it depended on (the svd arm: its seed's random run; other teachers likewise) and of any preparation pass",
+  totalSeconds: "seconds incl. dependencies: the same for wall time, with teacher synthesis and SVD times",
+  pairing:
+    "paired by seed: run k of every arm uses seed k (same batch order); each metric's difference arm − baseline is taken seed by seed, and seeds missing on either side are left out",
+  tuning:
+    "with several learning rates, each arm's rate is the one with the lowest mean validation loss after training (the validation set is kept apart from the test set); the comparison uses each arm's tuned rate",
+  tests:
+    "intervals: t interval of the mean difference, and a percentile bootstrap interval; tests: paired t, and the exact two-sided sign-flip permutation test (2^n sign assignments); d_z = mean difference / sd of differences; Holm's adjustment of the permutation p across arms, for the primary endpoint only",
+};
+
+export interface CompareOptions {
+  /** The arm the others are measured against; default "random". */
+  baseline?: string;
+  /** The endpoint the verdict is about; default heldOutFinal. */
+  primary?: MetricKey;
+  /** Held-out loss for "steps to target"; default the baseline arm's mean held-out loss after training. */
+  targetLoss?: number;
+  /** Level of the intervals; default 0.95. */
+  confidence?: number;
+}
+
+/** One training run, read from its summary. */
+export interface RunRecord {
   name: string;
-  init: string;
-  seed: number | null;
+  arm: string;
+  seed: number;
+  learningRate: number;
+  summaryPath: string;
   logPath: string;
-  summaryPath: string | null;
   steps: number;
-  initialLoss: number;
-  /** Smoothed loss at the last step (the reported final loss). */
-  finalLoss: number;
-  /** The raw loss of the last step, for reference. */
-  lastRawLoss: number;
-  stepsToTarget: number | null;
-  evalLossBefore: number | null;
-  evalLossAfter: number | null;
-  accuracy: number | null;
-  accuracyCounts: { correct: number; total: number } | null;
   tokens: number;
-  seconds: number;
-  totalTokens: number;
-  totalSeconds: number;
-  /** False when totalSeconds lacks a part whose time is unknown (it is then a lower bound). */
-  totalComplete: boolean;
-  notes: string[];
+  values: Record<MetricKey, number | null>;
+  /** The validation loss after training (for choosing the learning rate), when measured. */
+  validationFinal: number | null;
+  accuracy: { correct: number; total: number; ci95: [number, number]; items: boolean[] } | null;
+  /** Runs whose compute this one depends on, by name. */
+  dependsOn: string[];
+  /** Only another arm's teacher source, trained on other data (svd-xfit's half-data run): not compared. */
+  sourceOnly: boolean;
 }
 
-export interface Stat {
-  mean: number | null;
-  /** Sample standard deviation; null with fewer than two values. */
-  std: number | null;
-  /** How many runs had a value. */
+/** One metric of one arm against the baseline. */
+export interface VersusBaseline {
   n: number;
+  /** Mean of arm − baseline over the paired seeds. */
+  meanDiff: number | null;
+  ci95: [number, number] | null;
+  ciBootstrap95: [number, number] | null;
+  pT: number | null;
+  pPermutation: number | null;
+  dz: number | null;
+  /** Holm-adjusted pPermutation across arms (the primary endpoint only). */
+  pHolm: number | null;
+  /** The values paired, by seed: [seed, baseline, arm]. */
+  perSeed: [number, number | null, number | null][];
 }
 
-export interface ArmSummary {
-  init: string;
+export interface LearningRatePoint {
+  learningRate: number;
   runs: string[];
-  metrics: Record<MetricKey, Stat>;
-  /** % vs the baseline arm, positive = better; null for the baseline itself. */
-  improvement: Record<MetricKey, number | null> | null;
-  /** True when totalSeconds is a lower bound (teacher time unknown). */
-  totalIncomplete: boolean;
+  validation: Summary;
+  test: Summary;
+}
+
+export interface ArmComparison {
+  arm: string;
+  /** The rate compared: the tuned one with several. */
+  learningRate: number;
+  /** Every rate tried, with the final validation and test losses over seeds. */
+  learningRates: LearningRatePoint[];
+  /** The tuned rate is the grid's smallest or largest: the optimum may lie outside. */
+  rateAtEdge: boolean;
+  runs: string[];
+  metrics: Record<MetricKey, Summary>;
+  /** Against the baseline; null for the baseline itself. */
+  vsBaseline: Record<MetricKey, VersusBaseline> | null;
+  /** Accuracy against the baseline's, seed by seed, on the same questions. */
+  mcnemar: { seed: number; test: McNemarResult }[];
+  /** One sentence on the primary endpoint. */
+  verdict: string;
 }
 
 export interface ComparisonResult {
   trainingDir: string;
   baseline: string;
-  smoothing: number;
-  targetLoss: number;
-  targetSource: "given" | "baseline final loss";
+  primary: MetricKey;
+  confidence: number;
+  targetLoss: number | null;
+  targetSource: "given" | "baseline held-out loss after training";
+  seeds: number[];
   definitions: typeof DEFINITIONS;
-  teacher: { synthesisSeconds: number | null; svdSeconds: number | null; synthesisFile: string; svdFile: string };
   /** Baseline first, then svd, pissa, then the others by name. */
-  arms: ArmSummary[];
-  runs: RunMetrics[];
-  /** Curves for the chart: per arm, the mean raw loss per step over its runs (steps all its runs have). */
-  curves: Record<string, { step: number; loss: number }[]>;
+  arms: ArmComparison[];
+  runs: RunRecord[];
+  /** The report's first lines: one per arm, then what qualifies them. */
+  verdict: string[];
   caveats: string[];
-  notes: string[];
 }
 
 export class CompareError extends Error {
@@ -152,401 +189,480 @@ export class CompareError extends Error {
 
 // ---- reading ---------------------------------------------------------------------------------
 
-interface RawRun {
-  name: string;
-  init: string;
-  seed: number | null;
-  logPath: string;
-  summaryPath: string | null;
-  train: TrainRow[];
-  smoothed: number[];
-  evalBefore: number | null;
-  evalAfter: number | null;
-  accuracy: TrainResult["accuracy"];
-  tokens: number;
-  seconds: number;
-  notes: string[];
+interface Summary_ {
+  made_by?: string;
+  settings?: { learningRate?: number; seed?: number; init?: string };
+  result?: Partial<TrainResult>;
+  experiment?: { arm?: string; dependsOn?: string[]; external?: { what: string; tokens: number; seconds: number }[]; sourceOnly?: boolean };
 }
 
-const LOG_NAME = /^training_log_(.+)\.csv$/;
-
-function readJson(file: string): unknown {
+function readJson<T>(file: string): T {
   try {
-    return JSON.parse(fs.readFileSync(file, "utf8"));
+    return JSON.parse(fs.readFileSync(file, "utf8")) as T;
   } catch (e) {
-    throw new CompareError(`${file}: not readable JSON (${(e as Error).message})`);
+    throw new CompareError(`${file}: not readable JSON (${(e as Error).message.split("\n")[0]})`);
   }
 }
 
-/** The summary's result, checked for the fields used here. */
-function readSummary(file: string): TrainResult {
-  const json = readJson(file) as { result?: Partial<TrainResult> } | null;
-  const r = json?.result;
-  if (!r || typeof r.init !== "string" || typeof r.seconds !== "number")
-    throw new CompareError(`${file}: expected {config, result} with result.init and result.seconds (written by svdlora train)`);
-  return r as TrainResult;
-}
+const points = (evals: readonly EvalRecord[], pick: (e: EvalRecord) => number | undefined): CurvePoint[] =>
+  evals.flatMap((e) => {
+    const v = pick(e);
+    return v === undefined || !Number.isFinite(v) ? [] : [{ step: e.step, value: v }];
+  });
 
-/** A run without a summary (e.g. one that crashed): "svd-s2" → "svd". */
-const initFromName = (name: string) => name.replace(/-(s|seed)\d+$/, "");
-
-function readRun(dir: string, name: string, smoothing: number): RawRun {
-  const logPath = path.join(dir, `training_log_${name}.csv`);
-  const log = readTrainingLog(logPath);
-  if (log.train.length === 0) throw new CompareError(`${logPath}: no training steps logged`);
-  const train = log.train;
-  const last = train[train.length - 1];
-  const notes: string[] = [];
-  if (train[0].step !== 1) notes.push(`${name}: the log starts at step ${train[0].step}, not 1; its initial loss is that step's loss`);
-  const summaryFile = path.join(dir, `train_summary_${name}.json`);
-  const summary = fs.existsSync(summaryFile) ? readSummary(summaryFile) : null;
-  if (!summary)
-    notes.push(`${name}: no train_summary_${name}.json (unfinished run?): init taken from the name, wall time from the log, no accuracy`);
-  else if (summary.steps !== undefined && summary.steps !== last.step)
-    notes.push(`${name}: the summary says ${summary.steps} steps but the log ends at step ${last.step}`);
-  const before = log.eval.find((e) => e.step === 0);
-  const after = log.eval.filter((e) => e.step > 0).at(-1);
-  return {
-    name,
-    init: summary?.init ?? initFromName(name),
-    seed: typeof summary?.seed === "number" ? summary.seed : null,
-    logPath,
-    summaryPath: summary ? summaryFile : null,
-    train,
-    smoothed: emaSmooth(
-      train.map((r) => r.loss),
-      smoothing,
-    ),
-    evalBefore: before?.evalLoss ?? null,
-    evalAfter: after?.evalLoss ?? null,
-    accuracy: summary?.accuracy ?? null,
-    tokens: last.tokens,
-    seconds: summary?.seconds ?? Math.max(last.elapsedS, log.eval.at(-1)?.elapsedS ?? 0),
-    notes,
-  };
-}
-
-/** {seconds} from a timing file; null when the file does not exist. */
-function readTiming(file: string): number | null {
-  if (!fs.existsSync(file)) return null;
-  const json = readJson(file) as { seconds?: unknown } | null;
-  if (typeof json?.seconds !== "number" || !(json.seconds >= 0)) throw new CompareError(`${file}: expected {"seconds": number >= 0}`);
-  return json.seconds;
-}
-
-// ---- statistics ------------------------------------------------------------------------------
-
-export function stat(values: readonly (number | null)[]): Stat {
-  const xs = values.filter((v): v is number => v !== null);
-  if (xs.length === 0) return { mean: null, std: null, n: 0 };
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const std = xs.length < 2 ? null : Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1));
-  return { mean, std, n: xs.length };
-}
-
-/** % improvement of value over base, positive = better. */
-export function improvementPct(base: number | null, value: number | null, higherIsBetter: boolean): number | null {
-  if (base === null || value === null || base === 0) return null;
-  return ((higherIsBetter ? value - base : base - value) / Math.abs(base)) * 100;
-}
-
-const firstAtOrBelow = (run: RawRun, target: number): number | null => {
-  const i = run.smoothed.findIndex((s) => s <= target);
-  return i < 0 ? null : run.train[i].step;
-};
-
-/** Mean raw loss per step over the runs, for the steps that all of them logged. */
-function meanCurve(runs: RawRun[]): { step: number; loss: number }[] {
-  const length = Math.min(...runs.map((r) => r.train.length));
-  return Array.from({ length }, (_, i) => ({
-    step: runs[0].train[i].step,
-    loss: runs.reduce((a, r) => a + r.train[i].loss, 0) / runs.length,
-  }));
+/** Reads every completed run (one with a summary written by svdlora train) in trainingDir. */
+export function readRuns(trainingDir: string): { runs: RunRecord[]; heldOut: Map<string, CurvePoint[]> } {
+  if (!fs.existsSync(trainingDir) || !fs.statSync(trainingDir).isDirectory())
+    throw new CompareError(`training folder ${trainingDir} does not exist (train runs first, or give \`trainingDir\`)`);
+  const L = trainingLayout(trainingDir);
+  const names = fs
+    .readdirSync(trainingDir)
+    .map((f) => /^train_summary_(.+)\.json$/.exec(f)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .sort();
+  if (names.length === 0)
+    throw new CompareError(`no training runs in ${trainingDir}: expected train_summary_NAME.json files written by svdlora train`);
+  const heldOut = new Map<string, CurvePoint[]>();
+  // A run's own compute: its training, any preparation pass, and what it used outside the training folder.
+  const own = new Map<string, { tokens: number; seconds: number }>();
+  const runs = names.map((name): RunRecord => {
+    const file = L.summary(name);
+    const s = readJson<Summary_>(file);
+    const r = s.result;
+    if (s.made_by !== "svdlora" || !r || typeof r.steps !== "number" || !s.settings)
+      throw new CompareError(`${file}: not a run summary written by this svdlora (settings and result expected)`);
+    const evals = r.evalLosses ?? [];
+    const test = points(evals, (e) => e.loss);
+    heldOut.set(name, test);
+    const final = evals.at(-1);
+    const preparation = r.preparation ?? { tokens: 0, seconds: 0 };
+    const external = s.experiment?.external ?? [];
+    own.set(name, {
+      tokens: (r.tokens ?? 0) + preparation.tokens + external.reduce((n, e) => n + e.tokens, 0),
+      seconds: (r.seconds ?? 0) + preparation.seconds + external.reduce((n, e) => n + e.seconds, 0),
+    });
+    // Accuracy measured after training (pipeline/accuracy.ts) if there is one, else the run's own.
+    const measured = fs.existsSync(accuracyFile(trainingDir, name))
+      ? readJson<{ correct: number; total: number; items: boolean[] }>(accuracyFile(trainingDir, name))
+      : null;
+    const acc = measured ?? r.accuracy ?? null;
+    return {
+      name,
+      arm: s.experiment?.arm ?? s.settings.init ?? name.replace(/-s\d+$/, ""),
+      seed: s.settings.seed ?? 0,
+      learningRate: s.settings.learningRate ?? 0,
+      summaryPath: file,
+      logPath: L.log(name),
+      steps: r.steps,
+      tokens: r.tokens ?? 0,
+      values: {
+        heldOutFinal: final && final.step > 0 ? final.loss : null,
+        heldOutInitial: evals.find((e) => e.step === 0)?.loss ?? null,
+        heldOutAuc: normalizedAuc(test),
+        stepsToTarget: null, // needs the target: set in compareRuns
+        trainFinal: Number.isFinite(r.finalLoss) ? (r.finalLoss ?? null) : null,
+        accuracy: acc && acc.total > 0 ? acc.correct / acc.total : null,
+        seconds: (r.seconds ?? 0) + preparation.seconds,
+        totalTokens: null, // needs the dependencies: set below
+        totalSeconds: null,
+      },
+      validationFinal: final?.validationLoss ?? null,
+      accuracy:
+        acc && acc.total > 0
+          ? { correct: acc.correct, total: acc.total, ci95: wilsonInterval(acc.correct, acc.total), items: acc.items ?? [] }
+          : null,
+      dependsOn: s.experiment?.dependsOn ?? [],
+      sourceOnly: s.experiment?.sourceOnly === true,
+    };
+  });
+  // Compute including every run it depended on, and theirs in turn (each counted once).
+  const byName = new Map(runs.map((r) => [r.name, r]));
+  for (const r of runs) {
+    const counted = new Set<string>();
+    const visit = (x: RunRecord) => {
+      if (counted.has(x.name)) return;
+      counted.add(x.name);
+      for (const d of x.dependsOn) {
+        const dep = byName.get(d);
+        if (!dep) throw new CompareError(`${x.summaryPath}: the run depends on ${d}, which is not in ${trainingDir}`);
+        visit(dep);
+      }
+    };
+    visit(r);
+    r.values.totalTokens = [...counted].reduce((n, x) => n + own.get(x)!.tokens, 0);
+    r.values.totalSeconds = [...counted].reduce((n, x) => n + own.get(x)!.seconds, 0);
+  }
+  return { runs, heldOut };
 }
 
 // ---- comparing -------------------------------------------------------------------------------
 
 const ARM_ORDER = ["svd", "pissa"];
 
-/** Reads every run in trainingDir and computes the comparison. Throws CompareError (one line) on bad input. */
-export function compareRuns(trainingDir: string, options: CompareOptions = {}): ComparisonResult {
-  const baseline = options.baseline ?? "random";
-  const smoothing = options.smoothing ?? 0.9;
-  if (!(smoothing >= 0 && smoothing < 1)) throw new CompareError(`smoothing must be in [0, 1), got ${smoothing}`);
-  if (options.targetLoss !== undefined && !Number.isFinite(options.targetLoss))
-    throw new CompareError(`target loss must be a finite number, got ${options.targetLoss}`);
-  if (!fs.existsSync(trainingDir) || !fs.statSync(trainingDir).isDirectory())
-    throw new CompareError(`training directory ${trainingDir} does not exist (run svdlora train first, or pass --training-dir)`);
+/** Reads the runs of trainingDir and compares every arm with the baseline. Throws CompareError (one line) on bad input. */
+export function compareRuns(trainingDir: string, o: CompareOptions = {}): ComparisonResult {
+  const baseline = o.baseline ?? "random";
+  const primary = o.primary ?? "heldOutFinal";
+  const confidence = o.confidence ?? DEFAULT_CONFIDENCE;
+  if (o.targetLoss !== undefined && !Number.isFinite(o.targetLoss))
+    throw new CompareError(`target loss must be a finite number, got ${o.targetLoss}`);
+  const { runs, heldOut } = readRuns(trainingDir);
 
-  const names = fs
-    .readdirSync(trainingDir)
-    .map((f) => LOG_NAME.exec(f)?.[1])
-    .filter((n): n is string => n !== undefined)
-    .sort();
-  if (names.length === 0)
-    throw new CompareError(`no training runs in ${trainingDir}: expected training_log_NAME.csv files written by svdlora train`);
-  const raw = names.map((n) => readRun(trainingDir, n, smoothing));
-
-  const byArm = new Map<string, RawRun[]>();
-  for (const r of raw) byArm.set(r.init, [...(byArm.get(r.init) ?? []), r]);
-  for (const runs of byArm.values()) runs.sort((a, b) => (a.seed ?? Infinity) - (b.seed ?? Infinity) || a.name.localeCompare(b.name));
-  if (!byArm.has(baseline))
-    throw new CompareError(
-      `no "${baseline}" arm in ${trainingDir}: found ${[...byArm.keys()].join(", ")} (pass --baseline with one of them)`,
-    );
+  const armNames = [...new Set(runs.filter((r) => !r.sourceOnly).map((r) => r.arm))];
+  if (!armNames.includes(baseline))
+    throw new CompareError(`no "${baseline}" arm in ${trainingDir}: found ${armNames.join(", ")} (give \`baseline\` one of them)`);
   const rank = (arm: string) => (arm === baseline ? -1 : ARM_ORDER.includes(arm) ? ARM_ORDER.indexOf(arm) : ARM_ORDER.length);
-  const armNames = [...byArm.keys()].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  armNames.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 
-  const baseRuns = byArm.get(baseline)!;
-  const targetLoss = options.targetLoss ?? stat(baseRuns.map((r) => r.smoothed.at(-1)!)).mean!;
+  // Each arm's learning rate: the one with the lowest mean validation loss (else test loss) after training.
+  const tuned = new Map<string, { rate: number; points: LearningRatePoint[]; atEdge: boolean; onTest: boolean }>();
+  for (const arm of armNames) {
+    const byRate = new Map<number, RunRecord[]>();
+    for (const r of runs.filter((x) => x.arm === arm)) byRate.set(r.learningRate, [...(byRate.get(r.learningRate) ?? []), r]);
+    const rates = [...byRate.keys()].sort((a, b) => a - b);
+    const pts = rates.map((rate) => {
+      const rs = byRate.get(rate)!;
+      return {
+        learningRate: rate,
+        runs: rs.map((r) => r.name),
+        validation: summarize(
+          rs.map((r) => r.validationFinal),
+          confidence,
+        ),
+        test: summarize(
+          rs.map((r) => r.values.heldOutFinal),
+          confidence,
+        ),
+      };
+    });
+    const onTest = pts.every((p) => p.validation.mean === null);
+    const score = (p: LearningRatePoint) => (onTest ? p.test.mean : p.validation.mean) ?? Number.POSITIVE_INFINITY;
+    const best = pts.reduce((a, b) => (score(b) < score(a) ? b : a));
+    const atEdge = rates.length > 1 && (best.learningRate === rates[0] || best.learningRate === rates.at(-1));
+    tuned.set(arm, { rate: best.learningRate, points: pts, atEdge, onTest: onTest && rates.length > 1 });
+  }
 
-  // What the svd arm's teacher cost: the run it was synthesized from, then synthesis and SVD.
-  const parent = path.dirname(path.resolve(trainingDir));
-  const synthesisFile = path.join(parent, "synthesized_teacher", "synthesis_timing.json");
-  const svdFile = path.join(parent, "svd_results", "svd_timing.json");
-  const teacher = { synthesisSeconds: readTiming(synthesisFile), svdSeconds: readTiming(svdFile), synthesisFile, svdFile };
-  const sourceRuns = byArm.get(TEACHER_SOURCE_ARM) ?? [];
-  const sourceTokens = stat(sourceRuns.map((r) => r.tokens)).mean ?? 0;
-  const sourceSeconds = stat(sourceRuns.map((r) => r.seconds)).mean ?? 0;
+  const seeds = [...new Set(runs.map((r) => r.seed))].sort((a, b) => a - b);
+  const at = (arm: string) => runs.filter((r) => r.arm === arm && r.learningRate === tuned.get(arm)!.rate);
+  const baseRuns = at(baseline);
+  const targetLoss = o.targetLoss ?? summarize(baseRuns.map((r) => r.values.heldOutFinal)).mean;
+  for (const r of runs) r.values.stepsToTarget = targetLoss === null ? null : stepsToTarget(heldOut.get(r.name) ?? [], targetLoss);
 
-  const ordered = armNames.flatMap((a) => byArm.get(a)!);
-  const runs: RunMetrics[] = ordered.map((r) => {
-    const dependent = r.init === TEACHER_ARM;
-    const teacherParts = [teacher.synthesisSeconds, teacher.svdSeconds];
-    return {
-      name: r.name,
-      init: r.init,
-      seed: r.seed,
-      logPath: r.logPath,
-      summaryPath: r.summaryPath,
-      steps: r.train.at(-1)!.step,
-      initialLoss: r.train[0].loss,
-      finalLoss: r.smoothed.at(-1)!,
-      lastRawLoss: r.train.at(-1)!.loss,
-      stepsToTarget: firstAtOrBelow(r, targetLoss),
-      evalLossBefore: r.evalBefore,
-      evalLossAfter: r.evalAfter,
-      accuracy: r.accuracy && r.accuracy.total > 0 ? r.accuracy.correct / r.accuracy.total : null,
-      accuracyCounts: r.accuracy ? { correct: r.accuracy.correct, total: r.accuracy.total } : null,
-      tokens: r.tokens,
-      seconds: r.seconds,
-      totalTokens: r.tokens + (dependent ? sourceTokens : 0),
-      totalSeconds: r.seconds + (dependent ? sourceSeconds + teacherParts.reduce<number>((a, t) => a + (t ?? 0), 0) : 0),
-      totalComplete: !dependent || (sourceRuns.length > 0 && teacherParts.every((t) => t !== null)),
-      notes: r.notes,
-    };
-  });
-
-  const summarize = (arm: string) => {
-    const armRuns = runs.filter((r) => r.init === arm);
-    const metrics = Object.fromEntries(METRICS.map((m) => [m, stat(armRuns.map((r) => r[m]))])) as Record<MetricKey, Stat>;
-    return {
-      init: arm,
-      runs: armRuns.map((r) => r.name),
-      metrics,
-      allReached: armRuns.every((r) => r.stepsToTarget !== null),
-      totalIncomplete: armRuns.some((r) => !r.totalComplete),
-    };
-  };
-  const summaries = armNames.map(summarize);
-  const base = summaries[0];
-  const arms: ArmSummary[] = summaries.map(({ allReached, ...s }) => ({
-    ...s,
-    improvement:
-      s.init === baseline
+  const bySeed = (rs: RunRecord[], metric: MetricKey) => seeds.map((seed) => rs.find((r) => r.seed === seed)?.values[metric] ?? null);
+  const arms: ArmComparison[] = armNames.map((arm) => {
+    const rs = at(arm);
+    const t = tuned.get(arm)!;
+    const metrics = Object.fromEntries(
+      METRICS.map((m) => [
+        m,
+        summarize(
+          rs.map((r) => r.values[m]),
+          confidence,
+        ),
+      ]),
+    ) as Record<MetricKey, Summary>;
+    const vs =
+      arm === baseline
         ? null
         : (Object.fromEntries(
             METRICS.map((m) => {
-              // A mean over only the runs that reached the target would flatter an arm.
-              if (m === "stepsToTarget" && !(allReached && base.allReached)) return [m, null];
-              return [m, improvementPct(base.metrics[m].mean, s.metrics[m].mean, HIGHER_IS_BETTER[m])];
+              const [b, a] = [bySeed(baseRuns, m), bySeed(rs, m)];
+              return [m, versus(pairedComparison(b, a, { confidence }), seeds, b, a)];
             }),
-          ) as Record<MetricKey, number | null>),
-  }));
+          ) as Record<MetricKey, VersusBaseline>);
+    const mcnemar = arm === baseline ? [] : seeds.flatMap((seed) => mcnemarFor(baseRuns, rs, seed));
+    return {
+      arm,
+      learningRate: t.rate,
+      learningRates: t.points,
+      rateAtEdge: t.atEdge,
+      runs: rs.map((r) => r.name),
+      metrics,
+      vsBaseline: vs,
+      mcnemar,
+      verdict: "",
+    };
+  });
 
-  const curves = Object.fromEntries(armNames.map((a) => [a, meanCurve(byArm.get(a)!)]));
+  // Holm across the arms, for the primary endpoint.
+  const others = arms.filter((a) => a.vsBaseline);
+  const adjusted = holm(others.map((a) => a.vsBaseline![primary].pPermutation));
+  others.forEach((a, i) => {
+    a.vsBaseline![primary].pHolm = adjusted[i];
+  });
+  const grid = arms.some((a) => a.learningRates.length > 1);
+  for (const a of arms) a.verdict = verdictOf(a, baseline, primary, grid);
+
+  const caveats = caveatsOf(arms, runs, baseline, seeds, grid, tuned);
+  // The runs in the arms' order, then by learning rate and seed.
+  runs.sort((a, b) => armNames.indexOf(a.arm) - armNames.indexOf(b.arm) || a.learningRate - b.learningRate || a.seed - b.seed);
   return {
     trainingDir,
     baseline,
-    smoothing,
+    primary,
+    confidence,
     targetLoss,
-    targetSource: options.targetLoss === undefined ? "baseline final loss" : "given",
+    targetSource: o.targetLoss !== undefined ? "given" : "baseline held-out loss after training",
+    seeds,
     definitions: DEFINITIONS,
-    teacher,
     arms,
     runs,
-    curves,
-    caveats: caveats(armNames, baseline, teacher, sourceRuns.length > 0),
-    notes: notes(raw, armNames, byArm),
+    verdict: [...arms.filter((a) => a.arm !== baseline).map((a) => a.verdict), ...headline(arms, baseline, grid, seeds)],
+    caveats,
   };
 }
 
-function caveats(arms: string[], baseline: string, teacher: ComparisonResult["teacher"], haveSource: boolean): string[] {
-  const out: string[] = [];
-  if (arms.includes(TEACHER_ARM)) {
-    out.push(
-      `The teacher ΔW that the ${TEACHER_ARM} arm starts from was synthesized from the ${TEACHER_SOURCE_ARM}-init run's own trained adapter ` +
-        `(SPEC step 2a), so the ${TEACHER_ARM} run starts from information that the ${TEACHER_SOURCE_ARM} run earned by training: ` +
-        `its lower initial loss and fewer steps to target are not free. The "incl. dependencies" rows count that compute ` +
-        `(the ${TEACHER_SOURCE_ARM} run${teacher.synthesisSeconds !== null && teacher.svdSeconds !== null ? ", teacher synthesis and SVD" : ""}).`,
+function versus(p: PairedComparison, seeds: number[], b: (number | null)[], a: (number | null)[]): VersusBaseline {
+  return {
+    n: p.n,
+    meanDiff: p.meanDiff,
+    ci95: p.ciT,
+    ciBootstrap95: p.ciBootstrap,
+    pT: p.pT,
+    pPermutation: p.pPermutation,
+    dz: p.dz,
+    pHolm: null,
+    perSeed: seeds.map((seed, i) => [seed, b[i], a[i]]),
+  };
+}
+
+function mcnemarFor(baseRuns: RunRecord[], armRuns: RunRecord[], seed: number): { seed: number; test: McNemarResult }[] {
+  const b = baseRuns.find((r) => r.seed === seed)?.accuracy;
+  const a = armRuns.find((r) => r.seed === seed)?.accuracy;
+  if (!a || !b || a.items.length === 0 || a.items.length !== b.items.length) return [];
+  return [{ seed, test: mcnemarExact(b.items, a.items) }];
+}
+
+const fmt = (x: number, digits = 4) => (Math.abs(x) >= 100 ? x.toFixed(0) : Number(x.toPrecision(digits)).toString());
+const pText = (p: number | null) => (p === null ? "n/a" : p < 0.001 ? "< 0.001" : p.toPrecision(2));
+
+/** One sentence on the primary endpoint, in plain words. */
+function verdictOf(a: ArmComparison, baseline: string, primary: MetricKey, grid: boolean): string {
+  if (!a.vsBaseline) return "";
+  const label = METRIC_LABELS[primary];
+  const v = a.vsBaseline[primary];
+  const rate = grid ? "at tuned learning rates" : `at learning rate ${a.learningRate}`;
+  if (a.rateAtEdge)
+    return `${a.arm}: verdict withheld — its best learning rate ${a.learningRate} is at the edge of the grid, so its optimum may lie outside it.`;
+  if (v.meanDiff === null || v.n < 2 || !v.ci95)
+    return `${a.arm}: not enough paired seeds (${v.n}) for an interval or a test on the ${label}; run more seeds.`;
+  const better = HIGHER_IS_BETTER[primary] ? v.meanDiff > 0 : v.meanDiff < 0;
+  const amount = `${fmt(Math.abs(v.meanDiff))} [${fmt(v.ci95[0])}, ${fmt(v.ci95[1])}]`;
+  const p = `p = ${pText(v.pPermutation)} (exact permutation, Holm-adjusted ${pText(v.pHolm)}), ${v.n} seeds`;
+  const significant = v.pHolm !== null && v.pHolm < 0.05;
+  if (significant)
+    return `${a.arm} ${better ? (HIGHER_IS_BETTER[primary] ? "raises" : "lowers") : HIGHER_IS_BETTER[primary] ? "lowers" : "raises"} the ${label} by ${amount} vs ${baseline} ${rate}, ${p}.`;
+  const bound = Math.max(Math.abs(v.ci95[0]), Math.abs(v.ci95[1]));
+  return `${a.arm}: no difference detected in the ${label} vs ${baseline} ${rate} (difference ${fmt(v.meanDiff)} [${fmt(v.ci95[0])}, ${fmt(v.ci95[1])}], ${p}); the interval excludes effects larger than ${fmt(bound)}.`;
+}
+
+function headline(arms: ArmComparison[], baseline: string, grid: boolean, seeds: number[]): string[] {
+  const lines: string[] = [];
+  if (!grid) lines.push("Learning rates were not tuned (one rate for every arm): an arm's advantage may be a learning-rate effect.");
+  const floor = 2 / 2 ** seeds.length;
+  if (floor >= 0.05)
+    lines.push(
+      `With ${seeds.length} seed${seeds.length === 1 ? "" : "s"} the smallest two-sided permutation p is 2/2^n = ${floor.toPrecision(2)}: no difference can reach p < 0.05; run 6 seeds or more.`,
     );
-    if (!haveSource)
-      out.push(`No ${TEACHER_SOURCE_ARM} run is in this directory, so its compute is missing from the ${TEACHER_ARM} arm's totals.`);
-    const unknown = [
-      teacher.synthesisSeconds === null ? `teacher synthesis (${teacher.synthesisFile} missing)` : null,
-      teacher.svdSeconds === null ? `SVD (${teacher.svdFile} missing)` : null,
-    ].filter(Boolean);
-    if (unknown.length > 0)
-      out.push(`Unknown time: ${unknown.join(", ")}; the ${TEACHER_ARM} arm's wall time incl. dependencies is a lower bound (>=).`);
+  const b = arms.find((a) => a.arm === baseline);
+  if (b?.rateAtEdge)
+    lines.push(`The baseline's best learning rate ${b.learningRate} is at the edge of the grid: every comparison with it is provisional.`);
+  return lines;
+}
+
+function caveatsOf(
+  arms: ArmComparison[],
+  runs: RunRecord[],
+  baseline: string,
+  seeds: number[],
+  grid: boolean,
+  tuned: Map<string, { onTest: boolean }>,
+): string[] {
+  const caveats: string[] = [];
+  if (arms.some((a) => a.arm === TEACHER_ARM))
+    caveats.push(
+      `The ${TEACHER_ARM} arm starts from a teacher synthesized from the ${TEACHER_SOURCE_ARM} run of the same seed: it starts with what that run learned, and its compute "incl. dependencies" counts that run. The fair readings are the held-out losses, the equal-compute control (random-continued, when run) and the leak-free arms (pissa, svd-full, svd-xfit).`,
+    );
+  for (const [arm, t] of tuned)
+    if (t.onTest)
+      caveats.push(
+        `${arm}'s learning rate was chosen on the test set (no validation set was kept apart): its tuned numbers are optimistic.`,
+      );
+  for (const a of arms) {
+    const missing = seeds.filter((s) => !runs.some((r) => r.arm === a.arm && r.seed === s && r.learningRate === a.learningRate));
+    if (missing.length)
+      caveats.push(
+        `${a.arm} has no run for seed${missing.length > 1 ? "s" : ""} ${missing.join(", ")} at its learning rate: those pairs are left out.`,
+      );
   }
-  if (arms.includes("pissa"))
-    out.push(
-      "The pissa arm starts from the SVD of the base model's own weights: it uses no teacher and no other run, so it has no such leak " +
-        `and is the fair test of SVD-guided init against ${baseline}.`,
-    );
-  return out;
-}
-
-function notes(raw: RawRun[], arms: string[], byArm: Map<string, RawRun[]>): string[] {
-  const out = raw.flatMap((r) => r.notes);
-  if (arms.every((a) => byArm.get(a)!.length === 1))
-    out.push(
-      "One run per arm: no spread is measured, and a difference may be within seed-to-seed noise. Several seeds per arm give mean ± std.",
-    );
-  if (raw.every((r) => r.evalBefore === null && r.evalAfter === null))
-    out.push("No held-out eval loss was logged: train with --eval-data to have it.");
-  return out;
-}
-
-// ---- the report ------------------------------------------------------------------------------
-
-const LOSS_DIGITS = 4;
-
-function formatStat(s: Stat, format: (x: number) => string, runs: number): string {
-  if (s.mean === null) return "n/a";
-  const value = s.std === null ? format(s.mean) : `${format(s.mean)} ± ${format(s.std)}`;
-  return s.n < runs ? `${value} (${s.n}/${runs})` : value;
-}
-
-const formatPct = (x: number | null, bound = false) => (x === null ? "n/a" : `${bound ? "<= " : ""}${x >= 0 ? "+" : ""}${x.toFixed(1)} %`);
-
-/** The plain-text table: one row per metric, one column per arm, then the improvement of each non-baseline arm. */
-export function comparisonTable(result: ComparisonResult): string {
-  const loss = (x: number) => x.toFixed(LOSS_DIGITS);
-  const rows: { label: string; key: MetricKey; format: (x: number) => string }[] = [
-    { label: "initial loss (step 1)", key: "initialLoss", format: loss },
-    {
-      label: `steps to target (<= ${loss(result.targetLoss)})`,
-      key: "stepsToTarget",
-      format: (x) => (Number.isInteger(x) ? String(x) : x.toFixed(1)),
-    },
-    { label: "final loss (EMA, last step)", key: "finalLoss", format: loss },
-    { label: "eval loss before training", key: "evalLossBefore", format: loss },
-    { label: "eval loss after training", key: "evalLossAfter", format: loss },
-    { label: "accuracy (%)", key: "accuracy", format: (x) => (100 * x).toFixed(1) },
-    { label: "tokens (this run)", key: "tokens", format: (x) => x.toFixed(0) },
-    { label: "wall time s (this run)", key: "seconds", format: (x) => x.toFixed(1) },
-    { label: "tokens incl. dependencies", key: "totalTokens", format: (x) => x.toFixed(0) },
-    { label: "wall time s incl. dependencies", key: "totalSeconds", format: (x) => x.toFixed(1) },
-  ];
-  const others = result.arms.filter((a) => a.init !== result.baseline);
-  const header = [
-    "metric",
-    ...result.arms.map((a) => `${a.init} (n=${a.runs.length})`),
-    ...others.map((a) => `${a.init} vs ${result.baseline}`),
-  ];
-  const body = rows.map(({ label, key, format }) => [
-    label,
-    ...result.arms.map((a) => {
-      const cell = formatStat(a.metrics[key], format, a.runs.length);
-      if (key === "stepsToTarget" && a.metrics[key].n === 0) return "not reached";
-      return key === "totalSeconds" && a.totalIncomplete ? `>= ${cell}` : cell;
-    }),
-    ...others.map((a) => formatPct(a.improvement![key], key === "totalSeconds" && a.totalIncomplete)),
-  ]);
-  const table = [header, ...body];
-  const widths = header.map((_, c) => Math.max(...table.map((r) => r[c].length)));
-  const line = (r: string[]) =>
-    r
-      .map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
-      .join("   ")
-      .trimEnd();
-  return [line(header), widths.map((w) => "-".repeat(w)).join("   "), ...body.map(line)].join("\n");
-}
-
-export function renderComparisonReport(result: ComparisonResult): string {
-  const runsLine = (a: ArmSummary) => `  ${a.init}: ${a.runs.join(", ")}`;
-  const perRun = result.runs.map(
-    (r) =>
-      `  ${r.name} (init ${r.init}${r.seed === null ? "" : `, seed ${r.seed}`}): ${r.steps} steps, initial ${r.initialLoss.toFixed(LOSS_DIGITS)}, ` +
-      `final ${r.finalLoss.toFixed(LOSS_DIGITS)} (last raw ${r.lastRawLoss.toFixed(LOSS_DIGITS)}), ` +
-      `steps to target ${r.stepsToTarget ?? "not reached"}` +
-      (r.accuracyCounts ? `, accuracy ${r.accuracyCounts.correct}/${r.accuracyCounts.total}` : ""),
-  );
-  const t = result.teacher;
-  const seconds = (s: number | null) => (s === null ? "unknown" : formatDuration(s)); // report: 0.049 s is not "0.0 s"
-  return [
-    "svdlora: comparison of LoRA initializations (SPEC step 4)",
-    "",
-    `training directory: ${result.trainingDir}`,
-    `baseline arm: ${result.baseline}`,
-    `target loss: ${result.targetLoss.toFixed(LOSS_DIGITS)} (${result.targetSource === "given" ? "given" : `the ${result.baseline} arm's mean final loss`})`,
-    `smoothing: EMA β = ${result.smoothing}`,
-    "runs per arm:",
-    ...result.arms.map(runsLine),
-    "",
-    comparisonTable(result),
-    "",
-    "CAVEATS",
-    ...(result.caveats.length ? result.caveats.map((c) => `  - ${c}`) : ["  (none: no arm depends on another run)"]),
-    "",
-    "DEFINITIONS",
-    ...Object.values(result.definitions).map((d) => `  - ${d}`),
-    "",
-    "TEACHER PIPELINE TIME",
-    `  synthesis: ${seconds(t.synthesisSeconds)} (${t.synthesisFile})`,
-    `  svd:       ${seconds(t.svdSeconds)} (${t.svdFile})`,
-    "",
-    "PER RUN",
-    ...perRun,
-    ...(result.notes.length ? ["", "NOTES", ...result.notes.map((n) => `  - ${n}`)] : []),
-    "",
-  ].join("\n");
+  if (grid) caveats.push(`Held-out numbers are on the test set; learning rates were chosen on the validation set, kept apart.`);
+  if (!arms.some((a) => a.arm === baseline)) caveats.push(`no ${baseline} arm`);
+  return caveats;
 }
 
 // ---- writing ---------------------------------------------------------------------------------
+
+const cell = (s: Summary, metric: MetricKey) => {
+  if (s.mean === null) return metric === "stepsToTarget" ? "not reached" : "n/a";
+  const f =
+    metric === "accuracy" ? (x: number) => `${(100 * x).toFixed(1)} %` : metric.endsWith("econds") ? formatDuration : (x: number) => fmt(x);
+  return s.sd === null ? f(s.mean) : `${f(s.mean)} ± ${f(s.sd)}`;
+};
+
+/** The statistics table: per metric, each arm's mean ± sd over seeds, then each arm's paired difference with its interval and p. */
+export function statisticsRows(r: ComparisonResult): { columns: string[]; rows: string[][] } {
+  const others = r.arms.filter((a) => a.vsBaseline);
+  const columns = [
+    "metric",
+    ...r.arms.map(
+      (a) => `${a.arm} (n = ${a.runs.length}${r.arms.some((x) => x.learningRates.length > 1) ? `, lr ${a.learningRate}` : ""})`,
+    ),
+    ...others.map((a) => `${a.arm} − ${r.baseline}: Δ [${Math.round(r.confidence * 100)} % CI], p`),
+  ];
+  const rows = METRICS.map((m) => [
+    m === "stepsToTarget" && r.targetLoss !== null ? `${METRIC_LABELS[m]} (${fmt(r.targetLoss)})` : METRIC_LABELS[m],
+    ...r.arms.map((a) => cell(a.metrics[m], m)),
+    ...others.map((a) => {
+      const v = a.vsBaseline![m];
+      if (v.meanDiff === null) return "n/a";
+      const ci = v.ci95 ? ` [${fmt(v.ci95[0])}, ${fmt(v.ci95[1])}]` : "";
+      return `${fmt(v.meanDiff)}${ci}, p ${pText(v.pPermutation)}${m === r.primary && v.pHolm !== null ? ` (Holm ${pText(v.pHolm)})` : ""}`;
+    }),
+  ]);
+  return { columns, rows };
+}
+
+function table(columns: string[], rows: string[][]): string {
+  const all = [columns, ...rows];
+  const widths = columns.map((_, c) => Math.max(...all.map((r) => r[c].length)));
+  const line = (r: string[]) =>
+    r
+      .map((x, c) => (c === 0 ? x.padEnd(widths[c]) : x.padStart(widths[c])))
+      .join("   ")
+      .trimEnd();
+  return [line(columns), widths.map((w) => "-".repeat(w)).join("   "), ...rows.map(line)].join("\n");
+}
+
+export function renderComparisonReport(r: ComparisonResult): string {
+  const s = statisticsRows(r);
+  const lr = r.arms.some((a) => a.learningRates.length > 1)
+    ? [
+        "",
+        "LEARNING RATES (final loss over seeds: mean [95 % CI]; * = the arm's tuned rate)",
+        table(
+          ["arm", "learning rate", "validation", "test", "runs"],
+          r.arms.flatMap((a) =>
+            a.learningRates.map((p) => [
+              a.arm,
+              `${p.learningRate}${p.learningRate === a.learningRate ? " *" : ""}`,
+              p.validation.mean === null
+                ? "n/a"
+                : `${fmt(p.validation.mean)}${p.validation.ci ? ` [${fmt(p.validation.ci[0])}, ${fmt(p.validation.ci[1])}]` : ""}`,
+              p.test.mean === null ? "n/a" : `${fmt(p.test.mean)}${p.test.ci ? ` [${fmt(p.test.ci[0])}, ${fmt(p.test.ci[1])}]` : ""}`,
+              String(p.runs.length),
+            ]),
+          ),
+        ),
+      ]
+    : [];
+  const mcnemar = r.arms.flatMap((a) =>
+    a.mcnemar.map((m) => `  ${a.arm} vs ${r.baseline}, seed ${m.seed}: b = ${m.test.b}, c = ${m.test.c}, p = ${pText(m.test.p)}`),
+  );
+  const perRun = r.runs.map(
+    (x) =>
+      `  ${x.name} (arm ${x.arm}, seed ${x.seed}, lr ${x.learningRate}): ${x.steps} steps; ` +
+      METRICS.filter((m) => x.values[m] !== null)
+        .map((m) => `${m} ${m === "accuracy" ? `${x.accuracy?.correct}/${x.accuracy?.total}` : fmt(x.values[m]!)}`)
+        .join(", "),
+  );
+  return [
+    "svdlora: comparison of LoRA initializations (step 4 of docs/experiment.md)",
+    "",
+    `training folder: ${r.trainingDir}`,
+    `baseline arm: ${r.baseline}; primary endpoint: ${METRIC_LABELS[r.primary]}; seeds: ${r.seeds.join(", ")}`,
+    `held-out target for "steps to target": ${r.targetLoss === null ? "none" : fmt(r.targetLoss)} (${r.targetSource})`,
+    "",
+    "VERDICT",
+    ...r.verdict.map((v) => `  ${v}`),
+    "",
+    table(s.columns, s.rows),
+    ...lr,
+    ...(mcnemar.length
+      ? ["", "ACCURACY, SEED BY SEED (McNemar's exact test; b: only the baseline right, c: only the arm right)", ...mcnemar]
+      : []),
+    "",
+    "CAVEATS",
+    ...(r.caveats.length ? r.caveats.map((c) => `  - ${c}`) : ["  (none)"]),
+    "",
+    "DEFINITIONS",
+    ...Object.values(r.definitions).map((d) => `  - ${d}`),
+    "",
+    "PER RUN",
+    ...perRun,
+    "",
+  ].join("\n");
+}
 
 export interface ComparisonPaths {
   json: string;
   report: string;
   chart: string;
-  /** Every arm's runs, when there are arms beyond the baseline and svd; else null. */
   allArmsChart: string | null;
 }
 
-/** Writes comparison.json and comparison_report.txt, then the charts (which need a font; see saveChart). */
-export async function writeComparison(trainingDir: string, result: ComparisonResult): Promise<ComparisonPaths> {
-  writeFileAtomic(path.join(trainingDir, COMPARISON_FILES.json), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileAtomic(path.join(trainingDir, COMPARISON_FILES.report), renderComparisonReport(result));
-  // report: the charts draw every run's logged curves; comparison_random_vs_svd.png shows those two arms only
-  const curves = runCurves(result.runs.map((r) => ({ run: r.name, arm: r.init, log: r.logPath })));
+/** Every file a comparison may write in its training folder. */
+export const comparisonOutputs = (): string[] => [
+  COMPARISON_FILES.json,
+  COMPARISON_FILES.report,
+  COMPARISON_FILES.chart,
+  svgPathFor(COMPARISON_FILES.chart),
+  COMPARISON_FILES.allArmsChart,
+  svgPathFor(COMPARISON_FILES.allArmsChart),
+];
+
+/**
+ * Writes comparison.json, comparison_report.txt and the charts (which need a font; see saveChart)
+ * into trainingDir, swapped in together over an earlier comparison (util/outputs.ts).
+ */
+export async function writeComparison(
+  trainingDir: string,
+  result: ComparisonResult,
+  log?: (line: string) => void,
+): Promise<ComparisonPaths> {
+  return writeOutputs(
+    { root: trainingDir, name: "comparison", by: "compare", outputs: comparisonOutputs() },
+    (staged) => writeComparisonInto(trainingDir, result, staged),
+    log,
+  );
+}
+
+/** Writes the comparison's files at at(name) (a staging folder's paths); returns their final paths in trainingDir. */
+export async function writeComparisonInto(
+  trainingDir: string,
+  result: ComparisonResult,
+  at: (name: string) => string,
+): Promise<ComparisonPaths> {
+  writeFileAtomic(at(COMPARISON_FILES.json), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileAtomic(at(COMPARISON_FILES.report), renderComparisonReport(result));
+  // The charts draw each compared run's logged curves; comparison_random_vs_svd.png shows those two arms only.
+  const compared = result.arms.flatMap((a) => a.runs.map((name) => result.runs.find((r) => r.name === name)!));
+  const curves = runCurves(compared.map((r) => ({ run: r.name, arm: r.arm, log: r.logPath })));
   const pair = curves.filter((c) => c.arm === result.baseline || c.arm === TEACHER_ARM);
   const chart = (runs: RunCurves[]) =>
     comparisonChart({
       runs,
       subtitle: runs.some((c) => c.arm === TEACHER_ARM)
-        ? `${TEACHER_ARM}'s teacher came from the ${TEACHER_SOURCE_ARM} run: see the report's caveat`
+        ? `${TEACHER_ARM}'s teacher came from the ${TEACHER_SOURCE_ARM} run of the same seed`
         : undefined,
-      smoothing: result.smoothing,
-      targetLoss: Number(result.targetLoss.toFixed(LOSS_DIGITS)),
+      heldOutTarget: result.targetLoss ?? undefined,
     });
-  const paths: ComparisonPaths = {
+  const allArms = pair.length < curves.length;
+  await saveChart(at(COMPARISON_FILES.chart), chart(pair));
+  if (allArms) await saveChart(at(COMPARISON_FILES.allArmsChart), chart(curves));
+  return {
     json: path.join(trainingDir, COMPARISON_FILES.json),
     report: path.join(trainingDir, COMPARISON_FILES.report),
     chart: path.join(trainingDir, COMPARISON_FILES.chart),
-    allArmsChart: pair.length < curves.length ? path.join(trainingDir, COMPARISON_FILES.allArmsChart) : null,
+    allArmsChart: allArms ? path.join(trainingDir, COMPARISON_FILES.allArmsChart) : null,
   };
-  await saveChart(paths.chart, chart(pair));
-  if (paths.allArmsChart) await saveChart(paths.allArmsChart, chart(curves));
-  return paths;
 }

@@ -1,5 +1,6 @@
 // Where each step of the experiment writes, under one experiment folder (docs/experiment.md).
 import path from "node:path";
+import { stagingName } from "../util/outputs.js";
 
 /** Where LoRA runs go in a training folder, by run name. */
 export function trainingLayout(training: string) {
@@ -8,11 +9,14 @@ export function trainingLayout(training: string) {
     plots: path.join(training, "plots"),
     adapter: (run: string) => path.join(training, `final_model_${run}`),
     log: (run: string) => path.join(training, `training_log_${run}.csv`),
+    jsonl: (run: string) => path.join(training, `training_log_${run}.jsonl`),
+    /** Each run in its own folder, so that `tensorboard --logdir <training>` shows every run. */
+    tensorboard: (run: string) => path.join(training, "tensorboard", run),
     summary: (run: string) => path.join(training, `train_summary_${run}.json`),
     lossPlot: (run: string) => path.join(training, "plots", `loss_curves_${run}.png`),
     checkpoint: (run: string) => path.join(training, "checkpoints", run),
     /** Where a run writes until its files are swapped in. */
-    staging: (run: string) => path.join(training, `.svdlora-partial-${run}`),
+    staging: (run: string) => path.join(training, stagingName(run)),
   };
 }
 
@@ -38,22 +42,29 @@ export function layout(root: string, o: { targetRank: number; rank: number }) {
     comparisonPlot: path.join(training, "comparison_random_vs_svd.png"),
     comparisonJson: path.join(training, "comparison.json"),
     html: path.join(root, "report.html"),
+    /** What report.html and the comparison were made from (their inputs' digests). */
+    reportRecord: path.join(root, "svdlora_report.json"),
   };
 }
 
 export type Layout = ReturnType<typeof layout>;
 
-/** The teacher of seed index k (synthesized from the random run of that seed) and its SVD: the first seed's in synthesized_teacher/ and svd_results/, later ones with "-s<k+1>". */
-export function teacherLayout(root: string, k: number, o: { targetRank: number; loraRank: number }) {
-  const suffix = k === 0 ? "" : `-s${k + 1}`;
+/**
+ * A teacher (synthesized from a trained LoRA run) and its SVD, named by a suffix that says which
+ * run it came from: "" for the first seed's random run (synthesized_teacher/, svd_results/),
+ * "-s2", "-lr1e-3-s2", "-xfit-s2"… for the others.
+ */
+export function teacherLayout(root: string, suffix: string, o: { targetRank: number; loraRank: number }) {
   const teacher = path.join(root, `synthesized_teacher${suffix}`);
   const svd = path.join(root, `svd_results${suffix}`);
   return {
     teacher,
     delta: path.join(teacher, `synthesized_delta_rank${o.targetRank}.safetensors`),
+    synthesisTiming: path.join(teacher, "synthesis_timing.json"),
     svd,
     factors: path.join(svd, `svd_factors_rank${o.loraRank}`),
     analysis: path.join(svd, `svd_analysis_rank${o.loraRank}.json`),
+    svdTiming: path.join(svd, "svd_timing.json"),
     /** What the step was made from and with; written last. */
     record: path.join(svd, "svdlora_step.json"),
   };

@@ -11,128 +11,56 @@ import {
   type ReportVerdict,
   comparisonChart,
   formatDuration,
-  writeReportHtml,
+  renderReportHtml,
 } from "../report/index.js";
 import { systemInfo } from "../torch/system-info.js";
 import type { TrainResult } from "../train/trainer.js";
-import {
-  COMPARISON_FILES,
-  type ComparisonResult,
-  DEFINITIONS,
-  METRICS,
-  type MetricKey,
-  type Stat,
-  TEACHER_ARM,
-  TEACHER_SOURCE_ARM,
-} from "./compare.js";
+import { writeOutputs } from "../util/outputs.js";
+import { COMPARISON_FILES, type ComparisonResult, TEACHER_ARM, TEACHER_SOURCE_ARM, statisticsRows } from "./compare.js";
 import { runCurves } from "./curves.js";
 import type { ExperimentConfig } from "./experiment.js";
-import { type Layout, layout } from "./layout.js";
+import { type Layout, layout, teacherLayout } from "./layout.js";
 import { fullFinetuneReportSection } from "./train-full.js";
 
-/** What the report leads with. comparison.json fills it (summarizeComparison). */
+/** What the report leads with: comparison.json's verdict, the statistics behind it, and the caveats. */
 export interface ReportSummary {
   /** The conclusion, one sentence a line. */
   verdict: string[];
   /** The numbers behind it. */
   statistics: ReportTable;
-  /** Caveats and notes to read beside the verdict. */
+  /** Caveats to read beside the verdict. */
   notes: string[];
 }
 
-/** comparison.json as written by writeComparison, with the verdict it may carry. */
-export type ComparisonJson = ComparisonResult & { verdict?: string[] };
-
-const LOSS_DIGITS = 4;
-const loss = (x: number) => x.toFixed(LOSS_DIGITS);
-const FORMATS: Record<MetricKey, (x: number) => string> = {
-  initialLoss: loss,
-  stepsToTarget: (x) => (Number.isInteger(x) ? String(x) : x.toFixed(1)),
-  finalLoss: loss,
-  evalLossBefore: loss,
-  evalLossAfter: loss,
-  accuracy: (x) => `${(100 * x).toFixed(1)} %`,
-  tokens: (x) => x.toFixed(0),
-  seconds: formatDuration,
-  totalTokens: (x) => x.toFixed(0),
-  totalSeconds: formatDuration,
-};
-/** "initial loss: the raw training loss of step 1 …" → "initial loss". */
-const metricLabel = (m: MetricKey) => DEFINITIONS[m].split(":")[0];
-
-function formatStat(s: Stat, format: (x: number) => string, runs: number): string {
-  if (s.mean === null) return "n/a";
-  const value = s.std === null ? format(s.mean) : `${format(s.mean)} ± ${format(s.std)}`;
-  return s.n < runs ? `${value} (${s.n} of ${runs} runs)` : value;
+export function summarizeComparison(c: ComparisonResult): ReportSummary {
+  return { verdict: c.verdict, statistics: statisticsRows(c), notes: c.caveats };
 }
 
-const formatPct = (x: number | null) => (x === null ? "n/a" : `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`);
-
-/** One row per metric: each arm's mean ± std, then each other arm's improvement over the baseline. */
-export function statisticsTable(c: ComparisonResult): ReportTable {
-  const others = c.arms.filter((a) => a.init !== c.baseline);
-  return {
-    columns: [
-      "metric",
-      ...c.arms.map((a) => `${a.init} (n = ${a.runs.length})`),
-      ...others.map((a) => `${a.init} vs ${c.baseline} (+ = better)`),
-    ],
-    rows: METRICS.map((m) => [
-      m === "stepsToTarget" ? `${metricLabel(m)} (≤ ${loss(c.targetLoss)})` : metricLabel(m),
-      ...c.arms.map((a) => {
-        if (m === "stepsToTarget" && a.metrics[m].n === 0) return "not reached";
-        const cell = formatStat(a.metrics[m], FORMATS[m], a.runs.length);
-        return m === "totalSeconds" && a.totalIncomplete ? `≥ ${cell}` : cell;
-      }),
-      ...others.map((a) => `${m === "totalSeconds" && a.totalIncomplete ? "≤ " : ""}${formatPct(a.improvement?.[m] ?? null)}`),
-    ]),
-  };
-}
-
-/**
- * The verdict, statistics and notes of a comparison. Until comparison.json carries a verdict,
- * the lines say so and give the measured held-out loss (else the smoothed training loss).
- */
-export function summarizeComparison(c: ComparisonJson): ReportSummary {
-  const measured = (m: MetricKey, what: string) =>
-    `${what}: ${c.arms
-      .map((a) => {
-        const mean = a.metrics[m].mean;
-        const gain = a.improvement?.[m] ?? null;
-        const versus = gain === null ? "" : ` (${Math.abs(gain).toFixed(1)} % ${gain >= 0 ? "better" : "worse"} than ${c.baseline})`;
-        return `${a.init} ${mean === null ? "n/a" : loss(mean)}${versus}`;
-      })
-      .join(", ")}.`;
-  const heldOut = c.arms.some((a) => a.metrics.evalLossAfter.mean !== null);
-  return {
-    verdict: c.verdict ?? [
-      "comparison.json has no verdict yet, so none is drawn here; these are the measured means.",
-      heldOut
-        ? measured("evalLossAfter", "Held-out loss after training (lower is better)")
-        : measured("finalLoss", "Smoothed training loss at the last step (lower is better; no held-out loss was logged)"),
-    ],
-    statistics: statisticsTable(c),
-    notes: [...c.caveats, ...c.notes],
-  };
-}
-
+const loss = (x: number) => x.toFixed(4);
 const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, "utf8")) as T;
 const readSeconds = (file: string) => (fs.existsSync(file) ? formatDuration(readJson<{ seconds: number }>(file).seconds) : "unknown");
 
 interface Run {
   name: string;
+  /** The experiment's arm (random-continued trains with the svd init, say); the init for runs outside an experiment. */
+  arm: string;
   result: TrainResult;
+  /** The settings the run was made with (its summary's). */
+  settings: Record<string, unknown>;
 }
 
 /** The runs trained so far (each train_summary_<run>.json), in the comparison's order when there is one. */
-function trainedRuns(L: Layout, comparison: ComparisonJson | null): Run[] {
+function trainedRuns(L: Layout, comparison: ComparisonResult | null): Run[] {
   if (!fs.existsSync(L.training)) return [];
   const runs = fs
     .readdirSync(L.training)
     .map((f) => /^train_summary_(.+)\.json$/.exec(f)?.[1])
     .filter((name): name is string => name !== undefined)
     .sort()
-    .map((name) => ({ name, result: readJson<{ result: TrainResult }>(L.summary(name)).result }));
+    .map((name) => {
+      const s = readJson<{ result: TrainResult; settings?: Record<string, unknown>; experiment?: { arm?: string } }>(L.summary(name));
+      return { name, arm: s.experiment?.arm ?? s.result.init, result: s.result, settings: s.settings ?? {} };
+    });
   // baseline, svd, pissa, … and by seed within an arm; runs the comparison has not seen go last
   const rank = (name: string) => {
     const i = comparison?.runs.findIndex((r) => r.name === name) ?? -1;
@@ -141,26 +69,25 @@ function trainedRuns(L: Layout, comparison: ComparisonJson | null): Run[] {
   return runs.sort((a, b) => rank(a.name) - rank(b.name)); // stable: by name among the unseen
 }
 
-function verdictBlock(comparison: ComparisonJson | null): ReportVerdict {
+function verdictBlock(comparison: ComparisonResult | null): ReportVerdict {
   if (!comparison)
     return { heading: "Verdict", lines: ["No comparison yet: step 4 (svdlora compare) compares the arms and fills this in."] };
   const summary = summarizeComparison(comparison);
   return { heading: "Verdict", lines: summary.verdict, table: summary.statistics, notes: summary.notes };
 }
 
-function curvesSection(L: Layout, runs: Run[], comparison: ComparisonJson | null): ReportSection | null {
+function curvesSection(L: Layout, runs: Run[], comparison: ComparisonResult | null, read: Reader): ReportSection | null {
   if (runs.length === 0) return null;
   const allArms = path.join(L.training, COMPARISON_FILES.allArmsChart);
-  const png = fs.existsSync(allArms) ? allArms : L.comparisonPlot;
+  const png = fs.existsSync(read(allArms)) ? allArms : L.comparisonPlot;
   return {
     heading: "Training and held-out loss of every arm",
     charts: [
       {
         spec: comparisonChart({
-          runs: runCurves(runs.map((r) => ({ run: r.name, arm: r.result.init, log: L.log(r.name) }))),
-          smoothing: comparison?.smoothing,
-          targetLoss: comparison ? Number(loss(comparison.targetLoss)) : undefined,
-          subtitle: runs.some((r) => r.result.init === TEACHER_ARM)
+          runs: runCurves(runs.map((r) => ({ run: r.name, arm: r.arm, log: L.log(r.name) }))),
+          heldOutTarget: comparison?.targetLoss ?? undefined,
+          subtitle: runs.some((r) => r.arm === TEACHER_ARM)
             ? `${TEACHER_ARM}'s teacher came from the ${TEACHER_SOURCE_ARM} run: see the caveat above`
             : undefined,
         }),
@@ -174,20 +101,21 @@ function curvesSection(L: Layout, runs: Run[], comparison: ComparisonJson | null
       ? [
           {
             summary: `${COMPARISON_FILES.report}: definitions, caveats, per-run numbers`,
-            text: fs.readFileSync(L.comparisonReport, "utf8"),
+            text: fs.readFileSync(read(L.comparisonReport), "utf8"),
           },
         ]
       : [],
   };
 }
 
-function teacherSections(c: ExperimentConfig, L: Layout): ReportSection[] {
+function teacherSections(c: ExperimentConfig, L: Layout, teacher: Record<string, unknown> | null): ReportSection[] {
+  const t = (key: string, now: unknown) => String(teacher?.[key] ?? now);
   const sections: ReportSection[] = [];
   if (fs.existsSync(L.synthesisReport))
     sections.push({
       heading: "Teacher synthesis (step 2a)",
       paragraphs: [
-        `A rank-${c.targetRank} teacher ΔW built from the random-init run's adapter (noise ${c.noiseScale}, tail decay ${c.decay}); ` +
+        `A rank-${t("targetRank", c.targetRank)} teacher ΔW built from the random-init run's adapter (noise ${t("noiseScale", c.noiseScale)}, tail decay ${t("decay", c.decay)}); ` +
           `synthesis took ${readSeconds(L.synthesisTiming)}.`,
       ],
       images: [
@@ -201,7 +129,7 @@ function teacherSections(c: ExperimentConfig, L: Layout): ReportSection[] {
     });
   if (fs.existsSync(L.svdReport))
     sections.push({
-      heading: `SVD of the teacher at rank ${c.loraRank} (step 2b)`,
+      heading: `SVD of the teacher at rank ${t("rank", c.loraRank)} (step 2b)`,
       paragraphs: [`The svd arm starts from these factors; the SVD took ${readSeconds(L.svdTiming)}.`],
       images: [{ path: L.svdPlot, caption: "Relative error, energy ratio, spectra, and error against energy of every matrix" }],
       links: [{ path: L.factors, label: "SVD factors (PEFT adapter)" }],
@@ -247,27 +175,54 @@ function runsSection(L: Layout, runs: Run[]): ReportSection {
   };
 }
 
-function setupSection(c: ExperimentConfig, runs: string[]): ReportSection {
+/** The record of the teacher the report shows (the first seed's, what it was made with), or null before step 2. */
+function teacherSettings(c: ExperimentConfig, read: Reader): Record<string, unknown> | null {
+  const record = teacherLayout(path.resolve(c.outputDir), "", c).record;
+  return fs.existsSync(read(record)) ? (readJson<{ settings?: Record<string, unknown> }>(read(record)).settings ?? null) : null;
+}
+
+/**
+ * The set-up as the runs used it (their summaries' settings), not as the experiment file says now:
+ * a setting the runs disagree on is shown run by run. Before any run, the experiment's settings.
+ */
+function setupSection(c: ExperimentConfig, runs: Run[], teacher: Record<string, unknown> | null): ReportSection {
   const info = systemInfo();
+  const used = (key: string, show: (v: unknown) => string = String): string => {
+    if (runs.length === 0) return show((c as unknown as Record<string, unknown>)[key]);
+    const values = runs.map((r) => show(r.settings[key]));
+    return new Set(values).size === 1 ? values[0] : runs.map((r, i) => `${r.name}: ${values[i]}`).join("; ");
+  };
+  const list = (v: unknown) => (Array.isArray(v) ? v.join(", ") : String(v));
+  const t = (key: string) => String(teacher?.[key]);
   return {
     heading: "Set-up",
+    paragraphs: [
+      runs.length
+        ? "As the runs were made (each run's summary records its settings); where the runs differ, each run's value is shown."
+        : "No run yet: the experiment's settings.",
+    ],
     table: {
       columns: ["setting", "value"],
       rows: [
-        ["base model", c.baseModel],
-        ["training data", c.trainData],
-        ["held-out data", c.evalData ?? "none"],
+        ["base model", used("baseModel")],
+        ["training data", used("trainData")],
+        ["held-out data", used("evalData", (v) => (v ? String(v) : "none"))],
+        ["LoRA rank r", used("loraRank")],
+        ["LoRA α", used("loraAlpha")],
+        ["target modules", used("targetModules", list)],
+        ["epochs", used("epochs")],
+        ["batch", used("batchSize")],
+        ["gradient accumulation", used("gradientAccumulationSteps")],
+        ["learning rate", used("learningRate")],
+        ["seeds", runs.length ? [...new Set(runs.map((r) => r.result.seed))].join(", ") : `${c.seeds} from ${c.seed}`],
         [
-          "LoRA",
-          `r = ${c.loraRank}, α = ${c.loraAlpha}, targets ${Array.isArray(c.targetModules) ? c.targetModules.join(", ") : c.targetModules}`,
+          "teacher",
+          teacher
+            ? `rank K = ${t("targetRank")}, noise ${t("noiseScale")}, tail decay ${t("decay")}, factor split ${t("factorSplit")}`
+            : "not made yet",
         ],
-        [
-          "training",
-          `${c.epochs} epochs, batch ${c.batchSize} × ${c.gradientAccumulationSteps}, lr ${c.learningRate}, ${c.seeds} seed(s) from ${c.seed}`,
-        ],
-        ["teacher", `rank K = ${c.targetRank}, noise ${c.noiseScale}, tail decay ${c.decay}, factor split ${c.factorSplit}`],
-        ["arms", ["random", "svd", ...c.arms].join(", ")],
-        ["runs", runs.join(", ") || "none yet"],
+        ["arms", [...new Set(runs.map((r) => r.arm))].join(", ") || "none yet"],
+        ["runs", runs.map((r) => r.name).join(", ") || "none yet"],
         ["software", `svdlora ${info.svdlora}, libtorch ${info.libtorch}, Node ${info.node}`],
         ["hardware", c.device.startsWith("cuda") ? (info.cuda.devices[0]?.name ?? c.device) : `${info.cpu.model}, ${info.cpu.cores} cores`],
       ],
@@ -282,27 +237,40 @@ const HOW_TO_READ = [
     "give noisy numbers: --seeds shows the spread.",
 ];
 
-/** Writes L.html from what the experiment's steps have written so far; returns its path. */
-export async function writeExperimentReport(c: ExperimentConfig, L: Layout): Promise<string> {
+/** Where a file is now: its final path, or the staged one of an output being written with the report. */
+type Reader = (file: string) => string;
+
+/**
+ * The report for L.html from what the experiment's steps have written so far. `pending` maps the
+ * final paths of outputs staged with the report (step 4's comparison) to where they are now.
+ */
+export function renderExperimentReport(c: ExperimentConfig, L: Layout, pending: ReadonlyMap<string, string> = new Map()): string {
   // Every path absolute: the layout's paths are relative to the working directory, the report's to its folder.
   const A = layout(path.resolve(L.root), { targetRank: c.targetRank, rank: c.loraRank });
-  const comparison = fs.existsSync(A.comparisonJson) ? readJson<ComparisonJson>(A.comparisonJson) : null;
+  const read: Reader = (file) => pending.get(file) ?? file;
+  const comparison = fs.existsSync(read(A.comparisonJson)) ? readJson<ComparisonResult>(read(A.comparisonJson)) : null;
   const runs = trainedRuns(A, comparison);
-  const curves = curvesSection(A, runs, comparison);
+  const teacher = teacherSettings(c, read);
+  const curves = curvesSection(A, runs, comparison, read);
   const sections: ReportSection[] = [
     ...(curves ? [curves] : []),
-    ...teacherSections(c, A),
+    ...teacherSections(c, A, teacher),
     ...(runs.length ? [runsSection(A, runs)] : []),
-    setupSection(
-      c,
-      runs.map((r) => r.name),
-    ),
+    setupSection(c, runs, teacher),
     { heading: "How to read this", paragraphs: HOW_TO_READ },
   ];
-  writeReportHtml(
-    A.html,
+  return renderReportHtml(
     { title: "svdlora: SVD-guided LoRA initialization — experiment report", verdict: verdictBlock(comparison), sections },
-    { generatedBy: `svdlora ${systemInfo().svdlora}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC` },
+    path.dirname(A.html),
+    { generatedBy: `svdlora ${systemInfo().svdlora}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`, pending },
+  );
+}
+
+/** Writes L.html alone (util/outputs.ts: new, or svdlora's earlier report) from what the steps have written; returns its path. */
+export async function writeExperimentReport(c: ExperimentConfig, L: Layout): Promise<string> {
+  const name = path.basename(L.html);
+  await writeOutputs({ root: path.dirname(L.html), name: "report", by: "report", outputs: [name] }, (staged) =>
+    fs.writeFileSync(staged(name), renderExperimentReport(c, L)),
   );
   return L.html;
 }

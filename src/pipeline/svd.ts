@@ -10,6 +10,8 @@ import { type DeltaSource, type FactorSplit, type SvdFactors, svdInitFactors } f
 import { saveChart, svdAnalysisChart } from "../report/index.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { writeOutputs } from "../util/outputs.js";
+import { checkOutputDir } from "../util/files.js";
 import { shortName } from "./layout.js";
 import { loraDeltas } from "./synthesize.js";
 
@@ -75,7 +77,7 @@ function denseDeltas(finetuned: string, base: string, targets: string[]): Map<st
       const module = key.replace(/\.weight$/, "");
       if (!key.endsWith(".weight") || !/\.layers\.\d+\./.test(key) || !isTargetModule(selector, module)) continue;
       if (!b.has(key)) throw new Error(`--base-model ${base} has no weight ${key}: is it the model ${finetuned} was fine-tuned from?`);
-      out.set(module, torch.keep(torch.tidy(() => ft.read(key).to("float32").sub(b.read(key).to("float32")))));
+      out.set(module, torch.keep(torch.tidy(() => ft.readWeight(key).to("float32").sub(b.readWeight(key).to("float32")))));
     }
   } finally {
     ft.close();
@@ -85,13 +87,16 @@ function denseDeltas(finetuned: string, base: string, targets: string[]): Map<st
   return out;
 }
 
-function loadDeltas(o: SvdStepOptions): { deltas: Map<string, DeltaSource>; source: string; release: () => void } {
+function loadDeltas(
+  o: SvdStepOptions,
+  read: (file: string) => string,
+): { deltas: Map<string, DeltaSource>; source: string; release: () => void } {
   const given = [o.synthesizedDelta, o.loraAdapter, o.finetunedModel].filter(Boolean).length;
   if (given !== 1) throw new Error("give exactly one of --synthesized-delta FILE, --lora-adapter DIR or --finetuned-model DIR");
   if (o.synthesizedDelta) {
-    if (!fs.existsSync(o.synthesizedDelta))
+    if (!fs.existsSync(read(o.synthesizedDelta)))
       throw new Error(`--synthesized-delta ${o.synthesizedDelta}: no such file (run svdlora synthesize-teacher first)`);
-    const { modules } = loadSynthesizedDelta(o.synthesizedDelta);
+    const { modules } = loadSynthesizedDelta(read(o.synthesizedDelta));
     return { deltas: modules, source: `synthesized delta ${o.synthesizedDelta}`, release: () => torch.dispose([...modules.values()]) };
   }
   if (o.loraAdapter) {
@@ -149,9 +154,48 @@ function report(factors: SvdFactors, o: SvdStepOptions, summary: SvdSummary, sou
   return `${lines.join("\n")}\n`;
 }
 
-export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
+/** The files of an SVD analysis at rank r, by role, in its folder. */
+export const svdFiles = (rank: number) => ({
+  factors: `svd_factors_rank${rank}`,
+  analysis: `svd_analysis_rank${rank}.json`,
+  report: `svd_report_rank${rank}.txt`,
+  plot: `svd_analysis_rank${rank}.png`,
+  plotSvg: `svd_analysis_rank${rank}.svg`,
+  timing: "svd_timing.json",
+});
+
+/** `svdlora svd`: the analysis and factors in o.outputDir, swapped in whole over an earlier one (util/outputs.ts). */
+export async function svdStep(o: SvdStepOptions, log?: (line: string) => void): Promise<SvdOutputs> {
+  checkOutputDir(o.outputDir, "SVD results folder");
+  const files = svdFiles(o.rank);
+  const out = await writeOutputs(
+    { root: o.outputDir, name: "svd", by: `svd rank ${o.rank}`, outputs: Object.values(files) },
+    (staged) => svdInto(o, staged),
+    log,
+  );
+  const at = (name: string) => path.join(o.outputDir, name);
+  return {
+    ...out,
+    factorsDir: at(files.factors),
+    analysisFile: at(files.analysis),
+    reportFile: at(files.report),
+    plotFile: at(files.plot),
+  };
+}
+
+/**
+ * Analyses ΔW and writes the files (svdFiles) at at(name): a staging folder's paths (see
+ * synthesizeInto). read(file) says where an input is now when it is staged too (a teacher made in
+ * the same step); messages and the analysis name its final path.
+ */
+export async function svdInto(
+  o: SvdStepOptions,
+  at: (name: string) => string,
+  read: (file: string) => string = (file) => file,
+): Promise<SvdOutputs> {
+  const files = svdFiles(o.rank);
   const started = performance.now();
-  const { deltas, source, release } = loadDeltas(o);
+  const { deltas, source, release } = loadDeltas(o, read);
   let factors: SvdFactors;
   try {
     factors = svdInitFactors(deltas, {
@@ -164,8 +208,7 @@ export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
     release();
   }
   try {
-    fs.mkdirSync(o.outputDir, { recursive: true });
-    const factorsDir = path.join(o.outputDir, `svd_factors_rank${o.rank}`);
+    const factorsDir = at(files.factors);
     saveAdapter(factorsDir, svdFactorsConfig(factors, o), factors.weights);
     const seconds = (performance.now() - started) / 1000;
     const metrics = [...factors.metrics.values()];
@@ -176,7 +219,7 @@ export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
       decayRate: stats(metrics.map((m) => m.decayRate)),
       meetingBar: metrics.filter((m) => m.relativeError < 0.1 && m.energyRatio > 0.9).length,
     };
-    const analysisFile = path.join(o.outputDir, `svd_analysis_rank${o.rank}.json`);
+    const analysisFile = at(files.analysis);
     const analysis = {
       source,
       rank: o.rank,
@@ -187,9 +230,9 @@ export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
       modules: Object.fromEntries([...factors.metrics].map(([p, m]) => [p, m])),
     };
     writeFileAtomic(analysisFile, `${JSON.stringify(analysis, null, 1)}\n`);
-    const reportFile = path.join(o.outputDir, `svd_report_rank${o.rank}.txt`);
+    const reportFile = at(files.report);
     writeFileAtomic(reportFile, report(factors, o, summary, source));
-    const plotFile = path.join(o.outputDir, `svd_analysis_rank${o.rank}.png`);
+    const plotFile = at(files.plot);
     const modules = [...factors.metrics].map(([p, m]) => ({
       name: shortName(p),
       relError: m.relativeError,
@@ -203,7 +246,7 @@ export async function svdStep(o: SvdStepOptions): Promise<SvdOutputs> {
         ? "LoRA adapter's ΔW"
         : "real fine-tune ΔW = W_ft − W_base";
     await saveChart(plotFile, svdAnalysisChart({ modules, rank: o.rank, subject }));
-    writeFileAtomic(path.join(o.outputDir, "svd_timing.json"), `${JSON.stringify({ seconds }, null, 2)}\n`);
+    writeFileAtomic(at(files.timing), `${JSON.stringify({ seconds }, null, 2)}\n`);
     return { factorsDir, analysisFile, reportFile, plotFile, seconds, summary };
   } finally {
     torch.dispose([...factors.weights.values()]);

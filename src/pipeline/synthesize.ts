@@ -15,6 +15,8 @@ import {
 import { saveChart, synthesisChart } from "../report/index.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
+import { writeOutputs } from "../util/outputs.js";
+import { checkOutputDir } from "../util/files.js";
 import { shortName } from "./layout.js";
 
 export interface SynthesizeOptions {
@@ -44,9 +46,36 @@ export function loraDeltas(config: LoraAdapterConfig, weights: LoraWeights): Map
   return new Map([...weights].map(([modulePath, { A, B }]) => [modulePath, { B, A, scale: loraScaling(config, modulePath) }]));
 }
 
-export async function synthesizeStep(o: SynthesizeOptions): Promise<SynthesizeOutputs> {
+/** The files of a teacher, by role, in its folder. */
+export const synthesisFiles = (targetRank: number) => ({
+  delta: deltaFileName(targetRank),
+  report: "synthesis_report.txt",
+  plot: "synthesis_plots.png",
+  plotSvg: "synthesis_plots.svg",
+  timing: "synthesis_timing.json",
+});
+
+/** `svdlora synthesize-teacher`: a teacher in o.outputDir, swapped in whole over an earlier one (util/outputs.ts). */
+export async function synthesizeStep(o: SynthesizeOptions, log?: (line: string) => void): Promise<SynthesizeOutputs> {
+  checkOutputDir(o.outputDir, "teacher folder");
+  const files = synthesisFiles(o.targetRank);
+  const out = await writeOutputs(
+    { root: o.outputDir, name: "synthesis", by: "synthesize-teacher", outputs: Object.values(files) },
+    (staged) => synthesizeInto(o, staged),
+    log,
+  );
+  const at = (name: string) => path.join(o.outputDir, name);
+  return { ...out, deltaFile: at(files.delta), reportFile: at(files.report), plotFile: at(files.plot) };
+}
+
+/**
+ * Synthesizes the teacher and writes its files (synthesisFiles) at at(name): a staging folder's
+ * paths (synthesizeStep, and the experiment's step 2, which swaps teacher and SVD in together).
+ */
+export async function synthesizeInto(o: SynthesizeOptions, at: (name: string) => string): Promise<SynthesizeOutputs> {
   if (!fs.existsSync(o.loraAdapter))
     throw new Error(`--lora-adapter ${o.loraAdapter}: no such directory (train the baseline first: svdlora train --init random)`);
+  const files = synthesisFiles(o.targetRank);
   const started = performance.now();
   const { config, weights } = loadAdapter(o.loraAdapter);
   let delta: SynthesizedDelta;
@@ -61,11 +90,10 @@ export async function synthesizeStep(o: SynthesizeOptions): Promise<SynthesizeOu
     torch.dispose([...weights.values()]);
   }
   try {
-    fs.mkdirSync(o.outputDir, { recursive: true });
-    const deltaFile = path.join(o.outputDir, deltaFileName(o.targetRank));
+    const deltaFile = at(files.delta);
     saveSynthesizedDelta(deltaFile, delta);
     const seconds = (performance.now() - started) / 1000;
-    const reportFile = path.join(o.outputDir, "synthesis_report.txt");
+    const reportFile = at(files.report);
     writeFileAtomic(reportFile, synthesisReport(delta));
     const modules = [...delta.info].map(([name, info]) => ({
       name: shortName(name),
@@ -73,12 +101,12 @@ export async function synthesizeStep(o: SynthesizeOptions): Promise<SynthesizeOu
       synthSpectrum: Array.from(delta.modules.get(name)!.S.data() as Float32Array, Number),
       achievedNoise: info.achievedNoiseRatio,
     }));
-    const plotFile = path.join(o.outputDir, "synthesis_plots.png");
+    const plotFile = at(files.plot);
     await saveChart(
       plotFile,
       synthesisChart({ modules, noiseScale: o.noiseScale, targetRank: o.targetRank, loraRank: delta.settings.loraRank ?? undefined }),
     );
-    writeFileAtomic(path.join(o.outputDir, "synthesis_timing.json"), `${JSON.stringify({ seconds }, null, 2)}\n`);
+    writeFileAtomic(at(files.timing), `${JSON.stringify({ seconds }, null, 2)}\n`);
     return { deltaFile, reportFile, plotFile, seconds, modules: modules.length };
   } finally {
     disposeDelta(delta);

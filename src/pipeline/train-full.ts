@@ -3,18 +3,21 @@
 //
 // Layout under an experiment directory:
 //   full_finetune/model/                          the fine-tuned model (HF directory, float32),
-//                                                 with training_log_full.csv and train_full_summary.json
+//                                                 with its run log (training_log.csv, .jsonl,
+//                                                 tensorboard/) and summary.json
 //   full_finetune/svd_results/                    svdStep on ΔW (svd_analysis_rank{r}.json, factors, …)
 //   full_finetune/spectra_real_vs_synthesized.png real vs synthesized spectra (when the teacher exists)
 import fs from "node:fs";
 import path from "node:path";
 import { targetNames } from "../hf/peft.js";
-import { type ReportSection, saveChart, spectraChart } from "../report/index.js";
+import { type ReportSection, saveChart, spectraChart, svgPathFor } from "../report/index.js";
 import type { LoopOptions } from "../train/loop.js";
+import { runLogFiles } from "../train/run-log.js";
 import { FULL_TRAINING, type TrainingSettings } from "../train/settings.js";
-import { RUN_FILES, type TrainResult, trainFull } from "../train/trainer.js";
+import { RUN_FILES, type TrainResult, resolveSettings, trainFull } from "../train/trainer.js";
 import { stageDirectory } from "../util/atomic.js";
-import { isOurFolder, lockFolder } from "../util/outputs.js";
+import { checkOutputDir } from "../util/files.js";
+import { claimFolder, fsChange, isOurFolder, writeOutputs } from "../util/outputs.js";
 import type { ExperimentConfig } from "./experiment.js";
 import { layout, shortName } from "./layout.js";
 import { type SvdOutputs, svdStep } from "./svd.js";
@@ -27,16 +30,19 @@ export interface TrainFullRunResult extends TrainResult {
 
 /**
  * A full-parameter fine-tune (fp32 AdamW) into settings.outputDir: a complete Hugging Face model
- * folder, with its training_log.csv and summary.json, that replaces an earlier one (svdlora's
- * only, and only with overwrite) when it is whole. Checkpoints go beside it, in checkpoints/<name>.
+ * folder, with its run log (training_log.csv, .jsonl, tensorboard/) and summary.json, that
+ * replaces an earlier one (svdlora's only, and only with overwrite) when it is whole.
+ * Checkpoints go beside it, in checkpoints/<name>, while it trains.
  */
 export async function trainFullRun(
   settings: Partial<TrainingSettings>,
   o: LoopOptions & { memoryBudget?: number } = {},
 ): Promise<TrainFullRunResult> {
   const modelDir = settings.outputDir ?? "full_finetune/model";
+  checkOutputDir(modelDir, "fine-tuned model folder");
+  resolveSettings(FULL_TRAINING, settings); // bad values and combinations are refused before the folder is touched
   const parent = path.dirname(path.resolve(modelDir));
-  const lock = lockFolder(parent, `full fine-tune ${path.basename(modelDir)}`);
+  const lock = claimFolder(parent, `full fine-tune ${path.basename(modelDir)}`, (line) => o.events?.note?.(line));
   try {
     if (fs.existsSync(modelDir) && isOurFolder(modelDir) && !settings.overwrite && !settings.resume)
       throw new Error(`${modelDir} already holds a fine-tuned model: replace it with \`overwrite\`, or choose another output folder`);
@@ -45,10 +51,13 @@ export async function trainFullRun(
       const checkpointDir = path.join(parent, "checkpoints", path.basename(modelDir));
       const result = await trainFull(settings, { ...o, dir: staged.dir, checkpointDir });
       staged.commit();
+      // A finished run is its model folder alone: its resume state goes.
+      fsChange(`remove ${checkpointDir}`);
+      fs.rmSync(checkpointDir, { recursive: true, force: true });
       return {
         ...result,
         modelDir: path.resolve(modelDir),
-        logPath: path.join(path.resolve(modelDir), RUN_FILES.log),
+        logPath: runLogFiles(path.resolve(modelDir)).csv,
         summaryPath: path.join(path.resolve(modelDir), RUN_FILES.summary),
       };
     } catch (e) {
@@ -62,8 +71,9 @@ export async function trainFullRun(
 
 // ---- the baseline inside an experiment -------------------------------------------------------
 
-export function fullFinetuneLayout(experimentDir: string, rank: number) {
-  const root = path.join(experimentDir, "full_finetune");
+/** The full fine-tune of an experiment, the first seed's in full_finetune/, later ones with a suffix ("-s2"). */
+export function fullFinetuneLayout(experimentDir: string, rank: number, suffix = "") {
+  const root = path.join(experimentDir, `full_finetune${suffix}`);
   const svd = path.join(root, "svd_results");
   return {
     root,
@@ -107,7 +117,10 @@ export async function drawSpectraComparison(experimentDir: string, rank: number)
     throw new Error(
       `no module is in both ${F.analysis} and the synthesized teacher's analysis: were they made with the same target modules?`,
     );
-  await saveChart(F.chart, spectraChart({ modules, rank }));
+  const name = path.basename(F.chart);
+  await writeOutputs({ root: F.root, name: "spectra", by: "spectra chart", outputs: [name, svgPathFor(name)] }, (staged) =>
+    saveChart(staged(name), spectraChart({ modules, rank })),
+  );
   return F.chart;
 }
 
@@ -117,10 +130,11 @@ export async function drawSpectraComparison(experimentDir: string, rank: number)
  */
 export async function fullFinetuneBaseline(
   c: ExperimentConfig,
-  o: LoopOptions & { learningRate?: number; memoryBudget?: number; log?: (line: string) => void } = {},
+  o: LoopOptions & { learningRate?: number; memoryBudget?: number; log?: (line: string) => void; seedIndex?: number } = {},
 ): Promise<{ train: TrainFullRunResult; svd: SvdOutputs; chart: string | null }> {
   const log = o.log ?? (() => {});
-  const F = fullFinetuneLayout(c.outputDir, c.loraRank);
+  const k = o.seedIndex ?? 0;
+  const F = fullFinetuneLayout(c.outputDir, c.loraRank, k === 0 ? "" : `-s${k + 1}`);
   const train = await trainFullRun(
     {
       ...pick(c, [
@@ -132,15 +146,15 @@ export async function fullFinetuneBaseline(
         "systemPrompt",
         "epochs",
         "batchSize",
-        "seed",
         "device",
         "quiet",
       ]),
+      seed: c.seed + k,
       learningRate: o.learningRate ?? FULL_TRAINING.learningRate.default,
       outputDir: F.model,
       overwrite: true,
     },
-    { signal: o.signal, events: o.events, label: "train full", memoryBudget: o.memoryBudget },
+    { signal: o.signal, events: o.events, label: `train full${k === 0 ? "" : ` (seed ${c.seed + k})`}`, memoryBudget: o.memoryBudget },
   );
   log(
     `  full fine-tune: ${train.steps} steps, ${train.seconds.toFixed(1)} s, held-out loss ${train.evalLosses[0]?.loss.toFixed(4) ?? "-"} → ${train.evalLosses.at(-1)?.loss.toFixed(4) ?? "-"}`,
@@ -158,8 +172,9 @@ export async function fullFinetuneBaseline(
   log(
     `  real ΔW at rank ${c.loraRank}: mean error ${svd.summary.relativeError.mean.toFixed(4)}, mean energy ${svd.summary.energyRatio.mean.toFixed(4)}`,
   );
-  const chart = await drawSpectraComparison(c.outputDir, c.loraRank);
-  log(chart ? `  ${chart}` : "  no synthesized teacher analysis yet (step 2): spectra chart not drawn");
+  // The spectra chart sets the first seed's real ΔW beside the first seed's teacher.
+  const chart = k === 0 ? await drawSpectraComparison(c.outputDir, c.loraRank) : null;
+  if (k === 0) log(chart ? `  ${chart}` : "  no synthesized teacher analysis yet (step 2): spectra chart not drawn");
   return { train, svd, chart };
 }
 

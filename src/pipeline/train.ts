@@ -1,47 +1,64 @@
 // Steps 1 and 3 (docs/experiment.md): one LoRA training run into a training folder, under the
-// names the experiment uses (layout.ts: final_model_<run>/, training_log_<run>.csv,
-// train_summary_<run>.json, plots/loss_curves_<run>.png). The run writes into a staging folder;
+// names the experiment uses (layout.ts: final_model_<run>/, training_log_<run>.csv and .jsonl,
+// tensorboard/<run>/, train_summary_<run>.json, plots/loss_curves_<run>.png). The run writes into a staging folder;
 // its files replace an earlier run's only at the end, all together (util/outputs.ts), and only
-// when that earlier run is svdlora's and replacing it was asked for. trainRuns does the same for
-// several runs trained together over one base model.
+// when that earlier run is svdlora's and replacing it was asked for. The run's checkpoint, kept
+// for a resume while it trains, goes with the same commit: a finished run is its files alone.
+// trainRuns does the same for several runs trained together over one base model.
 import fs from "node:fs";
 import path from "node:path";
 import { lossCurvesChart, saveChart, svgPathFor } from "../report/index.js";
 import type { DataParallel } from "../train/data-parallel.js";
+import { hasCheckpoint } from "../train/checkpoint.js";
+import { trainConcurrently } from "../train/concurrent.js";
 import { readTrainingLog } from "../train/log.js";
 import type { LoopOptions } from "../train/loop.js";
-import type { LoraTrainingSettings } from "../train/settings.js";
-import { trainConcurrently } from "../train/concurrent.js";
-import type { TrainingEvents } from "../train/events.js";
-import { RUN_FILES, type TrainResult, trainLora } from "../train/trainer.js";
-import { commitOutputs, lockFolder, recoverCommits } from "../util/outputs.js";
+import { runLogFiles } from "../train/run-log.js";
+import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
+import { RUN_FILES, type TrainResult, resolveSettings, trainLora } from "../train/trainer.js";
+import { assertReplaceable, writeFileAtomic } from "../util/atomic.js";
+import { checkOutputDir } from "../util/files.js";
+import { claimFolder, commitOutputs } from "../util/outputs.js";
 import { trainingLayout } from "./layout.js";
 
 export interface TrainRunOptions extends LoopOptions {
   /** Names the run's files (default: its init). */
   runName?: string;
   dataParallel?: DataParallel;
+  /** Where the run stands in an experiment, recorded in its summary for the comparison. */
+  experiment?: ExperimentRecord;
+}
+
+/** A run's place in an experiment: its arm, and the compute it counts beside its own. */
+export interface ExperimentRecord {
+  arm: string;
+  /** Runs in the same training folder it depends on (the svd arm: its seed's random run). */
+  dependsOn: string[];
+  /** Compute outside the training folder it depends on (a teacher's synthesis and SVD, a full fine-tune). */
+  external: { what: string; tokens: number; seconds: number }[];
+  /** Trained on other data only to make another arm's teacher (svd-xfit's half-data run): counted, not compared. */
+  sourceOnly?: boolean;
 }
 
 export interface TrainRunResult extends TrainResult {
   runName: string;
   adapterDir: string;
   logPath: string;
+  jsonlPath: string;
+  tensorboardDir: string;
   summaryPath: string;
   plotFile: string;
 }
 
 /** Trains a LoRA adapter into settings.outputDir; see the file comment for what it writes and when. */
 export async function trainRun(settings: Partial<LoraTrainingSettings>, o: TrainRunOptions = {}): Promise<TrainRunResult> {
-  const { outputDir, runName, staging, outputs, checkpointDir } = planRun(settings, o.runName);
+  const { outputDir, runName, staging, files, outputs, checkpointDir } = planRun(settings, o.runName);
   const run = { dir: staging, checkpointDir, ...o };
   if (o.dataParallel && !o.dataParallel.isMain) return { ...(await trainLora(settings, run)), ...outputs }; // the main process writes
 
-  const lock = lockFolder(outputDir, `training run ${runName}`);
-  if (lock.tookOverFrom) o.events?.note?.(`took over ${outputDir}'s lock from process ${lock.tookOverFrom.pid}, which is gone`);
+  const lock = claimFolder(outputDir, `training run ${runName}`, (line) => o.events?.note?.(line));
   try {
-    recoverCommits(outputDir);
-    checkReplaceable(runName, outputs, run.checkpointDir, Boolean(settings.overwrite), Boolean(settings.resume));
+    checkReplaceable(runName, files, checkpointDir, Boolean(settings.overwrite), Boolean(settings.resume));
     fs.rmSync(staging, { recursive: true, force: true });
     fs.mkdirSync(staging, { recursive: true });
     let result: TrainResult;
@@ -52,19 +69,16 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
       fs.rmSync(staging, { recursive: true, force: true });
       throw e;
     }
-    await commitRun(outputDir, staging, outputs, settings, result);
+    await commitRun(outputDir, staging, checkpointDir, outputs, settings, result, o.experiment);
     return { ...result, ...outputs };
   } finally {
     lock.release();
   }
 }
 
-export interface ConcurrentRun {
+/** One of the runs trainRuns trains together: its settings and what trainRun takes beside them. */
+export interface ConcurrentRun extends Pick<TrainRunOptions, "runName" | "events" | "label" | "experiment"> {
   settings: Partial<LoraTrainingSettings>;
-  /** Names the run's files (default: its init). */
-  runName?: string;
-  events?: TrainingEvents;
-  label?: string;
 }
 
 /**
@@ -91,13 +105,10 @@ export async function trainRuns(
   const twice = plans.find((p, i) => plans.findIndex((q) => q.runName === p.runName) !== i);
   if (twice) throw new Error(`two runs are named ${twice.runName}: give each its own \`runName\``);
 
-  const lock = lockFolder(outputDir, `training runs ${plans.map((p) => p.runName).join(", ")}`);
-  if (lock.tookOverFrom) o.note?.(`took over ${outputDir}'s lock from process ${lock.tookOverFrom.pid}, which is gone`);
+  const lock = claimFolder(outputDir, `training runs ${plans.map((p) => p.runName).join(", ")}`, (line) => o.note?.(line));
   const results: TrainRunResult[] = [];
   try {
-    recoverCommits(outputDir);
-    for (const p of plans)
-      checkReplaceable(p.runName, p.outputs, p.checkpointDir, Boolean(p.settings.overwrite), Boolean(p.settings.resume));
+    for (const p of plans) checkReplaceable(p.runName, p.files, p.checkpointDir, Boolean(p.settings.overwrite), Boolean(p.settings.resume));
     for (const p of plans) {
       fs.rmSync(p.staging, { recursive: true, force: true });
       fs.mkdirSync(p.staging, { recursive: true });
@@ -117,7 +128,7 @@ export async function trainRuns(
           note: o.note,
           onRunDone: async (i, result) => {
             const p = plans[i];
-            await commitRun(outputDir, p.staging, p.outputs, p.settings, result);
+            await commitRun(outputDir, p.staging, p.checkpointDir, p.outputs, p.settings, result, p.experiment);
             results[i] = { ...result, ...p.outputs };
             o.onRunDone?.(results[i]);
           },
@@ -133,41 +144,55 @@ export async function trainRuns(
   }
 }
 
-/** Where a run of these settings writes: its staging folder, final names and checkpoints. */
+/** Where a run of these settings writes: its staging folder, final names and checkpoint (bad settings refused first). */
 function planRun(settings: Partial<LoraTrainingSettings>, name: string | undefined) {
   const outputDir = settings.outputDir ?? "training_results";
   const runName = name ?? settings.init ?? "random";
   if (!/^[\w.+-]+$/.test(runName)) throw new Error(`run name ${JSON.stringify(runName)}: use letters, digits and . _ + - only`);
+  checkOutputDir(outputDir, "training folder");
+  resolveSettings(LORA_TRAINING, settings); // bad values and combinations are refused before the folder is touched
   const L = trainingLayout(outputDir);
-  const outputs = {
-    runName,
+  const files = {
     adapterDir: L.adapter(runName),
     logPath: L.log(runName),
+    jsonlPath: L.jsonl(runName),
+    tensorboardDir: L.tensorboard(runName),
     summaryPath: L.summary(runName),
     plotFile: L.lossPlot(runName),
   };
-  return { outputDir, runName, staging: L.staging(runName), outputs, checkpointDir: L.checkpoint(runName) };
+  return { outputDir, runName, staging: L.staging(runName), files, outputs: { runName, ...files }, checkpointDir: L.checkpoint(runName) };
 }
 
-/** Draws the run's loss curves and moves its staged files into their names, all together. */
+/** Records the run's place in the experiment, draws its loss curves and moves its staged files into their names, all together. */
 async function commitRun(
   outputDir: string,
   staging: string,
+  checkpointDir: string,
   outputs: Omit<TrainRunResult, keyof TrainResult>,
   settings: Partial<LoraTrainingSettings>,
   result: TrainResult,
+  experiment: ExperimentRecord | undefined,
 ): Promise<void> {
-  await drawLossCurves(path.join(staging, "loss_curves.png"), path.join(staging, RUN_FILES.log), settings, result);
+  if (experiment) {
+    const file = path.join(staging, RUN_FILES.summary);
+    writeFileAtomic(file, `${JSON.stringify({ ...JSON.parse(fs.readFileSync(file, "utf8")), experiment }, null, 2)}\n`);
+  }
+  const log = runLogFiles(staging);
+  await drawLossCurves(path.join(staging, "loss_curves.png"), log.csv, settings, result);
   const rel = (p: string) => path.relative(outputDir, p);
   commitOutputs(outputDir, outputs.runName, [
     { from: rel(path.join(staging, RUN_FILES.adapter)), to: rel(outputs.adapterDir) },
-    { from: rel(path.join(staging, RUN_FILES.log)), to: rel(outputs.logPath) },
+    { from: rel(log.csv), to: rel(outputs.logPath) },
+    { from: rel(log.jsonl), to: rel(outputs.jsonlPath) },
+    { from: rel(log.tensorboard), to: rel(outputs.tensorboardDir) },
     { from: rel(path.join(staging, "loss_curves.png")), to: rel(outputs.plotFile) },
     { from: rel(path.join(staging, "loss_curves.svg")), to: rel(svgPathFor(outputs.plotFile)) },
     // The summary last: it is what says the run is complete.
     { from: rel(path.join(staging, RUN_FILES.summary)), to: rel(outputs.summaryPath) },
+    { from: null, to: rel(checkpointDir) },
   ]);
   fs.rmSync(staging, { recursive: true, force: true });
+  removeIfEmpty(path.dirname(checkpointDir)); // checkpoints/, once no run has one
 }
 
 /**
@@ -177,25 +202,38 @@ async function commitRun(
  */
 function checkReplaceable(
   runName: string,
-  outputs: { adapterDir: string; logPath: string; summaryPath: string; plotFile: string },
+  files: Omit<TrainRunResult, keyof TrainResult | "runName">,
   checkpointDir: string,
   overwrite: boolean,
   resume: boolean,
 ): void {
-  const present = [outputs.adapterDir, outputs.logPath, outputs.plotFile, outputs.summaryPath].filter((p) => fs.existsSync(p));
-  const owned = fs.existsSync(outputs.summaryPath) && madeBySvdlora(outputs.summaryPath);
+  assertReplaceable(checkpointDir); // a checkpoint folder is svdlora's (it carries the marker), or refused
+  const present = [...Object.values(files), svgPathFor(files.plotFile)].filter((p) => fs.existsSync(p));
+  const owned = fs.existsSync(files.summaryPath) && madeBySvdlora(files.summaryPath);
   if (present.length > 0 && !owned)
     throw new Error(
-      `${present[0]} exists but no svdlora run owns it (no complete ${path.basename(outputs.summaryPath)}): move it away or choose another output folder`,
+      `${present[0]} exists but no svdlora run owns it (no complete ${path.basename(files.summaryPath)}): move it away or choose another output folder`,
     );
   if (owned && !overwrite && !resume)
     throw new Error(
-      `a run named ${runName} is already in ${path.dirname(outputs.summaryPath)}: replace it with \`overwrite\`, or give this run another name or output folder`,
+      `a run named ${runName} is already in ${path.dirname(files.summaryPath)}: replace it with \`overwrite\`, or give this run another name or output folder`,
+    );
+  if (owned && resume && !overwrite && !hasCheckpoint(checkpointDir))
+    throw new Error(
+      `the run named ${runName} in ${path.dirname(files.summaryPath)} is complete: there is nothing to resume; replace it with \`overwrite\``,
     );
   if (!owned && fs.existsSync(checkpointDir) && !overwrite && !resume)
     throw new Error(
       `an unfinished run named ${runName} left a checkpoint in ${checkpointDir}: continue it with \`resume\`, or start afresh with \`overwrite\``,
     );
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // not empty, or not there
+  }
 }
 
 function madeBySvdlora(summaryFile: string): boolean {

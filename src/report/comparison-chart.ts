@@ -28,8 +28,8 @@ export interface ComparisonChartInput {
   subtitle?: string;
   /** EMA factor β for the solid lines (default 0.9). */
   smoothing?: number;
-  /** Drawn as a horizontal line in the training panel: the loss used for "steps to reach target". */
-  targetLoss?: number;
+  /** Drawn as a horizontal line in the held-out panel: the loss "steps to the held-out target" measures against. */
+  heldOutTarget?: number;
 }
 
 const TRAIN_WIDTH = 560;
@@ -108,33 +108,37 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
         encoding: { x, y: yTrain, color, detail: { field: "run" }, opacity: picked(1, 0.12) },
       },
       ...(runsWithTrain.length === 0 ? [] : [hoverRule(runsWithTrain.map((r) => r.run))]),
-      ...(input.targetLoss === undefined ? [] : [targetLayer(input.targetLoss)]),
     ],
   };
   const heldOutPanel = {
     title: {
       text: "Held-out loss at each evaluation",
-      subtitle: "the whole eval set every time; step 0: before training",
+      subtitle: "the whole held-out test set every time; step 0: before training",
       fontSize: 14,
       anchor: "start",
     },
     width: HELD_OUT_WIDTH,
     height: HEIGHT,
     data: { values: heldOut },
-    params: [{ name: "zoomHeldOut", select: "interval", bind: "scales" }],
-    mark: { type: "line", strokeWidth: 2.5, clip: true, point: { size: 50, filled: true } },
-    encoding: {
-      x: { ...x, axis: { ...x.axis, tickCount: 6 } }, // a narrow panel: fewer step labels, or they collide
-      y: { field: "loss", type: "quantitative", title: "held-out loss (nats / token)", scale: { zero: false } },
-      color,
-      detail: { field: "run" },
-      opacity: picked(1, 0.12),
-      tooltip: [
-        { field: "run", type: "nominal" },
-        { field: "step", type: "quantitative" },
-        { field: "loss", type: "quantitative", title: "held-out loss", format: ".4f" },
-      ],
-    },
+    layer: [
+      {
+        params: [{ name: "zoomHeldOut", select: "interval", bind: "scales" }],
+        mark: { type: "line", strokeWidth: 2.5, clip: true, point: { size: 50, filled: true } },
+        encoding: {
+          x: { ...x, axis: { ...x.axis, tickCount: 6 } }, // a narrow panel: fewer step labels, or they collide
+          y: { field: "loss", type: "quantitative", title: "held-out loss (nats / token)", scale: { zero: false } },
+          color,
+          detail: { field: "run" },
+          opacity: picked(1, 0.12),
+          tooltip: [
+            { field: "run", type: "nominal" },
+            { field: "step", type: "quantitative" },
+            { field: "loss", type: "quantitative", title: "held-out loss", format: ".4f" },
+          ],
+        },
+      },
+      ...(input.heldOutTarget === undefined ? [] : [targetLayer(Number(input.heldOutTarget.toPrecision(4)))]),
+    ],
   };
   const subtitle = [input.subtitle, several ? "one line per run" : undefined].filter((s): s is string => s !== undefined);
 

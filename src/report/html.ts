@@ -70,6 +70,11 @@ export interface HtmlReport {
 export interface HtmlReportOptions {
   /** Shown under the title, e.g. when and by what the report was made. */
   generatedBy?: string;
+  /**
+   * Files that are not at their final path yet, final path → where they are now (absolute): the
+   * outputs staged with the report, swapped in together with it. Links name the final path.
+   */
+  pending?: ReadonlyMap<string, string>;
 }
 
 export class ReportError extends Error {
@@ -166,14 +171,18 @@ function renderTable(ctx: Context, table: ReportTable): string {
 /** What a report renders from: its folder (for paths) and the charts met so far. */
 interface Context {
   baseDir: string;
+  pending: ReadonlyMap<string, string>;
   charts: { id: string; spec: TopLevelSpec }[];
   ids: Set<string>;
 }
 
+/** Where a file the report names is now (see HtmlReportOptions.pending). */
+const located = (ctx: Context, file: string) => ctx.pending.get(file) ?? file;
+
 /** The absolute path of a file the report names; a missing one is an error. */
 function existing(ctx: Context, file: string, what: string): string {
   const resolved = path.resolve(ctx.baseDir, file);
-  if (!fs.existsSync(resolved))
+  if (!fs.existsSync(located(ctx, resolved)))
     throw new ReportError(
       `report ${what} not found: ${resolved}` +
         (path.isAbsolute(file) ? "" : ` (${file} is taken relative to the report's folder ${ctx.baseDir})`),
@@ -184,7 +193,7 @@ function existing(ctx: Context, file: string, what: string): string {
 /** A relative URL from the report's folder to the file (a folder gets a trailing slash). */
 function href(ctx: Context, file: string): string {
   const relative = path.relative(ctx.baseDir, file).split(path.sep).map(encodeURIComponent).join("/");
-  return fs.statSync(file).isDirectory() ? `${relative}/` : relative;
+  return fs.statSync(located(ctx, file)).isDirectory() ? `${relative}/` : relative;
 }
 
 /** <a> to a file that must exist; its path relative to the report shows on hover. */
@@ -203,7 +212,7 @@ function renderLinks(ctx: Context, links: readonly ReportLink[]): string {
 
 function renderImage(ctx: Context, image: ReportImage): string {
   const file = existing(ctx, image.path, `image "${image.caption}"`);
-  return `<figure><img src="${imageDataUri(file)}" alt="${escapeHtml(image.caption)}"><figcaption>${escapeHtml(image.caption)}</figcaption></figure>`;
+  return `<figure><img src="${imageDataUri(located(ctx, file))}" alt="${escapeHtml(image.caption)}"><figcaption>${escapeHtml(image.caption)}</figcaption></figure>`;
 }
 
 function renderChart(ctx: Context, chart: ReportChart): string {
@@ -286,7 +295,7 @@ figcaption { color: #555; font-size: .9em; margin-top: .4em; }
 
 /** The report as one HTML string; relative paths resolve against baseDir (the report's folder). */
 export function renderReportHtml(report: HtmlReport, baseDir: string, options: HtmlReportOptions = {}): string {
-  const ctx: Context = { baseDir: path.resolve(baseDir), charts: [], ids: new Set(["verdict"]) };
+  const ctx: Context = { baseDir: path.resolve(baseDir), pending: options.pending ?? new Map(), charts: [], ids: new Set(["verdict"]) };
   const ids = report.sections.map((s) => anchor(ctx, s.heading));
   const verdict = report.verdict ? [renderVerdict(ctx, report.verdict)] : [];
   const sections = report.sections.map((s, i) => renderSection(ctx, s, 2, ids[i]));

@@ -17,6 +17,7 @@ export {
   studentTTwoSidedTail,
 } from "./distributions.js";
 export { holm } from "./holm.js";
+export { type Summary, summarize } from "./summary.js";
 export { type PairedComparison, type PairedOptions, pairedComparison, type SeedValues } from "./paired.js";
 export {
   clopperPearsonInterval,

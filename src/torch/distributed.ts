@@ -5,6 +5,8 @@
 //   const env = fromEnv();                       // RANK, WORLD_SIZE, … as torchrun sets them
 //   if (env) distributed.init({ backend: "nccl", ...env });
 //   …backward…; distributed.allReduce(grads, "avg");
+//   const pending = distributed.allReduceStart(someGrads);   // or start it early, wait later
+//   …more backward…; pending.wait();
 //   distributed.barrier(); distributed.destroy();
 //
 // Every wait has the init timeout: a rank that dies or stops calling collectives gives the others
@@ -15,20 +17,20 @@
 // before it crosses and turns libtorch's failures (DistFailure) into those lines.
 import { tensor } from "./create.js";
 import { dtypeName, isFloating } from "./dtype.js";
-import type { Backend, DistFailure, ReduceOp } from "./native-api.js";
+import type { Backend, DistFailure, PendingHandle, ReduceOp } from "./native-api.js";
 import { native } from "./native.js";
 import type { Tensor } from "./tensor.js";
+import { type DistEnv, fromEnv } from "../util/dist-env.js";
 
-export type { Backend, ReduceOp };
+export type { Backend, DistEnv, ReduceOp };
+export { fromEnv };
 
-/** What a launcher (torchrun, launchWorkers) tells each process, read by fromEnv(). */
-export interface DistEnv {
-  rank: number;
-  worldSize: number;
-  localRank: number;
-  localWorldSize: number;
-  masterAddr: string;
-  masterPort: number;
+/** A started all-reduce (distributed.allReduceStart). */
+export interface PendingReduce {
+  /** Ends it, once: afterwards its tensors hold the result for any later work. On CUDA the device
+   * waits for the collective rather than this thread, until it returns when the collective has
+   * completed (a rank that does not take part fails it after the timeout, as allReduce does). */
+  wait(): void;
 }
 
 export interface InitOptions {
@@ -240,10 +242,28 @@ export const distributed = {
   /** Reduces the tensors across ranks, in place: every rank ends with the sum (mean, max, min).
    * Every rank must pass the same shapes and dtypes in the same order. */
   allReduce(tensors: Tensor[], op: ReduceOp = "sum"): void {
+    distributed.allReduceStart(tensors, op).wait();
+  },
+
+  /** allReduce launched without waiting (one collective per bucket), so that it runs while this
+   * process goes on, e.g. with the rest of backward; the tensors must not change until wait().
+   * Every rank must start the same all-reduces in the same order. */
+  allReduceStart(tensors: Tensor[], op: ReduceOp = "sum"): PendingReduce {
     const g = active("allReduce");
     if (!REDUCE_OPS.includes(op)) fail(`allReduce: unknown reduce op ${JSON.stringify(op)} (sum, avg, max or min)`);
     const handles = handlesFor(g, "allReduce", tensors, op === "avg");
-    collective(g, "allReduce", () => native().distAllReduce(handles, op));
+    let pending: PendingHandle | null = null;
+    collective(g, "allReduce", () => {
+      pending = native().distAllReduceStart(handles, op);
+    });
+    return {
+      wait() {
+        const started = pending;
+        if (!started) fail("allReduce: this all-reduce was already waited for");
+        pending = null;
+        collective(active("allReduce"), "allReduce", () => native().distWait(started));
+      },
+    };
   },
 
   /** All-reduces plain numbers (losses, token counts, a stop flag) in float64. */
@@ -308,38 +328,3 @@ export const distributed = {
 
   fromEnv: (env: NodeJS.ProcessEnv = process.env): DistEnv | null => fromEnv(env),
 };
-
-function whole(name: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const v = value.trim();
-  if (!/^\d+$/.test(v)) fail(`${name}=${JSON.stringify(value)} is not a whole number`);
-  const n = Number(v);
-  if (n < min) fail(`${name}=${n} must be at least ${min}`);
-  if (n > max) fail(`${name}=${n} must be at most ${max}`);
-  return n;
-}
-
-/**
- * The process's place in a multi-process run, from the variables torchrun (and launchWorkers)
- * set: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT. Null when neither
- * RANK nor WORLD_SIZE is set (a plain single-process run). Throws one line for bad values.
- */
-export function fromEnv(env: NodeJS.ProcessEnv = process.env): DistEnv | null {
-  const set = (name: string) => env[name] !== undefined && env[name] !== "";
-  if (!set("RANK") && !set("WORLD_SIZE")) return null;
-  if (!set("RANK")) fail("WORLD_SIZE is set but RANK is not (a launcher sets both)");
-  if (!set("WORLD_SIZE")) fail("RANK is set but WORLD_SIZE is not (a launcher sets both)");
-  const worldSize = whole("WORLD_SIZE", env.WORLD_SIZE!, 1);
-  const rank = whole("RANK", env.RANK!, 0);
-  if (rank >= worldSize) fail(`RANK=${rank} is not below WORLD_SIZE=${worldSize}`);
-  const localWorldSize = set("LOCAL_WORLD_SIZE") ? whole("LOCAL_WORLD_SIZE", env.LOCAL_WORLD_SIZE!, 1, worldSize) : worldSize;
-  const localRank = set("LOCAL_RANK") ? whole("LOCAL_RANK", env.LOCAL_RANK!, 0) : rank % localWorldSize;
-  if (localRank >= localWorldSize) fail(`LOCAL_RANK=${localRank} is not below LOCAL_WORLD_SIZE=${localWorldSize}`);
-  // One process alone needs no rendezvous address; torch's defaults then.
-  const single = worldSize === 1;
-  if (!set("MASTER_ADDR") && !single) fail(`MASTER_ADDR is not set (WORLD_SIZE=${worldSize} needs the address of rank 0)`);
-  if (!set("MASTER_PORT") && !single) fail(`MASTER_PORT is not set (WORLD_SIZE=${worldSize} needs the port of rank 0's store)`);
-  const masterAddr = (env.MASTER_ADDR ?? "127.0.0.1").trim() || "127.0.0.1";
-  if (/\s/.test(masterAddr)) fail(`MASTER_ADDR=${JSON.stringify(env.MASTER_ADDR)} is not a host name or address`);
-  const masterPort = set("MASTER_PORT") ? whole("MASTER_PORT", env.MASTER_PORT!, 1, 65535) : 29500;
-  return { rank, worldSize, localRank, localWorldSize, masterAddr, masterPort };
-}

@@ -12,5 +12,6 @@ export {
   type Backend as DistBackend,
   type DistEnv,
   type InitOptions as DistInitOptions,
+  type PendingReduce,
   type ReduceOp,
 } from "./distributed.js";

@@ -9,6 +9,8 @@
 
 /** An opaque handle to one libtorch tensor, owned by a `Tensor`. */
 export type Handle = { readonly __handle: unique symbol };
+/** An opaque handle to a started collective (distAllReduceStart), ended once by distWait. */
+export type PendingHandle = { readonly __pending: unique symbol };
 /** A libtorch ScalarType value; BuildInfo.dtypes maps dtype names to them. */
 export type DTypeCode = number;
 /** "cpu", "cuda", "cuda:1" */
@@ -306,8 +308,13 @@ export interface NativeAddon {
     cudaDevice: number | null,
     bucketBytes: number,
   ): number;
-  /** In place, one collective per bucket of same-dtype tensors. */
-  distAllReduce(tensors: Handle[], op: ReduceOp): void;
+  /** Launches an in-place all-reduce, one collective per bucket of same-dtype tensors, and returns
+   * without waiting; distWait ends it. */
+  distAllReduceStart(tensors: Handle[], op: ReduceOp): PendingHandle;
+  /** Ends a started collective: its results are in its tensors for any later work (on CUDA the
+   * stream waits for it; the host queues the copies back without waiting), and it returns once the
+   * collective has completed (or throws after the group's timeout). */
+  distWait(pending: PendingHandle): void;
   distBroadcast(tensors: Handle[], root: number): void;
   distBarrier(): void;
   /** Shuts the group down, or abandons it after a failed collective; a no-op without one. */

@@ -27,6 +27,11 @@ export interface BackpropOptions {
   recompute?: RecomputePolicy;
   /** Target rows whose logits are computed at once; default about 64M logits (441 rows of Qwen2.5's 152k vocab). */
   lossChunk?: number;
+  /** Called during backward each time it is done with layers `first` and above (their gradients
+   * from this batch are complete), e.g. to start summing them across processes… */
+  onLayersDone?: (first: number) => void;
+  /** …which happens where a segment starts: at every recomputed layer, and at these layers too. */
+  segmentStarts?: ReadonlySet<number>;
 }
 
 export interface BackpropResult {
@@ -69,7 +74,7 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
     model.layers.forEach((layer, i) => {
       const open = segments[segments.length - 1];
       if (keep(i)) {
-        if (open?.output) {
+        if (open?.output && !o.segmentStarts?.has(i)) {
           h = open.output = layer.forward(h, ctx);
         } else {
           const input = i === 0 ? h : h.detach().requiresGrad_();
@@ -93,6 +98,7 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
       segments.pop();
       top.input.dispose();
       top.output.dispose();
+      o.onLayersDone?.(top.first);
     } else headInput.dispose();
     let recomputed = 0;
     while (grad) {
@@ -106,6 +112,7 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
       torch.dispose([out, grad, ...(seg.rngState ?? [])]);
       grad = seg.first > 0 ? seg.input.grad : null;
       seg.input.dispose(); // frees its gradient with it
+      o.onLayersDone?.(seg.first);
     }
     return { loss, recomputed };
   });

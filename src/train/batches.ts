@@ -4,6 +4,7 @@ import { IGNORE_INDEX, blockCausalMask, packBatches, padBatch } from "../data/fo
 import { Random } from "../data/probability/random.js";
 import * as torch from "../torch/index.js";
 import type { ArmSegment } from "../model/arms.js";
+import type { DType } from "../torch/index.js";
 import type { ForwardOptions } from "../model/qwen2.js";
 
 export interface Batch {
@@ -94,17 +95,22 @@ export function packedBatch(samples: Encoded[], device: string, flash = false): 
   };
 }
 
-/** Packed flash attention is used for packed batches on CUDA when this build has the kernel. */
-export const usesFlashPacking = (device: string): boolean => device.startsWith("cuda") && torch.fastKernelsAvailable();
-
+/** How a run's samples become batches. */
 export interface BatchOptions {
   padId: number;
   device: string;
+  /** All of a batch's samples in one row (attention kept inside each sample), else padded rows. */
   packing: boolean;
+  /** The model's dtype: the flash kernel takes 16-bit floats only. */
+  dtype: DType;
 }
 
+/** Packed flash attention is used for packed batches on CUDA, with 16-bit weights, when this build has the kernel. */
+export const usesFlashPacking = (device: string, dtype: DType): boolean =>
+  device.startsWith("cuda") && (dtype === "bfloat16" || dtype === "float16") && torch.fastKernelsAvailable();
+
 export function makeBatch(samples: Encoded[], o: BatchOptions): Batch {
-  return o.packing ? packedBatch(samples, o.device, usesFlashPacking(o.device)) : paddedBatch(samples, o.padId, o.device);
+  return o.packing ? packedBatch(samples, o.device, usesFlashPacking(o.device, o.dtype)) : paddedBatch(samples, o.padId, o.device);
 }
 
 /**
@@ -116,7 +122,7 @@ export function makeBatch(samples: Encoded[], o: BatchOptions): Batch {
  */
 export function armsBatch(parts: { arm: number; samples: Encoded[] }[], o: BatchOptions): Batch {
   if (parts.length === 0) throw new Error("armsBatch: no arm has samples");
-  const flash = o.packing && usesFlashPacking(o.device);
+  const flash = o.packing && usesFlashPacking(o.device, o.dtype);
   const ids: number[] = [],
     labels: number[] = [],
     positions: number[] = [],

@@ -3,35 +3,19 @@
 // Written into a fresh folder that replaces the old one (util/atomic.ts), so a kill leaves the
 // previous checkpoint, or the new one once the interrupted swap is finished (hasCheckpoint does).
 // "Checkpoint" means this resume state only; layers recomputed in backward are "recomputed".
+// Files: state.safetensors (the tensors), svdlora_state.json (the rest), and trainer_state.json
+// as Hugging Face's Trainer writes it (global_step, log_history…) for HF tooling; resume reads
+// only the first two.
 import fs from "node:fs";
 import path from "node:path";
-import { loadSafetensors, saveSafetensors } from "../hf/safetensors.js";
+import { SafetensorsFile, saveSafetensors } from "../hf/safetensors.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { recoverDirectory, replaceDirectoryAtomic, writeFileAtomic } from "../util/atomic.js";
 import type { AdamW, AdamWHyper } from "./optim.js";
+import { type EvalRecord, type StepRecord, runRows } from "./run-log.js";
 
-/** One optimizer step as the run saw it: its mean loss, what it trained on, its learning rate and gradient norm. */
-export interface StepRecord {
-  loss: number;
-  lr: number;
-  gradNorm: number;
-  /** Tokens in the step's batches (padding excluded). */
-  tokens: number;
-  /** Predicted tokens the loss is the mean over. */
-  targets: number;
-  /** Seconds since the run started, when the step ended. */
-  elapsedS: number;
-}
-
-export interface EvalRecord {
-  step: number;
-  epoch: number;
-  loss: number;
-  /** Training tokens processed before it (cumulative). */
-  tokens: number;
-  elapsedS: number;
-}
+export type { EvalRecord, StepRecord };
 
 export interface RunPosition {
   /** Optimizer steps done (checkpoints are taken between steps). */
@@ -45,33 +29,42 @@ export interface RunPosition {
   fingerprint: Record<string, unknown>;
 }
 
+/** svdlora's own state: where the run stands and AdamW's step counts (its moments are tensors). */
 interface StateFile extends RunPosition {
   adamw: { hyper: AdamWHyper; steps: (number | null)[] };
-  /** As Hugging Face's Trainer writes trainer_state.json, so its tooling reads the history. */
+}
+
+/**
+ * Hugging Face Trainer's trainer_state.json, with only the fields its TrainerState has (its
+ * load_from_json takes no others), so that HF tooling reads the run's history.
+ */
+interface HfTrainerState {
+  epoch: number;
   global_step: number;
+  max_steps: number;
+  num_train_epochs: number;
   log_history: Record<string, number>[];
 }
 
 /** Hugging Face Trainer's log_history: a row per step (loss, learning_rate, grad_norm) and per evaluation (eval_loss). */
 export function logHistory(position: Pick<RunPosition, "history" | "evals">, stepsPerEpoch: number): Record<string, number>[] {
-  const rows = position.history.map((h, i) => ({
-    step: i + 1,
-    epoch: (i + 1) / stepsPerEpoch,
-    loss: h.loss,
-    learning_rate: h.lr,
-    grad_norm: h.gradNorm,
-  }));
-  const evals = position.evals.map((e) => ({ step: e.step, epoch: e.epoch, eval_loss: e.loss }));
-  return [...rows, ...evals].sort((a, b) => a.step - b.step || ("eval_loss" in a ? 1 : -1));
+  return runRows(position.history, position.evals, stepsPerEpoch).map(
+    (r): Record<string, number> =>
+      r.kind === "eval"
+        ? { step: r.step, epoch: r.epoch, eval_loss: r.evalLoss }
+        : { step: r.step, epoch: r.epoch, loss: r.loss, learning_rate: r.lr, grad_norm: r.gradNorm ?? Number.NaN },
+  );
 }
 
-const STATE = "trainer_state.json";
+const STATE = "svdlora_state.json";
+const HF_STATE = "trainer_state.json";
+const RNG = "rng.cpu";
 const TENSORS = "state.safetensors";
 
 /** Whether dir holds a checkpoint (after finishing a swap that a kill interrupted). */
 export function hasCheckpoint(dir: string): boolean {
   recoverDirectory(dir);
-  return fs.existsSync(path.join(dir, STATE));
+  return fs.existsSync(path.join(dir, STATE)) || fs.existsSync(path.join(dir, HF_STATE));
 }
 
 export function saveCheckpoint(
@@ -79,22 +72,24 @@ export function saveCheckpoint(
   params: Map<string, Tensor>,
   optimizer: AdamW,
   position: RunPosition,
-  stepsPerEpoch: number,
+  { stepsPerEpoch, totalSteps }: { stepsPerEpoch: number; totalSteps: number },
 ): void {
   const sd = optimizer.stateDict();
   const rng = torch.getRngState();
   try {
-    const tensors = new Map<string, Tensor>([["rng.cpu", rng]]);
+    const tensors = new Map<string, Tensor>([[RNG, rng]]);
     for (const [name, t] of params) tensors.set(`param.${name}`, t);
     sd.state.forEach((s, i) => {
       if (!s) return;
       tensors.set(`adamw.${i}.exp_avg`, s.expAvg);
       tensors.set(`adamw.${i}.exp_avg_sq`, s.expAvgSq);
     });
-    const state: StateFile = {
-      ...position,
-      adamw: { hyper: sd.hyper, steps: sd.state.map((s) => s?.step ?? null) },
+    const state: StateFile = { ...position, adamw: { hyper: sd.hyper, steps: sd.state.map((s) => s?.step ?? null) } };
+    const hf: HfTrainerState = {
+      epoch: position.step / stepsPerEpoch,
       global_step: position.step,
+      max_steps: totalSteps,
+      num_train_epochs: Math.ceil(totalSteps / stepsPerEpoch),
       log_history: logHistory(position, stepsPerEpoch),
     };
     replaceDirectoryAtomic(
@@ -102,11 +97,27 @@ export function saveCheckpoint(
       (tmp) => {
         saveSafetensors(path.join(tmp, TENSORS), tensors, { format: "pt" });
         writeFileAtomic(path.join(tmp, STATE), `${JSON.stringify(state)}\n`);
+        writeFileAtomic(path.join(tmp, HF_STATE), `${JSON.stringify(hf, null, 2)}\n`);
       },
       "training checkpoint",
     );
   } finally {
     torch.dispose([rng, ...sd.state.flatMap((s) => (s ? [s.expAvg, s.expAvgSq] : []))]);
+  }
+}
+
+/** The checkpoint's tensors: trained weights and AdamW moments as weights (floating point, finite), the generator's state as bytes. */
+function readCheckpointTensors(file: string): Map<string, Tensor> {
+  const st = SafetensorsFile.open(file);
+  const out = new Map<string, Tensor>();
+  try {
+    for (const key of st.keys()) out.set(key, key === RNG ? st.read(key) : st.readWeight(key));
+    return out;
+  } catch (error) {
+    torch.dispose([...out.values()]);
+    throw error;
+  } finally {
+    st.close();
   }
 }
 
@@ -117,6 +128,8 @@ export function loadCheckpoint(
   optimizer: AdamW,
   fingerprint: Record<string, unknown>,
 ): RunPosition {
+  if (!fs.existsSync(path.join(dir, STATE)))
+    throw new Error(`checkpoint ${dir} was written by an older svdlora: delete it to start afresh`);
   let state: StateFile;
   try {
     state = JSON.parse(fs.readFileSync(path.join(dir, STATE), "utf8")) as StateFile;
@@ -130,8 +143,9 @@ export function loadCheckpoint(
     throw new Error(
       `checkpoint ${dir} was made with other settings (${changed.map((k) => `${k}: ${JSON.stringify(state.fingerprint?.[k])} then, ${JSON.stringify(fingerprint[k])} now`).join("; ")}): resume with the same settings, or start afresh without \`resume\``,
     );
-  if (!Array.isArray(state.history)) throw new Error(`checkpoint ${dir} was written by an older svdlora: delete it to start afresh`);
-  const tensors = loadSafetensors(path.join(dir, TENSORS));
+  if (!Array.isArray(state.history) || state.history.some((h) => typeof h.time !== "number" || typeof h.seconds !== "number"))
+    throw new Error(`checkpoint ${dir} was written by an older svdlora: delete it to start afresh`);
+  const tensors = readCheckpointTensors(path.join(dir, TENSORS));
   try {
     const get = (key: string) => {
       const t = tensors.get(key);
@@ -147,10 +161,10 @@ export function loadCheckpoint(
         step === null ? null : { step, expAvg: get(`adamw.${i}.exp_avg`), expAvgSq: get(`adamw.${i}.exp_avg_sq`) },
       ),
     });
-    torch.setRngState(get("rng.cpu"));
+    torch.setRngState(get(RNG));
   } finally {
     torch.dispose(tensors);
   }
-  const { adamw: _a, global_step: _g, log_history: _l, ...position } = state;
+  const { adamw: _, ...position } = state;
   return position;
 }

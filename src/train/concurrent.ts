@@ -3,13 +3,23 @@
 // each run's factors applied to its own rows. Each run keeps what trainLora gives it alone — its
 // data, seed and batch order, optimizer, schedule, clipping, generator, log, checkpoints, adapter
 // and summary — and writes the same folder. Runs go in passes of at most `concurrentArms`; the
-// base model is loaded once for all passes (an init that rewrites W, PiSSA, is carried as a
-// correction on the run's rows, so W is never changed).
+// base model is loaded once for all passes (an init that rewrites W to W − s·B₀A₀, PiSSA and its
+// kin, is carried as a correction on the run's rows, so W is never changed). Runs whose adapter
+// cannot share W (canShareBase: DoRA, LoftQ, the inits with a calibration pass) train alone.
 import path from "node:path";
 import { ArmGenerators, type ArmAdapter } from "../model/arms.js";
 import { loadCausalLM } from "../model/loader.js";
 import { isTargetModule } from "../hf/peft.js";
-import { type LoRA, type LoraSettings, adapterConfigFor, armAdapters, loraFromAdapter, loraWeights } from "../model/lora.js";
+import { initStatistic, moduleInit, parseInitMethod } from "../lowrank/inits/index.js";
+import {
+  type LoRA,
+  type LoraInit,
+  type LoraSettings,
+  type ModuleInit,
+  adapterConfigFor,
+  armAdapters,
+  loraFromAdapter,
+} from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import { type RecomputePolicy, measureLayerBytesPerToken } from "./backprop.js";
@@ -18,10 +28,12 @@ import { singleProcess } from "./data-parallel.js";
 import { InterruptedError, type TrainingEvents } from "./events.js";
 import { trainLoops } from "./loop.js";
 import { LORA_TRAINING, type LoraTrainingSettings } from "./settings.js";
+import { runLogFiles } from "./run-log.js";
 import {
   type Data,
-  RUN_FILES,
+  type Preparation,
   type TrainResult,
+  accuracyQuestions,
   finishLoraRun,
   fingerprint,
   loadData,
@@ -63,6 +75,19 @@ export class RunsFailedError extends Error {
 }
 
 /**
+ * Whether a run of these settings can be an arm over a shared base: its init must leave W as it is
+ * or take W − s·B₀A₀ (carried as a correction), without a calibration pass, and it must not be
+ * DoRA (whose magnitude is a norm of the arm's own W). The others train alone (trainLora).
+ */
+export function canShareBase(s: { init?: string; dora?: boolean }): boolean {
+  const init = s.init ?? "random";
+  if (s.dora) return false;
+  if (init === "random" || init === "gaussian" || init === "svd") return true;
+  const method = parseInitMethod(init);
+  return initStatistic(method) === "weight" && method.name !== "loftq";
+}
+
+/**
  * Whether `concurrentArms` trains runs together on this device. `auto` does so only on a GPU, as
  * many as `maxMemory` holds; on the CPU runs trained together measured no faster than one after
  * another (docs/concurrent.md), so `auto` trains them one at a time there.
@@ -79,6 +104,7 @@ interface Prepared {
   s: LoraTrainingSettings;
   lora: LoraSettings;
   data: Data;
+  questions: ReturnType<typeof accuracyQuestions>;
   label: string;
 }
 
@@ -90,6 +116,11 @@ interface Prepared {
 export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions = {}): Promise<TrainResult[]> {
   if (specs.length === 0) throw new Error("trainConcurrently: no runs");
   const runs = specs.map((spec) => ({ spec, ...loraRun(spec.settings) }));
+  const alone = runs.find((r) => !canShareBase(r.s));
+  if (alone)
+    throw new Error(
+      `${alone.spec.label ?? `train ${alone.s.init}`}: ${alone.s.dora ? "a DoRA adapter" : `\`init\` ${alone.s.init}`} cannot share the base model with other runs; train it alone`,
+    );
   checkShared(runs.map((r) => r.s));
   const first = runs[0].s;
   if (first.gpus > 1) throw new Error("concurrent runs train in one process: set `gpus` to 1, or train the runs one by one");
@@ -100,11 +131,11 @@ export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions =
   for (const r of runs) {
     const key = JSON.stringify([r.s.trainData, r.s.evalData, r.s.evalLimit, r.s.maxLength, r.s.systemPrompt]);
     if (!tokenizers.has(key)) tokenizers.set(key, await loadData(r.s, r.spec.events));
-    prepared.push({ ...r, data: tokenizers.get(key)!.data, label: r.spec.label ?? `train ${r.s.init}` });
+    prepared.push({ ...r, data: tokenizers.get(key)!.data, questions: accuracyQuestions(r.s), label: r.spec.label ?? `train ${r.s.init}` });
   }
   const tokenizer = [...tokenizers.values()][0].tokenizer;
-  const batch: BatchOptions = { padId: padIdOf(tokenizer), device: dp.device, packing: first.packing ?? false };
   const model = loadCausalLM(first.baseModel, { dtype: first.dtype, device: dp.device });
+  const batch: BatchOptions = { padId: padIdOf(tokenizer), device: dp.device, packing: first.packing ?? false, dtype: model.dtype };
   const results: TrainResult[] = [];
   const failures: RunsFailedError["failures"] = [];
   try {
@@ -122,8 +153,9 @@ export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions =
             params: arms[k].params,
             train: p.data.train,
             eval: p.data.eval,
+            validation: p.data.validation,
             settings: p.s,
-            logPath: path.join(p.spec.dir, RUN_FILES.log),
+            log: runLogFiles(p.spec.dir),
             checkpointDir: p.spec.checkpointDir,
             fingerprint: fingerprint(LORA_TRAINING, p.s, dp),
             arm: k,
@@ -139,15 +171,15 @@ export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions =
             failures.push({ index, label: p.label, error: outcome.error });
             continue;
           }
-          const { loras, initial } = arms[k];
           const result = finishLoraRun(model, {
             s: p.s,
             lora: p.lora,
-            loras,
-            initial: initial && loraWeights(initial),
-            data: p.data,
+            loras: arms[k].loras,
+            questions: p.questions,
             tokenizer,
             loop: outcome.result,
+            data: p.data,
+            preparation: arms[k].preparation,
             dir: p.spec.dir,
             dp,
             events: p.spec.events,
@@ -158,7 +190,7 @@ export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions =
         }
       } finally {
         model.detachArms();
-        for (const a of arms) torch.dispose([...a.params.values(), ...[...(a.initial?.values() ?? [])].flatMap((l) => [l.A, l.B])]);
+        disposeArms(arms);
       }
     }
   } catch (e) {
@@ -184,33 +216,34 @@ function checkShared(settings: LoraTrainingSettings[]): void {
     });
 }
 
+interface Arm {
+  adapters: Map<string, ArmAdapter>;
+  loras: Map<string, LoRA>;
+  params: Map<string, torch.Tensor>;
+  preparation: Preparation;
+}
+
 /** Each run's adapters made from its seed (on its own generator) and attached to the model as arm k. */
-function attach(model: CausalLM, pass: Prepared[]) {
+function attach(model: CausalLM, pass: Prepared[]): Arm[] {
   const generators = new ArmGenerators(model.device);
-  const made: {
-    adapters: Map<string, ArmAdapter>;
-    loras: Map<string, LoRA>;
-    initial: Map<string, LoRA> | null;
-    params: Map<string, torch.Tensor>;
-  }[] = [];
+  const made: Arm[] = [];
   try {
     for (const p of pass) {
+      const t0 = performance.now();
       torch.manualSeed(p.s.seed);
       const adapters =
         p.s.init === "svd"
           ? new Map(
-              [...svdFactorsLora(p.s, (config, weights) => loraFromAdapter(model, config, weights))].map(([m, lora]) => [
+              [...svdFactorsLora(model, p.s, p.lora, (config, weights) => loraFromAdapter(model, config, weights))].map(([m, lora]) => [
                 m,
                 { lora, correction: null },
               ]),
             )
-          : armAdapters(model, p.lora, p.s.init);
+          : armAdapters(model, p.lora, armInit(p.s));
       generators.add();
       const loras = new Map([...adapters].map(([m, a]) => [m, a.lora]));
-      const corrections = [...adapters].flatMap(([m, a]) => (a.correction ? [[m, a.correction] as const] : []));
-      // A PiSSA run starts from its correction's factors: the saved adapter is relative to them.
-      const initial = corrections.length > 0 ? new Map(corrections.map(([m, c]) => [m, c])) : null;
-      made.push({ adapters, loras, initial, params: loraParams(loras) });
+      const preparation = { tokens: 0, seconds: (performance.now() - t0) / 1000, batches: 0 };
+      made.push({ adapters, loras, params: loraParams(loras), preparation });
     }
     model.attachArms(
       made.map((m) => m.adapters),
@@ -219,9 +252,24 @@ function attach(model: CausalLM, pass: Prepared[]) {
     return made;
   } catch (e) {
     generators.dispose();
-    for (const m of made) torch.dispose([...m.params.values(), ...[...(m.initial?.values() ?? [])].flatMap((l) => [l.A, l.B])]);
+    disposeArms(made);
     throw e;
   }
+}
+
+/** The init of a run that can share the base (canShareBase), as addLora takes it. */
+function armInit(s: LoraTrainingSettings): LoraInit | ModuleInit {
+  if (s.init === "random" || s.init === "gaussian") return s.init;
+  return moduleInit(parseInitMethod(s.init), { rank: s.loraRank, alpha: s.loraAlpha, rslora: s.rslora, seed: s.seed });
+}
+
+/** Frees the arms' factors, their corrections and their rewrite records. */
+function disposeArms(arms: Arm[]): void {
+  for (const a of arms)
+    for (const { lora, correction } of a.adapters.values()) {
+      lora.dispose();
+      correction?.dispose();
+    }
 }
 
 /**
@@ -287,7 +335,7 @@ function measureWithArm(model: CausalLM, lora: LoraSettings): number {
     return measureLayerBytesPerToken(model);
   } finally {
     model.detachArms();
-    torch.dispose([...adapters.values()].flatMap((a) => [a.lora.A, a.lora.B]));
+    for (const a of adapters.values()) a.lora.dispose();
   }
 }
 

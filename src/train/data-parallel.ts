@@ -1,8 +1,10 @@
 // Data-parallel training across processes (one per GPU) through libtorch's c10d: every rank holds
 // the whole model and the whole data set, trains on its share of each global batch, and the LoRA
 // gradients are summed across ranks before the (identical) optimizer step on every rank.
+import type { CausalLM } from "../model/qwen2.js";
+import { DEFAULT_BUCKET_BYTES } from "../torch/distributed.js";
 import * as torch from "../torch/index.js";
-import type { Tensor } from "../torch/index.js";
+import type { PendingReduce, Tensor } from "../torch/index.js";
 
 export interface DataParallel {
   rank: number;
@@ -75,23 +77,112 @@ export function broadcastFromMain(tensors: Tensor[], dp: DataParallel): void {
 }
 
 /**
- * Sums the gradients of params across ranks, in place (bucketed, one collective per bucket), and
- * the extra tensors with them (step statistics ride in the same collective). A parameter without
- * a gradient on this rank (it had no samples) takes part with zeros.
+ * Sums one step's gradients across ranks, in place, in buckets of whole layers from the last layer
+ * down. With `layersDone`, each bucket's all-reduce starts as soon as backward has gone below its
+ * layers and runs while the rest of backward does; `finish` starts what is left, then the
+ * parameters outside the layers with the extra tensors (step statistics ride along), and waits for
+ * all of it. Every rank starts the same buckets in the same order, whenever its own backward gets
+ * there; a rank without samples starts them all in finish. A parameter without a gradient on this
+ * rank takes part with zeros.
  */
-export function sumGradients(params: readonly Tensor[], dp: DataParallel, extra: Tensor[] = []): void {
-  if (dp.worldSize === 1) return;
-  torch.noGrad(() =>
-    torch.tidy(() => {
-      for (const p of params) if (p.grad === null) p.grad = torch.zeros(p.shape, { dtype: p.dtype, device: p.device });
-      torch.distributed.allReduce([...params.map((p) => p.grad!), ...extra], "sum");
-    }),
-  );
+export class GradientSum {
+  private readonly pending: PendingReduce[] = [];
+  private started = 0;
+
+  /** Where backward should report (BackpropOptions.segmentStarts): each bucket's lowest layer. */
+  readonly segmentStarts: ReadonlySet<number>;
+
+  constructor(private readonly plan: BucketPlan) {
+    this.segmentStarts = new Set(plan.layers.map((b) => b.first));
+  }
+
+  /** How many of the plan's layer buckets have started. */
+  get startedBuckets(): number {
+    return this.started;
+  }
+
+  /** Backward is done with layers `first` and above: their gradients are final for this step. */
+  layersDone(first: number): void {
+    const { layers } = this.plan;
+    while (this.started < layers.length && layers[this.started].first >= first) this.start(layers[this.started++].params);
+  }
+
+  finish(extra: Tensor[] = []): void {
+    this.layersDone(0);
+    this.start(this.plan.rest, extra);
+    for (const p of this.pending.splice(0)) p.wait();
+  }
+
+  private start(params: readonly Tensor[], extra: Tensor[] = []): void {
+    if (params.length + extra.length === 0) return;
+    torch.noGrad(() =>
+      torch.tidy(() => {
+        for (const p of params) if (p.grad === null) p.grad = torch.zeros(p.shape, { dtype: p.dtype, device: p.device });
+        this.pending.push(torch.distributed.allReduceStart([...params.map((p) => p.grad!), ...extra], "sum"));
+      }),
+    );
+  }
 }
 
-/** Sums numbers across ranks (the same list on every rank). */
-export function sumNumbers(values: number[], dp: DataParallel): number[] {
-  return dp.worldSize === 1 ? values : torch.distributed.allReduceNumbers(values, "sum");
+/** Buckets of whole layers, the last layers' first (`first`: the lowest layer in the bucket), and the parameters outside the layers. */
+export interface BucketPlan {
+  layers: { first: number; params: Tensor[] }[];
+  rest: Tensor[];
+}
+
+/** A bucket holds whole layers, at most 1/MIN_BUCKETS of the layers' gradient bytes (so that all
+ * but the last bucket's all-reduce can overlap backward)… */
+export const MIN_BUCKETS = 4;
+/** …and at most this many bytes; a layer larger than the limit is a bucket of its own. */
+export const MAX_BUCKET_BYTES = DEFAULT_BUCKET_BYTES;
+
+const plans = new WeakMap<readonly Tensor[], BucketPlan>();
+
+/** The buckets of the model's trained tensors `params` (made once per list). */
+export function bucketPlan(model: CausalLM, params: readonly Tensor[]): BucketPlan {
+  const known = plans.get(params);
+  if (known) return known;
+  const layerOf = layerIndex(model);
+  const bytes = (ps: Tensor[]) => ps.reduce((n, p) => n + p.numel() * torch.elementSize[p.dtype], 0);
+  // Each layer's parameters (in the list's order), top layer first.
+  const byLayer = new Map<number, Tensor[]>();
+  for (const p of params) {
+    const layer = layerOf.get(p);
+    if (layer !== undefined) byLayer.set(layer, [...(byLayer.get(layer) ?? []), p]);
+  }
+  const top = [...byLayer].sort(([a], [b]) => b - a);
+  const limit = Math.min(MAX_BUCKET_BYTES, bytes(top.flatMap(([, ps]) => ps)) / MIN_BUCKETS);
+  const layers: { first: number; params: Tensor[] }[] = [];
+  let size = 0;
+  for (const [layer, ps] of top) {
+    const open = layers[layers.length - 1];
+    if (open && size + bytes(ps) <= limit) {
+      open.first = layer;
+      open.params.push(...ps);
+      size += bytes(ps);
+    } else {
+      layers.push({ first: layer, params: [...ps] });
+      size = bytes(ps);
+    }
+  }
+  const plan = { layers, rest: params.filter((p) => !layerOf.has(p)) };
+  plans.set(params, plan);
+  return plan;
+}
+
+/** The decoder layer of each of the model's tensors in a layer (weights and LoRA factors), from its Hugging Face name. */
+function layerIndex(model: CausalLM): Map<Tensor, number> {
+  const out = new Map<Tensor, number>();
+  const layerOf = (name: string) => /(?:^|\.)layers\.(\d+)\./.exec(name)?.[1];
+  for (const [name, t] of model.namedWeights()) {
+    const i = layerOf(name);
+    if (i !== undefined) out.set(t, Number(i));
+  }
+  for (const [name, linear] of model.linears()) {
+    const i = layerOf(`${name}.`);
+    if (i !== undefined && linear.lora) for (const t of [linear.lora.A, linear.lora.B]) out.set(t, Number(i));
+  }
+  return out;
 }
 
 export function leaveProcessGroup(dp: DataParallel): void {

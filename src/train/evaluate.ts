@@ -1,6 +1,6 @@
 // Held-out evaluation: token-weighted loss, and exact-answer accuracy from greedy generation.
 import { checkAnswer } from "../data/answer.js";
-import { encodePrompt } from "../data/format.js";
+import { cannotFit, encodePrompt, promptOf } from "../data/format.js";
 import type { Encoded, Sample } from "../data/types.js";
 import type { HfTokenizer } from "../hf/tokenizer.js";
 import type { CausalLM } from "../model/qwen2.js";
@@ -24,7 +24,7 @@ export function evaluateLoss(
     torch.noGrad(() => {
       for (let i = 0; i < samples.length; i += o.batchSize) {
         torch.tidy(() => {
-          const b = makeBatch(samples.slice(i, i + o.batchSize), { ...o, packing: o.packing ?? false });
+          const b = makeBatch(samples.slice(i, i + o.batchSize), { ...o, packing: o.packing ?? false, dtype: model.dtype });
           if (b.targets === 0) return;
           sum += evaluationLoss(model, b).item() * b.targets;
           count += b.targets;
@@ -59,7 +59,7 @@ export function evaluateArmLosses(
             .map((a, k) => ({ k, arm: a.arm, samples: a.samples.slice(i * a.batchSize, (i + 1) * a.batchSize) }))
             .filter((p) => targetCount(p.samples) > 0);
           if (parts.length === 0) return;
-          const b = armsBatch(parts, { ...o, packing: o.packing ?? false });
+          const b = armsBatch(parts, { ...o, packing: o.packing ?? false, dtype: model.dtype });
           const losses = evaluationLoss(model, b).toArray() as number[];
           b.arms!.forEach((share, j) => {
             sums[parts[j].k].sum += losses[j] * share.targets;
@@ -78,31 +78,69 @@ export interface AccuracyResult {
   total: number;
   /** Samples without a checkable answer (no \boxed{} in the reference). */
   skipped: number;
+  /** Samples whose prompt is longer than maxLength tokens could hold (cannotFit): left out, not rendered. */
+  tooLong: number;
   outputs: { question: string; expected: string; output: string; correct: boolean }[];
 }
 
-/** Greedy answers to each sample's prompt, checked as exact rationals against its boxed answer. */
+/**
+ * Greedy answers to each sample's prompt, checked as exact rationals against its boxed answer.
+ * Prompts are decoded batchSize at a time, grouped by length so little padding is decoded; the
+ * outputs keep the samples' order.
+ */
 export function evaluateAccuracy(
   model: CausalLM,
   tokenizer: HfTokenizer,
   samples: Sample[],
-  o: { systemPrompt?: string; maxNewTokens: number; onProgress?: (done: number, total: number) => void; arm?: number },
+  o: {
+    systemPrompt?: string;
+    maxLength?: number;
+    maxNewTokens: number;
+    batchSize?: number;
+    onProgress?: (done: number, total: number) => void;
+    /** On a model carrying concurrent arms: whose adapter answers. */
+    arm?: number;
+  },
 ): AccuracyResult {
-  const result: AccuracyResult = { correct: 0, total: 0, skipped: 0, outputs: [] };
-  samples.forEach((sample, i) => {
-    if (sample.answer === undefined) {
-      result.skipped++;
-      return;
+  const answered = samples.filter((sample) => sample.answer !== undefined);
+  // A prompt too long to fit is not rendered: a huge one would stop here with the template's size limit.
+  const fits = answered.filter(
+    (sample) => !cannotFit(promptOf(sample), tokenizer, { maxLength: o.maxLength, systemPrompt: o.systemPrompt }),
+  );
+  const checkable = fits.map((sample) => ({ sample, prompt: encodePrompt(sample, tokenizer, { systemPrompt: o.systemPrompt }) }));
+  const byLength = checkable.map((_, i) => i).sort((a, b) => checkable[a].prompt.length - checkable[b].prompt.length);
+  const answers = new Array<number[]>(checkable.length);
+  const batchSize = o.batchSize ?? 32;
+  const padId = tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
+  model.setTraining(false);
+  try {
+    for (let start = 0; start < byLength.length; start += batchSize) {
+      const rows = byLength.slice(start, start + batchSize);
+      const outs = model.generateBatch(
+        rows.map((i) => checkable[i].prompt),
+        { maxNewTokens: o.maxNewTokens, stopTokenIds: tokenizer.stopTokenIds, padId, arm: o.arm },
+      );
+      rows.forEach((i, j) => {
+        answers[i] = outs[j];
+      });
+      o.onProgress?.(Math.min(start + batchSize, byLength.length), byLength.length);
     }
-    const prompt = encodePrompt(sample, tokenizer, { systemPrompt: o.systemPrompt });
-    const ids = model.generate(prompt, { maxNewTokens: o.maxNewTokens, stopTokenIds: tokenizer.stopTokenIds, arm: o.arm });
-    const output = tokenizer.decode(ids, { skipSpecialTokens: true });
-    const correct = checkAnswer(output, sample.answer);
-    result.total++;
+  } finally {
+    model.setTraining(true);
+  }
+  const result: AccuracyResult = {
+    correct: 0,
+    total: checkable.length,
+    skipped: samples.length - answered.length,
+    tooLong: answered.length - fits.length,
+    outputs: [],
+  };
+  checkable.forEach(({ sample }, i) => {
+    const output = tokenizer.decode(answers[i], { skipSpecialTokens: true });
+    const correct = checkAnswer(output, sample.answer!);
     if (correct) result.correct++;
     const question = sample.messages.find((m) => m.role === "user")?.content ?? "";
-    result.outputs.push({ question, expected: sample.answer, output, correct });
-    o.onProgress?.(i + 1, samples.length);
+    result.outputs.push({ question, expected: sample.answer!, output, correct });
   });
   return result;
 }

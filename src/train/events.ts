@@ -2,7 +2,8 @@
 // evaluation. The library calls these; the command line turns them into a progress bar and
 // lines on the terminal (cli/progress.ts); library users pass their own or none.
 
-export type Phase = "loading" | "evaluating" | "training" | "generating" | "saving";
+/** preparing: the init reads calibration batches and computes the adapter's factors. */
+export type Phase = "loading" | "preparing" | "evaluating" | "training" | "generating" | "saving";
 
 export interface StepEvent {
   /** Optimizer steps done so far. */

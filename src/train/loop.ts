@@ -2,7 +2,8 @@
 // alone or several LoRA runs at once over one base model (concurrent arms, docs/concurrent.md):
 // epochs of seeded batches → optimizer steps (gradient accumulation, data parallelism, the memory
 // budget's recomputation), held-out loss at step 0, every `evalSteps` and at each epoch's end,
-// the CSV log, checkpoints for an exact resume, and a clean stop when its signal is aborted.
+// the run log (CSV, JSONL, TensorBoard: run-log.ts), checkpoints for an exact resume, and a clean
+// stop when its signal is aborted.
 // What is trained is a set of named tensors; the caller prepares them and saves the result.
 // Concurrent runs step together: each iteration, every run not yet done takes its next step (its
 // own batch order, schedule, clipping, optimizer), their micro-batches through the model as one.
@@ -12,11 +13,11 @@ import type { Tensor } from "../torch/index.js";
 import type { RecomputePolicy } from "./backprop.js";
 import { type BatchOptions, epochOrder, microBatchRanges } from "./batches.js";
 import { type EvalRecord, type StepRecord, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
-import { type DataParallel, broadcastFromMain, sumNumbers } from "./data-parallel.js";
+import { type DataParallel, broadcastFromMain } from "./data-parallel.js";
 import { evaluateArmLosses, evaluateLoss } from "./evaluate.js";
 import { InterruptedError, type TrainingEvents } from "./events.js";
-import { TrainingLogWriter } from "./log.js";
 import { AdamW } from "./optim.js";
+import { RunLog, type RunLogFiles, epochAt, evalRow, runRows, trainRow } from "./run-log.js";
 import { type Schedule, lrAt } from "./schedule.js";
 import type { TrainingSettings } from "./settings.js";
 import { type StepResult, optimizerSteps, rankMicroBatch } from "./step.js";
@@ -25,6 +26,7 @@ export type LoopSettings = Pick<
   TrainingSettings,
   | "epochs"
   | "batchSize"
+  | "evalBatchSize"
   | "gradientAccumulationSteps"
   | "learningRate"
   | "warmupRatio"
@@ -43,11 +45,13 @@ export interface LoopRun {
   /** The trained tensors by name (the checkpoint's keys): LoRA factors, or every weight. */
   params: Map<string, Tensor>;
   train: Encoded[];
-  /** Held-out samples (none: no held-out loss). */
+  /** Held-out test samples (none: no held-out loss). */
   eval: Encoded[];
+  /** Held-out validation samples, for choosing settings (none: no validation loss). */
+  validation?: Encoded[];
   settings: LoopSettings;
-  /** The CSV log's path (null: none, e.g. ranks other than the first). */
-  logPath: string | null;
+  /** Where the run log goes (null: none, e.g. ranks other than the first). */
+  log: RunLogFiles | null;
   checkpointDir: string;
   /** The settings a resume must match. */
   fingerprint: Record<string, unknown>;
@@ -131,6 +135,7 @@ export async function trainLoops(
       const active = states.filter((s) => !s.error && s.step < s.totalSteps);
       if (active.length === 0) break;
       const next = active.map((s) => s.next());
+      const stepStarted = performance.now();
       const results = optimizerSteps(
         model,
         active.map((s, i) => ({
@@ -140,9 +145,10 @@ export async function trainLoops(
           maxGradNorm: s.run.settings.maxGradNorm,
           arm: s.run.arm,
         })),
-        { recompute: shared.recompute, dataParallel: dp },
+        { recompute: shared.recompute, dataParallel: dp, stop: o.signal?.aborted },
       );
-      const due = active.map((s, i) => ({ s, ...s.record(results[i], next[i]) })).filter((d) => !d.s.error);
+      const seconds = (performance.now() - stepStarted) / 1000;
+      const due = active.map((s, i) => ({ s, ...s.record(results[i], { ...next[i], seconds }) })).filter((d) => !d.s.error);
       evaluate(
         shared,
         due.filter((d) => d.evaluate).map((d) => ({ s: d.s, epoch: d.epoch })),
@@ -150,8 +156,9 @@ export async function trainLoops(
       for (const d of due) if (d.save) d.s.save();
       if (states.every((s) => s.error)) break;
       await new Promise(setImmediate); // lets a pending abort (Ctrl-C) in
-      // Every rank stops at the same step.
-      const stop = dp.worldSize > 1 ? sumNumbers([o.signal?.aborted ? 1 : 0], dp)[0] > 0 : Boolean(o.signal?.aborted);
+      // Every rank stops at the same step: with several, after the step where one of them asked
+      // (the flags ride in the step's all-reduce, so this costs no collective of its own).
+      const stop = dp.worldSize > 1 ? results[0].stop : Boolean(o.signal?.aborted);
       if (stop) {
         const stopped = states.filter((s) => !s.error);
         for (const s of stopped) if (s.savedAt !== s.step) s.save();
@@ -169,24 +176,40 @@ export async function trainLoops(
   }
 }
 
-/** Held-out losses of the runs due for one, together when the model carries arms. */
+/** Held-out (and validation) losses of the runs due for one, together when the model carries arms. */
 function evaluate(shared: LoopShared, due: { s: RunState; epoch: number }[]): void {
   const runs = due.filter(({ s }) => s.run.eval.length > 0 && s.log);
   if (runs.length === 0) return;
-  for (const { s } of runs) s.events?.phase?.("evaluating", `held-out loss, ${s.run.eval.length} samples`);
-  const losses =
-    shared.model.armCount > 0
-      ? evaluateArmLosses(
-          shared.model,
-          runs.map(({ s }) => ({ arm: s.run.arm!, samples: s.run.eval, batchSize: s.run.settings.batchSize })),
-          shared.batch,
-        )
-      : runs.map(({ s }) => evaluateLoss(shared.model, s.run.eval, { ...shared.batch, batchSize: s.run.settings.batchSize }));
+  for (const { s } of runs)
+    s.events?.phase?.("evaluating", `held-out loss, ${s.run.eval.length + (s.run.validation?.length ?? 0)} samples`);
+  const batchSize = (s: RunState) => s.run.settings.evalBatchSize ?? s.run.settings.batchSize;
+  const losses = (sets: { s: RunState; samples: Encoded[] }[]): number[] =>
+    sets.length === 0
+      ? []
+      : shared.model.armCount > 0
+        ? evaluateArmLosses(
+            shared.model,
+            sets.map(({ s, samples }) => ({ arm: s.run.arm!, samples, batchSize: batchSize(s) })),
+            shared.batch,
+          )
+        : sets.map(({ s, samples }) => evaluateLoss(shared.model, samples, { ...shared.batch, batchSize: batchSize(s) }));
+  const test = losses(runs.map(({ s }) => ({ s, samples: s.run.eval })));
+  const validated = runs.filter(({ s }) => (s.run.validation?.length ?? 0) > 0);
+  const validation = losses(validated.map(({ s }) => ({ s, samples: s.run.validation! })));
   runs.forEach(({ s, epoch }, i) => {
-    const { step, tokens } = s;
-    s.evals.push({ step, epoch, loss: losses[i], tokens, elapsedS: s.elapsed() });
-    s.log!.writeEval({ step, epoch, evalLoss: losses[i], tokens, elapsedS: s.elapsed() });
-    s.events?.evaluated?.({ step, epoch, loss: losses[i] });
+    const v = validated.findIndex((d) => d.s === s);
+    const record = {
+      step: s.step,
+      epoch,
+      loss: test[i],
+      ...(v < 0 ? {} : { validationLoss: validation[v] }),
+      tokens: s.tokens,
+      elapsedS: s.elapsed(),
+      time: Date.now() / 1000,
+    };
+    s.evals.push(record);
+    s.log!.write(evalRow(record));
+    s.events?.evaluated?.({ step: s.step, epoch, loss: test[i] });
     s.events?.phase?.("training");
   });
 }
@@ -201,7 +224,7 @@ class RunState {
   readonly resumed: ReturnType<typeof loadCheckpoint> | null;
   readonly history: StepRecord[];
   readonly evals: EvalRecord[];
-  readonly log: TrainingLogWriter | null = null;
+  readonly log: RunLog | null = null;
   step: number;
   tokens: number;
   skipped: number;
@@ -244,9 +267,10 @@ class RunState {
       this.skipped = this.resumed?.skipped ?? 0;
       this.history = this.resumed?.history ?? [];
       this.evals = this.resumed?.evals ?? [];
-      if (run.logPath) {
-        this.log = new TrainingLogWriter(run.logPath);
-        writeEarlierRows(this.log, this.history, this.evals, this.stepsPerEpoch);
+      if (run.log) {
+        this.log = new RunLog(run.log);
+        // A resumed run's log starts with the rows of its earlier sessions, rebuilt from its checkpoint.
+        for (const row of runRows(this.history, this.evals, this.stepsPerEpoch)) this.log.write(row);
       }
       this.started = performance.now() - (this.resumed?.elapsedS ?? 0) * 1000;
     } catch (e) {
@@ -281,7 +305,10 @@ class RunState {
   }
 
   /** Books a step's result; says whether a held-out loss and a checkpoint are due after it (none once the run failed). */
-  record(r: StepResult, step: { lr: number; epoch: number; lastOfEpoch: boolean }): { evaluate: boolean; save: boolean; epoch: number } {
+  record(
+    r: StepResult,
+    step: { lr: number; epoch: number; lastOfEpoch: boolean; seconds: number },
+  ): { evaluate: boolean; save: boolean; epoch: number } {
     const s = this.run.settings;
     const { lr, lastOfEpoch } = step;
     this.tokens += r.tokens;
@@ -301,9 +328,19 @@ class RunState {
     }
     this.step++;
     const { step: n, tokens } = this;
-    this.history.push({ loss: r.loss, lr, gradNorm: r.gradNorm, tokens: r.tokens, targets: r.targets, elapsedS: this.elapsed() });
+    const record = {
+      loss: r.loss,
+      lr,
+      gradNorm: r.gradNorm,
+      tokens: r.tokens,
+      targets: r.targets,
+      elapsedS: this.elapsed(),
+      seconds: step.seconds,
+      time: Date.now() / 1000,
+    };
+    this.history.push(record);
+    this.log?.write(trainRow(record, n, this.stepsPerEpoch, tokens));
     const epochNow = epochAt(n, this.stepsPerEpoch);
-    this.log?.writeTrain({ step: n, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens, elapsedS: this.elapsed() });
     this.events?.step?.({ step: n, epoch: epochNow, loss: r.loss, lr, gradNorm: r.gradNorm, tokens });
     return {
       evaluate: lastOfEpoch || (s.evalSteps > 0 && n % s.evalSteps === 0),
@@ -325,7 +362,12 @@ class RunState {
       skipped: this.skipped,
       fingerprint: run.fingerprint,
     };
-    this.withGenerators(() => saveCheckpoint(run.checkpointDir, run.params, this.optimizer, position, this.stepsPerEpoch));
+    this.withGenerators(() =>
+      saveCheckpoint(run.checkpointDir, run.params, this.optimizer, position, {
+        stepsPerEpoch: this.stepsPerEpoch,
+        totalSteps: this.totalSteps,
+      }),
+    );
   }
 
   outcome(): LoopOutcome {
@@ -354,41 +396,6 @@ class RunState {
     const generators = this.shared.model.generators;
     return generators && this.run.arm !== undefined ? generators.use(this.run.arm, fn) : fn();
   }
-}
-
-/** Epochs done after `step` optimizer steps: whole epochs plus the share of the current one. */
-const epochAt = (step: number, stepsPerEpoch: number) =>
-  Math.floor((step - 1) / stepsPerEpoch) + (((step - 1) % stepsPerEpoch) + 1) / stepsPerEpoch;
-
-/** A resumed run's log starts with the rows of its earlier sessions, rebuilt from its checkpoint. */
-function writeEarlierRows(
-  log: TrainingLogWriter,
-  history: readonly StepRecord[],
-  evals: readonly EvalRecord[],
-  stepsPerEpoch: number,
-): void {
-  let tokens = 0;
-  let e = 0;
-  const evalsUpTo = (step: number) => {
-    for (; e < evals.length && evals[e].step <= step; e++) {
-      const v = evals[e];
-      log.writeEval({ step: v.step, epoch: v.epoch, evalLoss: v.loss, tokens: v.tokens, elapsedS: v.elapsedS });
-    }
-  };
-  evalsUpTo(0);
-  history.forEach((h, i) => {
-    tokens += h.tokens;
-    log.writeTrain({
-      step: i + 1,
-      epoch: epochAt(i + 1, stepsPerEpoch),
-      loss: h.loss,
-      lr: h.lr,
-      gradNorm: h.gradNorm,
-      tokens,
-      elapsedS: h.elapsedS,
-    });
-    evalsUpTo(i + 1);
-  });
 }
 
 /** A step's loss or gradient was not finite and skipping was not asked for. */

@@ -10,7 +10,7 @@ import type { Tensor } from "../torch/index.js";
 import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
 import { type Batch, type BatchOptions, armsBatch, makeBatch, targetCount } from "./batches.js";
 import { gradNormTensor, scaleToMaxNorm } from "./clip.js";
-import { type DataParallel, shareOf, sumGradients } from "./data-parallel.js";
+import { type DataParallel, GradientSum, bucketPlan, shareOf } from "./data-parallel.js";
 import type { AdamW } from "./optim.js";
 
 export interface StepOptions {
@@ -19,6 +19,11 @@ export interface StepOptions {
   maxGradNorm?: number;
   lr: number;
   dataParallel?: DataParallel;
+  /** With several ranks: sum each bucket of layers' gradients while backward goes on (default);
+   * false: all of them after backward. */
+  overlap?: boolean;
+  /** This rank asks every rank to stop after this step (StepResult.stop). */
+  stop?: boolean;
 }
 
 /**
@@ -52,6 +57,12 @@ export interface StepResult {
   updated: boolean;
   /** Layers recomputed in backward, summed over the micro-batches (all arms' together when concurrent). */
   recomputed: number;
+  /** Whether any rank passed `stop` for this step. */
+  stop: boolean;
+  /** Milliseconds this process spent queueing forward and backward, finishing the gradients' sum
+   * across ranks, reading the step's numbers (waiting for the device) and queueing the update
+   * (all arms' together when concurrent). */
+  hostMs: { backward: number; sum: number; read: number; update: number };
 }
 
 /** One run's part of a step: its optimizer, micro-batches, learning rate and clipping, and its arm when the model carries arms. */
@@ -70,12 +81,13 @@ export function optimizerStep(model: CausalLM, optimizer: AdamW, micro: MicroBat
 
 /**
  * One step of each run: a run alone (no arm) on a model without arms, or any number of arms of a
- * model carrying them, whose j-th micro-batches go through the model together.
+ * model carrying them, whose j-th micro-batches go through the model together. Concurrent arms
+ * train in one process (no data-parallel ranks).
  */
 export function optimizerSteps(
   model: CausalLM,
   runs: RunStep[],
-  o: { recompute: RecomputePolicy; dataParallel?: DataParallel },
+  o: { recompute: RecomputePolicy; dataParallel?: DataParallel; overlap?: boolean; stop?: boolean },
 ): StepResult[] {
   const concurrent = model.armCount > 0;
   if (runs.some((r) => (r.arm !== undefined) !== concurrent) || (!concurrent && runs.length !== 1))
@@ -84,6 +96,9 @@ export function optimizerSteps(
         ? "optimizerSteps: the model carries arms: every run needs its arm"
         : "optimizerSteps: one run, without an arm, on a model without arms",
     );
+  const dp = o.dataParallel;
+  if (concurrent && dp && dp.worldSize > 1) throw new Error("optimizerSteps: concurrent arms train in one process");
+  const started = performance.now();
   const sums = runs.map(() => ({ loss: null as Tensor | null, tokens: 0, targets: 0 }));
   const addLoss = (i: number, loss: Tensor, weight: number) => {
     const s = sums[i];
@@ -92,6 +107,13 @@ export function optimizerSteps(
     s.loss = torch.keep(sum);
   };
   let recomputed = 0;
+  const gradientSum = dp && dp.worldSize > 1 ? new GradientSum(bucketPlan(model, runs[0].optimizer.params)) : null;
+  // The gradients are final in the last micro-batch's backward: each bucket's sum can start in it,
+  // when backward is done with the bucket's layers.
+  const overlap =
+    gradientSum && (o.overlap ?? true)
+      ? { onLayersDone: (first: number) => gradientSum.layersDone(first), segmentStarts: gradientSum.segmentStarts }
+      : {};
   const microCount = Math.max(...runs.map((r) => r.micro.length));
   for (let j = 0; j < microCount; j++)
     torch.tidy(() => {
@@ -105,7 +127,8 @@ export function optimizerSteps(
           )
         : here[0].m.make();
       if (!b) return;
-      const r = lossAndBackward(model, b, { gradScale: here.map(({ m }) => m.weight), recompute: o.recompute });
+      const last = j === microCount - 1 ? overlap : {};
+      const r = lossAndBackward(model, b, { gradScale: here.map(({ m }) => m.weight), recompute: o.recompute, ...last });
       recomputed += r.recomputed;
       here.forEach(({ i, m }, k) => {
         addLoss(i, concurrent ? r.loss.select(0, k) : r.loss, m.weight);
@@ -113,31 +136,31 @@ export function optimizerSteps(
         sums[i].targets += b.arms ? b.arms[k].targets : b.targets;
       });
     });
-  const dp = o.dataParallel;
   const device = runs[0].optimizer.params[0]?.device ?? "cpu";
-  // Each run's weighted loss and token and target counts; with several ranks they are summed along with the gradients.
+  // Each run's weighted loss, token and target counts and stop flag; with several ranks they are summed along with the gradients.
   const locals = sums.map((s) =>
     torch.noGrad(() =>
       torch.tidy(() =>
         torch.stack([
           s.loss ? s.loss.to("float32") : torch.zeros([], { device }),
-          torch.full([], s.tokens, { dtype: "float32", device }),
-          torch.full([], s.targets, { dtype: "float32", device }),
+          ...[s.tokens, s.targets, o.stop ? 1 : 0].map((n) => torch.full([], n, { dtype: "float32", device })),
         ]),
       ),
     ),
   );
   torch.dispose(sums.map((s) => s.loss));
-  const params = runs.flatMap((r) => r.optimizer.params);
-  if (dp) sumGradients(params, dp, locals);
+  const queued = performance.now();
+  gradientSum?.finish(locals);
+  const summed = performance.now();
   const norms = runs.map((r) => gradNormTensor(r.optimizer.params));
   try {
     // The only host sync of the step: every run's loss, tokens and gradient norm in one read, after all the backward work is queued.
-    const read = torch.tidy(() =>
+    const numbers = torch.tidy(() =>
       torch.cat(locals.flatMap((local, i) => [local, (norms[i] ?? torch.zeros([], { device })).to({ device }).reshape([1])])).toArray(),
     ) as number[];
-    return runs.map((run, i) => {
-      const [loss, tokens, targets, gradNorm] = read.slice(4 * i, 4 * i + 4);
+    const read = performance.now();
+    const steps = runs.map((run, i) => {
+      const [loss, tokens, targets, stops, gradNorm] = numbers.slice(5 * i, 5 * i + 5);
       const updated = Number.isFinite(loss) && Number.isFinite(gradNorm);
       const norm = norms[i];
       if (updated) {
@@ -145,8 +168,10 @@ export function optimizerSteps(
         run.optimizer.setLr(run.lr);
         run.optimizer.step();
       }
-      return { loss, gradNorm, tokens, targets, updated, recomputed };
+      return { loss, gradNorm, tokens, targets, updated, recomputed, stop: stops > 0 };
     });
+    const hostMs = { backward: queued - started, sum: summed - queued, read: read - summed, update: performance.now() - read };
+    return steps.map((step) => ({ ...step, hostMs }));
   } finally {
     torch.dispose([...locals, ...norms]);
     for (const r of runs) r.optimizer.zeroGrad();

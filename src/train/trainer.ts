@@ -1,7 +1,8 @@
 // Training runs: a LoRA adapter (trainLora) or every weight (trainFull). Each loads the model and
 // data, runs the one training loop (loop.ts) and writes its result into one folder:
 //   adapter/ (a PEFT adapter) or the model's own files (a Hugging Face model folder),
-//   training_log.csv, summary.json (the settings, the inputs' digests, the code version, the result).
+//   the run log (training_log.csv, training_log.jsonl, tensorboard/: run-log.ts),
+//   summary.json (the settings, the inputs' digests, the code version, the result).
 // Where that folder's files end up (final_model_<run>/, training_log_<run>.csv, …) is the caller's
 // choice (pipeline/train.ts). Only the main process of a data-parallel run writes.
 import fs from "node:fs";
@@ -9,26 +10,31 @@ import os from "node:os";
 import path from "node:path";
 import { loadDataset } from "../data/dataset.js";
 import { formatSamples } from "../data/format.js";
+import { Random } from "../data/probability/random.js";
 import type { Encoded, Sample } from "../data/types.js";
 import { SafetensorsCheckpoint } from "../hf/checkpoint.js";
 import { loadModelConfig } from "../hf/config.js";
 import { type LoraAdapterConfig, type LoraWeights, loadAdapter, saveAdapter } from "../hf/peft.js";
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
-import { addLora, adapterConfigFor, type LoRA, type LoraSettings, loadLora, loraWeights, pissaToLora } from "../model/lora.js";
+import { type InitMethod, initStatistic, moduleInit, parseInitMethod } from "../lowrank/inits/index.js";
+import { type LoRA, type LoraSettings, addLora, adapterToSave, loadLora, targetPaths, withMagnitudes } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
-import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../paths.js";
+import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../paths.js";
 import * as torch from "../torch/index.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { describeInput } from "../util/digest.js";
 import { checkValues, defaults, identityOf } from "../util/settings.js";
 import { codeVersion } from "../version.js";
 import type { RecomputePolicy } from "./backprop.js";
+import type { BatchOptions } from "./batches.js";
+import { type Calibration, calibrate, calibrationBatches } from "./calibrate.js";
 import { type DataParallel, singleProcess } from "./data-parallel.js";
 import { evaluateAccuracy } from "./evaluate.js";
 import type { TrainingEvents } from "./events.js";
 import { type LoopOptions, type LoopResult, epochLosses, trainLoop } from "./loop.js";
+import { runLogFiles } from "./run-log.js";
 import {
   type DTYPES,
   FULL_TRAINING,
@@ -39,8 +45,8 @@ import {
   type TrainingSettings,
 } from "./settings.js";
 
-/** The files a run folder holds. */
-export const RUN_FILES = { adapter: "adapter", log: "training_log.csv", summary: "summary.json" } as const;
+/** The files a run folder holds (its log: runLogFiles). */
+export const RUN_FILES = { adapter: "adapter", summary: "summary.json" } as const;
 
 export interface RunOptions extends LoopOptions {
   /** The folder the run writes into (created); its checkpoints go to checkpointDir. */
@@ -68,18 +74,52 @@ export interface TrainResult {
   truncated: number;
   /** Samples left with no answer token after truncation, and so not trained on. */
   dropped: number;
+  /** Samples longer than maxLength tokens could hold, left out before they were tokenized. */
+  tooLong: number;
   trainableParameters: number;
-  /** Exact-answer accuracy on the first held-out questions, with each question's outcome. */
-  accuracy: { correct: number; total: number; seconds: number; items: boolean[] } | null;
+  /** Exact-answer accuracy on the first held-out questions, with each question's outcome (questions too long for maxLength left out). */
+  accuracy: { correct: number; total: number; tooLong?: number; seconds: number; items: boolean[] } | null;
   skippedSteps: number;
   resumedFrom: number | null;
+  /** What making the LoRA init cost before training (null for a full fine-tune). */
+  preparation: Preparation | null;
+  /** How the saved adapter gives the trained model (null for a full fine-tune). */
+  saved: SavedAdapter | null;
+}
+
+/**
+ * The init's work before the first step: the calibration pass of the data-dependent inits (eva,
+ * corda-*, lora-ga, lora-one) and the factors' computation. Not part of the run's `tokens` and
+ * `seconds`; a comparison that counts what an arm cost adds these.
+ */
+export interface Preparation {
+  /** Tokens the calibration pass put through the model (0 when the init reads only the weights). */
+  tokens: number;
+  /** Seconds from the loaded model to the adapter in place (this session's, when resumed). */
+  seconds: number;
+  /** Forward passes over a calibration batch (EVA cycles; split statistics repeat the batches). */
+  batches: number;
+}
+
+export interface SavedAdapter {
+  /**
+   * "as trained", or "converted": the init rewrote the base weights (W' = W − s·B₀·A₀) and the
+   * adapter was saved for the original base as a LoRA of rank 2r (model/lora.ts adapterToSave).
+   */
+  form: "as trained" | "converted";
+  /** For a conversion: the largest ‖W − (W' + s·B₀·A₀)‖_F / ‖W‖_F over the modules, how far the saved adapter on the original base is from the trained model. */
+  conversionError: number | null;
+  note?: string;
 }
 
 // ---- settings ----------------------------------------------------------------------------------
 
 export const defaultDtype = (device: string): (typeof DTYPES)[number] => (device.startsWith("cuda") ? "bfloat16" : "float32");
 
-/** Settings with defaults filled in and the values that follow from others resolved (held-out data, packing, dtype). */
+/**
+ * Settings with defaults filled in and the values that follow from others resolved (held-out
+ * data, packing, dtype); bad values, and settings that would have no effect together, are refused.
+ */
 export function resolveSettings<T extends TrainingSettings>(
   schema: typeof TRAINING | typeof LORA_TRAINING | typeof FULL_TRAINING,
   given: Partial<T>,
@@ -87,22 +127,54 @@ export function resolveSettings<T extends TrainingSettings>(
   checkValues(schema, given);
   const s = { ...defaults(schema), ...given } as T;
   // No held-out data given: the embedded eval set goes with the embedded train set; null means none.
-  if (s.evalData === undefined && path.resolve(s.trainData) === path.resolve(EMBEDDED_TRAIN)) s.evalData = EMBEDDED_EVAL;
+  const embedded = path.resolve(s.trainData) === path.resolve(EMBEDDED_TRAIN);
+  if (s.evalData === undefined && embedded) s.evalData = EMBEDDED_EVAL;
+  if ("accuracySamples" in s && (s as Partial<LoraTrainingSettings>).accuracyData === undefined && embedded)
+    (s as Partial<LoraTrainingSettings>).accuracyData = EMBEDDED_ACCURACY;
   s.packing ??= s.device.startsWith("cuda");
+  s.evalBatchSize ??= s.device.startsWith("cuda") ? 64 : s.batchSize;
   s.dtype ??= defaultDtype(s.device);
+  checkCombination(s);
   return s;
 }
+
+/** Questions decoded at once when generationBatchSize is not given: a GPU takes all of a typical accuracy set. */
+export const generationBatch = (device: string) => (device.startsWith("cuda") ? 1024 : 32);
 
 /** The layers to recompute in backward, from gradientCheckpointing and maxMemory. */
 export function recomputePolicy(s: Pick<TrainingSettings, "gradientCheckpointing" | "maxMemory" | "device">): RecomputePolicy {
   const mode = s.gradientCheckpointing ?? "auto";
   if (mode === "on") return "all";
   if (mode === "off" || !s.device.startsWith("cuda")) return "none";
+  return { budgetBytes: memoryBudget(s)! };
+}
+
+/** The GPU memory a run may use in bytes: `maxMemory`, default 90 % of the card; null on the CPU. */
+export function memoryBudget(s: Pick<TrainingSettings, "maxMemory" | "device">): number | null {
+  if (!s.device.startsWith("cuda")) return null;
   const index = Number(s.device.split(":")[1] ?? 0);
   const card = torch.cuda.devices()[index];
   if (!card) throw new Error(`device ${s.device}: no such GPU (${torch.cuda.deviceCount()} found)`);
-  const budgetGib = s.maxMemory ?? (0.9 * card.totalMemory) / 2 ** 30;
-  return { budgetBytes: budgetGib * 2 ** 30 };
+  return (s.maxMemory ?? (0.9 * card.totalMemory) / 2 ** 30) * 2 ** 30;
+}
+
+/** Refuses, in one line, settings that would have no effect in this combination. */
+function checkCombination(s: TrainingSettings & { accuracySamples?: number }): void {
+  const needsEval = (key: string, what: string) =>
+    new Error(`\`${key}\` ${what}, but there is no held-out data: give \`evalData\`, or drop \`${key}\``);
+  if (!s.evalData) {
+    if (s.evalSteps > 0) throw needsEval("evalSteps", "sets how often the held-out loss is measured");
+    if (s.evalLimit !== undefined) throw needsEval("evalLimit", "limits the held-out samples");
+    if ((s.accuracySamples ?? 0) > 0) throw needsEval("accuracySamples", "answers held-out questions");
+  }
+  if (s.maxMemory !== undefined && !s.device.startsWith("cuda"))
+    throw new Error(`\`maxMemory\` is a GPU memory budget: it has no effect with \`device\` ${s.device}; drop it`);
+  if (s.maxMemory !== undefined && s.gradientCheckpointing !== "auto")
+    throw new Error(
+      `\`maxMemory\` decides how many layers \`gradientCheckpointing\` auto recomputes: with ${s.gradientCheckpointing} it has no effect; drop one of them`,
+    );
+  if (s.resume && s.overwrite)
+    throw new Error("`resume` continues the run's checkpoint and `overwrite` starts the run afresh: give one of them");
 }
 
 function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
@@ -111,19 +183,23 @@ function checkInputs(s: TrainingSettings & { svdFactors?: string }): void {
     ["trainData", s.trainData],
     ["evalData", s.evalData],
     ["svdFactors", s.svdFactors],
+    ["accuracyData", (s as Partial<LoraTrainingSettings>).accuracyData],
   ] as const)
     if (p && !fs.existsSync(p)) throw new Error(`\`${what}\` ${p}: no such file or directory`);
 }
 
 // ---- data --------------------------------------------------------------------------------------
 
-/** A run's data: encoded train and held-out samples, and the held-out questions for accuracy. */
+/** A run's data: encoded train samples and the held-out test and validation samples. */
 export interface Data {
   train: Encoded[];
+  /** Held-out test samples. */
   eval: Encoded[];
-  evalSamples: Sample[];
+  /** Held-out validation samples: validationFraction of the held-out set, drawn by validationSplit. */
+  validation: Encoded[];
   truncated: number;
   dropped: number;
+  tooLong: number;
 }
 
 function encode(samples: Sample[], file: string, tokenizer: HfTokenizer, s: TrainingSettings) {
@@ -133,7 +209,7 @@ function encode(samples: Sample[], file: string, tokenizer: HfTokenizer, s: Trai
   });
   if (encoded.length === 0)
     throw new Error(`${file}: no sample has answer tokens left after formatting (is \`maxLength\` ${s.maxLength} too small?)`);
-  return { encoded, truncated: stats.truncated, dropped: stats.droppedEmpty };
+  return { encoded, truncated: stats.truncated, dropped: stats.droppedEmpty, tooLong: stats.droppedTooLong };
 }
 
 /** The data sets, read and checked before the model is loaded, then tokenized with the model's tokenizer. */
@@ -144,8 +220,31 @@ export async function loadData(s: TrainingSettings, events: TrainingEvents | und
   loadModelConfig(s.baseModel); // a bad config.json is one line before any progress output
   events?.phase?.("loading", s.baseModel);
   const train = encode(trainSamples, s.trainData, tokenizer, s);
-  const evalSet = s.evalData ? encode(evalSamples, s.evalData, tokenizer, s).encoded.slice(0, s.evalLimit) : [];
-  return { tokenizer, data: { train: train.encoded, eval: evalSet, evalSamples, truncated: train.truncated, dropped: train.dropped } };
+  const heldOut = s.evalData ? encode(evalSamples, s.evalData, tokenizer, s).encoded.slice(0, s.evalLimit) : [];
+  const { validation, test } = validationSplit(heldOut, s.validationFraction);
+  const data = {
+    train: train.encoded,
+    eval: test,
+    validation,
+    truncated: train.truncated,
+    dropped: train.dropped,
+    tooLong: train.tooLong,
+  };
+  return { tokenizer, data };
+}
+
+const VALIDATION_SEED = 20261201;
+
+/**
+ * The held-out set split into validation and test: a fraction of it drawn at random, with one fixed
+ * seed so that every run of an experiment (whatever its own seed) is measured on the same test set.
+ * Drawn, not the first samples: a held-out file ordered by source or difficulty would otherwise give a
+ * validation set unlike the test set. Each part keeps the file's order.
+ */
+export function validationSplit<T>(heldOut: T[], fraction: number): { validation: T[]; test: T[] } {
+  const n = Math.floor(fraction * heldOut.length);
+  const chosen = new Set(new Random(VALIDATION_SEED).shuffle(heldOut.map((_, i) => i)).slice(0, n));
+  return { validation: heldOut.filter((_, i) => chosen.has(i)), test: heldOut.filter((_, i) => !chosen.has(i)) };
 }
 
 export const padIdOf = (tokenizer: HfTokenizer) => tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
@@ -158,11 +257,12 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
   const recompute = recomputePolicy(s);
   const dp = o.dataParallel ?? singleProcess(s.device);
   const events = dp.isMain ? o.events : undefined;
+  const questions = accuracyQuestions(s);
   const { tokenizer, data } = await loadData(s, events);
   torch.manualSeed(s.seed);
   const model = loadCausalLM(s.baseModel, { dtype: s.dtype, device: dp.device });
-  const loras = attachLora(model, s, lora);
-  const initial = s.init === "pissa" ? loraWeights(loras) : null;
+  const batch = { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: model.dtype };
+  const { loras, preparation } = await attachLora(model, s, lora, { train: data.train, batch, recompute, signal: o.signal, events });
   const params = loraParams(loras);
   const loop = await trainLoop(
     {
@@ -170,18 +270,20 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
       params,
       train: data.train,
       eval: data.eval,
+      validation: data.validation,
       settings: s,
-      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
+      batch,
       recompute,
-      logPath: dp.isMain ? path.join(o.dir, RUN_FILES.log) : null,
+      log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,
       fingerprint: fingerprint(LORA_TRAINING, s, dp),
       dataParallel: dp,
     },
     { ...o, events, label: o.label ?? `train ${s.init}` },
   );
-  const result = finishLoraRun(model, { s, lora, loras, initial, data, tokenizer, loop, dir: o.dir, dp, events });
-  torch.dispose([...model.namedWeights().values(), ...params.values()]);
+  const result = finishLoraRun(model, { s, lora, loras, questions, tokenizer, loop, data, preparation, dir: o.dir, dp, events });
+  for (const l of loras.values()) l.dispose();
+  torch.dispose([...model.namedWeights().values()]);
   return result;
 }
 
@@ -193,24 +295,38 @@ export function loraRun(given: Partial<LoraTrainingSettings>): { s: LoraTraining
   checkInputs(s);
   if (s.svdFactors !== undefined && s.init !== "svd")
     throw new Error(`SVD factors (${s.svdFactors}) are used only with \`init\` svd, not ${s.init}`);
-  const lora: LoraSettings = { rank: s.loraRank, alpha: s.loraAlpha, dropout: s.loraDropout, rslora: s.rslora, targets: s.targetModules };
+  if (s.accuracySamples > 0 && !s.accuracyData)
+    throw new Error("the accuracy check needs questions: give `accuracyData`, or set `accuracySamples` to 0");
+  const lora: LoraSettings = {
+    rank: s.loraRank,
+    alpha: s.loraAlpha,
+    dropout: s.loraDropout,
+    rslora: s.rslora,
+    targets: s.targetModules,
+    dora: s.dora,
+  };
   return { s, lora };
 }
 
-/** The trained tensors of a LoRA run by checkpoint key. */
+/** The questions the accuracy check after training asks (none when `accuracySamples` is 0). */
+export const accuracyQuestions = (s: LoraTrainingSettings): Sample[] =>
+  s.accuracySamples > 0 && s.accuracyData ? loadDataset(s.accuracyData).slice(0, s.accuracySamples) : [];
+
+/** The trained tensors of a LoRA run by checkpoint key (B is frozen under MiCA; DoRA adds m). */
 export function loraParams(loras: Map<string, LoRA>): Map<string, torch.Tensor> {
   const params = new Map<string, torch.Tensor>();
   for (const [module, l] of loras) {
-    params.set(`${module}.lora_A`, l.A);
-    params.set(`${module}.lora_B`, l.B);
+    if (l.A.requiresGrad) params.set(`${module}.lora_A`, l.A);
+    if (l.B.requiresGrad) params.set(`${module}.lora_B`, l.B);
+    if (l.magnitude) params.set(`${module}.lora_magnitude_vector`, l.magnitude);
   }
   return params;
 }
 
 /**
- * After training: the held-out accuracy (with `arm`'s adapter on a model carrying arms), the
- * result, and on the main process the adapter and summary.json in dir. A PiSSA run's adapter is
- * saved as the plain LoRA that gives the same model on the original base (initial: its start factors, freed here).
+ * After training: the accuracy on the questions (with `arm`'s adapter on a model carrying arms),
+ * the result, and on the main process the adapter (for the original base: adapterToSave) and
+ * summary.json in dir. The adapters stay the caller's.
  */
 export function finishLoraRun(
   model: CausalLM,
@@ -218,59 +334,133 @@ export function finishLoraRun(
     s: LoraTrainingSettings;
     lora: LoraSettings;
     loras: Map<string, LoRA>;
-    initial: LoraWeights | null;
-    data: Data;
+    questions: Sample[];
     tokenizer: HfTokenizer;
     loop: LoopResult;
+    data: Data;
+    preparation: Preparation;
     dir: string;
     dp: DataParallel;
     events: TrainingEvents | undefined;
     arm?: number;
   },
 ): TrainResult {
-  const { s, data, dp, events } = r;
+  const { s, dp, events, loras } = r;
   let accuracy: TrainResult["accuracy"] = null;
-  if (s.accuracySamples > 0 && data.evalSamples.length > 0 && dp.isMain) {
-    events?.phase?.("generating", `${Math.min(s.accuracySamples, data.evalSamples.length)} held-out answers`);
+  if (r.questions.length > 0 && dp.isMain) {
+    events?.phase?.("generating", `${r.questions.length} answers`);
     const t0 = performance.now();
-    model.setTraining(false);
-    const a = evaluateAccuracy(model, r.tokenizer, data.evalSamples.slice(0, s.accuracySamples), {
+    const a = evaluateAccuracy(model, r.tokenizer, r.questions, {
       systemPrompt: s.systemPrompt ?? undefined,
+      maxLength: s.maxLength,
       maxNewTokens: s.maxNewTokens,
+      batchSize: s.generationBatchSize ?? generationBatch(s.device),
       arm: r.arm,
     });
-    accuracy = { correct: a.correct, total: a.total, seconds: (performance.now() - t0) / 1000, items: a.outputs.map((x) => x.correct) };
+    accuracy = {
+      correct: a.correct,
+      total: a.total,
+      tooLong: a.tooLong,
+      seconds: (performance.now() - t0) / 1000,
+      items: a.outputs.map((x) => x.correct),
+    };
   }
-  const result = resultOf("lora", s.init, s, r.loop, data, [...loraParams(r.loras).values()], accuracy);
+  const params = [...loraParams(loras).values()];
+  const result = {
+    ...resultOf("lora", s.init, s, r.loop, r.data, params, accuracy),
+    preparation: r.preparation,
+    saved: savedForm(s, loras),
+  };
   if (dp.isMain) {
     events?.phase?.("saving", r.dir);
-    let weights = loraWeights(r.loras);
-    let saved = r.lora;
-    if (r.initial) {
-      // PiSSA's factors only make sense on the residual base: save the plain-LoRA equivalent.
-      const converted = pissaToLora(weights, r.initial, r.lora);
-      torch.dispose([...weights.values()]);
-      ({ weights, settings: saved } = converted);
-    }
-    saveAdapter(path.join(r.dir, RUN_FILES.adapter), adapterConfigFor(saved, s.baseModel), weights);
-    torch.dispose([...weights.values()]);
+    const { config, weights } = adapterToSave(model, loras, r.lora, s.baseModel);
+    saveAdapter(path.join(r.dir, RUN_FILES.adapter), config, weights);
+    torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B, f.magnitude]));
     writeSummary(r.dir, "lora", LORA_TRAINING, s, dp, result);
   }
-  if (r.initial) torch.dispose([...r.initial.values()]);
   return result;
 }
 
-function attachLora(model: CausalLM, s: LoraTrainingSettings, lora: LoraSettings): Map<string, LoRA> {
-  if (s.init !== "svd") return addLora(model, lora, s.init);
-  return svdFactorsLora(s, (config, weights) => loadLora(model, config, weights));
+/** What the data-dependent inits' calibration pass needs from the run. */
+export interface InitInputs {
+  train: Encoded[];
+  batch: BatchOptions;
+  recompute: RecomputePolicy;
+  signal?: AbortSignal;
+  events?: TrainingEvents;
+}
+
+/** Puts the run's adapter on the model, by its init, and measures what that took (the calibration pass, the factors). */
+export async function attachLora(
+  model: CausalLM,
+  s: LoraTrainingSettings,
+  lora: LoraSettings,
+  inputs: InitInputs,
+): Promise<{ loras: Map<string, LoRA>; preparation: Preparation }> {
+  const t0 = performance.now();
+  const done = (loras: Map<string, LoRA>, calibration?: Calibration) => ({
+    loras,
+    preparation: { tokens: calibration?.tokens ?? 0, seconds: (performance.now() - t0) / 1000, batches: calibration?.batches ?? 0 },
+  });
+  if (s.init === "svd") return done(svdFactorsLora(model, s, lora, (config, weights) => loadLora(model, config, weights)));
+  if (s.init === "random" || s.init === "gaussian") return done(addLora(model, lora, s.init));
+  const method = parseInitMethod(s.init);
+  inputs.events?.phase?.("preparing", initStatistic(method) === "weight" ? s.init : `${s.init}, calibration batches`);
+  const calibration = await calibrationFor(model, s, lora, method, inputs);
+  try {
+    const init = moduleInit(method, { rank: s.loraRank, alpha: s.loraAlpha, rslora: s.rslora, seed: s.seed, ...calibration?.context });
+    return done(addLora(model, lora, init), calibration ?? undefined);
+  } finally {
+    calibration?.dispose();
+  }
+}
+
+/** The calibration pass of a data-dependent init over the run's first `calibrationBatches` batches; null for the others. */
+async function calibrationFor(
+  model: CausalLM,
+  s: LoraTrainingSettings,
+  lora: LoraSettings,
+  method: InitMethod,
+  inputs: InitInputs,
+): Promise<Calibration | null> {
+  if (initStatistic(method) === "weight") return null;
+  return calibrate({
+    model,
+    method,
+    targets: targetPaths(model, lora),
+    batches: calibrationBatches(inputs.train, { seed: s.seed, batchSize: s.batchSize, count: s.calibrationBatches }),
+    batch: inputs.batch,
+    recompute: inputs.recompute,
+    rank: s.loraRank,
+    alpha: s.loraAlpha,
+    budgetBytes: memoryBudget(s),
+    signal: inputs.signal,
+  });
+}
+
+/** How the saved adapter gives the trained model (see SavedAdapter). */
+function savedForm(s: LoraTrainingSettings, loras: Map<string, LoRA>): SavedAdapter {
+  const rewrites = [...loras.values()].flatMap((l) => (l.rewrite ? [l.rewrite.error] : []));
+  if (rewrites.length === 0) return { form: "as trained", conversionError: null };
+  return {
+    form: "converted",
+    conversionError: Math.max(...rewrites),
+    ...(s.init === "loftq"
+      ? {
+          note: "LoftQ's base is the NF4-dequantized weight, which its starting factors only approximate: on the original base the saved adapter differs from the trained model by that approximation error (conversionError)",
+        }
+      : {}),
+  };
 }
 
 /**
- * The LoRAs an svd run starts from (its `svdFactors` adapter, checked against its rank and α),
+ * init svd: the teacher's factors (`svdFactors`), trained as they are (with DoRA, m from them),
  * made by make: attached (loadLora) or as an arm's (loraFromAdapter).
  */
 export function svdFactorsLora(
+  model: CausalLM,
   s: LoraTrainingSettings,
+  lora: LoraSettings,
   make: (config: LoraAdapterConfig, weights: LoraWeights) => Map<string, LoRA>,
 ): Map<string, LoRA> {
   if (!s.svdFactors) throw new Error("`init` svd needs `svdFactors`: the svd_factors_rank{r}/ adapter that svdlora svd writes");
@@ -278,6 +468,7 @@ export function svdFactorsLora(
   try {
     if (config.r !== s.loraRank)
       throw new Error(`\`svdFactors\` ${s.svdFactors} has rank ${config.r} but \`loraRank\` is ${s.loraRank}: make them equal`);
+    if (config.use_dora) throw new Error(`\`svdFactors\` ${s.svdFactors} is a DoRA adapter: SVD factors are a plain LoRA`);
     const loras = make({ ...config, lora_dropout: s.loraDropout }, weights);
     // The factors' product is scaled by their α: trained with another one, the saved adapter would not be the one trained.
     if (config.lora_alpha !== s.loraAlpha || config.use_rslora !== s.rslora)
@@ -285,9 +476,9 @@ export function svdFactorsLora(
         `\`svdFactors\` ${s.svdFactors} were made for α = ${config.lora_alpha}${config.use_rslora ? " with rsLoRA" : ""} but the run has \`loraAlpha\` ${s.loraAlpha}${s.rslora ? " with rsLoRA" : ""}: ` +
           "train with the factors' α, or make the factors again with this α",
       );
-    return loras;
+    return lora.dora ? withMagnitudes(model, loras) : loras;
   } finally {
-    torch.dispose([...weights.values()]);
+    torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
   }
 }
 
@@ -296,7 +487,7 @@ export const FULL_FINETUNE_BYTES_PER_PARAM = 16;
 
 /** Trains every weight (fp32 AdamW); writes a complete Hugging Face model folder, training_log.csv and summary.json into o.dir. */
 export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions & { memoryBudget?: number }): Promise<TrainResult> {
-  const s = resolveSettings<TrainingSettings>(FULL_TRAINING, { ...given, dtype: "float32" });
+  const s = resolveSettings<TrainingSettings>(FULL_TRAINING, given);
   checkInputs(s);
   const dp = o.dataParallel ?? singleProcess(s.device);
   const events = dp.isMain ? o.events : undefined;
@@ -314,10 +505,11 @@ export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions 
       params,
       train: data.train,
       eval: data.eval,
+      validation: data.validation,
       settings: s,
-      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false },
+      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: "float32" },
       recompute: recomputePolicy(s),
-      logPath: dp.isMain ? path.join(o.dir, RUN_FILES.log) : null,
+      log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,
       fingerprint: fingerprint(FULL_TRAINING, s, dp),
       dataParallel: dp,
@@ -382,10 +574,13 @@ function resultOf(
     samples: data.train.length,
     truncated: data.truncated,
     dropped: data.dropped,
+    tooLong: data.tooLong,
     trainableParameters: params.reduce((n, t) => n + t.numel(), 0),
     accuracy,
     skippedSteps: loop.skipped,
     resumedFrom: loop.resumedFrom,
+    preparation: null,
+    saved: null,
   };
 }
 

@@ -137,6 +137,7 @@ export function stageDirectory(target: string, what = "output"): StagedDirectory
     discard: () => fs.rmSync(next, { recursive: true, force: true }),
     commit: () => {
       try {
+        fsChange(`write ${path.join(next, MARKER)}`); // the commit point: a folder with its marker is complete
         fs.writeFileSync(path.join(next, MARKER), markerJson(what));
         fsyncDirectory(next);
         const replacing = fs.existsSync(target);

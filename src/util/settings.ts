@@ -4,7 +4,12 @@
 // (with the Hugging Face / PEFT / LLaMA-Factory spellings as aliases), validation with one clear
 // message, the defaults, a run's identity (the fingerprint that resume and compare check) and the
 // summary of the settings a run used.
-import YAML from "yaml";
+import { createRequire } from "node:module";
+import type YAML from "yaml";
+
+/** The yaml package, loaded by the first YAML file read: it is most of a command's start-up time otherwise. */
+let yamlPackage: typeof YAML | undefined;
+const loadYaml = (): typeof YAML => (yamlPackage ??= createRequire(import.meta.url)("yaml") as typeof YAML);
 
 /** What a valid value of a setting is, and how to read it from a file value or a flag's text. */
 export interface Kind<T> {
@@ -47,6 +52,14 @@ export interface Setting<T> {
 }
 
 export type Schema = Record<string, Setting<unknown>>;
+
+/** A well-known key (Hugging Face TrainingArguments, PEFT LoraConfig, LLaMA-Factory) svdlora deliberately has no setting for. */
+export interface NoSetting {
+  /** Why, in one line: what a config file giving the key is told, and what docs/config.md lists. */
+  why: string;
+  /** Values that ask for what svdlora does anyway: accepted, and ignored. */
+  same?: readonly unknown[];
+}
 type ValueOf<X> = X extends Setting<infer T> ? T : never;
 /** The values of a schema's settings: those with a default are always there, the others optional. */
 export type Values<S extends Schema> = { [K in keyof S as S[K] extends { default: unknown } ? K : never]: ValueOf<S[K]> } & {
@@ -257,7 +270,7 @@ export function checkValues<S extends Schema>(schema: S, values: Partial<Record<
 }
 
 /** Names a config file may use for each setting: key, snake_case key, aliases. */
-function configNames(schema: Schema): Map<string, { key: string; alias?: Alias }> {
+export function configNames(schema: Schema): Map<string, { key: string; alias?: Alias }> {
   const names = new Map<string, { key: string; alias?: Alias }>();
   for (const [key, s] of Object.entries(schema)) {
     names.set(key, { key });
@@ -299,18 +312,30 @@ export function closest(name: string, known: Iterable<string>): string | null {
 
 /**
  * Reads the settings of a parsed config file (a plain mapping): every name must be a setting's
- * key, its snake_case form or an alias; values are checked. Errors name `source` and the name as
- * written. Returns the values by key.
+ * key, its snake_case form or an alias; values are checked. A key svdlora deliberately has no
+ * setting for (`noSetting`) is refused with its reason, unless its value asks for what svdlora
+ * does anyway. Errors name `source` and the name as written. Returns the values by key.
  */
-export function readSettings<S extends Schema>(schema: S, mapping: unknown, source: string): Partial<Values<S>> {
+export function readSettings<S extends Schema>(
+  schema: S,
+  mapping: unknown,
+  source: string,
+  noSetting: Readonly<Record<string, NoSetting>> = {},
+): Partial<Values<S>> {
   if (typeof mapping !== "object" || mapping === null || Array.isArray(mapping))
     throw new Error(`${source}: expected a mapping of settings (name: value)`);
   const names = configNames(schema);
   const out: Record<string, unknown> = {};
   const givenAs = new Map<string, string>();
+  const unsupported: string[] = [];
   for (const name of Object.keys(mapping)) {
     const value = (mapping as Record<string, unknown>)[name];
     const known = names.get(name); // a Map: "__proto__" or "toString" are plain unknown names
+    const without = !known && Object.hasOwn(noSetting, name) ? noSetting[name] : undefined;
+    if (without) {
+      if (!without.same?.some((v) => JSON.stringify(v) === JSON.stringify(value))) unsupported.push(`${name} (${without.why})`);
+      continue;
+    }
     if (!known) {
       const guess = closest(
         name,
@@ -329,6 +354,10 @@ export function readSettings<S extends Schema>(schema: S, mapping: unknown, sour
     if (v === undefined) throw new SettingError(key, alias?.expected ?? s.kind.expected, value, source, name === key ? undefined : name);
     out[key] = v;
   }
+  if (unsupported.length > 0)
+    throw new Error(
+      `${source}: svdlora has no setting for ${unsupported.join("; ")}: remove ${unsupported.length > 1 ? "these keys" : "the key"} (docs/config.md lists what maps to what)`,
+    );
   return out as Partial<Values<S>>;
 }
 
@@ -374,7 +403,7 @@ export function describe<S extends Schema>(schema: S, values: Partial<Values<S>>
 export function parseConfigText(text: string, file: string): unknown {
   const yaml = /\.ya?ml$/i.test(file);
   try {
-    return yaml ? YAML.parse(text) : JSON.parse(text);
+    return yaml ? loadYaml().parse(text) : JSON.parse(text);
   } catch (e) {
     throw new Error(`${file}: not valid ${yaml ? "YAML" : "JSON"}: ${(e as Error).message.split("\n")[0].replace(/:\s*$/, "")}`);
   }

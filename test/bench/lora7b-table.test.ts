@@ -1,5 +1,5 @@
 // bench/table.mjs (the 7B LoRA benchmark's table) and bench/run-lora7b.sh's bookkeeping, with
-// stand-ins for peft_baseline.py and lora-7b.js: no GPU needed.
+// stand-ins for scripts/bench_peft.py and lora-7b.js: no GPU needed.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -72,7 +72,7 @@ const lines = [
 ];
 
 test("table.mjs: one row per run, ratios to PEFT with checkpointing on the same targets, files named by date and GPU", () => {
-  const dir = tempDir("svdlora-table-");
+  const dir = tempDir("table");
   const file = path.join(dir, "runs.jsonl");
   fs.writeFileSync(file, `${lines.map((l) => JSON.stringify(l)).join("\n")}\nnot json\n\n`);
   const r = spawnSync(process.execPath, [table, file, "--out", path.join(dir, "out")], { encoding: "utf8" });
@@ -108,7 +108,7 @@ test("table.mjs: the example results file as it is, without versions", () => {
 });
 
 test("run-lora7b.sh: every run becomes a line, failures and timeouts an error row, and the table follows", () => {
-  const dir = tempDir("svdlora-runner-");
+  const dir = tempDir("runner");
   const fakePython = path.join(dir, "python");
   fs.writeFileSync(
     fakePython,
@@ -116,7 +116,10 @@ test("run-lora7b.sh: every run becomes a line, failures and timeouts an error ro
       "#!/usr/bin/env bash",
       'if [ "$1" = "-" ]; then cat >/dev/null; echo \'{"kind":"versions","date":"2026-11-30","gpu":"NVIDIA H100 80GB HBM3","torch":"2.11.0","transformers":"5.17.0","peft":"0.21.0"}\'; exit; fi',
       'echo "build_s 1.0"; [ -n "${PYTORCH_CUDA_ALLOC_CONF:-}" ] && { echo "Error: allocator settings leaked"; exit 3; }',
-      'if [ "$GC" = 0 ]; then echo "torch.OutOfMemoryError: CUDA out of memory"; exit 1; fi',
+      // the project's PEFT script, told the samples file, the 7B architecture and the targets
+      'case "$*" in scripts/bench_peft.py\\ --samples\\ *\\ --model-config\\ bench/configs/qwen2.5-math-7b.json\\ --targets\\ *) ;; *) echo "Error: arguments $*"; exit 4;; esac',
+      'TARGETS=$(echo "$*" | sed -E "s/.*--targets ([^ ]+).*/\\1/")',
+      'case "$*" in *"--gradient-checkpointing off"*) echo "torch.OutOfMemoryError: CUDA out of memory"; exit 1;; esac',
       'echo "{\\"targets\\": \\"$TARGETS\\", \\"grad_ckpt\\": true, \\"real_tokens_per_s\\": 3000, \\"peak_mem_gib\\": 19.6, \\"gpu\\": \\"NVIDIA H100 80GB HBM3\\"}"',
     ].join("\n")}\n`,
     { mode: 0o755 },
@@ -125,8 +128,10 @@ test("run-lora7b.sh: every run becomes a line, failures and timeouts an error ro
   fs.writeFileSync(
     fakeOurs,
     `${[
-      "const [, targets, flag, g] = process.argv.slice(2);",
+      "const [, targets, flag, g, configFlag, config] = process.argv.slice(2);",
       'if (flag !== "--max-memory-gib") process.exit(5);',
+      // both sides on the same architecture
+      'if (configFlag !== "--model-config" || config !== "bench/configs/qwen2.5-math-7b.json") process.exit(6);',
       'if (g === "24" && targets.includes("k_proj")) setTimeout(() => {}, 60000);',
       'else console.log(JSON.stringify({ side: "svdlora", targets: targets.split(","), budget_gib: Number(g), real_tokens_per_s: 6000, peak_mem_gib: Number(g) - 1, gpu: "NVIDIA H100 80GB HBM3" }));',
     ].join("\n")}\n`,

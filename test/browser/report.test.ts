@@ -5,13 +5,13 @@
 // Needs /usr/bin/chromium: `npm run setup` installs it (apt, as root on Debian/Ubuntu).
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { type Browser, type Page, chromium } from "playwright-core";
 import { writeExperimentReport } from "../../src/pipeline/report.js";
 import { writeSampleExperiment } from "../report/sample-experiment.js";
+import { tempDir } from "../helpers.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 // Without the background-networking flags Chromium phones home at start, which a closed network refuses.
@@ -125,7 +125,7 @@ function assertRendered(r: Awaited<ReturnType<typeof openReport>>, where: string
 
 describe("report.html in headless chromium", () => {
   let browser: Browser;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-browser-"));
+  const tmp = tempDir("browser");
 
   before(async () => {
     if (!fs.existsSync(CHROMIUM))
@@ -137,7 +137,6 @@ describe("report.html in headless chromium", () => {
   });
   after(async () => {
     await browser?.close();
-    fs.rmSync(tmp, { recursive: true, force: true });
   });
 
   it("draws every figure and chart from a relative --output-dir, and again after the folder moved", async () => {

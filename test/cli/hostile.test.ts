@@ -7,8 +7,9 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
+import { spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { runCli, tempDir } from "../helpers.js";
+import { runCli, sameTree, tempDir, treeFiles } from "../helpers.js";
 import { safetensorsBytes } from "../hf/fixtures.js";
 
 const model = new URL("../../../models/tiny-prob/", import.meta.url).pathname;
@@ -55,7 +56,10 @@ const write = (rel: string, data: string | Uint8Array) => {
 };
 
 /** A copy of the embedded model: small files copied, model.safetensors linked unless given. */
-function modelCopy(name: string, o: { config?: (c: Record<string, unknown>) => unknown; weights?: Buffer } = {}) {
+function modelCopy(
+  name: string,
+  o: { config?: (c: Record<string, unknown>) => unknown; weights?: Buffer; tokenizerConfig?: (c: Record<string, unknown>) => void } = {},
+) {
   const dir = path.join(tmp, name);
   fs.mkdirSync(dir, { recursive: true });
   for (const f of fs.readdirSync(model)) if (f.endsWith(".json")) fs.copyFileSync(path.join(model, f), path.join(dir, f));
@@ -66,6 +70,11 @@ function modelCopy(name: string, o: { config?: (c: Record<string, unknown>) => u
     const out = o.config(c);
     if (out === null) fs.rmSync(path.join(dir, "config.json"));
     else fs.writeFileSync(path.join(dir, "config.json"), typeof out === "string" ? out : JSON.stringify(c));
+  }
+  if (o.tokenizerConfig) {
+    const c = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8"));
+    o.tokenizerConfig(c);
+    fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(c));
   }
 }
 
@@ -125,6 +134,9 @@ function hostileAdapter(name: string, change: (h: ReturnType<typeof split>["head
   adapter(name, { weights: safetensorsBytes(text, data) });
 }
 
+/** What the data-loss cases must leave as it was, read before they run. */
+const intact = new Map<string, Map<string, Buffer>>();
+
 before(() => {
   // data
   const train = JSON.parse(fs.readFileSync(trainJson, "utf8")) as unknown[];
@@ -162,6 +174,21 @@ before(() => {
   modelCopy("models/st-header-past-end", { weights: pastEnd });
   modelCopy("models/st-header-not-json", { weights: safetensorsBytes("{not json      ", split(weights).data) });
   modelCopy("models/st-truncated", { weights: weights.subarray(0, Math.floor(weights.length / 2)) });
+  // the inputs round: NaN in a base weight, a folder as the weights file, a template that asks for 10^8 items
+  const nan = Buffer.from(weights);
+  const { header } = split(weights);
+  const lmHead = header["lm_head.weight"];
+  nan.writeFloatLE(Number.NaN, 8 + Number(weights.readBigUInt64LE(0)) + lmHead.data_offsets[0] + 4 * 7);
+  modelCopy("models/nan-weights", { weights: nan });
+  modelCopy("models/weights-folder", { weights: Buffer.alloc(0) });
+  fs.rmSync(path.join(tmp, "models/weights-folder/model.safetensors"));
+  fs.mkdirSync(path.join(tmp, "models/weights-folder/model.safetensors"));
+  modelCopy("models/range-template", {
+    tokenizerConfig: (c) => void (c.chat_template = "{% for i in range(100000000) %}x{% endfor %}"),
+  });
+  spawnSync("mkfifo", [path.join(tmp, "data/pipe.jsonl")]);
+  // a question of 9 million characters (more than a chat template may make) beside an ordinary one
+  write("data/huge-prompt.json", JSON.stringify([{ ...(train[0] as object), question: "x".repeat(9_000_000) }, train[1]]));
 
   // adapters
   adapter("adapters/good");
@@ -184,6 +211,15 @@ before(() => {
     (h, k) => void (h[k.at(-1)!].data_offsets = [h[k.at(-1)!].data_offsets[0] + 4, h[k.at(-1)!].data_offsets[1] + 4]),
   );
   adapter("adapters/st-empty", { weights: Buffer.alloc(0) });
+  adapter("adapters/alpha-1e400", { config: adapterConfig().replace('"lora_alpha":8', '"lora_alpha":1e400') });
+  adapter("adapters/catastrophic-rank-pattern", {
+    config: JSON.stringify({ ...JSON.parse(adapterConfig()), rank_pattern: { "(q+)+$": 2 } }),
+  });
+
+  // outputs that are not svdlora's: a folder of the user's files, a regular file, a file of a step's name
+  write("theirs/notes.txt", "keep me\n");
+  write("a-file", "keep me too\n");
+  write("notes/synthesis_report.txt", "my own report\n");
   write("teacher/not-json.safetensors", safetensorsBytes("[[[", Buffer.alloc(0)));
 
   // experiment files
@@ -213,6 +249,8 @@ interface Case {
   ok?: boolean;
   /** A directory (of the temp dir) that must hold no file afterwards. */
   noOutput?: string;
+  /** A file or folder (of the temp dir) whose bytes the command must leave as they were. */
+  intact?: string;
 }
 
 const out = (name: string) => `out/${name}`;
@@ -320,10 +358,10 @@ const DATA: Case[] = [
     expect: /data\/small\.json: no sample has answer tokens left after formatting \(is --max-length 40 too small\?\)/,
   },
   {
-    input: "results file in a folder that does not exist (checked before the evaluation)",
-    args: evalCmd("--output", `${out("no-such-folder")}/results.json`),
-    expect: /^svdlora: error: --output out\/no-such-folder\/results\.json: the folder .*out\/no-such-folder does not exist$/,
-    noOutput: out("no-such-folder"),
+    input: "results file under a regular file (checked before the evaluation)",
+    args: evalCmd("--output", "data/small.json/results.json"),
+    expect:
+      /^svdlora: error: data\/small\.json\/results\.json: cannot write the results file: \S*data\/small\.json is a file, not a folder$/,
   },
   {
     input: "samples longer than --max-length (120): not an error",
@@ -521,7 +559,8 @@ const HYPER: Case[] = [
   {
     input: "unknown extra arm",
     args: ["run", "--steps", "3", "--arms", "pisa", "--output-dir", out("h-arms")],
-    expect: /option '--arms <list>' argument 'pisa' is invalid\. expected none or a comma-separated list of pissa, gaussian/,
+    expect:
+      /option '--arms <list>' argument 'pisa' is invalid\. expected none or a comma-separated list of all, random-continued, svd-full, svd-xfit, gaussian, pissa, pissa-niter-N, olora/,
     noOutput: out("h-arms"),
   },
   {
@@ -672,6 +711,86 @@ const SAFETENSORS: Case[] = [
   },
 ];
 
+const INPUTS: Case[] = [
+  {
+    input: "adapter with lora_alpha 1e400 (Infinity once parsed)",
+    args: evalCmd("--adapter", "adapters/alpha-1e400"),
+    expect: /^svdlora: error: adapters\/alpha-1e400\/adapter_config\.json: "lora_alpha" must be a finite number > 0, got Infinity$/,
+  },
+  {
+    input: "a FIFO given as the data set",
+    args: train("i-fifo", "--train-data", "data/pipe.jsonl"),
+    expect: /^svdlora: error: data\/pipe\.jsonl: is a named pipe \(FIFO\), not the data set file \(a regular file\)$/,
+    noOutput: out("i-fifo"),
+  },
+  {
+    input: "a folder where model.safetensors should be",
+    args: evalCmd("--base-model", "models/weights-folder"),
+    expect: /models\/weights-folder\/model\.safetensors: is a folder, not the safetensors file \(a regular file\)/,
+  },
+  {
+    input: "a chat template that calls range(100000000)",
+    args: train("i-range", "--base-model", "models/range-template"),
+    expect: /the chat template calls range\(100000000\): 100000000 items \(at most 100000\)/,
+    noOutput: out("i-range"),
+  },
+  {
+    input: "a rank_pattern key with catastrophic backtracking",
+    args: evalCmd("--adapter", "adapters/catastrophic-rank-pattern"),
+    expect: /rank_pattern key "\(q\+\)\+\$" is refused: repeating a group that repeats or alternates \(exponential backtracking\)/,
+  },
+  {
+    input: "a 9-million-character question (beyond the template's size limit): left out of loss and accuracy, not an error",
+    args: ["eval", "--data", "data/huge-prompt.json", "--max-new-tokens", "2", "--quiet"],
+    expect: /^accuracy {2}\d\/1 = \d+\.\d % \(1 prompts longer than --max-length could hold were left out\)$/m,
+    ok: true,
+  },
+  {
+    input: "NaN in a base model weight",
+    args: train("i-nan", "--base-model", "models/nan-weights"),
+    expect:
+      /models\/nan-weights\/model\.safetensors: tensor "lm_head\.weight" holds 1 NaN or infinite values \(of \d+\): the file is damaged or its training diverged/,
+    noOutput: out("i-nan"),
+  },
+];
+
+const DATA_LOSS: Case[] = [
+  {
+    input: "merge into a folder of files svdlora did not write",
+    args: ["merge", "--base-model", model, "--adapter", "adapters/good", "--output-dir", "theirs"],
+    expect:
+      /^svdlora: error: theirs is a folder that svdlora did not write \(svdlora replaces only folders with its svdlora\.json\): move it away or choose another output path$/,
+    intact: "theirs",
+  },
+  {
+    input: "merge onto a regular file",
+    args: ["merge", "--base-model", model, "--adapter", "adapters/good", "--output-dir", "a-file"],
+    expect: /^svdlora: error: a-file: cannot write the merged model folder: \S*\/a-file is a file, not a folder$/,
+    intact: "a-file",
+  },
+  {
+    input: "train over an earlier run without --overwrite",
+    args: train("earlier-run"),
+    expect:
+      /^svdlora: error: a run named random is already in out\/earlier-run: replace it with --overwrite, or give this run another name or output folder$/,
+    intact: out("earlier-run"),
+  },
+  {
+    input: "eval --output onto a file svdlora did not write (the data set)",
+    args: evalCmd("--output", "data/small.json"),
+    expect:
+      /^svdlora: error: data\/small\.json is a file that svdlora did not write \(its folder's svdlora_outputs\.json does not list it\): move it away or choose another output path$/,
+    intact: "data/small.json",
+  },
+  {
+    input: "synthesize-teacher into a folder with a file of its output's name",
+    args: ["synthesize-teacher", "--lora-adapter", "adapters/good", "--output-dir", "notes"],
+    expect:
+      /^svdlora: error: notes\/synthesis_report\.txt is a file that svdlora did not write .*: move it away or choose another output path$/,
+    intact: "notes",
+  },
+];
+
 const rows = new Map<Case, string>();
 const cell = (s: string) =>
   s
@@ -690,6 +809,7 @@ function check(c: Case) {
       assertOneLineError(r, c.expect);
     }
     if (c.noOutput) assert.deepEqual(filesUnder(c.noOutput), [], `nothing written under ${c.noOutput}`);
+    if (c.intact) assert.ok(sameTree(treeFiles(path.join(tmp, c.intact)), intact.get(c.intact)!), `${c.intact} changed`);
     const line = c.ok ? (r.stdout.split("\n").find((l) => c.expect.test(l)) ?? "") : r.stderr.split("\n")[0];
     rows.set(c, `| ${cell(c.input)} | \`svdlora ${cell(c.args.join(" "))}\` | \`${cell(line)}\` | ${r.code} |`);
   };
@@ -701,9 +821,17 @@ const GROUPS = [
   ["hyperparameters, devices and experiment files", HYPER],
   ["adapters", ADAPTER],
   ["damaged safetensors files", SAFETENSORS],
+  ["the inputs round: numbers, special files, templates, regexes, weights", INPUTS],
+  ["outputs svdlora did not write, and earlier runs", DATA_LOSS],
 ] as const;
 // In one process the cases run one after another (each command owns the process while it runs).
 describe("hostile input through the CLI", () => {
+  before(async () => {
+    // an earlier run to keep
+    const r = await svdlora(...train("earlier-run"));
+    assert.equal(r.code, 0, r.stderr);
+    for (const c of DATA_LOSS) if (c.intact) intact.set(c.intact, treeFiles(path.join(tmp, c.intact)));
+  });
   for (const [name, cases] of GROUPS) for (const c of cases) it(`${name}: ${c.input}: ${c.args[0]}`, check(c));
 });
 

@@ -5,7 +5,7 @@ import { Writable } from "node:stream";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { distributed } from "../../src/torch/distributed.js";
-import { LaunchError, gpusFlag, launchWorkers, shardIndices, withoutGpusFlag } from "../../src/cli/launch.js";
+import { LaunchError, freePort, gpusFlag, launchPlan, launchWorkers, shardIndices, withoutGpusFlag } from "../../src/cli/launch.js";
 
 const worker = fileURLToPath(new URL("../torch/distributed-worker.js", import.meta.url));
 
@@ -33,6 +33,52 @@ test("--gpus N and --gpus=N are found and taken out of the workers' arguments", 
     "--gpus",
     "1",
   ]);
+});
+
+describe("launchPlan", () => {
+  const twoMachines = { NNODES: "2", NODE_RANK: "1", MASTER_ADDR: "10.0.0.2", MASTER_PORT: "29400" };
+  // What svdlora's launcher (or torchrun --nnodes 2 --nproc-per-node 2) sets for rank 3.
+  const worker = { ...twoMachines, RANK: "3", WORLD_SIZE: "4", LOCAL_RANK: "1", LOCAL_WORLD_SIZE: "2", GROUP_RANK: "1" };
+
+  test("one process alone, --gpus N on one machine, and one machine of several", () => {
+    assert.equal(launchPlan(null, {}), null);
+    assert.equal(launchPlan(1, {}), null);
+    assert.deepEqual(launchPlan(4, {}), { gpus: 4, nodes: 1, nodeRank: 0, master: null });
+    assert.deepEqual(launchPlan(2, twoMachines), { gpus: 2, nodes: 2, nodeRank: 1, master: { addr: "10.0.0.2", port: 29400 } });
+    assert.deepEqual(launchPlan(null, twoMachines)?.gpus, 1, "one worker per machine without --gpus");
+    assert.deepEqual(launchPlan(3, { NNODES: "1" }), { gpus: 3, nodes: 1, nodeRank: 0, master: null });
+  });
+
+  test("a process that torchrun, srun or this launcher started starts nothing", () => {
+    assert.equal(launchPlan(null, worker), null);
+    assert.equal(launchPlan(2, worker), null, "--gpus equal to the processes on this machine");
+    assert.equal(launchPlan(null, { SLURM_PROCID: "1", SLURM_NTASKS: "2", MASTER_ADDR: "n1", MASTER_PORT: "29400" }), null);
+  });
+
+  test("inconsistent variables are one-line errors", () => {
+    const bad: [number | null, Record<string, string>, RegExp][] = [
+      [null, { NODE_RANK: "1" }, /^NODE_RANK=1 is set but NNODES is not: set NNODES to the number of machines$/],
+      [null, { ...twoMachines, NODE_RANK: "2" }, /^NODE_RANK=2 is not below NNODES=2$/],
+      [
+        null,
+        { ...twoMachines, NODE_RANK: "" },
+        /^NNODES=2 needs NODE_RANK on each machine: 0 on the one at MASTER_ADDR, 1 to 1 on the others$/,
+      ],
+      [null, { ...twoMachines, MASTER_PORT: "" }, /^NNODES=2 needs MASTER_ADDR and MASTER_PORT, the same on every machine/],
+      [null, { ...twoMachines, NNODES: "two" }, /^NNODES="two" must be a whole number ≥ 1$/],
+      [null, { ...twoMachines, MASTER_PORT: "70000" }, /^MASTER_PORT=70000 must be at most 65535$/],
+      [4, worker, /^--gpus 4, but this process is one of 2 that a launcher \(torchrun, srun\) started on this machine/],
+      [null, { ...worker, NNODES: "3" }, /^NNODES=3 disagrees with the launcher's 4 processes, 2 per machine/],
+      [null, { ...worker, NODE_RANK: "0" }, /^NODE_RANK=0 disagrees with torchrun's GROUP_RANK=1/],
+      [null, { ...worker, RANK: "4" }, /^distributed: RANK=4 is not below WORLD_SIZE=4$/],
+    ];
+    for (const [gpus, env, want] of bad)
+      assert.throws(
+        () => launchPlan(gpus, env),
+        (e: Error) => want.test(e.message) && !e.message.includes("\n"),
+        `${gpus} ${JSON.stringify(env)} should fail with ${want}`,
+      );
+  });
 });
 
 describe("shardIndices", () => {
@@ -124,6 +170,46 @@ describe("launchWorkers", { skip: distributed.backends().includes("gloo") ? fals
       assert.equal(out.sum, 3, "the workers found each other");
     }
     assert.match(stderr.text, /^\[rank 1\] rank 1 done$/m);
+  });
+
+  test("two machines: each launcher starts its share of the ranks, and they form one group", async () => {
+    const masterPort = await freePort();
+    const machine = async (nodeRank: number) => {
+      const stdout = new Capture();
+      await launchWorkers(2, ["launched", "--gpus", "2"], {
+        script: worker,
+        execArgv: [],
+        env: { ...process.env, DIST_TIMEOUT_MS: "20000", CUDA_VISIBLE_DEVICES: "" },
+        nodes: 2,
+        nodeRank,
+        masterAddr: "127.0.0.1",
+        masterPort,
+        inheritMain: false,
+        stdout,
+        stderr: new Capture(),
+      });
+      return stdout.text
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line.replace(/^\[rank \d\] /, "")));
+    };
+    const [first, second] = await Promise.all([machine(0), machine(1)]);
+    const byRank = [...first, ...second].sort((a, b) => a.rank - b.rank);
+    assert.deepEqual(
+      byRank.map((r) => [r.rank, r.localRank, r.worldSize, r.masterPort, r.cudaVisibleDevices]),
+      [
+        [0, 0, 4, masterPort, "0"],
+        [1, 1, 4, masterPort, "1"],
+        [2, 0, 4, masterPort, "0"],
+        [3, 1, 4, masterPort, "1"],
+      ],
+    );
+    assert.deepEqual(first.map((r) => r.rank).sort(), [0, 1], "machine 0 runs ranks 0 and 1");
+    assert.ok(
+      byRank.every((r) => r.sum === 10),
+      "1 + 2 + 3 + 4 across both machines",
+    );
+    await assert.rejects(launchWorkers(1, [], { nodes: 2, nodeRank: 0 }), /several machines need masterAddr and masterPort/);
   });
 
   test("a failing worker stops the others and the launch fails naming its rank", async () => {

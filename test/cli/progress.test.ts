@@ -114,6 +114,31 @@ test("at 80 columns the whole bar line fits, and the phase shows while no step m
   for (const line of bars) assert.ok(line.length <= 80, `${line.length} columns: ${line}`);
 });
 
+test("a long run name is shortened so that the bar and the plain lines still fit 80 columns", () => {
+  const label = "train gaussian-s10";
+  const tty = capture(true);
+  tty.columns = 80;
+  const bar = new TrainingProgress({ totalSteps: 1000, totalEpochs: 10, label, stream: tty });
+  bar.update({ step: 999, epoch: 9.99, loss: 0.4651, lr: 1.6e-4, tokens: 1_234_567 });
+  bar.stop();
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal's escape codes are what is stripped here
+  const screen = tty.text.replaceAll("\x1B[1G", "\r").replace(/\x1B\[[0-9;?]*[A-Za-z]|\x1B[78]/g, "");
+  const lines = screen.split(/[\r\n]/).filter((l) => l.includes("999/1000"));
+  assert.ok(lines.length > 0);
+  for (const line of lines) assert.ok(line.length <= 80, `${line.length} columns: ${line}`);
+  assert.match(lines[0], /^…ussian-s10 \[/);
+
+  const plain = capture();
+  const time = clock();
+  const progress = new TrainingProgress({ totalSteps: 1000, totalEpochs: 10, label, stream: plain, everySteps: 1, now: time.now });
+  time.advance(3600);
+  progress.update({ step: 999, epoch: 9.99, loss: 0.4651, lr: 1.6e-4, tokens: 123_456_789 });
+  const line = plain.text.trimEnd();
+  assert.ok(line.length <= 80, `${line.length} columns: ${line}`);
+  // Too long for 48 columns of stats: the learning rate gives way, the time and ETA stay.
+  assert.match(line, /^…in gaussian-s10 step 999\/1000 \| ep 9\.99\/10 loss 0\.4651 34294 tok\/s 1:00:00<0:04$/);
+});
+
 test("durations read as m:ss or h:mm:ss", () => {
   assert.equal(formatDuration(0), "0:00");
   assert.equal(formatDuration(59.6), "1:00");

@@ -1,15 +1,13 @@
 import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
-import { rmSync } from "node:fs";
+import { describe, it } from "node:test";
 import { DatasetError, loadDataset, parseDataset } from "../../src/data/dataset.js";
 import { PROBABILITY_DATA } from "../../src/data/probability/datasets.js";
+import { tempDir } from "../helpers.js";
 
-const dir = mkdtempSync(join(tmpdir(), "svdlora-dataset-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir("dataset");
 
 let fileCount = 0;
 function file(name: string, content: string | Uint8Array): string {
@@ -95,6 +93,46 @@ describe("loadDataset: shapes", () => {
       ["system", "user", "assistant"],
     );
     assert.equal(samples[5]!.answer, "0.5");
+  });
+
+  it("reads ShareGPT conversations (human/gpt or user/assistant, a system turn or a system field) as messages", () => {
+    const samples = loadDataset(
+      file(
+        "sharegpt.jsonl",
+        jsonl(
+          {
+            conversations: [
+              { from: "system", value: "Be brief." },
+              { from: "human", value: "P(two heads in two flips)?" },
+              { from: "gpt", value: "\\boxed{\\frac{1}{4}}" },
+            ],
+          },
+          {
+            system: "Show your work.",
+            conversations: [
+              { from: "user", value: "Roll a die. P(six)?" },
+              { from: "assistant", value: "One face of six: \\boxed{\\frac{1}{6}}" },
+              { from: "human", value: "And P(not six)?" },
+              { from: "gpt", value: "5/6" },
+            ],
+          },
+        ),
+      ),
+    );
+    assert.deepEqual(samples[0], {
+      messages: [
+        { role: "system", content: "Be brief." },
+        { role: "user", content: "P(two heads in two flips)?" },
+        { role: "assistant", content: "\\boxed{\\frac{1}{4}}" },
+      ],
+      answer: "\\frac{1}{4}",
+    });
+    assert.deepEqual(
+      samples[1].messages.map((m) => m.role),
+      ["system", "user", "assistant", "user", "assistant"],
+    );
+    assert.equal(samples[1].messages[0].content, "Show your work.");
+    assert.equal(samples[1].answer, "5/6", "the answer is the last reply's");
   });
 
   it("loads the shipped probability data with an exact answer for every item", () => {
@@ -239,6 +277,48 @@ describe("loadDataset: hostile input", () => {
     assertFails(file("no-assistant.json", JSON.stringify([{ messages: [{ role: "user", content: "hi" }] }])), /no assistant message/);
     assertFails(file("no-user.json", JSON.stringify([{ messages: [{ role: "assistant", content: "hi" }] }])), /no user message/);
     assertFails(file("no-messages.json", JSON.stringify([{ messages: [] }])), /"messages" is empty/);
+  });
+
+  it("malformed ShareGPT: one line naming the turn and what is wrong", () => {
+    const one = (name: string, item: unknown, pattern: RegExp) => assertFails(file(name, jsonl(item)), pattern);
+    one(
+      "sg-role.jsonl",
+      { conversations: [{ from: "bot", value: "hi" }] },
+      /line 1: conversations\[0\]: "from" must be "system", "human", "user", "gpt" or "assistant", got "bot"$/,
+    );
+    one(
+      "sg-shape.jsonl",
+      { conversations: [{ role: "user", content: "hi" }] },
+      /line 1: conversations\[0\]: a \{role, content\} turn: put those in "messages", or write \{from, value\} here$/,
+    );
+    one(
+      "sg-value.jsonl",
+      { conversations: [{ from: "human", value: 3 }] },
+      /line 1: conversations\[0\]: field "value" must be a string, got number$/,
+    );
+    one("sg-string.jsonl", { conversations: "human: hi" }, /line 1: field "conversations" must be an array, got string$/);
+    one("sg-turn.jsonl", { conversations: ["hi"] }, /line 1: conversations\[0\] must be an object \{from, value\}, got string$/);
+    one(
+      "sg-no-gpt.jsonl",
+      { conversations: [{ from: "human", value: "hi" }] },
+      /line 1: "conversations" has no assistant message to learn from$/,
+    );
+    one(
+      "sg-system.jsonl",
+      {
+        system: ["x"],
+        conversations: [
+          { from: "human", value: "q" },
+          { from: "gpt", value: "a" },
+        ],
+      },
+      /line 1: field "system" must be a string, got array$/,
+    );
+    one(
+      "sg-both.jsonl",
+      { messages: [], conversations: [] },
+      /line 1: ambiguous, it has the fields of \{messages\} and ShareGPT \{conversations\}; keep one shape$/,
+    );
   });
 
   it("empty strings", () => {

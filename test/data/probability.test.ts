@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { extractAnswer, extractBoxed } from "../../src/data/answer.js";
-import { buildProbabilityProblems, PROBABILITY_DATA, serializeDataSet } from "../../src/data/probability/datasets.js";
+import {
+  buildAccuracyProblems,
+  buildProbabilityProblems,
+  corpusProblems,
+  PROBABILITY_DATA,
+  serializeDataSet,
+} from "../../src/data/probability/datasets.js";
 import { FAMILY_GENERATORS, generateProblems, TEMPLATE_KINDS } from "../../src/data/probability/generator.js";
 import { FAMILIES, type ProbabilityProblem, problemKey, solutionText } from "../../src/data/probability/problem.js";
 import { BRUTE_FORCE, bruteForce } from "./probability-brute-force.js";
@@ -121,6 +127,22 @@ describe("probability data files", () => {
     assert.equal(train.length, 81);
     assert.ok(evalSet.length >= 200);
     for (const item of [...train, ...evalSet]) assert.deepEqual(Object.keys(item), ["question", "answer"]);
+  });
+
+  it("the accuracy set: 1,000 problems, none in train, eval or the embedded model's pretraining corpus, exactly as generated", () => {
+    const accuracy = buildAccuracyProblems();
+    assert.equal(repoFile(PROBABILITY_DATA.accuracyFile), serializeDataSet(accuracy));
+    assert.equal(accuracy.length, 1000);
+    const seen = new Set(
+      [...shipped.train, ...shipped.eval, ...corpusProblems(PROBABILITY_DATA.corpusSize, PROBABILITY_DATA.corpusSeed)].flatMap((p) => [
+        problemKey(p),
+        p.question,
+      ]),
+    );
+    assert.deepEqual(
+      accuracy.filter((p) => seen.has(problemKey(p)) || seen.has(p.question)),
+      [],
+    );
   });
 
   it("share no question between train and eval", () => {

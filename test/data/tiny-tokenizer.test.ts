@@ -1,10 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { buildByteLevelTokenizer, byteLevelAlphabet, trainBpeMerges, writeTokenizerFiles } from "../../src/data/tiny-tokenizer.js";
 import { HfTokenizer, loadTokenizer } from "../../src/hf/tokenizer.js";
+import { tempDir } from "../helpers.js";
 
 function tiny(options: Parameters<typeof buildByteLevelTokenizer>[0] = {}): HfTokenizer {
   const { tokenizerJson, tokenizerConfig } = buildByteLevelTokenizer(options);
@@ -116,16 +114,14 @@ test("the config is Qwen2.5-style ChatML; a 3-message conversation renders exact
 });
 
 test("written files load back through loadTokenizer with the same behaviour", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "svdlora-tiny-"));
-  try {
+  const dir = tempDir("tiny");
+  {
     const files = buildByteLevelTokenizer({ corpus: AWKWARD_TEXTS, numMerges: 10 });
     await writeTokenizerFiles(dir, files);
     const loaded = await loadTokenizer(dir);
     const inMemory = new HfTokenizer(files.tokenizerJson, files.tokenizerConfig);
     for (const text of AWKWARD_TEXTS) assert.deepEqual(loaded.encode(text), inMemory.encode(text));
     assert.equal(loaded.vocabSize, 256 + 10 + 3);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -1,15 +1,8 @@
 // Shared helpers for the hf tests: temp dirs and hand-built safetensors bytes.
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
-import { after } from "node:test";
+import { tempDir as sharedTempDir } from "../helpers.js";
 
 /** A fresh temp directory, removed when the test file finishes. */
-export function tempDir(prefix = "svdlora-hf-"): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+export const tempDir = (prefix = "hf") => sharedTempDir(prefix);
 
 /** A safetensors file from a header string (used verbatim) and raw data bytes. */
 export function safetensorsBytes(header: string, data: Uint8Array | number[] = []): Buffer {

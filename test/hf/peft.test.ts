@@ -178,10 +178,6 @@ describe("PEFT adapters", () => {
       /unexpected tensor "base_model.model.lm_head.weight"/,
     );
     assert.throws(
-      () => loadAdapter(adapterDir("dora", { [`${q}.lora_A.weight`]: A }, { ...config(), use_dora: true })),
-      /use_dora is true; DoRA adapters are not supported/,
-    );
-    assert.throws(
       () => loadAdapter(adapterDir("ia3", { [`${q}.lora_A.weight`]: A }, { ...config(), peft_type: "IA3" })),
       /peft_type is "IA3"; svdlora reads LoRA adapters/,
     );
@@ -191,6 +187,44 @@ describe("PEFT adapters", () => {
       /"target_modules" must be a list of module names or a regex string/,
     );
     dispose([A, B]);
+  });
+
+  it("DoRA: the magnitude vector round-trips under PEFT's key, and goes with use_dora only", () => {
+    const dir = path.join(root, "dora-saved");
+    const weights = someWeights();
+    for (const [p, f] of weights) weights.set(p, { ...f, magnitude: randn([f.B.shape[0]]) });
+    saveAdapter(dir, { ...config(), use_dora: true }, weights);
+    const file = SafetensorsFile.open(path.join(dir, "adapter_model.safetensors"));
+    assert.deepEqual(file.entry("base_model.model.model.layers.1.self_attn.v_proj.lora_magnitude_vector").shape, [kvOut]);
+    assert.equal(file.keys().length, 12);
+    file.close();
+    const back = loadAdapter(dir);
+    assert.equal(back.config.use_dora, true);
+    const q0 = "model.layers.0.self_attn.q_proj";
+    assert.deepEqual(
+      Array.from(back.weights.get(q0)!.magnitude!.data() as Float32Array),
+      Array.from(weights.get(q0)!.magnitude!.data() as Float32Array),
+    );
+    assert.throws(() => saveAdapter(path.join(root, "dora-x"), config(), weights), /q_proj has a magnitude vector but use_dora is false/);
+
+    const q = `base_model.model.${q0}`;
+    const A = randn([r, hidden]);
+    const B = randn([hidden, r]);
+    const factors = { [`${q}.lora_A.weight`]: A, [`${q}.lora_B.weight`]: B };
+    assert.throws(
+      () => loadAdapter(adapterDir("dora-no-m", factors, { ...config(), use_dora: true })),
+      /q_proj has no lora_magnitude_vector, which a DoRA adapter \(use_dora\) needs/,
+    );
+    assert.throws(
+      () => loadAdapter(adapterDir("m-no-dora", { ...factors, [`${q}.lora_magnitude_vector`]: randn([hidden]) })),
+      /has base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector but adapter_config.json says use_dora is false/,
+    );
+    assert.throws(
+      () => loadAdapter(adapterDir("m-shape", { ...factors, [`${q}.lora_magnitude_vector`]: randn([3]) }, { ...config(), use_dora: true })),
+      /q_proj has lora_magnitude_vector \[3\] but lora_B \[8,2\]: it needs one entry per output/,
+    );
+    disposeWeights(weights);
+    dispose([A, B, ...[...weights.values()].map((f) => f.magnitude!)]);
   });
 
   it("reports pickle-only and incomplete adapter directories", () => {

@@ -9,7 +9,7 @@ import { disposeDelta, synthesizeTeacher } from "../../src/lowrank/synthesis.js"
 import * as torch from "../../src/torch/index.js";
 import { tempDir, tinyLoras } from "../lowrank/helpers.js";
 
-const root = tempDir("svdlora-synthesized-delta-");
+const root = tempDir("synthesized-delta");
 
 function teacher() {
   const loras = tinyLoras();

@@ -1,16 +1,15 @@
 // Damaged or hostile tokenizer files: each refused in one line naming the file, before any text is tokenized.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { loadTokenizer } from "../../src/hf/tokenizer.js";
+import { tempDir } from "../helpers.js";
 
 const fixture = fileURLToPath(new URL("../../../test/fixtures/tokenizers/qwen-style", import.meta.url));
-const root = mkdtempSync(join(tmpdir(), "svdlora-tok-hostile-"));
-after(() => rmSync(root, { recursive: true, force: true }));
+const root = tempDir("tok-hostile");
 const good = JSON.parse(readFileSync(join(fixture, "tokenizer.json"), "utf8"));
 const goodConfig = JSON.parse(readFileSync(join(fixture, "tokenizer_config.json"), "utf8"));
 

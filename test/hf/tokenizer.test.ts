@@ -1,19 +1,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HfTokenizer, loadTokenizer } from "../../src/hf/tokenizer.js";
 import { buildByteLevelTokenizer } from "../../src/data/tiny-tokenizer.js";
+import { tempDir as sharedTempDir } from "../helpers.js";
 
 // Compiled to dist/test/hf/; the fixtures stay in the source tree.
 const fixture = fileURLToPath(new URL("../../../test/fixtures/tokenizers/qwen-style", import.meta.url));
 const MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}.";
 
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), "svdlora-tok-"));
-}
+const tempDir = () => sharedTempDir("tok");
 
 test("loads a Qwen-style tokenizer: special tokens from dicts and strings, stop ids, vocab size", async () => {
   const tok = await loadTokenizer(fixture);

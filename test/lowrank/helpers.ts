@@ -1,15 +1,11 @@
 // Helpers for the low-rank tests: random factors, dense checks, orthonormality.
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
-import { after } from "node:test";
 import { type LoraAdapterConfig, type LoraWeights, loraConfig, loraScale } from "../../src/hf/peft.js";
 import { GaussianSource } from "../../src/lowrank/random.js";
 import type { LoraDelta, Svd } from "../../src/lowrank/svd.js";
 import * as torch from "../../src/torch/index.js";
 import type { Tensor } from "../../src/torch/index.js";
-import { values } from "../helpers.js";
+import { tempDir as sharedTempDir, values } from "../helpers.js";
 
 /** Seeded Gaussian matrix in the given dtype (independent of torch's global RNG). */
 export const gaussian = (seed: number, rows: number, cols: number, dtype: torch.DType = "float32"): Tensor =>
@@ -49,11 +45,7 @@ export function assertValidSvd(svd: Svd, M: Tensor, tol: number, what: string): 
 }
 
 /** A temp directory removed after the test file finishes. */
-export function tempDir(prefix = "svdlora-lowrank-"): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+export const tempDir = (prefix = "lowrank") => sharedTempDir(prefix);
 
 /** The LoRA deltas s·B·A of a small trained-looking adapter: non-zero B, modules of several shapes (out × in). */
 export function tinyLoras(r = 4, alpha = 8, shapes: Record<string, [number, number]> = TINY_SHAPES): Map<string, LoraDelta> {

@@ -95,7 +95,7 @@ function compareModules(
   ref: Map<string, Tensor>,
   paths: string[],
   init: (p: string) => { A: Tensor; B: Tensor; residual?: Tensor },
-  o: { jointly?: boolean; residual?: (p: string, aligned: { A: Tensor; B: Tensor }) => Tensor } = {},
+  o: { jointly?: boolean; residual?: (p: string, aligned: { A: Tensor; B: Tensor }) => Tensor; tol?: number } = {},
 ): void {
   const worst = { A: 0, B: 0, weight: 0 };
   for (const p of paths) {
@@ -103,8 +103,8 @@ function compareModules(
       const f = init(p);
       const want = { A: ref.get(`${p}.lora_A`), B: ref.get(`${p}.lora_B`) };
       const aligned = want.A && want.B ? align(f, { A: want.A, B: want.B }, o.jointly ?? true) : f;
-      if (want.A) worst.A = Math.max(worst.A, close(t, `${p} lora_A`, aligned.A, want.A));
-      if (want.B) worst.B = Math.max(worst.B, close(t, `${p} lora_B`, aligned.B, want.B));
+      if (want.A) worst.A = Math.max(worst.A, close(t, `${p} lora_A`, aligned.A, want.A, o.tol));
+      if (want.B) worst.B = Math.max(worst.B, close(t, `${p} lora_B`, aligned.B, want.B, o.tol));
       const weight = ref.get(`${p}.weight`);
       if (weight) {
         const residual = o.residual ? o.residual(p, aligned) : f.residual;
@@ -145,18 +145,11 @@ const calibration = () => {
 function captureInputs(model: CausalLM, ids: Tensor, layers: string[], rows: (x: Tensor) => Tensor): Map<string, Tensor> {
   const got = new Map<string, Tensor>();
   const linears = model.linears();
-  for (const name of layers) {
-    const linear = linears.get(name)!;
-    const forward = Object.getPrototypeOf(linear).forward as (x: Tensor) => Tensor;
-    linear.forward = (x: Tensor) => {
-      got.set(name, torch.keep(rows(x)));
-      return forward.call(linear, x);
-    };
-  }
+  for (const name of layers) linears.get(name)!.probe = (x) => got.set(name, torch.keep(rows(x)));
   try {
     torch.noGrad(() => torch.dispose(model.forward(ids)));
   } finally {
-    for (const name of layers) Reflect.deleteProperty(linears.get(name)!, "forward");
+    for (const name of layers) linears.get(name)!.probe = null;
   }
   return got;
 }
@@ -234,7 +227,9 @@ else {
   for (const mode of ["ipm", "kpm"] as const) {
     parity(`corda_${mode}`, "from PEFT's covariance; svdlora's covariance from its own forward", (ref, t) => {
       const s = statistics();
-      compareModules(t, ref, paths, (p) => corda(W(p), s.get(`${p}.covariance`)!, { ...rs, mode }));
+      // KPM keeps the r smallest singular directions of W·C and multiplies them by C⁻¹: the float32
+      // rounding of two LAPACKs (OpenBLAS here, MKL where PEFT ran) shows at 1.1e-5 in one module's A.
+      compareModules(t, ref, paths, (p) => corda(W(p), s.get(`${p}.covariance`)!, { ...rs, mode }), { tol: mode === "kpm" ? 2e-5 : TOL });
       // The same statistic from svdlora's forward of the calibration sequences, one sequence at a time.
       const cov = new InputCovariance();
       const capture = freshModel();

@@ -7,7 +7,8 @@ import { test } from "node:test";
 import type { Encoded } from "../../src/data/types.js";
 import { ArmGenerators } from "../../src/model/arms.js";
 import { loadCausalLM } from "../../src/model/loader.js";
-import { type LoraInit, type LoraSettings, addLora, armAdapters } from "../../src/model/lora.js";
+import { pissa } from "../../src/lowrank/inits/weight.js";
+import { type LoraInit, type LoraSettings, type ModuleInit, addLora, armAdapters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
 import { type RecomputePolicy, lossAndBackward } from "../../src/train/backprop.js";
 import { armsBatch, makeBatch } from "../../src/train/batches.js";
@@ -31,14 +32,14 @@ function samples(n: number, seed: number): Encoded[] {
 }
 
 interface Arm {
-  init: LoraInit;
+  init: LoraInit | ModuleInit;
   seed: number;
   samples: Encoded[];
   scale: number;
 }
 const ARMS: Arm[] = [
   { init: "random", seed: 1, samples: samples(3, 1), scale: 0.5 },
-  { init: "pissa", seed: 2, samples: samples(4, 2), scale: 1 },
+  { init: (_, W) => pissa(W, { rank: 4, scaling: 2 }), seed: 2, samples: samples(4, 2), scale: 1 },
   { init: "gaussian", seed: 3, samples: samples(2, 3), scale: 0.25 },
 ];
 const lora = (dropout = 0): LoraSettings => ({ rank: 4, alpha: 8, dropout, targets: ["q_proj", "v_proj", "down_proj"] });
@@ -59,7 +60,7 @@ function alone(arm: Arm, o: { packing: boolean; dropout?: number; recompute?: Re
     arm.seed,
   );
   torch.manualSeed(1000 + arm.seed); // where the arm's dropout draws start
-  const r = lossAndBackward(model, makeBatch(arm.samples, { padId: 0, device: "cpu", packing: o.packing }), {
+  const r = lossAndBackward(model, makeBatch(arm.samples, { padId: 0, device: "cpu", packing: o.packing, dtype: "float32" }), {
     gradScale: arm.scale,
     recompute: o.recompute,
   });
@@ -84,7 +85,7 @@ function together(arms: Arm[], o: { packing: boolean; dropout?: number; recomput
   model.attachArms(adapters, generators);
   const b = armsBatch(
     arms.map((arm, k) => ({ arm: k, samples: arm.samples })),
-    { padId: 0, device: "cpu", packing: o.packing },
+    { padId: 0, device: "cpu", packing: o.packing, dtype: "float32" },
   );
   const r = lossAndBackward(model, b, { gradScale: arms.map((a) => a.scale), recompute: o.recompute });
   return {
@@ -176,11 +177,11 @@ test("LoRA dropout: each arm draws its masks from its own generator, also in rec
 test("armsBatch lays each arm out as makeBatch does alone, one after another", () => {
   const parts = ARMS.map((a, k) => ({ arm: k, samples: a.samples }));
   for (const packing of [false, true]) {
-    const b = armsBatch(parts, { padId: 0, device: "cpu", packing });
+    const b = armsBatch(parts, { padId: 0, device: "cpu", packing, dtype: "float32" });
     let start = 0;
     let targetStart = 0;
     parts.forEach((p, k) => {
-      const own = makeBatch(p.samples, { padId: 0, device: "cpu", packing });
+      const own = makeBatch(p.samples, { padId: 0, device: "cpu", packing, dtype: "float32" });
       const seg = b.options.arms![k];
       assert.deepEqual([seg.arm, seg.start, seg.rows, seg.batch], [k, start, own.ids.numel(), own.ids.size(0)]);
       assert.deepEqual(values(b.ids.narrow(1, start, seg.rows)), values(own.ids));

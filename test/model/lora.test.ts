@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { loadCausalLM } from "../../src/model/loader.js";
+import { moduleInit } from "../../src/lowrank/inits/index.js";
 import { addLora, mergeLora } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
 import { values } from "../helpers.js";
@@ -76,7 +77,11 @@ test("PiSSA init keeps the model's function: residual weight + s·B·A = W", () 
   const model = loadCausalLM(modelDir);
   const before = torch.noGrad(() => model.forward(ids()));
   const w0 = model.linears().get("model.layers.0.self_attn.q_proj")!.weight.clone();
-  const loras = addLora(model, { rank: 8, alpha: 16, targets: ["q_proj", "v_proj"] }, "pissa");
+  const loras = addLora(
+    model,
+    { rank: 8, alpha: 16, targets: ["q_proj", "v_proj"] },
+    moduleInit({ name: "pissa" }, { rank: 8, alpha: 16 }),
+  );
   const l = loras.get("model.layers.0.self_attn.q_proj")!;
   const w = model.linears().get("model.layers.0.self_attn.q_proj")!.weight;
   assert.ok(maxDiff(w.add(l.delta()), w0) < 1e-5);

@@ -5,10 +5,11 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { before, test } from "node:test";
-import { experimentLayout, readExperimentFile, runExperiment, stepState } from "../../src/pipeline/experiment.js";
+import { experimentLayout, readExperimentFile, plan, runExperiment, stepState } from "../../src/pipeline/experiment.js";
 import { teacherLayout } from "../../src/pipeline/layout.js";
-import { EXPERIMENT, type ExperimentConfig } from "../../src/pipeline/settings.js";
-import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
+import { renderExperimentReport } from "../../src/pipeline/report.js";
+import { EXPERIMENT, INIT_ARMS, type ExperimentConfig } from "../../src/pipeline/settings.js";
+import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { defaults } from "../../src/util/settings.js";
 import { dataSubset, tempDir } from "../helpers.js";
 import { compareRunFiles } from "../train/concurrent-runs.js";
@@ -16,12 +17,14 @@ import { compareRunFiles } from "../train/concurrent-runs.js";
 const dir = tempDir("exp");
 const config: ExperimentConfig = {
   ...(defaults(EXPERIMENT) as ExperimentConfig),
-  trainData: dataSubset(EMBEDDED_TRAIN, 8, dir, "train.json"),
+  trainData: dataSubset(EMBEDDED_TRAIN, 4, dir, "train.json"),
   evalData: dataSubset(EMBEDDED_EVAL, 4, dir, "eval.json"),
   outputDir: path.join(dir, "exp"),
   epochs: 1,
   learningRate: 1e-3,
+  accuracyData: dataSubset(EMBEDDED_ACCURACY, 3, dir, "accuracy.json"),
   accuracySamples: 2,
+  maxNewTokens: 16, // the accuracy check runs; how long the answers are does not matter here
   seeds: 2,
   quiet: true,
 };
@@ -37,7 +40,7 @@ before(async () => {
 });
 
 test("all four steps write their files, with one teacher per seed", () => {
-  const T2 = teacherLayout(config.outputDir, 1, config);
+  const T2 = teacherLayout(config.outputDir, "-s2", config);
   for (const file of [
     `${L.adapter("random")}/adapter_model.safetensors`,
     L.log("random"),
@@ -66,7 +69,12 @@ test("all four steps write their files, with one teacher per seed", () => {
   const svd2 = JSON.parse(fs.readFileSync(L.summary("svd-s2"), "utf8"));
   assert.equal(svd2.settings.svdFactors, T2.factors);
   assert.equal(svd2.settings.seed, config.seed + 1);
-  assert.equal(svd2.result.accuracy.total, 2);
+  // Accuracy is measured after training, on the same questions for every run the comparison uses.
+  const accuracy = JSON.parse(fs.readFileSync(path.join(L.training, "accuracy_svd-s2.json"), "utf8"));
+  assert.equal(accuracy.total, 2);
+  assert.equal(accuracy.items.length, 2);
+  const comparison = JSON.parse(fs.readFileSync(L.comparisonJson, "utf8"));
+  assert.equal(comparison.arms[1].mcnemar.length, 2, "svd vs random on the same questions, seed by seed");
   const html = fs.readFileSync(L.html, "utf8");
   assert.match(html, /data:image\/png;base64,/);
   assert.match(html, /Training and held-out loss of every arm/);
@@ -113,22 +121,72 @@ test("done steps are skipped; a step made with other settings is refused, and fo
 
   const changed = { ...config, noiseScale: 0.2 };
   assert.deepEqual(stepState(changed, 1), { done: true });
-  assert.match((stepState(changed, 2) as { why: string }).why, /the teacher of seed 42 was made with noiseScale 0\.1 \(now 0\.2\)/);
+  assert.match((stepState(changed, 2) as { why: string }).why, /the teacher of random was made with noiseScale 0\.1 \(now 0\.2\)/);
   await assert.rejects(runExperiment(changed, [2], {}), /step 2: .*noiseScale 0\.1 \(now 0\.2\); rerun with `force`/);
   const longer = { ...config, epochs: 2 };
   assert.match((stepState(longer, 1) as { why: string }).why, /random was made with epochs 1 \(now 2\)/);
+  // The same settings but other data: not done, and why.
+  const data = fs.readFileSync(config.trainData);
+  fs.writeFileSync(config.trainData, `${data.toString().trimEnd()} \n`);
+  try {
+    assert.match((stepState(config, 1) as { why: string }).why, /^random: its trainData .*train\.json has changed since it ran$/);
+  } finally {
+    fs.writeFileSync(config.trainData, data);
+  }
+  assert.deepEqual(stepState(config, 1), { done: true });
+  // Other SVD factors than the svd run started from (the teacher made again, differently).
+  const factorsConfig = path.join(L.factors, "adapter_config.json");
+  const factors = fs.readFileSync(factorsConfig);
+  fs.writeFileSync(factorsConfig, `${factors.toString().trimEnd()} \n`);
+  try {
+    assert.match((stepState(config, 3) as { why: string }).why, /^svd: its svdFactors .*svd_factors_rank16 has changed since it ran$/);
+  } finally {
+    fs.writeFileSync(factorsConfig, factors);
+  }
+  // A run whose adapter is gone is not done either.
+  fs.renameSync(L.adapter("pissa"), `${L.adapter("pissa")}.away`);
+  try {
+    assert.match((stepState(config, 3) as { why: string }).why, /^pissa is incomplete: .*final_model_pissa is missing$/);
+  } finally {
+    fs.renameSync(`${L.adapter("pissa")}.away`, L.adapter("pissa"));
+  }
 
   await runExperiment(config, [2], { force: true });
   assert.ok(fs.statSync(L.analysis).mtimeMs > before);
-  // Step 4 is to do again once a run is newer than the report.
-  fs.utimesSync(L.summary("svd"), new Date(), new Date(Date.now() + 5000));
-  assert.equal(stepState(config, 4).done, false);
+  // Step 4 is to do again once what it was made from has changed (here the teacher's timing).
+  assert.match(
+    (stepState(config, 4) as { why: string }).why,
+    /^(svd_results|synthesized_teacher)\S*_timing\.json has changed since the report was made$/,
+  );
+});
+
+test("report.html is labelled with the settings the runs were made with, not the experiment file's", () => {
+  const html = renderExperimentReport({ ...config, learningRate: 5e-4, epochs: 3 }, L);
+  assert.match(html, /<td>learning rate<\/td><td>0\.001<\/td>/);
+  assert.match(html, /<td>epochs<\/td><td>1<\/td>/);
+  assert.match(html, /<td>seeds<\/td><td>42, 43<\/td>/);
+  assert.match(html, /<td>teacher<\/td><td>rank K = 64, noise 0\.1, /);
+});
+
+test("a step that stopped part-way keeps the runs it finished and makes only the rest", async () => {
+  const kept = fs.statSync(L.log("random")).mtimeMs;
+  // As if the step had stopped while training random-s2 (none of its files written yet).
+  for (const sub of ["", "tensorboard", "plots"])
+    for (const f of fs.readdirSync(path.join(L.training, sub)))
+      if (/(^|_)random-s2(\.\w+)?$/.test(f)) fs.rmSync(path.join(L.training, sub, f), { recursive: true });
+  assert.match((stepState(config, 1) as { why: string }).why, /random-s2 has not run/);
+  lines = [];
+  await runExperiment(config, [1], { log: (l) => lines.push(l) });
+  assert.ok(lines.includes("  random: done with these settings, kept"), lines.join("\n"));
+  assert.ok(lines.some((l) => l.startsWith("  random-s2: ") && l.includes(" steps, ")));
+  assert.equal(fs.statSync(L.log("random")).mtimeMs, kept);
+  assert.equal(stepState(config, 1).done, true);
 });
 
 test("a step that needs an earlier one says which", async () => {
   const empty = { ...config, outputDir: path.join(dir, "empty") };
-  await assert.rejects(runExperiment(empty, [3]), /step 3 needs the SVD factors of seed 42: run step 2 first/);
-  await assert.rejects(runExperiment(empty, [2]), /step 2 needs the baseline adapter .*: run step 1 first/);
+  await assert.rejects(runExperiment(empty, [3]), /step 3 needs .*svd_results\/svd_factors_rank16 for svd: run step 2 first/);
+  await assert.rejects(runExperiment(empty, [2]), /step 2 needs the adapter of random \(.*final_model_random\): run step 1 first/);
 });
 
 test("experiment files: JSON and YAML, Hugging Face / LLaMA-Factory spellings, unknown keys and bad syntax refused", () => {
@@ -160,4 +218,79 @@ test("experiment files: JSON and YAML, Hugging Face / LLaMA-Factory spellings, u
     () => readExperimentFile("epochs: 2\nnum_train_epochs: 3\n", "exp.yaml"),
     /num_train_epochs and epochs set the same setting/,
   );
+});
+
+test("the controls: random-continued, svd-xfit and svd-full run, each with its dependencies counted", async () => {
+  const c: ExperimentConfig = {
+    ...config,
+    trainData: dataSubset(EMBEDDED_TRAIN, 6, dir, "train6.json"),
+    outputDir: path.join(dir, "controls"),
+    seeds: 1,
+    batchSize: 2,
+    accuracySamples: 0,
+    arms: ["random-continued", "svd-xfit", "svd-full"],
+  };
+  await runExperiment(c, [1, 2, 3, 4]);
+  const L = experimentLayout(c);
+  const summary = (run: string) => JSON.parse(fs.readFileSync(L.summary(run), "utf8"));
+  // random-continued starts from the random run's own adapter; svd-xfit from the half-data run's teacher.
+  assert.equal(summary("random-continued").settings.svdFactors, L.adapter("random"));
+  assert.deepEqual(summary("random-continued").experiment.dependsOn, ["random"]);
+  assert.equal(summary("random-half").settings.trainData, path.join(c.outputDir, "data", "train_half.json"));
+  assert.equal(JSON.parse(fs.readFileSync(path.join(c.outputDir, "data", "train_half.json"), "utf8")).length, 3);
+  assert.equal(summary("svd-xfit").settings.svdFactors, teacherLayout(c.outputDir, "-xfit", c).factors);
+  assert.deepEqual(summary("svd-xfit").experiment.dependsOn, ["random-half"]);
+  const full = summary("svd-full").experiment.external;
+  assert.equal(full[0].what, "full fine-tune (full_finetune)");
+  assert.ok(full[0].tokens > 0 && full[0].seconds > 0);
+  const comparison = JSON.parse(fs.readFileSync(L.comparisonJson, "utf8"));
+  assert.deepEqual(
+    comparison.arms.map((a: { arm: string }) => a.arm),
+    ["random", "svd", "random-continued", "svd-full", "svd-xfit"],
+    "the half-data run is a teacher's source, not an arm",
+  );
+  assert.equal(summary("random-half").experiment.sourceOnly, true);
+  const tokens = (run: string) => comparison.runs.find((r: { name: string }) => r.name === run).values.totalTokens;
+  assert.equal(tokens("random-continued"), 2 * tokens("random"), "its own run and the random run it continues");
+});
+
+test("a learning-rate grid: every arm at every rate, named by rate, tuned on the validation set", async () => {
+  const c: ExperimentConfig = {
+    ...config,
+    trainData: dataSubset(EMBEDDED_TRAIN, 4, dir, "train4.json"),
+    outputDir: path.join(dir, "grid"),
+    seeds: 1,
+    batchSize: 2,
+    accuracySamples: 0,
+    arms: [],
+    lrGrid: [1e-4, 1e-3],
+  };
+  await runExperiment(c, [1, 2, 3, 4]);
+  const L = experimentLayout(c);
+  for (const run of ["random-lr1e-4", "random-lr1e-3", "svd-lr1e-4", "svd-lr1e-3"]) assert.ok(fs.existsSync(L.summary(run)), run);
+  const svd = JSON.parse(fs.readFileSync(L.summary("svd-lr1e-3"), "utf8"));
+  assert.equal(svd.settings.learningRate, 1e-3);
+  assert.equal(svd.settings.validationFraction, 0.5);
+  assert.equal(svd.settings.svdFactors, teacherLayout(c.outputDir, "-lr1e-3", c).factors, "the teacher of the random run at the same rate");
+  assert.equal(svd.result.evalLosses[0].validationLoss > 0, true);
+  const comparison = JSON.parse(fs.readFileSync(L.comparisonJson, "utf8"));
+  for (const arm of comparison.arms) {
+    assert.equal(arm.learningRates.length, 2);
+    assert.equal(arm.rateAtEdge, true, "two rates: the best is always at an edge");
+  }
+  assert.match(comparison.arms[1].verdict, /verdict withheld/);
+});
+
+test("arms: any init but random and svd (trained anyway), pissa-niter-N with its N, and all for every one", () => {
+  assert.deepEqual(readExperimentFile("arms: [all]\n", "exp.yaml").arms, INIT_ARMS);
+  assert.ok(INIT_ARMS.includes("eva") && INIT_ARMS.includes("pissa-niter-4") && !INIT_ARMS.includes("svd"));
+  assert.deepEqual(readExperimentFile("arms: pissa-niter-8,eva,eva\n", "exp.yaml").arms, ["pissa-niter-8", "eva"]);
+  assert.deepEqual(readExperimentFile("arms: all,svd-xfit\n", "exp.yaml").arms, [...INIT_ARMS, "svd-xfit"]);
+  assert.deepEqual(readExperimentFile("arms: none\n", "exp.yaml").arms, []);
+  assert.throws(
+    () => readExperimentFile("arms: [random]\n", "exp.yaml"),
+    /arms must be none or a comma-separated list of all, random-continued, svd-full, svd-xfit, gaussian, pissa/,
+  );
+  assert.throws(() => readExperimentFile("arms: [pissa-niter-0]\n", "exp.yaml"), /pissa-niter-N: N from 1 to 100/);
+  assert.equal(plan({ ...config, arms: ["corda-kpm"] }, "corda-kpm", config.learningRate, 1).settings.init, "corda-kpm");
 });

@@ -14,7 +14,7 @@ import * as torch from "../../src/torch/index.js";
 import type { Tensor } from "../../src/torch/index.js";
 import { relativeDistance, tempDir, tinyAdapter, tinyLoras } from "../lowrank/helpers.js";
 
-const root = tempDir("svdlora-svd-step-");
+const root = tempDir("svd-step");
 const bestRank = (M: Tensor, r: number) => torch.tidy(() => reconstruct(truncateSvd(exactSvd(M.to("float64")), r)));
 
 test("svdStep on a teacher file writes a PEFT adapter with s·B·A = ΔW_r, and the analysis", async () => {

@@ -10,7 +10,7 @@ import { loraDeltas, synthesizeStep } from "../../src/pipeline/synthesize.js";
 import * as torch from "../../src/torch/index.js";
 import { tempDir, tinyAdapter } from "../lowrank/helpers.js";
 
-const root = tempDir("svdlora-synthesize-");
+const root = tempDir("synthesize");
 const settings = { targetRank: 10, noiseScale: 0.2, decay: 0.05, seed: 3 };
 
 test("synthesizeStep reads the adapter with each module's own scale and writes the teacher the maths gives", async () => {

@@ -142,7 +142,7 @@ describe("svdAnalysisChart", () => {
 
 describe("comparisonChart", () => {
   it("puts training loss (raw and EMA) beside held-out loss, one colour per arm", async () => {
-    const { svg } = await render("comparison_random_vs_svd", comparisonChart({ runs: sampleRuns(), targetLoss: 1 }));
+    const { svg } = await render("comparison_random_vs_svd", comparisonChart({ runs: sampleRuns(), heldOutTarget: 1 }));
     assertHasText(svg, "Training and held-out loss: random vs svd", "Training loss per step", "Held-out loss at each evaluation");
     assertHasText(svg, "optimizer step", "training loss (nats / token)", "held-out loss (nats / token)", "random", "svd", "target 1");
     for (const line of ["faint: raw, one batch · solid: EMA, β = 0.9", "raw spikes above the EMA curves are cut off"])

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import {
@@ -14,6 +13,7 @@ import {
 } from "../../src/report/charts.js";
 import { emaSmooth } from "../../src/report/smoothing.js";
 import { pngSize } from "./png.js";
+import { tempDir as sharedTempDir } from "../helpers.js";
 
 const tinySpec: TopLevelSpec = {
   title: "Tiny chart",
@@ -29,7 +29,7 @@ const tinySpec: TopLevelSpec = {
   encoding: { x: { field: "x", type: "quantitative", title: "the x axis" }, y: { field: "y", type: "quantitative" } },
 };
 
-const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-report-"));
+const tempDir = () => sharedTempDir("report");
 
 describe("renderChart", () => {
   it("renders a PNG whose size matches, and an SVG with the text in it", async () => {

@@ -3,16 +3,17 @@
 // that resolve, and a missing figure refused. The browser test (test/browser) opens it for real.
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { experimentLayout } from "../../src/pipeline/experiment.js";
 import { EXPERIMENT, type ExperimentConfig } from "../../src/pipeline/settings.js";
 import { defaults } from "../../src/util/settings.js";
-import { type ComparisonJson, summarizeComparison, writeExperimentReport } from "../../src/pipeline/report.js";
+import type { ComparisonResult } from "../../src/pipeline/compare.js";
+import { summarizeComparison, writeExperimentReport } from "../../src/pipeline/report.js";
 import { writeSampleExperiment } from "./sample-experiment.js";
+import { tempDir } from "../helpers.js";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-report-"));
+const tmp = tempDir("report");
 
 describe("writeExperimentReport", () => {
   it("embeds every figure, leads with the verdict, and links each run's files, from a relative output directory", async () => {
@@ -36,9 +37,9 @@ describe("writeExperimentReport", () => {
     ]);
     assert.match(
       html,
-      /Held-out loss after training \(lower is better\): random \d\.\d{4}, svd \d\.\d{4} \(\d+\.\d % (better|worse) than random\)/,
+      /<p>svd: not enough paired seeds \(1\) for an interval or a test on the held-out loss after training; run more seeds\.<\/p>/,
     );
-    assert.match(html, /<th>svd vs random \(\+ = better\)<\/th>/);
+    assert.match(html, /<th>svd − random: Δ \[95 % CI\], p<\/th>/);
     assert.match(html, /synthesis took 49 ms/, "durations under a second in ms, not 0.0 s");
 
     const specs = [...html.matchAll(/<script type="application\/json" id="chart-\d+">(.*?)<\/script>/g)].map((m) => JSON.parse(m[1]));
@@ -70,19 +71,22 @@ describe("writeExperimentReport", () => {
     );
   });
 
-  it("takes the verdict from comparison.json when it has one", async () => {
-    const comparison = JSON.parse(fs.readFileSync(path.join(tmp, "exp", "training_results", "comparison.json"), "utf8")) as ComparisonJson;
+  it("takes the verdict, the statistics and the caveats from comparison.json", async () => {
+    const comparison = JSON.parse(
+      fs.readFileSync(path.join(tmp, "exp", "training_results", "comparison.json"), "utf8"),
+    ) as ComparisonResult;
     const summary = summarizeComparison({ ...comparison, verdict: ["svd is ahead of random on held-out loss (p = 0.01)"] });
     assert.deepEqual(summary.verdict, ["svd is ahead of random on held-out loss (p = 0.01)"]);
-    assert.equal(summary.statistics.rows.length, 10);
+    assert.deepEqual(summary.notes, comparison.caveats);
+    assert.equal(summary.statistics.rows.length, 9);
     assert.deepEqual(summary.statistics.columns, [
       "metric",
       "random (n = 1)",
       "svd (n = 1)",
       "pissa (n = 1)",
-      "svd vs random (+ = better)",
-      "pissa vs random (+ = better)",
+      "svd − random: Δ [95 % CI], p",
+      "pissa − random: Δ [95 % CI], p",
     ]);
-    assert.ok(summary.notes.some((n) => n.includes("synthesized from the random-init run")));
+    assert.ok(summary.notes.some((n) => n.includes("synthesized from the random run of the same seed")));
   });
 });

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { saveChart } from "../../src/report/charts.js";
@@ -14,8 +13,9 @@ import {
   type HtmlReport,
 } from "../../src/report/html.js";
 import { PNG_SIGNATURE } from "./png.js";
+import { tempDir as sharedTempDir } from "../helpers.js";
 
-const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-html-"));
+const tempDir = () => sharedTempDir("html");
 const hostile = `<script>alert("x")</script> & 'quotes'`;
 
 /** Everything that would make a browser fetch something, once the inlined data: URIs are removed. */

@@ -73,14 +73,18 @@ export async function writeSampleExperiment(
         loss: p.loss,
         tokens: p.step * TOKENS_PER_STEP,
         elapsedS: p.step * 0.4,
+        time: 1_800_000_000 + p.step * 0.4,
       })),
       truncated: 0,
       dropped: 0,
+      tooLong: 0,
       samples: 81,
       trainableParameters: 65536,
       accuracy: { correct: 3 + k, total: 10, seconds: 2, items: Array.from({ length: 10 }, (_, i) => i < 3 + k) },
       skippedSteps: 0,
       resumedFrom: null,
+      preparation: { tokens: 0, seconds: 0.1, batches: 0 },
+      saved: { form: "as trained", conversionError: null },
     };
     fs.writeFileSync(L.summary(run.run), JSON.stringify({ made_by: "svdlora", settings: {}, result }, null, 2));
     fs.mkdirSync(L.adapter(run.run), { recursive: true });

@@ -35,3 +35,16 @@ test("curve summaries refuse unsorted steps and non-finite values", () => {
   assert.throws(() => stepsToTarget(curve([0, 1], [1, Number.NaN]), 0.5), /point 1 \(step 1, value NaN\) is not finite/);
   assert.throws(() => stepsToTarget(curve([0, 1]), Number.NaN), /target must be a finite number/);
 });
+
+test("summarize: mean, sample sd and the t interval of the mean; nulls and non-finite values left out", async () => {
+  const { summarize } = await import("../../src/stats/index.js");
+  assert.deepEqual(summarize([]), { n: 0, mean: null, sd: null, ci: null });
+  assert.deepEqual(summarize([2, null]), { n: 1, mean: 2, sd: null, ci: null });
+  const s = summarize([1, 2, 3, 4, null, Number.NaN]);
+  assert.equal(s.n, 4);
+  assert.equal(s.mean, 2.5);
+  assert.ok(Math.abs(s.sd! - Math.sqrt(5 / 3)) < 1e-12);
+  // t_{0.975, 3} = 3.182446305284263 (scipy.stats.t.ppf)
+  const half = (3.182446305284263 * Math.sqrt(5 / 3)) / 2;
+  assert.ok(Math.abs(s.ci![0] - (2.5 - half)) < 1e-9 && Math.abs(s.ci![1] - (2.5 + half)) < 1e-9);
+});

@@ -3,13 +3,12 @@
 // stalls gives the other a one-line error within the timeout; fromEnv checks what launchers set.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { distributed, fromEnv } from "../../src/torch/distributed.js";
 import { freePort } from "../../src/cli/launch.js";
+import { tempDir } from "../helpers.js";
 
 const worker = fileURLToPath(new URL("./distributed-worker.js", import.meta.url));
 const hasGloo = distributed.backends().includes("gloo");
@@ -116,7 +115,7 @@ function checkCollectives(results: Result[], n: number): void {
 
 describe("distributed (Gloo, 2 processes)", { skip }, () => {
   test("all-reduce (sum, avg, max, min) of several shapes and dtypes, broadcast and barrier; TCPStore, then FileStore with 64-byte buckets", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-dist-"));
+    const dir = tempDir("dist");
     const results = await runRanks("collectives", 2, { DIST_TIMEOUT_MS: "20000", DIST_STORE_FILE: path.join(dir, "store") });
     for (const r of results) assert.equal(r.code, 0, `rank ${r.rank} exited with ${r.code}: ${r.stderr}`);
     for (const round of [0, 1])
@@ -189,7 +188,7 @@ describe("distributed (Gloo, this process)", { skip }, () => {
       backend: "gloo",
       rank: 0,
       worldSize: 1,
-      storeFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-dist-")), "s"),
+      storeFile: path.join(tempDir("dist"), "s"),
       timeoutMs: 5000,
     });
     try {
@@ -261,6 +260,26 @@ describe("fromEnv", () => {
       masterPort: 29500,
     });
     assert.equal(distributed.fromEnv(full)?.rank, 1);
+  });
+
+  test("reads what srun sets for each of several tasks, with MASTER_ADDR and MASTER_PORT from the batch script", () => {
+    const slurm = {
+      SLURM_PROCID: "5",
+      SLURM_NTASKS: "8",
+      SLURM_LOCALID: "1",
+      SLURM_TASKS_PER_NODE: "4(x2)",
+      MASTER_ADDR: "node1",
+      MASTER_PORT: "29400",
+    };
+    assert.deepEqual(fromEnv(slurm), { rank: 5, worldSize: 8, localRank: 1, localWorldSize: 4, masterAddr: "node1", masterPort: 29400 });
+    assert.equal(fromEnv({ ...slurm, SLURM_NTASKS_PER_NODE: "2", SLURM_LOCALID: "1" })?.localWorldSize, 2);
+    assert.equal(fromEnv({ ...slurm, SLURM_NTASKS: "1", SLURM_PROCID: "0" }), null, "one task is a plain run");
+    assert.equal(fromEnv({ ...slurm, ...full })?.worldSize, 4, "torchrun's variables win (torchrun under srun)");
+    assert.throws(() => fromEnv({ ...slurm, SLURM_PROCID: "8" }), /^Error: distributed: SLURM_PROCID=8 is not below SLURM_NTASKS=8$/);
+    assert.throws(
+      () => fromEnv({ ...slurm, MASTER_ADDR: undefined }),
+      /^Error: distributed: MASTER_ADDR is not set \(SLURM_NTASKS=8 needs the address of rank 0: in the batch script, export MASTER_ADDR=\$\(scontrol show hostnames/,
+    );
   });
 
   test("bad values are one-line errors naming the variable", () => {

@@ -2,14 +2,12 @@
 // staging buffers (CUDA; SVDLORA_TEST_DEVICE=cuda runs these there).
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { after, test } from "node:test";
 import * as torch from "../../src/torch/index.js";
-import { device } from "../helpers.js";
+import { device, tempDir } from "../helpers.js";
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-fromfile-"));
-after(() => fs.rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir("fromfile");
 
 /** A file of `prefix` junk bytes followed by the bytes of each tensor; returns fd and offsets. */
 function fileOf(name: string, prefix: number, tensors: torch.Tensor[]): { fd: number; offsets: number[] } {

@@ -15,7 +15,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { before, test } from "node:test";
 import { trainRuns } from "../../src/pipeline/train.js";
-import { RunsFailedError, trainConcurrently } from "../../src/train/concurrent.js";
+import { RunsFailedError, canShareBase, trainConcurrently } from "../../src/train/concurrent.js";
 import { InterruptedError } from "../../src/train/events.js";
 import type { TrainResult } from "../../src/train/trainer.js";
 import { trainLora } from "../../src/train/trainer.js";
@@ -155,6 +155,24 @@ test("runs trained together must share the model's settings; the refusal names t
     /^Error: concurrent runs share one model, so they must share `dtype`: run 1 has "float32", run 2 "bfloat16"; train them in separate calls$/,
   );
   await assert.rejects(trainConcurrently([]), /no runs/);
+});
+
+test("only runs whose adapter can share W are arms: DoRA, LoftQ and the calibration inits train alone", async () => {
+  for (const init of ["random", "gaussian", "svd", "pissa", "pissa-niter-4", "olora", "milora", "mica", "orthogonal"])
+    assert.equal(canShareBase({ init }), true, init);
+  for (const init of ["loftq", "eva", "corda-ipm", "corda-kpm", "lora-ga", "lora-one"]) assert.equal(canShareBase({ init }), false, init);
+  assert.equal(canShareBase({ init: "random", dora: true }), false);
+  await assert.rejects(
+    trainConcurrently([
+      { settings: base, ...folder("alone-only", 0) },
+      { settings: { ...base, dora: true }, ...folder("alone-only", 1) },
+    ]),
+    /^Error: train random: a DoRA adapter cannot share the base model with other runs; train it alone$/,
+  );
+  await assert.rejects(
+    trainConcurrently([{ settings: { ...base, init: "eva" }, ...folder("alone-only", 2), label: "train eva-s2" }]),
+    /^Error: train eva-s2: `init` eva cannot share the base model with other runs; train it alone$/,
+  );
 });
 
 test("trainRuns stages each run and moves its files into the experiment's names", async () => {

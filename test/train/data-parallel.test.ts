@@ -6,13 +6,20 @@ import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
+import { freePort } from "../../src/cli/launch.js";
+import { parseModelConfig } from "../../src/hf/config.js";
 import { loadAdapter } from "../../src/hf/peft.js";
+import { randomCausalLM } from "../../src/model/loader.js";
+import { addLora, loraParameters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
-import { shareOf } from "../../src/train/data-parallel.js";
+import { lossAndBackward } from "../../src/train/backprop.js";
+import { packedBatch } from "../../src/train/batches.js";
+import { MIN_BUCKETS, bucketPlan, shareOf } from "../../src/train/data-parallel.js";
 import { readTrainingLog } from "../../src/train/log.js";
 import { dataSubset, tempDir } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
+const gradientSumWorker = new URL("./gradient-sum-worker.js", import.meta.url).pathname;
 const train = new URL("../../../data/probability/train.json", import.meta.url).pathname;
 const tmp = tempDir("dp");
 const gloo = torch.distributed.backends().includes("gloo");
@@ -22,18 +29,24 @@ function svdlora(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
 }
 
-test("two CPU processes with --gpus 2 train the adapter one process trains on the same global batch", {
-  skip: !gloo && "this build has no Gloo backend",
-}, () => {
+// Training flags shared by the runs compared below; the one-process run is the reference.
+const common = () => {
   const data = dataSubset(train, 10, tmp, "train10.json");
-  const common = ["train", "--train-data", data, "--eval-data", data, "--epochs", "1", "--quiet", "--device", "cpu"];
-  const one = svdlora(...common, "--batch-size", "4", "--output-dir", path.join(tmp, "one"));
-  assert.equal(one.code, 0, one.stderr);
-  const two = svdlora(...common, "--batch-size", "2", "--gpus", "2", "--output-dir", path.join(tmp, "two"));
-  assert.equal(two.code, 0, two.stderr);
-  // Rank 0 alone reports and writes.
-  assert.equal(two.stdout.match(/^adapter:/gm)?.length, 1, two.stdout);
-  const logs = ["one", "two"].map((d) => readTrainingLog(path.join(tmp, d, "training_log_random.csv")));
+  return ["train", "--train-data", data, "--eval-data", data, "--epochs", "1", "--quiet", "--device", "cpu"];
+};
+let reference: string | null = null;
+function oneProcess(): string {
+  if (!reference) {
+    const one = svdlora(...common(), "--batch-size", "4", "--output-dir", path.join(tmp, "one"));
+    assert.equal(one.code, 0, one.stderr);
+    reference = path.join(tmp, "one");
+  }
+  return reference;
+}
+
+/** The run in `dir` (batch 2 on each of 2 ranks) trained what one process with batch 4 trains. */
+function assertSameTraining(dir: string): void {
+  const logs = [oneProcess(), dir].map((d) => readTrainingLog(path.join(d, "training_log_random.csv")));
   assert.equal(logs[1].train.length, 2); // 10 samples, global batch 4: the remainder joins the last step (6, three on each rank)
   logs[1].train.forEach((row, i) => {
     const want = logs[0].train[i];
@@ -48,12 +61,195 @@ test("two CPU processes with --gpus 2 train the adapter one process trains on th
   assert.ok(Math.abs(evals[1] - evals[0]) <= 1e-5 * evals[0], `eval loss after training ${evals[1]} vs ${evals[0]}`);
   // Adam divides by √v: elements whose gradient is ~0 move by ±lr on rounding noise alone, so the
   // factors are compared as a whole.
-  const [a, b] = ["one", "two"].map((d) => loadAdapter(path.join(tmp, d, "final_model_random")).weights);
+  const [a, b] = [oneProcess(), dir].map((d) => loadAdapter(path.join(d, "final_model_random")).weights);
   for (const [name, w] of a)
     for (const k of ["A", "B"] as const) {
       const rel = torch.tidy(() => w[k].sub(b.get(name)![k]).norm().item() / w[k].norm().item());
       assert.ok(rel < 1e-2, `${name} ${k}: relative difference ${rel}`); // a missing or doubled gradient share is O(1)
     }
+}
+
+test("two CPU processes with --gpus 2 train the adapter one process trains on the same global batch", {
+  skip: !gloo && "this build has no Gloo backend",
+}, () => {
+  const two = svdlora(...common(), "--batch-size", "2", "--gpus", "2", "--output-dir", path.join(tmp, "two"));
+  assert.equal(two.code, 0, two.stderr);
+  // Rank 0 alone reports and writes.
+  assert.equal(two.stdout.match(/^adapter:/gm)?.length, 1, two.stdout);
+  assertSameTraining(path.join(tmp, "two"));
+});
+
+test("two machines (two launchers on this host, NNODES=2, one CPU worker each) train what one process trains", {
+  skip: !gloo && "this build has no Gloo backend",
+}, async () => {
+  const port = await freePort();
+  const out = path.join(tmp, "two-machines");
+  const machine = (nodeRank: number) => {
+    const env = {
+      ...process.env,
+      RANK: "",
+      WORLD_SIZE: "",
+      NNODES: "2",
+      NODE_RANK: String(nodeRank),
+      MASTER_ADDR: "127.0.0.1",
+      MASTER_PORT: String(port),
+    };
+    const child = spawn(process.execPath, [bin, ...common(), "--batch-size", "2", "--gpus", "1", "--output-dir", out], { env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+      child.on("close", (code) => resolve({ code, stdout, stderr })),
+    );
+  };
+  const [first, second] = await Promise.all([machine(0), machine(1)]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(second.code, 0, second.stderr);
+  // Rank 0, on the first machine, alone reports and writes.
+  assert.match(first.stdout, /^adapter:/m);
+  assert.equal(second.stdout.trim(), "", second.stdout);
+  assertSameTraining(out);
+});
+
+/** Runs `script` as ranks 0..n-1 of one group (as a launcher would); resolves with each rank's last stdout line as JSON. */
+async function ranks(script: string, n: number): Promise<Record<string, any>[]> {
+  const port = await freePort();
+  return Promise.all(
+    Array.from({ length: n }, (_, rank) => {
+      const env = { ...process.env, RANK: String(rank), WORLD_SIZE: String(n), MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port) };
+      const child = spawn(process.execPath, [script], { env, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      const killer = setTimeout(() => child.kill("SIGKILL"), 60000);
+      return new Promise<Record<string, any>>((resolve, reject) =>
+        child.on("close", (code) => {
+          clearTimeout(killer);
+          if (code !== 0) reject(new Error(`rank ${rank} exited with ${code}: ${stderr}`));
+          else resolve(JSON.parse(stdout.trim().split("\n").pop()!));
+        }),
+      );
+    }),
+  );
+}
+
+test("gradients summed bucket by bucket during backward equal those summed after it, and one process's on the whole batch", {
+  skip: !gloo && "this build has no Gloo backend",
+}, async () => {
+  for (const r of await ranks(gradientSumWorker, 2)) {
+    // The embedded model's 4 layers, one bucket each (top first), all LoRA factors in them.
+    assert.deepEqual(
+      r.buckets.map((b: { first: number }) => b.first),
+      [3, 2, 1, 0],
+      `rank ${r.rank}`,
+    );
+    assert.equal(r.rest, 0);
+    // Backward split where the buckets start: it finishes layer 3, 2, 1, then 0; each bucket starts there.
+    assert.deepEqual(
+      r.hooksDuring,
+      [3, 2, 1, 0].map((first, k) => ({ first, startedBuckets: k + 1 })),
+      `rank ${r.rank}`,
+    );
+    assert.deepEqual(r.hooksAfter, [{ first: 0, startedBuckets: 0 }], "without overlap, one segment and nothing started in backward");
+    assert.equal(r.duringVsAfter, 0, `rank ${r.rank}: the same sums whenever they start`);
+    assert.ok(r.smallestNorm > 0, "every factor has a gradient");
+    assert.ok(r.afterVsAlone < 1e-5, `rank ${r.rank}: summed vs one process, relative difference ${r.afterVsAlone}`);
+  }
+});
+
+function tenLayers() {
+  torch.manualSeed(5);
+  const config = parseModelConfig({
+    model_type: "qwen2",
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 10,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 97,
+    max_position_embeddings: 64,
+    rope_theta: 10000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
+  });
+  return randomCausalLM(config, { std: 0.2 });
+}
+
+test("gradient buckets are whole layers from the top, each at most 1/MIN_BUCKETS of them; weights outside the layers come last", () => {
+  const model = tenLayers();
+  const loras = addLora(model, { rank: 4, alpha: 8, targets: ["q_proj", "v_proj"] }, "gaussian");
+  const plan = bucketPlan(model, loraParameters(loras));
+  assert.equal(MIN_BUCKETS, 4);
+  // 10 equal layers, at most 10/4 of them per bucket: 2 each, top first.
+  assert.deepEqual(
+    plan.layers.map((b) => [b.first, b.params.length]),
+    [
+      [8, 8],
+      [6, 8],
+      [4, 8],
+      [2, 8],
+      [0, 8],
+    ],
+  );
+  assert.equal(plan.layers[0].params[0], loras.get("model.layers.9.self_attn.q_proj")!.A, "the top layer's first");
+  assert.deepEqual(plan.rest, []);
+  assert.equal(bucketPlan(model, loraParameters(loras)).layers.length, 5, "a new list of the same parameters gets the same plan");
+  // A full fine-tune: the embeddings, the final norm and lm_head are in no layer.
+  const weights = model.namedWeights();
+  const full = bucketPlan(model, [...weights.values()]);
+  assert.deepEqual(
+    full.rest,
+    ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"].map((k) => weights.get(k)),
+  );
+  assert.equal(full.layers.flatMap((b) => b.params).length, weights.size - 3);
+});
+
+test("onLayersDone: when backward says layers ≥ first are done, their gradients are final; segmentStarts splits backward there, same gradients", () => {
+  const model = tenLayers();
+  const loras = addLora(model, { rank: 4, alpha: 8, targets: "all-linear" }, "gaussian");
+  torch.noGrad(() => {
+    for (const l of loras.values()) l.B.normal_(0, 0.1);
+  });
+  const layerOf = new Map([...loras].flatMap(([name, l]) => [l.A, l.B].map((p) => [p, Number(/layers\.(\d+)\./.exec(name)![1])] as const)));
+  const batch = packedBatch(
+    [
+      { ids: [1, 2, 3, 4, 5, 6, 7], lossMask: [false, false, true, true, true, true, true], truncated: false },
+      { ids: [9, 8, 7, 6, 5], lossMask: [false, true, true, true, true], truncated: false },
+    ],
+    "cpu",
+  );
+  const grads = () => [...layerOf.keys()].map((p) => Array.from(p.grad!.data() as Float32Array));
+  const clear = () => {
+    for (const p of layerOf.keys()) p.grad = null;
+  };
+  // Layers 0–3 kept (one segment), 4–9 recomputed one by one.
+  torch.tidy(() => lossAndBackward(model, batch, { recompute: { keepLayers: 4 } }).loss);
+  const whole = grads();
+  clear();
+  const firsts: number[] = [];
+  const seen = new Map<torch.Tensor, number[]>();
+  // The same, with the kept layers split at layer 2: backward reports there too.
+  torch.tidy(
+    () =>
+      lossAndBackward(model, batch, {
+        recompute: { keepLayers: 4 },
+        segmentStarts: new Set([2, 7]),
+        onLayersDone: (first) => {
+          firsts.push(first);
+          for (const [p, layer] of layerOf) if (layer >= first && !seen.has(p)) seen.set(p, Array.from(p.grad!.data() as Float32Array));
+        },
+      }).loss,
+  );
+  assert.deepEqual(firsts, [9, 8, 7, 6, 5, 4, 2, 0]);
+  assert.equal(seen.size, layerOf.size);
+  for (const [p, early] of seen) assert.deepEqual(Array.from(p.grad!.data() as Float32Array), early, `layer ${layerOf.get(p)}`);
+  const split = grads();
+  whole.forEach((g, k) =>
+    g.forEach((x, j) => assert.ok(Math.abs(x - split[k][j]) <= 1e-6 * (1 + Math.abs(x)), `gradient ${k}[${j}]: ${split[k][j]} vs ${x}`)),
+  );
+  clear();
 });
 
 test("a launch with a bad rank variable fails in one line", () => {
@@ -109,7 +305,7 @@ test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finis
   const rows = (out: string, log = path.join(tmp, out, ".svdlora-partial-random", "training_log.csv")) =>
     fs.existsSync(log) ? readTrainingLog(log).train.length : 0;
   const checkpointStep = (out: string) =>
-    JSON.parse(fs.readFileSync(path.join(tmp, out, "checkpoints", "random", "trainer_state.json"), "utf8")).step;
+    JSON.parse(fs.readFileSync(path.join(tmp, out, "checkpoints", "random", "trainer_state.json"), "utf8")).global_step;
   const reference = svdlora(...args("ctrlc-reference"));
   assert.equal(reference.code, 0, reference.stderr);
 

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import {
@@ -13,8 +12,9 @@ import {
   TrainingLogWriter,
   trainingLogPath,
 } from "../../src/train/log.js";
+import { tempDir as sharedTempDir } from "../helpers.js";
 
-const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-log-"));
+const tempDir = () => sharedTempDir("log");
 const HEADER = "step,epoch,loss,lr,grad_norm,tokens,elapsed_s,eval_loss";
 
 const trainRows: TrainRow[] = [

@@ -1,12 +1,12 @@
 // Crash safety: a training process killed with SIGKILL at a random moment, then resumed, ends
 // with an adapter bitwise identical to an uninterrupted run; Ctrl-C saves a checkpoint and exits.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { test } from "node:test";
+import { before, test } from "node:test";
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
-import { dataSubset, tempDir } from "../helpers.js";
+import { dataSubset, runCli, tempDir } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
 const dir = tempDir("resume");
@@ -68,10 +68,15 @@ async function interruptedRun(
 
 const reference = path.join(dir, "reference");
 
-test("an uninterrupted reference run", () => {
-  const r = spawnSync(process.execPath, [bin, ...args(reference)], { encoding: "utf8" });
-  assert.equal(r.status, 0, r.stderr);
-  assert.ok(fs.existsSync(path.join(reference, "checkpoints", "random", "trainer_state.json")));
+// The uninterrupted run and the resumes run in this process (the interrupted runs need one of their own).
+before(async () => {
+  const r = await runCli(...args(reference));
+  assert.equal(r.code, 0, r.stderr);
+});
+
+test("a finished run is its files alone: its checkpoint went with the commit", () => {
+  assert.ok(fs.existsSync(path.join(reference, "train_summary_random.json")));
+  assert.ok(!fs.existsSync(path.join(reference, "checkpoints")));
 });
 
 test("SIGKILL at a random moment, then --resume: the adapter is bitwise identical", async () => {
@@ -79,8 +84,8 @@ test("SIGKILL at a random moment, then --resume: the adapter is bitwise identica
   const killed = await interruptedRun(out, 3, "SIGKILL");
   assert.equal(killed.signal, "SIGKILL", "the run was still going when killed");
   assert.equal(fs.existsSync(path.join(out, "final_model_random")), false);
-  const resumed = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
-  assert.equal(resumed.status, 0, resumed.stderr);
+  const resumed = await runCli(...args(out), "--resume");
+  assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stdout, /resumed from the checkpoint at step [1-8]/);
   assert.ok(adapterBytes(out).equals(adapterBytes(reference)), "adapter differs from the uninterrupted run");
   // The log reads as one run: the same steps and losses as the reference.
@@ -96,18 +101,31 @@ test("Ctrl-C saves a checkpoint and exits with 130; --resume finishes the same r
     r.stderr,
     /^svdlora: stopped at step \d+: checkpoint saved in .*checkpoints\/random; continue with the same settings and --resume$/m,
   );
-  const resumed = spawnSync(process.execPath, [bin, ...args(out), "--resume"], { encoding: "utf8" });
-  assert.equal(resumed.status, 0, resumed.stderr);
+  // Resuming with other settings is refused in one line, and leaves the checkpoint to resume from.
+  const other = await runCli(...args(out).map((a) => (a === "1e-3" ? "2e-3" : a)), "--resume");
+  assert.notEqual(other.code, 0);
+  assert.match(
+    other.stderr,
+    /^svdlora: error: checkpoint .* was made with other settings \(learningRate: 0\.001 then, 0\.002 now\): resume with the same settings/,
+  );
+  const resumed = await runCli(...args(out), "--resume");
+  assert.equal(resumed.code, 0, resumed.stderr);
   assert.ok(adapterBytes(out).equals(adapterBytes(reference)));
+  // A finished run has nothing to resume.
+  const again = await runCli(...args(out), "--resume");
+  assert.match(
+    again.stderr,
+    /^svdlora: error: the run named random in .* is complete: there is nothing to resume; replace it with --overwrite$/,
+  );
 });
 
-test("resuming with other settings is refused in one line", () => {
-  const r = spawnSync(process.execPath, [bin, ...args(reference).map((a) => (a === "1e-3" ? "2e-3" : a)), "--resume"], {
-    encoding: "utf8",
-  });
-  assert.notEqual(r.status, 0);
+test("SIGTERM (timeout, kill, a scheduler) stops at a step boundary with a checkpoint, as Ctrl-C does", async () => {
+  const out = path.join(dir, "sigterm");
+  const r = await interruptedRun(out, 2, "SIGTERM");
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /^svdlora: stopping at the next step boundary \(a second SIGTERM to stop at once\)$/m);
   assert.match(
-    r.stderr.trim(),
-    /^svdlora: error: checkpoint .* was made with other settings \(learningRate: 0\.001 then, 0\.002 now\): resume with the same settings/,
+    r.stderr,
+    /^svdlora: stopped at step \d+: checkpoint saved in .*checkpoints\/random; continue with the same settings and --resume$/m,
   );
 });

@@ -18,11 +18,12 @@ import * as torch from "../../src/torch/index.js";
 import { evaluateLoss } from "../../src/train/evaluate.js";
 import { readTrainingLog } from "../../src/train/log.js";
 import type { LoraTrainingSettings } from "../../src/train/settings.js";
+import { validationSplit } from "../../src/train/trainer.js";
 import { dataSubset, tempDir } from "../helpers.js";
 
 const dir = tempDir("train");
-const trainData = dataSubset(EMBEDDED_TRAIN, 16, dir, "train.json");
-const evalData = dataSubset(EMBEDDED_EVAL, 16, dir, "eval.json");
+const trainData = dataSubset(EMBEDDED_TRAIN, 8, dir, "train.json");
+const evalData = dataSubset(EMBEDDED_EVAL, 8, dir, "eval.json");
 const base: Partial<LoraTrainingSettings> = { trainData, evalData, epochs: 2, batchSize: 4, learningRate: 1e-3, quiet: true };
 const out = (name: string) => path.join(dir, name);
 
@@ -33,8 +34,8 @@ before(async () => {
 
 test("LoRA training lowers the held-out loss and saves a PEFT adapter, a CSV log and a summary", () => {
   const r = reference;
-  assert.equal(r.steps, 8);
-  assert.equal(r.samples, 16);
+  assert.equal(r.steps, 4);
+  assert.equal(r.samples, 8);
   assert.equal(r.evalLosses.length, 3);
   const [first, , last] = r.evalLosses.map((e) => e.loss);
   assert.ok(last < first, `held-out loss ${first} → ${last}`);
@@ -52,13 +53,13 @@ test("LoRA training lowers the held-out loss and saves a PEFT adapter, a CSV log
   const log = readTrainingLog(r.logPath);
   assert.deepEqual(
     log.train.map((row) => row.step),
-    [1, 2, 3, 4, 5, 6, 7, 8],
+    [1, 2, 3, 4],
   );
   assert.deepEqual(
     log.eval.map((row) => row.step),
-    [0, 4, 8],
+    [0, 2, 4],
   );
-  assert.equal(log.train[7].tokens, r.tokens);
+  assert.equal(log.train[3].tokens, r.tokens);
   assert.ok(log.train.every((row) => row.lr > 0 && row.gradNorm! > 0));
   const summary = JSON.parse(fs.readFileSync(r.summaryPath, "utf8"));
   assert.equal(summary.made_by, "svdlora");
@@ -67,9 +68,9 @@ test("LoRA training lowers the held-out loss and saves a PEFT adapter, a CSV log
   assert.equal(summary.identity.training.epochs, 2);
   assert.equal(summary.inputs.trainData.sha256.length, 64);
   // The final loss is the last epoch's mean over its predicted tokens, not the last step's.
-  const lastEpoch = log.train.slice(4).map((row) => row.loss);
+  const lastEpoch = log.train.slice(2).map((row) => row.loss);
   assert.ok(r.finalLoss > Math.min(...lastEpoch) && r.finalLoss < Math.max(...lastEpoch));
-  assert.equal(loadDataset(trainData).length, 16);
+  assert.equal(loadDataset(trainData).length, 8);
   // Nothing is left beside the outputs: no staging folder, no lock.
   assert.deepEqual(
     fs.readdirSync(out("reference")).filter((f) => f.startsWith(".")),
@@ -113,27 +114,56 @@ test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the traine
   const ended = r.evalLosses[r.evalLosses.length - 1].loss;
   assert.ok(Math.abs(loss - ended) < 1e-4, `reloaded ${loss} vs end of run ${ended}`);
   assert.ok(Math.abs(ended - r.evalLosses[0].loss) > 1e-3, "training changed the model");
+  // The held-out loss is token-weighted: evalBatchSize and packing change it only by float rounding.
+  for (const [batchSize, packing] of [
+    [64, false],
+    [64, true],
+    [7, true],
+  ] as const) {
+    const other = evaluateLoss(model, encoded, { batchSize, padId: tok.pad!.id, device: "cpu", packing });
+    assert.ok(Math.abs(other - loss) < 1e-5, `batch ${batchSize}, packing ${packing}: ${other} vs ${loss}`);
+  }
   torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
   torch.dispose([...model.namedWeights().values()]);
 });
 
 test("gradient accumulation: one optimizer step per accumulated group, the last one shorter", async () => {
-  const r = await trainRun({ ...base, init: "random", epochs: 1, batchSize: 2, gradientAccumulationSteps: 3, outputDir: out("accum") });
-  // 16 samples → 8 micro-batches of 2 → steps of 3, 3 and 2 micro-batches.
-  assert.equal(r.steps, 3);
+  const r = await trainRun({
+    ...base,
+    evalData: undefined,
+    init: "random",
+    epochs: 1,
+    batchSize: 2,
+    gradientAccumulationSteps: 3,
+    outputDir: out("accum"),
+  });
+  // 8 samples → 4 micro-batches of 2 → steps of 3 and 1 micro-batches.
+  assert.equal(r.steps, 2);
   const log = readTrainingLog(r.logPath);
-  assert.deepEqual(
-    log.train.map((row) => row.tokens > 0),
-    [true, true, true],
-  );
-  assert.equal(log.train[2].tokens, r.tokens);
+  const perStep = log.train.map((row, i) => row.tokens - (log.train[i - 1]?.tokens ?? 0));
+  assert.ok(perStep[0] > perStep[1] && perStep[1] > 0, `tokens per step ${perStep}: three micro-batches, then one`);
+  assert.equal(log.train[1].tokens, r.tokens);
 });
 
 test("a batch that does not divide the data: the remainder joins the last batch", async () => {
-  const odd = dataSubset(EMBEDDED_TRAIN, 9, dir, "odd.json");
-  const r = await trainRun({ ...base, trainData: odd, evalData: undefined, epochs: 1, outputDir: out("odd") });
-  // 9 samples in batches of 4: two steps, of 4 and 5 samples (no step on a single leftover sample).
+  const odd = dataSubset(EMBEDDED_TRAIN, 5, dir, "odd.json");
+  const r = await trainRun({ ...base, trainData: odd, evalData: undefined, epochs: 1, batchSize: 2, outputDir: out("odd") });
+  // 5 samples in batches of 2: two steps, of 2 and 3 samples (no step on a single leftover sample).
   assert.equal(r.steps, 2);
+});
+
+test("an unfinished run's checkpoint is resumed or replaced only when asked", async () => {
+  const unfinished = out("unfinished");
+  const stop = new AbortController();
+  const interrupted = { ...base, evalData: undefined, epochs: 1, outputDir: unfinished };
+  await assert.rejects(trainRun(interrupted, { signal: stop.signal, events: { step: () => stop.abort() } }), /stopped at step 1/);
+  await assert.rejects(
+    trainRun(interrupted),
+    /^Error: an unfinished run named random left a checkpoint in .*checkpoints\/random: continue it with `resume`, or start afresh with `overwrite`$/,
+  );
+  const r = await trainRun({ ...interrupted, resume: true });
+  assert.equal(r.resumedFrom, 1);
+  assert.ok(!fs.existsSync(path.join(unfinished, "checkpoints")), "the finished run keeps no checkpoint");
 });
 
 test("an earlier run is replaced only with overwrite, and a file no run owns never", async () => {
@@ -146,4 +176,25 @@ test("an earlier run is replaced only with overwrite, and a file no run owns nev
   fs.writeFileSync(path.join(stray, "training_log_random.csv"), "mine\n");
   await assert.rejects(trainRun({ ...base, epochs: 1, outputDir: stray }), /training_log_random\.csv exists but no svdlora run owns it/);
   assert.equal(fs.readFileSync(path.join(stray, "training_log_random.csv"), "utf8"), "mine\n");
+});
+
+test("the validation set is drawn from the whole held-out set with a fixed seed, not taken from its start", () => {
+  const heldOut = Array.from({ length: 240 }, (_, i) => i);
+  const { validation, test: rest } = validationSplit(heldOut, 0.5);
+  assert.equal(validation.length, 120);
+  assert.deepEqual(
+    [...validation, ...rest].sort((a, b) => a - b),
+    heldOut,
+    "the two parts cover the held-out set once",
+  );
+  assert.deepEqual(
+    validation,
+    [...validation].sort((a, b) => a - b),
+    "each part keeps the file's order",
+  );
+  // Drawn from both halves of the file, about evenly.
+  const early = validation.filter((i) => i < 120).length;
+  assert.ok(early > 40 && early < 80, `${early} of 120 from the first half`);
+  assert.deepEqual(validationSplit(heldOut, 0.5), { validation, test: rest }, "the same split every time");
+  assert.deepEqual(validationSplit(heldOut, 0), { validation: [], test: heldOut });
 });

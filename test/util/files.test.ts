@@ -2,7 +2,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { replaceDirectoryAtomic, writeFileAtomic, writeFileAtomicWith } from "../../src/util/atomic.js";
@@ -16,9 +15,9 @@ import {
   readInputFile,
   readInputText,
 } from "../../src/util/files.js";
+import { tempDir } from "../helpers.js";
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), "svdlora-files-"));
-after(() => fs.rmSync(root, { recursive: true, force: true }));
+const root = tempDir("files");
 
 const errno = (code: string, syscall = "write") =>
   Object.assign(new Error(`${code}: raw message, ${syscall}`), { code, syscall, errno: -1 });

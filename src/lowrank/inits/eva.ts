@@ -230,28 +230,46 @@ export class EvaState {
     const wanted = this.hookLayers().filter((name) => this.active.get(name));
     if (wanted.length === 0) return null;
     if (this.batches >= (this.o.maxBatches ?? 1000))
-      throw new Error(`EVA did not converge in ${this.batches} batches (layers still moving: ${wanted.join(", ")}): lower tau or add data`);
+      throw new Error(
+        `EVA did not converge in ${this.batches} batches (layers still moving: ${wanted.join(", ")}): give it more varied calibration data (\`calibrationBatches\`) or a lower tau`,
+      );
     return wanted;
   }
 
-  /** One batch: the input rows [n, in] of each layer next() asked for. */
+  /** One batch: the input rows [n, in] of each layer next() asked for (fit each, then endBatch). */
   feed(inputs: ReadonlyMap<string, Tensor>): void {
-    this.batches++;
     for (const name of this.hookLayers()) {
       if (!this.active.get(name)) continue;
       const X = inputs.get(name);
       if (!X) throw new Error(`EVA: the batch has no inputs for ${name}`);
-      const pca = this.pcas.get(name)!;
-      if (X.shape[0] < pca.nComponents) continue; // PEFT skips batches with fewer rows than components
-      const previous = pca.components?.clone() ?? null;
-      torch.tidy(() => pca.partialFit(X.to("float32")));
-      if (!previous) continue;
-      this.converged.set(
-        name,
-        torch.tidy(() => cosineRows(pca.components!, previous).map((c) => c >= (this.o.tau ?? 0.99))),
-      );
-      previous.dispose();
+      this.fit(name, X);
     }
+    this.endBatch();
+  }
+
+  /**
+   * One layer's input rows [n, in] of the current batch, for a layer next() asked for: a caller
+   * that captures inputs during the forward hands each layer's rows over at once, and no batch's
+   * rows of every layer need be held together.
+   */
+  fit(name: string, X: Tensor): void {
+    const pca = this.pcas.get(name);
+    if (!pca) throw new Error(`EVA: ${name} is not a fitted layer (it shares another's inputs, or is no target)`);
+    if (!this.active.get(name)) return;
+    if (X.shape[0] < pca.nComponents) return; // PEFT skips batches with fewer rows than components
+    const previous = pca.components?.clone() ?? null;
+    torch.tidy(() => pca.partialFit(X.to("float32")));
+    if (!previous) return;
+    this.converged.set(
+      name,
+      torch.tidy(() => cosineRows(pca.components!, previous).map((c) => c >= (this.o.tau ?? 0.99))),
+    );
+    previous.dispose();
+  }
+
+  /** Ends the current batch (after fit for each layer): the rank budget is redistributed once every layer has components. */
+  endBatch(): void {
+    this.batches++;
     if ([...this.pcas.values()].every((p) => p.components)) this.rankDistribution = this.distribute();
   }
 

@@ -1,0 +1,142 @@
+// The LoRA inits end to end on the embedded tiny model (8 samples, one epoch, rank 4): each run's
+// saved adapter, loaded on the original base model, gives the held-out loss the run ended with —
+// converted to a rank-2r LoRA where the init rewrote the base weights, with EVA's ranks in
+// rank_pattern / alpha_pattern, with DoRA's magnitudes — and the cost of the init is recorded.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { before, test } from "node:test";
+import { loadDataset } from "../../src/data/dataset.js";
+import { formatSamples } from "../../src/data/format.js";
+import type { Encoded } from "../../src/data/types.js";
+import { loadAdapter } from "../../src/hf/peft.js";
+import { loadTokenizer } from "../../src/hf/tokenizer.js";
+import { loadCausalLM } from "../../src/model/loader.js";
+import { loadLora } from "../../src/model/lora.js";
+import { EMBEDDED_EVAL, EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
+import * as torch from "../../src/torch/index.js";
+import { evaluateLoss } from "../../src/train/evaluate.js";
+import type { LoraTrainingSettings } from "../../src/train/settings.js";
+import { RUN_FILES, type TrainResult, trainLora } from "../../src/train/trainer.js";
+import { dataSubset, tempDir } from "../helpers.js";
+
+const dir = tempDir("inits");
+const trainData = dataSubset(EMBEDDED_TRAIN, 8, dir, "train.json");
+const evalData = dataSubset(EMBEDDED_EVAL, 4, dir, "eval.json");
+const base: Partial<LoraTrainingSettings> = {
+  trainData,
+  evalData,
+  epochs: 1,
+  batchSize: 4,
+  learningRate: 2e-3,
+  loraRank: 4,
+  loraAlpha: 8,
+  calibrationBatches: 2,
+  quiet: true,
+};
+
+let heldOut: Encoded[];
+let padId: number;
+before(async () => {
+  const tokenizer = await loadTokenizer(EMBEDDED_MODEL);
+  padId = tokenizer.pad!.id;
+  heldOut = formatSamples(loadDataset(evalData), tokenizer, {
+    systemPrompt: "Please reason step by step, and put your final answer within \\boxed{}.",
+    maxLength: 1024,
+  }).encoded;
+});
+
+/** Trains one run into its own folder; returns the result, the saved adapter and summary.json. */
+async function run(name: string, settings: Partial<LoraTrainingSettings>) {
+  const out = path.join(dir, name);
+  const result = await trainLora({ ...base, ...settings }, { dir: out, checkpointDir: path.join(out, "checkpoint") });
+  const adapterDir = path.join(out, RUN_FILES.adapter);
+  const summary = JSON.parse(fs.readFileSync(path.join(out, RUN_FILES.summary), "utf8"));
+  return { result, adapterDir, summary };
+}
+
+/** The held-out loss of the saved adapter on the original base model. */
+function reloadedLoss(adapterDir: string): number {
+  const { config, weights } = loadAdapter(adapterDir);
+  const model = loadCausalLM(EMBEDDED_MODEL);
+  loadLora(model, config, weights, false);
+  const loss = evaluateLoss(model, heldOut, { batchSize: 4, padId, device: "cpu" });
+  torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B, f.magnitude]));
+  torch.dispose([...model.namedWeights().values()]);
+  return loss;
+}
+
+const endLoss = (r: TrainResult) => r.evalLosses.at(-1)!.loss;
+
+function assertReproduces(what: string, r: TrainResult, adapterDir: string): void {
+  const loss = reloadedLoss(adapterDir);
+  assert.ok(Math.abs(loss - endLoss(r)) < 1e-4, `${what}: reloaded ${loss} vs end of run ${endLoss(r)}`);
+  assert.ok(Math.abs(endLoss(r) - r.evalLosses[0].loss) > 1e-3, `${what}: training changed the model`);
+}
+
+for (const [init, dataDependent] of [
+  ["olora", false],
+  ["corda-kpm", true],
+  ["lora-ga", true],
+] as const)
+  test(`${init} rewrites the base weights: saved as a rank-2r LoRA for the original base that reproduces the trained model`, async () => {
+    const { result, adapterDir, summary } = await run(init, { init });
+    const { config } = loadAdapter(adapterDir);
+    assert.equal(config.r, 8);
+    assert.equal(config.lora_alpha, 16);
+    assert.deepEqual(result.saved?.form, "converted");
+    assert.ok(result.saved!.conversionError! < 1e-6, `float32 residual: ${result.saved!.conversionError}`);
+    assertReproduces(init, result, adapterDir);
+    const p = result.preparation!;
+    if (dataDependent) {
+      assert.equal(p.batches, 2);
+      assert.ok(p.tokens > 0 && p.seconds > 0);
+    } else assert.equal(p.tokens, 0);
+    assert.deepEqual(summary.result.preparation, p, "summary.json records the preparation");
+  });
+
+test("DoRA with pissa-niter-2: magnitudes trained and saved as PEFT's lora_magnitude_vector, on the converted adapter", async () => {
+  const { result, adapterDir } = await run("dora", { init: "pissa-niter-2", dora: true });
+  const { config, weights } = loadAdapter(adapterDir);
+  assert.equal(config.use_dora, true);
+  const q = weights.get("model.layers.0.self_attn.q_proj")!;
+  assert.deepEqual(q.magnitude!.shape, [256]);
+  assert.deepEqual(q.A.shape, [8, 256]);
+  assertReproduces("dora", result, adapterDir);
+  // A and B of 8 modules, and a magnitude of out features each: q 256, v 64.
+  assert.equal(result.trainableParameters, 4 * (4 * (256 + 256) + 4 * (256 + 64) + 256 + 64));
+});
+
+test("eva: each module's rank and α as EVA redistributed them, in rank_pattern / alpha_pattern", async () => {
+  const { result, adapterDir } = await run("eva", { init: "eva" });
+  const { config, weights } = loadAdapter(adapterDir);
+  assert.equal(config.r, 4);
+  assert.ok(Object.keys(config.rank_pattern).length > 0, "some module's rank moved");
+  for (const [module, rank] of Object.entries(config.rank_pattern)) {
+    assert.equal(weights.get(module)?.A.shape[0] ?? 0, rank, module);
+    assert.equal(config.alpha_pattern[module], (8 * rank) / 4, `${module}: α · rank / r`);
+  }
+  for (const module of (config.exclude_modules as string[] | null) ?? []) assert.ok(!weights.has(module), `${module}: rank 0`);
+  assertReproduces("eva", result, adapterDir);
+  assert.ok(result.preparation!.batches >= 3);
+  assert.equal(result.saved?.form, "as trained");
+});
+
+test("lora-one starts away from the base model; mica trains A only; both are saved as trained", async () => {
+  const plain = await run("random", { init: "random" });
+  const one = await run("lora-one", { init: "lora-one" });
+  assert.ok(Math.abs(one.result.evalLosses[0].loss - plain.result.evalLosses[0].loss) > 1e-4, "a gradient step at init");
+  assert.equal(one.result.saved?.form, "as trained");
+  assertReproduces("lora-one", one.result, one.adapterDir);
+  const mica = await run("mica", { init: "mica" });
+  assert.equal(mica.result.trainableParameters, 4 * 4 * (256 + 256), "A of 4 q_proj and 4 v_proj, each 4 × 256");
+  assertReproduces("mica", mica.result, mica.adapterDir);
+  assert.deepEqual(plain.result.preparation?.tokens, 0);
+});
+
+test("loftq: converted, and the summary says by how much the saved adapter differs from the trained model", async () => {
+  const { result, summary } = await run("loftq", { init: "loftq" });
+  assert.equal(result.saved?.form, "converted");
+  assert.ok(result.saved!.conversionError! > 1e-3, `NF4 error ${result.saved!.conversionError}`);
+  assert.match(summary.result.saved.note, /LoftQ's base is the NF4-dequantized weight/);
+});
