@@ -24,7 +24,12 @@ export function registerCompare(program: Command, cli: Cli): void {
     };
     const { compareRuns, renderComparisonReport, writeComparison } = await import("../pipeline/compare.js");
     checkOutputDir(o.trainingDir, "comparison report folder");
-    const result = compareRuns(o.trainingDir, { baseline: o.baseline, primary: o.primary, targetLoss: o.targetLoss });
+    const result = compareRuns(o.trainingDir, {
+      baseline: o.baseline,
+      primary: o.primary,
+      targetLoss: o.targetLoss,
+      allowMismatch: o.allowMismatch,
+    });
     const paths = await writeComparison(o.trainingDir, result, (line) => println(cli.io.stderr, `svdlora: ${line}`));
     println(cli.io.stdout, renderComparisonReport(result));
     println(cli.io.stdout, `report: ${paths.report}\njson:   ${paths.json}\nchart:  ${paths.chart}`);

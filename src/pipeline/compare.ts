@@ -103,6 +103,8 @@ export interface CompareOptions {
   targetLoss?: number;
   /** Level of the intervals; default 0.95. */
   confidence?: number;
+  /** Compare runs whose settings differ beyond what varies by design (PER_RUN), listing the differences; default: refuse. */
+  allowMismatch?: boolean;
 }
 
 /** One training run, read from its summary. */
@@ -123,6 +125,8 @@ export interface RunRecord {
   dependsOn: string[];
   /** Only another arm's teacher source, trained on other data (svd-xfit's half-data run): not compared. */
   sourceOnly: boolean;
+  /** The settings that made it (training and evaluation identity), as its summary records them. */
+  identity: Record<string, unknown>;
 }
 
 /** One metric of one arm against the baseline. */
@@ -191,6 +195,7 @@ export class CompareError extends Error {
 
 interface Summary_ {
   made_by?: string;
+  identity?: { training?: Record<string, unknown>; evaluation?: Record<string, unknown> };
   settings?: { learningRate?: number; seed?: number; init?: string };
   result?: Partial<TrainResult>;
   experiment?: { arm?: string; dependsOn?: string[]; external?: { what: string; tokens: number; seconds: number }[]; sourceOnly?: boolean };
@@ -273,6 +278,7 @@ export function readRuns(trainingDir: string): { runs: RunRecord[]; heldOut: Map
           : null,
       dependsOn: s.experiment?.dependsOn ?? [],
       sourceOnly: s.experiment?.sourceOnly === true,
+      identity: { ...s.identity?.training, ...s.identity?.evaluation },
     };
   });
   // Compute including every run it depended on, and theirs in turn (each counted once).
@@ -308,6 +314,11 @@ export function compareRuns(trainingDir: string, o: CompareOptions = {}): Compar
     throw new CompareError(`target loss must be a finite number, got ${o.targetLoss}`);
   const { runs, heldOut } = readRuns(trainingDir);
 
+  const mismatches = settingsMismatches(runs.filter((r) => !r.sourceOnly));
+  if (mismatches.length > 0 && !o.allowMismatch)
+    throw new CompareError(
+      `the runs differ in more than their arm, seed and learning rate: ${mismatches[0]}${mismatches.length > 1 ? ` (and ${mismatches.length - 1} more)` : ""}; compare like with like, or set \`allowMismatch\` to compare them anyway with the differences listed`,
+    );
   const armNames = [...new Set(runs.filter((r) => !r.sourceOnly).map((r) => r.arm))];
   if (!armNames.includes(baseline))
     throw new CompareError(`no "${baseline}" arm in ${trainingDir}: found ${armNames.join(", ")} (give \`baseline\` one of them)`);
@@ -393,7 +404,10 @@ export function compareRuns(trainingDir: string, o: CompareOptions = {}): Compar
   const grid = arms.some((a) => a.learningRates.length > 1);
   for (const a of arms) a.verdict = verdictOf(a, baseline, primary, grid);
 
-  const caveats = caveatsOf(arms, runs, baseline, seeds, grid, tuned);
+  const caveats = [
+    ...mismatches.map((m) => `Settings differ between runs (compared anyway, allowMismatch): ${m}.`),
+    ...caveatsOf(arms, runs, baseline, seeds, grid, tuned),
+  ];
   // The runs in the arms' order, then by learning rate and seed.
   runs.sort((a, b) => armNames.indexOf(a.arm) - armNames.indexOf(b.arm) || a.learningRate - b.learningRate || a.seed - b.seed);
   return {
@@ -410,6 +424,24 @@ export function compareRuns(trainingDir: string, o: CompareOptions = {}): Compar
     verdict: [...arms.filter((a) => a.arm !== baseline).map((a) => a.verdict), ...headline(arms, baseline, grid, seeds)],
     caveats,
   };
+}
+
+/** Settings an experiment's runs differ in by design: the arm's init and its factors, the seed, the learning rate, the process layout. */
+const PER_RUN = new Set(["init", "svdFactors", "seed", "learningRate", "gpus", "ranks"]);
+
+/** Each setting (beyond PER_RUN) whose value is not the same in every run: "loraRank 16 (random, svd) vs 8 (pissa)". */
+export function settingsMismatches(runs: Pick<RunRecord, "name" | "identity">[]): string[] {
+  const keys = [...new Set(runs.flatMap((r) => Object.keys(r.identity)))].filter((k) => !PER_RUN.has(k)).sort();
+  return keys.flatMap((key) => {
+    const byValue = new Map<string, string[]>();
+    for (const r of runs) {
+      const v = r.identity[key] === undefined ? "(not set)" : JSON.stringify(r.identity[key]);
+      byValue.set(v, [...(byValue.get(v) ?? []), r.name]);
+    }
+    if (byValue.size < 2) return [];
+    const show = (names: string[]) => (names.length > 3 ? `${names.slice(0, 3).join(", ")}, …` : names.join(", "));
+    return [`${key} ${[...byValue].map(([v, names]) => `${v} (${show(names)})`).join(" vs ")}`];
+  });
 }
 
 function versus(p: PairedComparison, seeds: number[], b: (number | null)[], a: (number | null)[]): VersusBaseline {

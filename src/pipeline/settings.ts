@@ -43,6 +43,11 @@ export const COMPARISON = {
     kind: num({ above: 0, placeholder: "<loss>" }),
     help: "held-out loss for 'steps to target' (default: the baseline's held-out loss after training)",
   },
+  allowMismatch: {
+    kind: bool(),
+    help: "compare runs whose settings differ beyond their arm, seed and learning rate (the differences are listed in the report)",
+    default: false,
+  },
 };
 
 /** The synthesized teacher (step 2a). */

@@ -277,6 +277,32 @@ describe("errors and the command line", () => {
     assert.throws(() => compareRuns(bad), /train_summary_random\.json: not readable JSON/);
   });
 
+  it("runs whose settings differ beyond arm, seed and learning rate are refused, or compared with the differences listed", () => {
+    const out = path.join(dir, "mismatch");
+    fiveSeeds(out);
+    const L = trainingLayout(out);
+    const setIdentity = (run: string, training: Record<string, unknown>) => {
+      const s = JSON.parse(fs.readFileSync(L.summary(run), "utf8"));
+      fs.writeFileSync(L.summary(run), JSON.stringify({ ...s, identity: { training, evaluation: { evalLimit: 100 } } }));
+    };
+    SEEDS.forEach((seed, k) => {
+      const s = k === 0 ? "" : `-s${k + 1}`;
+      setIdentity(`random${s}`, { loraRank: 16, seed, init: "random" });
+      setIdentity(`svd${s}`, { loraRank: 16, seed, init: "svd", svdFactors: `teacher${s}` });
+      setIdentity(`pissa${s}`, { loraRank: k === 4 ? 8 : 16, seed, init: "pissa" });
+    });
+    assert.throws(
+      () => compareRuns(out),
+      (e) =>
+        e instanceof CompareError &&
+        /^the runs differ in more than their arm, seed and learning rate: loraRank 16 \(pissa, pissa-s2, pissa-s3, …\) vs 8 \(pissa-s5\); compare like with like, or set `allowMismatch`/.test(
+          e.message,
+        ),
+    );
+    const r = compareRuns(out, { allowMismatch: true });
+    assert.ok(r.caveats.some((c) => c.startsWith("Settings differ between runs (compared anyway, allowMismatch): loraRank 16")));
+  });
+
   it("svdlora compare prints the verdict and writes its files", async () => {
     const out = path.join(dir, "cli");
     fiveSeeds(out);

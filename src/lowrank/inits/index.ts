@@ -7,7 +7,7 @@ import * as torch from "../../torch/index.js";
 import type { Tensor } from "../../torch/index.js";
 import { deriveSeed } from "../random.js";
 import { seededRandom } from "./common.js";
-import { type InitMethod, type InitName, INIT_METHODS } from "./methods.js";
+import type { InitMethod } from "./methods.js";
 import { corda } from "./corda.js";
 import type { EvaLayer } from "./eva.js";
 import { loraGa, loraOne } from "./gradient.js";
