@@ -93,7 +93,8 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
     const top = segments[segments.length - 1];
     const headInput = top.output ? top.output : h.detach().requiresGrad_();
     const loss = headLossAndBackward(model, headInput, batch, o.gradScale ?? 1, lossChunk(model, o));
-    let grad: Tensor | null = top.output ? top.input.grad : headInput.grad;
+    // Gradients flow on to the segment below, if any (the first segment's input is the embedding output: nothing below).
+    let grad: Tensor | null = top.output ? (top.first > 0 ? top.input.grad : null) : headInput.grad;
     if (top.output) {
       segments.pop();
       top.input.dispose();
