@@ -28,6 +28,8 @@ export interface AccuracyRecord {
   adapter: string;
   correct: number;
   total: number;
+  /** Questions left out: no checkable answer, or a prompt longer than maxLength could hold. */
+  leftOut: number;
   seconds: number;
   /** Each question's outcome, in the questions' order. */
   items: boolean[];
@@ -40,6 +42,8 @@ export interface AccuracyPass {
   questions: string;
   samples: number;
   systemPrompt: string | null;
+  /** Prompts longer than this many tokens could hold are left out (not rendered). */
+  maxLength: number;
   maxNewTokens: number;
   device: string;
   generationBatchSize?: number;
@@ -57,7 +61,7 @@ export async function measureAccuracy(
   const done = (run: { name: string; adapterDir: string }) => {
     try {
       const r = JSON.parse(fs.readFileSync(accuracyFile(trainingDir, run.name), "utf8")) as AccuracyRecord;
-      const same = r.made_by === "svdlora" && r.questions === path.resolve(o.questions) && r.total === questions.length;
+      const same = r.made_by === "svdlora" && r.questions === path.resolve(o.questions) && r.total + (r.leftOut ?? 0) === questions.length;
       return same && r.adapter === adapterDigest(run) ? r : null;
     } catch {
       return null;
@@ -77,6 +81,7 @@ export async function measureAccuracy(
         const t0 = performance.now();
         const a = evaluateAccuracy(model, tokenizer, questions, {
           systemPrompt: o.systemPrompt ?? undefined,
+          maxLength: o.maxLength,
           maxNewTokens: o.maxNewTokens,
           batchSize: o.generationBatchSize ?? generationBatch(o.device),
         });
@@ -88,6 +93,7 @@ export async function measureAccuracy(
           adapter: adapterDigest(run),
           correct: a.correct,
           total: a.total,
+          leftOut: a.skipped + a.tooLong,
           seconds: (performance.now() - t0) / 1000,
           items: a.outputs.map((x) => x.correct),
         };

@@ -6,6 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { before, test } from "node:test";
 import { experimentLayout, readExperimentFile, plan, runExperiment, stepState } from "../../src/pipeline/experiment.js";
+import { measureAccuracy } from "../../src/pipeline/accuracy.js";
 import { teacherLayout } from "../../src/pipeline/layout.js";
 import { renderExperimentReport } from "../../src/pipeline/report.js";
 import { EXPERIMENT, INIT_ARMS, type ExperimentConfig } from "../../src/pipeline/settings.js";
@@ -181,6 +182,21 @@ test("a step that stopped part-way keeps the runs it finished and makes only the
   assert.ok(lines.some((l) => l.startsWith("  random-s2: ") && l.includes(" steps, ")));
   assert.equal(fs.statSync(L.log("random")).mtimeMs, kept);
   assert.equal(stepState(config, 1).done, true);
+});
+
+test("accuracy leaves out a question whose prompt cannot fit maxLength, and a record so made counts as done", async () => {
+  const out = path.join(dir, "accuracy");
+  fs.mkdirSync(out);
+  const questions = path.join(dir, "questions.json");
+  const two = JSON.parse(fs.readFileSync(config.accuracyData!, "utf8")).slice(0, 2);
+  fs.writeFileSync(questions, JSON.stringify([...two, { ...two[0], question: "long ".repeat(50_000) }]));
+  const pass = { ...config, questions, samples: 3 };
+  const [r] = await measureAccuracy(out, [{ name: "random", adapterDir: L.adapter("random") }], pass);
+  assert.equal(r.total, 2);
+  assert.equal(r.leftOut, 1);
+  const written = fs.statSync(path.join(out, "accuracy_random.json")).mtimeMs;
+  await measureAccuracy(out, [{ name: "random", adapterDir: L.adapter("random") }], pass);
+  assert.equal(fs.statSync(path.join(out, "accuracy_random.json")).mtimeMs, written, "not measured again");
 });
 
 test("a step that needs an earlier one says which", async () => {
