@@ -23,7 +23,7 @@ import { claimFolder, isComplete, isOurFolder, writeOutputs } from "../util/outp
 import { differences, identityOf, parseConfigText, readSettings, showValue } from "../util/settings.js";
 import { measureAccuracy } from "./accuracy.js";
 import { compareRuns, comparisonOutputs, writeComparisonInto } from "./compare.js";
-import { layout, teacherLayout } from "./layout.js";
+import { firstTeacherSuffix, gridded, layout, learningRates, suffix, teacherLayout } from "./layout.js";
 import { renderExperimentReport } from "./report.js";
 import { EXPERIMENT, type ExperimentConfig } from "./settings.js";
 import { svdFiles, svdInto } from "./svd.js";
@@ -46,21 +46,12 @@ export const STEP_NAMES: Record<StepId, string> = {
   4: "compare the arms, paired by seed, and write report.html",
 };
 
-export const experimentLayout = (c: ExperimentConfig) => layout(c.outputDir, { targetRank: c.targetRank, rank: c.loraRank });
+export const experimentLayout = (c: ExperimentConfig) =>
+  layout(c.outputDir, { targetRank: c.targetRank, rank: c.loraRank, teacherSuffix: firstTeacherSuffix(c) });
 
 // ---- the plan ------------------------------------------------------------------------------------
 
-/** The learning rates every arm runs at: the grid, or the one learning rate. */
-export const learningRates = (c: ExperimentConfig): number[] => c.lrGrid ?? [c.learningRate];
-const gridded = (c: ExperimentConfig) => learningRates(c).length > 1;
 const seedsOf = (c: ExperimentConfig) => Array.from({ length: c.seeds }, (_, k) => k);
-
-/** "1e-3" for file names. */
-const lrText = (lr: number) => Number(lr.toPrecision(3)).toExponential().replace("+", "");
-
-/** The suffix naming a run (or a teacher) of seed index k at learning rate lr: "", "-s2", "-lr1e-3", "-lr1e-3-s2". */
-export const suffix = (c: ExperimentConfig, lr: number, k: number) =>
-  `${gridded(c) ? `-lr${lrText(lr)}` : ""}${k === 0 ? "" : `-s${k + 1}`}`;
 
 /** Run names: the arm, then the suffix. */
 export const runName = (c: ExperimentConfig, arm: string, lr: number, k: number) => `${arm}${suffix(c, lr, k)}`;

@@ -1,6 +1,21 @@
 // Where each step of the experiment writes, under one experiment folder (docs/experiment.md).
 import path from "node:path";
 import { stagingName } from "../util/outputs.js";
+import type { ExperimentConfig } from "./settings.js";
+
+/** The learning rates every arm runs at: the grid, or the one learning rate. */
+export const learningRates = (c: Pick<ExperimentConfig, "lrGrid" | "learningRate">): number[] => c.lrGrid ?? [c.learningRate];
+export const gridded = (c: Pick<ExperimentConfig, "lrGrid" | "learningRate">) => learningRates(c).length > 1;
+
+/** "1e-3" for file names. */
+const lrText = (lr: number) => Number(lr.toPrecision(3)).toExponential().replace("+", "");
+
+/** The suffix naming a run (or a teacher) of seed index k at learning rate lr: "", "-s2", "-lr1e-3", "-lr1e-3-s2". */
+export const suffix = (c: Pick<ExperimentConfig, "lrGrid" | "learningRate">, lr: number, k: number) =>
+  `${gridded(c) ? `-lr${lrText(lr)}` : ""}${k === 0 ? "" : `-s${k + 1}`}`;
+
+/** The teacher the report shows: the first seed's, at the grid's first learning rate. */
+export const firstTeacherSuffix = (c: Pick<ExperimentConfig, "lrGrid" | "learningRate">) => suffix(c, learningRates(c)[0], 0);
 
 /** Where LoRA runs go in a training folder, by run name. */
 export function trainingLayout(training: string) {
@@ -20,10 +35,11 @@ export function trainingLayout(training: string) {
   };
 }
 
-export function layout(root: string, o: { targetRank: number; rank: number }) {
+/** An experiment folder's files; its teacher paths are the teacher of teacherSuffix (default: the first seed's). */
+export function layout(root: string, o: { targetRank: number; rank: number; teacherSuffix?: string }) {
   const training = path.join(root, "training_results");
-  const teacher = path.join(root, "synthesized_teacher");
-  const svd = path.join(root, "svd_results");
+  const teacher = path.join(root, `synthesized_teacher${o.teacherSuffix ?? ""}`);
+  const svd = path.join(root, `svd_results${o.teacherSuffix ?? ""}`);
   return {
     root,
     ...trainingLayout(training),

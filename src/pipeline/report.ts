@@ -19,7 +19,7 @@ import { writeOutputs } from "../util/outputs.js";
 import { COMPARISON_FILES, type ComparisonResult, TEACHER_ARM, TEACHER_SOURCE_ARM, statisticsRows } from "./compare.js";
 import { runCurves } from "./curves.js";
 import type { ExperimentConfig } from "./experiment.js";
-import { type Layout, layout, teacherLayout } from "./layout.js";
+import { type Layout, firstTeacherSuffix, layout, teacherLayout } from "./layout.js";
 import { fullFinetuneReportSection } from "./train-full.js";
 
 /** What the report leads with: comparison.json's verdict, the statistics behind it, and the caveats. */
@@ -135,7 +135,7 @@ function teacherSections(c: ExperimentConfig, L: Layout, teacher: Record<string,
       links: [{ path: L.factors, label: "SVD factors (PEFT adapter)" }],
       folded: [{ summary: path.basename(L.svdReport), text: fs.readFileSync(L.svdReport, "utf8") }],
     });
-  const full = fullFinetuneReportSection(L.root, c.loraRank); // only with full_finetune/ results
+  const full = fullFinetuneReportSection(L.root, c.loraRank, L.analysis); // only with full_finetune/ results
   if (full) sections.push(full);
   return sections;
 }
@@ -177,7 +177,7 @@ function runsSection(L: Layout, runs: Run[]): ReportSection {
 
 /** The record of the teacher the report shows (the first seed's, what it was made with), or null before step 2. */
 function teacherSettings(c: ExperimentConfig, read: Reader): Record<string, unknown> | null {
-  const record = teacherLayout(path.resolve(c.outputDir), "", c).record;
+  const record = teacherLayout(path.resolve(c.outputDir), firstTeacherSuffix(c), c).record;
   return fs.existsSync(read(record)) ? (readJson<{ settings?: Record<string, unknown> }>(read(record)).settings ?? null) : null;
 }
 
@@ -246,7 +246,7 @@ type Reader = (file: string) => string;
  */
 export function renderExperimentReport(c: ExperimentConfig, L: Layout, pending: ReadonlyMap<string, string> = new Map()): string {
   // Every path absolute: the layout's paths are relative to the working directory, the report's to its folder.
-  const A = layout(path.resolve(L.root), { targetRank: c.targetRank, rank: c.loraRank });
+  const A = layout(path.resolve(L.root), { targetRank: c.targetRank, rank: c.loraRank, teacherSuffix: firstTeacherSuffix(c) });
   const read: Reader = (file) => pending.get(file) ?? file;
   const comparison = fs.existsSync(read(A.comparisonJson)) ? readJson<ComparisonResult>(read(A.comparisonJson)) : null;
   const runs = trainedRuns(A, comparison);

@@ -19,7 +19,7 @@ import { stageDirectory } from "../util/atomic.js";
 import { checkOutputDir } from "../util/files.js";
 import { claimFolder, fsChange, isOurFolder, writeOutputs } from "../util/outputs.js";
 import type { ExperimentConfig } from "./experiment.js";
-import { layout, shortName } from "./layout.js";
+import { firstTeacherSuffix, layout, shortName } from "./layout.js";
 import { type SvdOutputs, svdStep } from "./svd.js";
 
 export interface TrainFullRunResult extends TrainResult {
@@ -104,10 +104,10 @@ const readAnalysis = (file: string): Analysis | null =>
  * Draws the real-vs-synthesized spectra chart from the two analysis files of an experiment;
  * returns its path, or null when either analysis is missing.
  */
-export async function drawSpectraComparison(experimentDir: string, rank: number): Promise<string | null> {
+export async function drawSpectraComparison(experimentDir: string, rank: number, synthesized: string): Promise<string | null> {
   const F = fullFinetuneLayout(experimentDir, rank);
   const real = readAnalysis(F.analysis);
-  const synth = readAnalysis(layout(experimentDir, { targetRank: 0, rank }).analysis);
+  const synth = readAnalysis(synthesized);
   if (!real || !synth) return null;
   const synthByName = new Map(Object.entries(synth.modules).map(([k, m]) => [shortName(k), m.spectrum]));
   const modules = Object.entries(real.modules)
@@ -173,7 +173,8 @@ export async function fullFinetuneBaseline(
     `  real ΔW at rank ${c.loraRank}: mean error ${svd.summary.relativeError.mean.toFixed(4)}, mean energy ${svd.summary.energyRatio.mean.toFixed(4)}`,
   );
   // The spectra chart sets the first seed's real ΔW beside the first seed's teacher.
-  const chart = k === 0 ? await drawSpectraComparison(c.outputDir, c.loraRank) : null;
+  const synthesized = layout(c.outputDir, { targetRank: c.targetRank, rank: c.loraRank, teacherSuffix: firstTeacherSuffix(c) }).analysis;
+  const chart = k === 0 ? await drawSpectraComparison(c.outputDir, c.loraRank, synthesized) : null;
   if (k === 0) log(chart ? `  ${chart}` : "  no synthesized teacher analysis yet (step 2): spectra chart not drawn");
   return { train, svd, chart };
 }
@@ -182,11 +183,11 @@ const pick = <T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> 
   Object.fromEntries(keys.map((k) => [k, o[k]])) as Pick<T, K>;
 
 /** report.html's section for full_finetune/ results; null when the experiment has none. */
-export function fullFinetuneReportSection(experimentDir: string, rank: number): ReportSection | null {
+export function fullFinetuneReportSection(experimentDir: string, rank: number, synthesized: string): ReportSection | null {
   const F = fullFinetuneLayout(experimentDir, rank);
   const real = readAnalysis(F.analysis);
   if (!real) return null;
-  const synth = readAnalysis(layout(experimentDir, { targetRank: 0, rank }).analysis);
+  const synth = readAnalysis(synthesized);
   const t = fs.existsSync(F.summary) ? (JSON.parse(fs.readFileSync(F.summary, "utf8")).result as TrainResult) : null;
   const [before, after] = [t?.evalLosses[0]?.loss, t?.evalLosses.at(-1)?.loss];
   const row = (what: string, pick: (a: Analysis) => number) => [what, pick(real), synth ? pick(synth) : null];

@@ -295,6 +295,11 @@ test("a learning-rate grid: every arm at every rate, named by rate, tuned on the
     assert.equal(arm.rateAtEdge, true, "two rates: the best is always at an edge");
   }
   assert.match(comparison.arms[1].verdict, /verdict withheld/);
+  // The report shows the teacher of the first rate's first seed.
+  assert.equal(L.svd, teacherLayout(c.outputDir, "-lr1e-4", c).svd);
+  const html = fs.readFileSync(L.html, "utf8");
+  assert.match(html, /Teacher synthesis \(step 2a\)/);
+  assert.match(html, /SVD of the teacher at rank \d+ \(step 2b\)/);
 });
 
 test("arms: any init but random and svd (trained anyway), pissa-niter-N with its N, and all for every one", () => {

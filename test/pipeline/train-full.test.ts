@@ -157,7 +157,7 @@ test("with a synthesized teacher the spectra chart is drawn and report.html gets
 
   // A stand-in teacher analysis in the real format: svdStep on the rank-4 factors of the real ΔW.
   await svdStep({ loraAdapter: F.factors, targetModules: [], rank: 4, alpha: 8, rslora: false, split: "seed", outputDir: L.svd });
-  const png = await drawSpectraComparison(config.outputDir, 4);
+  const png = await drawSpectraComparison(config.outputDir, 4, L.analysis);
   assert.equal(png, F.chart);
   assert.ok(fs.readFileSync(F.chart).subarray(0, 8).equals(PNG_SIGNATURE));
 
