@@ -31,6 +31,7 @@ import { loadDataset } from "../src/data/dataset.js";
 import { formatSamples } from "../src/data/format.js";
 import type { Encoded } from "../src/data/types.js";
 import { parseModelConfig } from "../src/hf/config.js";
+import { MATH_7B_CONFIG, readConfigFile } from "./configs.js";
 import { loadTokenizer } from "../src/hf/tokenizer.js";
 import { ArmGenerators } from "../src/model/arms.js";
 import { loadCausalLM, randomCausalLM } from "../src/model/loader.js";
@@ -325,22 +326,10 @@ function sevenB(device: string): { model: CausalLM; samples: Encoded[]; padId: n
   if (!samplesFile) throw new Error("the 7b cases need SAMPLES.json (bench/make_samples.py)");
   const ids: number[][] = JSON.parse(fs.readFileSync(samplesFile, "utf8"));
   torch.manualSeed(0);
-  const model = randomCausalLM(
-    parseModelConfig({
-      model_type: "qwen2",
-      hidden_size: 3584,
-      intermediate_size: 18944,
-      num_hidden_layers: 28,
-      num_attention_heads: 28,
-      num_key_value_heads: 4,
-      rope_theta: 10000,
-      rms_norm_eps: 1e-6,
-      max_position_embeddings: 4096,
-      vocab_size: 152064,
-      tie_word_embeddings: false,
-    }),
-    { dtype: device.startsWith("cuda") ? "bfloat16" : "float32", device },
-  );
+  const model = randomCausalLM(parseModelConfig(readConfigFile(MATH_7B_CONFIG)), {
+    dtype: device.startsWith("cuda") ? "bfloat16" : "float32",
+    device,
+  });
   const samples = ids.map((s) => ({ ids: s, lossMask: s.map(() => true), truncated: false }));
   return { model, samples, padId: 151643, targets: ["q_proj", "v_proj"] };
 }

@@ -20,6 +20,7 @@
 import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { parseModelConfig } from "../src/hf/config.js";
+import { MATH_7B_CONFIG, readConfigFile } from "./configs.js";
 import { saveAdapter } from "../src/hf/peft.js";
 import { loadCausalLM, randomCausalLM } from "../src/model/loader.js";
 import { addLora, adapterConfigFor, loraParameters, loraWeights } from "../src/model/lora.js";
@@ -40,7 +41,7 @@ const { values: flags, positionals } = parseArgs({
     "max-memory-gib": { type: "string" },
     checkpointing: { type: "string", default: "auto" },
     "no-packing": { type: "boolean", default: false },
-    "model-config": { type: "string", default: new URL("../../bench/configs/qwen2.5-math-7b.json", import.meta.url).pathname },
+    "model-config": { type: "string", default: MATH_7B_CONFIG },
     layers: { type: "string" },
     "model-dir": { type: "string" },
     "save-adapter": { type: "string" },
@@ -71,7 +72,7 @@ const batch = Number(flags["batch-size"]);
 
 const t0 = performance.now();
 torch.manualSeed(0);
-const config = JSON.parse(fs.readFileSync(flags["model-config"]!, "utf8"));
+const config = readConfigFile(flags["model-config"]!);
 if (flags.layers !== undefined) config.num_hidden_layers = Number(flags.layers);
 const model = flags["model-dir"]
   ? loadCausalLM(flags["model-dir"], { dtype: "bfloat16", device: dp.device })

@@ -5,6 +5,7 @@
 import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { parseModelConfig } from "../src/hf/config.js";
+import { MATH_7B_CONFIG, readConfigFile } from "./configs.js";
 import { randomCausalLM } from "../src/model/loader.js";
 import { addLora, loraParameters } from "../src/model/lora.js";
 import * as torch from "../src/torch/index.js";
@@ -20,19 +21,7 @@ const { values: flags, positionals } = parseArgs({
 });
 const [samplesFile, targetsArg = "q_proj,v_proj"] = positionals;
 const samples: number[][] = JSON.parse(fs.readFileSync(samplesFile, "utf8"));
-const config = parseModelConfig({
-  model_type: "qwen2",
-  hidden_size: 3584,
-  intermediate_size: 18944,
-  num_hidden_layers: 28,
-  num_attention_heads: 28,
-  num_key_value_heads: 4,
-  rope_theta: 10000,
-  rms_norm_eps: 1e-6,
-  max_position_embeddings: 4096,
-  vocab_size: 152064,
-  tie_word_embeddings: false,
-});
+const config = parseModelConfig(readConfigFile(MATH_7B_CONFIG));
 torch.manualSeed(0);
 const model = randomCausalLM(config, { dtype: "bfloat16", device: "cuda" });
 const loras = addLora(model, { rank: 16, alpha: 16, targets: targetsArg.split(",") }, "random");
