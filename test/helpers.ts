@@ -26,6 +26,22 @@ export function assertClose(
 }
 
 /** The tensor's elements as plain numbers (on the CPU). */
+/** config.json keys of a tiny Qwen2 (32 wide, 97-token vocabulary) for tests; overrides replace keys. */
+export const tinyQwen2 = (overrides: Record<string, unknown> = {}): Record<string, unknown> => ({
+  model_type: "qwen2",
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  vocab_size: 97,
+  max_position_embeddings: 64,
+  rope_theta: 10000,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: false,
+  ...overrides,
+});
+
 export const values = (t: Tensor): number[] => Array.from(t.data() as ArrayLike<number | bigint>, Number);
 
 /** Writes the first n items of a JSON data set into dir/name and returns its path. */

@@ -8,7 +8,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { parseScaling, scalingChart, scalingMarkdown, writeScalingReport } from "../../bench/scaling-report.js";
 import { describePlan, scalingPlan } from "../../bench/scaling.js";
-import { tempDir } from "../helpers.js";
+import { tempDir, tinyQwen2 } from "../helpers.js";
 
 const root = new URL("../../../", import.meta.url).pathname;
 const dir = tempDir("scaling");
@@ -114,22 +114,7 @@ test("the figure: throughput and memory panels per series, out-of-memory points 
 
 test("svdlora's worker: one line per point, measured on the CPU; a point that fails is a line and the next goes on", () => {
   const config = path.join(dir, "tiny-config.json");
-  fs.writeFileSync(
-    config,
-    JSON.stringify({
-      model_type: "qwen2",
-      hidden_size: 32,
-      intermediate_size: 64,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      vocab_size: 97,
-      max_position_embeddings: 64,
-      rope_theta: 10000,
-      rms_norm_eps: 1e-6,
-      tie_word_embeddings: false,
-    }),
-  );
+  fs.writeFileSync(config, JSON.stringify(tinyQwen2()));
   const samples = path.join(dir, "tiny-samples.json");
   fs.writeFileSync(
     samples,

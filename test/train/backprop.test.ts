@@ -6,21 +6,9 @@ import { addLora, loraParameters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
 import { type RecomputePolicy, evaluationLoss, lossAndBackward } from "../../src/train/backprop.js";
 import { packedBatch, paddedBatch } from "../../src/train/batches.js";
-import { assertClose, device, values } from "../helpers.js";
+import { assertClose, device, tinyQwen2, values } from "../helpers.js";
 
-const config = parseModelConfig({
-  model_type: "qwen2",
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 3,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  vocab_size: 97,
-  max_position_embeddings: 64,
-  rope_theta: 10000,
-  rms_norm_eps: 1e-6,
-  tie_word_embeddings: false,
-});
+const config = parseModelConfig(tinyQwen2({ num_hidden_layers: 3 }));
 const sample = (ids: number[], promptLen: number) => ({ ids, lossMask: ids.map((_, i) => i >= promptLen), truncated: false });
 const samples = [sample([1, 2, 3, 4, 5, 6, 7], 3), sample([9, 8, 7, 6], 1), sample([11, 12, 13, 14, 15, 16, 17, 18, 19, 20], 4)];
 

@@ -22,22 +22,9 @@ import {
 } from "../../src/train/bench.js";
 import { InterruptedError } from "../../src/train/events.js";
 import { AdamW } from "../../src/train/optim.js";
-import { tempDir } from "../helpers.js";
+import { tempDir, tinyQwen2 } from "../helpers.js";
 
-const config = (tied: boolean) =>
-  parseModelConfig({
-    model_type: "qwen2",
-    hidden_size: 32,
-    intermediate_size: 64,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    vocab_size: 97,
-    max_position_embeddings: 700,
-    rope_theta: 10000,
-    rms_norm_eps: 1e-6,
-    tie_word_embeddings: tied,
-  });
+const config = (tied: boolean) => parseModelConfig(tinyQwen2({ max_position_embeddings: 700, tie_word_embeddings: tied }));
 
 test("the synthetic samples: seeded, lengths in 150–600 (capped by maxLength), ids inside the vocabulary", () => {
   const a = benchSamples(60, 97, { seed: 5 });

@@ -16,7 +16,7 @@ import { lossAndBackward } from "../../src/train/backprop.js";
 import { packedBatch } from "../../src/train/batches.js";
 import { MIN_BUCKETS, bucketPlan, shareOf } from "../../src/train/data-parallel.js";
 import { readTrainingLog } from "../../src/train/log.js";
-import { dataSubset, tempDir } from "../helpers.js";
+import { dataSubset, tempDir, tinyQwen2 } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
 const gradientSumWorker = new URL("./gradient-sum-worker.js", import.meta.url).pathname;
@@ -161,19 +161,7 @@ test("gradients summed bucket by bucket during backward equal those summed after
 
 function tenLayers() {
   torch.manualSeed(5);
-  const config = parseModelConfig({
-    model_type: "qwen2",
-    hidden_size: 32,
-    intermediate_size: 64,
-    num_hidden_layers: 10,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    vocab_size: 97,
-    max_position_embeddings: 64,
-    rope_theta: 10000,
-    rms_norm_eps: 1e-6,
-    tie_word_embeddings: false,
-  });
+  const config = parseModelConfig(tinyQwen2({ num_hidden_layers: 10 }));
   return randomCausalLM(config, { std: 0.2 });
 }
 
