@@ -38,22 +38,15 @@ export function trainingLayout(training: string) {
 /** An experiment folder's files; its teacher paths are the teacher of teacherSuffix (default: the first seed's). */
 export function layout(root: string, o: { targetRank: number; rank: number; teacherSuffix?: string }) {
   const training = path.join(root, "training_results");
-  const teacher = path.join(root, `synthesized_teacher${o.teacherSuffix ?? ""}`);
-  const svd = path.join(root, `svd_results${o.teacherSuffix ?? ""}`);
+  const T = teacherLayout(root, o.teacherSuffix ?? "", { targetRank: o.targetRank, loraRank: o.rank });
   return {
     root,
     ...trainingLayout(training),
-    teacher,
-    delta: path.join(teacher, `synthesized_delta_rank${o.targetRank}.safetensors`),
-    synthesisReport: path.join(teacher, "synthesis_report.txt"),
-    synthesisPlot: path.join(teacher, "synthesis_plots.png"),
-    synthesisTiming: path.join(teacher, "synthesis_timing.json"),
-    svd,
-    factors: path.join(svd, `svd_factors_rank${o.rank}`),
-    analysis: path.join(svd, `svd_analysis_rank${o.rank}.json`),
-    svdReport: path.join(svd, `svd_report_rank${o.rank}.txt`),
-    svdPlot: path.join(svd, `svd_analysis_rank${o.rank}.png`),
-    svdTiming: path.join(svd, "svd_timing.json"),
+    ...T,
+    synthesisReport: path.join(T.teacher, "synthesis_report.txt"),
+    synthesisPlot: path.join(T.teacher, "synthesis_plots.png"),
+    svdReport: path.join(T.svd, `svd_report_rank${o.rank}.txt`),
+    svdPlot: path.join(T.svd, `svd_analysis_rank${o.rank}.png`),
     comparisonReport: path.join(training, "comparison_report.txt"),
     comparisonPlot: path.join(training, "comparison_random_vs_svd.png"),
     comparisonJson: path.join(training, "comparison.json"),
