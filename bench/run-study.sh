@@ -6,13 +6,13 @@
 # same command continues where it stopped (done steps and runs are skipped).
 #
 # On a CUDA machine, from the repository root, after `npm run build`:
-#   bash bench/run-study.sh [OUTDIR] [SECONDS]
+#   bash bench/run-study.sh [OUTDIR] [SECONDS] [more `svdlora run` flags, e.g. --concurrent-arms auto]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-svdlora-study}
 LIMIT=${2:-0}
 args=(run --steps all --device cuda --seeds 8 --lr-grid 2e-4,8e-4,3.2e-3,1.28e-2
-  --arms pissa,random-continued,svd-xfit,svd-full --accuracy-samples 1000 --output-dir "$OUT")
+  --arms pissa,random-continued,svd-xfit,svd-full --accuracy-samples 1000 --output-dir "$OUT" "${@:3}")
 if [ "$LIMIT" -gt 0 ]; then
   timeout --signal=TERM --kill-after=60 "$LIMIT" node bin/svdlora.js "${args[@]}"
 else
