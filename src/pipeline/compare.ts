@@ -82,7 +82,8 @@ export const DEFINITIONS: Record<MetricKey | "pairing" | "tuning" | "tests", str
   trainFinal:
     "training loss, last epoch: the mean training loss of the last epoch, each step weighted by its predicted tokens (no smoothing; every batch counts for what it holds)",
   accuracy: "exact-answer accuracy: share of the accuracy questions answered exactly by greedy decoding after training",
-  seconds: "training seconds: the run's own training time (model loading and the accuracy check excluded)",
+  seconds:
+    "training seconds: the run's own training time (model loading and the accuracy check excluded); runs trained together over one base model are each charged the pass's time in proportion to the tokens they trained",
   totalTokens:
     "tokens incl. dependencies: the run's training tokens plus those of every run it depended on (the svd arm: its seed's random run; other teachers likewise) and of any preparation pass",
   totalSeconds: "seconds incl. dependencies: the same for wall time, with teacher synthesis and SVD times",
@@ -402,7 +403,8 @@ export function compareRuns(trainingDir: string, o: CompareOptions = {}): Compar
     a.vsBaseline![primary].pHolm = adjusted[i];
   });
   const grid = arms.some((a) => a.learningRates.length > 1);
-  for (const a of arms) a.verdict = verdictOf(a, baseline, primary, grid);
+  const baselineArm = arms.find((a) => a.arm === baseline);
+  for (const a of arms) a.verdict = verdictOf(a, baselineArm, primary, grid);
 
   const caveats = [
     ...mismatches.map((m) => `Settings differ between runs (compared anyway, allowMismatch): ${m}.`),
@@ -468,14 +470,21 @@ function mcnemarFor(baseRuns: RunRecord[], armRuns: RunRecord[], seed: number): 
 const fmt = (x: number, digits = 4) => (Math.abs(x) >= 100 ? x.toFixed(0) : Number(x.toPrecision(digits)).toString());
 const pText = (p: number | null) => (p === null ? "n/a" : p < 0.001 ? "< 0.001" : p.toPrecision(2));
 
-/** One sentence on the primary endpoint, in plain words. */
-function verdictOf(a: ArmComparison, baseline: string, primary: MetricKey, grid: boolean): string {
-  if (!a.vsBaseline) return "";
+/**
+ * One sentence on the primary endpoint, in plain words. An arm tuned at the grid's edge gets none,
+ * and when the baseline is, no arm does: its optimum may lie outside the grid, so the difference
+ * at the grid's best rate is not the difference at tuned rates.
+ */
+function verdictOf(a: ArmComparison, base: ArmComparison | undefined, primary: MetricKey, grid: boolean): string {
+  if (!a.vsBaseline || !base) return "";
+  const baseline = base.arm;
   const label = METRIC_LABELS[primary];
   const v = a.vsBaseline[primary];
   const rate = grid ? "at tuned learning rates" : `at learning rate ${a.learningRate}`;
   if (a.rateAtEdge)
     return `${a.arm}: verdict withheld — its best learning rate ${a.learningRate} is at the edge of the grid, so its optimum may lie outside it.`;
+  if (base.rateAtEdge)
+    return `${a.arm}: verdict withheld — the baseline ${baseline}'s best learning rate ${base.learningRate} is at the edge of the grid, so its optimum may lie outside it.`;
   if (v.meanDiff === null || v.n < 2 || !v.ci95)
     return `${a.arm}: not enough paired seeds (${v.n}) for an interval or a test on the ${label}; run more seeds.`;
   const better = HIGHER_IS_BETTER[primary] ? v.meanDiff > 0 : v.meanDiff < 0;
@@ -498,7 +507,9 @@ function headline(arms: ArmComparison[], baseline: string, grid: boolean, seeds:
     );
   const b = arms.find((a) => a.arm === baseline);
   if (b?.rateAtEdge)
-    lines.push(`The baseline's best learning rate ${b.learningRate} is at the edge of the grid: every comparison with it is provisional.`);
+    lines.push(
+      `The baseline's best learning rate ${b.learningRate} is at the edge of the grid: every verdict is withheld; extend \`lrGrid\` past it and run again (the table's differences are at the grid's best rates, not at tuned ones).`,
+    );
   return lines;
 }
 

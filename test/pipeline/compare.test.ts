@@ -236,6 +236,27 @@ describe("learning rates", () => {
     );
     assert.match(renderComparisonReport(r), /^LEARNING RATES/m);
   });
+
+  it("when the baseline is tuned at the grid's edge, no arm gets a verdict", () => {
+    const out = path.join(dir, "grid-baseline-edge");
+    const rates = [1e-4, 4e-4, 1.6e-3];
+    [42, 43, 44].forEach((seed, k) =>
+      rates.forEach((lr, i) => {
+        const tag = `-lr${i}${k === 0 ? "" : `-s${k + 1}`}`;
+        // random keeps improving up to the largest rate; svd is best at the middle one.
+        writeRun(out, `random${tag}`, { arm: "random", seed, lr, heldOut: [0.7, 0.6, 0.5 + k / 100], validation: [0.56, 0.51, 0.48][i] });
+        writeRun(out, `svd${tag}`, { arm: "svd", seed, lr, heldOut: [0.5, 0.48, 0.4 + k / 100], validation: [0.5, 0.45, 0.47][i] });
+      }),
+    );
+    const r = compareRuns(out);
+    const [random, svd] = r.arms;
+    assert.equal(random.rateAtEdge, true);
+    assert.equal(svd.rateAtEdge, false);
+    assert.match(svd.verdict, /^svd: verdict withheld — the baseline random's best learning rate 0\.0016 is at the edge of the grid/);
+    assert.ok(r.verdict.some((l) => /every verdict is withheld/.test(l)));
+    // The paired differences are still reported, at each arm's best rate of the grid.
+    assert.ok(Math.abs(svd.vsBaseline!.heldOutFinal.meanDiff! - -0.1) < 1e-12);
+  });
 });
 
 describe("teacher sources", () => {
