@@ -140,7 +140,11 @@ function teacherSections(c: ExperimentConfig, L: Layout, teacher: Record<string,
   return sections;
 }
 
+/** Up to this many runs, their loss plots are shown in the page; beyond, each is linked from its row (a study's hundreds of plots would weigh tens of MB). */
+const SHOWN_LOSS_PLOTS = 12;
+
 function runsSection(L: Layout, runs: Run[]): ReportSection {
+  const shown = runs.length <= SHOWN_LOSS_PLOTS;
   const heldOut = (r: TrainResult) => {
     const before = r.evalLosses.find((e) => e.step === 0);
     const after = r.evalLosses.filter((e) => e.step > 0).at(-1);
@@ -164,14 +168,19 @@ function runsSection(L: Layout, runs: Run[]): ReportSection {
             { path: L.adapter(name), label: "adapter" },
             { path: L.log(name), label: "log (CSV)" },
             { path: L.summary(name), label: "summary (JSON)" },
+            ...(shown ? [] : [{ path: L.lossPlot(name), label: "loss plot (PNG)" }]),
           ],
         },
       ]),
     },
-    images: runs.map(({ name }) => ({
-      path: L.lossPlot(name),
-      caption: `${name}: training loss per step (raw and EMA) and held-out loss at each evaluation`,
-    })),
+    ...(shown
+      ? {
+          images: runs.map(({ name }) => ({
+            path: L.lossPlot(name),
+            caption: `${name}: training loss per step (raw and EMA) and held-out loss at each evaluation`,
+          })),
+        }
+      : { paragraphs: [`${runs.length} runs: each run's loss plot is linked from its row rather than shown here.`] }),
   };
 }
 

@@ -60,6 +60,19 @@ describe("writeExperimentReport", () => {
     await assert.rejects(writeExperimentReport(config, L), /report image "Relative error.*" not found: .*svd_analysis_rank16\.png/);
   });
 
+  it("links each run's loss plot instead of embedding it once there are more than a dozen runs", async () => {
+    const { config, L } = await writeSampleExperiment(path.join(tmp, "many"));
+    const copies = Array.from({ length: 10 }, (_, i) => `random-c${i + 1}`);
+    for (const run of copies) {
+      fs.cpSync(L.adapter("random"), L.adapter(run), { recursive: true });
+      for (const file of [L.log, L.summary, L.lossPlot]) fs.copyFileSync(file("random"), file(run));
+    }
+    const html = fs.readFileSync(await writeExperimentReport(config, L), "utf8");
+    assert.equal((html.match(/<img src="data:image\/png;base64,/g) ?? []).length, 2, "the synthesis and SVD figures only");
+    assert.match(html, /13 runs: each run(&#39;|&#x27;|')s loss plot is linked from its row/);
+    for (const run of ["random", "pissa", ...copies]) assert.match(html, new RegExp(`<a href="[^"]*plots/loss_curves_${run}\\.png"`));
+  });
+
   it("says what is missing before the steps have run", async () => {
     const config = { ...(defaults(EXPERIMENT) as ExperimentConfig), outputDir: path.join(tmp, "empty") };
     const html = fs.readFileSync(await writeExperimentReport(config, experimentLayout(config)), "utf8");
