@@ -73,22 +73,24 @@ const needsFullFinetune = (c: ExperimentConfig, k: number) => c.arms.includes("s
 /** A full fine-tune is done when its model and its SVD analysis are there and complete. */
 const fullFinetuneDone = (c: ExperimentConfig, k: number) => isComplete(fullLayout(c, k).model) && isComplete(fullLayout(c, k).analysis);
 
-/** The training data of the cross-fitted teacher's run: half of the training set, drawn with the seed, written once. */
+/**
+ * The training data of the cross-fitted teacher's run: half of the training set, drawn with the
+ * seed. The file is the experiment's own; it is rewritten whenever it does not hold that half (the
+ * training data or the seed changed), so a run never trains on a stale half.
+ */
 function halfData(c: ExperimentConfig, k: number): string {
   const file = path.join(c.outputDir, "data", `train_half${k === 0 ? "" : `-s${k + 1}`}.json`);
-  if (!fs.existsSync(file)) {
-    const samples = loadDataset(c.trainData);
-    const order = new Random(c.seed + k).shuffle(samples.map((_, i) => i));
-    const half = order.slice(0, Math.floor(samples.length / 2)).sort((a, b) => a - b);
+  const samples = loadDataset(c.trainData);
+  const order = new Random(c.seed + k).shuffle(samples.map((_, i) => i));
+  const half = order.slice(0, Math.floor(samples.length / 2)).sort((a, b) => a - b);
+  const text = `${JSON.stringify(
+    half.map((i) => ({ messages: samples[i].messages })),
+    null,
+    1,
+  )}\n`;
+  if (!fs.existsSync(file) || fs.readFileSync(file, "utf8") !== text) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    writeFileAtomic(
-      file,
-      `${JSON.stringify(
-        half.map((i) => ({ messages: samples[i].messages })),
-        null,
-        1,
-      )}\n`,
-    );
+    writeFileAtomic(file, text);
   }
   return file;
 }
