@@ -26,7 +26,7 @@ import { type RecomputePolicy, measureLayerBytesPerToken } from "./backprop.js";
 import { type BatchOptions, epochOrder, microBatchRanges } from "./batches.js";
 import { singleProcess } from "./data-parallel.js";
 import { InterruptedError, type TrainingEvents } from "./events.js";
-import { trainLoops } from "./loop.js";
+import { type LoopOutcome, trainLoops } from "./loop.js";
 import { LORA_TRAINING, type LoraTrainingSettings } from "./settings.js";
 import { runLogFiles } from "./run-log.js";
 import {
@@ -94,6 +94,18 @@ export function canShareBase(s: { init?: string; dora?: boolean }): boolean {
  */
 export function trainsTogether(concurrentArms: number | "auto", device: string): boolean {
   return concurrentArms === "auto" ? device.startsWith("cuda") : concurrentArms > 1;
+}
+
+/**
+ * Runs trained together share every step's time: each is charged the pass's wall time in
+ * proportion to the tokens it trained, so the runs' seconds add up to the pass's and compare
+ * with a run trained alone (whose seconds are all its own).
+ */
+export function chargeShares(outcomes: LoopOutcome[]): void {
+  const done = outcomes.flatMap((o) => (o.ok ? [o.result] : []));
+  const tokens = done.reduce((n, r) => n + r.tokens, 0);
+  const wall = Math.max(...done.map((r) => r.seconds));
+  if (done.length > 1 && tokens > 0) for (const r of done) r.seconds = (wall * r.tokens) / tokens;
 }
 
 // The settings every run of a concurrent training must share, because the model and its batches do.
@@ -164,6 +176,7 @@ export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions =
           })),
           { signal: o.signal },
         );
+        chargeShares(outcomes);
         for (const [k, outcome] of outcomes.entries()) {
           const p = pass[k];
           const index = start + k;

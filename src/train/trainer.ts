@@ -63,6 +63,7 @@ export interface TrainResult {
   steps: number;
   stepsPerEpoch: number;
   tokens: number;
+  /** Training seconds; a run trained together with others (train/concurrent.ts) is charged its share of their time. */
   seconds: number;
   /** The first step's mean loss (before any update). */
   initialLoss: number;
