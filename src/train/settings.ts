@@ -362,9 +362,8 @@ export const ARMS_PER_PASS: Kind<number | "auto"> = {
 export const CONCURRENT = {
   concurrentArms: setting({
     kind: ARMS_PER_PASS,
-    // Default 1 until the concurrent path has run on a GPU (test-gpu/concurrent.test.ts, bench/concurrent-7b.ts).
     help: "LoRA runs trained together over one copy of the base model: n, or auto (on a GPU as many as --max-memory holds; on the CPU one)",
-    default: 1 as number | "auto",
+    default: "auto" as number | "auto",
   }),
 };
 
