@@ -62,6 +62,8 @@ export interface ConcurrentOptions {
   concurrentArms?: number | "auto";
   /** Called when a run's folder is complete, before the next pass starts (a caller may move its files into place). */
   onRunDone?: (index: number, result: TrainResult) => void | Promise<void>;
+  /** Called when a run stops by itself (its loss or gradient not finite), before the next pass; it is still in RunsFailedError. */
+  onRunFailed?: (index: number, error: Error) => void | Promise<void>;
   /** Notes about the passes (how many runs share each). */
   note?: (line: string) => void;
 }
@@ -182,6 +184,7 @@ export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions =
           const index = start + k;
           if (!outcome.ok) {
             failures.push({ index, label: p.label, error: outcome.error });
+            await o.onRunFailed?.(index, outcome.error);
             continue;
           }
           const result = finishLoraRun(model, {

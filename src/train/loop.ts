@@ -319,7 +319,9 @@ class RunState {
           ? `the last good checkpoint is in ${this.run.checkpointDir}`
           : "no checkpoint was saved yet";
         this.error = new NonFiniteError(
-          `${what} at step ${this.step + 1}: lower \`learningRate\` (now ${s.learningRate}) or set \`skipNonfinite\`; ${last}`,
+          what,
+          this.step + 1,
+          `lower \`learningRate\` (now ${s.learningRate}) or set \`skipNonfinite\`; ${last}`,
         );
         this.close();
         return { evaluate: false, save: false, epoch: step.epoch };
@@ -401,6 +403,18 @@ class RunState {
 /** A step's loss or gradient was not finite and skipping was not asked for. */
 export class NonFiniteError extends Error {
   override name = "NonFiniteError";
+  /**
+   * @param what what stopped being finite ("loss became NaN")
+   * @param step the optimizer step it happened at (from 1)
+   * @param advice what to do about it
+   */
+  constructor(
+    readonly what: string,
+    readonly step: number,
+    advice: string,
+  ) {
+    super(`${what} at step ${step}: ${advice}`);
+  }
 }
 
 /** Mean training loss of each epoch, weighted by each step's predicted tokens (so a short last batch counts for what it holds). */

@@ -585,6 +585,21 @@ function resultOf(
   };
 }
 
+/**
+ * What a run records about what made it, for the checks that it is done with these settings: its
+ * identity (the settings that change its training and its evaluation) and its inputs (their digests).
+ */
+export function provenance(
+  schema: typeof TRAINING | typeof LORA_TRAINING | typeof FULL_TRAINING,
+  s: TrainingSettings & { svdFactors?: string },
+  dp: DataParallel,
+): { identity: { training: Record<string, unknown>; evaluation: Record<string, unknown> }; inputs: Record<string, unknown> } {
+  const inputs: Record<string, unknown> = { baseModel: describeInput(s.baseModel), trainData: describeInput(s.trainData) };
+  if (s.evalData) inputs.evalData = describeInput(s.evalData);
+  if (s.svdFactors) inputs.svdFactors = describeInput(s.svdFactors);
+  return { identity: { training: fingerprint(schema, s, dp), evaluation: identityOf(schema, s, { evaluation: true }) }, inputs };
+}
+
 /** summary.json: what made the run (settings, inputs, code) and what it gave. */
 function writeSummary(
   dir: string,
@@ -594,9 +609,6 @@ function writeSummary(
   dp: DataParallel,
   result: object,
 ): void {
-  const inputs: Record<string, unknown> = { baseModel: describeInput(s.baseModel), trainData: describeInput(s.trainData) };
-  if (s.evalData) inputs.evalData = describeInput(s.evalData);
-  if (s.svdFactors) inputs.svdFactors = describeInput(s.svdFactors);
   const summary = {
     made_by: "svdlora",
     kind: kind === "lora" ? "LoRA training run" : "full fine-tune",
@@ -607,8 +619,7 @@ function writeSummary(
       : `${os.cpus()[0]?.model ?? "cpu"} (${os.cpus().length} cores)`,
     processes: dp.worldSize,
     settings: s,
-    identity: { training: fingerprint(schema, s, dp), evaluation: identityOf(schema, s, { evaluation: true }) },
-    inputs,
+    ...provenance(schema, s, dp),
     result,
   };
   fs.mkdirSync(dir, { recursive: true });
