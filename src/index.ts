@@ -19,4 +19,4 @@ export * as lowrank from "./lowrank/index.js";
 export { compareRuns, writeComparison } from "./pipeline/compare.js";
 export { runExperiment } from "./pipeline/experiment.js";
 export { EXPERIMENT, type ExperimentConfig } from "./pipeline/settings.js";
-export { trainRun, trainRuns } from "./pipeline/train.js";
+export { type DivergedRun, trainRun, trainRuns } from "./pipeline/train.js";

@@ -28,7 +28,7 @@ import { renderExperimentReport } from "./report.js";
 import { EXPERIMENT, type ExperimentConfig } from "./settings.js";
 import { svdFiles, svdInto } from "./svd.js";
 import { synthesisFiles, synthesizeInto } from "./synthesize.js";
-import { type TrainRunOptions, type TrainRunResult, trainRun, trainRuns } from "./train.js";
+import { type DivergedRun, type TrainRunOptions, type TrainRunResult, trainRun, trainRuns } from "./train.js";
 import { fullFinetuneBaseline, fullFinetuneLayout } from "./train-full.js";
 
 export { EXPERIMENT, type ExperimentConfig };
@@ -99,6 +99,9 @@ function halfData(c: ExperimentConfig, k: number): string {
 interface Planned {
   name: string;
   arm: string;
+  /** Its learning rate and seed index. */
+  lr: number;
+  k: number;
   settings: Partial<LoraTrainingSettings>;
   /** Runs (in the training folder) whose compute this one counts. */
   dependsOn: string[];
@@ -145,24 +148,24 @@ export function plan(c: ExperimentConfig, arm: string, lr: number, k: number): P
     overwrite: true, // the experiment owns its runs: a step that reruns replaces them
   };
   const name = runName(c, arm, lr, k);
+  const run = { name, arm, lr, k };
   const from = (init: LoraTrainingSettings["init"], svdFactors?: string) => ({ ...base, init, svdFactors });
   const none = () => [];
   switch (arm) {
     case "random":
-      return { name, arm, settings: base, dependsOn: [], external: none };
+      return { ...run, settings: base, dependsOn: [], external: none };
     case "random-half":
-      return { name, arm, settings: { ...base, trainData: halfData(c, k) }, dependsOn: [], external: none, sourceOnly: true };
+      return { ...run, settings: { ...base, trainData: halfData(c, k) }, dependsOn: [], external: none, sourceOnly: true };
     case "svd":
     case "svd-xfit": {
       const source = arm === "svd" ? "random" : "random-half";
       const T = teacherOf(c, source, lr, k);
-      return { name, arm, settings: from("svd", T.factors), dependsOn: [runName(c, source, lr, k)], external: () => teacherCost(T) };
+      return { ...run, settings: from("svd", T.factors), dependsOn: [runName(c, source, lr, k)], external: () => teacherCost(T) };
     }
     case "svd-full": {
       const F = fullLayout(c, k);
       return {
-        name,
-        arm,
+        ...run,
         settings: from("svd", F.factors),
         dependsOn: [],
         external: () => {
@@ -179,10 +182,10 @@ export function plan(c: ExperimentConfig, arm: string, lr: number, k: number): P
     case "random-continued": {
       // The random run of the same seed trained again from its own adapter: the svd arm's compute without the teacher.
       const source = runName(c, "random", lr, k);
-      return { name, arm, settings: from("svd", experimentLayout(c).adapter(source)), dependsOn: [source], external: none };
+      return { ...run, settings: from("svd", experimentLayout(c).adapter(source)), dependsOn: [source], external: none };
     }
     default:
-      return { name, arm, settings: from(arm as LoraTrainingSettings["init"]), dependsOn: [], external: none };
+      return { ...run, settings: from(arm as LoraTrainingSettings["init"]), dependsOn: [], external: none };
   }
 }
 
@@ -193,6 +196,8 @@ const runsOf = (c: ExperimentConfig, arms: readonly string[]) =>
 
 /** Whether a step's outputs are there, complete and made with these settings; if not, why. */
 export type StepState = { done: true } | { done: false; why: string; stale: boolean };
+/** A run's state: done as the grid search's result that it diverged, too. */
+type RunState = StepState | { done: true; diverged: true };
 
 function readJson(file: string): Record<string, unknown> | null {
   try {
@@ -215,12 +220,14 @@ function inputChange(key: string, recorded: RecordedInput | undefined): string |
 type RecordedInput = { path?: string; sha256?: string; files?: Record<string, string | number> };
 
 /**
- * A run's state: its summary, adapter and log are there and complete, and the summary records
- * the same identity (training and evaluation) and the same inputs (their digests) as now.
+ * A run's state: its summary, adapter and log are there and complete — or, with a learning-rate
+ * grid, its record of diverging is there — and the summary (the record) records the same identity
+ * (training and evaluation) and the same inputs (their digests) as now.
  */
-function runState(c: ExperimentConfig, p: Planned): StepState {
+function runState(c: ExperimentConfig, p: Planned): RunState {
   const L = experimentLayout(c);
-  const file = L.summary(p.name);
+  const diverged = gridded(c) && !fs.existsSync(L.summary(p.name)) && fs.existsSync(L.diverged(p.name));
+  const file = diverged ? L.diverged(p.name) : L.summary(p.name);
   const summary = readJson(file) as {
     made_by?: string;
     identity?: { training: object; evaluation: object };
@@ -229,8 +236,10 @@ function runState(c: ExperimentConfig, p: Planned): StepState {
   if (!summary) return { done: false, why: `${p.name} has not run`, stale: false };
   if (summary.made_by !== "svdlora" || !summary.identity)
     return { done: false, why: `${file} was not written by this svdlora`, stale: true };
-  if (!isOurFolder(L.adapter(p.name))) return { done: false, why: `${p.name} is incomplete: ${L.adapter(p.name)} is missing`, stale: true };
-  if (!fs.existsSync(L.log(p.name))) return { done: false, why: `${p.name} is incomplete: ${L.log(p.name)} is missing`, stale: true };
+  if (!diverged && !isOurFolder(L.adapter(p.name)))
+    return { done: false, why: `${p.name} is incomplete: ${L.adapter(p.name)} is missing`, stale: true };
+  if (!diverged && !fs.existsSync(L.log(p.name)))
+    return { done: false, why: `${p.name} is incomplete: ${L.log(p.name)} is missing`, stale: true };
   const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, p.settings);
   const want = { ...identityOf(LORA_TRAINING, s), ...identityOf(LORA_TRAINING, s, { evaluation: true }) };
   const have = { ...summary.identity.training, ...summary.identity.evaluation } as Record<string, unknown>;
@@ -240,7 +249,15 @@ function runState(c: ExperimentConfig, p: Planned): StepState {
     const change = inputChange(key, recorded);
     if (change) return { done: false, why: `${p.name}: ${change}`, stale: true };
   }
-  return { done: true };
+  return diverged ? { done: true, diverged: true } : { done: true };
+}
+
+const hasDiverged = (c: ExperimentConfig, p: Planned) => "diverged" in runState(c, p);
+
+/** The run of step 1 that p starts from (a teacher's source, or the run it continues), if it diverged: p cannot be trained. */
+function divergedSource(c: ExperimentConfig, p: Planned): string | undefined {
+  const source = sourceArms(c).find((from) => p.dependsOn.includes(runName(c, from, p.lr, p.k)));
+  return source && hasDiverged(c, plan(c, source, p.lr, p.k)) ? runName(c, source, p.lr, p.k) : undefined;
 }
 
 /** The teacher step's record: what it was made from and with. */
@@ -275,6 +292,7 @@ function teacherOutputs(c: ExperimentConfig, from: "random" | "random-half", lr:
 }
 
 function teacherState(c: ExperimentConfig, from: "random" | "random-half", lr: number, k: number): StepState {
+  if (hasDiverged(c, plan(c, from, lr, k))) return { done: true }; // a run that diverged has no teacher
   const T = teacherOf(c, from, lr, k);
   const what = `the teacher of ${runName(c, from, lr, k)}`;
   const have = readJson(T.record);
@@ -295,7 +313,7 @@ function reportInputs(c: ExperimentConfig): Record<string, string> {
   const files = fs.existsSync(L.training)
     ? fs
         .readdirSync(L.training)
-        .filter((f) => /^(train_summary_.+\.json|training_log_.+\.csv|accuracy_.+\.json)$/.test(f))
+        .filter((f) => /^(train_summary_.+\.json|training_log_.+\.csv|accuracy_.+\.json|diverged_.+\.json)$/.test(f))
         .map((f) => path.join(L.training, f))
     : [];
   for (const from of sourceArms(c))
@@ -348,7 +366,7 @@ export function stepState(c: ExperimentConfig, step: StepId): StepState {
         : { done: false, why: `the full fine-tune of seed ${c.seed + fullMissing} has not run`, stale: false };
     }
     case 3:
-      return first(runsOf(c, laterArms(c)).map((p) => runState(c, p)));
+      return first(runsOf(c, laterArms(c)).map((p) => (divergedSource(c, p) ? { done: true } : runState(c, p))));
     case 4:
       return reportState(c);
   }
@@ -371,15 +389,25 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
   const L = experimentLayout(c);
   // A step that stopped part-way keeps what it finished: its runs, teachers and fine-tunes that are
   // done with these settings are not made again (`force` redoes everything).
-  const done = (r: TrainRunResult) => log(`  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, ${evalSpan(r)}`);
+  const done = (r: TrainRunResult | DivergedRun) =>
+    log(
+      "diverged" in r
+        ? `  ${r.runName}: diverged (${r.message}), recorded in ${path.basename(r.recordPath)}: its learning rate loses`
+        : `  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, ${evalSpan(r)}`,
+    );
+  // With a grid, a run whose loss or gradient stops being finite is the grid's result (it diverged)
+  // and the step goes on; with one learning rate it is an error.
+  const recordDivergence = gridded(c);
   // The runs of a step depend on none of each other: they train one after another, or together
   // over one base model in passes of `concurrentArms` (train/concurrent.ts), into the same files.
   // A run whose init cannot share the base (DoRA, LoftQ, the inits with a calibration pass) trains
   // in a pass of its own.
   const train = async (planned: Planned[]) => {
     const todo = planned.filter((p) => {
-      if (o.force || !runState(c, p).done) return true;
-      log(`  ${p.name}: done with these settings, kept`);
+      const source = divergedSource(c, p);
+      if (source) log(`  ${p.name}: not trained, ${source} (which it starts from) diverged`);
+      else if (o.force || !runState(c, p).done) return true;
+      else log(`  ${p.name}: ${hasDiverged(c, p) ? "diverged" : "done"} with these settings, kept`);
       return false;
     });
     const each = todo.map((p) => ({
@@ -391,9 +419,15 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
     }));
     const together = trainsTogether(c.concurrentArms, c.device) ? each.filter((r) => canShareBase(r.settings)) : [];
     if (together.length > 1)
-      await trainRuns(together, { signal: o.signal, concurrentArms: c.concurrentArms, note: (line) => log(`  ${line}`), onRunDone: done });
+      await trainRuns(together, {
+        signal: o.signal,
+        concurrentArms: c.concurrentArms,
+        note: (line) => log(`  ${line}`),
+        onRunDone: done,
+        recordDivergence,
+      });
     for (const { settings, ...r } of each.filter((r) => together.length <= 1 || !together.includes(r)))
-      done(await trainRun(settings, { ...r, signal: o.signal }));
+      done(await trainRun(settings, { ...r, signal: o.signal, recordDivergence }));
   };
   switch (step) {
     case 1:
@@ -404,6 +438,10 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
         for (const lr of learningRates(c))
           for (const k of seedsOf(c)) {
             const source = runName(c, from, lr, k);
+            if (hasDiverged(c, plan(c, from, lr, k))) {
+              log(`  teacher of ${source}: none, ${source} diverged`);
+              continue;
+            }
             const adapter = L.adapter(source);
             if (!fs.existsSync(adapter)) throw new Error(`step 2 needs the adapter of ${source} (${adapter}): run step 1 first`);
             const T = teacherOf(c, from, lr, k);
@@ -465,7 +503,7 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
     case 3: {
       const planned = runsOf(c, laterArms(c));
       for (const p of planned)
-        if (p.settings.svdFactors && !fs.existsSync(p.settings.svdFactors))
+        if (p.settings.svdFactors && !fs.existsSync(p.settings.svdFactors) && !divergedSource(c, p))
           throw new Error(
             `step 3 needs ${p.settings.svdFactors} for ${p.name}: run ${p.arm === "random-continued" ? "step 1" : "step 2"} first`,
           );

@@ -28,6 +28,8 @@ export function trainingLayout(training: string) {
     /** Each run in its own folder, so that `tensorboard --logdir <training>` shows every run. */
     tensorboard: (run: string) => path.join(training, "tensorboard", run),
     summary: (run: string) => path.join(training, `train_summary_${run}.json`),
+    /** In place of the others, for a run of a learning-rate grid whose loss or gradient stopped being finite. */
+    diverged: (run: string) => path.join(training, `diverged_${run}.json`),
     lossPlot: (run: string) => path.join(training, "plots", `loss_curves_${run}.png`),
     checkpoint: (run: string) => path.join(training, "checkpoints", run),
     /** Where a run writes until its files are swapped in. */

@@ -5,20 +5,24 @@
 // when that earlier run is svdlora's and replacing it was asked for. The run's checkpoint, kept
 // for a resume while it trains, goes with the same commit: a finished run is its files alone.
 // trainRuns does the same for several runs trained together over one base model.
+// With `recordDivergence` (a learning-rate grid), a run whose loss or gradient stops being finite
+// is a result, not an error: a record of it, diverged_<run>.json, replaces the run's files and
+// checkpoint by the same kind of commit.
 import fs from "node:fs";
 import path from "node:path";
 import { lossCurvesChart, saveChart, svgPathFor } from "../report/index.js";
-import type { DataParallel } from "../train/data-parallel.js";
+import { type DataParallel, singleProcess } from "../train/data-parallel.js";
 import { hasCheckpoint } from "../train/checkpoint.js";
-import { trainConcurrently } from "../train/concurrent.js";
+import { RunsFailedError, trainConcurrently } from "../train/concurrent.js";
 import { readTrainingLog } from "../train/log.js";
-import type { LoopOptions } from "../train/loop.js";
+import { type LoopOptions, NonFiniteError } from "../train/loop.js";
 import { runLogFiles } from "../train/run-log.js";
 import { LORA_TRAINING, type LoraTrainingSettings } from "../train/settings.js";
-import { RUN_FILES, type TrainResult, resolveSettings, trainLora } from "../train/trainer.js";
+import { RUN_FILES, type TrainResult, provenance, resolveSettings, trainLora } from "../train/trainer.js";
 import { assertReplaceable, writeFileAtomic } from "../util/atomic.js";
 import { checkOutputDir } from "../util/files.js";
 import { claimFolder, commitOutputs } from "../util/outputs.js";
+import { codeVersion } from "../version.js";
 import { trainingLayout } from "./layout.js";
 
 export interface TrainRunOptions extends LoopOptions {
@@ -27,6 +31,11 @@ export interface TrainRunOptions extends LoopOptions {
   dataParallel?: DataParallel;
   /** Where the run stands in an experiment, recorded in its summary for the comparison. */
   experiment?: ExperimentRecord;
+  /**
+   * A run whose loss or gradient stops being finite is recorded as diverged and returned as such
+   * (DivergedRun), instead of being an error: a learning rate of a grid that diverges loses.
+   */
+  recordDivergence?: boolean;
 }
 
 /** A run's place in an experiment: its arm, and the compute it counts beside its own. */
@@ -50,15 +59,50 @@ export interface TrainRunResult extends TrainResult {
   plotFile: string;
 }
 
+/** A run that stopped because its loss or gradient was no longer finite, as its record says. */
+export interface DivergedRun {
+  diverged: true;
+  runName: string;
+  /** diverged_<run>.json in the training folder. */
+  recordPath: string;
+  /** The optimizer step whose loss or gradient was not finite (from 1). */
+  step: number;
+  /** What happened: "loss became NaN at step 2". */
+  message: string;
+}
+
+/** diverged_<run>.json: the run, where it stopped, and what made it (its identity and inputs, as a summary records them). */
+export interface DivergedRecord {
+  made_by: "svdlora";
+  kind: "diverged LoRA training run";
+  code: string;
+  run: string;
+  arm: string;
+  seed: number;
+  learningRate: number;
+  step: number;
+  message: string;
+  settings: LoraTrainingSettings;
+  identity: ReturnType<typeof provenance>["identity"];
+  inputs: ReturnType<typeof provenance>["inputs"];
+  experiment?: ExperimentRecord;
+}
+
 /** Trains a LoRA adapter into settings.outputDir; see the file comment for what it writes and when. */
-export async function trainRun(settings: Partial<LoraTrainingSettings>, o: TrainRunOptions = {}): Promise<TrainRunResult> {
-  const { outputDir, runName, staging, files, outputs, checkpointDir } = planRun(settings, o.runName);
+export function trainRun(
+  settings: Partial<LoraTrainingSettings>,
+  o?: TrainRunOptions & { recordDivergence?: false },
+): Promise<TrainRunResult>;
+export function trainRun(settings: Partial<LoraTrainingSettings>, o: TrainRunOptions): Promise<TrainRunResult | DivergedRun>;
+export async function trainRun(settings: Partial<LoraTrainingSettings>, o: TrainRunOptions = {}): Promise<TrainRunResult | DivergedRun> {
+  const plan = planRun(settings, o.runName);
+  const { outputDir, runName, staging, files, outputs, checkpointDir } = plan;
   const run = { dir: staging, checkpointDir, ...o };
   if (o.dataParallel && !o.dataParallel.isMain) return { ...(await trainLora(settings, run)), ...outputs }; // the main process writes
 
   const lock = claimFolder(outputDir, `training run ${runName}`, (line) => o.events?.note?.(line));
   try {
-    checkReplaceable(runName, files, checkpointDir, Boolean(settings.overwrite), Boolean(settings.resume));
+    checkReplaceable(runName, files, plan.diverged, checkpointDir, Boolean(settings.overwrite), Boolean(settings.resume));
     fs.rmSync(staging, { recursive: true, force: true });
     fs.mkdirSync(staging, { recursive: true });
     let result: TrainResult;
@@ -67,9 +111,10 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
     } catch (e) {
       // What the earlier run left stays as it was; a resume rebuilds the log from its checkpoint.
       fs.rmSync(staging, { recursive: true, force: true });
+      if (o.recordDivergence && e instanceof NonFiniteError) return commitDivergence(plan, settings, e, o.experiment, o.dataParallel);
       throw e;
     }
-    await commitRun(outputDir, staging, checkpointDir, outputs, settings, result, o.experiment);
+    await commitRun(plan, settings, result, o.experiment);
     return { ...result, ...outputs };
   } finally {
     lock.release();
@@ -85,7 +130,8 @@ export interface ConcurrentRun extends Pick<TrainRunOptions, "runName" | "events
  * trainRun for several runs over one loaded base model (train/concurrent.ts): each run is staged
  * and its files swapped into place as trainRun does, as soon as its pass is done. Runs share
  * outputDir. Returns one result per run, in order; when some fail or the signal stops them, the
- * runs already done stay in place.
+ * runs already done stay in place. With `recordDivergence`, a run whose loss or gradient stops
+ * being finite is recorded and its result says so (the others' failures are still thrown).
  */
 export async function trainRuns(
   runs: ConcurrentRun[],
@@ -93,10 +139,11 @@ export async function trainRuns(
     signal?: AbortSignal;
     concurrentArms?: number | "auto";
     note?: (line: string) => void;
-    /** Called when a run's files are in place, before the next pass starts. */
-    onRunDone?: (result: TrainRunResult) => void;
+    /** Called when a run's files (or its record of diverging) are in place, before the next pass starts. */
+    onRunDone?: (result: TrainRunResult | DivergedRun) => void;
+    recordDivergence?: boolean;
   } = {},
-): Promise<TrainRunResult[]> {
+): Promise<(TrainRunResult | DivergedRun)[]> {
   const plans = runs.map((r) => ({ ...r, ...planRun(r.settings, r.runName) }));
   const outputDir = plans[0].outputDir;
   const other = plans.find((p) => path.resolve(p.outputDir) !== path.resolve(outputDir));
@@ -106,9 +153,10 @@ export async function trainRuns(
   if (twice) throw new Error(`two runs are named ${twice.runName}: give each its own \`runName\``);
 
   const lock = claimFolder(outputDir, `training runs ${plans.map((p) => p.runName).join(", ")}`, (line) => o.note?.(line));
-  const results: TrainRunResult[] = [];
+  const results: (TrainRunResult | DivergedRun)[] = [];
   try {
-    for (const p of plans) checkReplaceable(p.runName, p.files, p.checkpointDir, Boolean(p.settings.overwrite), Boolean(p.settings.resume));
+    for (const p of plans)
+      checkReplaceable(p.runName, p.files, p.diverged, p.checkpointDir, Boolean(p.settings.overwrite), Boolean(p.settings.resume));
     for (const p of plans) {
       fs.rmSync(p.staging, { recursive: true, force: true });
       fs.mkdirSync(p.staging, { recursive: true });
@@ -128,12 +176,24 @@ export async function trainRuns(
           note: o.note,
           onRunDone: async (i, result) => {
             const p = plans[i];
-            await commitRun(outputDir, p.staging, p.checkpointDir, p.outputs, p.settings, result, p.experiment);
+            await commitRun(p, p.settings, result, p.experiment);
             results[i] = { ...result, ...p.outputs };
+            o.onRunDone?.(results[i]);
+          },
+          onRunFailed: (i, error) => {
+            const p = plans[i];
+            if (!o.recordDivergence || !(error instanceof NonFiniteError)) return;
+            fs.rmSync(p.staging, { recursive: true, force: true });
+            results[i] = commitDivergence(p, p.settings, error, p.experiment);
             o.onRunDone?.(results[i]);
           },
         },
       );
+    } catch (e) {
+      // The runs recorded as diverged are results; any other run that stopped by itself is still an error.
+      if (!(e instanceof RunsFailedError)) throw e;
+      const failed = e.failures.filter((f) => !results[f.index]);
+      if (failed.length > 0) throw failed.length === e.failures.length ? e : new RunsFailedError(failed);
     } finally {
       // What the earlier runs left stays as it was for the runs not done; a resume rebuilds their logs from their checkpoints.
       for (const p of plans) fs.rmSync(p.staging, { recursive: true, force: true });
@@ -160,15 +220,25 @@ function planRun(settings: Partial<LoraTrainingSettings>, name: string | undefin
     summaryPath: L.summary(runName),
     plotFile: L.lossPlot(runName),
   };
-  return { outputDir, runName, staging: L.staging(runName), files, outputs: { runName, ...files }, checkpointDir: L.checkpoint(runName) };
+  return {
+    outputDir,
+    runName,
+    staging: L.staging(runName),
+    files,
+    outputs: { runName, ...files },
+    diverged: L.diverged(runName),
+    checkpointDir: L.checkpoint(runName),
+  };
 }
 
-/** Records the run's place in the experiment, draws its loss curves and moves its staged files into their names, all together. */
+type RunPlan = ReturnType<typeof planRun>;
+
+/**
+ * Records the run's place in the experiment, draws its loss curves and moves its staged files into
+ * their names, all together; an earlier record of the name diverging and the checkpoint go.
+ */
 async function commitRun(
-  outputDir: string,
-  staging: string,
-  checkpointDir: string,
-  outputs: Omit<TrainRunResult, keyof TrainResult>,
+  { outputDir, staging, checkpointDir, outputs, diverged }: RunPlan,
   settings: Partial<LoraTrainingSettings>,
   result: TrainResult,
   experiment: ExperimentRecord | undefined,
@@ -189,10 +259,52 @@ async function commitRun(
     { from: rel(path.join(staging, "loss_curves.svg")), to: rel(svgPathFor(outputs.plotFile)) },
     // The summary last: it is what says the run is complete.
     { from: rel(path.join(staging, RUN_FILES.summary)), to: rel(outputs.summaryPath) },
+    { from: null, to: rel(diverged) },
     { from: null, to: rel(checkpointDir) },
   ]);
   fs.rmSync(staging, { recursive: true, force: true });
   removeIfEmpty(path.dirname(checkpointDir)); // checkpoints/, once no run has one
+}
+
+/**
+ * Writes the record of a run that diverged and swaps it in, in one commit, for the files of an
+ * earlier run of the name and for the run's checkpoint: a diverged run leaves nothing to resume.
+ */
+function commitDivergence(
+  { outputDir, runName, staging, files, diverged, checkpointDir }: RunPlan,
+  settings: Partial<LoraTrainingSettings>,
+  error: NonFiniteError,
+  experiment: ExperimentRecord | undefined,
+  dp?: DataParallel,
+): DivergedRun {
+  const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, settings);
+  const message = `${error.what} at step ${error.step}`;
+  const record: DivergedRecord = {
+    made_by: "svdlora",
+    kind: "diverged LoRA training run",
+    code: codeVersion(),
+    run: runName,
+    arm: experiment?.arm ?? s.init,
+    seed: s.seed,
+    learningRate: s.learningRate,
+    step: error.step,
+    message,
+    settings: s,
+    ...provenance(LORA_TRAINING, s, dp ?? singleProcess(s.device)),
+    ...(experiment ? { experiment } : {}),
+  };
+  const staged = path.join(staging, path.basename(diverged));
+  fs.mkdirSync(staging, { recursive: true });
+  writeFileAtomic(staged, `${JSON.stringify(record, null, 2)}\n`);
+  const rel = (p: string) => path.relative(outputDir, p);
+  commitOutputs(outputDir, runName, [
+    { from: rel(staged), to: rel(diverged) },
+    ...[...Object.values(files), svgPathFor(files.plotFile)].map((f) => ({ from: null, to: rel(f) })),
+    { from: null, to: rel(checkpointDir) },
+  ]);
+  fs.rmSync(staging, { recursive: true, force: true });
+  removeIfEmpty(path.dirname(checkpointDir));
+  return { diverged: true, runName, recordPath: diverged, step: error.step, message };
 }
 
 /**
@@ -203,13 +315,15 @@ async function commitRun(
 function checkReplaceable(
   runName: string,
   files: Omit<TrainRunResult, keyof TrainResult | "runName">,
+  diverged: string,
   checkpointDir: string,
   overwrite: boolean,
   resume: boolean,
 ): void {
   assertReplaceable(checkpointDir); // a checkpoint folder is svdlora's (it carries the marker), or refused
-  const present = [...Object.values(files), svgPathFor(files.plotFile)].filter((p) => fs.existsSync(p));
-  const owned = fs.existsSync(files.summaryPath) && madeBySvdlora(files.summaryPath);
+  const present = [...Object.values(files), svgPathFor(files.plotFile), diverged].filter((p) => fs.existsSync(p));
+  // A run is svdlora's when its summary says so, or (a run that diverged) its record does.
+  const owned = madeBySvdlora(files.summaryPath) || madeBySvdlora(diverged);
   if (present.length > 0 && !owned)
     throw new Error(
       `${present[0]} exists but no svdlora run owns it (no complete ${path.basename(files.summaryPath)}): move it away or choose another output folder`,
@@ -236,9 +350,9 @@ function removeIfEmpty(dir: string): void {
   }
 }
 
-function madeBySvdlora(summaryFile: string): boolean {
+function madeBySvdlora(file: string): boolean {
   try {
-    return (JSON.parse(fs.readFileSync(summaryFile, "utf8")) as { made_by?: unknown }).made_by === "svdlora";
+    return (JSON.parse(fs.readFileSync(file, "utf8")) as { made_by?: unknown }).made_by === "svdlora";
   } catch {
     return false;
   }
