@@ -4,10 +4,13 @@
 // paired t test, the exact sign-flip permutation test and the effect size d_z; Holm's adjustment
 // across arms for the primary endpoint. With several learning rates, each arm is compared at the
 // rate that gave it the lowest validation loss, and an arm whose best rate is at the grid's edge
-// gets no verdict. Accuracy is compared per seed with McNemar's exact test on the same questions.
+// gets no verdict. A rate at which a seed of an arm diverged (its loss or gradient stopped being
+// finite) loses: it is never the arm's rate, but it counts among the rates tried for the edge.
+// Accuracy is compared per seed with McNemar's exact test on the same questions.
 //
 // Inputs (in trainingDir): train_summary_NAME.json (the run's settings and result; its log's path
-// follows from the name), and the timing files of the teachers runs depended on.
+// follows from the name), diverged_NAME.json (a run of a grid that diverged), and the timing files
+// of the teachers runs depended on.
 // Outputs (writeComparison): comparison.json, comparison_report.txt, and the loss-curve charts.
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -34,6 +37,7 @@ import { accuracyFile } from "./accuracy.js";
 import { runCurves } from "./curves.js";
 import { trainingLayout } from "./layout.js";
 import { METRICS, type MetricKey } from "./settings.js";
+import type { DivergedRecord } from "./train.js";
 
 /** The arm whose trained adapter the svd arm's teacher ΔW is synthesized from. */
 export const TEACHER_SOURCE_ARM = "random";
@@ -90,7 +94,7 @@ export const DEFINITIONS: Record<MetricKey | "pairing" | "tuning" | "tests", str
   pairing:
     "paired by seed: run k of every arm uses seed k (same batch order); each metric's difference arm − baseline is taken seed by seed, and seeds missing on either side are left out",
   tuning:
-    "with several learning rates, each arm's rate is the one with the lowest mean validation loss after training (the validation set is kept apart from the test set); the comparison uses each arm's tuned rate",
+    "with several learning rates, each arm's rate is the one with the lowest mean validation loss after training (the validation set is kept apart from the test set); the comparison uses each arm's tuned rate. A rate at which any seed of the arm diverged (loss or gradient not finite) is never its tuned rate, but counts among the rates tried: a best rate just below a diverged one is bracketed, not at the grid's edge",
   tests:
     "intervals: t interval of the mean difference, and a percentile bootstrap interval; tests: paired t, and the exact two-sided sign-flip permutation test (2^n sign assignments); d_z = mean difference / sd of differences; Holm's adjustment of the permutation p across arms, for the primary endpoint only",
 };
@@ -148,15 +152,31 @@ export interface VersusBaseline {
 
 export interface LearningRatePoint {
   learningRate: number;
+  /** The runs that finished at this rate. */
   runs: string[];
+  /** The runs that diverged at this rate: with any, the rate loses. */
+  diverged: string[];
   validation: Summary;
   test: Summary;
 }
 
+/** A run that diverged (diverged_NAME.json): where its loss or gradient stopped being finite. */
+export interface DivergedRunRecord {
+  name: string;
+  arm: string;
+  seed: number;
+  learningRate: number;
+  step: number;
+  message: string;
+  recordPath: string;
+  sourceOnly: boolean;
+  identity: Record<string, unknown>;
+}
+
 export interface ArmComparison {
   arm: string;
-  /** The rate compared: the tuned one with several. */
-  learningRate: number;
+  /** The rate compared: the tuned one with several; null when the arm diverged at every rate. */
+  learningRate: number | null;
   /** Every rate tried, with the final validation and test losses over seeds. */
   learningRates: LearningRatePoint[];
   /** The tuned rate is the grid's smallest or largest: the optimum may lie outside. */
@@ -183,6 +203,8 @@ export interface ComparisonResult {
   /** Baseline first, then svd, pissa, then the others by name. */
   arms: ArmComparison[];
   runs: RunRecord[];
+  /** The runs of the grid that diverged. */
+  diverged: DivergedRunRecord[];
   /** The report's first lines: one per arm, then what qualifies them. */
   verdict: string[];
   caveats: string[];
@@ -216,16 +238,42 @@ const points = (evals: readonly EvalRecord[], pick: (e: EvalRecord) => number | 
     return v === undefined || !Number.isFinite(v) ? [] : [{ step: e.step, value: v }];
   });
 
+/** The runs of trainingDir named by files `<prefix>NAME.json`, sorted. */
+const runNames = (trainingDir: string, prefix: string) =>
+  fs
+    .readdirSync(trainingDir)
+    .map((f) => (f.startsWith(prefix) && f.endsWith(".json") ? f.slice(prefix.length, -".json".length) : undefined))
+    .filter((n): n is string => n !== undefined && n.length > 0)
+    .sort();
+
+/** Reads the record of every run of a grid that diverged in trainingDir. */
+export function readDiverged(trainingDir: string): DivergedRunRecord[] {
+  const L = trainingLayout(trainingDir);
+  return runNames(trainingDir, "diverged_").map((name) => {
+    const file = L.diverged(name);
+    const d = readJson<Partial<DivergedRecord>>(file);
+    if (d.made_by !== "svdlora" || typeof d.step !== "number" || typeof d.learningRate !== "number" || typeof d.seed !== "number")
+      throw new CompareError(`${file}: not a record of a diverged run written by this svdlora (step, seed and learning rate expected)`);
+    return {
+      name,
+      arm: d.arm ?? name,
+      seed: d.seed,
+      learningRate: d.learningRate,
+      step: d.step,
+      message: d.message ?? "",
+      recordPath: file,
+      sourceOnly: d.experiment?.sourceOnly === true,
+      identity: { ...d.identity?.training, ...d.identity?.evaluation },
+    };
+  });
+}
+
 /** Reads every completed run (one with a summary written by svdlora train) in trainingDir. */
 export function readRuns(trainingDir: string): { runs: RunRecord[]; heldOut: Map<string, CurvePoint[]> } {
   if (!fs.existsSync(trainingDir) || !fs.statSync(trainingDir).isDirectory())
     throw new CompareError(`training folder ${trainingDir} does not exist (train runs first, or give \`trainingDir\`)`);
   const L = trainingLayout(trainingDir);
-  const names = fs
-    .readdirSync(trainingDir)
-    .map((f) => /^train_summary_(.+)\.json$/.exec(f)?.[1])
-    .filter((n): n is string => n !== undefined)
-    .sort();
+  const names = runNames(trainingDir, "train_summary_");
   if (names.length === 0)
     throw new CompareError(`no training runs in ${trainingDir}: expected train_summary_NAME.json files written by svdlora train`);
   const heldOut = new Map<string, CurvePoint[]>();
@@ -314,29 +362,32 @@ export function compareRuns(trainingDir: string, o: CompareOptions = {}): Compar
   if (o.targetLoss !== undefined && !Number.isFinite(o.targetLoss))
     throw new CompareError(`target loss must be a finite number, got ${o.targetLoss}`);
   const { runs, heldOut } = readRuns(trainingDir);
+  const diverged = readDiverged(trainingDir);
 
-  const mismatches = settingsMismatches(runs.filter((r) => !r.sourceOnly));
+  const mismatches = settingsMismatches([...runs, ...diverged].filter((r) => !r.sourceOnly));
   if (mismatches.length > 0 && !o.allowMismatch)
     throw new CompareError(
       `the runs differ in more than their arm, seed and learning rate: ${mismatches[0]}${mismatches.length > 1 ? ` (and ${mismatches.length - 1} more)` : ""}; compare like with like, or set \`allowMismatch\` to compare them anyway with the differences listed`,
     );
-  const armNames = [...new Set(runs.filter((r) => !r.sourceOnly).map((r) => r.arm))];
+  const armNames = [...new Set([...runs, ...diverged].filter((r) => !r.sourceOnly).map((r) => r.arm))];
   if (!armNames.includes(baseline))
     throw new CompareError(`no "${baseline}" arm in ${trainingDir}: found ${armNames.join(", ")} (give \`baseline\` one of them)`);
   const rank = (arm: string) => (arm === baseline ? -1 : ARM_ORDER.includes(arm) ? ARM_ORDER.indexOf(arm) : ARM_ORDER.length);
   armNames.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 
-  // Each arm's learning rate: the one with the lowest mean validation loss (else test loss) after training.
-  const tuned = new Map<string, { rate: number; points: LearningRatePoint[]; atEdge: boolean; onTest: boolean }>();
+  // Each arm's learning rate: the one with the lowest mean validation loss (else test loss) after
+  // training, among the rates at which none of its seeds diverged; the edge is judged over every rate tried.
+  const tuned = new Map<string, { rate: number | null; points: LearningRatePoint[]; atEdge: boolean; onTest: boolean }>();
   for (const arm of armNames) {
-    const byRate = new Map<number, RunRecord[]>();
-    for (const r of runs.filter((x) => x.arm === arm)) byRate.set(r.learningRate, [...(byRate.get(r.learningRate) ?? []), r]);
-    const rates = [...byRate.keys()].sort((a, b) => a - b);
-    const pts = rates.map((rate) => {
-      const rs = byRate.get(rate)!;
+    const trained = runs.filter((x) => x.arm === arm);
+    const lost = diverged.filter((x) => x.arm === arm);
+    const rates = [...new Set([...trained, ...lost].map((r) => r.learningRate))].sort((a, b) => a - b);
+    const pts = rates.map((rate): LearningRatePoint => {
+      const rs = trained.filter((r) => r.learningRate === rate);
       return {
         learningRate: rate,
         runs: rs.map((r) => r.name),
+        diverged: lost.filter((d) => d.learningRate === rate).map((d) => d.name),
         validation: summarize(
           rs.map((r) => r.validationFinal),
           confidence,
@@ -347,14 +398,22 @@ export function compareRuns(trainingDir: string, o: CompareOptions = {}): Compar
         ),
       };
     });
-    const onTest = pts.every((p) => p.validation.mean === null);
+    const finite = pts.filter((p) => p.diverged.length === 0);
+    const onTest = finite.every((p) => p.validation.mean === null);
     const score = (p: LearningRatePoint) => (onTest ? p.test.mean : p.validation.mean) ?? Number.POSITIVE_INFINITY;
-    const best = pts.reduce((a, b) => (score(b) < score(a) ? b : a));
-    const atEdge = rates.length > 1 && (best.learningRate === rates[0] || best.learningRate === rates.at(-1));
-    tuned.set(arm, { rate: best.learningRate, points: pts, atEdge, onTest: onTest && rates.length > 1 });
+    const best = finite.length > 0 ? finite.reduce((a, b) => (score(b) < score(a) ? b : a)) : null;
+    const atEdge = best !== null && rates.length > 1 && (best.learningRate === rates[0] || best.learningRate === rates.at(-1));
+    tuned.set(arm, { rate: best?.learningRate ?? null, points: pts, atEdge, onTest: onTest && rates.length > 1 });
   }
+  if (tuned.get(baseline)!.rate === null)
+    throw new CompareError(
+      `the baseline ${baseline} diverged at every learning rate it was tried at (${tuned
+        .get(baseline)!
+        .points.map((p) => p.learningRate)
+        .join(", ")}): there is nothing to compare with; add smaller rates to \`lrGrid\``,
+    );
 
-  const seeds = [...new Set(runs.map((r) => r.seed))].sort((a, b) => a - b);
+  const seeds = [...new Set([...runs, ...diverged].map((r) => r.seed))].sort((a, b) => a - b);
   const at = (arm: string) => runs.filter((r) => r.arm === arm && r.learningRate === tuned.get(arm)!.rate);
   const baseRuns = at(baseline);
   const targetLoss = o.targetLoss ?? summarize(baseRuns.map((r) => r.values.heldOutFinal)).mean;
@@ -408,7 +467,7 @@ export function compareRuns(trainingDir: string, o: CompareOptions = {}): Compar
 
   const caveats = [
     ...mismatches.map((m) => `Settings differ between runs (compared anyway, allowMismatch): ${m}.`),
-    ...caveatsOf(arms, runs, baseline, seeds, grid, tuned),
+    ...caveatsOf(arms, runs, diverged, baseline, seeds, grid, tuned),
   ];
   // The runs in the arms' order, then by learning rate and seed.
   runs.sort((a, b) => armNames.indexOf(a.arm) - armNames.indexOf(b.arm) || a.learningRate - b.learningRate || a.seed - b.seed);
@@ -423,6 +482,7 @@ export function compareRuns(trainingDir: string, o: CompareOptions = {}): Compar
     definitions: DEFINITIONS,
     arms,
     runs,
+    diverged,
     verdict: [...arms.filter((a) => a.arm !== baseline).map((a) => a.verdict), ...headline(arms, baseline, grid, seeds)],
     caveats,
   };
@@ -481,6 +541,8 @@ function verdictOf(a: ArmComparison, base: ArmComparison | undefined, primary: M
   const label = METRIC_LABELS[primary];
   const v = a.vsBaseline[primary];
   const rate = grid ? "at tuned learning rates" : `at learning rate ${a.learningRate}`;
+  if (a.learningRate === null)
+    return `${a.arm}: no verdict — it diverged at every learning rate it was tried at (${a.learningRates.map((p) => p.learningRate).join(", ")}).`;
   if (a.rateAtEdge)
     return `${a.arm}: verdict withheld — its best learning rate ${a.learningRate} is at the edge of the grid, so its optimum may lie outside it.`;
   if (base.rateAtEdge)
@@ -516,6 +578,7 @@ function headline(arms: ArmComparison[], baseline: string, grid: boolean, seeds:
 function caveatsOf(
   arms: ArmComparison[],
   runs: RunRecord[],
+  diverged: DivergedRunRecord[],
   baseline: string,
   seeds: number[],
   grid: boolean,
@@ -531,7 +594,32 @@ function caveatsOf(
       caveats.push(
         `${arm}'s learning rate was chosen on the test set (no validation set was kept apart): its tuned numbers are optimistic.`,
       );
+  if (diverged.length > 0)
+    caveats.push(
+      `Runs that diverged (loss or gradient not finite), each recorded in its diverged_NAME.json: ${diverged.map((d) => `${d.name} (${d.message})`).join(", ")}. A rate at which any seed of an arm diverged is never that arm's tuned rate.`,
+    );
+  // An arm that starts from another's run (svd from random's teacher, random-continued from random) is not trained where that run diverged.
   for (const a of arms) {
+    const sources = new Set(
+      runs.filter((r) => r.arm === a.arm).flatMap((r) => r.dependsOn.map((d) => runs.find((x) => x.name === d)?.arm)),
+    );
+    const untried = diverged.filter(
+      (d) => sources.has(d.arm) && !runs.some((r) => r.arm === a.arm && r.seed === d.seed && r.learningRate === d.learningRate),
+    );
+    const where = [...new Set(untried.map((d) => d.learningRate))].map(
+      (lr) =>
+        `learning rate ${lr}: seed ${untried
+          .filter((d) => d.learningRate === lr)
+          .map((d) => d.seed)
+          .join(", ")}`,
+    );
+    if (untried.length > 0)
+      caveats.push(
+        `${a.arm} was not trained where the ${[...new Set(untried.map((d) => d.arm))].join(" and ")} run it starts from diverged (${where.join("; ")}): its rate is chosen among the rates it was trained at.`,
+      );
+  }
+  for (const a of arms) {
+    if (a.learningRate === null) continue;
     const missing = seeds.filter((s) => !runs.some((r) => r.arm === a.arm && r.seed === s && r.learningRate === a.learningRate));
     if (missing.length)
       caveats.push(
@@ -558,7 +646,8 @@ export function statisticsRows(r: ComparisonResult): { columns: string[]; rows: 
   const columns = [
     "metric",
     ...r.arms.map(
-      (a) => `${a.arm} (n = ${a.runs.length}${r.arms.some((x) => x.learningRates.length > 1) ? `, lr ${a.learningRate}` : ""})`,
+      (a) =>
+        `${a.arm} (n = ${a.runs.length}${r.arms.some((x) => x.learningRates.length > 1) ? `, lr ${a.learningRate ?? "none: diverged at every rate"}` : ""})`,
     ),
     ...others.map((a) => `${a.arm} − ${r.baseline}: Δ [${Math.round(r.confidence * 100)} % CI], p`),
   ];
@@ -586,28 +675,35 @@ function table(columns: string[], rows: string[][]): string {
   return [line(columns), widths.map((w) => "-".repeat(w)).join("   "), ...rows.map(line)].join("\n");
 }
 
+/** What the LEARNING RATES table's caption says. */
+export const LEARNING_RATES_CAPTION =
+  "final loss over seeds: mean [95 % CI]; * = the arm's tuned rate; a rate at which a seed diverged (loss or gradient not finite) loses";
+
+/**
+ * The learning-rate table (with several rates): per arm and rate, the final validation and test
+ * losses over seeds, or that k of its n seeds diverged there; the arm's tuned rate is starred.
+ */
+export function learningRateRows(r: ComparisonResult): { columns: string[]; rows: string[][] } | null {
+  if (!r.arms.some((a) => a.learningRates.length > 1)) return null;
+  const loss = (s: Summary) => (s.mean === null ? "n/a" : `${fmt(s.mean)}${s.ci ? ` [${fmt(s.ci[0])}, ${fmt(s.ci[1])}]` : ""}`);
+  const seeds = (p: LearningRatePoint) => p.runs.length + p.diverged.length;
+  return {
+    columns: ["arm", "learning rate", "validation", "test", "runs"],
+    rows: r.arms.flatMap((a) =>
+      a.learningRates.map((p) => [
+        a.arm,
+        `${p.learningRate}${p.learningRate === a.learningRate ? " *" : ""}`,
+        ...(p.diverged.length > 0 ? [`diverged (${p.diverged.length} of ${seeds(p)} seeds)`, "–"] : [loss(p.validation), loss(p.test)]),
+        String(seeds(p)),
+      ]),
+    ),
+  };
+}
+
 export function renderComparisonReport(r: ComparisonResult): string {
   const s = statisticsRows(r);
-  const lr = r.arms.some((a) => a.learningRates.length > 1)
-    ? [
-        "",
-        "LEARNING RATES (final loss over seeds: mean [95 % CI]; * = the arm's tuned rate)",
-        table(
-          ["arm", "learning rate", "validation", "test", "runs"],
-          r.arms.flatMap((a) =>
-            a.learningRates.map((p) => [
-              a.arm,
-              `${p.learningRate}${p.learningRate === a.learningRate ? " *" : ""}`,
-              p.validation.mean === null
-                ? "n/a"
-                : `${fmt(p.validation.mean)}${p.validation.ci ? ` [${fmt(p.validation.ci[0])}, ${fmt(p.validation.ci[1])}]` : ""}`,
-              p.test.mean === null ? "n/a" : `${fmt(p.test.mean)}${p.test.ci ? ` [${fmt(p.test.ci[0])}, ${fmt(p.test.ci[1])}]` : ""}`,
-              String(p.runs.length),
-            ]),
-          ),
-        ),
-      ]
-    : [];
+  const rates = learningRateRows(r);
+  const lr = rates ? ["", `LEARNING RATES (${LEARNING_RATES_CAPTION})`, table(rates.columns, rates.rows)] : [];
   const mcnemar = r.arms.flatMap((a) =>
     a.mcnemar.map((m) => `  ${a.arm} vs ${r.baseline}, seed ${m.seed}: b = ${m.test.b}, c = ${m.test.c}, p = ${pText(m.test.p)}`),
   );
@@ -618,6 +714,7 @@ export function renderComparisonReport(r: ComparisonResult): string {
         .map((m) => `${m} ${m === "accuracy" ? `${x.accuracy?.correct}/${x.accuracy?.total}` : fmt(x.values[m]!)}`)
         .join(", "),
   );
+  const perDiverged = r.diverged.map((d) => `  ${d.name} (arm ${d.arm}, seed ${d.seed}, lr ${d.learningRate}): diverged, ${d.message}`);
   return [
     "svdlora: comparison of LoRA initializations (step 4 of docs/experiment.md)",
     "",
@@ -642,6 +739,7 @@ export function renderComparisonReport(r: ComparisonResult): string {
     "",
     "PER RUN",
     ...perRun,
+    ...perDiverged,
     "",
   ].join("\n");
 }

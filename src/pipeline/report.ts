@@ -16,7 +16,15 @@ import {
 import { systemInfo } from "../torch/system-info.js";
 import type { TrainResult } from "../train/trainer.js";
 import { writeOutputs } from "../util/outputs.js";
-import { COMPARISON_FILES, type ComparisonResult, TEACHER_ARM, TEACHER_SOURCE_ARM, statisticsRows } from "./compare.js";
+import {
+  COMPARISON_FILES,
+  type ComparisonResult,
+  LEARNING_RATES_CAPTION,
+  TEACHER_ARM,
+  TEACHER_SOURCE_ARM,
+  learningRateRows,
+  statisticsRows,
+} from "./compare.js";
 import { runCurves } from "./curves.js";
 import type { ExperimentConfig } from "./experiment.js";
 import { type Layout, firstTeacherSuffix, layout, teacherLayout } from "./layout.js";
@@ -105,6 +113,17 @@ function curvesSection(L: Layout, runs: Run[], comparison: ComparisonResult | nu
           },
         ]
       : [],
+  };
+}
+
+/** With a learning-rate grid: each arm's final losses at every rate, the tuned rate and the rates that diverged. */
+function learningRatesSection(comparison: ComparisonResult | null): ReportSection | null {
+  const rates = comparison && learningRateRows(comparison);
+  if (!rates) return null;
+  return {
+    heading: "Learning rates",
+    paragraphs: [`${LEARNING_RATES_CAPTION[0].toUpperCase()}${LEARNING_RATES_CAPTION.slice(1)}.`],
+    table: rates,
   };
 }
 
@@ -261,8 +280,10 @@ export function renderExperimentReport(c: ExperimentConfig, L: Layout, pending: 
   const runs = trainedRuns(A, comparison);
   const teacher = teacherSettings(c, read);
   const curves = curvesSection(A, runs, comparison, read);
+  const rates = learningRatesSection(comparison);
   const sections: ReportSection[] = [
     ...(curves ? [curves] : []),
+    ...(rates ? [rates] : []),
     ...teacherSections(c, A, teacher),
     ...(runs.length ? [runsSection(A, runs)] : []),
     setupSection(c, runs, teacher),

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { trainingLayout } from "../../src/pipeline/layout.js";
-import { CompareError, compareRuns, renderComparisonReport, writeComparison } from "../../src/pipeline/compare.js";
+import { CompareError, compareRuns, learningRateRows, renderComparisonReport, writeComparison } from "../../src/pipeline/compare.js";
 import { mcnemarExact, pairedComparison } from "../../src/stats/index.js";
 import { TrainingLogWriter } from "../../src/train/log.js";
 import { runCli, tempDir } from "../helpers.js";
@@ -334,5 +334,145 @@ describe("errors and the command line", () => {
     const bad = await runCli("compare", "--training-dir", out, "--primary", "loss");
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /--primary <metric>' argument 'loss' is invalid\. expected one of heldOutFinal/);
+  });
+});
+
+/** Writes the record a run of a grid leaves when its loss stops being finite (pipeline/train.ts). */
+function writeDiverged(dir: string, name: string, d: { arm: string; seed: number; lr: number }): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const record = {
+    made_by: "svdlora",
+    kind: "diverged LoRA training run",
+    run: name,
+    arm: d.arm,
+    seed: d.seed,
+    learningRate: d.lr,
+    step: 3,
+    message: "loss became NaN at step 3",
+    experiment: { arm: d.arm, dependsOn: [], external: [] },
+  };
+  fs.writeFileSync(trainingLayout(dir).diverged(name), JSON.stringify(record));
+}
+
+describe("learning rates that diverged", () => {
+  const rates = [1e-4, 4e-4, 1.6e-3];
+  const out = path.join(dir, "diverged");
+  [42, 43].forEach((seed, k) =>
+    rates.forEach((lr, i) => {
+      const tag = `-lr${i}${k === 0 ? "" : `-s${k + 1}`}`;
+      // random: best finite rate 4e-4; at 1.6e-3 seed 43 diverged, seed 42 finished lowest of all (it must not win).
+      if (i === 2 && k === 1) writeDiverged(out, `random${tag}`, { arm: "random", seed, lr });
+      else writeRun(out, `random${tag}`, { arm: "random", seed, lr, heldOut: [0.7, 0.6, 0.5 + i / 100], validation: [0.56, 0.51, 0.3][i] });
+      // svd starts from random's teacher, so it has no run where random diverged; it improves up to the largest rate.
+      if (!(i === 2 && k === 1))
+        writeRun(out, `svd${tag}`, {
+          arm: "svd",
+          seed,
+          lr,
+          heldOut: [0.5, 0.48, 0.45 - i / 100],
+          validation: [0.5, 0.47, 0.45][i],
+          dependsOn: [`random${tag}`],
+        });
+      // pissa diverged at every rate.
+      writeDiverged(out, `pissa${tag}`, { arm: "pissa", seed, lr });
+    }),
+  );
+  const r = compareRuns(out);
+  const [random, svd, pissa] = r.arms;
+
+  it("a rate at which any seed diverged is never the arm's rate, and a best rate below it is bracketed, not at the edge", () => {
+    assert.deepEqual(
+      r.arms.map((a) => a.arm),
+      ["random", "svd", "pissa"],
+    );
+    assert.equal(random.learningRate, 4e-4);
+    assert.equal(random.rateAtEdge, false);
+    assert.deepEqual(
+      random.learningRates.map((p) => [p.learningRate, p.runs.length, p.diverged]),
+      [
+        [1e-4, 2, []],
+        [4e-4, 2, []],
+        [1.6e-3, 1, ["random-lr2-s2"]],
+      ],
+    );
+    // Paired at the tuned rates only: no run of the diverged rate is paired.
+    assert.deepEqual(
+      svd.vsBaseline!.heldOutFinal.perSeed.map(([seed, b]) => [seed, b]),
+      [
+        [42, 0.51],
+        [43, 0.51],
+      ],
+    );
+    // svd's edge is over the rates it was trained at; its best is the largest of them (seed 42 alone there).
+    assert.equal(svd.learningRate, 1.6e-3);
+    assert.equal(svd.rateAtEdge, true);
+    assert.ok(
+      r.caveats.includes(
+        "svd was not trained where the random run it starts from diverged (learning rate 0.0016: seed 43): its rate is chosen among the rates it was trained at.",
+      ),
+      r.caveats.join("\n"),
+    );
+  });
+
+  it("an arm that diverged at every rate has no rate and no verdict; the baseline that did is an error", () => {
+    assert.equal(pissa.learningRate, null);
+    assert.equal(pissa.rateAtEdge, false);
+    assert.deepEqual(pissa.runs, []);
+    assert.equal(pissa.vsBaseline!.heldOutFinal.n, 0);
+    assert.equal(pissa.verdict, "pissa: no verdict — it diverged at every learning rate it was tried at (0.0001, 0.0004, 0.0016).");
+    const all = path.join(dir, "all-diverged");
+    for (const [i, lr] of [1e-3, 1e-2].entries()) {
+      writeDiverged(all, `random-lr${i}`, { arm: "random", seed: 42, lr });
+      writeRun(all, `svd-lr${i}`, { arm: "svd", seed: 42, lr, heldOut: [0.5, 0.4, 0.3], validation: 0.3 });
+    }
+    assert.throws(
+      () => compareRuns(all),
+      (e) =>
+        e instanceof CompareError &&
+        e.message ===
+          "the baseline random diverged at every learning rate it was tried at (0.001, 0.01): there is nothing to compare with; add smaller rates to `lrGrid`",
+    );
+  });
+
+  it("the learning-rate table, comparison.json and the report show each diverged rate with how many of its seeds diverged", async () => {
+    const table = learningRateRows(r)!;
+    assert.deepEqual(table.rows.slice(0, 3), [
+      ["random", "0.0001", "0.56 [0.56, 0.56]", "0.5 [0.5, 0.5]", "2"],
+      ["random", "0.0004 *", "0.51 [0.51, 0.51]", "0.51 [0.51, 0.51]", "2"],
+      ["random", "0.0016", "diverged (1 of 2 seeds)", "–", "2"],
+    ]);
+    assert.deepEqual(
+      table.rows.filter((row) => row[0] === "pissa").map((row) => row[2]),
+      ["diverged (2 of 2 seeds)", "diverged (2 of 2 seeds)", "diverged (2 of 2 seeds)"],
+    );
+    const text = renderComparisonReport(r);
+    assert.match(text, /^ {2}random-lr2-s2 \(arm random, seed 43, lr 0\.0016\): diverged, loss became NaN at step 3$/m);
+    assert.match(text, /pissa \(n = 0, lr none: diverged at every rate\)/);
+    const paths = await writeComparison(out, r);
+    const json = JSON.parse(fs.readFileSync(paths.json, "utf8"));
+    assert.deepEqual(json.arms[0].learningRates[2].diverged, ["random-lr2-s2"]);
+    assert.deepEqual(
+      json.diverged.map((d: { name: string; step: number; learningRate: number }) => [d.name, d.learningRate, d.step]).slice(0, 2),
+      [
+        ["pissa-lr0", 1e-4, 3],
+        ["pissa-lr0-s2", 1e-4, 3],
+      ],
+    );
+  });
+
+  it("with two rates, the finite one below a diverged rate is the lowest rate tried: still the grid's edge", () => {
+    const two = path.join(dir, "two-rates");
+    writeRun(two, "random-lr0", { arm: "random", seed: 42, lr: 1e-3, heldOut: [0.7, 0.6, 0.5], validation: 0.5 });
+    writeDiverged(two, "random-lr1", { arm: "random", seed: 42, lr: 1e-2 });
+    const random = compareRuns(two).arms[0];
+    assert.equal(random.learningRate, 1e-3);
+    assert.equal(random.rateAtEdge, true, "its optimum may lie below the grid");
+  });
+
+  it("a record that is not svdlora's diverged run is refused with one line", () => {
+    const bad = path.join(dir, "bad-diverged");
+    writeRun(bad, "random", { arm: "random", seed: 42, heldOut: [0.7, 0.6, 0.5] });
+    fs.writeFileSync(trainingLayout(bad).diverged("random-lr1"), JSON.stringify({ made_by: "svdlora", step: "3" }));
+    assert.throws(() => compareRuns(bad), /diverged_random-lr1\.json: not a record of a diverged run written by this svdlora/);
   });
 });
