@@ -121,9 +121,7 @@ function statisticGroups(job: CalibrationJob, statistic: "gradient" | "covarianc
     const { inFeatures: n, outFeatures: m, weight } = linears.get(path)!;
     return statistic === "gradient" ? m * n * (4 + torch.elementSize[weight.dtype]) : n * n * 4;
   };
-  const cuda = job.batch.device.startsWith("cuda");
-  const allocated = cuda ? torch.cuda.memory(Number(job.batch.device.split(":")[1] ?? 0)).allocated : 0;
-  const room = (job.budgetBytes - allocated) / 2;
+  const room = (job.budgetBytes - deviceAllocated(job.batch.device)) / 2;
   const groups: string[][] = [];
   let used = Number.POSITIVE_INFINITY;
   for (const path of job.targets) {
@@ -255,8 +253,12 @@ async function covariancePass(
 }
 
 /**
- * EVA: a first forward finds which layers share an input; then batch after batch (cycling), each
- * layer EvaState still wants gets its input rows at answer positions, until every layer converged.
+ * EVA: a first forward finds which layers share an input; then batch after batch (cycling), the
+ * layers EvaState still wants get their input rows at answer positions, fitted together after the
+ * forward, until every layer converged. A batch's rows are the same on every cycle (the model does
+ * not change), so those of each batch are kept after its first forward where they fit in half of
+ * what the memory budget leaves (all of them on the CPU), and later cycles read them instead of
+ * running the model again; the other half is the fitting's working memory (EvaState's stepBytes).
  */
 async function evaPass(job: CalibrationJob, counter: { tokens: number; batches: number }): Promise<Map<string, EvaLayer>> {
   const components = Math.round(2 * job.rank);
@@ -273,33 +275,64 @@ async function evaPass(job: CalibrationJob, counter: { tokens: number; batches: 
     return b.tokens;
   });
   counter.batches++;
-  const state = new EvaState(job.targets, shared, { rank: () => job.rank, alpha: job.alpha });
+  const room = job.budgetBytes === null ? null : (job.budgetBytes - deviceAllocated(job.batch.device)) / 2;
+  const state = new EvaState(job.targets, shared, {
+    rank: () => job.rank,
+    alpha: job.alpha,
+    ...(room === null ? {} : { stepBytes: room }),
+  });
+  const fitted = job.targets.filter((path) => !shared.has(path));
+  const kept: (Map<string, Tensor> | undefined)[] = [];
+  let keptBytes = 0;
   try {
     for (let i = 0, want = state.next(); want; want = state.next(), i++) {
-      const layers = want;
-      counter.tokens += torch.tidy(() => {
-        const b = makeBatch(job.batches[i % job.batches.length], job.batch);
-        const answers = answerRows(b.labels);
-        const fit = (path: string) => (x: Tensor) => {
-          const rows = torch.tidy(() => x.reshape(-1, x.shape[x.ndim - 1]).indexSelect(0, answers));
-          try {
-            state.fit(path, rows);
-          } finally {
-            rows.dispose();
-          }
-        };
-        probedForward(job.model, new Map(layers.map((path) => [path, fit(path)])), b.ids, b.options);
-        return b.tokens;
-      });
-      state.endBatch();
+      const index = i % job.batches.length;
+      const cached = kept[index];
+      // Every fitted layer's rows when the batch may be kept, else those wanted now.
+      const inputs = cached ?? answerInputs(job, index, kept.length <= index ? fitted : want, counter);
+      if (!cached && kept.length <= index) {
+        const bytes = [...inputs.values()].reduce((sum, x) => sum + x.numel() * torch.elementSize[x.dtype], 0);
+        const fits = room === null || keptBytes + bytes <= room;
+        kept[index] = fits ? inputs : undefined;
+        if (fits) keptBytes += bytes;
+      }
+      try {
+        state.feed(inputs);
+      } finally {
+        if (kept[index] !== inputs) torch.dispose([...inputs.values()]);
+      }
       counter.batches++;
       await checkpoint(job.signal);
     }
     return state.result();
   } finally {
+    for (const inputs of kept) if (inputs) torch.dispose([...inputs.values()]);
     state.dispose();
   }
 }
+
+/** One forward of calibration batch `index`: the input rows at its answer positions of each of the layers (kept tensors). */
+function answerInputs(job: CalibrationJob, index: number, layers: string[], counter: { tokens: number }): Map<string, Tensor> {
+  const inputs = new Map<string, Tensor>();
+  try {
+    counter.tokens += torch.tidy(() => {
+      const b = makeBatch(job.batches[index], job.batch);
+      const answers = answerRows(b.labels);
+      const capture = (path: string) => (x: Tensor) => {
+        inputs.set(path, torch.keep(torch.tidy(() => x.reshape(-1, x.shape[x.ndim - 1]).indexSelect(0, answers))));
+      };
+      probedForward(job.model, new Map(layers.map((path) => [path, capture(path)])), b.ids, b.options);
+      return b.tokens;
+    });
+  } catch (e) {
+    torch.dispose([...inputs.values()]);
+    throw e;
+  }
+  return inputs;
+}
+
+const deviceAllocated = (device: string): number =>
+  device.startsWith("cuda") ? torch.cuda.memory(Number(device.split(":")[1] ?? 0)).allocated : 0;
 
 /** The flat row indices of a batch's positions whose label is not −100 (the answer tokens), int64 on the labels' device. */
 function answerRows(labels: Tensor): Tensor {
