@@ -156,6 +156,26 @@ test("eva: ranks redistributed within the budget, v_proj shares q_proj's compone
   c.dispose();
 });
 
+test("eva: each batch's inputs are kept after its first forward and later cycles run none; without room to keep them, forwards give the same result", async () => {
+  const j = job(loadCausalLM(EMBEDDED_MODEL), "eva");
+  const tokens = j.batches.map((b) => b.reduce((n, s) => n + s.ids.length, 0));
+  const kept = await calibrate(j);
+  assert.ok(kept.batches > 1 + 2 * j.batches.length, `cycled through the batches (${kept.batches} steps)`);
+  assert.equal(kept.tokens, tokens[0] + tokens[0] + tokens[1], "the sharing forward, then one forward per batch");
+  // A budget of one byte: nothing is kept, and the layers are fitted one per step.
+  const rerun = await calibrate(job(loadCausalLM(EMBEDDED_MODEL), "eva", { budgetBytes: 1 }));
+  assert.equal(rerun.batches, kept.batches);
+  const steps = rerun.batches - 1;
+  assert.equal(rerun.tokens, tokens[0] + Array.from({ length: steps }, (_, i) => tokens[i % 2]).reduce((a, b) => a + b, 0));
+  for (const [path, l] of kept.context.eva!) {
+    const other = rerun.context.eva!.get(path)!;
+    assert.equal(other.rank, l.rank, `${path}: rank`);
+    if (l.rank > 0) assert.ok(relative(other.A, l.A) < 1e-6, `${path}: A`);
+  }
+  kept.dispose();
+  rerun.dispose();
+});
+
 test("an abort stops the pass between batches, and the model is left as it was", async () => {
   const model = loadCausalLM(EMBEDDED_MODEL);
   const stop = new AbortController();
