@@ -25,7 +25,7 @@ import {
   initStatistic,
 } from "../lowrank/inits/index.js";
 import type { InputProbe } from "../model/linear.js";
-import type { CausalLM, ForwardOptions } from "../model/qwen2.js";
+import { type CausalLM, type ForwardOptions, decoderLayerOf } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
@@ -190,13 +190,14 @@ async function gradientPass(
 ): Promise<Map<string, Tensor>> {
   const linears = job.model.linears();
   const weights = group.map((path) => [path, linears.get(path)!.weight] as const);
+  const recompute = gradientPassPolicy(job, group);
   const G = new GradientMean();
   try {
     for (const [, w] of weights) w.requiresGrad_(true);
     for (const samples of job.batches) {
       const tokens = torch.tidy(() => {
         const b = makeBatch(samples, job.batch);
-        lossAndBackward(job.model, b, { recompute: job.recompute });
+        lossAndBackward(job.model, b, { recompute });
         return b.tokens;
       });
       for (const [path, w] of weights) {
@@ -217,6 +218,25 @@ async function gradientPass(
     }
     G.dispose();
   }
+}
+
+/**
+ * The recomputation policy of a gradient pass over the group's targets: the run's, and under a
+ * memory budget it also counts the weights' gradients (out · in in the weight's dtype, per decoder
+ * layer), which backward allocates after the layers to keep were chosen.
+ */
+export function gradientPassPolicy(job: CalibrationJob, group: string[]): RecomputePolicy {
+  const p = job.recompute;
+  if (typeof p !== "object" || !("budgetBytes" in p)) return p;
+  const gradientBytes = new Array<number>(job.model.layers.length).fill(0);
+  const linears = job.model.linears();
+  for (const path of group) {
+    const { weight } = linears.get(path)!;
+    const layer = decoderLayerOf(path);
+    if (layer === undefined) throw new Error(`calibration: ${path} is not in a decoder layer`);
+    gradientBytes[layer] += weight.numel() * torch.elementSize[weight.dtype];
+  }
+  return { ...p, gradientBytes };
 }
 
 /** C of each target of the group, one sequence per forward; layers reading one input share one C. */

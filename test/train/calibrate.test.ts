@@ -15,7 +15,7 @@ import type { CausalLM } from "../../src/model/qwen2.js";
 import { EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import * as torch from "../../src/torch/index.js";
 import { epochOrder, paddedBatch } from "../../src/train/batches.js";
-import { type CalibrationJob, calibrate, calibrationBatches } from "../../src/train/calibrate.js";
+import { type CalibrationJob, calibrate, calibrationBatches, gradientPassPolicy } from "../../src/train/calibrate.js";
 import { InterruptedError } from "../../src/train/events.js";
 
 let train: Encoded[];
@@ -174,6 +174,21 @@ test("eva: each batch's inputs are kept after its first forward and later cycles
   }
   kept.dispose();
   rerun.dispose();
+});
+
+test("a gradient pass under a memory budget counts the target weights' gradients, layer by layer, in its recomputation policy", () => {
+  const model = loadCausalLM(EMBEDDED_MODEL);
+  const j = job(model, "lora-ga", { recompute: { budgetBytes: 2 ** 30 } });
+  const bytes = (layer: number) =>
+    ["q_proj", "v_proj"].reduce((n, m) => n + model.linears().get(`model.layers.${layer}.self_attn.${m}`)!.weight.numel() * 4, 0);
+  const layers = model.layers.map((_, i) => i);
+  assert.deepEqual(gradientPassPolicy(j, j.targets), { budgetBytes: 2 ** 30, gradientBytes: layers.map(bytes) });
+  assert.deepEqual(
+    gradientPassPolicy(j, j.targets.slice(0, 2)),
+    { budgetBytes: 2 ** 30, gradientBytes: layers.map((i) => (i === 0 ? bytes(0) : 0)) },
+    "a group: its own",
+  );
+  assert.equal(gradientPassPolicy(job(model, "lora-ga"), j.targets), "none", "no budget: the run's policy");
 });
 
 test("an abort stops the pass between batches, and the model is left as it was", async () => {
