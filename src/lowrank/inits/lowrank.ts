@@ -31,10 +31,15 @@ function checkArguments(M: Tensor, q: number, niter: number): void {
  * iterations, each product orthonormalized by `orth`.
  */
 function rangeBasis(A: Tensor, R: Tensor, niter: number, orth: (Y: Tensor) => Tensor): Tensor {
-  let Q = orth(A.matmul(R));
+  // Each step's products freed at once: on a batch they are as large as Q.
+  const step = (M: Tensor, Q: Tensor) => torch.tidy(() => orth(M.matmul(Q)));
+  let Q = step(A, R);
   for (let i = 0; i < niter; i++) {
-    Q = orth(A.T.matmul(Q));
-    Q = orth(A.matmul(Q));
+    for (const M of [A.T, A]) {
+      const next = step(M, Q);
+      Q.dispose();
+      Q = next;
+    }
   }
   return Q;
 }
@@ -108,7 +113,7 @@ export function svdLowrankRight(M: Tensor, q: number, niter: number, random: Ran
     const failures: Tensor[] = [];
     const Q = rangeBasis(A, R, niter, (Y) => {
       const { Q, failed } = choleskyQr(Y);
-      failures.push(failed);
+      failures.push(torch.keep(failed));
       return Q;
     });
     if (torch.stack(failures).max().item() > 0) return null;
