@@ -7,7 +7,8 @@
 //   corda-ipm/kpm      C, the mean over sequences of (X/|max X|)ᵀ(X/|max X|), one sequence per
 //                      forward as PEFT runs it;
 //   eva                an incremental PCA of the input rows at answer positions (label ≠ −100),
-//                      batch after batch, cycling through the batches until EvaState converges.
+//                      batch after batch, cycling through the batches until EvaState converges;
+//                      a batch's rows are kept after its first forward where memory allows.
 // Layer inputs are read through Linear.probe, set for a forward and cleared after it. Layers that
 // read the same input tensor (q, k, v; gate, up) share one statistic, as they share one value.
 // On CUDA the statistics of a pass must fit beside the model within the memory budget: when those
@@ -60,7 +61,7 @@ export interface CalibrationJob {
 export interface Calibration {
   /** What moduleInit needs for the method: covariance, gradient or eva. */
   context: Pick<InitContext, "covariance" | "gradient" | "eva">;
-  /** Tokens that went through the model, and batches (forward passes over a calibration batch, or its sequences). */
+  /** Tokens that went through the model, and batches (forward passes over a calibration batch, or its sequences; for EVA also its steps on kept inputs). */
   tokens: number;
   batches: number;
   /** Passes over the batches (more than one when the statistics were split into groups). */
