@@ -1,4 +1,4 @@
-// Linear algebra (SVD, QR, inverse) and autograd: gradients, backward, grad mode.
+// Linear algebra (SVD, QR, inverse, Cholesky, triangular solve, symmetric eigendecomposition) and autograd: gradients, backward, grad mode.
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -22,6 +22,21 @@ static Napi::Value Qr(const Napi::CallbackInfo& info) {
 
 // inv(A) -> A⁻¹ of a square matrix (LU with partial pivoting, as torch.linalg.inv).
 static Napi::Value Inv(const Napi::CallbackInfo& info) { return Wrap(ENV, at::linalg_inv(T(info, 0))); }
+// choleskyEx(A) -> [L, info]: A = L Lᴴ (lower) of a batch of positive-definite matrices; info > 0 where one is
+// not, read by the caller (torch.linalg.cholesky_ex: no check, so no device sync).
+static Napi::Value CholeskyEx(const Napi::CallbackInfo& info) {
+  auto r = at::linalg_cholesky_ex(T(info, 0));
+  return WrapList(ENV, {std::get<0>(r), std::get<1>(r)});
+}
+// solveTriangular(A, B, upper, left) -> X with A X = B (left) or X A = B, A triangular.
+static Napi::Value SolveTriangular(const Napi::CallbackInfo& info) {
+  return Wrap(ENV, at::linalg_solve_triangular(T(info, 0), T(info, 1), Bool(info, 2), Bool(info, 3)));
+}
+// eigh(A) -> [eigenvalues ascending, eigenvectors as columns] of a batch of symmetric matrices (lower triangle read).
+static Napi::Value Eigh(const Napi::CallbackInfo& info) {
+  auto r = at::linalg_eigh(T(info, 0));
+  return WrapList(ENV, {std::get<0>(r), std::get<1>(r)});
+}
 
 static Napi::Value RequiresGradInPlace(const Napi::CallbackInfo& info) {
   T(info, 0).requires_grad_(Bool(info, 1, true));
@@ -66,6 +81,9 @@ void RegisterLinalgAutograd(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "svdvals", Svdvals);
   SVDLORA_EXPORT(e, "qr", Qr);
   SVDLORA_EXPORT(e, "inv", Inv);
+  SVDLORA_EXPORT(e, "choleskyEx", CholeskyEx);
+  SVDLORA_EXPORT(e, "solveTriangular", SolveTriangular);
+  SVDLORA_EXPORT(e, "eigh", Eigh);
   SVDLORA_EXPORT(e, "requiresGrad_", RequiresGradInPlace);
   SVDLORA_EXPORT(e, "grad", Grad);
   SVDLORA_EXPORT(e, "setGrad", SetGrad);

@@ -70,3 +70,20 @@ test("CUDA seeding is reproducible", () => {
   torch.cuda.manualSeed(5);
   assert.deepEqual(values(torch.randn([16], { device: cuda })), a);
 });
+
+test("EVA's float64 step on the GPU (batched Cholesky QR, host eigenproblem) gives torch.svd_lowrank's result, and the CPU's", async () => {
+  const { seededRandom, svdLowrank, svdLowrankRight } = await import("../src/lowrank/inits/index.js");
+  torch.manualSeed(6);
+  // 28 layers' stacked matrices of 7B-like shape (rows < features: the wide case), a decaying spectrum.
+  const spread = torch.arange(0, 3584, 1, { dtype: "float64" }).add(1).rsqrt();
+  const M = torch.randn([28, 1000, 3584], { dtype: "float64", device: cuda }).mul(spread.to(cuda));
+  const want = svdLowrank(M, 64, 4, seededRandom(42));
+  const got = svdLowrankRight(M, 64, 4, seededRandom(42));
+  const cpu = svdLowrankRight(M.narrow(0, 0, 2).cpu(), 64, 4, seededRandom(42));
+  const top = (t: torch.Tensor, dim: number) => t.narrow(dim, 0, 32);
+  const rel = (a: torch.Tensor, b: torch.Tensor) => torch.tidy(() => a.sub(b).abs().max().item() / b.abs().max().item());
+  assert.ok(rel(top(got.S, 1), top(want.S, 1)) < 1e-10, "S");
+  const dots = top(got.V, 2).mul(top(want.V, 2)).sum(1).abs(); // |v·w| = 1: the same vectors up to sign
+  assert.ok(torch.tidy(() => dots.sub(1).abs().max().item()) < 1e-8, "V up to sign");
+  assert.ok(rel(top(cpu.S, 1), top(got.S.narrow(0, 0, 2).cpu(), 1)) < 1e-10, "the CPU's S");
+});

@@ -218,6 +218,12 @@ class DecoderLayer {
   }
 }
 
+/** The decoder layer a weight or module belongs to, from its Hugging Face name (…layers.<i>.…); undefined outside the layers. */
+export function decoderLayerOf(name: string): number | undefined {
+  const m = /(?:^|\.)layers\.(\d+)\./.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
 export class CausalLM {
   readonly embedTokens: Tensor;
   readonly layers: DecoderLayer[];

@@ -98,6 +98,23 @@ export function qr(a: Tensor): { Q: Tensor; R: Tensor } {
 }
 /** Inverse of a square matrix, by LU with partial pivoting (torch.linalg.inv). */
 export const inv = (a: Tensor) => wrap(native().inv(a.handle));
+/**
+ * A = L Lᵀ for each matrix of a batch (torch.linalg.cholesky_ex): L lower triangular, and info
+ * (int32, one per matrix) > 0 where a matrix is not positive-definite. Nothing is checked, so
+ * nothing waits for the device until info is read.
+ */
+export function choleskyEx(a: Tensor): { L: Tensor; info: Tensor } {
+  const [L, info] = wrapAll(native().choleskyEx(a.handle));
+  return { L, info };
+}
+/** X with A X = B (left, the default) or X A = B, for triangular A (torch.linalg.solve_triangular). */
+export const solveTriangular = (a: Tensor, b: Tensor, o: { upper: boolean; left?: boolean }) =>
+  wrap(native().solveTriangular(a.handle, b.handle, o.upper, o.left ?? true));
+/** Eigenvalues (ascending) and eigenvectors (columns) of symmetric matrices; only the lower triangle is read (torch.linalg.eigh). */
+export function eigh(a: Tensor): { values: Tensor; vectors: Tensor } {
+  const [values, vectors] = wrapAll(native().eigh(a.handle));
+  return { values, vectors };
+}
 
 /**
  * Causal attention inside each of several sequences packed into one: q [T, H, D], k and v

@@ -241,6 +241,12 @@ export interface NativeAddon {
   /** Reduced. */
   qr(a: Handle): [Q: Handle, R: Handle];
   inv(a: Handle): Handle;
+  /** Lower Cholesky factor of each matrix of a batch, and an int32 info per matrix (> 0: not positive-definite); no device sync. */
+  choleskyEx(a: Handle): [L: Handle, info: Handle];
+  /** X with A X = B (left) or X A = B, A upper or lower triangular. */
+  solveTriangular(a: Handle, b: Handle, upper: boolean, left: boolean): Handle;
+  /** Eigenvalues (ascending) and eigenvectors (columns) of symmetric matrices. */
+  eigh(a: Handle): [eigenvalues: Handle, eigenvectors: Handle];
   requiresGrad_(t: Handle, on?: boolean): Handle;
   grad(t: Handle): Handle | null;
   setGrad(t: Handle, grad: Handle | null): void;

@@ -17,9 +17,11 @@ import type { Batch } from "./batches.js";
 /**
  * Which layers keep their activations for backward rather than being recomputed: all ("none" is
  * recomputed), none ("all" are), the first n, or as many as fit in budgetBytes of GPU memory
- * (measured as the step runs; the CPU keeps them all).
+ * (measured as the step runs; the CPU keeps them all). gradientBytes[i]: bytes of the gradients
+ * that backward will allocate in decoder layer i, which the memory in use does not show when the
+ * layers are chosen (trainable base weights; a LoRA adapter's are negligible).
  */
-export type RecomputePolicy = "none" | "all" | { keepLayers: number } | { budgetBytes: number };
+export type RecomputePolicy = "none" | "all" | { keepLayers: number } | { budgetBytes: number; gradientBytes?: readonly number[] };
 
 export interface BackpropOptions {
   /** Multiplies the gradients (1 / micro-batches under accumulation); for a concurrent batch, one per arm share or one for all. */
@@ -280,6 +282,7 @@ function keepPolicy(model: CausalLM, batch: Batch, o: BackpropOptions): (i: numb
   const hidden = model.config.hiddenSize;
   const chunkRows = Math.min(lossChunk(model, o), batch.targets);
   const headBytes = chunkRows * model.config.vocabSize * 12 + batch.targets * hidden * 8;
+  const above = gradientsAbove(p.gradientBytes ?? [], model.layers.length);
   let before = 0;
   let lastKept = -1;
   return (i) => {
@@ -290,7 +293,7 @@ function keepPolicy(model: CausalLM, batch: Batch, o: BackpropOptions): (i: numb
     }
     const perToken = layerBytesPerToken.get(model);
     const layer = (perToken ?? 0) * tokens;
-    const fits = perToken === undefined ? i === 0 : allocated + 3 * layer + headBytes <= p.budgetBytes;
+    const fits = perToken === undefined ? i === 0 : allocated + 3 * layer + headBytes + above[i] <= p.budgetBytes;
     before = allocated;
     if (fits) lastKept = i;
     return fits;
@@ -298,6 +301,17 @@ function keepPolicy(model: CausalLM, batch: Batch, o: BackpropOptions): (i: numb
 }
 
 const cudaIndex = (device: string): number => Number(device.split(":")[1] ?? 0);
+
+/**
+ * above[i]: the gradient bytes of the layers after i, all allocated by the time backward reaches
+ * the layers kept up to i (the layers after them are recomputed and run backward first); a kept
+ * layer's own gradients come as its activations are freed.
+ */
+export function gradientsAbove(gradientBytes: readonly number[], layers: number): number[] {
+  const above = new Array<number>(layers).fill(0);
+  for (let i = layers - 2; i >= 0; i--) above[i] = above[i + 1] + (gradientBytes[i + 1] ?? 0);
+  return above;
+}
 
 /**
  * Bytes one layer keeps for backward per token, on a GPU: the first layer run with a graph on a

@@ -7,7 +7,8 @@
 //   corda-ipm/kpm      C, the mean over sequences of (X/|max X|)ᵀ(X/|max X|), one sequence per
 //                      forward as PEFT runs it;
 //   eva                an incremental PCA of the input rows at answer positions (label ≠ −100),
-//                      batch after batch, cycling through the batches until EvaState converges.
+//                      batch after batch, cycling through the batches until EvaState converges;
+//                      a batch's rows are kept after its first forward where memory allows.
 // Layer inputs are read through Linear.probe, set for a forward and cleared after it. Layers that
 // read the same input tensor (q, k, v; gate, up) share one statistic, as they share one value.
 // On CUDA the statistics of a pass must fit beside the model within the memory budget: when those
@@ -25,7 +26,7 @@ import {
   initStatistic,
 } from "../lowrank/inits/index.js";
 import type { InputProbe } from "../model/linear.js";
-import type { CausalLM, ForwardOptions } from "../model/qwen2.js";
+import { type CausalLM, type ForwardOptions, decoderLayerOf } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
@@ -60,7 +61,7 @@ export interface CalibrationJob {
 export interface Calibration {
   /** What moduleInit needs for the method: covariance, gradient or eva. */
   context: Pick<InitContext, "covariance" | "gradient" | "eva">;
-  /** Tokens that went through the model, and batches (forward passes over a calibration batch, or its sequences). */
+  /** Tokens that went through the model, and batches (forward passes over a calibration batch, or its sequences; for EVA also its steps on kept inputs). */
   tokens: number;
   batches: number;
   /** Passes over the batches (more than one when the statistics were split into groups). */
@@ -121,9 +122,7 @@ function statisticGroups(job: CalibrationJob, statistic: "gradient" | "covarianc
     const { inFeatures: n, outFeatures: m, weight } = linears.get(path)!;
     return statistic === "gradient" ? m * n * (4 + torch.elementSize[weight.dtype]) : n * n * 4;
   };
-  const cuda = job.batch.device.startsWith("cuda");
-  const allocated = cuda ? torch.cuda.memory(Number(job.batch.device.split(":")[1] ?? 0)).allocated : 0;
-  const room = (job.budgetBytes - allocated) / 2;
+  const room = (job.budgetBytes - deviceAllocated(job.batch.device)) / 2;
   const groups: string[][] = [];
   let used = Number.POSITIVE_INFINITY;
   for (const path of job.targets) {
@@ -192,13 +191,14 @@ async function gradientPass(
 ): Promise<Map<string, Tensor>> {
   const linears = job.model.linears();
   const weights = group.map((path) => [path, linears.get(path)!.weight] as const);
+  const recompute = gradientPassPolicy(job, group);
   const G = new GradientMean();
   try {
     for (const [, w] of weights) w.requiresGrad_(true);
     for (const samples of job.batches) {
       const tokens = torch.tidy(() => {
         const b = makeBatch(samples, job.batch);
-        lossAndBackward(job.model, b, { recompute: job.recompute });
+        lossAndBackward(job.model, b, { recompute });
         return b.tokens;
       });
       for (const [path, w] of weights) {
@@ -219,6 +219,25 @@ async function gradientPass(
     }
     G.dispose();
   }
+}
+
+/**
+ * The recomputation policy of a gradient pass over the group's targets: the run's, and under a
+ * memory budget it also counts the weights' gradients (out · in in the weight's dtype, per decoder
+ * layer), which backward allocates after the layers to keep were chosen.
+ */
+export function gradientPassPolicy(job: CalibrationJob, group: string[]): RecomputePolicy {
+  const p = job.recompute;
+  if (typeof p !== "object" || !("budgetBytes" in p)) return p;
+  const gradientBytes = new Array<number>(job.model.layers.length).fill(0);
+  const linears = job.model.linears();
+  for (const path of group) {
+    const { weight } = linears.get(path)!;
+    const layer = decoderLayerOf(path);
+    if (layer === undefined) throw new Error(`calibration: ${path} is not in a decoder layer`);
+    gradientBytes[layer] += weight.numel() * torch.elementSize[weight.dtype];
+  }
+  return { ...p, gradientBytes };
 }
 
 /** C of each target of the group, one sequence per forward; layers reading one input share one C. */
@@ -255,8 +274,12 @@ async function covariancePass(
 }
 
 /**
- * EVA: a first forward finds which layers share an input; then batch after batch (cycling), each
- * layer EvaState still wants gets its input rows at answer positions, until every layer converged.
+ * EVA: a first forward finds which layers share an input; then batch after batch (cycling), the
+ * layers EvaState still wants get their input rows at answer positions, fitted together after the
+ * forward, until every layer converged. A batch's rows are the same on every cycle (the model does
+ * not change), so those of each batch are kept after its first forward where they fit in half of
+ * what the memory budget leaves (all of them on the CPU), and later cycles read them instead of
+ * running the model again; the other half is the fitting's working memory (EvaState's stepBytes).
  */
 async function evaPass(job: CalibrationJob, counter: { tokens: number; batches: number }): Promise<Map<string, EvaLayer>> {
   const components = Math.round(2 * job.rank);
@@ -273,33 +296,64 @@ async function evaPass(job: CalibrationJob, counter: { tokens: number; batches: 
     return b.tokens;
   });
   counter.batches++;
-  const state = new EvaState(job.targets, shared, { rank: () => job.rank, alpha: job.alpha });
+  const room = job.budgetBytes === null ? null : (job.budgetBytes - deviceAllocated(job.batch.device)) / 2;
+  const state = new EvaState(job.targets, shared, {
+    rank: () => job.rank,
+    alpha: job.alpha,
+    ...(room === null ? {} : { stepBytes: room }),
+  });
+  const fitted = job.targets.filter((path) => !shared.has(path));
+  const kept: (Map<string, Tensor> | undefined)[] = [];
+  let keptBytes = 0;
   try {
     for (let i = 0, want = state.next(); want; want = state.next(), i++) {
-      const layers = want;
-      counter.tokens += torch.tidy(() => {
-        const b = makeBatch(job.batches[i % job.batches.length], job.batch);
-        const answers = answerRows(b.labels);
-        const fit = (path: string) => (x: Tensor) => {
-          const rows = torch.tidy(() => x.reshape(-1, x.shape[x.ndim - 1]).indexSelect(0, answers));
-          try {
-            state.fit(path, rows);
-          } finally {
-            rows.dispose();
-          }
-        };
-        probedForward(job.model, new Map(layers.map((path) => [path, fit(path)])), b.ids, b.options);
-        return b.tokens;
-      });
-      state.endBatch();
+      const index = i % job.batches.length;
+      const cached = kept[index];
+      // Every fitted layer's rows when the batch may be kept, else those wanted now.
+      const inputs = cached ?? answerInputs(job, index, kept.length <= index ? fitted : want, counter);
+      if (!cached && kept.length <= index) {
+        const bytes = [...inputs.values()].reduce((sum, x) => sum + x.numel() * torch.elementSize[x.dtype], 0);
+        const fits = room === null || keptBytes + bytes <= room;
+        kept[index] = fits ? inputs : undefined;
+        if (fits) keptBytes += bytes;
+      }
+      try {
+        state.feed(inputs);
+      } finally {
+        if (kept[index] !== inputs) torch.dispose([...inputs.values()]);
+      }
       counter.batches++;
       await checkpoint(job.signal);
     }
     return state.result();
   } finally {
+    for (const inputs of kept) if (inputs) torch.dispose([...inputs.values()]);
     state.dispose();
   }
 }
+
+/** One forward of calibration batch `index`: the input rows at its answer positions of each of the layers (kept tensors). */
+function answerInputs(job: CalibrationJob, index: number, layers: string[], counter: { tokens: number }): Map<string, Tensor> {
+  const inputs = new Map<string, Tensor>();
+  try {
+    counter.tokens += torch.tidy(() => {
+      const b = makeBatch(job.batches[index], job.batch);
+      const answers = answerRows(b.labels);
+      const capture = (path: string) => (x: Tensor) => {
+        inputs.set(path, torch.keep(torch.tidy(() => x.reshape(-1, x.shape[x.ndim - 1]).indexSelect(0, answers))));
+      };
+      probedForward(job.model, new Map(layers.map((path) => [path, capture(path)])), b.ids, b.options);
+      return b.tokens;
+    });
+  } catch (e) {
+    torch.dispose([...inputs.values()]);
+    throw e;
+  }
+  return inputs;
+}
+
+const deviceAllocated = (device: string): number =>
+  device.startsWith("cuda") ? torch.cuda.memory(Number(device.split(":")[1] ?? 0)).allocated : 0;
 
 /** The flat row indices of a batch's positions whose label is not −100 (the answer tokens), int64 on the labels' device. */
 function answerRows(labels: Tensor): Tensor {

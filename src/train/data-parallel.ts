@@ -1,7 +1,7 @@
 // Data-parallel training across processes (one per GPU) through libtorch's c10d: every rank holds
 // the whole model and the whole data set, trains on its share of each global batch, and the LoRA
 // gradients are summed across ranks before the (identical) optimizer step on every rank.
-import type { CausalLM } from "../model/qwen2.js";
+import { type CausalLM, decoderLayerOf } from "../model/qwen2.js";
 import { DEFAULT_BUCKET_BYTES } from "../torch/distributed.js";
 import * as torch from "../torch/index.js";
 import type { PendingReduce, Tensor } from "../torch/index.js";
@@ -173,14 +173,13 @@ export function bucketPlan(model: CausalLM, params: readonly Tensor[]): BucketPl
 /** The decoder layer of each of the model's tensors in a layer (weights and LoRA factors), from its Hugging Face name. */
 function layerIndex(model: CausalLM): Map<Tensor, number> {
   const out = new Map<Tensor, number>();
-  const layerOf = (name: string) => /(?:^|\.)layers\.(\d+)\./.exec(name)?.[1];
   for (const [name, t] of model.namedWeights()) {
-    const i = layerOf(name);
-    if (i !== undefined) out.set(t, Number(i));
+    const i = decoderLayerOf(name);
+    if (i !== undefined) out.set(t, i);
   }
   for (const [name, linear] of model.linears()) {
-    const i = layerOf(`${name}.`);
-    if (i !== undefined && linear.lora) for (const t of [linear.lora.A, linear.lora.B]) out.set(t, Number(i));
+    const i = decoderLayerOf(name);
+    if (i !== undefined && linear.lora) for (const t of [linear.lora.A, linear.lora.B]) out.set(t, i);
   }
   return out;
 }

@@ -98,7 +98,7 @@ export interface Preparation {
   tokens: number;
   /** Seconds from the loaded model to the adapter in place (this session's, when resumed). */
   seconds: number;
-  /** Forward passes over a calibration batch (EVA cycles; split statistics repeat the batches). */
+  /** Calibration batches used: forward passes (split statistics repeat the batches), and for EVA each step, also of a cycled batch read from its kept inputs. */
   batches: number;
 }
 

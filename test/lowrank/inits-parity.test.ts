@@ -308,13 +308,15 @@ else {
       ["PEFT's inputs", theirs],
       ["svdlora's inputs", ours],
     ] as const) {
+      let worst = 0;
       for (const p of paths) {
         const { A, rank: got, alpha } = result.get(p)!;
         assert.equal(got, entry.ranks?.[p] ?? 0, `${which}: ${p} rank`);
         if (got === 0) continue; // no adapter, as in PEFT
         assert.equal(alpha, entry.alpha_pattern?.[p] ?? manifest.alpha, `${which}: ${p} alpha`);
-        close(t, `${which}: ${p} lora_A`, A, ref.get(`${p}.lora_A`)!, which === "PEFT's inputs" ? TOL : 1e-4);
+        worst = Math.max(worst, close(t, `${which}: ${p} lora_A`, A, ref.get(`${p}.lora_A`)!, which === "PEFT's inputs" ? TOL : 1e-4));
       }
+      t.diagnostic(`${which}: lora_A max |Δ| ${worst.toExponential(2)}`);
     }
     const inputs = Math.max(
       ...fitted.flatMap((p) =>

@@ -9,6 +9,7 @@ import {
   IncrementalPca,
   InputCovariance,
   NF4_CODE,
+  choleskyQr,
   corda,
   loftq,
   loraGa,
@@ -28,6 +29,7 @@ import {
   sharedInputs,
   splitSvd,
   svdLowrank,
+  svdLowrankRight,
 } from "../../src/lowrank/inits/index.js";
 import { loadCausalLM } from "../../src/model/loader.js";
 import { addLora, loraParameters } from "../../src/model/lora.js";
@@ -265,18 +267,66 @@ describe("data-dependent inits", () => {
     assert.ok(maxDiff(p.B.matmul(f.A.matmul(f.A.T)), gB) < 1e-3, "∇̃B (A Aᵀ) = ∇B");
   });
 
+  it("choleskyQr: orthonormal columns spanning Y's, for a batch; flags a Y of lower rank", () => {
+    // Condition number 10⁶: columns scaled from 1 down to 1e-6.
+    const scale = torch.tensor(
+      Array.from({ length: 6 }, (_, j) => 10 ** (-j * 1.2)),
+      { dtype: "float64" },
+    );
+    const Y = torch.stack([gaussian(80, 40, 6, "float64").mul(scale), gaussian(81, 40, 6, "float64")]);
+    const { Q, failed } = choleskyQr(Y);
+    assert.equal(failed.item(), 0);
+    for (const b of [0, 1]) {
+      assert.ok(orthonormalityError(Q.select(0, b)) < 1e-13, "orthonormal");
+      const y = Y.select(0, b);
+      assert.ok(maxDiff(Q.select(0, b).matmul(Q.select(0, b).T.matmul(y)), y) < 1e-13, "spans Y");
+    }
+    const lowRank = gaussian(82, 40, 3, "float64").matmul(gaussian(83, 3, 6, "float64"));
+    assert.ok(choleskyQr(lowRank).failed.item() > 0, "a rank-3 Y of 6 columns is flagged");
+  });
+
+  it("svdLowrankRight: svdLowrank's singular values and right singular vectors, batched, wide or tall, and where Cholesky QR breaks down", () => {
+    const spectrum = (n: number) =>
+      torch.tensor(
+        Array.from({ length: n }, (_, j) => 10 ** (-j / 8)),
+        { dtype: "float64" },
+      );
+    const cases: [string, Tensor][] = [
+      ["wide", torch.stack([0, 1, 2].map((b) => gaussian(90 + b, 30, 50, "float64").mul(spectrum(50))))],
+      ["tall", torch.stack([0, 1].map((b) => gaussian(95 + b, 50, 30, "float64").mul(spectrum(30))))],
+      [
+        "rank 4",
+        gaussian(97, 30, 4, "float64")
+          .matmul(gaussian(98, 4, 50, "float64"))
+          .unsqueeze(0),
+      ],
+    ];
+    for (const [what, M] of cases) {
+      const want = svdLowrank(M, 12, 4, seededRandom(42));
+      const got = svdLowrankRight(M, 12, 4, seededRandom(42));
+      const k = what === "rank 4" ? 4 : 6; // the components EVA keeps: those with a σ > 0
+      assert.ok(maxDiff(got.S.narrow(1, 0, k), want.S.narrow(1, 0, k)) < 1e-12, `${what}: S`);
+      // The same vectors up to sign: |vᵢ·wᵢ| = 1.
+      const dots = got.V.narrow(2, 0, k)
+        .mul(want.V.narrow(2, 0, k))
+        .sum(1)
+        .abs();
+      assert.ok(torch.tidy(() => dots.sub(1).abs().max().item()) < 1e-10, `${what}: V up to sign`);
+    }
+  });
+
   it("IncrementalPca over batches equals the PCA of all rows at once (all components kept)", () => {
     const data = gaussian(40, 90, 6).mul(torch.tensor([4, 3, 2, 1, 0.5, 0.25]));
-    const pca = new IncrementalPca(6, (M) => {
-      const { U, S, Vh } = torch.svd(M);
-      return { U, S, Vt: Vh };
+    const pca = new IncrementalPca(1, 6, (M) => {
+      const { S, Vh } = torch.svd(M);
+      return { S, Vt: Vh };
     });
-    for (let i = 0; i < 90; i += 30) pca.partialFit(data.narrow(0, i, 30));
+    for (let i = 0; i < 90; i += 30) pca.partialFit(data.narrow(0, i, 30).unsqueeze(0));
     const centred = data.to("float64").sub(data.to("float64").mean(0));
     const { S, Vh } = torch.svd(centred);
-    assert.ok(maxDiff(pca.singularValues!, S) < 1e-4);
-    assert.ok(maxDiff(pca.components!.abs(), Vh.abs()) < 1e-4);
-    const ratios = values(pca.explainedVarianceRatio!);
+    assert.ok(maxDiff(pca.singularValues!.select(0, 0), S) < 1e-4);
+    assert.ok(maxDiff(pca.components!.select(0, 0).abs(), Vh.abs()) < 1e-4);
+    const ratios = values(pca.explainedVarianceRatio!.select(0, 0));
     assert.ok(Math.abs(ratios.reduce((a, b) => a + b, 0) - 1) < 1e-6, "all components explain all the variance");
   });
 
@@ -308,6 +358,27 @@ describe("data-dependent inits", () => {
     assert.ok(ranks.a >= ranks.a2, "the fitted layer keeps at least its sharer's rank");
     assert.equal(result.get("b")!.alpha, 4 * (ranks.b / 2), "α follows the rank so α / r stays");
     assert.ok(orthonormalityError(result.get("b")!.A.T) < 1e-5, "A has orthonormal rows");
+  });
+
+  it("EvaState: the layers of a batch fitted together or one per step (stepBytes) give the same result", () => {
+    const layers = ["l0", "l1", "l2"];
+    const spread = torch.tensor(Array.from({ length: 12 }, (_, j) => 3 / (1 + j)));
+    const batches = [0, 1, 2].map((b) => new Map(layers.map((name, l) => [name, gaussian(110 + 10 * b + l, 30, 12).mul(spread)])));
+    const run = (stepBytes?: number) => {
+      const eva = new EvaState(layers, new Map(), { rank: () => 2, alpha: 4, stepBytes });
+      let fed = 0;
+      for (let want = eva.next(); want; want = eva.next()) eva.feed(batches[fed++ % 3]);
+      return { fed, result: eva.result() };
+    };
+    const together = run();
+    const apart = run(1); // less than one layer's step: one layer at a time
+    assert.equal(apart.fed, together.fed);
+    assert.ok(together.fed > 2, `converged after ${together.fed} batches`);
+    for (const name of layers) {
+      const [a, b] = [together.result.get(name)!, apart.result.get(name)!];
+      assert.equal(a.rank, b.rank, `${name}: rank`);
+      if (a.rank > 0) assert.ok(maxDiff(a.A, b.A) < 1e-6, `${name}: A`);
+    }
   });
 });
 

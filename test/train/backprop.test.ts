@@ -4,7 +4,7 @@ import { parseModelConfig } from "../../src/hf/config.js";
 import { randomCausalLM } from "../../src/model/loader.js";
 import { addLora, loraParameters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
-import { type RecomputePolicy, evaluationLoss, lossAndBackward } from "../../src/train/backprop.js";
+import { type RecomputePolicy, evaluationLoss, gradientsAbove, lossAndBackward } from "../../src/train/backprop.js";
 import { packedBatch, paddedBatch } from "../../src/train/batches.js";
 import { assertClose, device, tinyQwen2, values } from "../helpers.js";
 
@@ -90,4 +90,11 @@ test("evaluationLoss equals model.loss, padded and packed, in small loss chunks"
     got.dispose();
     assert.equal(torch.memory().count, before);
   }
+});
+
+test("under a memory budget, the gradients of the layers after the last kept one are counted against it", () => {
+  // Layers 0–3 with 5, 0, 7 and 11 bytes of gradients to come: keeping layers up to 1 leaves
+  // 7 + 11 to be allocated by the time backward reaches them.
+  assert.deepEqual(gradientsAbove([5, 0, 7, 11], 4), [18, 18, 11, 0]);
+  assert.deepEqual(gradientsAbove([], 3), [0, 0, 0], "none given: nothing reserved");
 });

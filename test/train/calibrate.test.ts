@@ -15,7 +15,7 @@ import type { CausalLM } from "../../src/model/qwen2.js";
 import { EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import * as torch from "../../src/torch/index.js";
 import { epochOrder, paddedBatch } from "../../src/train/batches.js";
-import { type CalibrationJob, calibrate, calibrationBatches } from "../../src/train/calibrate.js";
+import { type CalibrationJob, calibrate, calibrationBatches, gradientPassPolicy } from "../../src/train/calibrate.js";
 import { InterruptedError } from "../../src/train/events.js";
 
 let train: Encoded[];
@@ -154,6 +154,41 @@ test("eva: ranks redistributed within the budget, v_proj shares q_proj's compone
   assert.equal(relative(v.A.narrow(0, 0, shared), q.A.narrow(0, 0, shared)), 0);
   assert.ok(c.batches >= 3, "a sharing forward, then at least two fits");
   c.dispose();
+});
+
+test("eva: each batch's inputs are kept after its first forward and later cycles run none; without room to keep them, forwards give the same result", async () => {
+  const j = job(loadCausalLM(EMBEDDED_MODEL), "eva");
+  const tokens = j.batches.map((b) => b.reduce((n, s) => n + s.ids.length, 0));
+  const kept = await calibrate(j);
+  assert.ok(kept.batches > 1 + 2 * j.batches.length, `cycled through the batches (${kept.batches} steps)`);
+  assert.equal(kept.tokens, tokens[0] + tokens[0] + tokens[1], "the sharing forward, then one forward per batch");
+  // A budget of one byte: nothing is kept, and the layers are fitted one per step.
+  const rerun = await calibrate(job(loadCausalLM(EMBEDDED_MODEL), "eva", { budgetBytes: 1 }));
+  assert.equal(rerun.batches, kept.batches);
+  const steps = rerun.batches - 1;
+  assert.equal(rerun.tokens, tokens[0] + Array.from({ length: steps }, (_, i) => tokens[i % 2]).reduce((a, b) => a + b, 0));
+  for (const [path, l] of kept.context.eva!) {
+    const other = rerun.context.eva!.get(path)!;
+    assert.equal(other.rank, l.rank, `${path}: rank`);
+    if (l.rank > 0) assert.ok(relative(other.A, l.A) < 1e-6, `${path}: A`);
+  }
+  kept.dispose();
+  rerun.dispose();
+});
+
+test("a gradient pass under a memory budget counts the target weights' gradients, layer by layer, in its recomputation policy", () => {
+  const model = loadCausalLM(EMBEDDED_MODEL);
+  const j = job(model, "lora-ga", { recompute: { budgetBytes: 2 ** 30 } });
+  const bytes = (layer: number) =>
+    ["q_proj", "v_proj"].reduce((n, m) => n + model.linears().get(`model.layers.${layer}.self_attn.${m}`)!.weight.numel() * 4, 0);
+  const layers = model.layers.map((_, i) => i);
+  assert.deepEqual(gradientPassPolicy(j, j.targets), { budgetBytes: 2 ** 30, gradientBytes: layers.map(bytes) });
+  assert.deepEqual(
+    gradientPassPolicy(j, j.targets.slice(0, 2)),
+    { budgetBytes: 2 ** 30, gradientBytes: layers.map((i) => (i === 0 ? bytes(0) : 0)) },
+    "a group: its own",
+  );
+  assert.equal(gradientPassPolicy(job(model, "lora-ga"), j.targets), "none", "no budget: the run's policy");
 });
 
 test("an abort stops the pass between batches, and the model is left as it was", async () => {
