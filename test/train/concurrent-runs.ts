@@ -28,6 +28,21 @@ export function baseSettings(dir: string, samples: number): Partial<LoraTraining
   };
 }
 
+/**
+ * The settings of the CPU test and its worker: 4 training samples in 2 epochs of 2 steps (batch 2),
+ * held-out loss at steps 0, 2 and 4. Samples are cut at 128 tokens, which every prompt fits in (so
+ * each keeps reply tokens): their length does not matter to what the test compares, their cost does.
+ */
+export const cpuSettings = (dir: string): Partial<LoraTrainingSettings> => ({ ...baseSettings(dir, 4), batchSize: 2, maxLength: 128 });
+
+/** The folders of run i of a group ("alone", "together", …) under dir: its run folder and its checkpoint's. */
+export const runFolders =
+  (dir: string) =>
+  (what: string, i: number): { dir: string; checkpointDir: string } => ({
+    dir: path.join(dir, `${what}${i}`),
+    checkpointDir: path.join(dir, `${what}${i}-checkpoint`),
+  });
+
 export interface Comparison {
   /** Rows of the two logs (train and eval rows). */
   rows: [number, number];
