@@ -8,9 +8,8 @@ import path from "node:path";
 import { before, test } from "node:test";
 import { loadDataset } from "../../src/data/dataset.js";
 import { formatSamples } from "../../src/data/format.js";
-import type { Encoded } from "../../src/data/types.js";
 import { loadAdapter } from "../../src/hf/peft.js";
-import { loadTokenizer } from "../../src/hf/tokenizer.js";
+import { type HfTokenizer, loadTokenizer } from "../../src/hf/tokenizer.js";
 import { loadCausalLM } from "../../src/model/loader.js";
 import { loadLora } from "../../src/model/lora.js";
 import { EMBEDDED_EVAL, EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
@@ -23,6 +22,10 @@ import { dataSubset, tempDir } from "../helpers.js";
 const dir = tempDir("inits");
 const trainData = dataSubset(EMBEDDED_TRAIN, 8, dir, "train.json");
 const evalData = dataSubset(EMBEDDED_EVAL, 4, dir, "eval.json");
+// Samples cut at 128 tokens (every prompt fits): what is tested here does not need whole samples;
+// but EVA, whose calibration runs until its components settle, needs more batches of shorter ones.
+const maxLength = 128;
+const evaLength = 1024;
 const base: Partial<LoraTrainingSettings> = {
   trainData,
   evalData,
@@ -32,18 +35,13 @@ const base: Partial<LoraTrainingSettings> = {
   loraRank: 4,
   loraAlpha: 8,
   calibrationBatches: 2,
+  maxLength,
   quiet: true,
 };
 
-let heldOut: Encoded[];
-let padId: number;
+let tokenizer: HfTokenizer;
 before(async () => {
-  const tokenizer = await loadTokenizer(EMBEDDED_MODEL);
-  padId = tokenizer.pad!.id;
-  heldOut = formatSamples(loadDataset(evalData), tokenizer, {
-    systemPrompt: "Please reason step by step, and put your final answer within \\boxed{}.",
-    maxLength: 1024,
-  }).encoded;
+  tokenizer = await loadTokenizer(EMBEDDED_MODEL);
 });
 
 /** Trains one run into its own folder; returns the result, the saved adapter and summary.json. */
@@ -55,12 +53,16 @@ async function run(name: string, settings: Partial<LoraTrainingSettings>) {
   return { result, adapterDir, summary };
 }
 
-/** The held-out loss of the saved adapter on the original base model. */
-function reloadedLoss(adapterDir: string): number {
+/** The held-out loss of the saved adapter on the original base model, samples cut at maxLength. */
+function reloadedLoss(adapterDir: string, maxLength: number): number {
+  const heldOut = formatSamples(loadDataset(evalData), tokenizer, {
+    systemPrompt: "Please reason step by step, and put your final answer within \\boxed{}.",
+    maxLength,
+  }).encoded;
   const { config, weights } = loadAdapter(adapterDir);
   const model = loadCausalLM(EMBEDDED_MODEL);
   loadLora(model, config, weights, false);
-  const loss = evaluateLoss(model, heldOut, { batchSize: 4, padId, device: "cpu" });
+  const loss = evaluateLoss(model, heldOut, { batchSize: 4, padId: tokenizer.pad!.id, device: "cpu" });
   torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B, f.magnitude]));
   torch.dispose([...model.namedWeights().values()]);
   return loss;
@@ -68,8 +70,8 @@ function reloadedLoss(adapterDir: string): number {
 
 const endLoss = (r: TrainResult) => r.evalLosses.at(-1)!.loss;
 
-function assertReproduces(what: string, r: TrainResult, adapterDir: string): void {
-  const loss = reloadedLoss(adapterDir);
+function assertReproduces(what: string, r: TrainResult, adapterDir: string, length = maxLength): void {
+  const loss = reloadedLoss(adapterDir, length);
   assert.ok(Math.abs(loss - endLoss(r)) < 1e-4, `${what}: reloaded ${loss} vs end of run ${endLoss(r)}`);
   assert.ok(Math.abs(endLoss(r) - r.evalLosses[0].loss) > 1e-3, `${what}: training changed the model`);
 }
@@ -108,7 +110,7 @@ test("DoRA with pissa-niter-2: magnitudes trained and saved as PEFT's lora_magni
 });
 
 test("eva: each module's rank and α as EVA redistributed them, in rank_pattern / alpha_pattern", async () => {
-  const { result, adapterDir } = await run("eva", { init: "eva" });
+  const { result, adapterDir } = await run("eva", { init: "eva", maxLength: evaLength });
   const { config, weights } = loadAdapter(adapterDir);
   assert.equal(config.r, 4);
   assert.ok(Object.keys(config.rank_pattern).length > 0, "some module's rank moved");
@@ -117,7 +119,7 @@ test("eva: each module's rank and α as EVA redistributed them, in rank_pattern 
     assert.equal(config.alpha_pattern[module], (8 * rank) / 4, `${module}: α · rank / r`);
   }
   for (const module of (config.exclude_modules as string[] | null) ?? []) assert.ok(!weights.has(module), `${module}: rank 0`);
-  assertReproduces("eva", result, adapterDir);
+  assertReproduces("eva", result, adapterDir, evaLength);
   assert.ok(result.preparation!.batches >= 3);
   assert.equal(result.saved?.form, "as trained");
 });
