@@ -13,11 +13,13 @@ import { EXPERIMENT, INIT_ARMS, type ExperimentConfig } from "../../src/pipeline
 import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { defaults } from "../../src/util/settings.js";
 import { dataSubset, tempDir } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 import { compareRunFiles } from "../train/concurrent-runs.js";
 
 const dir = tempDir("exp");
 const config: ExperimentConfig = {
   ...(defaults(EXPERIMENT) as ExperimentConfig),
+  baseModel: smallModel(dir),
   trainData: dataSubset(EMBEDDED_TRAIN, 4, dir, "train.json"),
   evalData: dataSubset(EMBEDDED_EVAL, 4, dir, "eval.json"),
   outputDir: path.join(dir, "exp"),

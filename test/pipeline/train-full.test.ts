@@ -28,11 +28,14 @@ const dir = tempDir("full");
 const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
 const trainData = subset(EMBEDDED_TRAIN, 8, "train.json");
 const evalData = subset(EMBEDDED_EVAL, 8, "eval.json");
+// Samples cut at 128 tokens (every prompt fits): what is tested here does not need whole samples.
+const maxLength = 128;
 const config: ExperimentConfig = {
   ...(defaults(EXPERIMENT) as ExperimentConfig),
   trainData,
   evalData,
   outputDir: path.join(dir, "exp"),
+  maxLength,
   epochs: 1,
   loraRank: 4,
   loraAlpha: 8,
@@ -48,7 +51,7 @@ before(async () => {
 /** Token-weighted held-out loss of a model directory, computed here independently of train-full. */
 async function heldOutLoss(modelDir: string): Promise<number> {
   const tokenizer = await loadTokenizer(modelDir);
-  const { encoded } = formatSamples(loadDataset(evalData), tokenizer, { systemPrompt: QWEN25_MATH_SYSTEM_PROMPT, maxLength: 1024 });
+  const { encoded } = formatSamples(loadDataset(evalData), tokenizer, { systemPrompt: QWEN25_MATH_SYSTEM_PROMPT, maxLength });
   const model = loadCausalLM(modelDir);
   try {
     return evaluateLoss(model, encoded, { batchSize: 4, padId: tokenizer.pad?.id ?? 0, device: "cpu" });
@@ -191,7 +194,20 @@ test("a model too large for the memory budget is refused in one line that sugges
 
 test("the CLI: train-full writes a folder that `svdlora svd --finetuned-model` accepts, and refuses to replace it unasked", async () => {
   const out = path.join(dir, "cli-model");
-  const t = await runCli("train-full", "--train-data", trainData, "--eval-data", evalData, "--epochs", "1", "--output-dir", out, "--quiet");
+  const t = await runCli(
+    "train-full",
+    "--train-data",
+    trainData,
+    "--eval-data",
+    evalData,
+    "--epochs",
+    "1",
+    "--max-length",
+    String(maxLength),
+    "--output-dir",
+    out,
+    "--quiet",
+  );
   assert.equal(t.code, 0, t.stderr);
   assert.match(t.stdout, /2 steps on 8 samples/);
   assert.match(t.stdout, /held-out loss \d\.\d{4} → \d\.\d{4}/);
