@@ -3,10 +3,11 @@
 // - A test process pays about a second before its first test (libtorch and the modules load), so
 //   files share processes: scripts/test-files.mjs runs a process's files one after another, each as
 //   a suite of its own (its before/after hooks, its temporary folders, then the next file).
-// - The files are dealt into a few processes per core by their seconds in <dir>/durations.json
-//   (from an earlier run on a 2-core machine; a file not listed counts UNKNOWN_SECONDS): longest
-//   file first, each into the process with the least so far; then the processes run longest first.
-//   SVDLORA_TEST_DURATIONS=write rewrites that file after a whole run that passed.
+// - The files are dealt into processes by their seconds in <dir>/durations.json (from an earlier
+//   run on a 2-core machine; a file not listed counts UNKNOWN_SECONDS), longest first: each process
+//   takes files until it holds a share of what is left (guided self-scheduling), so the processes
+//   come larger first, then smaller and smaller, and the slots that take them as they come free end
+//   together. SVDLORA_TEST_DURATIONS=write rewrites that file after a whole run that passed.
 // - Processes run two or more at a time (SVDLORA_TEST_CONCURRENCY; default: the cores less one, at
 //   least 2), each with its share of the cores for libtorch (OMP_NUM_THREADS, unless set): much of
 //   a file's time is start-up and single-threaded work, and more threads than cores only spin.
@@ -20,12 +21,11 @@ import os from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** Processes per concurrent slot: more balance the slots better, fewer start fewer processes. */
-const PROCESSES_PER_SLOT = 4;
+/** A process takes files until it holds this share of the seconds left per slot, or MIN_SECONDS. */
+const SHARE = 1 / 2;
+const MIN_SECONDS = 5;
 /** Seconds assumed for a file that durations.json does not list (a new one may be slow). */
 const UNKNOWN_SECONDS = 5;
-/** Seconds a process takes to start, counted once per process when dealing files. */
-const START_SECONDS = 1;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const [dir = "test", ...filters] = process.argv.slice(2);
@@ -51,17 +51,19 @@ const tmp = fs.mkdtempSync(join(os.tmpdir(), "svdlora-tests-"));
 const results = fs.mkdtempSync(join(os.tmpdir(), "svdlora-test-results-"));
 const env = { ...process.env, TMPDIR: tmp, OMP_NUM_THREADS: threads };
 
-// Deal the files, longest first, each into the process with the least estimated time so far.
-const jobs = Array.from({ length: Math.min(files.length, concurrency * PROCESSES_PER_SLOT) }, () => ({
-  files: [],
-  seconds: START_SECONDS,
-}));
+// Deal the files, longest first, into processes of decreasing size (see the file comment).
+const jobs = [];
+let secondsLeft = files.reduce((sum, f) => sum + estimate(f), 0);
+let target = 0;
 for (const file of [...files].sort((a, b) => estimate(b) - estimate(a))) {
-  const job = jobs.reduce((least, j) => (j.seconds < least.seconds ? j : least));
-  job.files.push(file);
-  job.seconds += estimate(file);
+  if (jobs.length === 0 || jobs.at(-1).seconds >= target) {
+    target = Math.max((SHARE * secondsLeft) / concurrency, MIN_SECONDS);
+    jobs.push({ files: [], seconds: 0 });
+  }
+  jobs.at(-1).files.push(file);
+  jobs.at(-1).seconds += estimate(file);
+  secondsLeft -= estimate(file);
 }
-jobs.sort((a, b) => b.seconds - a.seconds);
 
 /** Runs one process's files; resolves with its exit code, wall seconds, output and each file's result. */
 function run(job, index) {
@@ -111,8 +113,10 @@ await Promise.all(
 );
 const seconds = (performance.now() - started) / 1000;
 
-const perFile = done.flatMap((r) => r.files.map((f) => ({ ...f, ok: f.ok && r.code === 0 })));
+const perFile = done.flatMap((r) => r.files);
 const failed = perFile.filter((f) => !f.ok);
+// A process that failed with every one of its files passed (an error outside their tests).
+const broken = done.filter((r) => r.code !== 0 && r.files.every((f) => f.ok));
 console.log(`\nslowest test files (wall seconds in their process, ${concurrency} processes at a time):`);
 for (const f of [...perFile].sort((a, b) => b.seconds - a.seconds).slice(0, 12))
   console.log(`${f.seconds.toFixed(1).padStart(6)}  ${join(distDir, f.file)}`);
@@ -138,9 +142,11 @@ if (left.length > 0)
   );
 if (failed.length > 0)
   console.error(`failed: ${failed.map((f) => join(distDir, f.file) + (f.finished ? "" : " (did not finish)")).join(", ")}`);
-else if (process.env.SVDLORA_TEST_DURATIONS === "write" && filters.length === 0 && left.length === 0) {
+for (const r of broken)
+  console.error(`a process exited with ${r.code} after its files passed: ${r.files.map((f) => join(distDir, f.file)).join(", ")}`);
+if (process.env.SVDLORA_TEST_DURATIONS === "write" && filters.length === 0 && failed.length + broken.length + left.length === 0) {
   const measured = Object.fromEntries(perFile.map((f) => [f.file, Math.round(f.seconds * 10) / 10]).sort(([a], [b]) => (a < b ? -1 : 1)));
   fs.writeFileSync(durationsFile, `${JSON.stringify(measured, null, 2)}\n`);
   console.log(`wrote ${relative(root, durationsFile)}`);
 }
-process.exit(failed.length > 0 || left.length > 0 ? 1 : 0);
+process.exit(failed.length + broken.length + left.length > 0 ? 1 : 0);
