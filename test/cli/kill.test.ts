@@ -11,16 +11,20 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { before, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { EMBEDDED_TRAIN } from "../../src/paths.js";
-import { setNumThreads } from "../../src/torch/index.js";
+import { getNumThreads, setNumThreads } from "../../src/torch/index.js";
 import { hasCheckpoint } from "../../src/train/checkpoint.js";
 import { recoverDirectory } from "../../src/util/atomic.js";
 import { MANIFEST, claimFolder, isComplete, onFilesystemChange, readManifest } from "../../src/util/outputs.js";
 import { dataSubset, deadPid, runCli, sameTree, spawnCli, tempDir, treeFiles } from "../helpers.js";
 import { smallModel } from "../small-model.js";
 
-setNumThreads(1); // as the child processes (OMP_NUM_THREADS=1): the same bits from the same run
+// As the child processes (OMP_NUM_THREADS=1): the same bits from the same run. Given back after, for
+// the files that scripts/run-tests.mjs runs next in this process.
+const threads = getNumThreads();
+setNumThreads(1);
+after(() => setNumThreads(threads));
 const dir = tempDir("kill");
 const trainData = dataSubset(EMBEDDED_TRAIN, 4, dir, "train.json");
 const ALL = process.env.SVDLORA_TEST_ALL_KILLS === "1";
