@@ -1,6 +1,7 @@
 // `svdlora train-full` on the embedded tiny model with 8 samples: a loadable model directory
 // that differs from the base and lowers the held-out loss; its real ΔW through svdStep; the
-// real-vs-synthesized spectra chart and report section; the too-large refusal; the CLI path.
+// real-vs-synthesized spectra chart and report section; the too-large refusal; the CLI path (on the
+// small model of test/small-model.ts).
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -23,6 +24,7 @@ import { FULL_FINETUNE_BYTES_PER_PARAM, assertFullFinetuneFits, checkpointParame
 import { defaults } from "../../src/util/settings.js";
 import { PNG_SIGNATURE } from "../report/png.js";
 import { dataSubset, runCli, tempDir } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 
 const dir = tempDir("full");
 const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
@@ -193,9 +195,13 @@ test("a model too large for the memory budget is refused in one line that sugges
 });
 
 test("the CLI: train-full writes a folder that `svdlora svd --finetuned-model` accepts, and refuses to replace it unasked", async () => {
+  // The small model of test/small-model.ts (2 layers: q_proj and v_proj make 4 modules): the command line is what is tested here.
+  const small = smallModel(dir);
   const out = path.join(dir, "cli-model");
   const t = await runCli(
     "train-full",
+    "--base-model",
+    small,
     "--train-data",
     trainData,
     "--eval-data",
@@ -211,20 +217,21 @@ test("the CLI: train-full writes a folder that `svdlora svd --finetuned-model` a
   assert.equal(t.code, 0, t.stderr);
   assert.match(t.stdout, /2 steps on 8 samples/);
   assert.match(t.stdout, /held-out loss \d\.\d{4} → \d\.\d{4}/);
-  const s = await runCli(
-    "svd",
-    "--finetuned-model",
-    out,
-    "--base-model",
-    EMBEDDED_MODEL,
-    "--rank",
-    "4",
-    "--output-dir",
-    path.join(dir, "cli-svd"),
-  );
+  const s = await runCli("svd", "--finetuned-model", out, "--base-model", small, "--rank", "4", "--output-dir", path.join(dir, "cli-svd"));
   assert.equal(s.code, 0, s.stderr);
-  assert.match(s.stdout, /rank 4: mean relative error 0\.\d+, mean energy ratio 0\.\d+; \d\/8 modules/);
-  const again = await runCli("train-full", "--train-data", trainData, "--epochs", "1", "--output-dir", out, "--quiet");
+  assert.match(s.stdout, /rank 4: mean relative error 0\.\d+, mean energy ratio 0\.\d+; \d\/4 modules/);
+  const again = await runCli(
+    "train-full",
+    "--base-model",
+    small,
+    "--train-data",
+    trainData,
+    "--epochs",
+    "1",
+    "--output-dir",
+    out,
+    "--quiet",
+  );
   assert.equal(again.code, 1);
   assert.match(again.stderr, /^svdlora: error: .*cli-model already holds a fine-tuned model: replace it with --overwrite/);
   const bad = await runCli("train-full", "--learning-rate", "0");
