@@ -10,10 +10,13 @@ import { test } from "node:test";
 import type { BenchResult } from "../../src/pipeline/bench.js";
 import { benchSteps, mfuPercent, samplesFor } from "../../src/train/bench.js";
 import { runCli, tempDir } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 
 const dir = tempDir("bench");
 // The smallest run: one sample per step, 3 warm-up steps and 1 timed.
 const SMALL = ["--steps", "1", "--batch-size", "1", "--quiet"];
+// Where the PEFT reference is what is tested, svdlora's side measures the small model.
+const SMALL_MODEL = ["--base-model", smallModel(dir)];
 const hasPython = !spawnSync("python3", ["--version"]).error;
 const pythonHasPeft = hasPython && spawnSync("python3", ["-c", "import torch, transformers, peft"]).status === 0;
 
@@ -78,7 +81,7 @@ test("the PEFT reference's line read back: its row and the ratio; the same steps
     "peft-ok",
     '{"side":"peft","grad_ckpt":false,"timed_steps":1,"seconds":2,"real_tokens_per_s":100,"padded_tokens_per_s":100,"tokens_per_step":200,"peak_mem_gib":1.5,"memory_kind":"host resident","versions":{"peft":"0.0"}}',
   );
-  const r = await runCli("bench", ...SMALL, "--python", python, "--peft-checkpointing", "off", "--json");
+  const r = await runCli("bench", ...SMALL, ...SMALL_MODEL, "--python", python, "--peft-checkpointing", "off", "--json");
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as BenchResult;
   assert.ok(j.peft && "realTokensPerSecond" in j.peft, JSON.stringify(j.peft));
@@ -91,7 +94,7 @@ test("the PEFT reference's line read back: its row and the ratio; the same steps
   const plan = JSON.parse(fs.readFileSync(`${python}.plan`, "utf8"));
   assert.deepEqual(plan, [{ batch_size: 1, steps: benchSteps(samplesFor(1, 1), 1) }]);
 
-  const text = await runCli("bench", ...SMALL, "--python", python);
+  const text = await runCli("bench", ...SMALL, ...SMALL_MODEL, "--python", python);
   assert.match(text.stdout, /^PEFT \(checkpointing off\)\s+100\s+1\.50 GiB \(host RSS\)\s+n\/a$/m);
   assert.match(text.stdout, /^svdlora \/ PEFT: \d+\.\d\d× the real tokens per second$/m);
 });
@@ -102,12 +105,12 @@ test("a PEFT reference that runs out of memory or fails is a line of the result,
     "peft-oom",
     '{"side":"peft","grad_ckpt":true,"error":"out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"}',
   );
-  const r1 = await runCli("bench", ...SMALL, "--python", oom);
+  const r1 = await runCli("bench", ...SMALL, ...SMALL_MODEL, "--python", oom);
   assert.equal(r1.code, 0, r1.stderr);
   assert.match(r1.stdout, /^PEFT reference failed: out of memory: CUDA out of memory\. Tried to allocate 2\.00 GiB$/m);
   assert.doesNotMatch(r1.stdout, /svdlora \/ PEFT/);
   const crash = standIn("peft-crash", "", 1);
-  const r2 = await runCli("bench", ...SMALL, "--python", crash);
+  const r2 = await runCli("bench", ...SMALL, ...SMALL_MODEL, "--python", crash);
   assert.equal(r2.code, 0, r2.stderr);
   assert.match(r2.stdout, /^PEFT reference failed: .*peft-crash scripts\/bench_peft\.py failed \(exit 1\): stand-in: loading$/m);
 });

@@ -11,19 +11,26 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { before, describe, it } from "node:test";
-import { EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
-import { setNumThreads } from "../../src/torch/index.js";
+import { after, before, describe, it } from "node:test";
+import { EMBEDDED_TRAIN } from "../../src/paths.js";
+import { getNumThreads, setNumThreads } from "../../src/torch/index.js";
 import { hasCheckpoint } from "../../src/train/checkpoint.js";
 import { recoverDirectory } from "../../src/util/atomic.js";
 import { MANIFEST, claimFolder, isComplete, onFilesystemChange, readManifest } from "../../src/util/outputs.js";
 import { dataSubset, deadPid, runCli, sameTree, spawnCli, tempDir, treeFiles } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 
-setNumThreads(1); // as the child processes (OMP_NUM_THREADS=1): the same bits from the same run
+// As the child processes (OMP_NUM_THREADS=1): the same bits from the same run. Given back after, for
+// the files that scripts/run-tests.mjs runs next in this process.
+const threads = getNumThreads();
+setNumThreads(1);
+after(() => setNumThreads(threads));
 const dir = tempDir("kill");
 const trainData = dataSubset(EMBEDDED_TRAIN, 4, dir, "train.json");
 const ALL = process.env.SVDLORA_TEST_ALL_KILLS === "1";
-const tiny = ["--train-data", trainData, "--epochs", "1", "--batch-size", "4", "--quiet"];
+// The small model, samples cut at 128 tokens (every prompt fits): the files matter here, not the model's size or the samples' length.
+const model = smallModel(dir);
+const tiny = ["--base-model", model, "--train-data", trainData, "--epochs", "1", "--batch-size", "4", "--max-length", "128", "--quiet"];
 
 interface Snapshot {
   /** The change a kill would have come before (1-based), and what it was. */
@@ -167,7 +174,7 @@ describe("merge over an earlier merge", () => {
   const merge = (adapter: string, output = target) => [
     "merge",
     "--base-model",
-    EMBEDDED_MODEL,
+    model,
     "--adapter",
     path.join(dir, "train", adapter, "final_model_random"),
     "--output-dir",

@@ -10,10 +10,24 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { EMBEDDED_TRAIN } from "../../src/paths.js";
 import { dataSubset, deadPid, runCli, sameTree, spawnCli, tempDir, treeFiles } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 
 const dir = tempDir("locks");
 const trainData = dataSubset(EMBEDDED_TRAIN, 4, dir, "train.json");
-const tiny = ["--train-data", trainData, "--epochs", "1", "--batch-size", "4", "--quiet"];
+// The small model, samples cut at 128 tokens (every prompt fits): the locks matter here, not the model's size or the samples' length.
+const tiny = [
+  "--base-model",
+  smallModel(dir),
+  "--train-data",
+  trainData,
+  "--epochs",
+  "1",
+  "--batch-size",
+  "4",
+  "--max-length",
+  "128",
+  "--quiet",
+];
 
 /** Whether the process is stopped (state T in /proc). */
 const stopped = (pid: number) => {

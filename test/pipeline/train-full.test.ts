@@ -1,6 +1,7 @@
 // `svdlora train-full` on the embedded tiny model with 8 samples: a loadable model directory
 // that differs from the base and lowers the held-out loss; its real ΔW through svdStep; the
-// real-vs-synthesized spectra chart and report section; the too-large refusal; the CLI path.
+// real-vs-synthesized spectra chart and report section; the too-large refusal; the CLI path (on the
+// small model of test/small-model.ts).
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -23,16 +24,20 @@ import { FULL_FINETUNE_BYTES_PER_PARAM, assertFullFinetuneFits, checkpointParame
 import { defaults } from "../../src/util/settings.js";
 import { PNG_SIGNATURE } from "../report/png.js";
 import { dataSubset, runCli, tempDir } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 
 const dir = tempDir("full");
 const subset = (from: string, n: number, name: string) => dataSubset(from, n, dir, name);
 const trainData = subset(EMBEDDED_TRAIN, 8, "train.json");
 const evalData = subset(EMBEDDED_EVAL, 8, "eval.json");
+// Samples cut at 128 tokens (every prompt fits): what is tested here does not need whole samples.
+const maxLength = 128;
 const config: ExperimentConfig = {
   ...(defaults(EXPERIMENT) as ExperimentConfig),
   trainData,
   evalData,
   outputDir: path.join(dir, "exp"),
+  maxLength,
   epochs: 1,
   loraRank: 4,
   loraAlpha: 8,
@@ -48,7 +53,7 @@ before(async () => {
 /** Token-weighted held-out loss of a model directory, computed here independently of train-full. */
 async function heldOutLoss(modelDir: string): Promise<number> {
   const tokenizer = await loadTokenizer(modelDir);
-  const { encoded } = formatSamples(loadDataset(evalData), tokenizer, { systemPrompt: QWEN25_MATH_SYSTEM_PROMPT, maxLength: 1024 });
+  const { encoded } = formatSamples(loadDataset(evalData), tokenizer, { systemPrompt: QWEN25_MATH_SYSTEM_PROMPT, maxLength });
   const model = loadCausalLM(modelDir);
   try {
     return evaluateLoss(model, encoded, { batchSize: 4, padId: tokenizer.pad?.id ?? 0, device: "cpu" });
@@ -190,25 +195,43 @@ test("a model too large for the memory budget is refused in one line that sugges
 });
 
 test("the CLI: train-full writes a folder that `svdlora svd --finetuned-model` accepts, and refuses to replace it unasked", async () => {
+  // The small model of test/small-model.ts (2 layers: q_proj and v_proj make 4 modules): the command line is what is tested here.
+  const small = smallModel(dir);
   const out = path.join(dir, "cli-model");
-  const t = await runCli("train-full", "--train-data", trainData, "--eval-data", evalData, "--epochs", "1", "--output-dir", out, "--quiet");
+  const t = await runCli(
+    "train-full",
+    "--base-model",
+    small,
+    "--train-data",
+    trainData,
+    "--eval-data",
+    evalData,
+    "--epochs",
+    "1",
+    "--max-length",
+    String(maxLength),
+    "--output-dir",
+    out,
+    "--quiet",
+  );
   assert.equal(t.code, 0, t.stderr);
   assert.match(t.stdout, /2 steps on 8 samples/);
   assert.match(t.stdout, /held-out loss \d\.\d{4} → \d\.\d{4}/);
-  const s = await runCli(
-    "svd",
-    "--finetuned-model",
-    out,
-    "--base-model",
-    EMBEDDED_MODEL,
-    "--rank",
-    "4",
-    "--output-dir",
-    path.join(dir, "cli-svd"),
-  );
+  const s = await runCli("svd", "--finetuned-model", out, "--base-model", small, "--rank", "4", "--output-dir", path.join(dir, "cli-svd"));
   assert.equal(s.code, 0, s.stderr);
-  assert.match(s.stdout, /rank 4: mean relative error 0\.\d+, mean energy ratio 0\.\d+; \d\/8 modules/);
-  const again = await runCli("train-full", "--train-data", trainData, "--epochs", "1", "--output-dir", out, "--quiet");
+  assert.match(s.stdout, /rank 4: mean relative error 0\.\d+, mean energy ratio 0\.\d+; \d\/4 modules/);
+  const again = await runCli(
+    "train-full",
+    "--base-model",
+    small,
+    "--train-data",
+    trainData,
+    "--epochs",
+    "1",
+    "--output-dir",
+    out,
+    "--quiet",
+  );
   assert.equal(again.code, 1);
   assert.match(again.stderr, /^svdlora: error: .*cli-model already holds a fine-tuned model: replace it with --overwrite/);
   const bad = await runCli("train-full", "--learning-rate", "0");

@@ -1,8 +1,11 @@
-// The calibration pass of the data-dependent inits on the embedded tiny model: which batches it
-// reads, that each statistic is the one its init defines (checked against a direct computation),
-// that layers reading one input share it, that statistics split into groups (a small memory budget)
-// come out the same, and that the model is left as it was (no probe, no trainable weight, no gradient).
+// The calibration pass of the data-dependent inits on the small model of test/small-model.ts (EVA's,
+// which redistributes ranks, on the embedded tiny model): which batches it reads, that each
+// statistic is the one its init defines (checked against a direct computation), that layers reading
+// one input share it, that statistics split into groups (a small memory budget) come out the same,
+// and that the model is left as it was (no probe, no trainable weight, no gradient).
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import { before, test } from "node:test";
 import { loadDataset } from "../../src/data/dataset.js";
 import { formatSamples } from "../../src/data/format.js";
@@ -17,13 +20,23 @@ import * as torch from "../../src/torch/index.js";
 import { epochOrder, paddedBatch } from "../../src/train/batches.js";
 import { type CalibrationJob, calibrate, calibrationBatches, gradientPassPolicy } from "../../src/train/calibrate.js";
 import { InterruptedError } from "../../src/train/events.js";
+import { tempDir } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 
+// Samples cut at 128 tokens (every prompt fits), which the statistics do not mind; EVA's fits go on
+// until its components settle, which takes more batches of shorter samples: it reads them whole.
 let train: Encoded[];
+let whole: Encoded[];
 let padId: number;
+// The small model (a random one: the statistics are checked against direct computations) and its sizes.
+const small = smallModel(tempDir("calibrate"));
+const shape = JSON.parse(fs.readFileSync(path.join(small, "config.json"), "utf8"));
 before(async () => {
   const tokenizer = await loadTokenizer(EMBEDDED_MODEL);
   padId = tokenizer.pad!.id;
-  train = formatSamples(loadDataset(EMBEDDED_TRAIN).slice(0, 12), tokenizer, { systemPrompt: "Answer.", maxLength: 1024 }).encoded;
+  const samples = loadDataset(EMBEDDED_TRAIN).slice(0, 12);
+  train = formatSamples(samples, tokenizer, { systemPrompt: "Answer.", maxLength: 128 }).encoded;
+  whole = formatSamples(samples, tokenizer, { systemPrompt: "Answer.", maxLength: 1024 }).encoded;
 });
 
 const relative = (a: torch.Tensor, b: torch.Tensor) => torch.tidy(() => a.sub(b).norm().item() / b.norm().item());
@@ -64,7 +77,7 @@ test("the calibration batches are the run's first micro-batches, in its first ep
 });
 
 test("lora-ga's gradient: the mean over batches of dL/dW of each batch's mean token loss; the model left as it was", async () => {
-  const model = loadCausalLM(EMBEDDED_MODEL);
+  const model = loadCausalLM(small);
   const j = job(model, "lora-ga");
   const c = await calibrate(j);
   assertUntouched(model);
@@ -74,7 +87,7 @@ test("lora-ga's gradient: the mean over batches of dL/dW of each batch's mean to
     j.batches.flat().reduce((n, s) => n + s.ids.length, 0),
   );
   // The same statistic from the model's own loss, batch by batch.
-  const reference = loadCausalLM(EMBEDDED_MODEL);
+  const reference = loadCausalLM(small);
   const G = new GradientMean();
   const weights = j.targets.map((p) => [p, reference.linears().get(p)!.weight] as const);
   for (const [, w] of weights) w.requiresGrad_(true);
@@ -92,7 +105,7 @@ test("lora-ga's gradient: the mean over batches of dL/dW of each batch's mean to
 });
 
 test("corda's covariance: one sequence per forward; v_proj shares q_proj's input and so its C", async () => {
-  const model = loadCausalLM(EMBEDDED_MODEL);
+  const model = loadCausalLM(small);
   const j = job(model, "corda-ipm");
   const c = await calibrate(j);
   assertUntouched(model);
@@ -111,16 +124,20 @@ test("corda's covariance: one sequence per forward; v_proj shares q_proj's input
 });
 
 test("statistics that do not fit the memory budget together are made in groups, one pass each, and come out the same", async () => {
-  const one = await calibrate(job(loadCausalLM(EMBEDDED_MODEL), "corda-kpm"));
-  // Room for one 256 × 256 float32 covariance at a time: a group per target.
-  const split = await calibrate(job(loadCausalLM(EMBEDDED_MODEL), "corda-kpm", { budgetBytes: 2 * 256 * 256 * 4 }));
+  // One calibration batch: a pass per group is what is counted here.
+  const batches = calibrationBatches(train, { seed: 7, batchSize: 4, count: 1 });
+  const one = await calibrate(job(loadCausalLM(small), "corda-kpm", { batches }));
+  // Room for one width × width float32 covariance at a time: a group per target (q_proj and v_proj of each layer).
+  const width = shape.hidden_size;
+  const split = await calibrate(job(loadCausalLM(small), "corda-kpm", { batches, budgetBytes: 2 * width * width * 4 }));
+  const targets = 2 * shape.num_hidden_layers;
   assert.equal(one.passes, 1);
-  assert.equal(split.passes, 8);
-  assert.equal(split.tokens, 8 * one.tokens);
-  for (const p of job(loadCausalLM(EMBEDDED_MODEL), "corda-kpm").targets)
+  assert.equal(split.passes, targets);
+  assert.equal(split.tokens, targets * one.tokens);
+  for (const p of job(loadCausalLM(small), "corda-kpm").targets)
     assert.ok(relative(split.context.covariance!(p), one.context.covariance!(p)) < 1e-6, p);
   await assert.rejects(
-    calibrate(job(loadCausalLM(EMBEDDED_MODEL), "corda-kpm", { budgetBytes: 1000 })),
+    calibrate(job(loadCausalLM(small), "corda-kpm", { budgetBytes: 1000 })),
     /the covariance of model\.layers\.0\.self_attn\.q_proj \(0\.00 GiB\) does not fit in the memory `maxMemory` leaves/,
   );
   one.dispose();
@@ -129,7 +146,7 @@ test("statistics that do not fit the memory budget together are made in groups, 
 
 test("eva: ranks redistributed within the budget, v_proj shares q_proj's components, α follows the rank", async () => {
   const model = loadCausalLM(EMBEDDED_MODEL);
-  const c = await calibrate(job(model, "eva"));
+  const c = await calibrate(job(model, "eva", { batches: calibrationBatches(whole, { seed: 7, batchSize: 4, count: 2 }) }));
   assertUntouched(model);
   const eva = c.context.eva!;
   const ranks = [...eva.values()].map((l) => l.rank);

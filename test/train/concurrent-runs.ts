@@ -7,6 +7,7 @@ import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import * as torch from "../../src/torch/index.js";
 import type { LoraTrainingSettings } from "../../src/train/settings.js";
 import { dataSubset } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 
 /** Random init (seed 1), PiSSA (seed 2, its W is rewritten alone), and random with another seed and learning rate. */
 export const ARMS: Partial<LoraTrainingSettings>[] = [
@@ -27,6 +28,27 @@ export function baseSettings(dir: string, samples: number): Partial<LoraTraining
     quiet: true,
   };
 }
+
+/**
+ * The settings of the CPU test and its worker: the small model (test/small-model.ts), 4 training
+ * samples in 2 epochs of 2 steps (batch 2), held-out loss at steps 0, 2 and 4. Samples are cut at
+ * 128 tokens, which every prompt fits in (so each keeps reply tokens). The model's size and the
+ * samples' length do not matter to what the test compares; their cost does.
+ */
+export const cpuSettings = (dir: string): Partial<LoraTrainingSettings> => ({
+  ...baseSettings(dir, 4),
+  baseModel: smallModel(dir),
+  batchSize: 2,
+  maxLength: 128,
+});
+
+/** The folders of run i of a group ("alone", "together", …) under dir: its run folder and its checkpoint's. */
+export const runFolders =
+  (dir: string) =>
+  (what: string, i: number): { dir: string; checkpointDir: string } => ({
+    dir: path.join(dir, `${what}${i}`),
+    checkpointDir: path.join(dir, `${what}${i}-checkpoint`),
+  });
 
 export interface Comparison {
   /** Rows of the two logs (train and eval rows). */

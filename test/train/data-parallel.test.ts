@@ -17,6 +17,7 @@ import { packedBatch } from "../../src/train/batches.js";
 import { MIN_BUCKETS, bucketPlan, shareOf } from "../../src/train/data-parallel.js";
 import { readTrainingLog } from "../../src/train/log.js";
 import { dataSubset, tempDir, tinyQwen2 } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
 const gradientSumWorker = new URL("./gradient-sum-worker.js", import.meta.url).pathname;
@@ -29,10 +30,28 @@ function svdlora(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
 }
 
-// Training flags shared by the runs compared below; the one-process run is the reference.
+// Samples cut at 128 tokens (every prompt fits): their length does not matter to what is compared here.
+const MAX_LENGTH = ["--max-length", "128"];
+// Training flags shared by the runs compared below (on the small model: its size does not matter to
+// them either); the one-process run is the reference.
 const common = () => {
   const data = dataSubset(train, 10, tmp, "train10.json");
-  return ["train", "--train-data", data, "--eval-data", data, "--epochs", "1", "--quiet", "--device", "cpu"];
+  const model = smallModel(tmp);
+  return [
+    "train",
+    "--base-model",
+    model,
+    "--train-data",
+    data,
+    "--eval-data",
+    data,
+    "--epochs",
+    "1",
+    ...MAX_LENGTH,
+    "--quiet",
+    "--device",
+    "cpu",
+  ];
 };
 let reference: string | null = null;
 function oneProcess(): string {
@@ -268,13 +287,14 @@ test("shareOf splits a global batch into equal counts with even sizes, the same 
 test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finishes the run", {
   skip: !gloo && "this build has no Gloo backend",
 }, async () => {
+  // The embedded model (the default), whose steps are long enough for Ctrl-C to land mid-run.
   const data = dataSubset(train, 16, tmp, "train16.json");
   const args = (out: string) => [
     "train",
     "--train-data",
     data,
     "--eval-data",
-    data,
+    dataSubset(train, 4, tmp, "train4.json"),
     "--epochs",
     "2",
     "--batch-size",
@@ -285,6 +305,7 @@ test("Ctrl-C stops both ranks at the same step with a checkpoint; --resume finis
     "cpu",
     "--save-steps",
     "1",
+    ...MAX_LENGTH,
     "--quiet",
     "--output-dir",
     path.join(tmp, out),

@@ -27,6 +27,8 @@ const args = (out: string) => [
   "1e-3",
   "--save-steps",
   "1",
+  "--max-length", // samples cut at 128 tokens (every prompt fits): 8 steps of a few hundred ms
+  "128",
   "--quiet",
   "--output-dir",
   out,

@@ -13,12 +13,16 @@ import { readTrainingLog } from "../../src/train/log.js";
 import type { LoraTrainingSettings } from "../../src/train/settings.js";
 import { onFilesystemChange } from "../../src/util/outputs.js";
 import { dataSubset, tempDir } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 import { type DecodedEvent, readEventFile } from "./tfevents-reader.js";
 
 const dir = tempDir("tracking");
 const base: Partial<LoraTrainingSettings> = {
   trainData: dataSubset(EMBEDDED_TRAIN, 12, dir, "train.json"),
   evalData: dataSubset(EMBEDDED_EVAL, 4, dir, "eval.json"),
+  // The small model, samples cut at 128 tokens (every prompt fits): the logs matter here, not the model's size or the samples' length.
+  baseModel: smallModel(dir),
+  maxLength: 128,
   epochs: 2,
   batchSize: 4,
   evalSteps: 2,

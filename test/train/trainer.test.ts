@@ -1,7 +1,7 @@
-// End to end on the embedded tiny model: LoRA training lowers the held-out loss, writes a PEFT
-// adapter, a complete CSV log and a summary; an svd-init run starts from given factors; PiSSA is
-// saved as a plain LoRA; accumulation counts steps right. Each test stands alone: the reference
-// run they read is made once, before them.
+// End to end on the small model of test/small-model.ts: LoRA training lowers the held-out loss,
+// writes a PEFT adapter, a complete CSV log and a summary; an svd-init run starts from given
+// factors; PiSSA is saved as a plain LoRA; accumulation counts steps right. Each test stands alone:
+// the reference run they read is made once, before them.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -12,7 +12,7 @@ import { loadAdapter } from "../../src/hf/peft.js";
 import { loadTokenizer } from "../../src/hf/tokenizer.js";
 import { loadCausalLM } from "../../src/model/loader.js";
 import { loadLora } from "../../src/model/lora.js";
-import { EMBEDDED_EVAL, EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
+import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { type TrainRunResult, trainRun } from "../../src/pipeline/train.js";
 import * as torch from "../../src/torch/index.js";
 import { evaluateLoss } from "../../src/train/evaluate.js";
@@ -20,11 +20,25 @@ import { readTrainingLog } from "../../src/train/log.js";
 import type { LoraTrainingSettings } from "../../src/train/settings.js";
 import { validationSplit } from "../../src/train/trainer.js";
 import { dataSubset, tempDir } from "../helpers.js";
+import { smallModel } from "../small-model.js";
 
 const dir = tempDir("train");
+const model = smallModel(dir);
+const shape = JSON.parse(fs.readFileSync(path.join(model, "config.json"), "utf8"));
 const trainData = dataSubset(EMBEDDED_TRAIN, 8, dir, "train.json");
 const evalData = dataSubset(EMBEDDED_EVAL, 8, dir, "eval.json");
-const base: Partial<LoraTrainingSettings> = { trainData, evalData, epochs: 2, batchSize: 4, learningRate: 1e-3, quiet: true };
+// Samples cut at 128 tokens (every prompt fits): what is tested here does not need whole samples.
+const maxLength = 128;
+const base: Partial<LoraTrainingSettings> = {
+  baseModel: model,
+  trainData,
+  evalData,
+  maxLength,
+  epochs: 2,
+  batchSize: 4,
+  learningRate: 1e-3,
+  quiet: true,
+};
 const out = (name: string) => path.join(dir, name);
 
 let reference: TrainRunResult;
@@ -43,10 +57,10 @@ test("LoRA training lowers the held-out loss and saves a PEFT adapter, a CSV log
   const { config, weights } = loadAdapter(r.adapterDir);
   assert.equal(config.r, 16);
   assert.deepEqual([...config.target_modules].sort(), ["q_proj", "v_proj"]);
-  assert.equal(weights.size, 4 * 2);
+  assert.equal(weights.size, shape.num_hidden_layers * 2);
   const q0 = weights.get("model.layers.0.self_attn.q_proj")!;
-  assert.deepEqual(q0.A.shape, [16, 256]);
-  assert.deepEqual(q0.B.shape, [256, 16]);
+  assert.deepEqual(q0.A.shape, [16, shape.hidden_size]);
+  assert.deepEqual(q0.B.shape, [shape.hidden_size, 16]);
   assert.ok(q0.B.abs().max().item() > 0, "B moved away from zero");
   torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
 
@@ -103,14 +117,14 @@ test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the traine
   assert.equal(config.r, 8);
   assert.equal(config.lora_alpha, 16);
   // The saved adapter on the original base gives the held-out loss the run ended with.
-  const model = loadCausalLM(EMBEDDED_MODEL);
-  loadLora(model, config, weights, false);
-  const tok = await loadTokenizer(EMBEDDED_MODEL);
+  const lm = loadCausalLM(model);
+  loadLora(lm, config, weights, false);
+  const tok = await loadTokenizer(model);
   const { encoded } = formatSamples(loadDataset(evalData), tok, {
     systemPrompt: "Please reason step by step, and put your final answer within \\boxed{}.",
-    maxLength: 1024,
+    maxLength,
   });
-  const loss = evaluateLoss(model, encoded, { batchSize: 4, padId: tok.pad!.id, device: "cpu" });
+  const loss = evaluateLoss(lm, encoded, { batchSize: 4, padId: tok.pad!.id, device: "cpu" });
   const ended = r.evalLosses[r.evalLosses.length - 1].loss;
   assert.ok(Math.abs(loss - ended) < 1e-4, `reloaded ${loss} vs end of run ${ended}`);
   assert.ok(Math.abs(ended - r.evalLosses[0].loss) > 1e-3, "training changed the model");
@@ -120,11 +134,11 @@ test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the traine
     [64, true],
     [7, true],
   ] as const) {
-    const other = evaluateLoss(model, encoded, { batchSize, padId: tok.pad!.id, device: "cpu", packing });
+    const other = evaluateLoss(lm, encoded, { batchSize, padId: tok.pad!.id, device: "cpu", packing });
     assert.ok(Math.abs(other - loss) < 1e-5, `batch ${batchSize}, packing ${packing}: ${other} vs ${loss}`);
   }
   torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
-  torch.dispose([...model.namedWeights().values()]);
+  torch.dispose([...lm.namedWeights().values()]);
 });
 
 test("gradient accumulation: one optimizer step per accumulated group, the last one shorter", async () => {
