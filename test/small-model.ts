@@ -11,7 +11,11 @@ import { EMBEDDED_MODEL } from "../src/paths.js";
 import * as torch from "../src/torch/index.js";
 import { tinyQwen2 } from "./helpers.js";
 
-/** Writes the small model into dir/small-model (once; seeded, so the same bytes every time) and returns that path. */
+/**
+ * Writes the small model into dir/small-model (once) and returns that path. Its weights are drawn
+ * after torch.manualSeed(0), so they are the same bytes every time (and libtorch's generator is left
+ * seeded).
+ */
 export function smallModel(dir: string): string {
   const out = path.join(dir, "small-model");
   if (fs.existsSync(out)) return out;

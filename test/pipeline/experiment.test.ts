@@ -1,6 +1,6 @@
-// The experiment end to end on the embedded tiny model with a few samples: every step's files,
-// one teacher per seed, the same results with runs trained together, skipping done steps, refusing
-// stale ones, and experiment files.
+// The experiment end to end on the small model of test/small-model.ts with a few samples: every
+// step's files, one teacher per seed, the same results with runs trained together, skipping done
+// steps, refusing stale ones, and experiment files.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
