@@ -228,6 +228,28 @@ async function runCase(name: string): Promise<void> {
     );
   };
 
+  /** Runs warmup + steps steps (each giving one result per arm in it) and times the last `steps`. */
+  const timeSteps = (step: (i: number) => { loss: number; tokens: number }[]) => {
+    const losses: number[][] = [];
+    const tokens: number[] = [];
+    let start = 0;
+    let cpuStart = 0;
+    for (let i = 0; i < warmup + steps; i++) {
+      if (i === warmup) {
+        sync();
+        start = performance.now();
+        cpuStart = cpuNow();
+      }
+      step(i).forEach((r, k) => {
+        losses[k] ??= [];
+        losses[k].push(r.loss);
+        tokens[k] = (tokens[k] ?? 0) + (i >= warmup ? r.tokens : 0);
+      });
+    }
+    sync();
+    return { losses, tokens, seconds: (performance.now() - start) / 1000, cpu: cpuNow() - cpuStart };
+  };
+
   const perArm: { tokens: number; seconds: number; cpu: number }[] = [];
   const losses: number[][] = Array.from({ length: arms }, () => []);
   let peakGib: number | null = null;
@@ -237,21 +259,9 @@ async function runCase(name: string): Promise<void> {
       const loras = addLora(model, lora, "random");
       const optimizer = new AdamW(loraParameters(loras), { lr: 2e-4, weightDecay: 0.01 });
       if (cuda) torch.cuda.resetPeakMemory();
-      let tokens = 0;
-      let start = 0;
-      let cpuStart = 0;
-      for (let i = 0; i < warmup + steps; i++) {
-        if (i === warmup) {
-          sync();
-          start = performance.now();
-          cpuStart = cpuNow();
-        }
-        const [r] = optimizerSteps(model, [{ optimizer, micro: [microOf(k, i)], lr: 2e-4 }], { recompute });
-        losses[k].push(r.loss);
-        if (i >= warmup) tokens += r.tokens;
-      }
-      sync();
-      perArm.push({ tokens, seconds: (performance.now() - start) / 1000, cpu: cpuNow() - cpuStart });
+      const t = timeSteps((i) => optimizerSteps(model, [{ optimizer, micro: [microOf(k, i)], lr: 2e-4 }], { recompute }));
+      losses[k] = t.losses[0];
+      perArm.push({ tokens: t.tokens[0], seconds: t.seconds, cpu: t.cpu });
       const p = peak();
       if (p !== null) peakGib = Math.max(peakGib ?? 0, p);
       optimizer.dispose();
@@ -275,29 +285,17 @@ async function runCase(name: string): Promise<void> {
         ),
     );
     if (cuda) torch.cuda.resetPeakMemory();
-    const tokens = new Array<number>(arms).fill(0);
-    let start = 0;
-    let cpuStart = 0;
-    for (let i = 0; i < warmup + steps; i++) {
-      if (i === warmup) {
-        sync();
-        start = performance.now();
-        cpuStart = cpuNow();
-      }
-      const results = optimizerSteps(
+    const t = timeSteps((i) =>
+      optimizerSteps(
         model,
         optimizers.map((optimizer, k) => ({ optimizer, micro: [microOf(k, i)], lr: 2e-4, arm: k })),
         { recompute },
-      );
-      results.forEach((r, k) => {
-        losses[k].push(r.loss);
-        if (i >= warmup) tokens[k] += r.tokens;
-      });
-    }
-    sync();
-    const seconds = (performance.now() - start) / 1000;
-    const cpu = cpuNow() - cpuStart;
-    for (const t of tokens) perArm.push({ tokens: t, seconds, cpu });
+      ),
+    );
+    t.losses.forEach((l, k) => {
+      losses[k] = l;
+    });
+    for (const tokens of t.tokens) perArm.push({ tokens, seconds: t.seconds, cpu: t.cpu });
     peakGib = peak();
   }
   const tokens = perArm.reduce((s, a) => s + a.tokens, 0);
