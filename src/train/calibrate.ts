@@ -206,12 +206,15 @@ async function gradientPass(
         if (!grad) throw new Error(`calibration: ${path} got no gradient`);
         G.addGradient(path, grad);
         w.grad = null;
+        // Our handle, not only the weight, holds the gradient: dispose it, or the storage lives on
+        // until the garbage collector finalizes the handle (a whole batch's gradients on the GPU).
+        grad.dispose();
       }
       counter.tokens += tokens;
       counter.batches++;
       await checkpoint(job.signal);
     }
-    return new Map(group.map((path) => [path, torch.keep(G.mean(path))]));
+    return new Map(group.map((path) => [path, G.takeMean(path)]));
   } finally {
     for (const [, w] of weights) {
       w.grad = null;
@@ -260,7 +263,7 @@ async function covariancePass(
       await checkpoint(job.signal);
     }
     const means = new Map<string, Tensor>();
-    for (const path of group) if (!shared.has(path)) means.set(path, torch.keep(C.mean(path)));
+    for (const path of group) if (!shared.has(path)) means.set(path, C.takeMean(path));
     // A layer that shares another's input shares its C (the same tensor, another handle).
     return new Map(
       group.map((path) => [

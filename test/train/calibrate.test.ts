@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { before, test } from "node:test";
+import v8 from "node:v8";
+import vm from "node:vm";
 import { loadDataset } from "../../src/data/dataset.js";
 import { formatSamples } from "../../src/data/format.js";
 import type { Encoded } from "../../src/data/types.js";
@@ -99,9 +101,24 @@ test("lora-ga's gradient: the mean over batches of dL/dW of each batch's mean to
       w.grad = null;
     }
   }
-  const worst = Math.max(...j.targets.map((p) => relative(c.context.gradient!(p), G.mean(p))));
+  const worst = Math.max(...j.targets.map((p) => relative(c.context.gradient!(p), G.takeMean(p))));
   assert.ok(worst < 1e-5, `relative difference ${worst}`);
   c.dispose();
+});
+
+test("a pass leaves no tensor behind once its result is disposed (none waits for the garbage collector)", async () => {
+  // Earlier tests' garbage collected first, so that only what the pass leaves can differ.
+  v8.setFlagsFromString("--expose-gc");
+  const gc = vm.runInNewContext("gc") as () => void;
+  const model = loadCausalLM(small);
+  for (const name of ["lora-ga", "lora-one", "corda-ipm", "eva"] as const) {
+    gc();
+    await new Promise((settled) => setImmediate(settled)); // the handles' finalizers
+    const before = torch.memory();
+    const c = await calibrate(job(model, name));
+    c.dispose();
+    assert.deepEqual(torch.memory(), before, `${name}: live tensors before and after`);
+  }
 });
 
 test("corda's covariance: one sequence per forward; v_proj shares q_proj's input and so its C", async () => {
@@ -118,7 +135,7 @@ test("corda's covariance: one sequence per forward; v_proj shares q_proj's input
   linear.probe = (x) => reference.add(q, x);
   for (const sample of j.batches.flat()) torch.noGrad(() => model.forward(torch.tensor([sample.ids], { dtype: "int64" })));
   linear.probe = null;
-  assert.ok(relative(C(q), reference.mean(q)) < 1e-6);
+  assert.ok(relative(C(q), reference.takeMean(q)) < 1e-6);
   assert.ok(relative(C(q), C("model.layers.0.self_attn.q_proj")) > 0.01, "each layer its own");
   c.dispose();
 });

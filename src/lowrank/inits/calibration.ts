@@ -32,11 +32,15 @@ class MeanOfSums {
     return [...this.sums.keys()];
   }
 
-  /** The layer's sum divided by its count (a new tensor). */
-  mean(layer: string): Tensor {
+  /**
+   * The layer's mean, handed over: its sum divided by its count in place, no longer held here (so
+   * a statistic is never in memory twice; a second call for the layer is an error).
+   */
+  takeMean(layer: string): Tensor {
     const sum = this.sums.get(layer);
     if (!sum) throw new Error(`no calibration statistics for ${layer}: was it targeted during the calibration pass?`);
-    return sum.div(this.counts.get(layer)!);
+    this.sums.delete(layer);
+    return sum.div_(this.counts.get(layer)!);
   }
 
   dispose(): void {

@@ -416,7 +416,7 @@ export class EvaState {
   private distribute(): Map<string, number> {
     const ratios = new Map<string, number[]>();
     for (const bank of this.banks()) {
-      const all = Array.from(bank.pca.explainedVarianceRatio!.to("float64").data() as Float64Array);
+      const all = torch.tidy(() => Array.from(bank.pca.explainedVarianceRatio!.to("float64").data() as Float64Array));
       const k = bank.pca.nComponents;
       for (const [i, name] of bank.layers.entries()) ratios.set(name, all.slice(i * k, (i + 1) * k));
     }

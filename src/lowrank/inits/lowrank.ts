@@ -116,7 +116,9 @@ export function svdLowrankRight(M: Tensor, q: number, niter: number, random: Ran
       failures.push(torch.keep(failed));
       return Q;
     });
-    if (torch.stack(failures).max().item() > 0) return null;
+    const failed = torch.stack(failures).max().item() > 0;
+    torch.dispose(failures); // kept out of rangeBasis's own scopes, so not this one's either
+    if (failed) return null;
     const B = Q.T.matmul(A);
     if (!wide) {
       const small = torch.svd(B);
