@@ -9,7 +9,7 @@
 // Backward walks segments from the last: a run of kept layers is one segment (one autograd pass),
 // each recomputed layer another; every segment's input is a leaf whose gradient feeds the next.
 import { wholeBatch } from "../model/arms.js";
-import type { CausalLM, LayerContext } from "../model/qwen2.js";
+import { type CausalLM, type LayerContext, decoderLayerOf } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import type { Batch } from "./batches.js";
@@ -18,8 +18,9 @@ import type { Batch } from "./batches.js";
  * Which layers keep their activations for backward rather than being recomputed: all ("none" is
  * recomputed), none ("all" are), the first n, or as many as fit in budgetBytes of GPU memory
  * (measured as the step runs; the CPU keeps them all). gradientBytes[i]: bytes of the gradients
- * that backward will allocate in decoder layer i, which the memory in use does not show when the
- * layers are chosen (trainable base weights; a LoRA adapter's are negligible).
+ * that backward will allocate in decoder layer i, and [layers] in the head (final norm, lm_head),
+ * which the memory in use does not show when the layers are chosen (trainable base weights, see
+ * countingGradients; a LoRA adapter's are negligible).
  */
 export type RecomputePolicy = "none" | "all" | { keepLayers: number } | { budgetBytes: number; gradientBytes?: readonly number[] };
 
@@ -303,14 +304,31 @@ function keepPolicy(model: CausalLM, batch: Batch, o: BackpropOptions): (i: numb
 const cudaIndex = (device: string): number => Number(device.split(":")[1] ?? 0);
 
 /**
- * above[i]: the gradient bytes of the layers after i, all allocated by the time backward reaches
- * the layers kept up to i (the layers after them are recomputed and run backward first); a kept
- * layer's own gradients come as its activations are freed.
+ * above[i]: the gradient bytes of the layers after i and of the head, all allocated by the time
+ * backward reaches the layers kept up to i (the head and the layers after them run backward
+ * first); a kept layer's own gradients come as its activations are freed.
  */
 export function gradientsAbove(gradientBytes: readonly number[], layers: number): number[] {
   const above = new Array<number>(layers).fill(0);
-  for (let i = layers - 2; i >= 0; i--) above[i] = above[i + 1] + (gradientBytes[i + 1] ?? 0);
+  for (let i = layers - 1; i >= 0; i--) above[i] = (above[i + 1] ?? 0) + (gradientBytes[i + 1] ?? 0);
   return above;
+}
+
+/**
+ * A memory-budget policy that also counts the gradients backward will allocate for `weights`
+ * (trainable base weights, by Hugging Face name): each decoder layer's, and the head's (the final
+ * norm, lm_head, and a tied embedding); an untied embedding's gradient comes after every layer's
+ * backward and is left out. Other policies are returned as they are.
+ */
+export function countingGradients(p: RecomputePolicy, model: CausalLM, weights: Iterable<readonly [string, Tensor]>): RecomputePolicy {
+  if (typeof p !== "object" || !("budgetBytes" in p)) return p;
+  const head = model.layers.length;
+  const gradientBytes = new Array<number>(head + 1).fill(0);
+  for (const [name, w] of weights) {
+    const layer = decoderLayerOf(name) ?? (/embed_tokens/.test(name) && !model.config.tieWordEmbeddings ? undefined : head);
+    if (layer !== undefined) gradientBytes[layer] += w.numel() * torch.elementSize[w.dtype];
+  }
+  return { ...p, gradientBytes };
 }
 
 /**

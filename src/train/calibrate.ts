@@ -29,7 +29,7 @@ import type { InputProbe } from "../model/linear.js";
 import { type CausalLM, type ForwardOptions, decoderLayerOf } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
-import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
+import { type RecomputePolicy, countingGradients, lossAndBackward } from "./backprop.js";
 import { type BatchOptions, epochOrder, makeBatch, microBatchRanges } from "./batches.js";
 import { InterruptedError } from "./events.js";
 
@@ -230,17 +230,12 @@ async function gradientPass(
  * layer), which backward allocates after the layers to keep were chosen.
  */
 export function gradientPassPolicy(job: CalibrationJob, group: string[]): RecomputePolicy {
-  const p = job.recompute;
-  if (typeof p !== "object" || !("budgetBytes" in p)) return p;
-  const gradientBytes = new Array<number>(job.model.layers.length).fill(0);
   const linears = job.model.linears();
-  for (const path of group) {
-    const { weight } = linears.get(path)!;
-    const layer = decoderLayerOf(path);
-    if (layer === undefined) throw new Error(`calibration: ${path} is not in a decoder layer`);
-    gradientBytes[layer] += weight.numel() * torch.elementSize[weight.dtype];
-  }
-  return { ...p, gradientBytes };
+  return countingGradients(
+    job.recompute,
+    job.model,
+    group.map((path) => [path, linears.get(path)!.weight] as const),
+  );
 }
 
 /** C of each target of the group, one sequence per forward; layers reading one input share one C. */

@@ -27,7 +27,7 @@ import { writeFileAtomic } from "../util/atomic.js";
 import { describeInput } from "../util/digest.js";
 import { checkValues, defaults, identityOf } from "../util/settings.js";
 import { codeVersion } from "../version.js";
-import type { RecomputePolicy } from "./backprop.js";
+import { type RecomputePolicy, countingGradients } from "./backprop.js";
 import type { BatchOptions } from "./batches.js";
 import { type Calibration, calibrate, calibrationBatches } from "./calibrate.js";
 import { type DataParallel, singleProcess } from "./data-parallel.js";
@@ -509,7 +509,7 @@ export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions 
       validation: data.validation,
       settings: s,
       batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: "float32" },
-      recompute: recomputePolicy(s),
+      recompute: countingGradients(recomputePolicy(s), model, params),
       log: dp.isMain ? runLogFiles(o.dir) : null,
       checkpointDir: o.checkpointDir,
       fingerprint: fingerprint(FULL_TRAINING, s, dp),

@@ -4,7 +4,7 @@ import { parseModelConfig } from "../../src/hf/config.js";
 import { randomCausalLM } from "../../src/model/loader.js";
 import { addLora, loraParameters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
-import { type RecomputePolicy, evaluationLoss, gradientsAbove, lossAndBackward } from "../../src/train/backprop.js";
+import { type RecomputePolicy, evaluationLoss, countingGradients, gradientsAbove, lossAndBackward } from "../../src/train/backprop.js";
 import { packedBatch, paddedBatch } from "../../src/train/batches.js";
 import { assertClose, device, tinyQwen2, values } from "../helpers.js";
 
@@ -92,9 +92,25 @@ test("evaluationLoss equals model.loss, padded and packed, in small loss chunks"
   }
 });
 
-test("under a memory budget, the gradients of the layers after the last kept one are counted against it", () => {
-  // Layers 0–3 with 5, 0, 7 and 11 bytes of gradients to come: keeping layers up to 1 leaves
-  // 7 + 11 to be allocated by the time backward reaches them.
-  assert.deepEqual(gradientsAbove([5, 0, 7, 11], 4), [18, 18, 11, 0]);
+test("under a memory budget, the gradients of the head and the layers after the last kept one are counted against it", () => {
+  // Layers 0–3 with 5, 0, 7 and 11 bytes of gradients to come, the head 3: keeping layers up to 1
+  // leaves 7 + 11 + 3 to be allocated by the time backward reaches them.
+  assert.deepEqual(gradientsAbove([5, 0, 7, 11, 3], 4), [21, 21, 14, 3]);
+  assert.deepEqual(gradientsAbove([5, 0, 7, 11], 4), [18, 18, 11, 0], "no head entry: nothing for it");
   assert.deepEqual(gradientsAbove([], 3), [0, 0, 0], "none given: nothing reserved");
+});
+
+test("countingGradients: each decoder layer's trainable weights, the head's (final norm, lm_head), an untied embedding left out", () => {
+  const model = randomCausalLM(parseModelConfig(tinyQwen2()), { device });
+  const weights = model.namedWeights();
+  const p = countingGradients({ budgetBytes: 2 ** 30 }, model, weights);
+  assert.ok(typeof p === "object" && "gradientBytes" in p);
+  const bytesOf = (keep: (name: string) => boolean) =>
+    [...weights].filter(([name]) => keep(name)).reduce((n, [, w]) => n + w.numel() * 4, 0);
+  assert.deepEqual(p.gradientBytes, [
+    ...model.layers.map((_, i) => bytesOf((name) => name.startsWith(`model.layers.${i}.`))),
+    bytesOf((name) => name === "lm_head.weight" || name === "model.norm.weight"),
+  ]);
+  assert.equal(model.config.tieWordEmbeddings, false, "this embedding is untied (left out above)");
+  assert.equal(countingGradients("all", model, weights), "all", "other policies as they are");
 });

@@ -216,11 +216,11 @@ test("a gradient pass under a memory budget counts the target weights' gradients
   const bytes = (layer: number) =>
     ["q_proj", "v_proj"].reduce((n, m) => n + model.linears().get(`model.layers.${layer}.self_attn.${m}`)!.weight.numel() * 4, 0);
   const layers = model.layers.map((_, i) => i);
-  assert.deepEqual(gradientPassPolicy(j, j.targets), { budgetBytes: 2 ** 30, gradientBytes: layers.map(bytes) });
+  assert.deepEqual(gradientPassPolicy(j, j.targets), { budgetBytes: 2 ** 30, gradientBytes: [...layers.map(bytes), 0] });
   assert.deepEqual(
     gradientPassPolicy(j, j.targets.slice(0, 2)),
-    { budgetBytes: 2 ** 30, gradientBytes: layers.map((i) => (i === 0 ? bytes(0) : 0)) },
-    "a group: its own",
+    { budgetBytes: 2 ** 30, gradientBytes: [...layers.map((i) => (i === 0 ? bytes(0) : 0)), 0] },
+    "a group: its own (and nothing in the head)",
   );
   assert.equal(gradientPassPolicy(job(model, "lora-ga"), j.targets), "none", "no budget: the run's policy");
 });
