@@ -9,8 +9,8 @@
 // Accuracy is compared per seed with McNemar's exact test on the same questions.
 //
 // Inputs (in trainingDir): train_summary_NAME.json (the run's settings and result; its log's path
-// follows from the name), diverged_NAME.json (a run of a grid that diverged), and the timing files
-// of the teachers runs depended on.
+// follows from the name), diverged_NAME.json (a run of a grid that diverged; its log, when it names
+// one, is never read as a finished run's), and the timing files of the teachers runs depended on.
 // Outputs (writeComparison): comparison.json, comparison_report.txt, and the loss-curve charts.
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -169,6 +169,8 @@ export interface DivergedRunRecord {
   step: number;
   message: string;
   recordPath: string;
+  /** Its training log up to the last finite step (training_log_NAME.csv), when its record names one. */
+  logPath: string | null;
   sourceOnly: boolean;
   identity: Record<string, unknown>;
 }
@@ -254,6 +256,9 @@ export function readDiverged(trainingDir: string): DivergedRunRecord[] {
     const d = readJson<Partial<DivergedRecord>>(file);
     if (d.made_by !== "svdlora" || typeof d.step !== "number" || typeof d.learningRate !== "number" || typeof d.seed !== "number")
       throw new CompareError(`${file}: not a record of a diverged run written by this svdlora (step, seed and learning rate expected)`);
+    const log = path.basename(L.log(name));
+    if (d.log && d.log !== log)
+      throw new CompareError(`${file}: its log is named ${JSON.stringify(d.log)}; a run named ${name} logs to ${log}`);
     return {
       name,
       arm: d.arm ?? name,
@@ -262,6 +267,7 @@ export function readDiverged(trainingDir: string): DivergedRunRecord[] {
       step: d.step,
       message: d.message ?? "",
       recordPath: file,
+      logPath: d.log ? L.log(name) : null,
       sourceOnly: d.experiment?.sourceOnly === true,
       identity: { ...d.identity?.training, ...d.identity?.evaluation },
     };
@@ -714,7 +720,11 @@ export function renderComparisonReport(r: ComparisonResult): string {
         .map((m) => `${m} ${m === "accuracy" ? `${x.accuracy?.correct}/${x.accuracy?.total}` : fmt(x.values[m]!)}`)
         .join(", "),
   );
-  const perDiverged = r.diverged.map((d) => `  ${d.name} (arm ${d.arm}, seed ${d.seed}, lr ${d.learningRate}): diverged, ${d.message}`);
+  const perDiverged = r.diverged.map(
+    (d) =>
+      `  ${d.name} (arm ${d.arm}, seed ${d.seed}, lr ${d.learningRate}): diverged, ${d.message}` +
+      (d.logPath ? `; its log up to then: ${path.basename(d.logPath)}` : ""),
+  );
   return [
     "svdlora: comparison of LoRA initializations (step 4 of docs/experiment.md)",
     "",

@@ -221,8 +221,8 @@ type RecordedInput = { path?: string; sha256?: string; files?: Record<string, st
 
 /**
  * A run's state: its summary, adapter and log are there and complete — or, with a learning-rate
- * grid, its record of diverging is there — and the summary (the record) records the same identity
- * (training and evaluation) and the same inputs (their digests) as now.
+ * grid, its record of diverging is there, with the log it names — and the summary (the record)
+ * records the same identity (training and evaluation) and the same inputs (their digests) as now.
  */
 function runState(c: ExperimentConfig, p: Planned): RunState {
   const L = experimentLayout(c);
@@ -232,13 +232,15 @@ function runState(c: ExperimentConfig, p: Planned): RunState {
     made_by?: string;
     identity?: { training: object; evaluation: object };
     inputs?: Record<string, RecordedInput>;
+    /** A diverged run's log, when it logged a row. */
+    log?: string | null;
   } | null;
   if (!summary) return { done: false, why: `${p.name} has not run`, stale: false };
   if (summary.made_by !== "svdlora" || !summary.identity)
     return { done: false, why: `${file} was not written by this svdlora`, stale: true };
   if (!diverged && !isOurFolder(L.adapter(p.name)))
     return { done: false, why: `${p.name} is incomplete: ${L.adapter(p.name)} is missing`, stale: true };
-  if (!diverged && !fs.existsSync(L.log(p.name)))
+  if ((!diverged || summary.log) && !fs.existsSync(L.log(p.name)))
     return { done: false, why: `${p.name} is incomplete: ${L.log(p.name)} is missing`, stale: true };
   const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, p.settings);
   const want = { ...identityOf(LORA_TRAINING, s), ...identityOf(LORA_TRAINING, s, { evaluation: true }) };
@@ -392,7 +394,7 @@ export async function runStep(c: ExperimentConfig, step: StepId, o: ExperimentOp
   const done = (r: TrainRunResult | DivergedRun) =>
     log(
       "diverged" in r
-        ? `  ${r.runName}: diverged (${r.message}), recorded in ${path.basename(r.recordPath)}: its learning rate loses`
+        ? `  ${r.runName}: diverged (${r.message}), recorded in ${path.basename(r.recordPath)}${r.logPath ? ` with its log up to then (${path.basename(r.logPath)})` : ""}: its learning rate loses`
         : `  ${r.runName}: ${r.steps} steps, ${r.seconds.toFixed(1)} s, ${evalSpan(r)}`,
     );
   // With a grid, a run whose loss or gradient stops being finite is the grid's result (it diverged)

@@ -1,8 +1,9 @@
 // report.html: the experiment in one self-contained file that opens offline. It leads with the
 // verdict and the statistics behind it, then every arm's training and held-out loss side by side
-// (interactive), the teacher and SVD steps, each run with links to its adapter, log and summary,
-// and the set-up. Each part appears once its step has run; a figure or file a part needs that is
-// missing is an error.
+// (interactive), the learning rates and the runs that diverged (with the loss they logged until
+// then), the teacher and SVD steps, each run with links to its adapter, log and summary, and the
+// set-up. Each part appears once its step has run; a figure or file a part needs that is missing
+// is an error.
 import fs from "node:fs";
 import path from "node:path";
 import {
@@ -23,6 +24,7 @@ import {
   TEACHER_ARM,
   TEACHER_SOURCE_ARM,
   learningRateRows,
+  readDiverged,
   statisticsRows,
 } from "./compare.js";
 import { runCurves } from "./curves.js";
@@ -124,6 +126,49 @@ function learningRatesSection(comparison: ComparisonResult | null): ReportSectio
     heading: "Learning rates",
     paragraphs: [`${LEARNING_RATES_CAPTION[0].toUpperCase()}${LEARNING_RATES_CAPTION.slice(1)}.`],
     table: rates,
+  };
+}
+
+/**
+ * With a learning-rate grid, the runs whose loss or gradient stopped being finite: where each
+ * stopped, its record and log, and the loss it logged until then (a run that logged no row has no
+ * curve). They are drawn apart from the finished runs, whose summaries they do not have.
+ */
+function divergedSection(L: Layout): ReportSection | null {
+  const diverged = fs.existsSync(L.training) ? readDiverged(L.training) : [];
+  if (diverged.length === 0) return null;
+  const logged = diverged.flatMap((d) => (d.logPath ? [{ run: d.name, arm: d.arm, log: d.logPath }] : []));
+  return {
+    heading: "Runs that diverged",
+    paragraphs: [
+      "Their loss or gradient stopped being finite, so their learning rate loses. Each left the record of where it stopped and the log of its steps until then (the last finite one); no adapter or summary.",
+    ],
+    table: {
+      columns: ["run", "arm", "seed", "learning rate", "what happened", "files"],
+      rows: diverged.map((d) => [
+        d.name,
+        d.arm,
+        d.seed,
+        d.learningRate,
+        d.message,
+        {
+          links: [{ path: d.recordPath, label: "record (JSON)" }, ...(d.logPath ? [{ path: d.logPath, label: "log (CSV)" }] : [])],
+        },
+      ]),
+    },
+    charts:
+      logged.length === 0
+        ? []
+        : [
+            {
+              spec: comparisonChart({
+                runs: runCurves(logged),
+                title: "Loss of the runs that diverged, until they stopped",
+                subtitle: "each line ends at the run's last finite step",
+              }),
+              caption: "Click an arm in the legend to show it alone; drag to pan, scroll to zoom, double-click to reset; hover for values.",
+            },
+          ],
   };
 }
 
@@ -281,9 +326,11 @@ export function renderExperimentReport(c: ExperimentConfig, L: Layout, pending: 
   const teacher = teacherSettings(c, read);
   const curves = curvesSection(A, runs, comparison, read);
   const rates = learningRatesSection(comparison);
+  const diverged = divergedSection(A);
   const sections: ReportSection[] = [
     ...(curves ? [curves] : []),
     ...(rates ? [rates] : []),
+    ...(diverged ? [diverged] : []),
     ...teacherSections(c, A, teacher),
     ...(runs.length ? [runsSection(A, runs)] : []),
     setupSection(c, runs, teacher),

@@ -6,7 +6,8 @@
 // for a resume while it trains, goes with the same commit: a finished run is its files alone.
 // trainRuns does the same for several runs trained together over one base model.
 // With `recordDivergence` (a learning-rate grid), a run whose loss or gradient stops being finite
-// is a result, not an error: a record of it, diverged_<run>.json, replaces the run's files and
+// is a result, not an error: a record of it, diverged_<run>.json, and the CSV log of the steps it
+// made before (training_log_<run>.csv, when it logged a row) replace the run's files and
 // checkpoint by the same kind of commit.
 import fs from "node:fs";
 import path from "node:path";
@@ -65,6 +66,8 @@ export interface DivergedRun {
   runName: string;
   /** diverged_<run>.json in the training folder. */
   recordPath: string;
+  /** training_log_<run>.csv: the rows it logged before it stopped; null when it logged none. */
+  logPath: string | null;
   /** The optimizer step whose loss or gradient was not finite (from 1). */
   step: number;
   /** What happened: "loss became NaN at step 2". */
@@ -82,6 +85,8 @@ export interface DivergedRecord {
   learningRate: number;
   step: number;
   message: string;
+  /** The file name of its log in the training folder (training_log_<run>.csv), or null when it logged no row. */
+  log: string | null;
   settings: LoraTrainingSettings;
   identity: ReturnType<typeof provenance>["identity"];
   inputs: ReturnType<typeof provenance>["inputs"];
@@ -109,9 +114,9 @@ export async function trainRun(settings: Partial<LoraTrainingSettings>, o: Train
     try {
       result = await trainLora(settings, run);
     } catch (e) {
+      if (o.recordDivergence && e instanceof NonFiniteError) return commitDivergence(plan, settings, e, o.experiment, o.dataParallel);
       // What the earlier run left stays as it was; a resume rebuilds the log from its checkpoint.
       fs.rmSync(staging, { recursive: true, force: true });
-      if (o.recordDivergence && e instanceof NonFiniteError) return commitDivergence(plan, settings, e, o.experiment, o.dataParallel);
       throw e;
     }
     await commitRun(plan, settings, result, o.experiment);
@@ -183,7 +188,6 @@ export async function trainRuns(
           onRunFailed: (i, error) => {
             const p = plans[i];
             if (!o.recordDivergence || !(error instanceof NonFiniteError)) return;
-            fs.rmSync(p.staging, { recursive: true, force: true });
             results[i] = commitDivergence(p, p.settings, error, p.experiment);
             o.onRunDone?.(results[i]);
           },
@@ -267,8 +271,10 @@ async function commitRun(
 }
 
 /**
- * Writes the record of a run that diverged and swaps it in, in one commit, for the files of an
- * earlier run of the name and for the run's checkpoint: a diverged run leaves nothing to resume.
+ * Writes the record of a run that diverged and swaps it and the CSV log of its steps before (the
+ * staged one, when it has a row) in, in one commit, for the files of an earlier run of the name
+ * and for the run's checkpoint: a diverged run leaves nothing to resume. The loop logs a step only
+ * once its loss and gradient are finite, so the log ends at the last finite step.
  */
 function commitDivergence(
   { outputDir, runName, staging, files, diverged, checkpointDir }: RunPlan,
@@ -279,6 +285,8 @@ function commitDivergence(
 ): DivergedRun {
   const s = resolveSettings<LoraTrainingSettings>(LORA_TRAINING, settings);
   const message = `${error.what} at step ${error.step}`;
+  const stagedLog = runLogFiles(staging).csv;
+  const logPath = hasRows(stagedLog) ? files.logPath : null;
   const record: DivergedRecord = {
     made_by: "svdlora",
     kind: "diverged LoRA training run",
@@ -289,6 +297,7 @@ function commitDivergence(
     learningRate: s.learningRate,
     step: error.step,
     message,
+    log: logPath && path.basename(logPath),
     settings: s,
     ...provenance(LORA_TRAINING, s, dp ?? singleProcess(s.device)),
     ...(experiment ? { experiment } : {}),
@@ -298,13 +307,21 @@ function commitDivergence(
   writeFileAtomic(staged, `${JSON.stringify(record, null, 2)}\n`);
   const rel = (p: string) => path.relative(outputDir, p);
   commitOutputs(outputDir, runName, [
+    ...[...Object.values(files), svgPathFor(files.plotFile)].map((f) => ({ from: f === logPath ? rel(stagedLog) : null, to: rel(f) })),
+    // The record last: it is what says the run diverged.
     { from: rel(staged), to: rel(diverged) },
-    ...[...Object.values(files), svgPathFor(files.plotFile)].map((f) => ({ from: null, to: rel(f) })),
     { from: null, to: rel(checkpointDir) },
   ]);
   fs.rmSync(staging, { recursive: true, force: true });
   removeIfEmpty(path.dirname(checkpointDir));
-  return { diverged: true, runName, recordPath: diverged, step: error.step, message };
+  return { diverged: true, runName, recordPath: diverged, logPath, step: error.step, message };
+}
+
+/** Whether a training log is there with at least one row (a step's or an evaluation's). */
+function hasRows(file: string): boolean {
+  if (!fs.existsSync(file)) return false;
+  const log = readTrainingLog(file);
+  return log.train.length + log.eval.length > 0;
 }
 
 /**

@@ -474,5 +474,17 @@ describe("learning rates that diverged", () => {
     writeRun(bad, "random", { arm: "random", seed: 42, heldOut: [0.7, 0.6, 0.5] });
     fs.writeFileSync(trainingLayout(bad).diverged("random-lr1"), JSON.stringify({ made_by: "svdlora", step: "3" }));
     assert.throws(() => compareRuns(bad), /diverged_random-lr1\.json: not a record of a diverged run written by this svdlora/);
+    // Its log is the one its name gives, or none: a record that points elsewhere is not this svdlora's.
+    const record = { made_by: "svdlora", run: "random-lr1", arm: "random", seed: 42, learningRate: 1, step: 3, log: "../notes.csv" };
+    fs.writeFileSync(trainingLayout(bad).diverged("random-lr1"), JSON.stringify(record));
+    assert.throws(
+      () => compareRuns(bad),
+      /diverged_random-lr1\.json: its log is named "\.\.\/notes\.csv"; a run named random-lr1 logs to training_log_random-lr1\.csv$/,
+    );
+    fs.writeFileSync(trainingLayout(bad).diverged("random-lr1"), JSON.stringify({ ...record, log: "training_log_random-lr1.csv" }));
+    assert.deepEqual(
+      compareRuns(bad).diverged.map((d) => d.logPath),
+      [trainingLayout(bad).log("random-lr1")],
+    );
   });
 });
