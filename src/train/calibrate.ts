@@ -26,7 +26,7 @@ import {
   initStatistic,
 } from "../lowrank/inits/index.js";
 import type { InputProbe } from "../model/linear.js";
-import { type CausalLM, type ForwardOptions, decoderLayerOf } from "../model/qwen2.js";
+import type { CausalLM, ForwardOptions } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { type RecomputePolicy, countingGradients, lossAndBackward } from "./backprop.js";
