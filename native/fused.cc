@@ -104,31 +104,130 @@ struct LoraLinear : public torch::autograd::Function<LoraLinear> {
 // for every adapter j, y[rows j] += s_j·(x[rows j] A_jᵀ) B_jᵀ. Concurrent training runs several
 // arms' samples through one shared base weight this way: the base product is one large GEMM, and
 // each arm's factors see only its own rows. Rows are those of x flattened to 2D; an arm may have
-// two adapters on the same rows (a trainable LoRA and a frozen correction of the base). Per
-// adapter the arithmetic is LoraLinear's, in the same order, so each arm's rows get the numbers
-// they would get alone wherever the shared GEMM's rows do not depend on how many there are.
+// two adapters on the same rows (a trainable LoRA and a frozen correction of the base).
+//
+// Adapters go in units. Unbatched, each adapter is a unit of its own, with LoraLinear's arithmetic
+// in the same order, so each arm's rows get the numbers they would get alone wherever the shared
+// GEMM's rows do not depend on how many there are (the CPU's bitwise check). Batched, adapters of
+// the same rank and dtypes whose rows do not overlap share a unit: each member's rows are gathered
+// into a block [members, most rows, in] (padded with copies of its last row, whose results are
+// dropped in forward and whose output gradients are zeroed in backward), and the unit runs as two
+// bmm's forward and four backward instead of two and five GEMMs per adapter — the same sums, a
+// constant number of kernels however many arms share the layer (a GPU step of many small arms is
+// bound by queueing kernels).
+namespace {
+struct Unit {
+  std::vector<int64_t> members;
+  int64_t most = 0;     // the most rows of a member (batched units)
+  at::Tensor gather;    // int64 [members · most]: the row of x each block row reads
+  at::Tensor weight;    // [members, most, 1], float32 or wider: s_j on a member's own rows, 0 on padding
+  at::Tensor scale;     // [members, 1, 1], float32 or wider: s_j
+  at::Tensor pos, rows; // int64 [real rows]: the block rows that are real, and the rows of y they add to
+};
+
+std::vector<Unit> MakeUnits(at::TensorList As, at::TensorList Bs, const std::vector<double>& scalings,
+                            const std::vector<int64_t>& starts, const std::vector<int64_t>& counts, bool batched,
+                            const at::Tensor& x) {
+  const int64_t n = static_cast<int64_t>(As.size());
+  std::vector<Unit> units;
+  for (int64_t j = 0; j < n; j++) {
+    Unit* into = nullptr;
+    if (batched)
+      for (auto& u : units) {
+        const int64_t k = u.members[0];
+        if (As[k].sizes() != As[j].sizes() || Bs[k].sizes() != Bs[j].sizes() || As[k].scalar_type() != As[j].scalar_type() ||
+            Bs[k].scalar_type() != Bs[j].scalar_type())
+          continue;
+        bool overlap = false;
+        for (int64_t m : u.members) overlap |= starts[m] < starts[j] + counts[j] && starts[j] < starts[m] + counts[m];
+        if (!overlap) {
+          into = &u;
+          break;
+        }
+      }
+    if (into) into->members.push_back(j);
+    else units.push_back(Unit{{j}});
+  }
+  const auto i64 = at::TensorOptions().dtype(at::kLong);
+  for (auto& u : units) {
+    if (u.members.size() < 2) continue;
+    for (int64_t m : u.members) u.most = std::max(u.most, counts[m]);
+    const int64_t size = static_cast<int64_t>(u.members.size());
+    auto gather = at::empty({size * u.most}, i64);
+    auto weight = at::zeros({size, u.most, 1}, at::kDouble), scale = at::empty({size, 1, 1}, at::kDouble);
+    std::vector<int64_t> pos, rows;
+    auto g = gather.accessor<int64_t, 1>();
+    auto w = weight.accessor<double, 3>();
+    auto sc = scale.accessor<double, 3>();
+    for (int64_t i = 0; i < size; i++) {
+      const int64_t m = u.members[i];
+      sc[i][0][0] = scalings[m];
+      for (int64_t r = 0; r < u.most; r++) {
+        g[i * u.most + r] = starts[m] + std::min(r, counts[m] - 1);
+        if (r < counts[m]) {
+          w[i][r][0] = scalings[m];
+          pos.push_back(i * u.most + r);
+          rows.push_back(starts[m] + r);
+        }
+      }
+    }
+    const auto device = x.device();
+    u.gather = gather.to(device);
+    const auto wide = x.options().dtype(at::promote_types(x.scalar_type(), at::kFloat));  // s_j not rounded to bf16
+    u.weight = weight.to(wide);
+    u.scale = scale.to(wide);
+    u.pos = at::tensor(pos, i64).to(device);
+    u.rows = at::tensor(rows, i64).to(device);
+  }
+  return units;
+}
+
+at::Tensor Stacked(at::TensorList ts, const std::vector<int64_t>& members, at::ScalarType dt) {
+  std::vector<at::Tensor> parts;
+  for (int64_t m : members) parts.push_back(ts[m]);
+  return at::stack(parts).to(dt);
+}
+}  // namespace
+
 struct MultiLoraLinear : public torch::autograd::Function<MultiLoraLinear> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, at::TensorList As,
                             at::TensorList Bs, std::vector<double> scalings, std::vector<int64_t> starts,
-                            std::vector<int64_t> counts, const c10::optional<at::Tensor>& bias) {
+                            std::vector<int64_t> counts, bool batched, const c10::optional<at::Tensor>& bias) {
     auto dt = x.scalar_type();
     auto y = at::linear(x, weight, bias);
     auto x2 = x.reshape({-1, x.size(-1)}), y2 = y.view({-1, y.size(-1)});
+    auto units = MakeUnits(As, Bs, scalings, starts, counts, batched, x);
     std::vector<at::Tensor> saved{x, weight};
-    std::vector<at::Tensor> xas;
-    for (size_t j = 0; j < As.size(); j++) {
-      auto xa = at::linear(x2.narrow(0, starts[j], counts[j]), As[j].to(dt));
-      y2.narrow(0, starts[j], counts[j]).add_(at::linear(xa, Bs[j].to(dt)), scalings[j]);
-      xas.push_back(xa);
-    }
     saved.insert(saved.end(), As.begin(), As.end());
     saved.insert(saved.end(), Bs.begin(), Bs.end());
-    saved.insert(saved.end(), xas.begin(), xas.end());
+    c10::List<int64_t> unitSizes, order;
+    c10::List<at::Tensor> layouts;  // per batched unit: gather, weight, pos, rows
+    for (auto& u : units) {
+      unitSizes.push_back(static_cast<int64_t>(u.members.size()));
+      for (int64_t m : u.members) order.push_back(m);
+      if (u.members.size() == 1) {
+        const int64_t j = u.members[0];
+        auto xa = at::linear(x2.narrow(0, starts[j], counts[j]), As[j].to(dt));
+        y2.narrow(0, starts[j], counts[j]).add_(at::linear(xa, Bs[j].to(dt)), scalings[j]);
+        saved.push_back(xa);
+        continue;
+      }
+      const int64_t size = static_cast<int64_t>(u.members.size());
+      auto xg = x2.index_select(0, u.gather).view({size, u.most, x2.size(1)});
+      auto xa = at::bmm(xg, Stacked(As, u.members, dt).transpose(1, 2));  // [members, most, r]
+      auto d = at::bmm(xa, Stacked(Bs, u.members, dt).transpose(1, 2)).mul_(u.scale);
+      y2.index_add_(0, u.rows, d.view({-1, y2.size(1)}).index_select(0, u.pos));
+      saved.push_back(xa);
+      for (const auto& t : {u.gather, u.weight, u.pos, u.rows}) layouts.push_back(t);
+    }
     ctx->save_for_backward(saved);
     ctx->saved_data["n"] = static_cast<int64_t>(As.size());
     ctx->saved_data["scalings"] = c10::List<double>(scalings);
     ctx->saved_data["starts"] = c10::List<int64_t>(starts);
     ctx->saved_data["counts"] = c10::List<int64_t>(counts);
+    ctx->saved_data["unitSizes"] = unitSizes;
+    ctx->saved_data["order"] = order;
+    ctx->saved_data["layouts"] = layouts;
     return y;
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -137,29 +236,68 @@ struct MultiLoraLinear : public torch::autograd::Function<MultiLoraLinear> {
     auto scalings = ctx->saved_data["scalings"].toDoubleList();
     auto starts = ctx->saved_data["starts"].toIntList();
     auto counts = ctx->saved_data["counts"].toIntList();
+    auto unitSizes = ctx->saved_data["unitSizes"].toIntList();
+    auto order = ctx->saved_data["order"].toIntList();
+    auto layouts = ctx->saved_data["layouts"].toTensorList();
     const auto &x = saved[0], &weight = saved[1], &dy = grads[0];
+    at::TensorList As(saved.data() + 2, n), Bs(saved.data() + 2 + n, n);
     auto dt = x.scalar_type();
     auto x2 = x.reshape({-1, x.size(-1)}), dy2 = dy.reshape({-1, dy.size(-1)});
     // Gradients in input order: x, weight, A_1..A_n, B_1..B_n, then the non-tensor arguments and the bias.
-    tensor_list out(2 + 2 * n + 4);
+    tensor_list out(2 + 2 * n + 5);
     const bool wantX = ctx->needs_input_grad(0);
     at::Tensor dx2;
     if (wantX) {
       out[0] = at::matmul(dy, weight);
       dx2 = out[0].view({-1, x.size(-1)});
     }
-    for (int64_t j = 0; j < n; j++) {
-      const auto &A = saved[2 + j], &B = saved[2 + n + j], &xa = saved[2 + 2 * n + j];
-      const double s = scalings[j];
-      const bool wantA = ctx->needs_input_grad(2 + j), wantB = ctx->needs_input_grad(2 + n + j);
-      auto dyj = dy2.narrow(0, starts[j], counts[j]);
-      auto xj = x2.narrow(0, starts[j], counts[j]);
-      if (wantX || wantA) {
-        auto dyB = at::matmul(dyj, B.to(dt)).mul_(s);  // [rows, r]
-        if (wantX) dx2.narrow(0, starts[j], counts[j]).add_(at::matmul(dyB, A.to(dt)));
-        if (wantA) out[2 + j] = dyB.t().mm(xj).to(A.scalar_type());
+    size_t next = 0, batchedUnit = 0;
+    for (size_t u = 0; u < unitSizes.size(); u++) {
+      const int64_t size = unitSizes[u];
+      std::vector<int64_t> members;
+      for (int64_t i = 0; i < size; i++) members.push_back(order[next + i]);
+      next += size;
+      const auto& xa = saved[2 + 2 * n + u];
+      bool wantA = false, wantB = false;
+      for (int64_t m : members) {
+        wantA |= ctx->needs_input_grad(2 + m);
+        wantB |= ctx->needs_input_grad(2 + n + m);
       }
-      if (wantB) out[2 + n + j] = dyj.t().mm(xa).mul_(s).to(B.scalar_type());
+      if (size == 1) {
+        const int64_t j = members[0];
+        const auto &A = As[j], &B = Bs[j];
+        const double s = scalings[j];
+        auto dyj = dy2.narrow(0, starts[j], counts[j]);
+        auto xj = x2.narrow(0, starts[j], counts[j]);
+        if (wantX || wantA) {
+          auto dyB = at::matmul(dyj, B.to(dt)).mul_(s);  // [rows, r]
+          if (wantX) dx2.narrow(0, starts[j], counts[j]).add_(at::matmul(dyB, A.to(dt)));
+          if (wantA) out[2 + j] = dyB.t().mm(xj).to(A.scalar_type());
+        }
+        if (wantB) out[2 + n + j] = dyj.t().mm(xa).mul_(s).to(B.scalar_type());
+        continue;
+      }
+      const auto &gather = layouts[4 * batchedUnit], &rowWeight = layouts[4 * batchedUnit + 1];
+      const auto &pos = layouts[4 * batchedUnit + 2], &rows = layouts[4 * batchedUnit + 3];
+      batchedUnit++;
+      const int64_t most = xa.size(1);
+      // s_j · dy on each member's own rows, 0 on the padding: [members, most, out]
+      auto dys = dy2.index_select(0, gather).view({size, most, dy2.size(1)}).mul_(rowWeight);
+      if (wantB) {
+        auto dB = at::bmm(dys.transpose(1, 2), xa).to(Bs[members[0]].scalar_type());
+        for (int64_t i = 0; i < size; i++)
+          if (ctx->needs_input_grad(2 + n + members[i])) out[2 + n + members[i]] = dB.select(0, i);
+      }
+      if (wantX || wantA) {
+        auto dyB = at::bmm(dys, Stacked(Bs, members, dt));  // [members, most, r]
+        if (wantA) {
+          auto xg = x2.index_select(0, gather).view({size, most, x2.size(1)});
+          auto dA = at::bmm(dyB.transpose(1, 2), xg).to(As[members[0]].scalar_type());
+          for (int64_t i = 0; i < size; i++)
+            if (ctx->needs_input_grad(2 + members[i])) out[2 + members[i]] = dA.select(0, i);
+        }
+        if (wantX) dx2.index_add_(0, rows, at::bmm(dyB, Stacked(As, members, dt)).view({-1, x2.size(1)}).index_select(0, pos));
+      }
     }
     return out;
   }
@@ -192,7 +330,7 @@ static Napi::Value MultiLoraLinearOp(const Napi::CallbackInfo& info) {
     TORCH_CHECK(starts[j] >= 0 && counts[j] > 0 && starts[j] + counts[j] <= rows, "multiLoraLinear: adapter ", j, " covers rows [",
                 starts[j], ", ", starts[j] + counts[j], ") of ", rows);
   return Wrap(ENV, MultiLoraLinear::apply(x, T(info, 1), at::TensorList(As), at::TensorList(Bs), scalings, starts, counts,
-                                          c10::optional<at::Tensor>(bias ? *bias : c10::optional<at::Tensor>())));
+                                          Bool(info, 8), c10::optional<at::Tensor>(bias ? *bias : c10::optional<at::Tensor>())));
 }
 static Napi::Value Swiglu(const Napi::CallbackInfo& info) { return Wrap(ENV, SwiGLU::apply(T(info, 0), T(info, 1))); }
 static Napi::Value RmsNormOp(const Napi::CallbackInfo& info) { return Wrap(ENV, RmsNorm::apply(T(info, 0), T(info, 1), Num(info, 2))); }

@@ -35,9 +35,18 @@ export interface RowAdapter {
 }
 /**
  * x Wᵀ + b with each adapter's scaling·(x Aᵀ) Bᵀ added to its own rows of x (flattened to 2D), as
- * one node: one GEMM with the shared frozen weight, then each adapter on its rows (concurrent arms).
+ * one node: one GEMM with the shared frozen weight, then the adapters on their rows (concurrent
+ * arms). Batched (the default off the CPU), adapters of one shape whose rows do not overlap run
+ * together as batched products, a fixed number of kernels however many there are; unbatched (the
+ * CPU's default), each adapter's arithmetic is that of loraLinear, in the same order.
  */
-export function multiLoraLinear(x: Tensor, weight: Tensor, bias: Tensor | null, adapters: readonly RowAdapter[]): Tensor {
+export function multiLoraLinear(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null,
+  adapters: readonly RowAdapter[],
+  batched = x.device !== "cpu",
+): Tensor {
   return wrap(
     native().multiLoraLinear(
       x.handle,
@@ -48,6 +57,7 @@ export function multiLoraLinear(x: Tensor, weight: Tensor, bias: Tensor | null, 
       adapters.map((a) => a.scaling),
       adapters.map((a) => a.start),
       adapters.map((a) => a.count),
+      batched,
     ),
   );
 }

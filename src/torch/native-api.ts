@@ -264,7 +264,10 @@ export interface NativeAddon {
   rope(x: Handle, cos: Handle, sin: Handle): Handle;
   /** x Wᵀ + b + scaling·(x Aᵀ) Bᵀ; the bias must be frozen. */
   loraLinear(x: Handle, weight: Handle, bias: Handle | null, A: Handle, B: Handle, scaling: number): Handle;
-  /** x Wᵀ + b, plus scalings[j]·(x[rows j] A_jᵀ) B_jᵀ on rows [starts[j], starts[j] + counts[j]) of x flattened to 2D; W and b frozen. */
+  /**
+   * x Wᵀ + b, plus scalings[j]·(x[rows j] A_jᵀ) B_jᵀ on rows [starts[j], starts[j] + counts[j]) of x
+   * flattened to 2D; W and b frozen. batched: adapters of one shape on disjoint rows share bmm's.
+   */
   multiLoraLinear(
     x: Handle,
     weight: Handle,
@@ -274,6 +277,7 @@ export interface NativeAddon {
     scalings: number[],
     starts: number[],
     counts: number[],
+    batched: boolean,
   ): Handle;
 
   // ---- runtime (native/runtime.cc) ----

@@ -161,6 +161,48 @@ test("multiLoraLinear adds each adapter to its own rows only; its gradients are 
   assert.throws(() => torch.multiLoraLinear(x, W.clone().requiresGrad_(), null, []), /base weight and bias must be frozen/);
 });
 
+test("multiLoraLinear batched (adapters of one shape on disjoint rows share bmm's) gives the unbatched values and gradients", () => {
+  torch.manualSeed(1);
+  const x = torch.randn([2, 13, 8], { dtype: "float64" });
+  const W = torch.randn([6, 8], { dtype: "float64" });
+  const bias = torch.randn([6], { dtype: "float64" });
+  const factors = (r: number, trainable: boolean) => {
+    const A = torch.randn([r, 8], { dtype: "float64" }).mul(0.5);
+    const B = torch.randn([6, r], { dtype: "float64" }).mul(0.5);
+    return trainable ? { A: A.requiresGrad_(), B: B.requiresGrad_() } : { A, B };
+  };
+  // Three rank-2 arms of uneven lengths (one batched unit, padded to 9 rows), a frozen correction on
+  // the third arm's rows (a unit of its own: it overlaps them), a rank-3 arm (its own shape), and
+  // rows 24–25 that no adapter covers.
+  const adapters = [
+    { ...factors(2, true), scaling: 2, start: 0, count: 5 },
+    { ...factors(2, true), scaling: 0.7, start: 5, count: 9 },
+    { ...factors(2, true), scaling: 16 / 12, start: 14, count: 3 },
+    { ...factors(2, false), scaling: -16 / 12, start: 14, count: 3 },
+    { ...factors(3, true), scaling: 1.5, start: 17, count: 7 },
+  ];
+  const g = torch.randn([2, 13, 6], { dtype: "float64" });
+  const run = (batched: boolean) => {
+    const xs = x.clone().requiresGrad_();
+    const own = adapters.map((a) => ({
+      ...a,
+      A: a.A.requiresGrad ? a.A.detach().requiresGrad_() : a.A,
+      B: a.B.requiresGrad ? a.B.detach().requiresGrad_() : a.B,
+    }));
+    const y = torch.multiLoraLinear(xs, W, bias, own, batched);
+    torch.backward([y], [g]);
+    return { y, grads: [xs, ...own.flatMap((a) => [a.A, a.B])].map((t) => t.grad) };
+  };
+  const [plain, batched] = [run(false), run(true)];
+  assertClose(values(batched.y), values(plain.y), 1e-12, 1e-12, "y");
+  plain.grads.forEach((want, i) => {
+    const got = batched.grads[i];
+    if (want === null) assert.equal(got, null, `gradient ${i}: none, as unbatched`);
+    else assertClose(values(got!), values(want), 1e-12, 1e-12, `gradient ${i}`);
+  });
+  assert.equal(batched.grads[7], null, "the frozen correction gets no gradient");
+});
+
 test("arms in one padded batch each get the loss and gradients they get alone (PiSSA's W as base + correction)", () => {
   assertArmsMatch({ packing: false });
 });
