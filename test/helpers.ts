@@ -5,6 +5,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after } from "node:test";
+import v8 from "node:v8";
+import vm from "node:vm";
+import * as torch from "../src/torch/index.js";
 import type { Tensor } from "../src/torch/index.js";
 
 export const device = process.env.SVDLORA_TEST_DEVICE ?? "cpu";
@@ -43,6 +46,24 @@ export const tinyQwen2 = (overrides: Record<string, unknown> = {}): Record<strin
 });
 
 export const values = (t: Tensor): number[] => Array.from(t.data() as ArrayLike<number | bigint>, Number);
+
+let collectGarbage: (() => void) | undefined;
+
+/**
+ * The live tensors (torch.memory()) once the garbage collector has finalized every handle that
+ * nothing refers to. Read this before some work and torch.memory() right after it: a handle the
+ * work made and never disposed still counts then (V8 collects when it likes), so a difference is a
+ * tensor the work left behind.
+ */
+export async function settledMemory(): Promise<torch.LiveTensors> {
+  if (!collectGarbage) {
+    v8.setFlagsFromString("--expose-gc");
+    collectGarbage = vm.runInNewContext("gc") as () => void;
+  }
+  collectGarbage();
+  await new Promise((settled) => setImmediate(settled)); // the handles' finalizers
+  return torch.memory();
+}
 
 /** Writes the first n items of a JSON data set into dir/name and returns its path. */
 export function dataSubset(from: string, n: number, dir: string, name: string): string {

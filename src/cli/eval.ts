@@ -42,7 +42,7 @@ export function registerEval(program: Command, cli: Cli): void {
     const { loadAdapter } = await import("../hf/peft.js");
     const { loadTokenizer } = await import("../hf/tokenizer.js");
     const { loadCausalLM } = await import("../model/loader.js");
-    const { loadLora } = await import("../model/lora.js");
+    const { detachLora, loadLora } = await import("../model/lora.js");
     const torch = await import("../torch/index.js");
     const { evaluateAccuracy, evaluateLoss } = await import("../train/evaluate.js");
     const { defaultDtype } = await import("../train/trainer.js");
@@ -87,6 +87,7 @@ export function registerEval(program: Command, cli: Cli): void {
         `accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}${accuracy.tooLong ? ` (${accuracy.tooLong} prompts longer than --max-length could hold were left out)` : ""}`,
       );
     }
+    detachLora(model);
     torch.dispose([...model.namedWeights().values()]);
     if (o.output) {
       const results = { baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy };

@@ -44,9 +44,10 @@ export function registerMerge(program: Command, cli: Cli): void {
       // Merge in float32, then save in the requested dtype.
       const model = loadCausalLM(base, { dtype: "float32" });
       const { config, weights } = loadAdapter(o.adapter!);
-      loadLora(model, config, weights, false);
+      const loras = loadLora(model, config, weights, false);
       torch.dispose([...weights.values()]);
       const merged = mergeLora(model);
+      for (const l of loras.values()) l.dispose(); // folded into the weights
       const dtype = o.dtype ?? model.config.torchDtype ?? "float32";
       replaceDirectoryAtomic(
         outputDir,

@@ -125,13 +125,7 @@ export class SafetensorsFile {
     const entry = this.entry(name);
     if (!this.source) throw new Error(`${this.path}: read after close()`);
     const device = o.device ?? "cpu";
-    if (this.source.fd === undefined) {
-      const t = fromBytes(this.readBytes(name), entry.shape, entry.dtype);
-      if (device === "cpu") return t;
-      const moved = t.to({ device });
-      t.dispose();
-      return moved;
-    }
+    if (this.source.fd === undefined) return fromBytes(this.readBytes(name), entry.shape, entry.dtype, device);
     try {
       return fromFile(this.source.fd, this.dataStart + entry.begin, entry.end - entry.begin, entry.shape, entry.dtype, { device });
     } catch (error) {

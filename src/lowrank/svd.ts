@@ -137,7 +137,7 @@ export function randomizedSvd(M: Tensor, rank: number, o: RandomizedSvdOptions =
 
 /** The first r triplets, as fresh tensors (not views that would keep the full ones alive). */
 export function truncateSvd({ U, S, Vh }: Svd, r: number): Svd {
-  return { U: U.narrow(1, 0, r).clone(), S: S.narrow(0, 0, r).clone(), Vh: Vh.narrow(0, 0, r).clone() };
+  return torch.tidy(() => ({ U: U.narrow(1, 0, r).clone(), S: S.narrow(0, 0, r).clone(), Vh: Vh.narrow(0, 0, r).clone() }));
 }
 
 /** U diag(S) Vh as a dense matrix: for tests and small matrices only. */

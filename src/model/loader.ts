@@ -19,6 +19,7 @@ export interface LoadOptions {
 export function loadCausalLM(dir: string, o: LoadOptions = {}): CausalLM {
   const config = loadModelConfig(dir);
   const ckpt = SafetensorsCheckpoint.open(dir);
+  const read: Tensor[] = [];
   try {
     const dtype = o.dtype ?? config.torchDtype ?? "float32";
     const device = o.device ?? "cpu";
@@ -28,11 +29,14 @@ export function loadCausalLM(dir: string, o: LoadOptions = {}): CausalLM {
       if (`${entry.shape}` !== `${shape}`)
         throw new Error(`${dir}: weight ${name} has shape [${entry.shape}], config.json implies [${shape}]`);
       const raw = ckpt.readWeight(name, { device }); // refuses integer dtypes, NaN and infinities
-      if (raw.dtype === dtype) return torch.keep(raw);
-      const t = torch.keep(raw.to({ dtype }));
-      raw.dispose();
+      const t = torch.keep(raw.dtype === dtype ? raw : raw.to({ dtype }));
+      if (t !== raw) raw.dispose();
+      read.push(t);
       return t;
     });
+  } catch (e) {
+    torch.dispose(read); // the weights read before the one refused
+    throw e;
   } finally {
     ckpt.close();
   }

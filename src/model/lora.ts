@@ -215,14 +215,20 @@ export function armAdapters(model: CausalLM, s: LoraSettings, init: LoraInit | M
   if (s.dora) throw new Error("armAdapters: a DoRA adapter cannot be a concurrent arm (its magnitude needs the arm's own W)");
   const adapters = new Map<string, ArmAdapter>();
   const corrections = new Map<string, LoRA>();
-  const loras = initModules(model, s, init, (_, f, path) => {
-    if (!f.residual) return { rewrite: null, magnitudeOf: null };
-    const frozen = (t: Tensor) => torch.keep(t.detach().to({ dtype: "float32", copy: true }));
-    const correction = new LoRA({ A: frozen(f.A), B: frozen(f.B), alpha: -f.alpha, rslora: s.rslora });
-    corrections.set(path, correction);
-    const cpu = (t: Tensor) => torch.keep(t.to({ dtype: "float32", device: "cpu", copy: true }));
-    return { rewrite: { A: cpu(f.A), B: cpu(f.B), error: 0 }, magnitudeOf: null };
-  });
+  let loras: Map<string, LoRA>;
+  try {
+    loras = initModules(model, s, init, (_, f, path) => {
+      if (!f.residual) return { rewrite: null, magnitudeOf: null };
+      const frozen = (t: Tensor) => torch.keep(t.detach().to({ dtype: "float32", copy: true }));
+      const correction = new LoRA({ A: frozen(f.A), B: frozen(f.B), alpha: -f.alpha, rslora: s.rslora });
+      corrections.set(path, correction);
+      const cpu = (t: Tensor) => torch.keep(t.to({ dtype: "float32", device: "cpu", copy: true }));
+      return { rewrite: { A: cpu(f.A), B: cpu(f.B), error: 0 }, magnitudeOf: null };
+    });
+  } catch (e) {
+    for (const c of corrections.values()) c.dispose();
+    throw e;
+  }
   for (const [path, lora] of loras) adapters.set(path, { lora, correction: corrections.get(path) ?? null });
   return adapters;
 }
@@ -245,30 +251,36 @@ function initModules(
   const moduleInit: ModuleInit = typeof init === "function" ? init : (_, weight) => randomFactors(init, s.rank, weight);
   const made = new Map<string, LoRA>();
   const all = model.linears();
-  for (const path of targetPaths(model, s)) {
-    const linear = all.get(path)!;
-    checkSettings(s, linear.inFeatures, linear.outFeatures, path);
-    const out = torch.noGrad(() =>
-      torch.tidy(() => {
-        const f = moduleInit(path, linear.weight);
-        if (!f) return null;
-        checkFactors(path, f, linear.inFeatures, linear.outFeatures);
-        const own = (t: Tensor) => torch.keep(t.to({ dtype: "float32", device: linear.weight.device, copy: true }));
-        const [A, B, alpha] = [own(f.A), own(f.B), f.alpha ?? s.alpha];
-        const { rewrite, magnitudeOf } = finish(linear, { A, B, alpha, residual: f.residual ?? null }, path);
-        const magnitude = s.dora && magnitudeOf ? torch.keep(new LoRA({ A, B, alpha, rslora: s.rslora }).weightNorm(magnitudeOf)) : null;
-        return {
-          lora: new LoRA({ A, B, alpha, rslora: s.rslora, dropout: s.dropout, magnitude, rewrite }),
-          frozenB: f.frozenB ?? false,
-        };
-      }),
-    );
-    if (!out) continue;
-    const { lora, frozenB } = out;
-    lora.A.requiresGrad_();
-    if (!frozenB) lora.B.requiresGrad_();
-    lora.magnitude?.requiresGrad_();
-    made.set(path, lora);
+  try {
+    for (const path of targetPaths(model, s)) {
+      const linear = all.get(path)!;
+      checkSettings(s, linear.inFeatures, linear.outFeatures, path);
+      const out = torch.noGrad(() =>
+        torch.tidy(() => {
+          const f = moduleInit(path, linear.weight);
+          if (!f) return null;
+          checkFactors(path, f, linear.inFeatures, linear.outFeatures);
+          const own = (t: Tensor) => torch.keep(t.to({ dtype: "float32", device: linear.weight.device, copy: true }));
+          const [A, B, alpha] = [own(f.A), own(f.B), f.alpha ?? s.alpha];
+          const { rewrite, magnitudeOf } = finish(linear, { A, B, alpha, residual: f.residual ?? null }, path);
+          const magnitude = s.dora && magnitudeOf ? torch.keep(new LoRA({ A, B, alpha, rslora: s.rslora }).weightNorm(magnitudeOf)) : null;
+          return {
+            lora: new LoRA({ A, B, alpha, rslora: s.rslora, dropout: s.dropout, magnitude, rewrite }),
+            frozenB: f.frozenB ?? false,
+          };
+        }),
+      );
+      if (!out) continue;
+      const { lora, frozenB } = out;
+      lora.A.requiresGrad_();
+      if (!frozenB) lora.B.requiresGrad_();
+      lora.magnitude?.requiresGrad_();
+      made.set(path, lora);
+    }
+  } catch (e) {
+    // An init that fails part-way (EVA without a module's result, …) leaves none of its adapters behind.
+    for (const lora of made.values()) lora.dispose();
+    throw e;
   }
   if (made.size === 0)
     throw new Error(`no module matches the LoRA targets ${JSON.stringify(s.targets)}: use names like q_proj,v_proj or all-linear`);
@@ -375,7 +387,8 @@ export function loraFromAdapter(model: CausalLM, config: LoraAdapterConfig, weig
     const linear = linears.get(path)!;
     const device = linear.weight.device;
     const own = (t: Tensor) => {
-      const copy = torch.keep(t.to({ dtype: "float32", device, copy: true }).detach());
+      // A copy made without a graph: one handle, no detached view beside it to keep its storage alive.
+      const copy = torch.keep(torch.noGrad(() => t.to({ dtype: "float32", device, copy: true })));
       return trainable ? copy.requiresGrad_() : copy;
     };
     added.set(
@@ -395,7 +408,7 @@ export function loraFromAdapter(model: CausalLM, config: LoraAdapterConfig, weig
 
 /** A snapshot of the factors (and DoRA magnitudes) as PEFT stores them (float32, CPU copies: training goes on in place). */
 export function loraWeights(loras: Map<string, LoRA>): LoraWeights {
-  const snapshot = (t: Tensor) => torch.keep(t.detach().to({ device: "cpu", copy: true }));
+  const snapshot = (t: Tensor) => torch.keep(torch.noGrad(() => t.to({ device: "cpu", copy: true })));
   const out: LoraWeights = new Map();
   for (const [path, l] of loras)
     out.set(path, { A: snapshot(l.A), B: snapshot(l.B), ...(l.magnitude ? { magnitude: snapshot(l.magnitude) } : {}) });
@@ -427,7 +440,7 @@ export function adapterToSave(
     const [rank, alpha] = [f.rank * l.rank, f.alpha * l.alpha];
     if (rank !== base.rank) config.rank_pattern[path] = rank;
     if (alpha !== base.alpha) config.alpha_pattern[path] = alpha;
-    const cpu = (t: Tensor) => t.detach().to({ device: "cpu", copy: true });
+    const cpu = (t: Tensor) => torch.noGrad(() => t.to({ device: "cpu", copy: true }));
     const { A, B } = l.rewrite
       ? torch.tidy(() => ({ A: torch.cat([cpu(l.A), l.rewrite!.A], 0), B: torch.cat([cpu(l.B), l.rewrite!.B.neg()], 1) }))
       : { A: cpu(l.A), B: cpu(l.B) };
@@ -461,11 +474,10 @@ export function mergeLora(model: CausalLM): number {
   return merged;
 }
 
-/** Removes every adapter from the model and frees its factors (the base weights stay as they are). */
+/** Removes every adapter from the model and frees it: factors trained or frozen, m, the rewrite record (the base weights stay as they are). */
 export function detachLora(model: CausalLM): void {
   for (const linear of model.linears().values()) {
-    if (!linear.lora) continue;
-    torch.dispose(linear.lora.parameters());
+    linear.lora?.dispose();
     linear.lora = null;
   }
 }

@@ -407,7 +407,7 @@ export class CausalLM {
             for (let j = 0; j <= i; j++) mask[(b * P + i) * P + j] = real[b][i] ? (real[b][j] ? 1 : 0) : i === j ? 1 : 0;
         let ids = prompts.map((p) => [...new Array(P - p.length).fill(o.padId), ...p]);
         let positions = prompts.map((p) => Array.from({ length: P }, (_, j) => Math.max(0, j - (P - p.length))));
-        let attend = torch.fromBytes(mask, [B, 1, P, P], "bool").to({ device });
+        let attend = torch.fromBytes(mask, [B, 1, P, P], "bool", device);
         for (let t = 0; t < o.maxNewTokens && done.some((d) => !d); t++) {
           const next = torch.tidy(() => {
             const input = torch.tensor(ids, { dtype: "int64", device });
@@ -434,7 +434,7 @@ export class CausalLM {
           const S = real[0].length;
           const step = new Uint8Array(B * S);
           for (let b = 0; b < B; b++) for (let j = 0; j < S; j++) step[b * S + j] = real[b][j] ? 1 : 0;
-          attend = torch.fromBytes(step, [B, 1, 1, S], "bool").to({ device });
+          attend = torch.fromBytes(step, [B, 1, 1, S], "bool", device);
           ids = next.map((id) => [id]);
           positions = positions.map((p) => [p[p.length - 1] + 1]);
         }

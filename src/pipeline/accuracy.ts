@@ -77,7 +77,7 @@ export async function measureAccuracy(
         events?.phase?.("generating", `${questions.length} answers with ${run.name}`);
         const { config, weights } = loadAdapter(run.adapterDir);
         loadLora(model, config, weights, false);
-        torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
+        torch.dispose([...weights.values()]);
         const t0 = performance.now();
         const a = evaluateAccuracy(model, tokenizer, questions, {
           systemPrompt: o.systemPrompt ?? undefined,
@@ -103,6 +103,7 @@ export async function measureAccuracy(
         );
       }
     } finally {
+      detachLora(model); // a run's adapter, when its measurement failed
       torch.dispose([...model.namedWeights().values()]);
     }
   }

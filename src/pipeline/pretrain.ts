@@ -18,7 +18,7 @@ import { checkOutputDir } from "../util/files.js";
 import { claimFolder } from "../util/outputs.js";
 import { singleProcess } from "../train/data-parallel.js";
 import type { TrainingEvents } from "../train/events.js";
-import { trainLoop } from "../train/loop.js";
+import { type LoopResult, trainLoop } from "../train/loop.js";
 import { runLogFiles } from "../train/run-log.js";
 import { trainEveryWeight } from "../train/trainer.js";
 import type { Values } from "../util/settings.js";
@@ -86,40 +86,44 @@ export async function pretrainTinyModel(o: PretrainOptions): Promise<Record<stri
     const model = randomCausalLM(config, { device: o.device });
     const params = trainEveryWeight(model);
     const parameters = [...params.values()].reduce((n, t) => n + t.numel(), 0);
-    const run = await trainLoop(
-      {
-        model,
-        params,
-        train: data,
-        eval: [],
-        settings: {
-          epochs: o.epochs,
-          batchSize: o.batchSize,
-          gradientAccumulationSteps: 1,
-          learningRate: o.learningRate,
-          warmupRatio: 0.05,
-          lrScheduler: "cosine",
-          weightDecay: 0.1,
-          maxGradNorm: 1.0,
-          seed: o.seed,
-          evalSteps: 0,
-          saveSteps: 0,
-          resume: false,
-          skipNonfinite: false,
+    let run: LoopResult;
+    try {
+      run = await trainLoop(
+        {
+          model,
+          params,
+          train: data,
+          eval: [],
+          settings: {
+            epochs: o.epochs,
+            batchSize: o.batchSize,
+            gradientAccumulationSteps: 1,
+            learningRate: o.learningRate,
+            warmupRatio: 0.05,
+            lrScheduler: "cosine",
+            weightDecay: 0.1,
+            maxGradNorm: 1.0,
+            seed: o.seed,
+            evalSteps: 0,
+            saveSteps: 0,
+            resume: false,
+            skipNonfinite: false,
+          },
+          batch: { padId: endOfText, device: o.device, packing: false, dtype: "float32" },
+          recompute: "none",
+          log: runLogFiles(work, "pretrain_log"),
+          checkpointDir: path.join(work, "checkpoint"),
+          fingerprint: {},
+          dataParallel: singleProcess(o.device),
         },
-        batch: { padId: endOfText, device: o.device, packing: false, dtype: "float32" },
-        recompute: "none",
-        log: runLogFiles(work, "pretrain_log"),
-        checkpointDir: path.join(work, "checkpoint"),
-        fingerprint: {},
-        dataParallel: singleProcess(o.device),
-      },
-      { signal: o.signal, events: o.events, label: "pretrain tiny-prob" },
-    );
+        { signal: o.signal, events: o.events, label: "pretrain tiny-prob" },
+      );
+      saveCausalLM(model, work, "float32");
+    } finally {
+      torch.dispose([...params.values()]); // the model's weights
+    }
     fs.rmSync(path.join(work, "checkpoint"), { recursive: true, force: true });
     const losses = run.history.map((h) => h.loss);
-
-    saveCausalLM(model, work, "float32");
     const tail = losses.slice(-20);
     const summary = {
       made_by: "svdlora pretrain",

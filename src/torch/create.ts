@@ -33,9 +33,16 @@ export function arange(start: number, end?: number, step = 1, o: CreateOptions =
   return wrap(native().arange(start, end, step, code(o), o.device));
 }
 
-/** A CPU tensor from the raw bytes of its elements (little-endian, row-major). */
-export function fromBytes(bytes: Uint8Array, shape: number[], dtype: DType): Tensor {
-  return wrap(native().fromBytes(bytes, shape, dtypeCode(dtype)));
+/**
+ * A tensor from the raw bytes of its elements (little-endian, row-major), on the CPU or copied to
+ * `device` (the CPU tensor it is copied from is freed at once).
+ */
+export function fromBytes(bytes: Uint8Array, shape: number[], dtype: DType, device: Device = "cpu"): Tensor {
+  const t = wrap(native().fromBytes(bytes, shape, dtypeCode(dtype)));
+  if (device === "cpu") return t;
+  const moved = t.to({ device });
+  t.dispose();
+  return moved;
 }
 
 export interface FromFileOptions {

@@ -7,7 +7,7 @@ import { Tensor, _wrap as wrap } from "./tensor.js";
 
 export { keep };
 export { tuneHostAllocator } from "./native.js";
-export type { CudaDevice, CudaMemory };
+export type { CudaDevice, CudaMemory, LiveTensors };
 
 const isTensor = (v: unknown): v is Disposable => v instanceof Tensor;
 

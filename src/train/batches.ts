@@ -89,7 +89,7 @@ export function packedBatch(samples: Encoded[], device: string, flash = false): 
     labels: torch.tensor(p.labels, { dtype: "int64", device }),
     options: flash
       ? { positionIds, packed: { cuSeqlens: torch.tensor(p.cuSeqlens, { dtype: "int32", device }), maxSeqlen: p.maxSeqlen } }
-      : { positionIds, mask: torch.fromBytes(blockCausalMask(p.cuSeqlens), [1, 1, T, T], "bool").to({ device }) },
+      : { positionIds, mask: torch.fromBytes(blockCausalMask(p.cuSeqlens), [1, 1, T, T], "bool", device) },
     tokens: T,
     ...targetsOf(p.labels, device),
   };
@@ -144,7 +144,7 @@ export function armsBatch(parts: { arm: number; samples: Encoded[] }[], o: Batch
       maxSeqlen = Math.max(maxSeqlen, p.maxSeqlen);
       if (!flash) {
         const T = p.inputIds[0].length;
-        mask = torch.fromBytes(blockCausalMask(p.cuSeqlens), [1, 1, T, T], "bool").to({ device: o.device });
+        mask = torch.fromBytes(blockCausalMask(p.cuSeqlens), [1, 1, T, T], "bool", o.device);
       }
     } else {
       const b = padBatch(samples, o.padId);

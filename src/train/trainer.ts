@@ -18,7 +18,7 @@ import { type LoraAdapterConfig, type LoraWeights, loadAdapter, saveAdapter } fr
 import { type HfTokenizer, loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
 import { type InitMethod, initStatistic, moduleInit, parseInitMethod } from "../lowrank/inits/index.js";
-import { type LoRA, type LoraSettings, addLora, adapterToSave, loadLora, targetPaths, withMagnitudes } from "../model/lora.js";
+import { type LoRA, type LoraSettings, addLora, adapterToSave, detachLora, loadLora, targetPaths, withMagnitudes } from "../model/lora.js";
 import type { CausalLM } from "../model/qwen2.js";
 import { copyTokenizerFiles, saveCausalLM } from "../model/save.js";
 import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../paths.js";
@@ -262,30 +262,34 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
   const { tokenizer, data } = await loadData(s, events);
   torch.manualSeed(s.seed);
   const model = loadCausalLM(s.baseModel, { dtype: s.dtype, device: dp.device });
-  const batch = { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: model.dtype };
-  const { loras, preparation } = await attachLora(model, s, lora, { train: data.train, batch, recompute, signal: o.signal, events });
-  const params = loraParams(loras);
-  const loop = await trainLoop(
-    {
-      model,
-      params,
-      train: data.train,
-      eval: data.eval,
-      validation: data.validation,
-      settings: s,
-      batch,
-      recompute,
-      log: dp.isMain ? runLogFiles(o.dir) : null,
-      checkpointDir: o.checkpointDir,
-      fingerprint: fingerprint(LORA_TRAINING, s, dp),
-      dataParallel: dp,
-    },
-    { ...o, events, label: o.label ?? `train ${s.init}` },
-  );
-  const result = finishLoraRun(model, { s, lora, loras, questions, tokenizer, loop, data, preparation, dir: o.dir, dp, events });
-  for (const l of loras.values()) l.dispose();
-  torch.dispose([...model.namedWeights().values()]);
-  return result;
+  try {
+    const batch = { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: model.dtype };
+    const { loras, preparation } = await attachLora(model, s, lora, { train: data.train, batch, recompute, signal: o.signal, events });
+    const params = loraParams(loras);
+    const loop = await trainLoop(
+      {
+        model,
+        params,
+        train: data.train,
+        eval: data.eval,
+        validation: data.validation,
+        settings: s,
+        batch,
+        recompute,
+        log: dp.isMain ? runLogFiles(o.dir) : null,
+        checkpointDir: o.checkpointDir,
+        fingerprint: fingerprint(LORA_TRAINING, s, dp),
+        dataParallel: dp,
+      },
+      { ...o, events, label: o.label ?? `train ${s.init}` },
+    );
+    return finishLoraRun(model, { s, lora, loras, questions, tokenizer, loop, data, preparation, dir: o.dir, dp, events });
+  } finally {
+    // Also when the run stopped (a non-finite loss, a signal): an experiment records a diverged run
+    // and trains the next one in this process, which needs the memory back now.
+    detachLora(model);
+    torch.dispose([...model.namedWeights().values()]);
+  }
 }
 
 // ---- the parts of a LoRA run, shared with concurrent runs (concurrent.ts) ----------------------
@@ -472,14 +476,16 @@ export function svdFactorsLora(
     if (config.use_dora) throw new Error(`\`svdFactors\` ${s.svdFactors} is a DoRA adapter: SVD factors are a plain LoRA`);
     const loras = make({ ...config, lora_dropout: s.loraDropout }, weights);
     // The factors' product is scaled by their α: trained with another one, the saved adapter would not be the one trained.
-    if (config.lora_alpha !== s.loraAlpha || config.use_rslora !== s.rslora)
+    if (config.lora_alpha !== s.loraAlpha || config.use_rslora !== s.rslora) {
+      for (const l of loras.values()) l.dispose();
       throw new Error(
         `\`svdFactors\` ${s.svdFactors} were made for α = ${config.lora_alpha}${config.use_rslora ? " with rsLoRA" : ""} but the run has \`loraAlpha\` ${s.loraAlpha}${s.rslora ? " with rsLoRA" : ""}: ` +
           "train with the factors' α, or make the factors again with this α",
       );
+    }
     return lora.dora ? withMagnitudes(model, loras) : loras;
   } finally {
-    torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
+    torch.dispose([...weights.values()]);
   }
 }
 
@@ -499,36 +505,39 @@ export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions 
   torch.manualSeed(s.seed);
   // Always float32: AdamW on bf16 weights loses small updates, and ΔW is what we are after.
   const model = loadCausalLM(s.baseModel, { dtype: "float32", device: dp.device });
-  const params = trainEveryWeight(model);
-  const loop = await trainLoop(
-    {
-      model,
-      params,
-      train: data.train,
-      eval: data.eval,
-      validation: data.validation,
-      settings: s,
-      batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: "float32" },
-      recompute: countingGradients(recomputePolicy(s), model, params),
-      log: dp.isMain ? runLogFiles(o.dir) : null,
-      checkpointDir: o.checkpointDir,
-      fingerprint: fingerprint(FULL_TRAINING, s, dp),
-      dataParallel: dp,
-    },
-    { ...o, events, label: o.label ?? "train-full" },
-  );
-  const result = resultOf("full", "full", s, loop, data, [...params.values()], null);
-  if (dp.isMain) {
-    events?.phase?.("saving", o.dir);
-    saveCausalLM(model, o.dir, "float32");
-    copyTokenizerFiles(s.baseModel, o.dir);
-    writeSummary(o.dir, "full", FULL_TRAINING, s, dp, {
-      ...result,
-      memory: { estimatedBytes: parameters * FULL_FINETUNE_BYTES_PER_PARAM, availableBytes: memory.bytes, where: memory.where },
-    });
+  try {
+    const params = trainEveryWeight(model);
+    const loop = await trainLoop(
+      {
+        model,
+        params,
+        train: data.train,
+        eval: data.eval,
+        validation: data.validation,
+        settings: s,
+        batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: "float32" },
+        recompute: countingGradients(recomputePolicy(s), model, params),
+        log: dp.isMain ? runLogFiles(o.dir) : null,
+        checkpointDir: o.checkpointDir,
+        fingerprint: fingerprint(FULL_TRAINING, s, dp),
+        dataParallel: dp,
+      },
+      { ...o, events, label: o.label ?? "train-full" },
+    );
+    const result = resultOf("full", "full", s, loop, data, [...params.values()], null);
+    if (dp.isMain) {
+      events?.phase?.("saving", o.dir);
+      saveCausalLM(model, o.dir, "float32");
+      copyTokenizerFiles(s.baseModel, o.dir);
+      writeSummary(o.dir, "full", FULL_TRAINING, s, dp, {
+        ...result,
+        memory: { estimatedBytes: parameters * FULL_FINETUNE_BYTES_PER_PARAM, availableBytes: memory.bytes, where: memory.where },
+      });
+    }
+    return result;
+  } finally {
+    torch.dispose([...model.namedWeights().values()]); // also when the run stopped part-way
   }
-  torch.dispose([...model.namedWeights().values()]);
-  return result;
 }
 
 /** Marks every weight of the model trainable and returns them by Hugging Face key. */

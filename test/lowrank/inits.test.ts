@@ -35,7 +35,7 @@ import { loadCausalLM } from "../../src/model/loader.js";
 import { addLora, loraParameters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
 import type { Tensor } from "../../src/torch/index.js";
-import { values } from "../helpers.js";
+import { settledMemory, values } from "../helpers.js";
 import { gaussian, orthonormalityError } from "./helpers.js";
 
 const maxDiff = (a: Tensor, b: Tensor) => torch.tidy(() => a.sub(b).abs().max().item());
@@ -417,16 +417,17 @@ describe("calibration statistics", () => {
     assert.ok(maxDiff(cov.takeMean("l"), want) < 1e-6);
   });
 
-  it("maskedRows keeps the positions whose mask is set, in order", () => {
+  it("maskedRows keeps the positions whose mask is set, in order, and leaves no other tensor behind", async () => {
     const x = torch.arange(0, 12).reshape(2, 3, 2).to("float32");
-    const rows = maskedRows(
-      x,
-      torch.tensor([
-        [1, 0, 1],
-        [0, 0, 1],
-      ]),
-    );
+    const mask = torch.tensor([
+      [1, 0, 1],
+      [0, 0, 1],
+    ]);
+    const before = await settledMemory();
+    const rows = maskedRows(x, mask);
     assert.deepEqual(values(rows), [0, 1, 4, 5, 10, 11]);
+    rows.dispose();
+    assert.deepEqual(torch.memory(), before);
   });
 });
 

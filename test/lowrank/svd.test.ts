@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { exactSvd, factoredSumSvd, factoredSvd, randomizedSvd, truncateSvd } from "../../src/lowrank/svd.js";
 import * as torch from "../../src/torch/index.js";
-import { values } from "../helpers.js";
+import { settledMemory, values } from "../helpers.js";
 import { assertValidSvd, gaussian, maxRelativeError, relativeDistance } from "./helpers.js";
 
 describe("factoredSvd", () => {
@@ -98,6 +98,17 @@ describe("factoredSvd", () => {
 });
 
 describe("exactSvd and randomizedSvd", () => {
+  it("truncateSvd's triplets are copies: once they and the full SVD are freed, nothing is left", async () => {
+    const M = gaussian(13, 12, 9);
+    const before = await settledMemory();
+    const full = exactSvd(M);
+    const top = truncateSvd(full, 3);
+    assert.deepEqual([top.U.shape, top.S.shape, top.Vh.shape], [[12, 3], [3], [3, 9]]);
+    torch.dispose([full, top]);
+    assert.deepEqual(torch.memory(), before);
+    M.dispose();
+  });
+
   it("exactSvd gives a valid reduced SVD in fp32 and fp64, converting bf16 to fp32", () => {
     torch.tidy(() => {
       for (const [m, n] of [

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { loadCausalLM } from "../../src/model/loader.js";
 import * as torch from "../../src/torch/index.js";
+import { settledMemory } from "../helpers.js";
 
 const modelDir = new URL("../../../test/fixtures/golden/qwen2-tiny", import.meta.url).pathname;
 
@@ -47,5 +48,23 @@ test("a batch of prompts of different lengths decodes each as it decodes alone, 
     batch.every((o) => o.length > 0),
     `every prompt decoded tokens: ${batch.map((o) => o.length)}`,
   );
+  torch.dispose([...model.namedWeights().values()]);
+});
+
+test("decoding leaves no tensor behind: its masks and key/value cache are freed as it goes", async () => {
+  const model = loadCausalLM(modelDir);
+  const before = await settledMemory();
+  const out = model.generateBatch(
+    [
+      [5, 17, 250, 3],
+      [8, 9],
+    ],
+    { maxNewTokens: 4, stopTokenIds: [], padId: 0 },
+  );
+  assert.deepEqual(
+    out.map((o) => o.length),
+    [4, 4],
+  );
+  assert.deepEqual(torch.memory(), before);
   torch.dispose([...model.namedWeights().values()]);
 });

@@ -1,6 +1,6 @@
 // The experiment end to end on the small model of test/small-model.ts with a few samples: every
 // step's files, one teacher per seed, the same results with runs trained together, skipping done
-// steps, refusing stale ones, and experiment files.
+// steps, refusing stale ones, and experiment files; no tensor is left behind.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -12,7 +12,8 @@ import { renderExperimentReport } from "../../src/pipeline/report.js";
 import { EXPERIMENT, INIT_ARMS, type ExperimentConfig } from "../../src/pipeline/settings.js";
 import { EMBEDDED_ACCURACY, EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { defaults } from "../../src/util/settings.js";
-import { dataSubset, tempDir } from "../helpers.js";
+import * as torch from "../../src/torch/index.js";
+import { dataSubset, settledMemory, tempDir } from "../helpers.js";
 import { smallModel } from "../small-model.js";
 import { compareRunFiles } from "../train/concurrent-runs.js";
 
@@ -38,9 +39,17 @@ const L = experimentLayout(config);
 const LOSS = 1e-4;
 const ADAPTER = 1e-4;
 let lines: string[] = [];
+// The live tensors before and after the experiment's four steps.
+const live: { before?: torch.LiveTensors; after?: torch.LiveTensors } = {};
 
 before(async () => {
+  live.before = await settledMemory();
   await runExperiment(config, [1, 2, 3, 4], { log: (l) => lines.push(l) });
+  live.after = torch.memory();
+});
+
+test("the experiment leaves no tensor behind: its runs, teachers, analyses and accuracy pass free what they make", () => {
+  assert.deepEqual(live.after, live.before);
 });
 
 test("all four steps write their files, with one teacher per seed", () => {

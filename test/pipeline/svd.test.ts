@@ -1,5 +1,5 @@
 // Step 2b as a step: a teacher file or an adapter in, SVD-init factors as a PEFT adapter, the
-// analysis JSON and the report out.
+// analysis JSON and the report out; with teacher synthesis, no tensor left behind.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -10,8 +10,10 @@ import { spectrumMetrics } from "../../src/lowrank/metrics.js";
 import { exactSvd, reconstruct, truncateSvd } from "../../src/lowrank/svd.js";
 import { disposeDelta, synthesizeTeacher } from "../../src/lowrank/synthesis.js";
 import { svdStep } from "../../src/pipeline/svd.js";
+import { synthesizeStep } from "../../src/pipeline/synthesize.js";
 import * as torch from "../../src/torch/index.js";
 import type { Tensor } from "../../src/torch/index.js";
+import { settledMemory } from "../helpers.js";
 import { relativeDistance, tempDir, tinyAdapter, tinyLoras } from "../lowrank/helpers.js";
 
 const root = tempDir("svd-step");
@@ -90,4 +92,24 @@ test("svdStep needs exactly one source of ΔW", async () => {
     svdStep({ ...o, synthesizedDelta: path.join(root, "absent.safetensors") }),
     /no such file \(run svdlora synthesize-teacher first\)/,
   );
+});
+
+test("teacher synthesis and the SVD analysis leave no tensor behind (a teacher, an adapter)", async () => {
+  const { config, weights } = tinyAdapter();
+  const adapter = path.join(root, "leaks_adapter");
+  saveAdapter(adapter, config, weights);
+  torch.dispose([...weights.values()]);
+  const before = await settledMemory();
+  const teacher = await synthesizeStep({
+    loraAdapter: adapter,
+    outputDir: path.join(root, "leaks_teacher"),
+    targetRank: 8,
+    noiseScale: 0.1,
+    decay: 0.1,
+    seed: 1,
+  });
+  const o = { targetModules: [], rank: 3, alpha: 6, rslora: false, split: "seed" as const };
+  await svdStep({ ...o, synthesizedDelta: teacher.deltaFile, outputDir: path.join(root, "leaks_svd_teacher") });
+  await svdStep({ ...o, loraAdapter: adapter, outputDir: path.join(root, "leaks_svd_adapter") });
+  assert.deepEqual(torch.memory(), before);
 });

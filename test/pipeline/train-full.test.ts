@@ -1,7 +1,7 @@
 // `svdlora train-full` on the embedded tiny model with 8 samples: a loadable model directory
 // that differs from the base and lowers the held-out loss; its real ΔW through svdStep; the
 // real-vs-synthesized spectra chart and report section; the too-large refusal; the CLI path (on the
-// small model of test/small-model.ts).
+// small model of test/small-model.ts); the baseline (train-full and its SVD) leaves no tensor behind.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -23,7 +23,7 @@ import { readTrainingLog } from "../../src/train/log.js";
 import { FULL_FINETUNE_BYTES_PER_PARAM, assertFullFinetuneFits, checkpointParameters } from "../../src/train/trainer.js";
 import { defaults } from "../../src/util/settings.js";
 import { PNG_SIGNATURE } from "../report/png.js";
-import { dataSubset, runCli, tempDir } from "../helpers.js";
+import { dataSubset, runCli, settledMemory, tempDir } from "../helpers.js";
 import { smallModel } from "../small-model.js";
 
 const dir = tempDir("full");
@@ -45,9 +45,24 @@ const config: ExperimentConfig = {
 };
 const F = fullFinetuneLayout(config.outputDir, 4);
 let baseline: Awaited<ReturnType<typeof fullFinetuneBaseline>>;
+// The live tensors before the baseline, at each of its steps, and after it.
+const live: { before?: torch.LiveTensors; steps: torch.LiveTensors[]; after?: torch.LiveTensors } = { steps: [] };
 
 before(async () => {
-  baseline = await fullFinetuneBaseline(config, { learningRate: 1e-3 });
+  live.before = await settledMemory();
+  baseline = await fullFinetuneBaseline(config, { learningRate: 1e-3, events: { step: () => void live.steps.push(torch.memory()) } });
+  live.after = torch.memory();
+});
+
+test("the full fine-tune and the SVD of its real ΔW leave no tensor behind: the same live tensors after every step, none once done", () => {
+  assert.equal(live.steps.length, baseline.train.steps);
+  assert.ok(live.steps.length > 1);
+  assert.deepEqual(
+    live.steps,
+    live.steps.map(() => live.steps[0]),
+    "live tensors at each step",
+  );
+  assert.deepEqual(live.after, live.before, "live tensors before and after");
 });
 
 /** Token-weighted held-out loss of a model directory, computed here independently of train-full. */

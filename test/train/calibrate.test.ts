@@ -7,8 +7,6 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { before, test } from "node:test";
-import v8 from "node:v8";
-import vm from "node:vm";
 import { loadDataset } from "../../src/data/dataset.js";
 import { formatSamples } from "../../src/data/format.js";
 import type { Encoded } from "../../src/data/types.js";
@@ -22,7 +20,7 @@ import * as torch from "../../src/torch/index.js";
 import { epochOrder, paddedBatch } from "../../src/train/batches.js";
 import { type CalibrationJob, calibrate, calibrationBatches, gradientPassPolicy } from "../../src/train/calibrate.js";
 import { InterruptedError } from "../../src/train/events.js";
-import { tempDir } from "../helpers.js";
+import { settledMemory, tempDir } from "../helpers.js";
 import { smallModel } from "../small-model.js";
 
 // Samples cut at 128 tokens (every prompt fits), which the statistics do not mind; EVA's fits go on
@@ -107,14 +105,9 @@ test("lora-ga's gradient: the mean over batches of dL/dW of each batch's mean to
 });
 
 test("a pass leaves no tensor behind once its result is disposed (none waits for the garbage collector)", async () => {
-  // Earlier tests' garbage collected first, so that only what the pass leaves can differ.
-  v8.setFlagsFromString("--expose-gc");
-  const gc = vm.runInNewContext("gc") as () => void;
   const model = loadCausalLM(small);
   for (const name of ["lora-ga", "lora-one", "corda-ipm", "eva"] as const) {
-    gc();
-    await new Promise((settled) => setImmediate(settled)); // the handles' finalizers
-    const before = torch.memory();
+    const before = await settledMemory();
     const c = await calibrate(job(model, name));
     c.dispose();
     assert.deepEqual(torch.memory(), before, `${name}: live tensors before and after`);

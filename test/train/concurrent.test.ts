@@ -20,7 +20,8 @@ import { RunsFailedError, canShareBase, trainConcurrently } from "../../src/trai
 import { InterruptedError } from "../../src/train/events.js";
 import type { TrainResult } from "../../src/train/trainer.js";
 import { trainLora } from "../../src/train/trainer.js";
-import { tempDir } from "../helpers.js";
+import * as torch from "../../src/torch/index.js";
+import { settledMemory, tempDir } from "../helpers.js";
 import { ARMS, baseSettings, cpuSettings, type Comparison, compareRuns, runFolders } from "./concurrent-runs.js";
 
 const dir = tempDir("concurrent");
@@ -159,6 +160,32 @@ test("a run whose loss turns non-finite stops alone; the others finish, in passe
   assert.deepEqual(done, [0, 2]);
   for (const i of [0, 2]) assert.ok(fs.existsSync(path.join(folder("nan", i).dir, "summary.json")));
   assert.equal(fs.existsSync(path.join(folder("nan", 1).dir, "summary.json")), false);
+});
+
+test("arms trained together leave no tensor behind: the same live tensors after every step, and none once they are done", async () => {
+  const own = path.join(dir, "leaks");
+  fs.mkdirSync(own);
+  // The random arm and the PiSSA arm (its correction), with LoRA dropout (the arms' generators), held-out losses and answers.
+  const settings = {
+    ...cpuSettings(own),
+    loraDropout: 0.1,
+    accuracyData: path.join(own, "eval.json"),
+    accuracySamples: 1,
+    maxNewTokens: 2,
+  };
+  const steps: torch.LiveTensors[] = [];
+  const events = { step: () => void steps.push(torch.memory()) };
+  const before = await settledMemory();
+  const results = await trainConcurrently(
+    [ARMS[0], ARMS[1]].map((arm, i) => ({ settings: { ...settings, ...arm }, ...folder("leaks", i), events })),
+  );
+  assert.deepEqual(
+    results.map((r) => r.accuracy?.total),
+    [1, 1],
+  );
+  assert.equal(steps.length, 4);
+  assert.deepEqual(steps, [steps[0], steps[0], steps[0], steps[0]], "live tensors at each step");
+  assert.deepEqual(torch.memory(), before, "live tensors before and after the runs");
 });
 
 test("runs trained together must share the model's settings; the refusal names the setting", async () => {

@@ -1,4 +1,5 @@
-// A non-finite loss stops training with one line naming the step (or is skipped and counted).
+// A non-finite loss stops training with one line naming the step (or is skipped and counted), and
+// the stopped run frees its model and adapter at once.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -7,7 +8,7 @@ import { loadCausalLM } from "../../src/model/loader.js";
 import { copyTokenizerFiles, saveCausalLM } from "../../src/model/save.js";
 import { EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import * as torch from "../../src/torch/index.js";
-import { runCli, tempDir } from "../helpers.js";
+import { runCli, settledMemory, tempDir } from "../helpers.js";
 
 const dir = tempDir("nan");
 
@@ -25,9 +26,12 @@ fs.writeFileSync(trainData, JSON.stringify(JSON.parse(fs.readFileSync(EMBEDDED_T
 const run = (...extra: string[]) =>
   runCli("train", "--base-model", poisoned, "--train-data", trainData, "--epochs", "1", "--quiet", ...extra);
 
-test("a NaN loss stops the run at that step with one line, and no adapter is written", async () => {
+test("a NaN loss stops the run at that step with one line, no adapter is written, and the model and adapter are freed", async () => {
   const out = path.join(dir, "stop");
+  // Freed at once: an experiment records a diverged run and goes on to the next one in this process.
+  const before = await settledMemory();
   const r = await run("--output-dir", out);
+  assert.deepEqual(torch.memory(), before, "live tensors before and after the stopped run");
   assert.equal(r.code, 1);
   assert.match(
     r.stderr,
@@ -44,4 +48,25 @@ test("--skip-nonfinite skips and counts the bad steps", async () => {
   const summary = JSON.parse(fs.readFileSync(path.join(out, "train_summary_random.json"), "utf8"));
   assert.equal(summary.result.skippedSteps, 2);
   assert.match(fs.readFileSync(path.join(out, "training_log_random.csv"), "utf8"), /^1,0\.5,nan,/m);
+});
+
+test("train-full: a NaN loss stops the run and frees its model", async () => {
+  const before = await settledMemory();
+  const r = await runCli(
+    "train-full",
+    "--base-model",
+    poisoned,
+    "--train-data",
+    trainData,
+    "--epochs",
+    "1",
+    "--batch-size",
+    "1",
+    "--quiet",
+    "--output-dir",
+    path.join(dir, "full"),
+  );
+  assert.deepEqual(torch.memory(), before, "live tensors before and after the stopped run");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^svdlora: error: loss became NaN at step 1: /);
 });

@@ -11,15 +11,15 @@ import { formatSamples } from "../../src/data/format.js";
 import { loadAdapter } from "../../src/hf/peft.js";
 import { loadTokenizer } from "../../src/hf/tokenizer.js";
 import { loadCausalLM } from "../../src/model/loader.js";
-import { loadLora } from "../../src/model/lora.js";
+import { detachLora, loadLora } from "../../src/model/lora.js";
 import { EMBEDDED_EVAL, EMBEDDED_TRAIN } from "../../src/paths.js";
 import { type TrainRunResult, trainRun } from "../../src/pipeline/train.js";
 import * as torch from "../../src/torch/index.js";
-import { evaluateLoss } from "../../src/train/evaluate.js";
+import { evaluateAccuracy, evaluateLoss } from "../../src/train/evaluate.js";
 import { readTrainingLog } from "../../src/train/log.js";
 import type { LoraTrainingSettings } from "../../src/train/settings.js";
 import { validationSplit } from "../../src/train/trainer.js";
-import { dataSubset, tempDir } from "../helpers.js";
+import { dataSubset, settledMemory, tempDir } from "../helpers.js";
 import { smallModel } from "../small-model.js";
 
 const dir = tempDir("train");
@@ -139,6 +139,43 @@ test("a PiSSA run is saved as a plain LoRA of rank 2r that reproduces the traine
   }
   torch.dispose([...weights.values()].flatMap((f) => [f.A, f.B]));
   torch.dispose([...lm.namedWeights().values()]);
+});
+
+test("a run leaves no tensor behind: the same live tensors after every step, and none once it is done", async () => {
+  // svd init (the factors copied from an adapter), held-out losses and answers: every part of a run.
+  const before = await settledMemory();
+  const steps: torch.LiveTensors[] = [];
+  const r = await trainRun(
+    {
+      ...base,
+      init: "svd",
+      svdFactors: reference.adapterDir,
+      accuracyData: evalData,
+      accuracySamples: 2,
+      maxNewTokens: 4,
+      outputDir: out("leaks"),
+    },
+    { events: { step: () => steps.push(torch.memory()) } },
+  );
+  assert.equal(r.accuracy?.total, 2);
+  assert.equal(steps.length, 4);
+  assert.deepEqual(steps, [steps[0], steps[0], steps[0], steps[0]], "live tensors at each step");
+  assert.deepEqual(torch.memory(), before, "live tensors before and after the run");
+});
+
+test("held-out losses (padded or packed) and answers leave no tensor behind, nor the adapter once taken off", async () => {
+  const tok = await loadTokenizer(model);
+  const { encoded } = formatSamples(loadDataset(evalData), tok, { maxLength });
+  const before = await settledMemory();
+  const lm = loadCausalLM(model);
+  const { config, weights } = loadAdapter(reference.adapterDir);
+  loadLora(lm, config, weights, false);
+  torch.dispose([...weights.values()]);
+  for (const packing of [false, true]) evaluateLoss(lm, encoded, { batchSize: 4, padId: tok.pad!.id, device: "cpu", packing });
+  assert.equal(evaluateAccuracy(lm, tok, loadDataset(evalData).slice(0, 2), { maxLength, maxNewTokens: 4 }).total, 2);
+  detachLora(lm);
+  torch.dispose([...lm.namedWeights().values()]);
+  assert.deepEqual(torch.memory(), before);
 });
 
 test("gradient accumulation: one optimizer step per accumulated group, the last one shorter", async () => {

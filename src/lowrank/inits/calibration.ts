@@ -82,7 +82,7 @@ export class InputCovariance extends MeanOfSums {
 
 /** The rows of x [B, T, in] where keep [B, T] is true (non-zero), in row-major order (EVA's input rows). */
 export function maskedRows(x: Tensor, keep: Tensor): Tensor {
-  const flags = Array.from(keep.reshape(-1).to("float32").data() as Float32Array);
+  const flags = torch.tidy(() => Array.from(keep.reshape(-1).to("float32").data() as Float32Array));
   if (flags.length * x.shape[x.ndim - 1] !== x.numel())
     throw new Error(`maskedRows: mask [${keep.shape}] does not fit inputs [${x.shape}]`);
   const rows = flags.flatMap((f, i) => (f !== 0 ? [i] : []));
