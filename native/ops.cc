@@ -56,6 +56,8 @@ UNARY(Triu, a.triu(Int(info, 1)))
 
 static Napi::Value Cat(const Napi::CallbackInfo& info) { return Wrap(ENV, at::cat(TList(info, 0), Int(info, 1))); }
 static Napi::Value Stack(const Napi::CallbackInfo& info) { return Wrap(ENV, at::stack(TList(info, 0), Int(info, 1))); }
+// Each tensor's 2-norm; on CUDA a few multi-tensor kernels for the whole list instead of one per tensor.
+static Napi::Value ForeachNorm(const Napi::CallbackInfo& info) { return WrapList(ENV, at::_foreach_norm(TList(info, 0), 2)); }
 static Napi::Value Split(const Napi::CallbackInfo& info) {
   auto& a = T(info, 0);
   if (info[1].IsNumber()) return WrapList(ENV, a.split(Int(info, 1), Int(info, 2)));
@@ -321,6 +323,7 @@ void RegisterOps(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "triu", Triu);
   SVDLORA_EXPORT(e, "cat", Cat);
   SVDLORA_EXPORT(e, "stack", Stack);
+  SVDLORA_EXPORT(e, "foreachNorm", ForeachNorm);
   SVDLORA_EXPORT(e, "split", Split);
   SVDLORA_EXPORT(e, "chunk", Chunk);
   SVDLORA_EXPORT(e, "maskedFill", MaskedFill);

@@ -7,6 +7,8 @@ const arg = (x: Tensor | Scalar) => (x instanceof Tensor ? x.handle : x);
 
 export const cat = (tensors: Tensor[], dim = 0) => wrap(native().cat(handles(tensors), dim));
 export const stack = (tensors: Tensor[], dim = 0) => wrap(native().stack(handles(tensors), dim));
+/** Each tensor's 2-norm, as torch._foreach_norm: on CUDA a few multi-tensor kernels for the whole list. */
+export const foreachNorm = (tensors: Tensor[]) => wrapAll(native().foreachNorm(handles(tensors)));
 /** Elementwise cond ? a : b; either side may be a number. */
 export const where = (cond: Tensor, a: Tensor | Scalar, b: Tensor | Scalar) => wrap(native().where(cond.handle, arg(a), arg(b)));
 

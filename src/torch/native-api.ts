@@ -134,6 +134,8 @@ export interface NativeAddon {
   triu(t: Handle, diagonal: number): Handle;
   cat(tensors: Handle[], dim: number): Handle;
   stack(tensors: Handle[], dim: number): Handle;
+  /** Each tensor's 2-norm (torch._foreach_norm). */
+  foreachNorm(tensors: Handle[]): Handle[];
   /** Pieces of `size` along dim, or pieces of the given sizes. */
   split(t: Handle, sizeOrSizes: number | number[], dim: number): Handle[];
   chunk(t: Handle, chunks: number, dim: number): Handle[];

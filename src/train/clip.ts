@@ -9,7 +9,10 @@ import type { Tensor } from "../torch/index.js";
 /** Scalar tensor: the 2-norm of all the gradients together, on the first gradient's device. */
 function totalGradNorm(grads: Tensor[]): Tensor {
   const device = grads[0].device;
-  return torch.stack(grads.map((g) => g.norm().to({ device }))).norm();
+  // As torch.nn.utils.clip_grad_norm_: on CUDA every gradient's norm from torch._foreach_norm (a few
+  // kernels for all of them, not one each), elsewhere one norm each.
+  const together = device.startsWith("cuda") && grads.every((g) => g.device === device);
+  return torch.stack(together ? torch.foreachNorm(grads) : grads.map((g) => g.norm().to({ device }))).norm();
 }
 
 const gradsOf = (params: readonly Tensor[]) => params.map((p) => p.grad).filter((g): g is Tensor => g !== null);

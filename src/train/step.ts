@@ -137,30 +137,39 @@ export function optimizerSteps(
       });
     });
   const device = runs[0].optimizer.params[0]?.device ?? "cpu";
-  // Each run's weighted loss, token and target counts and stop flag; with several ranks they are summed along with the gradients.
-  const locals = sums.map((s) =>
-    torch.noGrad(() =>
-      torch.tidy(() =>
-        torch.stack([
-          s.loss ? s.loss.to("float32") : torch.zeros([], { device }),
-          ...[s.tokens, s.targets, o.stop ? 1 : 0].map((n) => torch.full([], n, { dtype: "float32", device })),
-        ]),
-      ),
-    ),
-  );
-  torch.dispose(sums.map((s) => s.loss));
+  const lossOf = (s: (typeof sums)[number]) => (s.loss ? s.loss.to("float32") : torch.zeros([], { device }));
+  // With several ranks, each run's weighted loss, token and target counts and stop flag are summed
+  // along with the gradients; one rank reads its losses as they are and knows the rest.
+  const locals = gradientSum
+    ? sums.map((s) =>
+        torch.noGrad(() =>
+          torch.tidy(() =>
+            torch.stack([lossOf(s), ...[s.tokens, s.targets, o.stop ? 1 : 0].map((n) => torch.full([], n, { dtype: "float32", device }))]),
+          ),
+        ),
+      )
+    : null;
   const queued = performance.now();
-  gradientSum?.finish(locals);
+  if (locals) gradientSum?.finish(locals);
   const summed = performance.now();
   const norms = runs.map((r) => gradNormTensor(r.optimizer.params));
   try {
     // The only host sync of the step: every run's loss, tokens and gradient norm in one read, after all the backward work is queued.
     const numbers = torch.tidy(() =>
-      torch.cat(locals.flatMap((local, i) => [local, (norms[i] ?? torch.zeros([], { device })).to({ device }).reshape([1])])).toArray(),
+      torch
+        .cat(
+          sums.flatMap((s, i) => [
+            locals ? locals[i] : lossOf(s).reshape([1]),
+            (norms[i] ?? torch.zeros([], { device })).to({ device }).reshape([1]),
+          ]),
+        )
+        .toArray(),
     ) as number[];
     const read = performance.now();
+    const width = locals ? 5 : 2;
     const steps = runs.map((run, i) => {
-      const [loss, tokens, targets, stops, gradNorm] = numbers.slice(5 * i, 5 * i + 5);
+      const row = numbers.slice(width * i, width * (i + 1));
+      const [loss, tokens, targets, stops, gradNorm] = locals ? row : [row[0], sums[i].tokens, sums[i].targets, o.stop ? 1 : 0, row[1]];
       const updated = Number.isFinite(loss) && Number.isFinite(gradNorm);
       const norm = norms[i];
       if (updated) {
@@ -173,7 +182,7 @@ export function optimizerSteps(
     const hostMs = { backward: queued - started, sum: summed - queued, read: read - summed, update: performance.now() - read };
     return steps.map((step) => ({ ...step, hostMs }));
   } finally {
-    torch.dispose([...locals, ...norms]);
+    torch.dispose([...(locals ?? []), ...norms, ...sums.map((s) => s.loss)]);
     for (const r of runs) r.optimizer.zeroGrad();
   }
 }

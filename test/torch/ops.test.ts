@@ -276,6 +276,26 @@ test("transcendental functions match Math", () => {
   );
 });
 
+test("foreachNorm gives each tensor's 2-norm, as norm() does one at a time", () => {
+  const ts = [
+    T([3, 4]),
+    T([
+      [1, 2],
+      [2, 4],
+    ]),
+    torch.zeros([0]),
+  ];
+  const norms = torch.foreachNorm(ts);
+  assert.deepEqual(
+    norms.map((n) => n.item()),
+    ts.map((t) => t.norm().item()),
+  );
+  assert.deepEqual(
+    norms.map((n) => n.item()),
+    [5, 5, 0],
+  );
+});
+
 test("reductions over all elements and over dims", () => {
   const a = T([
     [1, 5, 3],
