@@ -114,46 +114,51 @@ export function optimizerSteps(
     gradientSum && (o.overlap ?? true)
       ? { onLayersDone: (first: number) => gradientSum.layersDone(first), segmentStarts: gradientSum.segmentStarts }
       : {};
-  const microCount = Math.max(...runs.map((r) => r.micro.length));
-  for (let j = 0; j < microCount; j++)
-    torch.tidy(() => {
-      // The runs that have a j-th micro-batch with samples on this rank.
-      const here = runs.flatMap((r, i) => (r.micro[j] && r.micro[j].samples.length > 0 ? [{ i, r, m: r.micro[j] }] : []));
-      if (here.length === 0) return;
-      const b = concurrent
-        ? armsBatch(
-            here.map(({ r, m }) => ({ arm: r.arm!, samples: m.samples })),
-            here[0].m.batch,
-          )
-        : here[0].m.make();
-      if (!b) return;
-      const last = j === microCount - 1 ? overlap : {};
-      const r = lossAndBackward(model, b, { gradScale: here.map(({ m }) => m.weight), recompute: o.recompute, ...last });
-      recomputed += r.recomputed;
-      here.forEach(({ i, m }, k) => {
-        addLoss(i, concurrent ? r.loss.select(0, k) : r.loss, m.weight);
-        sums[i].tokens += b.arms ? b.arms[k].tokens : b.tokens;
-        sums[i].targets += b.arms ? b.arms[k].targets : b.targets;
-      });
-    });
-  const device = runs[0].optimizer.params[0]?.device ?? "cpu";
-  const lossOf = (s: (typeof sums)[number]) => (s.loss ? s.loss.to("float32") : torch.zeros([], { device }));
-  // With several ranks, each run's weighted loss, token and target counts and stop flag are summed
-  // along with the gradients; one rank reads its losses as they are and knows the rest.
-  const locals = gradientSum
-    ? sums.map((s) =>
-        torch.noGrad(() =>
-          torch.tidy(() =>
-            torch.stack([lossOf(s), ...[s.tokens, s.targets, o.stop ? 1 : 0].map((n) => torch.full([], n, { dtype: "float32", device }))]),
-          ),
-        ),
-      )
-    : null;
-  const queued = performance.now();
-  if (locals) gradientSum?.finish(locals);
-  const summed = performance.now();
-  const norms = runs.map((r) => gradNormTensor(r.optimizer.params));
+  let locals: Tensor[] | null = null;
+  let norms: (Tensor | null)[] = [];
   try {
+    const microCount = Math.max(...runs.map((r) => r.micro.length));
+    for (let j = 0; j < microCount; j++)
+      torch.tidy(() => {
+        // The runs that have a j-th micro-batch with samples on this rank.
+        const here = runs.flatMap((r, i) => (r.micro[j] && r.micro[j].samples.length > 0 ? [{ i, r, m: r.micro[j] }] : []));
+        if (here.length === 0) return;
+        const b = concurrent
+          ? armsBatch(
+              here.map(({ r, m }) => ({ arm: r.arm!, samples: m.samples })),
+              here[0].m.batch,
+            )
+          : here[0].m.make();
+        if (!b) return;
+        const last = j === microCount - 1 ? overlap : {};
+        const r = lossAndBackward(model, b, { gradScale: here.map(({ m }) => m.weight), recompute: o.recompute, ...last });
+        recomputed += r.recomputed;
+        here.forEach(({ i, m }, k) => {
+          addLoss(i, concurrent ? r.loss.select(0, k) : r.loss, m.weight);
+          sums[i].tokens += b.arms ? b.arms[k].tokens : b.tokens;
+          sums[i].targets += b.arms ? b.arms[k].targets : b.targets;
+        });
+      });
+    const device = runs[0].optimizer.params[0]?.device ?? "cpu";
+    const lossOf = (s: (typeof sums)[number]) => (s.loss ? s.loss.to("float32") : torch.zeros([], { device }));
+    // With several ranks, each run's weighted loss, token and target counts and stop flag are summed
+    // along with the gradients; one rank reads its losses as they are and knows the rest.
+    locals = gradientSum
+      ? sums.map((s) =>
+          torch.noGrad(() =>
+            torch.tidy(() =>
+              torch.stack([
+                lossOf(s),
+                ...[s.tokens, s.targets, o.stop ? 1 : 0].map((n) => torch.full([], n, { dtype: "float32", device })),
+              ]),
+            ),
+          ),
+        )
+      : null;
+    const queued = performance.now();
+    if (locals) gradientSum?.finish(locals);
+    const summed = performance.now();
+    norms = runs.map((r) => gradNormTensor(r.optimizer.params));
     // The only host sync of the step: every run's loss, tokens and gradient norm in one read, after all the backward work is queued.
     const numbers = torch.tidy(() =>
       torch
