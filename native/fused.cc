@@ -148,36 +148,40 @@ std::vector<Unit> MakeUnits(at::TensorList As, at::TensorList Bs, const std::vec
     if (into) into->members.push_back(j);
     else units.push_back(Unit{{j}});
   }
-  const auto i64 = at::TensorOptions().dtype(at::kLong);
   for (auto& u : units) {
     if (u.members.size() < 2) continue;
     for (int64_t m : u.members) u.most = std::max(u.most, counts[m]);
     const int64_t size = static_cast<int64_t>(u.members.size());
-    auto gather = at::empty({size * u.most}, i64);
-    auto weight = at::zeros({size, u.most, 1}, at::kDouble), scale = at::empty({size, 1, 1}, at::kDouble);
-    std::vector<int64_t> pos, rows;
-    auto g = gather.accessor<int64_t, 1>();
-    auto w = weight.accessor<double, 3>();
-    auto sc = scale.accessor<double, 3>();
+    // One int64 buffer (gather, then pos, then rows) and one of scales (weight, then scale).
+    std::vector<int64_t> gather(size * u.most), pos, rows;
+    std::vector<double> weight(size * u.most, 0.0), scale(size);
     for (int64_t i = 0; i < size; i++) {
       const int64_t m = u.members[i];
-      sc[i][0][0] = scalings[m];
+      scale[i] = scalings[m];
       for (int64_t r = 0; r < u.most; r++) {
-        g[i * u.most + r] = starts[m] + std::min(r, counts[m] - 1);
+        gather[i * u.most + r] = starts[m] + std::min(r, counts[m] - 1);
         if (r < counts[m]) {
-          w[i][r][0] = scalings[m];
+          weight[i * u.most + r] = scalings[m];
           pos.push_back(i * u.most + r);
           rows.push_back(starts[m] + r);
         }
       }
     }
-    const auto device = x.device();
-    u.gather = gather.to(device);
-    const auto wide = x.options().dtype(at::promote_types(x.scalar_type(), at::kFloat));  // s_j not rounded to bf16
-    u.weight = weight.to(wide);
-    u.scale = scale.to(wide);
-    u.pos = at::tensor(pos, i64).to(device);
-    u.rows = at::tensor(rows, i64).to(device);
+    const int64_t real = static_cast<int64_t>(pos.size());
+    std::vector<int64_t> ints(gather);
+    ints.insert(ints.end(), pos.begin(), pos.end());
+    ints.insert(ints.end(), rows.begin(), rows.end());
+    weight.insert(weight.end(), scale.begin(), scale.end());
+    // To the device from pinned memory without waiting: a copy from pageable memory would make the
+    // host wait for every kernel queued so far, in each projection's forward.
+    const auto place = [&](const at::Tensor& cpu) { return x.is_cuda() ? cpu.pin_memory().to(x.device(), /*non_blocking=*/true) : cpu; };
+    const auto index = place(at::tensor(ints, at::kLong));
+    const auto scales = place(at::tensor(weight, at::kDouble).to(at::promote_types(x.scalar_type(), at::kFloat)));  // s_j not rounded to bf16
+    u.gather = index.narrow(0, 0, size * u.most);
+    u.pos = index.narrow(0, size * u.most, real);
+    u.rows = index.narrow(0, size * u.most + real, real);
+    u.weight = scales.narrow(0, 0, size * u.most).view({size, u.most, 1});
+    u.scale = scales.narrow(0, size * u.most, size).view({size, 1, 1});
   }
   return units;
 }
@@ -201,7 +205,7 @@ struct MultiLoraLinear : public torch::autograd::Function<MultiLoraLinear> {
     saved.insert(saved.end(), As.begin(), As.end());
     saved.insert(saved.end(), Bs.begin(), Bs.end());
     c10::List<int64_t> unitSizes, order;
-    c10::List<at::Tensor> layouts;  // per batched unit: gather, weight, pos, rows
+    c10::List<at::Tensor> layouts;  // per batched unit: gather, weight, pos, rows, and its A and B stacked in x's dtype
     for (auto& u : units) {
       unitSizes.push_back(static_cast<int64_t>(u.members.size()));
       for (int64_t m : u.members) order.push_back(m);
@@ -213,12 +217,13 @@ struct MultiLoraLinear : public torch::autograd::Function<MultiLoraLinear> {
         continue;
       }
       const int64_t size = static_cast<int64_t>(u.members.size());
+      auto A = Stacked(As, u.members, dt), B = Stacked(Bs, u.members, dt);  // [members, r, in], [members, out, r]
       auto xg = x2.index_select(0, u.gather).view({size, u.most, x2.size(1)});
-      auto xa = at::bmm(xg, Stacked(As, u.members, dt).transpose(1, 2));  // [members, most, r]
-      auto d = at::bmm(xa, Stacked(Bs, u.members, dt).transpose(1, 2)).mul_(u.scale);
+      auto xa = at::bmm(xg, A.transpose(1, 2));  // [members, most, r]
+      auto d = at::bmm(xa, B.transpose(1, 2)).mul_(u.scale);
       y2.index_add_(0, u.rows, d.view({-1, y2.size(1)}).index_select(0, u.pos));
       saved.push_back(xa);
-      for (const auto& t : {u.gather, u.weight, u.pos, u.rows}) layouts.push_back(t);
+      for (const auto& t : {u.gather, u.weight, u.pos, u.rows, A, B}) layouts.push_back(t);
     }
     ctx->save_for_backward(saved);
     ctx->saved_data["n"] = static_cast<int64_t>(As.size());
@@ -277,8 +282,8 @@ struct MultiLoraLinear : public torch::autograd::Function<MultiLoraLinear> {
         if (wantB) out[2 + n + j] = dyj.t().mm(xa).mul_(s).to(B.scalar_type());
         continue;
       }
-      const auto &gather = layouts[4 * batchedUnit], &rowWeight = layouts[4 * batchedUnit + 1];
-      const auto &pos = layouts[4 * batchedUnit + 2], &rows = layouts[4 * batchedUnit + 3];
+      const at::Tensor gather = layouts[6 * batchedUnit], rowWeight = layouts[6 * batchedUnit + 1], pos = layouts[6 * batchedUnit + 2],
+                       rows = layouts[6 * batchedUnit + 3], A = layouts[6 * batchedUnit + 4], B = layouts[6 * batchedUnit + 5];
       batchedUnit++;
       const int64_t most = xa.size(1);
       // s_j · dy on each member's own rows, 0 on the padding: [members, most, out]
@@ -289,14 +294,14 @@ struct MultiLoraLinear : public torch::autograd::Function<MultiLoraLinear> {
           if (ctx->needs_input_grad(2 + n + members[i])) out[2 + n + members[i]] = dB.select(0, i);
       }
       if (wantX || wantA) {
-        auto dyB = at::bmm(dys, Stacked(Bs, members, dt));  // [members, most, r]
+        auto dyB = at::bmm(dys, B);  // [members, most, r]
         if (wantA) {
           auto xg = x2.index_select(0, gather).view({size, most, x2.size(1)});
           auto dA = at::bmm(dyB.transpose(1, 2), xg).to(As[members[0]].scalar_type());
           for (int64_t i = 0; i < size; i++)
             if (ctx->needs_input_grad(2 + members[i])) out[2 + members[i]] = dA.select(0, i);
         }
-        if (wantX) dx2.index_add_(0, rows, at::bmm(dyB, Stacked(As, members, dt)).view({-1, x2.size(1)}).index_select(0, pos));
+        if (wantX) dx2.index_add_(0, rows, at::bmm(dyB, A).view({-1, x2.size(1)}).index_select(0, pos));
       }
     }
     return out;
