@@ -489,7 +489,7 @@ export function compareRuns(trainingDir: string, o: CompareOptions = {}): Compar
     arms,
     runs,
     diverged,
-    verdict: [...arms.filter((a) => a.arm !== baseline).map((a) => a.verdict), ...headline(arms, baseline, grid, seeds)],
+    verdict: [...mergedVerdicts(arms.filter((a) => a.arm !== baseline)), ...headline(arms, baseline, grid, seeds)],
     caveats,
   };
 }
@@ -563,6 +563,18 @@ function verdictOf(a: ArmComparison, base: ArmComparison | undefined, primary: M
     return `${a.arm} ${better ? (HIGHER_IS_BETTER[primary] ? "raises" : "lowers") : HIGHER_IS_BETTER[primary] ? "lowers" : "raises"} the ${label} by ${amount} vs ${baseline} ${rate}, ${p}.`;
   const bound = Math.max(Math.abs(v.ci95[0]), Math.abs(v.ci95[1]));
   return `${a.arm}: no difference detected in the ${label} vs ${baseline} ${rate} (difference ${fmt(v.meanDiff)} [${fmt(v.ci95[0])}, ${fmt(v.ci95[1])}], ${p}); the interval excludes effects larger than ${fmt(bound)}.`;
+}
+
+/** The arms' verdicts in order, those that give the same reason in one line ("svd, pissa: not enough paired seeds …"). */
+function mergedVerdicts(arms: ArmComparison[]): string[] {
+  const lines: { arms: string[]; reason: string | null; text: string }[] = [];
+  for (const a of arms) {
+    const reason = a.verdict.startsWith(`${a.arm}: `) ? a.verdict.slice(a.arm.length + 2) : null;
+    const same = reason === null ? undefined : lines.find((l) => l.reason === reason);
+    if (same) same.arms.push(a.arm);
+    else lines.push({ arms: [a.arm], reason, text: a.verdict });
+  }
+  return lines.map((l) => (l.arms.length > 1 ? `${l.arms.join(", ")}: ${l.reason}` : l.text));
 }
 
 function headline(arms: ArmComparison[], baseline: string, grid: boolean, seeds: number[]): string[] {
@@ -646,12 +658,29 @@ const cell = (s: Summary, metric: MetricKey) => {
   return s.sd === null ? f(s.mean) : `${f(s.mean)} ± ${f(s.sd)}`;
 };
 
-/** The statistics table: per metric, each arm's mean ± sd over seeds, then each arm's paired difference with its interval and p. */
-export function statisticsRows(r: ComparisonResult): { columns: string[]; rows: string[][] } {
+/** Arms beside the baseline in one statistics table (as many as a 3-arm experiment has): more go in further tables, so none grows too wide to read. */
+export const STATISTICS_ARMS_PER_TABLE = 2;
+
+/**
+ * The statistics tables: per metric, the baseline's and each arm's mean over seeds, then each
+ * arm's paired difference with its interval and p; the arms STATISTICS_ARMS_PER_TABLE at a time,
+ * each table with the baseline's column.
+ */
+export function statisticsTables(r: ComparisonResult): { columns: string[]; rows: string[][] }[] {
+  const base = r.arms.filter((a) => !a.vsBaseline);
   const others = r.arms.filter((a) => a.vsBaseline);
+  if (others.length === 0) return [statisticsRows(r, base, [])];
+  const tables = [];
+  for (let i = 0; i < others.length; i += STATISTICS_ARMS_PER_TABLE)
+    tables.push(statisticsRows(r, base, others.slice(i, i + STATISTICS_ARMS_PER_TABLE)));
+  return tables;
+}
+
+function statisticsRows(r: ComparisonResult, base: ArmComparison[], others: ArmComparison[]): { columns: string[]; rows: string[][] } {
+  const shown = [...base, ...others];
   const columns = [
     "metric",
-    ...r.arms.map(
+    ...shown.map(
       (a) =>
         `${a.arm} (n = ${a.runs.length}${r.arms.some((x) => x.learningRates.length > 1) ? `, lr ${a.learningRate ?? "none: diverged at every rate"}` : ""})`,
     ),
@@ -659,7 +688,7 @@ export function statisticsRows(r: ComparisonResult): { columns: string[]; rows: 
   ];
   const rows = METRICS.map((m) => [
     m === "stepsToTarget" && r.targetLoss !== null ? `${METRIC_LABELS[m]} (${fmt(r.targetLoss)})` : METRIC_LABELS[m],
-    ...r.arms.map((a) => cell(a.metrics[m], m)),
+    ...shown.map((a) => cell(a.metrics[m], m)),
     ...others.map((a) => {
       const v = a.vsBaseline![m];
       if (v.meanDiff === null) return "n/a";
@@ -707,7 +736,7 @@ export function learningRateRows(r: ComparisonResult): { columns: string[]; rows
 }
 
 export function renderComparisonReport(r: ComparisonResult): string {
-  const s = statisticsRows(r);
+  const tables = statisticsTables(r).flatMap((t) => ["", table(t.columns, t.rows)]);
   const rates = learningRateRows(r);
   const lr = rates ? ["", `LEARNING RATES (${LEARNING_RATES_CAPTION})`, table(rates.columns, rates.rows)] : [];
   const mcnemar = r.arms.flatMap((a) =>
@@ -734,8 +763,7 @@ export function renderComparisonReport(r: ComparisonResult): string {
     "",
     "VERDICT",
     ...r.verdict.map((v) => `  ${v}`),
-    "",
-    table(s.columns, s.rows),
+    ...tables,
     ...lr,
     ...(mcnemar.length
       ? ["", "ACCURACY, SEED BY SEED (McNemar's exact test; b: only the baseline right, c: only the arm right)", ...mcnemar]

@@ -25,7 +25,7 @@ import {
   TEACHER_SOURCE_ARM,
   learningRateRows,
   readDiverged,
-  statisticsRows,
+  statisticsTables,
 } from "./compare.js";
 import { runCurves } from "./curves.js";
 import type { ExperimentConfig } from "./experiment.js";
@@ -36,14 +36,14 @@ import { fullFinetuneReportSection } from "./train-full.js";
 export interface ReportSummary {
   /** The conclusion, one sentence a line. */
   verdict: string[];
-  /** The numbers behind it. */
-  statistics: ReportTable;
+  /** The numbers behind it (a few arms a table). */
+  statistics: ReportTable[];
   /** Caveats to read beside the verdict. */
   notes: string[];
 }
 
 export function summarizeComparison(c: ComparisonResult): ReportSummary {
-  return { verdict: c.verdict, statistics: statisticsRows(c), notes: c.caveats };
+  return { verdict: c.verdict, statistics: statisticsTables(c), notes: c.caveats };
 }
 
 const loss = (x: number) => x.toFixed(4);
@@ -83,7 +83,7 @@ function verdictBlock(comparison: ComparisonResult | null): ReportVerdict {
   if (!comparison)
     return { heading: "Verdict", lines: ["No comparison yet: step 4 (svdlora compare) compares the arms and fills this in."] };
   const summary = summarizeComparison(comparison);
-  return { heading: "Verdict", lines: summary.verdict, table: summary.statistics, notes: summary.notes };
+  return { heading: "Verdict", lines: summary.verdict, tables: summary.statistics, notes: summary.notes };
 }
 
 function curvesSection(L: Layout, runs: Run[], comparison: ComparisonResult | null, read: Reader): ReportSection | null {

@@ -38,6 +38,13 @@ const HEIGHT = 400;
 /** The name of the legend selection: the arms shown (all when none is picked). */
 const ARM_PICK = "armPick";
 
+/** Line styles for the arms after the palette's first round of colours. */
+const DASHES = [
+  [1, 0],
+  [6, 3],
+  [2, 2],
+];
+
 /** Field names with `.`, `[` or `]` must be escaped in Vega-Lite field references. */
 const fieldRef = (name: string) => name.replace(/[.[\]\\]/g, "\\$&");
 
@@ -52,6 +59,18 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
     scale: { domain: arms, range: CATEGORY_COLORS },
     legend: { orient: "top", direction: "horizontal", symbolType: "stroke", symbolStrokeWidth: 4, symbolOpacity: 1 },
   } as const;
+  // Beyond the palette's colours, arms repeat them dashed (solid, dashed, dotted, …), so no two arms look alike.
+  const dash =
+    arms.length > CATEGORY_COLORS.length
+      ? {
+          strokeDash: {
+            field: "arm",
+            type: "nominal",
+            title: "init",
+            scale: { domain: arms, range: arms.map((_, i) => DASHES[Math.floor(i / CATEGORY_COLORS.length) % DASHES.length]) },
+          },
+        }
+      : {};
   const picked = (on: number, off: number) => ({ condition: { param: ARM_PICK, value: on }, value: off });
   const x = { field: "step", type: "quantitative", title: "optimizer step", axis: { tickMinStep: 1, format: "d" } } as const;
 
@@ -105,7 +124,7 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
       },
       {
         mark: { type: "line", strokeWidth: 2.5, clip: true },
-        encoding: { x, y: yTrain, color, detail: { field: "run" }, opacity: picked(1, 0.12) },
+        encoding: { x, y: yTrain, color, ...dash, detail: { field: "run" }, opacity: picked(1, 0.12) },
       },
       ...(runsWithTrain.length === 0 ? [] : [hoverRule(runsWithTrain.map((r) => r.run))]),
     ],
@@ -128,6 +147,7 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
           x: { ...x, axis: { ...x.axis, tickCount: 6 } }, // a narrow panel: fewer step labels, or they collide
           y: { field: "loss", type: "quantitative", title: "held-out loss (nats / token)", scale: { zero: false } },
           color,
+          ...dash,
           detail: { field: "run" },
           opacity: picked(1, 0.12),
           tooltip: [
@@ -144,7 +164,10 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
 
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: chartTitle(input.title ?? `Training and held-out loss: ${arms.join(" vs ")}`, subtitle.length ? subtitle : undefined),
+    title: chartTitle(
+      input.title ?? `Training and held-out loss: ${arms.length <= 4 ? arms.join(" vs ") : `${arms.length} arms`}`,
+      subtitle.length ? subtitle : undefined,
+    ),
     config: chartConfig,
     hconcat: heldOut.length > 0 ? [trainPanel, heldOutPanel] : [trainPanel],
   } as TopLevelSpec;

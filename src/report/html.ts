@@ -57,7 +57,7 @@ export interface ReportSection {
 export interface ReportVerdict {
   heading: string;
   lines: string[];
-  table?: ReportTable;
+  tables?: ReportTable[];
   notes?: string[];
 }
 
@@ -256,7 +256,7 @@ function renderVerdict(ctx: Context, v: ReportVerdict): string {
     '<section class="verdict" id="verdict">',
     `<h2>${escapeHtml(v.heading)}</h2>`,
     ...v.lines.map((l) => `<p>${escapeHtml(l)}</p>`),
-    ...(v.table ? [renderTable(ctx, v.table)] : []),
+    ...(v.tables ?? []).map((t) => `<div class="wide">${renderTable(ctx, t)}</div>`),
     ...(v.notes?.length ? [`<ul class="notes">${v.notes.map((n) => `<li>${escapeHtml(n)}</li>`).join("")}</ul>`] : []),
     "</section>",
   ].join("\n");
@@ -286,7 +286,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e1e4e8; }
-figure.chart > div { overflow-x: auto; }
+figure.chart > div, div.wide { overflow-x: auto; }
 figcaption { color: #555; font-size: .9em; margin-top: .4em; }
 .links { padding-left: 1.2em; }
 .path { color: #777; font-size: .85em; font-family: monospace; }

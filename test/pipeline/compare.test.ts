@@ -6,7 +6,15 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { trainingLayout } from "../../src/pipeline/layout.js";
-import { CompareError, compareRuns, learningRateRows, renderComparisonReport, writeComparison } from "../../src/pipeline/compare.js";
+import {
+  CompareError,
+  STATISTICS_ARMS_PER_TABLE,
+  compareRuns,
+  learningRateRows,
+  renderComparisonReport,
+  statisticsTables,
+  writeComparison,
+} from "../../src/pipeline/compare.js";
 import { mcnemarExact, pairedComparison } from "../../src/stats/index.js";
 import { TrainingLogWriter } from "../../src/train/log.js";
 import { runCli, tempDir } from "../helpers.js";
@@ -256,6 +264,42 @@ describe("learning rates", () => {
     assert.ok(r.verdict.some((l) => /every verdict is withheld/.test(l)));
     // The paired differences are still reported, at each arm's best rate of the grid.
     assert.ok(Math.abs(svd.vsBaseline!.heldOutFinal.meanDiff! - -0.1) < 1e-12);
+  });
+});
+
+describe("many arms", () => {
+  it("arms that give the same reason share a verdict line, and the statistics come two arms a table, each with the baseline", () => {
+    const out = path.join(dir, "many-arms");
+    const arms = ["random", "pissa", "olora", "milora", "eva", "mica", "orthogonal", "gaussian"];
+    for (const [i, arm] of arms.entries()) writeRun(out, arm, { arm, seed: 42, heldOut: [0.7, 0.6, 0.5 - i / 100] });
+    const r = compareRuns(out);
+    const others = r.arms.slice(1).map((a) => a.arm); // the comparison's order: random, pissa, then by name
+    assert.deepEqual(others, ["pissa", "eva", "gaussian", "mica", "milora", "olora", "orthogonal"]);
+    assert.deepEqual(r.verdict.slice(0, 1), [
+      `${others.join(", ")}: not enough paired seeds (1) for an interval or a test on the held-out loss after training; run more seeds.`,
+    ]);
+    assert.match(r.arms[1].verdict, /^pissa: not enough paired seeds \(1\)/, "each arm's own verdict stays whole in comparison.json");
+    const tables = statisticsTables(r);
+    assert.equal(STATISTICS_ARMS_PER_TABLE, 2);
+    assert.deepEqual(
+      tables.map((t) => t.columns.filter((c) => / \(n = /.test(c)).map((c) => c.split(" ")[0])),
+      [
+        ["random", "pissa", "eva"],
+        ["random", "gaussian", "mica"],
+        ["random", "milora", "olora"],
+        ["random", "orthogonal"],
+      ],
+    );
+    assert.deepEqual(tables[3].columns.slice(3), ["orthogonal − random: Δ [95 % CI], p"]);
+    assert.ok(tables.every((t) => t.rows.length === 9 && t.rows.every((row) => row.length === t.columns.length)));
+    const text = renderComparisonReport(r);
+    assert.equal(text.match(/^metric {2,}random \(n = 1\)/gm)?.length, 4, "four tables in the text report");
+    const widths = text
+      .split("\n")
+      .filter((l) => /^-+( {3}-+)+$/.test(l))
+      .map((l) => l.length);
+    assert.equal(widths.length, 4);
+    assert.ok(Math.max(...widths) < 160, `tables at most 160 characters wide (${widths})`);
   });
 });
 

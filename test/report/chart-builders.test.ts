@@ -170,6 +170,18 @@ describe("comparisonChart", () => {
     assert.deepEqual(lossAxisDomain([0.5, 10], [1, 1.5]), [0.45, 1.55]);
   });
 
+  it("past the palette's ten colours, arms repeat them dashed, and the title counts the arms instead of naming them", () => {
+    const arms = Array.from({ length: 12 }, (_, i) => `arm${i}`);
+    const spec = comparisonChart({ runs: sampleRuns(arms, 1) }) as any;
+    assert.equal(spec.title.text, "Training and held-out loss: 12 arms");
+    const dash = spec.hconcat[0].layer[1].encoding.strokeDash;
+    assert.deepEqual(dash.scale.domain, arms);
+    assert.deepEqual(dash.scale.range, [...Array(10).fill([1, 0]), [6, 3], [6, 3]]);
+    assert.deepEqual(spec.hconcat[1].layer[0].encoding.strokeDash, dash, "the held-out panel alike");
+    const few = comparisonChart({ runs: sampleRuns(["random", "svd"], 1) }) as any;
+    assert.equal(few.hconcat[0].layer[1].encoding.strokeDash, undefined, "ten arms or fewer: colour alone");
+  });
+
   it("takes more arms and several seeds per arm, and leaves out the held-out panel when nothing was evaluated", async () => {
     const { svg } = await render(
       "comparison_three_arms",

@@ -37,7 +37,7 @@ describe("writeExperimentReport", () => {
     ]);
     assert.match(
       html,
-      /<p>svd: not enough paired seeds \(1\) for an interval or a test on the held-out loss after training; run more seeds\.<\/p>/,
+      /<p>svd, pissa: not enough paired seeds \(1\) for an interval or a test on the held-out loss after training; run more seeds\.<\/p>/,
     );
     assert.match(html, /<th>svd − random: Δ \[95 % CI\], p<\/th>/);
     assert.match(html, /synthesis took 49 ms/, "durations under a second in ms, not 0.0 s");
@@ -91,8 +91,9 @@ describe("writeExperimentReport", () => {
     const summary = summarizeComparison({ ...comparison, verdict: ["svd is ahead of random on held-out loss (p = 0.01)"] });
     assert.deepEqual(summary.verdict, ["svd is ahead of random on held-out loss (p = 0.01)"]);
     assert.deepEqual(summary.notes, comparison.caveats);
-    assert.equal(summary.statistics.rows.length, 9);
-    assert.deepEqual(summary.statistics.columns, [
+    assert.equal(summary.statistics.length, 1, "two arms beside the baseline: one table");
+    assert.equal(summary.statistics[0].rows.length, 9);
+    assert.deepEqual(summary.statistics[0].columns, [
       "metric",
       "random (n = 1)",
       "svd (n = 1)",

@@ -193,7 +193,10 @@ describe("charts, links and the verdict", () => {
         verdict: {
           heading: "Verdict",
           lines: ["svd beats random"],
-          table: { columns: ["metric", "svd"], rows: [["loss", 0.5]] },
+          tables: [
+            { columns: ["metric", "svd"], rows: [["loss", 0.5]] },
+            { columns: ["metric", "pissa"], rows: [["loss", 0.25]] },
+          ],
           notes: ["one seed"],
         },
         sections: [{ heading: "Curves" }, { heading: "Curves" }],
@@ -202,7 +205,10 @@ describe("charts, links and the verdict", () => {
     );
     const verdict = html.indexOf('<section class="verdict" id="verdict">');
     assert.ok(verdict > 0 && verdict < html.indexOf('<section id="curves">'));
-    assert.match(html, /<p>svd beats random<\/p>\n<table>[\s\S]*<td class="num">0\.5<\/td>[\s\S]*<li>one seed<\/li>/);
+    assert.match(
+      html,
+      /<p>svd beats random<\/p>\n<div class="wide"><table>[\s\S]*<td class="num">0\.5<\/td>[\s\S]*<div class="wide"><table>[\s\S]*<td class="num">0\.25<\/td>[\s\S]*<li>one seed<\/li>/,
+    );
     assert.match(html, /<nav><a href="#verdict">Verdict<\/a> <a href="#curves">Curves<\/a> <a href="#curves-2">Curves<\/a><\/nav>/);
   });
 });
