@@ -72,53 +72,58 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
     const keep = keepPolicy(model, batch, o);
     const rng = dropoutRng(model);
     const segments: Segment[] = [];
-    // The embeddings' graph is kept only when they are trained (a full fine-tune).
-    let h = model.embedTokens.requiresGrad ? model.embed(batch.ids) : torch.noGrad(() => model.embed(batch.ids));
-    model.layers.forEach((layer, i) => {
-      const open = segments[segments.length - 1];
-      if (keep(i)) {
-        if (open?.output && !o.segmentStarts?.has(i)) {
-          h = open.output = layer.forward(h, ctx);
+    try {
+      // The embeddings' graph is kept only when they are trained (a full fine-tune).
+      let h = model.embedTokens.requiresGrad ? model.embed(batch.ids) : torch.noGrad(() => model.embed(batch.ids));
+      model.layers.forEach((layer, i) => {
+        const open = segments[segments.length - 1];
+        if (keep(i)) {
+          if (open?.output && !o.segmentStarts?.has(i)) {
+            h = open.output = layer.forward(h, ctx);
+          } else {
+            const input = i === 0 ? h : h.detach().requiresGrad_();
+            h = layer.forward(input, ctx);
+            segments.push({ first: i, input, output: h, rngState: null });
+          }
         } else {
           const input = i === 0 ? h : h.detach().requiresGrad_();
-          h = layer.forward(input, ctx);
-          segments.push({ first: i, input, output: h, rngState: null });
+          const rngState = rng?.save() ?? null;
+          h = torch.noGrad(() => layer.forward(input, ctx));
+          segments.push({ first: i, input, output: null, rngState });
         }
-      } else {
-        const input = i === 0 ? h : h.detach().requiresGrad_();
-        const rngState = rng?.save() ?? null;
-        h = torch.noGrad(() => layer.forward(input, ctx));
-        segments.push({ first: i, input, output: null, rngState });
-      }
-    });
+      });
 
-    // The loss head; when the last layers kept their graph, its backward runs on through them.
-    const top = segments[segments.length - 1];
-    const headInput = top.output ? top.output : h.detach().requiresGrad_();
-    const loss = headLossAndBackward(model, headInput, batch, o.gradScale ?? 1, lossChunk(model, o));
-    // Gradients flow on to the segment below, if any (the first segment's input is the embedding output: nothing below).
-    let grad: Tensor | null = top.output ? (top.first > 0 ? top.input.grad : null) : headInput.grad;
-    if (top.output) {
-      segments.pop();
-      top.input.dispose();
-      top.output.dispose();
-      o.onLayersDone?.(top.first);
-    } else headInput.dispose();
-    let recomputed = 0;
-    while (grad) {
-      const seg = segments.pop()!;
-      let out = seg.output;
-      if (!out) {
-        out = recompute(model, seg.first, seg.input, ctx, rng, seg.rngState);
-        recomputed++;
+      // The loss head; when the last layers kept their graph, its backward runs on through them.
+      const top = segments[segments.length - 1];
+      const headInput = top.output ? top.output : h.detach().requiresGrad_();
+      const loss = headLossAndBackward(model, headInput, batch, o.gradScale ?? 1, lossChunk(model, o));
+      // Gradients flow on to the segment below, if any (the first segment's input is the embedding output: nothing below).
+      let grad: Tensor | null = top.output ? (top.first > 0 ? top.input.grad : null) : headInput.grad;
+      if (top.output) {
+        segments.pop();
+        top.input.dispose();
+        top.output.dispose();
+        o.onLayersDone?.(top.first);
+      } else headInput.dispose();
+      let recomputed = 0;
+      while (grad) {
+        const seg = segments.pop()!;
+        let out = seg.output;
+        if (!out) {
+          out = recompute(model, seg.first, seg.input, ctx, rng, seg.rngState);
+          recomputed++;
+        }
+        torch.backward([out], [grad]);
+        torch.dispose([out, grad, ...(seg.rngState ?? [])]);
+        grad = seg.first > 0 ? seg.input.grad : null;
+        seg.input.dispose(); // frees its gradient with it
+        o.onLayersDone?.(seg.first);
       }
-      torch.backward([out], [grad]);
-      torch.dispose([out, grad, ...(seg.rngState ?? [])]);
-      grad = seg.first > 0 ? seg.input.grad : null;
-      seg.input.dispose(); // frees its gradient with it
-      o.onLayersDone?.(seg.first);
+      return { loss, recomputed };
+    } finally {
+      // Saved generator states are kept out of this scope: those of segments a failed step never reached go here.
+      for (const seg of segments) torch.dispose(seg.rngState ?? []);
     }
-    return { loss, recomputed };
   });
 }
 

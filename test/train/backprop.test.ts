@@ -6,7 +6,7 @@ import { addLora, loraParameters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
 import { type RecomputePolicy, evaluationLoss, countingGradients, gradientsAbove, lossAndBackward } from "../../src/train/backprop.js";
 import { packedBatch, paddedBatch } from "../../src/train/batches.js";
-import { assertClose, device, tinyQwen2, values } from "../helpers.js";
+import { assertClose, device, settledMemory, tinyQwen2, values } from "../helpers.js";
 
 const config = parseModelConfig(tinyQwen2({ num_hidden_layers: 3 }));
 const sample = (ids: number[], promptLen: number) => ({ ids, lossMask: ids.map((_, i) => i >= promptLen), truncated: false });
@@ -75,6 +75,18 @@ test("lossAndBackward leaves no tensors behind but the gradients", () => {
   for (const p of params) p.grad = null;
   lossAndBackward(model, b, { recompute: { keepLayers: 2 } }).loss.dispose();
   assert.equal(torch.memory().count, before);
+});
+
+test("a backward that fails part-way leaves nothing behind: the recomputed layers' saved dropout states are freed too", async () => {
+  const { model, params } = setup(0.1);
+  const b = paddedBatch(samples, 0, device);
+  const before = await settledMemory();
+  const fail = () => {
+    throw new Error("stop here");
+  };
+  assert.throws(() => lossAndBackward(model, b, { recompute: "all", onLayersDone: fail }), /stop here/);
+  for (const p of params) p.grad = null;
+  assert.deepEqual(torch.memory(), before, "nothing left for the garbage collector to find");
 });
 
 test("evaluationLoss equals model.loss, padded and packed, in small loss chunks", () => {
