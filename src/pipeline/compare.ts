@@ -662,7 +662,7 @@ const cell = (s: Summary, metric: MetricKey) => {
 export const STATISTICS_ARMS_PER_TABLE = 2;
 
 /**
- * The statistics tables: per metric, the baseline's and each arm's mean over seeds, then each
+ * The statistics tables: per metric, the baseline's and each arm's mean ± sd over seeds, then each
  * arm's paired difference with its interval and p; the arms STATISTICS_ARMS_PER_TABLE at a time,
  * each table with the baseline's column.
  */
