@@ -12,7 +12,7 @@ import { wholeBatch } from "../model/arms.js";
 import { type CausalLM, type LayerContext, decoderLayerOf } from "../model/qwen2.js";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
-import type { Batch } from "./batches.js";
+import type { ArmShare, Batch } from "./batches.js";
 
 /**
  * Which layers keep their activations for backward rather than being recomputed: all ("none" is
@@ -35,6 +35,8 @@ export interface BackpropOptions {
   onLayersDone?: (first: number) => void;
   /** …which happens where a segment starts: at every recomputed layer, and at these layers too. */
   segmentStarts?: ReadonlySet<number>;
+  /** A concurrent batch's arms through the loss head in shared chunks (armsTogether); default: off the CPU. */
+  armsTogether?: boolean;
 }
 
 export interface BackpropResult {
@@ -96,7 +98,7 @@ export function lossAndBackward(model: CausalLM, batch: Batch, o: BackpropOption
       // The loss head; when the last layers kept their graph, its backward runs on through them.
       const top = segments[segments.length - 1];
       const headInput = top.output ? top.output : h.detach().requiresGrad_();
-      const loss = headLossAndBackward(model, headInput, batch, o.gradScale ?? 1, lossChunk(model, o));
+      const loss = headLossAndBackward(model, headInput, batch, o.gradScale ?? 1, lossChunk(model, o), o.armsTogether);
       // Gradients flow on to the segment below, if any (the first segment's input is the embedding output: nothing below).
       let grad: Tensor | null = top.output ? (top.first > 0 ? top.input.grad : null) : headInput.grad;
       if (top.output) {
@@ -147,18 +149,61 @@ function checkShares(batch: Batch): void {
 const scaleOf = (gradScale: BackpropOptions["gradScale"], i: number): number =>
   typeof gradScale === "number" ? gradScale : (gradScale?.[i] ?? 1);
 
+/** A vector of host numbers on the device, copied from pinned memory without waiting for the device. */
+function onDevice(values: number[], dtype: "float32" | "float64" | "int64", device: string): Tensor {
+  const host = torch.tensor(values, { dtype });
+  return device === "cpu" ? host : host.pinMemory().to({ device, nonBlocking: true });
+}
+
+/** Each arm's mean of the per-row losses [targets] (its rows are contiguous): differences of their running sum, in float64. */
+function armMeans(rowLosses: Tensor, arms: readonly ArmShare[]): Tensor {
+  const running = torch.cat([torch.zeros([1], { dtype: "float64", device: rowLosses.device }), rowLosses.to("float64").cumsum(0)], 0);
+  const bounds = onDevice(
+    arms.flatMap((a) => [a.targetStart, a.targetStart + a.targets]),
+    "int64",
+    rowLosses.device,
+  );
+  const pairs = running.indexSelect(0, bounds).view(arms.length, 2);
+  const targets = onDevice(
+    arms.map((a) => a.targets),
+    "float64",
+    rowLosses.device,
+  );
+  return pairs.select(1, 1).sub(pairs.select(1, 0)).div(targets).to("float32");
+}
+
 /**
  * The final norm and the cross-entropy over the target rows, chunk by chunk without a graph:
  * d loss / d logits = softmax − onehot, so the gradient of a row of hidden states is
  * (softmax · W − W[target]) / n. Only the norm and the row selection are left to autograd.
  */
-function headLossAndBackward(model: CausalLM, last: Tensor, batch: Batch, gradScale: BackpropOptions["gradScale"], chunk: number): Tensor {
+function headLossAndBackward(
+  model: CausalLM,
+  last: Tensor,
+  batch: Batch,
+  gradScale: BackpropOptions["gradScale"],
+  chunk: number,
+  together = last.device !== "cpu",
+): Tensor {
   return torch.tidy(() => {
     const rows = targetRows(model, last, batch);
     if (!batch.arms) {
       const { sum, grad } = chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, chunk, scaleOf(gradScale, 0) / batch.targets);
       torch.backward([rows], [grad!]);
       return torch.noGrad(() => sum.div(batch.targets));
+    }
+    if (together && batch.arms.length > 1) {
+      // Every arm's rows in the same chunks: each row's gradient carries its arm's scale over its
+      // arm's targets, and each arm's loss is the sum over its own rows.
+      const arms = batch.arms;
+      const scale = onDevice(
+        arms.flatMap((a, i) => new Array<number>(a.targets).fill(scaleOf(gradScale, i) / a.targets)),
+        "float32",
+        rows.device,
+      );
+      const { sum, grad } = chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, chunk, scale);
+      torch.backward([rows], [grad!]);
+      return torch.noGrad(() => armMeans(sum, arms));
     }
     // Each arm's loss is the mean over its own targets, and its gradient carries its own scale.
     const parts = batch.arms.map((a, i) =>
@@ -177,7 +222,7 @@ function headLossAndBackward(model: CausalLM, last: Tensor, batch: Batch, gradSc
 }
 
 /** Mean next-token cross-entropy of a batch without gradients, its logits a chunk of rows at a time; for a concurrent batch, each arm's ([shares]). */
-export function evaluationLoss(model: CausalLM, batch: Batch, lossChunkRows?: number): Tensor {
+export function evaluationLoss(model: CausalLM, batch: Batch, lossChunkRows?: number, armsTogether?: boolean): Tensor {
   if (batch.targets === 0) throw new Error("evaluationLoss: the batch has no target tokens");
   checkShares(batch);
   return torch.noGrad(() =>
@@ -186,6 +231,8 @@ export function evaluationLoss(model: CausalLM, batch: Batch, lossChunkRows?: nu
       const rows = targetRows(model, last, batch);
       const chunk = lossChunk(model, { lossChunk: lossChunkRows });
       if (!batch.arms) return chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, chunk, null).sum.div(batch.targets);
+      if ((armsTogether ?? rows.device !== "cpu") && batch.arms.length > 1)
+        return armMeans(chunkedCrossEntropy(rows, batch.targetIds, model.lmHead, chunk, null, true).sum, batch.arms);
       return torch.stack(
         batch.arms.map((a) =>
           chunkedCrossEntropy(
@@ -213,17 +260,19 @@ function targetRows(model: CausalLM, last: Tensor, batch: Batch): Tensor {
 
 /**
  * The summed cross-entropy of rows [n, hidden] through the output layer W against ids, chunk rows
- * at a time, so at most two [chunk × vocab] float32 buffers exist; with gradScale, also
- * gradScale × its gradient with respect to the rows (in the rows' dtype), and when W itself is
- * trained, gradScale × its gradient added to W.grad: d = softmax − onehot per row, so
- * d rows = d·W and dW = dᵀ·rows.
+ * at a time, so at most two [chunk × vocab] float32 buffers exist; with gradScale (a number, or
+ * one per row [n]), also gradScale × its gradient with respect to the rows (in the rows' dtype),
+ * and when W itself is trained, gradScale × its gradient added to W.grad: d = softmax − onehot per
+ * row, so d rows = d·W and dW = dᵀ·rows. With a scale per row, or perRow, sum is each row's
+ * cross-entropy [n] instead of their sum.
  */
 function chunkedCrossEntropy(
   rows: Tensor,
   ids: Tensor,
   W: Tensor,
   chunk: number,
-  gradScale: number | null,
+  gradScale: number | Tensor | null,
+  perRow = gradScale instanceof torch.Tensor,
 ): { sum: Tensor; grad: Tensor | null } {
   const trainW = gradScale !== null && W.requiresGrad;
   return torch.noGrad(() =>
@@ -241,25 +290,27 @@ function chunkedCrossEntropy(
           const logits = half.to("float32");
           if (half !== logits) half.dispose();
           const lse = logits.logsumexp(-1);
-          const sum = lse.sub(logits.gather(1, target.unsqueeze(1)).squeeze(1)).sum();
+          const each = lse.sub(logits.gather(1, target.unsqueeze(1)).squeeze(1));
+          const sum = perRow ? each : each.sum();
           if (gradScale === null) return [sum, null];
+          const scale = typeof gradScale === "number" ? gradScale : gradScale.narrow(0, start, c).unsqueeze(1);
           const probs = logits.softmax(-1);
           logits.dispose();
           if (trainW) {
             const vocab = torch.arange(0, W.size(0), 1, { dtype: "int64", device: W.device });
-            const d = probs.sub(vocab.unsqueeze(0).eq(target.unsqueeze(1)).to("float32")).mul(gradScale);
+            const d = probs.sub(vocab.unsqueeze(0).eq(target.unsqueeze(1)).to("float32")).mul(scale);
             probs.dispose();
             accumulateGrad(W, d.T.matmul(x.to("float32")).to(W.dtype));
             return [sum, d.to(W.dtype).matmul(W).to(rows.dtype)];
           }
           const softmaxW = probs.to(W.dtype).matmul(W);
           probs.dispose();
-          return [sum, softmaxW.to("float32").sub(torch.embedding(W, target).to("float32")).mul(gradScale).to(rows.dtype)];
+          return [sum, softmaxW.to("float32").sub(torch.embedding(W, target).to("float32")).mul(scale).to(rows.dtype)];
         });
         sums.push(sum);
         if (grad) grads.push(grad);
       }
-      const sum = torch.stack(sums).sum();
+      const sum = perRow ? (sums.length === 1 ? sums[0] : torch.cat(sums, 0)) : torch.stack(sums).sum();
       const grad = gradScale === null ? null : grads.length === 1 ? grads[0] : torch.cat(grads, 0);
       return { sum, grad };
     }),

@@ -10,7 +10,7 @@ import { loadCausalLM } from "../../src/model/loader.js";
 import { pissa } from "../../src/lowrank/inits/weight.js";
 import { type LoraInit, type LoraSettings, type ModuleInit, addLora, armAdapters } from "../../src/model/lora.js";
 import * as torch from "../../src/torch/index.js";
-import { type RecomputePolicy, lossAndBackward } from "../../src/train/backprop.js";
+import { type RecomputePolicy, evaluationLoss, lossAndBackward } from "../../src/train/backprop.js";
 import { armsBatch, makeBatch } from "../../src/train/batches.js";
 import { evaluateArmLosses, evaluateLoss } from "../../src/train/evaluate.js";
 import { assertClose, values } from "../helpers.js";
@@ -68,7 +68,7 @@ function alone(arm: Arm, o: { packing: boolean; dropout?: number; recompute?: Re
 }
 
 /** The arms together on one model. */
-function together(arms: Arm[], o: { packing: boolean; dropout?: number; recompute?: RecomputePolicy }) {
+function together(arms: Arm[], o: { packing: boolean; dropout?: number; recompute?: RecomputePolicy; armsTogether?: boolean }) {
   const model = loadCausalLM(modelDir);
   const generators = new ArmGenerators("cpu");
   const adapters = arms.map((arm) => {
@@ -87,9 +87,10 @@ function together(arms: Arm[], o: { packing: boolean; dropout?: number; recomput
     arms.map((arm, k) => ({ arm: k, samples: arm.samples })),
     { padId: 0, device: "cpu", packing: o.packing, dtype: "float32" },
   );
-  const r = lossAndBackward(model, b, { gradScale: arms.map((a) => a.scale), recompute: o.recompute });
+  const r = lossAndBackward(model, b, { gradScale: arms.map((a) => a.scale), recompute: o.recompute, armsTogether: o.armsTogether });
   return {
     model,
+    batch: b,
     losses: values(r.loss),
     grads: adapters.map((a) => [...a.values()].flatMap((x) => [x.lora.A.grad!, x.lora.B.grad!])),
   };
@@ -201,6 +202,18 @@ test("multiLoraLinear batched (adapters of one shape on disjoint rows share bmm'
     else assertClose(values(got!), values(want), 1e-12, 1e-12, `gradient ${i}`);
   });
   assert.equal(batched.grads[7], null, "the frozen correction gets no gradient");
+});
+
+test("the loss head over every arm's rows in shared chunks (as off the CPU) gives each arm's loss and gradients as arm by arm", () => {
+  const o = { packing: false };
+  const [byArm, shared] = [together(ARMS, { ...o, armsTogether: false }), together(ARMS, { ...o, armsTogether: true })];
+  assertClose(shared.losses, byArm.losses, 1e-6, 1e-6, "losses");
+  shared.grads.forEach((grads, k) =>
+    grads.forEach((g, i) => assert.ok(relDiff(g, byArm.grads[k][i]) <= 1e-6, `arm ${k} gradient ${i}: ${relDiff(g, byArm.grads[k][i])}`)),
+  );
+  const evaluated = (armsTogether: boolean) => values(evaluationLoss(byArm.model, byArm.batch, 7, armsTogether));
+  assertClose(evaluated(true), evaluated(false), 1e-6, 1e-6, "held-out losses, in chunks of 7 rows that cross the arms' boundaries");
+  assertClose(evaluated(false), byArm.losses, 1e-5, 1e-5, "and the training losses of the same batch");
 });
 
 test("arms in one padded batch each get the loss and gradients they get alone (PiSSA's W as base + correction)", () => {
