@@ -74,6 +74,33 @@ test("fused AdamW takes the same steps as the op-by-op AdamW", () => {
   assert.equal(fused.stepCount(0), 5);
 });
 
+test("AdamW.stepAll: fused optimizers with the same hyperparameters share the kernel's calls and take the steps they take alone", () => {
+  torch.manualSeed(6);
+  const make = () => [torch.randn([16, 32], { device: cuda }), torch.randn([32, 4], { device: cuda })].map((t) => t.requiresGrad_());
+  // Three optimizers (two at one learning rate, one at another), stepped together and alone.
+  const together = [make(), make(), make()];
+  const alone = together.map((ps) => ps.map((t) => t.detach().clone().requiresGrad_()));
+  const lrs = [1e-2, 1e-2, 3e-3];
+  const opts = (ps: torch.Tensor[][]) => ps.map((p, k) => new AdamW(p, { lr: lrs[k], weightDecay: 0.1, fused: true }));
+  const [shared, single] = [opts(together), opts(alone)];
+  for (let s = 0; s < 3; s++) {
+    together.forEach((ps, k) =>
+      ps.forEach((p, i) => {
+        const g = torch.randn(p.shape, { device: cuda });
+        p.grad = g;
+        alone[k][i].grad = g.clone();
+      }),
+    );
+    AdamW.stepAll(shared);
+    for (const o of single) o.step();
+  }
+  together.forEach((ps, k) => ps.forEach((p, i) => assert.deepEqual(values(p), values(alone[k][i]), `optimizer ${k}, param ${i}`)));
+  assert.deepEqual(
+    shared.map((o) => o.stepCount(1)),
+    [3, 3, 3],
+  );
+});
+
 test("bf16 lossAndBackward: packed flash + checkpointing agree with the padded plain path", () => {
   const config = parseModelConfig({
     model_type: "qwen2",

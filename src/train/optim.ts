@@ -117,30 +117,55 @@ export class AdamW {
     return s;
   }
 
-  // torch.optim.AdamW(fused=True): the step counts go to the kernel as float32 device scalars,
-  // one per distinct count (all parameters share one in a LoRA run), written without a host sync.
+  /**
+   * One step of each optimizer, as step() each: those that use the fused kernel with the same
+   * hyperparameters (concurrent arms at one learning rate) share its calls, so their number does
+   * not grow with the optimizers.
+   */
+  static stepAll(optimizers: readonly AdamW[]): void {
+    const groups = new Map<string, AdamW[]>();
+    for (const o of optimizers) {
+      if (!o.fused) {
+        o.step();
+        continue;
+      }
+      const key = JSON.stringify(o.hyper);
+      groups.set(key, [...(groups.get(key) ?? []), o]);
+    }
+    for (const group of groups.values()) AdamW.fusedSteps(group);
+  }
+
   private fusedStep(): void {
-    const { lr, betas, eps, weightDecay } = this.hyper;
+    AdamW.fusedSteps([this]);
+  }
+
+  // torch.optim.AdamW(fused=True) over the parameters of optimizers with the same hyperparameters:
+  // the step counts go to the kernel as float32 device scalars, one per distinct count (all
+  // parameters share one in a LoRA run), written without a host sync.
+  private static fusedSteps(optimizers: readonly AdamW[]): void {
+    const { lr, betas, eps, weightDecay } = optimizers[0].hyper;
     torch.noGrad(() =>
       torch.tidy(() => {
         const a: torch.FusedAdamWArgs = { params: [], grads: [], expAvgs: [], expAvgSqs: [], steps: [], lr, betas, weightDecay, eps };
-        const stepTensors = new Map<number, Tensor>();
-        this.params.forEach((param, i) => {
-          const grad = param.grad;
-          if (grad === null) return;
-          const s = this.stateOf(i);
-          s.step += 1;
-          let step = stepTensors.get(s.step);
-          if (!step) {
-            step = torch.full([], s.step, { dtype: "float32", device: param.device });
-            stepTensors.set(s.step, step);
-          }
-          a.params.push(param);
-          a.grads.push(grad);
-          a.expAvgs.push(s.expAvg);
-          a.expAvgSqs.push(s.expAvgSq);
-          a.steps.push(step);
-        });
+        const stepTensors = new Map<string, Tensor>();
+        for (const o of optimizers)
+          o.params.forEach((param, i) => {
+            const grad = param.grad;
+            if (grad === null) return;
+            const s = o.stateOf(i);
+            s.step += 1;
+            const key = `${param.device} ${s.step}`;
+            let step = stepTensors.get(key);
+            if (!step) {
+              step = torch.full([], s.step, { dtype: "float32", device: param.device });
+              stepTensors.set(key, step);
+            }
+            a.params.push(param);
+            a.grads.push(grad);
+            a.expAvgs.push(s.expAvg);
+            a.expAvgSqs.push(s.expAvgSq);
+            a.steps.push(step);
+          });
         if (a.params.length > 0) torch.fusedAdamW_(a);
       }),
     );

@@ -11,7 +11,7 @@ import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
 import { type Batch, type BatchOptions, armsBatch, makeBatch, targetCount } from "./batches.js";
 import { gradNormTensor, scaleToMaxNorm } from "./clip.js";
 import { type DataParallel, GradientSum, bucketPlan, shareOf } from "./data-parallel.js";
-import type { AdamW } from "./optim.js";
+import { AdamW } from "./optim.js";
 
 export interface StepOptions {
   recompute: RecomputePolicy;
@@ -180,10 +180,10 @@ export function optimizerSteps(
       if (updated) {
         if (run.maxGradNorm && norm) scaleToMaxNorm(run.optimizer.params, norm, gradNorm, run.maxGradNorm);
         run.optimizer.setLr(run.lr);
-        run.optimizer.step();
       }
       return { loss, gradNorm, tokens, targets, updated, recomputed, stop: stops > 0 };
     });
+    AdamW.stepAll(runs.filter((_, i) => steps[i].updated).map((r) => r.optimizer));
     const hostMs = { backward: queued - started, sum: summed - queued, read: read - summed, update: performance.now() - read };
     return steps.map((step) => ({ ...step, hostMs }));
   } finally {

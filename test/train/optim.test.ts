@@ -221,6 +221,27 @@ test("loadStateDict restores hyperparameters and rejects a state of the wrong sh
   other.dispose();
 });
 
+test("AdamW.stepAll steps each optimizer as step() does (here, off CUDA, one by one)", () => {
+  torch.manualSeed(8);
+  const make = () => [torch.randn([3, 4]), torch.randn([4])].map((t) => t.requiresGrad_());
+  const together = [make(), make()];
+  const alone = together.map((ps) => ps.map((t) => t.detach().clone().requiresGrad_()));
+  const opts = (ps: torch.Tensor[][]) => ps.map((p, k) => new AdamW(p, { lr: [1e-2, 3e-3][k], weightDecay: 0.1 }));
+  const [shared, single] = [opts(together), opts(alone)];
+  for (let s = 0; s < 3; s++) {
+    together.forEach((ps, k) =>
+      ps.forEach((p, i) => {
+        const g = torch.randn(p.shape);
+        p.grad = g;
+        alone[k][i].grad = g.clone();
+      }),
+    );
+    AdamW.stepAll(shared);
+    for (const o of single) o.step();
+  }
+  together.forEach((ps, k) => ps.forEach((p, i) => assert.deepEqual(p.toArray(), alone[k][i].toArray(), `optimizer ${k}, param ${i}`)));
+});
+
 test("AdamW keeps the live tensor count flat across steps and frees its state on dispose", () => {
   const before = torch.memory().count;
   const w = freshWeights();
