@@ -58,6 +58,18 @@ static Napi::Value Cat(const Napi::CallbackInfo& info) { return Wrap(ENV, at::ca
 static Napi::Value Stack(const Napi::CallbackInfo& info) { return Wrap(ENV, at::stack(TList(info, 0), Int(info, 1))); }
 // Each tensor's 2-norm; on CUDA a few multi-tensor kernels for the whole list instead of one per tensor.
 static Napi::Value ForeachNorm(const Napi::CallbackInfo& info) { return WrapList(ENV, at::_foreach_norm(TList(info, 0), 2)); }
+// t *= scale for every tensor of the list, scale a one-element tensor: on libtorch ≥ 2.1 one
+// multi-tensor call (a few kernels on CUDA), before that one mul_ each; the same products.
+static Napi::Value ForeachMul_(const Napi::CallbackInfo& info) {
+  auto ts = TList(info, 0);
+  const auto& scale = T(info, 1);
+#if SVDLORA_TORCH_AT_LEAST(2, 1)
+  at::_foreach_mul_(ts, scale);
+#else
+  for (auto& t : ts) t.mul_(scale);
+#endif
+  return ENV.Undefined();
+}
 static Napi::Value Split(const Napi::CallbackInfo& info) {
   auto& a = T(info, 0);
   if (info[1].IsNumber()) return WrapList(ENV, a.split(Int(info, 1), Int(info, 2)));
@@ -324,6 +336,7 @@ void RegisterOps(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "cat", Cat);
   SVDLORA_EXPORT(e, "stack", Stack);
   SVDLORA_EXPORT(e, "foreachNorm", ForeachNorm);
+  SVDLORA_EXPORT(e, "foreachMul_", ForeachMul_);
   SVDLORA_EXPORT(e, "split", Split);
   SVDLORA_EXPORT(e, "chunk", Chunk);
   SVDLORA_EXPORT(e, "maskedFill", MaskedFill);

@@ -9,6 +9,8 @@ export const cat = (tensors: Tensor[], dim = 0) => wrap(native().cat(handles(ten
 export const stack = (tensors: Tensor[], dim = 0) => wrap(native().stack(handles(tensors), dim));
 /** Each tensor's 2-norm, as torch._foreach_norm: on CUDA a few multi-tensor kernels for the whole list. */
 export const foreachNorm = (tensors: Tensor[]) => wrapAll(native().foreachNorm(handles(tensors)));
+/** Every tensor times a one-element tensor on their device, in place, as torch._foreach_mul_ (one multi-tensor call on libtorch ≥ 2.1). */
+export const foreachMul_ = (tensors: Tensor[], scale: Tensor) => native().foreachMul_(handles(tensors), scale.handle);
 /** Elementwise cond ? a : b; either side may be a number. */
 export const where = (cond: Tensor, a: Tensor | Scalar, b: Tensor | Scalar) => wrap(native().where(cond.handle, arg(a), arg(b)));
 

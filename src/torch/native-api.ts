@@ -136,6 +136,8 @@ export interface NativeAddon {
   stack(tensors: Handle[], dim: number): Handle;
   /** Each tensor's 2-norm (torch._foreach_norm). */
   foreachNorm(tensors: Handle[]): Handle[];
+  /** Every tensor times a one-element tensor, in place (torch._foreach_mul_). */
+  foreachMul_(tensors: Handle[], scale: Handle): void;
   /** Pieces of `size` along dim, or pieces of the given sizes. */
   split(t: Handle, sizeOrSizes: number | number[], dim: number): Handle[];
   chunk(t: Handle, chunks: number, dim: number): Handle[];

@@ -39,7 +39,9 @@ export function scaleToMaxNorm(params: readonly Tensor[], total: Tensor, totalVa
   torch.noGrad(() =>
     torch.tidy(() => {
       const coef = total.add(1e-6).reciprocal().mul(maxNorm).clamp(null, 1);
-      for (const g of gradsOf(params)) g.mul_(coef.to({ device: g.device }));
+      const grads = gradsOf(params);
+      if (grads.every((g) => g.device === coef.device)) torch.foreachMul_(grads, coef);
+      else for (const g of grads) g.mul_(coef.to({ device: g.device }));
     }),
   );
 }

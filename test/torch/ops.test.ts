@@ -276,7 +276,7 @@ test("transcendental functions match Math", () => {
   );
 });
 
-test("foreachNorm gives each tensor's 2-norm, as norm() does one at a time", () => {
+test("foreachNorm gives each tensor's 2-norm, as norm() does one at a time; foreachMul_ scales them all in place", () => {
   const ts = [
     T([3, 4]),
     T([
@@ -293,6 +293,18 @@ test("foreachNorm gives each tensor's 2-norm, as norm() does one at a time", () 
   assert.deepEqual(
     norms.map((n) => n.item()),
     [5, 5, 0],
+  );
+  torch.foreachMul_(ts, T(0.5));
+  assert.deepEqual(
+    ts.map((t) => t.toArray()),
+    [
+      [1.5, 2],
+      [
+        [0.5, 1],
+        [1, 2],
+      ],
+      [],
+    ],
   );
 });
 
