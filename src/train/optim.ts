@@ -129,7 +129,7 @@ export class AdamW {
         o.step();
         continue;
       }
-      const key = JSON.stringify(o.hyper);
+      const key = `${JSON.stringify(o.hyper)} ${o.params[0]?.device}`; // one kernel call is one device's
       groups.set(key, [...(groups.get(key) ?? []), o]);
     }
     for (const group of groups.values()) AdamW.fusedSteps(group);
