@@ -28,15 +28,14 @@ import { singleProcess } from "./data-parallel.js";
 import { InterruptedError, type TrainingEvents } from "./events.js";
 import { type LoopOutcome, trainLoops } from "./loop.js";
 import { LORA_TRAINING, type LoraTrainingSettings } from "./settings.js";
-import { runLogFiles } from "./run-log.js";
 import {
   type Data,
   type Preparation,
   type TrainResult,
   accuracyQuestions,
   finishLoraRun,
-  fingerprint,
   loadData,
+  loopRun,
   loraParams,
   loraRun,
   padIdOf,
@@ -164,14 +163,12 @@ export async function trainConcurrently(specs: RunSpec[], o: ConcurrentOptions =
         const outcomes = await trainLoops(
           { model, batch, recompute, dataParallel: dp },
           pass.map((p, k) => ({
-            params: arms[k].params,
-            train: p.data.train,
-            eval: p.data.eval,
-            validation: p.data.validation,
-            settings: p.s,
-            log: runLogFiles(p.spec.dir),
-            checkpointDir: p.spec.checkpointDir,
-            fingerprint: fingerprint(LORA_TRAINING, p.s, dp),
+            ...loopRun(LORA_TRAINING, p.s, dp, {
+              params: arms[k].params,
+              data: p.data,
+              dir: p.spec.dir,
+              checkpointDir: p.spec.checkpointDir,
+            }),
             arm: k,
             label: p.label,
             events: events[k],

@@ -33,7 +33,7 @@ import { type Calibration, calibrate, calibrationBatches } from "./calibrate.js"
 import { type DataParallel, singleProcess } from "./data-parallel.js";
 import { evaluateAccuracy } from "./evaluate.js";
 import type { TrainingEvents } from "./events.js";
-import { type LoopOptions, type LoopResult, epochLosses, trainLoop } from "./loop.js";
+import { type LoopOptions, type LoopResult, type LoopRun, epochLosses, trainLoop } from "./loop.js";
 import { runLogFiles } from "./run-log.js";
 import {
   type DTYPES,
@@ -269,17 +269,10 @@ export async function trainLora(given: Partial<LoraTrainingSettings>, o: RunOpti
     const loop = await trainLoop(
       {
         model,
-        params,
-        train: data.train,
-        eval: data.eval,
-        validation: data.validation,
-        settings: s,
         batch,
         recompute,
-        log: dp.isMain ? runLogFiles(o.dir) : null,
-        checkpointDir: o.checkpointDir,
-        fingerprint: fingerprint(LORA_TRAINING, s, dp),
         dataParallel: dp,
+        ...loopRun(LORA_TRAINING, s, dp, { params, data, dir: o.dir, checkpointDir: o.checkpointDir }),
       },
       { ...o, events, label: o.label ?? `train ${s.init}` },
     );
@@ -510,17 +503,10 @@ export async function trainFull(given: Partial<TrainingSettings>, o: RunOptions 
     const loop = await trainLoop(
       {
         model,
-        params,
-        train: data.train,
-        eval: data.eval,
-        validation: data.validation,
-        settings: s,
         batch: { padId: padIdOf(tokenizer), device: dp.device, packing: s.packing ?? false, dtype: "float32" },
         recompute: countingGradients(recomputePolicy(s), model, params),
-        log: dp.isMain ? runLogFiles(o.dir) : null,
-        checkpointDir: o.checkpointDir,
-        fingerprint: fingerprint(FULL_TRAINING, s, dp),
         dataParallel: dp,
+        ...loopRun(FULL_TRAINING, s, dp, { params, data, dir: o.dir, checkpointDir: o.checkpointDir }),
       },
       { ...o, events, label: o.label ?? "train-full" },
     );
@@ -548,6 +534,28 @@ export function trainEveryWeight(model: CausalLM): Map<string, torch.Tensor> {
 }
 
 // ---- what a run records ------------------------------------------------------------------------
+
+/**
+ * A run's own part of trainLoop's job: what it trains, its data and settings, its log in dir (on
+ * the main process only) and checkpoints, and the fingerprint a resume must match.
+ */
+export function loopRun(
+  schema: typeof LORA_TRAINING | typeof FULL_TRAINING,
+  s: TrainingSettings,
+  dp: DataParallel,
+  run: { params: Map<string, torch.Tensor>; data: Data; dir: string; checkpointDir: string },
+): LoopRun {
+  return {
+    params: run.params,
+    train: run.data.train,
+    eval: run.data.eval,
+    validation: run.data.validation,
+    settings: s,
+    log: dp.isMain ? runLogFiles(run.dir) : null,
+    checkpointDir: run.checkpointDir,
+    fingerprint: fingerprint(schema, s, dp),
+  };
+}
 
 export function fingerprint(
   schema: typeof TRAINING | typeof LORA_TRAINING | typeof FULL_TRAINING,
