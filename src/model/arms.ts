@@ -53,7 +53,7 @@ export class ArmGenerators {
   private readonly cudaIndex: number | undefined;
 
   constructor(device: string) {
-    this.cudaIndex = device.startsWith("cuda") ? Number(device.split(":")[1] ?? 0) : undefined;
+    this.cudaIndex = device.startsWith("cuda") ? torch.cuda.index(device) : undefined;
   }
 
   get count(): number {

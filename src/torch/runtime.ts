@@ -31,6 +31,8 @@ export const getRngState = (cudaDevice?: number): Tensor => wrap(native().getRng
 export const setRngState = (state: Tensor, cudaDevice?: number): void => native().setRngState(state.handle, cudaDevice ?? null);
 
 export const cuda = {
+  /** The index of a CUDA device string: "cuda:1" → 1, "cuda" → 0. */
+  index: (device: string): number => Number(device.split(":")[1] ?? 0),
   isAvailable: (): boolean => buildInfo().cudaAvailable,
   devices: (): CudaDevice[] => native().devices(),
   deviceCount: (): number => native().devices().length,

@@ -334,7 +334,7 @@ function keepPolicy(model: CausalLM, batch: Batch, o: BackpropOptions): (i: numb
   if (!model.device.startsWith("cuda")) return () => true;
   // Greedy: keep layers while the measured cost of one more, plus what backward and the loss
   // head need on top, fits the budget; recompute the rest.
-  const device = cudaIndex(model.device);
+  const device = torch.cuda.index(model.device);
   const tokens = batch.ids.numel();
   const hidden = model.config.hiddenSize;
   const chunkRows = Math.min(lossChunk(model, o), batch.targets);
@@ -356,8 +356,6 @@ function keepPolicy(model: CausalLM, batch: Batch, o: BackpropOptions): (i: numb
     return fits;
   };
 }
-
-const cudaIndex = (device: string): number => Number(device.split(":")[1] ?? 0);
 
 /**
  * above[i]: the gradient bytes of the layers after i and of the head, all allocated by the time
@@ -395,7 +393,7 @@ export function countingGradients(p: RecomputePolicy, model: CausalLM, weights: 
  */
 export function measureLayerBytesPerToken(model: CausalLM, tokens = 1024): number {
   if (!model.device.startsWith("cuda")) throw new Error("measureLayerBytesPerToken: a GPU model only (the CPU has no budget)");
-  const device = cudaIndex(model.device);
+  const device = torch.cuda.index(model.device);
   return torch.tidy(() => {
     const ids = torch.zeros([1, tokens], { dtype: "int64", device: model.device });
     const ctx = model.layerContext(ids, { arms: model.armCount > 0 ? wholeBatch(0, ids) : undefined });
@@ -425,6 +423,6 @@ function dropoutRng(model: CausalLM): DropoutRng | null {
   }
   const active = linears.some((l) => l.lora?.training && l.lora.dropout > 0);
   if (!active) return null;
-  const device = model.device.startsWith("cuda") ? cudaIndex(model.device) : undefined;
+  const device = model.device.startsWith("cuda") ? torch.cuda.index(model.device) : undefined;
   return { save: () => [torch.keep(torch.getRngState(device))], restore: (s) => torch.setRngState(s[0], device) };
 }

@@ -125,7 +125,7 @@ export function measureTraining(model: CausalLM, optimizer: AdamW, samples: numb
   const device = optimizer.params[0]?.device ?? "cpu";
   const dp = o.dataParallel ?? singleProcess(device);
   const cuda = device.startsWith("cuda");
-  const cudaIndex = cuda ? Number(device.split(":")[1] ?? 0) : undefined;
+  const cudaIndex = cuda ? torch.cuda.index(device) : undefined;
   if (o.steps.length <= WARMUP_STEPS)
     throw new Error(`measureTraining: ${o.steps.length} steps leave none to time after the ${WARMUP_STEPS} warm-up steps`);
   const encoded: Encoded[] = samples.map((ids) => ({ ids, lossMask: ids.map(() => true), truncated: false }));

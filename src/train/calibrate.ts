@@ -350,8 +350,7 @@ function answerInputs(job: CalibrationJob, index: number, layers: string[], coun
   return inputs;
 }
 
-const deviceAllocated = (device: string): number =>
-  device.startsWith("cuda") ? torch.cuda.memory(Number(device.split(":")[1] ?? 0)).allocated : 0;
+const deviceAllocated = (device: string): number => (device.startsWith("cuda") ? torch.cuda.memory(torch.cuda.index(device)).allocated : 0);
 
 /** The flat row indices of a batch's positions whose label is not −100 (the answer tokens), int64 on the labels' device. */
 function answerRows(labels: Tensor): Tensor {

@@ -304,7 +304,7 @@ function armsPerPass(
   if (typeof recompute !== "object" || !("budgetBytes" in recompute)) return runs.length;
   const widest = runs.reduce((a, b) => (targeted(model, b.lora).length > targeted(model, a.lora).length ? b : a));
   const perToken = measureWithArm(model, widest.lora);
-  const device = Number(model.device.split(":")[1] ?? 0);
+  const device = torch.cuda.index(model.device);
   const free = recompute.budgetBytes - torch.cuda.memory(device).allocated;
   const layers = model.config.numHiddenLayers;
   const costs = runs.map((r) => largestMicroBatch(r, batch) * perToken * (layers + 3) + adapterBytes(model, r.lora));

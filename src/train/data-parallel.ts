@@ -43,7 +43,7 @@ export function joinProcessGroup(device: string, timeoutMs?: number): DataParall
     timeoutMs,
     localRank: env.localRank,
     localWorldSize: env.localWorldSize,
-    device: cuda ? Number(rankDevice.split(":")[1] ?? 0) : undefined,
+    device: cuda ? torch.cuda.index(rankDevice) : undefined,
   });
   return { rank: env.rank, worldSize: env.worldSize, isMain: env.rank === 0, device: rankDevice };
 }

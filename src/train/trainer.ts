@@ -153,7 +153,7 @@ export function recomputePolicy(s: Pick<TrainingSettings, "gradientCheckpointing
 /** The GPU memory a run may use in bytes: `maxMemory`, default 90 % of the card; null on the CPU. */
 export function memoryBudget(s: Pick<TrainingSettings, "maxMemory" | "device">): number | null {
   if (!s.device.startsWith("cuda")) return null;
-  const index = Number(s.device.split(":")[1] ?? 0);
+  const index = torch.cuda.index(s.device);
   const card = torch.cuda.devices()[index];
   if (!card) throw new Error(`device ${s.device}: no such GPU (${torch.cuda.deviceCount()} found)`);
   return (s.maxMemory ?? (0.9 * card.totalMemory) / 2 ** 30) * 2 ** 30;
@@ -658,7 +658,7 @@ export function checkpointParameters(dir: string): number {
 /** Memory a full fine-tune may take on this device, and how to name it in a message. */
 export function availableMemory(device: string): { bytes: number; where: string } {
   if (device.startsWith("cuda")) {
-    const index = Number(device.split(":")[1] ?? 0);
+    const index = torch.cuda.index(device);
     const d = torch.cuda.isAvailable() ? torch.cuda.devices()[index] : undefined;
     if (!d) throw new Error(`device ${device}: no such CUDA device (${torch.cuda.isAvailable() ? torch.cuda.deviceCount() : 0} found)`);
     let reserved = 0;

@@ -75,3 +75,10 @@ test("a training-like loop keeps the live tensor count flat", () => {
   for (let i = 0; i < 20; i++) step();
   assert.equal(torch.memory().count, before);
 });
+
+test("cuda.index reads a device string's index, 0 when it names none", () => {
+  assert.deepEqual(
+    ["cuda", "cuda:0", "cuda:3"].map((d) => torch.cuda.index(d)),
+    [0, 0, 3],
+  );
+});
