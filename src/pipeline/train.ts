@@ -307,7 +307,7 @@ function commitDivergence(
   writeFileAtomic(staged, `${JSON.stringify(record, null, 2)}\n`);
   const rel = (p: string) => path.relative(outputDir, p);
   commitOutputs(outputDir, runName, [
-    ...[...Object.values(files), svgPathFor(files.plotFile)].map((f) => ({ from: f === logPath ? rel(stagedLog) : null, to: rel(f) })),
+    ...runFilePaths(files).map((f) => ({ from: f === logPath ? rel(stagedLog) : null, to: rel(f) })),
     // The record last: it is what says the run diverged.
     { from: rel(staged), to: rel(diverged) },
     { from: null, to: rel(checkpointDir) },
@@ -316,6 +316,9 @@ function commitDivergence(
   removeIfEmpty(path.dirname(checkpointDir));
   return { diverged: true, runName, recordPath: diverged, logPath, step: error.step, message };
 }
+
+/** Every file a finished run of the plan leaves under the experiment's names, its loss plot's SVG included. */
+const runFilePaths = (files: RunPlan["files"]) => [...Object.values(files), svgPathFor(files.plotFile)];
 
 /** Whether a training log is there with at least one row (a step's or an evaluation's). */
 function hasRows(file: string): boolean {
@@ -338,7 +341,7 @@ function checkReplaceable(
   resume: boolean,
 ): void {
   assertReplaceable(checkpointDir); // a checkpoint folder is svdlora's (it carries the marker), or refused
-  const present = [...Object.values(files), svgPathFor(files.plotFile), diverged].filter((p) => fs.existsSync(p));
+  const present = [...runFilePaths(files), diverged].filter((p) => fs.existsSync(p));
   // A run is svdlora's when its summary says so, or (a run that diverged) its record does.
   const owned = madeBySvdlora(files.summaryPath) || madeBySvdlora(diverged);
   if (present.length > 0 && !owned)
