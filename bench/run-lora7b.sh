@@ -50,7 +50,7 @@ JSONL="$OUTDIR/lora7b-$STAMP.jsonl"
 
 # versions, once: the Python stack (the PEFT side), Node and the libtorch svdlora is built against
 NODE_VERSION=$("$NODE" --version 2>/dev/null) \
-LIBTORCH_VERSION=$("$NODE" -e 'import("./dist/src/torch/index.js").then((t) => console.log(t.buildInfo.torchVersion))' 2>/dev/null) \
+LIBTORCH_VERSION=$("$NODE" -e 'import("./dist/src/torch/index.js").then((t) => console.log(t.buildInfo().torchVersion))' 2>/dev/null) \
 COMMIT=$({ git rev-parse --short HEAD && { git diff --quiet HEAD || echo dirty; }; } 2>/dev/null | paste -sd- -) \
 SAMPLES="$SAMPLES" PEFT_SCRIPT="$PEFT_SCRIPT" RUN_TIMEOUT="$RUN_TIMEOUT" \
 "$PYTHON" - >> "$JSONL" 2>"$OUTDIR/lora7b-logs/$STAMP-versions.log" <<'EOF' || echo '{"kind":"versions","error":"the Python version probe failed"}' >> "$JSONL"

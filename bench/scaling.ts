@@ -220,7 +220,6 @@ function versions(python: string): Record<string, unknown> {
   try {
     if (probe.status === 0) stack = JSON.parse(probe.stdout.trim().split("\n").at(-1)!);
   } catch {}
-  const stamp = path.join(ROOT, "build/libtorch.json");
   const git = (...args: string[]) => spawnSync("git", args, { cwd: ROOT, encoding: "utf8" });
   const commit = git("rev-parse", "--short", "HEAD").stdout?.trim() || null;
   const dirty = git("diff", "--quiet", "HEAD").status === 1;
@@ -230,7 +229,7 @@ function versions(python: string): Record<string, unknown> {
     utc: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
     ...stack,
     node: process.version,
-    libtorch: fs.existsSync(stamp) ? (JSON.parse(fs.readFileSync(stamp, "utf8")).torch?.version ?? null) : null,
+    libtorch: torch.buildInfo().torchVersion,
     commit: commit && dirty ? `${commit}-dirty` : commit,
     targets: TARGETS,
     lora_rank: LORA.rank,

@@ -71,8 +71,9 @@ function cudaInclude(found) {
 }
 
 function torchVersion(found) {
-  const h = join(found.include[1], "torch/version.h");
-  if (!existsSync(h)) return "unknown";
+  // Debian's libtorch-dev has it under the C++ API's include folder, PyTorch's wheels in the top one.
+  const h = found.include.map((d) => join(d, "torch/version.h")).find(existsSync);
+  if (!h) return "unknown";
   const text = readFileSync(h, "utf8");
   const part = (name) => new RegExp(`#define TORCH_VERSION_${name}\\s+(\\d+)`).exec(text)?.[1];
   return [part("MAJOR"), part("MINOR"), part("PATCH")].every(Boolean) ? `${part("MAJOR")}.${part("MINOR")}.${part("PATCH")}` : "unknown";
