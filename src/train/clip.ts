@@ -14,18 +14,20 @@ export const gradsOf = (params: readonly Tensor[]) => params.map((p) => p.grad).
 
 /**
  * Each list's joint 2-norm, as one tensor [lists] on `device` (0 for an empty list); every
- * gradient must be on that device. As clip_grad_norm_: every gradient's norm (on CUDA from
- * torch._foreach_norm, a few kernels for all of them, elsewhere one norm each), then the norm of
- * each list's. Lists of the same length take that second norm together, as the rows of one
- * matrix [lists, length]: each row's reduction is the one its list alone gets as a matrix of one
- * row, so a list's norm does not depend on the lists beside it.
+ * gradient must be on that device. As clip_grad_norm_: every gradient's norm (torch._foreach_norm:
+ * on CUDA a few kernels for all of them, elsewhere one norm each), then the norm of each list's.
+ * Lists of the same length take that second norm together, as the rows of one matrix [lists,
+ * length]: each row's reduction is the one its list alone gets as a matrix of one row, so a list's
+ * norm does not depend on the lists beside it.
  */
 export function gradNorms(lists: readonly (readonly Tensor[])[], device: string): Tensor {
   return torch.noGrad(() =>
     torch.tidy(() => {
-      const all = lists.flat();
-      if (all.length === 0) return torch.zeros([lists.length], { device });
-      const each = device.startsWith("cuda") ? torch.foreachNorm(all) : all.map((g) => g.norm());
+      const each = lists.some((l) => l.length > 0) ? torch.foreachNorm(lists.flat()) : null; // [gradients]
+      if (!each) return torch.zeros([lists.length], { device });
+      const n = lists[0].length;
+      if (lists.every((l) => l.length === n)) return each.view(lists.length, n).norm(2, [1]);
+      // Lists of several lengths: one matrix per length, then each list's norm put in its place (0 for an empty one).
       let seen = 0;
       const first = lists.map((l) => {
         seen += l.length;
@@ -37,16 +39,14 @@ export function gradNorms(lists: readonly (readonly Tensor[])[], device: string)
       });
       const parts: Tensor[] = [];
       const order: number[] = []; // the list of each element of parts, in turn
-      for (const [n, members] of byLength) {
-        const rows = torch.stack(members.flatMap((i) => each.slice(first[i], first[i] + n))).view(members.length, n);
+      for (const [length, members] of byLength) {
+        const rows = torch.cat(members.map((i) => each.narrow(0, first[i], length))).view(members.length, length);
         parts.push(rows.norm(2, [1]));
         order.push(...members);
       }
-      if (order.length === lists.length && order.every((i, k) => i === k)) return parts.length === 1 ? parts[0] : torch.cat(parts, 0);
-      // Lists of several lengths, or empty ones (0, after the rest): put each list's norm in its place.
-      const joined = torch.cat([...parts, torch.zeros([1], { dtype: parts[0].dtype, device })], 0);
+      const joined = torch.cat([...parts, torch.zeros([1], { dtype: each.dtype, device })], 0);
       const at = lists.map((_, i) => (order.includes(i) ? order.indexOf(i) : order.length));
-      return joined.indexSelect(0, torch.tensor(at, { dtype: "int64", device }));
+      return joined.indexSelect(0, torch.hostVector(at, "int64", device));
     }),
   );
 }

@@ -203,7 +203,7 @@ export function optimizerSteps(
 function weighted(losses: Tensor, weights: number[]): Tensor {
   if (weights.every((w) => w === 1)) return losses;
   if (weights.every((w) => w === weights[0])) return losses.mul(weights[0]);
-  return losses.mul(torch.tensor(weights, { dtype: "float32", device: losses.device }));
+  return losses.mul(torch.hostVector(weights, "float32", losses.device));
 }
 
 /** A tensor [runs] with values[k] at position at[k] and 0 at the runs not in `at` (those without this micro-batch). */
