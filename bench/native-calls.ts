@@ -9,12 +9,14 @@
 //
 //   node dist/bench/native-calls.js [--device cpu|cuda] [--arms 1,8] [--steps 2] [--max-grad-norm 1]
 //
-// prints, per native function and per calling site, the calls of one step alone, with each K, and
-// how many each arm beyond the first adds ((K_max − K_min) / (K_max − K_min arms)); then one JSON
-// line with every count. "lifetime" calls (dispose, metadata reads, gradient handles) queue no
-// kernels; the others may. The step's branches depend on the device (on CUDA: batched adapters,
-// packed flash attention, one loss head for all arms, foreach norms, fused AdamW), so counts taken
-// on the CPU say what the CPU step does; run it with --device cuda for the GPU's.
+// prints, per addon function and per calling site, the calls of one step (the mean of --steps
+// steps after --warmup) alone and with each K, and what each arm adds: the difference between the
+// most and the fewest arms over their difference in arms; then one JSON line with every count.
+// "lifetime" calls (dispose, metadata reads, gradient handles) queue no kernels; the others may.
+// Calls made inside the addon (autograd's backward, a fused op's kernels) are not counted. The
+// step's branches depend on the device (on CUDA: batched adapters, packed flash attention, one
+// loss head for all arms, fused AdamW), so counts taken on the CPU say what the CPU step does;
+// run it with --device cuda for the GPU's.
 import { parseArgs } from "node:util";
 import { ArmGenerators } from "../src/model/arms.js";
 import { addLora, armAdapters, loraParameters } from "../src/model/lora.js";
