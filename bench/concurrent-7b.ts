@@ -27,17 +27,13 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { loadDataset } from "../src/data/dataset.js";
-import { formatSamples } from "../src/data/format.js";
 import type { Encoded } from "../src/data/types.js";
 import { parseModelConfig } from "../src/hf/config.js";
-import { MATH_7B_CONFIG, readConfigFile } from "./configs.js";
-import { loadTokenizer } from "../src/hf/tokenizer.js";
+import { MATH_7B_CONFIG, readConfigFile, tinyWorkload } from "./configs.js";
 import { ArmGenerators } from "../src/model/arms.js";
-import { loadCausalLM, randomCausalLM } from "../src/model/loader.js";
+import { randomCausalLM } from "../src/model/loader.js";
 import { addLora, armAdapters, loraParameters } from "../src/model/lora.js";
 import type { CausalLM } from "../src/model/qwen2.js";
-import { EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../src/paths.js";
 import * as torch from "../src/torch/index.js";
 import type { BatchOptions } from "../src/train/batches.js";
 import { epochOrder, microBatchRanges } from "../src/train/batches.js";
@@ -333,8 +329,5 @@ function sevenB(device: string): { model: CausalLM; samples: Encoded[]; padId: n
 }
 
 async function tiny(device: string): Promise<{ model: CausalLM; samples: Encoded[]; padId: number; targets: string[] }> {
-  const tokenizer = await loadTokenizer(EMBEDDED_MODEL);
-  const { encoded } = formatSamples(loadDataset(EMBEDDED_TRAIN), tokenizer, { maxLength: 1024 });
-  const model = loadCausalLM(EMBEDDED_MODEL, { dtype: device.startsWith("cuda") ? "bfloat16" : "float32", device });
-  return { model, samples: encoded, padId: tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0, targets: ["q_proj", "v_proj"] };
+  return { ...(await tinyWorkload(device)), targets: ["q_proj", "v_proj"] };
 }

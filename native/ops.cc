@@ -56,8 +56,9 @@ UNARY(Triu, a.triu(Int(info, 1)))
 
 static Napi::Value Cat(const Napi::CallbackInfo& info) { return Wrap(ENV, at::cat(TList(info, 0), Int(info, 1))); }
 static Napi::Value Stack(const Napi::CallbackInfo& info) { return Wrap(ENV, at::stack(TList(info, 0), Int(info, 1))); }
-// Each tensor's 2-norm; on CUDA a few multi-tensor kernels for the whole list instead of one per tensor.
-static Napi::Value ForeachNorm(const Napi::CallbackInfo& info) { return WrapList(ENV, at::_foreach_norm(TList(info, 0), 2)); }
+// Each tensor's 2-norm, stacked into one tensor [n]: on CUDA a few multi-tensor kernels for the whole
+// list instead of one per tensor, and one handle back instead of n.
+static Napi::Value ForeachNorm(const Napi::CallbackInfo& info) { return Wrap(ENV, at::stack(at::_foreach_norm(TList(info, 0), 2))); }
 // t *= scale for every tensor of the list, scale a one-element tensor: on libtorch ≥ 2.1 one
 // multi-tensor call (a few kernels on CUDA), before that one mul_ each; the same products.
 static Napi::Value ForeachMul_(const Napi::CallbackInfo& info) {

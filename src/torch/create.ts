@@ -125,3 +125,18 @@ export function tensor(data: NestedArray | TypedArray, o: CreateOptions & { shap
   }
   return finish(t, o);
 }
+
+/**
+ * A vector of host numbers on `device` without waiting for the device: on a GPU it is copied
+ * from pinned memory, where tensor() copies from pageable memory, which waits for every kernel
+ * queued before the copy.
+ */
+export function hostVector(values: readonly number[], dtype: "float32" | "float64" | "int64", device: Device): Tensor {
+  const host = tensor([...values], { dtype });
+  if (device === "cpu") return host;
+  const pinned = host.pinMemory();
+  host.dispose();
+  const moved = pinned.to({ device, nonBlocking: true });
+  pinned.dispose(); // the allocator keeps its block until the copy is done
+  return moved;
+}

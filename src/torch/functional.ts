@@ -7,8 +7,11 @@ const arg = (x: Tensor | Scalar) => (x instanceof Tensor ? x.handle : x);
 
 export const cat = (tensors: Tensor[], dim = 0) => wrap(native().cat(handles(tensors), dim));
 export const stack = (tensors: Tensor[], dim = 0) => wrap(native().stack(handles(tensors), dim));
-/** Each tensor's 2-norm, as torch._foreach_norm: on CUDA a few multi-tensor kernels for the whole list. */
-export const foreachNorm = (tensors: Tensor[]) => wrapAll(native().foreachNorm(handles(tensors)));
+/**
+ * Each tensor's 2-norm, as torch._foreach_norm, stacked into one tensor [n] (at least one tensor):
+ * on CUDA a few multi-tensor kernels for the whole list; elsewhere one norm each, as norm() computes it.
+ */
+export const foreachNorm = (tensors: Tensor[]) => wrap(native().foreachNorm(handles(tensors)));
 /** Every tensor times a one-element tensor on their device, in place, as torch._foreach_mul_ (one multi-tensor call on libtorch ≥ 2.1). */
 export const foreachMul_ = (tensors: Tensor[], scale: Tensor) => native().foreachMul_(handles(tensors), scale.handle);
 /** Elementwise cond ? a : b; either side may be a number. */

@@ -134,8 +134,8 @@ export interface NativeAddon {
   triu(t: Handle, diagonal: number): Handle;
   cat(tensors: Handle[], dim: number): Handle;
   stack(tensors: Handle[], dim: number): Handle;
-  /** Each tensor's 2-norm (torch._foreach_norm). */
-  foreachNorm(tensors: Handle[]): Handle[];
+  /** Each tensor's 2-norm (torch._foreach_norm), stacked: [n]; at least one tensor. */
+  foreachNorm(tensors: Handle[]): Handle;
   /** Every tensor times a one-element tensor, in place (torch._foreach_mul_). */
   foreachMul_(tensors: Handle[], scale: Handle): void;
   /** Pieces of `size` along dim, or pieces of the given sizes. */

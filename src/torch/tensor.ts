@@ -104,10 +104,8 @@ export class Tensor {
   }
   /** Nested JS arrays, as PyTorch's tolist(). */
   toArray(): NestedArray {
-    const flat = Array.from(this.data() as ArrayLike<number | bigint>, (v) => (this.dtype === "bool" ? v !== 0 : Number(v))) as (
-      | number
-      | boolean
-    )[];
+    const bool = this.dtype === "bool";
+    const flat = Array.from(this.data() as ArrayLike<number | bigint>, (v) => (bool ? v !== 0 : Number(v))) as (number | boolean)[];
     const shape = this.shape;
     if (shape.length === 0) return flat[0];
     let i = 0;

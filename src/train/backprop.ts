@@ -149,22 +149,16 @@ function checkShares(batch: Batch): void {
 const scaleOf = (gradScale: BackpropOptions["gradScale"], i: number): number =>
   typeof gradScale === "number" ? gradScale : (gradScale?.[i] ?? 1);
 
-/** A vector of host numbers on the device, copied from pinned memory without waiting for the device. */
-function onDevice(values: number[], dtype: "float32" | "float64" | "int64", device: string): Tensor {
-  const host = torch.tensor(values, { dtype });
-  return device === "cpu" ? host : host.pinMemory().to({ device, nonBlocking: true });
-}
-
 /** Each arm's mean of the per-row losses [targets] (its rows are contiguous): differences of their running sum, in float64. */
 function armMeans(rowLosses: Tensor, arms: readonly ArmShare[]): Tensor {
   const running = torch.cat([torch.zeros([1], { dtype: "float64", device: rowLosses.device }), rowLosses.to("float64").cumsum(0)], 0);
-  const bounds = onDevice(
+  const bounds = torch.hostVector(
     arms.flatMap((a) => [a.targetStart, a.targetStart + a.targets]),
     "int64",
     rowLosses.device,
   );
   const pairs = running.indexSelect(0, bounds).view(arms.length, 2);
-  const targets = onDevice(
+  const targets = torch.hostVector(
     arms.map((a) => a.targets),
     "float64",
     rowLosses.device,
@@ -196,7 +190,7 @@ function headLossAndBackward(
       // Every arm's rows in the same chunks: each row's gradient carries its arm's scale over its
       // arm's targets, and each arm's loss is the sum over its own rows.
       const arms = batch.arms;
-      const scale = onDevice(
+      const scale = torch.hostVector(
         arms.flatMap((a, i) => new Array<number>(a.targets).fill(scaleOf(gradScale, i) / a.targets)),
         "float32",
         rows.device,

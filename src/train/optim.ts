@@ -40,6 +40,8 @@ export interface AdamWStateDict {
 
 export class AdamW {
   readonly params: readonly Tensor[];
+  /** Each parameter's device, read once (a tensor's device never changes). */
+  private readonly devices: readonly string[];
   private hyper: AdamWHyper;
   private state: (AdamWParamState | null)[];
 
@@ -56,6 +58,7 @@ export class AdamW {
     });
     if (new Set(params).size !== params.length) throw new Error("AdamW: a parameter appears more than once");
     this.params = [...params];
+    this.devices = params.map((p) => p.device);
     this.hyper = hyper;
     this.state = params.map(() => null);
     if (options.fused && !this.fusedPossible())
@@ -129,7 +132,7 @@ export class AdamW {
         o.step();
         continue;
       }
-      const key = `${JSON.stringify(o.hyper)} ${o.params[0]?.device}`; // one kernel call is one device's
+      const key = `${JSON.stringify(o.hyper)} ${o.devices[0]}`; // one kernel call is one device's
       groups.set(key, [...(groups.get(key) ?? []), o]);
     }
     for (const group of groups.values()) AdamW.fusedSteps(group);
@@ -154,10 +157,11 @@ export class AdamW {
             if (grad === null) return;
             const s = o.stateOf(i);
             s.step += 1;
-            const key = `${param.device} ${s.step}`;
+            const device = o.devices[i];
+            const key = `${device} ${s.step}`;
             let step = stepTensors.get(key);
             if (!step) {
-              step = torch.full([], s.step, { dtype: "float32", device: param.device });
+              step = torch.full([], s.step, { dtype: "float32", device });
               stepTensors.set(key, step);
             }
             a.params.push(param);
@@ -177,7 +181,7 @@ export class AdamW {
   }
   private fusedChoice: boolean | undefined;
   private fusedPossible(): boolean {
-    return this.params.every((p) => p.device.startsWith("cuda") && p.dtype === "float32") && torch.fastKernelsAvailable();
+    return this.params.every((p, i) => this.devices[i].startsWith("cuda") && p.dtype === "float32") && torch.fastKernelsAvailable();
   }
 
   /** Drops every gradient (set_to_none, PyTorch's default). */

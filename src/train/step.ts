@@ -9,7 +9,7 @@ import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { type RecomputePolicy, lossAndBackward } from "./backprop.js";
 import { type Batch, type BatchOptions, armsBatch, makeBatch, targetCount } from "./batches.js";
-import { gradNormTensor, scaleToMaxNorm } from "./clip.js";
+import { gradNorms, gradsOf, scaleToMaxNorms } from "./clip.js";
 import { type DataParallel, GradientSum, bucketPlan, shareOf } from "./data-parallel.js";
 import { AdamW } from "./optim.js";
 
@@ -99,13 +99,10 @@ export function optimizerSteps(
   const dp = o.dataParallel;
   if (concurrent && dp && dp.worldSize > 1) throw new Error("optimizerSteps: concurrent arms train in one process");
   const started = performance.now();
-  const sums = runs.map(() => ({ loss: null as Tensor | null, tokens: 0, targets: 0 }));
-  const addLoss = (i: number, loss: Tensor, weight: number) => {
-    const s = sums[i];
-    const sum: Tensor = s.loss ? s.loss.add(loss.mul(weight)) : loss.mul(weight);
-    s.loss?.dispose();
-    s.loss = torch.keep(sum);
-  };
+  const device = runs[0].optimizer.params[0]?.device ?? "cpu";
+  // Every run's weighted loss so far as one float32 tensor [runs]; with several ranks, what they sum (below).
+  const sums: { losses: Tensor | null; local: Tensor | null } = { losses: null, local: null };
+  const counts = runs.map(() => ({ tokens: 0, targets: 0 }));
   let recomputed = 0;
   const gradientSum = dp && dp.worldSize > 1 ? new GradientSum(bucketPlan(model, runs[0].optimizer.params)) : null;
   // The gradients are final in the last micro-batch's backward: each bucket's sum can start in it,
@@ -114,8 +111,8 @@ export function optimizerSteps(
     gradientSum && (o.overlap ?? true)
       ? { onLayersDone: (first: number) => gradientSum.layersDone(first), segmentStarts: gradientSum.segmentStarts }
       : {};
-  let locals: Tensor[] | null = null;
-  let norms: (Tensor | null)[] = [];
+  let norms: Tensor | null = null;
+  let grads: Tensor[][] = [];
   try {
     const microCount = Math.max(...runs.map((r) => r.micro.length));
     for (let j = 0; j < microCount; j++)
@@ -133,61 +130,88 @@ export function optimizerSteps(
         const last = j === microCount - 1 ? overlap : {};
         const r = lossAndBackward(model, b, { gradScale: here.map(({ m }) => m.weight), recompute: o.recompute, ...last });
         recomputed += r.recomputed;
-        here.forEach(({ i, m }, k) => {
-          addLoss(i, concurrent ? r.loss.select(0, k) : r.loss, m.weight);
-          sums[i].tokens += b.arms ? b.arms[k].tokens : b.tokens;
-          sums[i].targets += b.arms ? b.arms[k].targets : b.targets;
+        here.forEach(({ i }, k) => {
+          counts[i].tokens += b.arms ? b.arms[k].tokens : b.tokens;
+          counts[i].targets += b.arms ? b.arms[k].targets : b.targets;
         });
+        const added = spread(
+          weighted(
+            concurrent ? r.loss : r.loss.reshape([1]),
+            here.map(({ m }) => m.weight),
+          ),
+          here.map(({ i }) => i),
+          runs.length,
+        );
+        const sum = sums.losses ? sums.losses.add(added) : added;
+        sums.losses?.dispose();
+        sums.losses = torch.keep(sum);
       });
-    const device = runs[0].optimizer.params[0]?.device ?? "cpu";
-    const lossOf = (s: (typeof sums)[number]) => (s.loss ? s.loss.to("float32") : torch.zeros([], { device }));
+    sums.losses ??= torch.keep(torch.zeros([runs.length], { device }));
+    const losses = sums.losses;
     // With several ranks, each run's weighted loss, token and target counts and stop flag are summed
     // along with the gradients; one rank reads its losses as they are and knows the rest.
-    locals = gradientSum
-      ? sums.map((s) =>
-          torch.noGrad(() =>
-            torch.tidy(() =>
-              torch.stack([
-                lossOf(s),
-                ...[s.tokens, s.targets, o.stop ? 1 : 0].map((n) => torch.full([], n, { dtype: "float32", device })),
+    if (gradientSum)
+      sums.local = torch.keep(
+        torch.noGrad(() =>
+          torch.tidy(() =>
+            torch.stack(
+              runs.flatMap((_, i) => [
+                losses.select(0, i),
+                ...[counts[i].tokens, counts[i].targets, o.stop ? 1 : 0].map((n) => torch.full([], n, { dtype: "float32", device })),
               ]),
             ),
           ),
-        )
-      : null;
+        ),
+      );
+    const local = sums.local;
     const queued = performance.now();
-    if (locals) gradientSum?.finish(locals);
+    if (local) gradientSum?.finish([local]);
     const summed = performance.now();
-    norms = runs.map((r) => gradNormTensor(r.optimizer.params));
+    // Each run's gradients, read once for its norm and its clipping.
+    grads = runs.map((r) => gradsOf(r.optimizer.params));
+    norms = torch.keep(gradNorms(grads, device));
     // The only host sync of the step: every run's loss, tokens and gradient norm in one read, after all the backward work is queued.
-    const numbers = torch.tidy(() =>
-      torch
-        .cat(
-          sums.flatMap((s, i) => [
-            locals ? locals[i] : lossOf(s).reshape([1]),
-            (norms[i] ?? torch.zeros([], { device })).to({ device }).reshape([1]),
-          ]),
-        )
-        .toArray(),
-    ) as number[];
+    const numbers = torch.tidy(() => torch.cat([local ?? losses, norms!.to("float32")], 0).toArray()) as number[];
     const read = performance.now();
-    const width = locals ? 5 : 2;
-    const steps = runs.map((run, i) => {
+    const width = local ? 4 : 1;
+    const steps = runs.map((_, i): Omit<StepResult, "hostMs"> => {
       const row = numbers.slice(width * i, width * (i + 1));
-      const [loss, tokens, targets, stops, gradNorm] = locals ? row : [row[0], sums[i].tokens, sums[i].targets, o.stop ? 1 : 0, row[1]];
+      const [loss, tokens, targets, stops] = local ? row : [row[0], counts[i].tokens, counts[i].targets, o.stop ? 1 : 0];
+      const gradNorm = numbers[width * runs.length + i];
       const updated = Number.isFinite(loss) && Number.isFinite(gradNorm);
-      const norm = norms[i];
-      if (updated) {
-        if (run.maxGradNorm && norm) scaleToMaxNorm(run.optimizer.params, norm, gradNorm, run.maxGradNorm);
-        run.optimizer.setLr(run.lr);
-      }
       return { loss, gradNorm, tokens, targets, updated, recomputed, stop: stops > 0 };
+    });
+    scaleToMaxNorms(
+      grads,
+      norms,
+      steps.map((s) => s.gradNorm),
+      runs.map((r, i) => (steps[i].updated ? r.maxGradNorm || undefined : undefined)),
+    );
+    runs.forEach((r, i) => {
+      if (steps[i].updated) r.optimizer.setLr(r.lr);
     });
     AdamW.stepAll(runs.filter((_, i) => steps[i].updated).map((r) => r.optimizer));
     const hostMs = { backward: queued - started, sum: summed - queued, read: read - summed, update: performance.now() - read };
     return steps.map((step) => ({ ...step, hostMs }));
   } finally {
-    torch.dispose([...(locals ?? []), ...norms, ...sums.map((s) => s.loss)]);
+    torch.dispose([sums.losses, sums.local, norms, ...grads.flat()]);
     for (const r of runs) r.optimizer.zeroGrad();
   }
+}
+
+/** Each run's loss times its micro-batch weight: one product for all the runs (none when every weight is 1). */
+function weighted(losses: Tensor, weights: number[]): Tensor {
+  if (weights.every((w) => w === 1)) return losses;
+  if (weights.every((w) => w === weights[0])) return losses.mul(weights[0]);
+  return losses.mul(torch.hostVector(weights, "float32", losses.device));
+}
+
+/** A tensor [runs] with values[k] at position at[k] and 0 at the runs not in `at` (those without this micro-batch). */
+function spread(values: Tensor, at: number[], runs: number): Tensor {
+  if (at.length === runs) return values;
+  const zero = torch.zeros([1], { dtype: values.dtype, device: values.device });
+  return torch.cat(
+    Array.from({ length: runs }, (_, i) => (at.includes(i) ? values.narrow(0, at.indexOf(i), 1) : zero)),
+    0,
+  );
 }

@@ -276,7 +276,7 @@ test("transcendental functions match Math", () => {
   );
 });
 
-test("foreachNorm gives each tensor's 2-norm, as norm() does one at a time; foreachMul_ scales them all in place", () => {
+test("foreachNorm gives each tensor's 2-norm, as norm() does one at a time, stacked; foreachMul_ scales them all in place", () => {
   const ts = [
     T([3, 4]),
     T([
@@ -286,14 +286,12 @@ test("foreachNorm gives each tensor's 2-norm, as norm() does one at a time; fore
     torch.zeros([0]),
   ];
   const norms = torch.foreachNorm(ts);
+  assert.deepEqual(norms.shape, [3]);
   assert.deepEqual(
-    norms.map((n) => n.item()),
+    norms.toArray(),
     ts.map((t) => t.norm().item()),
   );
-  assert.deepEqual(
-    norms.map((n) => n.item()),
-    [5, 5, 0],
-  );
+  assert.deepEqual(norms.toArray(), [5, 5, 0]);
   torch.foreachMul_(ts, T(0.5));
   assert.deepEqual(
     ts.map((t) => t.toArray()),

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as torch from "../../src/torch/index.js";
-import { clipGradNorm, gradNorm } from "../../src/train/clip.js";
+import { clipGradNorm, gradNorm, gradNorms, gradsOf, scaleToMaxNorms } from "../../src/train/clip.js";
 import { assertClose, device, values } from "../helpers.js";
 
 /** Two parameters with gradients [3, 4] and [12]: joint norm 13. */
@@ -49,11 +49,58 @@ test("parameters without gradients are skipped; none at all gives 0", () => {
   assert.throws(() => clipGradNorm(params, 0), /maxNorm/);
 });
 
+/** Runs of random gradients: lists of 2, 3, 2 and 0 parameters, scaled so some exceed a norm of 1 and some do not. */
+function runs(): torch.Tensor[][] {
+  torch.manualSeed(7);
+  return [2, 3, 2, 0].map((n, r) =>
+    Array.from({ length: n }, (_, i) => {
+      const p = torch.zeros([5 + i, 3], { device }).requiresGrad_();
+      p.grad = torch.tidy(() => torch.randn([5 + i, 3], { device }).mul(r === 1 ? 0.05 : 0.6));
+      return p;
+    }),
+  );
+}
+
+test("runs clipped together each get the norm and the gradients they get alone, bitwise", () => {
+  const maxNorms = [1, 1, 2, 1];
+  const alone = runs();
+  const aloneNorms = alone.map((params, i) => clipGradNorm(params, maxNorms[i]));
+  const together = runs();
+  const grads = together.map(gradsOf);
+  const norms = gradNorms(grads, device);
+  const read = norms.toArray() as number[];
+  assert.deepEqual(read, aloneNorms);
+  assert.ok(read[0] > 1 && read[1] < 1 && read[2] > 1 && read[3] === 0, `the runs clip and do not as meant: norms ${read}`);
+  scaleToMaxNorms(grads, norms, read, maxNorms);
+  assert.deepEqual(together.map(gradValues), alone.map(gradValues));
+  // A run without a maximum is left as it is.
+  const unclipped = runs();
+  const before = gradValues(unclipped[0]);
+  const g = unclipped.map(gradsOf);
+  const n = gradNorms(g, device);
+  scaleToMaxNorms(g, n, n.toArray() as number[], [undefined, 1, 1, 1]);
+  assert.deepEqual(gradValues(unclipped[0]), before);
+  assert.throws(() => scaleToMaxNorms(g, n, [1, 1, 1, 1], [0, 1, 1, 1]), /maxNorm/);
+  torch.dispose([norms, n, ...g.flat(), ...grads.flat()]);
+});
+
+test("runs of the same length take their norms as the rows of one matrix; an empty list of runs gives none", () => {
+  const [a, , c] = runs();
+  const norms = gradNorms([gradsOf(a), gradsOf(c)], device);
+  assert.deepEqual(norms.toArray(), [gradNorm(a), gradNorm(c)]);
+  assert.deepEqual(gradNorms([], device).shape, [0]);
+});
+
 test("clipping frees its temporaries", () => {
   const params = withGrads();
   const before = torch.memory().count;
   clipGradNorm(params, 1);
   clipGradNorm(params, 100);
   gradNorm(params);
+  torch.tidy(() => {
+    const lists = runs().map(gradsOf);
+    const norms = gradNorms(lists, device);
+    scaleToMaxNorms(lists, norms, norms.toArray() as number[], [1, 1, 1, 1]);
+  });
   assert.equal(torch.memory().count, before);
 });
