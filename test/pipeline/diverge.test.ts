@@ -29,6 +29,7 @@ const base: ExperimentConfig = {
   outputDir: dir,
   epochs: 1,
   batchSize: 2,
+  maxLength: 128, // cuts the answers (every prompt fits): a divergence needs no whole samples
   seeds: 1,
   accuracySamples: 0,
   arms: [],
