@@ -154,6 +154,9 @@ export function scalingMarkdown({ versions: v, points }: ScalingLines): string {
   return lines.join("\n");
 }
 
+/** Where an out-of-memory cross is drawn: `top` for the first side, 6 % of it higher for each next one. */
+const oomHeight = (top: number, side: Side) => top * (1 + 0.06 * SIDES.indexOf(side));
+
 /** The figure: tokens/s (top, log scale) and peak memory (bottom), against tokens per step (left) and model size (right); crosses mark out of memory. */
 export function scalingChart({ versions: v, points }: ScalingLines): TopLevelSpec {
   const s = series(points);
@@ -162,8 +165,9 @@ export function scalingChart({ versions: v, points }: ScalingLines): TopLevelSpe
     ...p,
     tokens: p.targetTokens,
     oom: outOfMemory(p),
-    // an out-of-memory point is drawn at the card's memory (or the highest peak seen)
-    memory: p.peakGiB ?? (outOfMemory(p) ? (card ?? Math.max(0, ...points.map((q) => q.peakGiB ?? 0))) : null),
+    // an out-of-memory point is drawn from the card's memory (or the highest peak seen) up, each side a
+    // step higher than the one before it: above every measured point, and not hiding each other
+    memory: p.peakGiB ?? (outOfMemory(p) ? oomHeight(card ?? Math.max(0, ...points.map((q) => q.peakGiB ?? 0)), p.side) : null),
   }));
   const color = {
     field: "side",
@@ -232,7 +236,7 @@ export function scalingChart({ versions: v, points }: ScalingLines): TopLevelSpe
     config: chartConfig,
     title: {
       text: "LoRA step cost: svdlora beside PEFT",
-      subtitle: `${v.gpu ?? "GPU not recorded"}; q,v r = 16, random bf16 weights; crosses: out of memory${card ? `, dashed: the card's ${card} GiB` : ""}`,
+      subtitle: `${v.gpu ?? "GPU not recorded"}; q,v r = 16, random bf16 weights; crosses: out of memory (at or above the card's line, one height per side)${card ? `, dashed: the card's ${card} GiB` : ""}`,
     },
     vconcat: [
       {
