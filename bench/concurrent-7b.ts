@@ -29,10 +29,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { Encoded } from "../src/data/types.js";
 import { parseModelConfig } from "../src/hf/config.js";
-import { MATH_7B_CONFIG, readConfigFile, tinyWorkload } from "./configs.js";
-import { ArmGenerators } from "../src/model/arms.js";
+import { MATH_7B_CONFIG, attachRandomArms, readConfigFile, tinyWorkload } from "./configs.js";
 import { randomCausalLM } from "../src/model/loader.js";
-import { addLora, armAdapters, loraParameters } from "../src/model/lora.js";
+import { addLora, loraParameters } from "../src/model/lora.js";
 import type { CausalLM } from "../src/model/qwen2.js";
 import * as torch from "../src/torch/index.js";
 import type { BatchOptions } from "../src/train/batches.js";
@@ -265,21 +264,7 @@ async function runCase(name: string): Promise<void> {
       torch.dispose(loraParameters(loras));
     }
   } else {
-    const generators = new ArmGenerators(device);
-    const adapters = Array.from({ length: arms }, (_, k) => {
-      torch.manualSeed(k + 1);
-      const a = armAdapters(model, lora, "random");
-      generators.add();
-      return a;
-    });
-    model.attachArms(adapters, generators);
-    const optimizers = adapters.map(
-      (a) =>
-        new AdamW(
-          [...a.values()].flatMap((x) => x.lora.parameters()),
-          { lr: 2e-4, weightDecay: 0.01 },
-        ),
-    );
+    const { optimizers } = attachRandomArms(model, lora, arms, device); // the case's process ends after it
     if (cuda) torch.cuda.resetPeakMemory();
     const t = timeSteps((i) =>
       optimizerSteps(

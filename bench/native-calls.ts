@@ -18,8 +18,7 @@
 // loss head for all arms, fused AdamW), so counts taken on the CPU say what the CPU step does;
 // run it with --device cuda for the GPU's.
 import { parseArgs } from "node:util";
-import { ArmGenerators } from "../src/model/arms.js";
-import { addLora, armAdapters, loraParameters } from "../src/model/lora.js";
+import { addLora, loraParameters } from "../src/model/lora.js";
 import * as torch from "../src/torch/index.js";
 import { native } from "../src/torch/native.js";
 import type { BatchOptions } from "../src/train/batches.js";
@@ -28,7 +27,7 @@ import { singleProcess } from "../src/train/data-parallel.js";
 import { AdamW } from "../src/train/optim.js";
 import { type RunStep, optimizerSteps, rankMicroBatch } from "../src/train/step.js";
 import { recomputePolicy } from "../src/train/trainer.js";
-import { tinyWorkload } from "./configs.js";
+import { attachRandomArms, tinyWorkload } from "./configs.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -153,21 +152,7 @@ function alone(): { byFunction: Counts; bySite: Counts } {
 }
 
 function concurrent(arms: number): { byFunction: Counts; bySite: Counts } {
-  const generators = new ArmGenerators(device);
-  const adapters = Array.from({ length: arms }, (_, k) => {
-    torch.manualSeed(k + 1);
-    const a = armAdapters(model, lora, "random");
-    generators.add();
-    return a;
-  });
-  model.attachArms(adapters, generators);
-  const optimizers = adapters.map(
-    (a) =>
-      new AdamW(
-        [...a.values()].flatMap((x) => x.lora.parameters()),
-        { lr: 2e-4, weightDecay: 0.01 },
-      ),
-  );
+  const { optimizers, detach } = attachRandomArms(model, lora, arms, device);
   try {
     return countSteps((i) =>
       optimizerSteps(
@@ -177,9 +162,7 @@ function concurrent(arms: number): { byFunction: Counts; bySite: Counts } {
       ),
     );
   } finally {
-    model.detachArms();
-    for (const o of optimizers) o.dispose();
-    for (const a of adapters) for (const x of a.values()) x.lora.dispose();
+    detach();
   }
 }
 
