@@ -204,30 +204,36 @@ describe("compareRuns over five paired seeds", () => {
   });
 });
 
+/** Calls `write` for every run of a learning-rate grid: seed k (its index) at rate i, `tag` its name's ending (-lr<i>, then -s<k+1> past the first seed). */
+function eachGridRun(
+  seeds: number[],
+  rates: number[],
+  write: (run: { tag: string; seed: number; lr: number; k: number; i: number }) => void,
+): void {
+  seeds.forEach((seed, k) => rates.forEach((lr, i) => write({ tag: `-lr${i}${k === 0 ? "" : `-s${k + 1}`}`, seed, lr, k, i })));
+}
+
 describe("learning rates", () => {
   it("each arm is compared at the rate with its lowest validation loss; an arm tuned at the grid's edge gets no verdict", () => {
     const out = path.join(dir, "grid");
     const rates = [1e-4, 4e-4, 1.6e-3];
-    [42, 43, 44].forEach((seed, k) =>
-      rates.forEach((lr, i) => {
-        const tag = `-lr${i}${k === 0 ? "" : `-s${k + 1}`}`;
-        // random is best at the middle rate; svd keeps improving up to the largest one.
-        writeRun(out, `random${tag}`, {
-          arm: "random",
-          seed,
-          lr,
-          heldOut: [0.7, 0.6, [0.55, 0.5, 0.53][i] + k / 100],
-          validation: [0.56, 0.51, 0.54][i] + k / 100,
-        });
-        writeRun(out, `svd${tag}`, {
-          arm: "svd",
-          seed,
-          lr,
-          heldOut: [0.5, 0.48, [0.5, 0.47, 0.45][i] + k / 100],
-          validation: [0.5, 0.47, 0.45][i] + k / 100,
-        });
-      }),
-    );
+    eachGridRun([42, 43, 44], rates, ({ tag, seed, lr, k, i }) => {
+      // random is best at the middle rate; svd keeps improving up to the largest one.
+      writeRun(out, `random${tag}`, {
+        arm: "random",
+        seed,
+        lr,
+        heldOut: [0.7, 0.6, [0.55, 0.5, 0.53][i] + k / 100],
+        validation: [0.56, 0.51, 0.54][i] + k / 100,
+      });
+      writeRun(out, `svd${tag}`, {
+        arm: "svd",
+        seed,
+        lr,
+        heldOut: [0.5, 0.48, [0.5, 0.47, 0.45][i] + k / 100],
+        validation: [0.5, 0.47, 0.45][i] + k / 100,
+      });
+    });
     const r = compareRuns(out);
     const [random, svd] = r.arms;
     assert.equal(random.learningRate, 4e-4);
@@ -248,14 +254,11 @@ describe("learning rates", () => {
   it("when the baseline is tuned at the grid's edge, no arm gets a verdict", () => {
     const out = path.join(dir, "grid-baseline-edge");
     const rates = [1e-4, 4e-4, 1.6e-3];
-    [42, 43, 44].forEach((seed, k) =>
-      rates.forEach((lr, i) => {
-        const tag = `-lr${i}${k === 0 ? "" : `-s${k + 1}`}`;
-        // random keeps improving up to the largest rate; svd is best at the middle one.
-        writeRun(out, `random${tag}`, { arm: "random", seed, lr, heldOut: [0.7, 0.6, 0.5 + k / 100], validation: [0.56, 0.51, 0.48][i] });
-        writeRun(out, `svd${tag}`, { arm: "svd", seed, lr, heldOut: [0.5, 0.48, 0.4 + k / 100], validation: [0.5, 0.45, 0.47][i] });
-      }),
-    );
+    eachGridRun([42, 43, 44], rates, ({ tag, seed, lr, k, i }) => {
+      // random keeps improving up to the largest rate; svd is best at the middle one.
+      writeRun(out, `random${tag}`, { arm: "random", seed, lr, heldOut: [0.7, 0.6, 0.5 + k / 100], validation: [0.56, 0.51, 0.48][i] });
+      writeRun(out, `svd${tag}`, { arm: "svd", seed, lr, heldOut: [0.5, 0.48, 0.4 + k / 100], validation: [0.5, 0.45, 0.47][i] });
+    });
     const r = compareRuns(out);
     const [random, svd] = r.arms;
     assert.equal(random.rateAtEdge, true);
@@ -401,26 +404,23 @@ function writeDiverged(dir: string, name: string, d: { arm: string; seed: number
 describe("learning rates that diverged", () => {
   const rates = [1e-4, 4e-4, 1.6e-3];
   const out = path.join(dir, "diverged");
-  [42, 43].forEach((seed, k) =>
-    rates.forEach((lr, i) => {
-      const tag = `-lr${i}${k === 0 ? "" : `-s${k + 1}`}`;
-      // random: best finite rate 4e-4; at 1.6e-3 seed 43 diverged, seed 42 finished lowest of all (it must not win).
-      if (i === 2 && k === 1) writeDiverged(out, `random${tag}`, { arm: "random", seed, lr });
-      else writeRun(out, `random${tag}`, { arm: "random", seed, lr, heldOut: [0.7, 0.6, 0.5 + i / 100], validation: [0.56, 0.51, 0.3][i] });
-      // svd starts from random's teacher, so it has no run where random diverged; it improves up to the largest rate.
-      if (!(i === 2 && k === 1))
-        writeRun(out, `svd${tag}`, {
-          arm: "svd",
-          seed,
-          lr,
-          heldOut: [0.5, 0.48, 0.45 - i / 100],
-          validation: [0.5, 0.47, 0.45][i],
-          dependsOn: [`random${tag}`],
-        });
-      // pissa diverged at every rate.
-      writeDiverged(out, `pissa${tag}`, { arm: "pissa", seed, lr });
-    }),
-  );
+  eachGridRun([42, 43], rates, ({ tag, seed, lr, k, i }) => {
+    // random: best finite rate 4e-4; at 1.6e-3 seed 43 diverged, seed 42 finished lowest of all (it must not win).
+    if (i === 2 && k === 1) writeDiverged(out, `random${tag}`, { arm: "random", seed, lr });
+    else writeRun(out, `random${tag}`, { arm: "random", seed, lr, heldOut: [0.7, 0.6, 0.5 + i / 100], validation: [0.56, 0.51, 0.3][i] });
+    // svd starts from random's teacher, so it has no run where random diverged; it improves up to the largest rate.
+    if (!(i === 2 && k === 1))
+      writeRun(out, `svd${tag}`, {
+        arm: "svd",
+        seed,
+        lr,
+        heldOut: [0.5, 0.48, 0.45 - i / 100],
+        validation: [0.5, 0.47, 0.45][i],
+        dependsOn: [`random${tag}`],
+      });
+    // pissa diverged at every rate.
+    writeDiverged(out, `pissa${tag}`, { arm: "pissa", seed, lr });
+  });
   const r = compareRuns(out);
   const [random, svd, pissa] = r.arms;
 
