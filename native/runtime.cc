@@ -1,5 +1,6 @@
 // Runtime facts and controls: versions, threads, seeds, devices, memory accounting.
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/version.h>
 
 #include "tensor.h"
@@ -185,6 +186,28 @@ static Napi::Value TuneHostAllocator(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// profileStart(cuda) … profileStop(path): libtorch's profiler (Kineto, as torch.profiler) records
+// every op queued from any thread (autograd's included) and, with cuda, the GPU's kernels and
+// copies; the trace is written as Chrome trace JSON (open it in Perfetto or chrome://tracing).
+static Napi::Value ProfileStart(const Napi::CallbackInfo& info) {
+  using namespace torch::profiler::impl;
+  ProfilerConfig config(ProfilerState::KINETO, /*report_input_shapes=*/true);
+  std::set<ActivityType> activities{ActivityType::CPU};
+  if (Bool(info, 0)) activities.insert(ActivityType::CUDA);
+  torch::autograd::profiler::prepareProfiler(config, activities);
+  torch::autograd::profiler::enableProfiler(config, activities);
+  return ENV.Undefined();
+}
+static Napi::Value ProfileStop(const Napi::CallbackInfo& info) {
+  auto result = torch::autograd::profiler::disableProfiler();
+  try {
+    result->save(Str(info, 0));
+  } catch (const c10::Error&) {
+    throw Napi::Error::New(ENV, "this libtorch was built without Kineto, which a trace needs: profile with a build against PyTorch's own libtorch");
+  }
+  return ENV.Undefined();
+}
+
 void RegisterRuntime(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "buildInfo", BuildInfo);
   SVDLORA_EXPORT(e, "devices", Devices);
@@ -201,6 +224,8 @@ void RegisterRuntime(Napi::Env env, Napi::Object e) {
   SVDLORA_EXPORT(e, "cudaSynchronize", CudaSynchronize);
   SVDLORA_EXPORT(e, "cudaSetMemoryFraction", CudaSetMemoryFraction);
   SVDLORA_EXPORT(e, "tuneHostAllocator", TuneHostAllocator);
+  SVDLORA_EXPORT(e, "profileStart", ProfileStart);
+  SVDLORA_EXPORT(e, "profileStop", ProfileStop);
 }
 
 }  // namespace svdlora

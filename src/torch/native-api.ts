@@ -305,6 +305,8 @@ export interface NativeAddon {
   /** Makes glibc keep freed memory for reuse (see tuneHostAllocator in native.ts); false where the
    * C library is not glibc. */
   tuneHostAllocator(): boolean;
+  profileStart(cuda: boolean): void;
+  profileStop(path: string): void;
 
   // ---- data-parallel (native/distributed.cc); arguments are checked in distributed.ts ----
   /** The backends compiled into this build. */

@@ -44,3 +44,23 @@ export const cuda = {
   /** Caps this process's allocations on a device to a share of its memory (0 < fraction ≤ 1). */
   setMemoryFraction: (fraction: number, device?: number): void => native().cudaSetMemoryFraction(fraction, device),
 };
+
+/**
+ * Runs fn under libtorch's profiler (as torch.profiler) and writes what it saw to `trace` as Chrome
+ * trace JSON: every op, with input shapes, on every thread, and with `cuda` the GPU's kernels and
+ * copies. For finding where a step's time goes; it slows the ops it records.
+ */
+export function profile<R>(trace: string, o: { cuda: boolean }, fn: () => R): R {
+  native().profileStart(o.cuda);
+  let result: R;
+  try {
+    result = fn();
+  } catch (e) {
+    try {
+      native().profileStop(trace);
+    } catch {} // fn's error is the one to report
+    throw e;
+  }
+  native().profileStop(trace);
+  return result;
+}
