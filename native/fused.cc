@@ -1,7 +1,9 @@
 // Decoder-layer ops as single autograd nodes with hand-written backward: each replaces 4–8 small
-// ops, which matters because a 7B LoRA step on the GPU is bound by how fast the host can queue
-// kernels, not by the GPU. The math is the composite's (transformers' Qwen2/Llama modules).
+// ops, fewer for the host to queue and for autograd to walk, and fewer small kernels on the GPU,
+// which bound a 7B LoRA step (bench/results/2026-12-01-h200-step-kernels.md). The math is the
+// composite's (transformers' Qwen2/Llama modules).
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/version.h>
 
 #include "tensor.h"
 
@@ -26,9 +28,24 @@ struct SwiGLU : public torch::autograd::Function<SwiGLU> {
 
 // RMSNorm as transformers computes it: normalize in float32 (float64 stays float64), cast back,
 // then scale by the weight. Keeps x (not a float32 copy) and the [.., 1] inverse RMS for backward.
+// On CUDA with PyTorch 2.9 or later, ATen's fused kernels do it in one kernel each way (the op by
+// op version launches 8 forward and 11 backward, a tenth of a 7B step's GPU time); they scale by
+// the weight before rounding to x's dtype, not after, which moves an output by at most a unit in
+// its last place.
+#if defined(SVDLORA_CUDA) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 9))
+#define SVDLORA_FUSED_RMS_NORM 1
+#endif
 static at::ScalarType Compute(const at::Tensor& x) { return at::promote_types(x.scalar_type(), at::kFloat); }
 struct RmsNorm : public torch::autograd::Function<RmsNorm> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, double eps) {
+#ifdef SVDLORA_FUSED_RMS_NORM
+    if (x.is_cuda() && weight.scalar_type() == x.scalar_type()) {
+      auto [y, r] = at::_fused_rms_norm(x, {x.size(-1)}, weight, eps);
+      ctx->save_for_backward({x, r, weight});
+      ctx->saved_data["fused"] = true;
+      return y;
+    }
+#endif
     auto xf = x.to(Compute(x));
     auto r = at::rsqrt(xf.square().mean(-1, true).add_(eps));
     ctx->save_for_backward({x, r, weight});
@@ -37,6 +54,13 @@ struct RmsNorm : public torch::autograd::Function<RmsNorm> {
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &r = saved[1], &weight = saved[2], &dy = grads[0];
+#ifdef SVDLORA_FUSED_RMS_NORM
+    if (ctx->saved_data.count("fused")) {
+      auto [dx, dw] = at::_fused_rms_norm_backward(dy.contiguous(), x, {x.size(-1)}, r, weight,
+                                                   {ctx->needs_input_grad(0), ctx->needs_input_grad(1)});
+      return {dx, dw, at::Tensor()};
+    }
+#endif
     auto xhat = x.to(Compute(x)) * r;
     at::Tensor dx, dw;
     if (ctx->needs_input_grad(0)) {
