@@ -19,6 +19,29 @@ test("this build has the fast CUDA kernels", () => {
   assert.equal(torch.fastKernelsAvailable(), true);
 });
 
+test("RMSNorm on CUDA in bf16 (ATen's fused kernels where PyTorch has them) matches the float64 formula, forward and backward", () => {
+  torch.manualSeed(9);
+  const x64 = torch.randn([3, 37, 256], { dtype: "float64" }).mul(3);
+  const w64 = torch.randn([256], { dtype: "float64" }).mul(0.5).add(1);
+  const dy64 = torch.randn([3, 37, 256], { dtype: "float64" });
+  const run = (x0: torch.Tensor, w0: torch.Tensor, dy: torch.Tensor) => {
+    const x = x0.detach().requiresGrad_();
+    const w = w0.detach().requiresGrad_();
+    const y = torch.rmsNorm(x, w, 1e-6);
+    y.backward(dy);
+    return [y, x.grad!, w.grad!].map((t) => values(t.to("float32").to("cpu")));
+  };
+  const ref = run(x64, w64, dy64);
+  const got = run(x64.to("bfloat16").to(cuda), w64.to("bfloat16").to(cuda), dy64.to("bfloat16").to(cuda));
+  ["output", "input gradient", "weight gradient"].forEach((what, i) => {
+    const scale = ref[i].reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const diff = maxAbs(got[i], ref[i]) / scale;
+    // bf16 inputs hold 8 bits: their rounding alone moves the results by up to ~1 % of the largest
+    assert.ok(diff < 0.02, `${what}: max difference ${diff} of the largest value`);
+    assert.ok(scale > 0.1, `${what}: nothing to compare (${scale})`);
+  });
+});
+
 test("packed flash attention equals causal SDPA run on each sample alone, forward and backward", () => {
   torch.manualSeed(4);
   const lens = [5, 17, 9],
@@ -101,7 +124,7 @@ test("AdamW.stepAll: fused optimizers with the same hyperparameters share the ke
   );
 });
 
-test("bf16 lossAndBackward: packed flash + checkpointing agree with the padded plain path", () => {
+test("bf16 lossAndBackward: packed flash (its row padded or not) + checkpointing agree with the padded plain path", () => {
   const config = parseModelConfig({
     model_type: "qwen2",
     hidden_size: 256,
@@ -120,28 +143,31 @@ test("bf16 lossAndBackward: packed flash + checkpointing agree with the padded p
     lossMask: Array(n).fill(true),
     truncated: false,
   }));
-  const run = (packed: boolean, recompute: "none" | "all") => {
+  // 256 tokens: a multiple of 64 is not padded, one of 100 gets a 44-token padding sequence.
+  const run = (packed: boolean, recompute: "none" | "all", lengthMultiple = 64) => {
     torch.manualSeed(6);
     const model = randomCausalLM(config, { dtype: "bfloat16", device: cuda, std: 0.05 });
     const loras = addLora(model, { rank: 8, alpha: 16, targets: "all-linear" }, "gaussian");
     torch.noGrad(() => {
       for (const l of loras.values()) l.B.normal_(0, 0.02);
     });
-    const b = packed ? packedBatch(samples, cuda, true) : paddedBatch(samples, 0, cuda);
+    const b = packed ? packedBatch(samples, cuda, true, { padId: 0, lengthMultiple }) : paddedBatch(samples, 0, cuda);
+    if (packed) assert.equal(b.ids.size(1), lengthMultiple === 100 ? 300 : 256);
     const loss = lossAndBackward(model, b, { recompute }).loss.item();
     return { loss, grads: loraParameters(loras).flatMap((p) => values(p.grad!)) };
   };
   const ref = run(false, "none");
-  for (const [packed, ckpt] of [
-    [true, "none"],
-    [true, "all"],
-    [false, "all"],
+  for (const [packed, ckpt, multiple] of [
+    [true, "none", 64],
+    [true, "none", 100],
+    [true, "all", 100],
+    [false, "all", 64],
   ] as const) {
-    const r = run(packed, ckpt);
+    const r = run(packed, ckpt, multiple);
     assert.ok(Math.abs(r.loss - ref.loss) / ref.loss < 2e-3, `loss ${r.loss} vs ${ref.loss}`);
     const scale = ref.grads.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     const diff = maxAbs(r.grads, ref.grads) / scale;
-    assert.ok(diff < 0.03, `packed ${packed} ckpt ${ckpt}: max grad diff ${diff} of the largest gradient`);
+    assert.ok(diff < 0.03, `packed ${packed} ckpt ${ckpt} multiple ${multiple}: max grad diff ${diff} of the largest gradient`);
   }
 });
 

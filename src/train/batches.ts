@@ -77,21 +77,64 @@ export function paddedBatch(samples: Encoded[], padId: number, device: string): 
 }
 
 /**
+ * Packed rows for flash attention are padded to a multiple of this many tokens. cuBLAS picks a
+ * kernel for every matrix shape it has not seen, which cost the host ~0.25 ms (up to 4 ms) per
+ * product on an H200 against 0.025 ms for a shape seen before (bench/results/
+ * 2026-12-01-h200-step-kernels.md); packed rows of any length would make nearly every step's products new.
+ */
+export const PACKED_LENGTH_MULTIPLE = 64;
+
+/** A packed row and the offsets where its sequences start and end. */
+interface PackedRow {
+  ids: number[];
+  labels: number[];
+  positions: number[];
+  cuSeqlens: number[];
+  maxSeqlen: number;
+}
+
+/** The row with padding to a multiple of `multiple` tokens: one more sequence, of padId, that attends only to itself and predicts nothing. */
+function padToMultiple(row: PackedRow, multiple: number, padId: number): PackedRow {
+  const pad = (multiple - (row.ids.length % multiple)) % multiple;
+  if (pad === 0) return row;
+  return {
+    ids: [...row.ids, ...new Array<number>(pad).fill(padId)],
+    labels: [...row.labels, ...new Array<number>(pad).fill(IGNORE_INDEX)],
+    positions: [...row.positions, ...Array.from({ length: pad }, (_, t) => t)],
+    cuSeqlens: [...row.cuSeqlens, row.ids.length + pad],
+    maxSeqlen: Math.max(row.maxSeqlen, pad),
+  };
+}
+
+/** Samples packed into one row, padded for flash attention (see PACKED_LENGTH_MULTIPLE) unless `multiple` is 1. */
+function packedRow(samples: Encoded[], flash: boolean, padId: number, multiple: number): PackedRow {
+  const [p] = packBatches(samples, Number.MAX_SAFE_INTEGER);
+  const row = { ids: p.inputIds[0], labels: p.labels[0], positions: p.positionIds[0], cuSeqlens: p.cuSeqlens, maxSeqlen: p.maxSeqlen };
+  return flash && multiple > 1 ? padToMultiple(row, multiple, padId) : row;
+}
+
+/**
  * Samples packed into one row with positions restarting at each sample. Attention stays inside
  * each sample: packed flash attention where the build has it (CUDA), a block-causal mask otherwise.
+ * With flash attention the row is padded to a multiple of `o.lengthMultiple` tokens.
  */
-export function packedBatch(samples: Encoded[], device: string, flash = false): Batch {
-  const [p] = packBatches(samples, Number.MAX_SAFE_INTEGER);
-  const T = p.inputIds[0].length;
-  const positionIds = torch.tensor(p.positionIds, { dtype: "int64", device });
+export function packedBatch(
+  samples: Encoded[],
+  device: string,
+  flash = false,
+  o: { padId: number; lengthMultiple?: number } = { padId: 0 },
+): Batch {
+  const p = packedRow(samples, flash, o.padId, o.lengthMultiple ?? PACKED_LENGTH_MULTIPLE);
+  const T = p.ids.length;
+  const positionIds = torch.tensor([p.positions], { dtype: "int64", device });
   return {
-    ids: torch.tensor(p.inputIds, { dtype: "int64", device }),
-    labels: torch.tensor(p.labels, { dtype: "int64", device }),
+    ids: torch.tensor([p.ids], { dtype: "int64", device }),
+    labels: torch.tensor([p.labels], { dtype: "int64", device }),
     options: flash
       ? { positionIds, packed: { cuSeqlens: torch.tensor(p.cuSeqlens, { dtype: "int32", device }), maxSeqlen: p.maxSeqlen } }
       : { positionIds, mask: torch.fromBytes(blockCausalMask(p.cuSeqlens), [1, 1, T, T], "bool", device) },
-    tokens: T,
-    ...targetsOf(p.labels, device),
+    tokens: samples.reduce((n, e) => n + e.ids.length, 0),
+    ...targetsOf([p.labels], device),
   };
 }
 
@@ -103,6 +146,12 @@ export interface BatchOptions {
   packing: boolean;
   /** The model's dtype: the flash kernel takes 16-bit floats only. */
   dtype: DType;
+  /**
+   * Packed rows for flash attention are padded with padId to a multiple of this many tokens
+   * (default PACKED_LENGTH_MULTIPLE); 1: not padded, as a calibration pass needs (its statistics
+   * must see real tokens only).
+   */
+  lengthMultiple?: number;
 }
 
 /** Packed flash attention is used for packed batches on CUDA, with 16-bit weights, when this build has the kernel. */
@@ -110,7 +159,7 @@ export const usesFlashPacking = (device: string, dtype: DType): boolean =>
   device.startsWith("cuda") && (dtype === "bfloat16" || dtype === "float16") && torch.fastKernelsAvailable();
 
 export function makeBatch(samples: Encoded[], o: BatchOptions): Batch {
-  return o.packing ? packedBatch(samples, o.device, usesFlashPacking(o.device, o.dtype)) : paddedBatch(samples, o.padId, o.device);
+  return o.packing ? packedBatch(samples, o.device, usesFlashPacking(o.device, o.dtype), o) : paddedBatch(samples, o.padId, o.device);
 }
 
 /**
@@ -138,12 +187,12 @@ export function armsBatch(parts: { arm: number; samples: Encoded[] }[], o: Batch
     let rows: { ids: number[]; labels: number[]; positions: number[] }[];
     let mask: torch.Tensor | undefined;
     if (o.packing) {
-      const [p] = packBatches(samples, Number.MAX_SAFE_INTEGER);
-      rows = [{ ids: p.inputIds[0], labels: p.labels[0], positions: p.positionIds[0] }];
+      const p = packedRow(samples, flash, o.padId, o.lengthMultiple ?? PACKED_LENGTH_MULTIPLE);
+      rows = [p];
       for (const end of p.cuSeqlens.slice(1)) cuSeqlens.push(start + end);
       maxSeqlen = Math.max(maxSeqlen, p.maxSeqlen);
       if (!flash) {
-        const T = p.inputIds[0].length;
+        const T = p.ids.length;
         mask = torch.fromBytes(blockCausalMask(p.cuSeqlens), [1, 1, T, T], "bool", o.device);
       }
     } else {
@@ -163,7 +212,7 @@ export function armsBatch(parts: { arm: number; samples: Encoded[] }[], o: Batch
       labels.push(...row.labels);
       positions.push(...row.positions);
     }
-    const tokens = o.packing ? ids.length - start : samples.reduce((n, e) => n + e.ids.length, 0);
+    const tokens = samples.reduce((n, e) => n + e.ids.length, 0);
     segments.push({ arm, start, rows: ids.length - start, batch: rows.length, mask });
     shares.push({ arm, tokens, targets: targetIndex.length - targetStart, targetStart });
   }

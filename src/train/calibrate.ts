@@ -70,7 +70,9 @@ export interface Calibration {
 }
 
 /** Runs the calibration pass the method needs; weight-only methods need none (throws). */
-export async function calibrate(job: CalibrationJob): Promise<Calibration> {
+export async function calibrate(given: CalibrationJob): Promise<Calibration> {
+  // The statistics are of real tokens only: no padding of packed rows (BatchOptions.lengthMultiple).
+  const job = { ...given, batch: { ...given.batch, lengthMultiple: 1 } };
   const statistic = initStatistic(job.method);
   if (statistic === "weight") throw new Error(`--init ${job.method.name} reads no calibration data`);
   if (job.batches.length === 0) throw new Error("calibration: no batches");
