@@ -18,7 +18,9 @@
 // One command on a GPU machine, from the repository root, with the addon and TypeScript built:
 //   python3 bench/make_samples.py /tmp/samples.json
 //   node dist/bench/concurrent-7b.js /tmp/samples.json [--cases 7b-seq-1,7b-con-1,…] [--case-timeout 240]
-//        [--steps 20] [--device cuda|cpu] [--out DIR]
+//        [--steps 20] [--device cuda|cpu] [--out DIR] [--length-multiple N]
+// --length-multiple: packed rows padded to a multiple of N tokens (train/batches.ts
+// PACKED_LENGTH_MULTIPLE by default; 1: not padded).
 // prints a table and, last, one JSON line with every row; with --out, also writes them there.
 // On the CPU: node dist/bench/concurrent-7b.js --device cpu --cases tiny-seq-8,tiny-con-8
 import { spawnSync } from "node:child_process";
@@ -54,8 +56,10 @@ const { values: flags, positionals } = parseArgs({
     warmup: { type: "string", default: "3" },
     device: { type: "string", default: "cuda" },
     out: { type: "string" },
+    "length-multiple": { type: "string" },
   },
 });
+const lengthMultiple = flags["length-multiple"] === undefined ? undefined : Number(flags["length-multiple"]);
 const [samplesFile] = positionals;
 
 interface Row {
@@ -106,6 +110,7 @@ async function runAll(): Promise<void> {
       flags.warmup,
       "--device",
       flags.device,
+      ...(lengthMultiple === undefined ? [] : ["--length-multiple", String(lengthMultiple)]),
     ];
     const r = spawnSync(process.execPath, args, { encoding: "utf8", timeout: Number(flags["case-timeout"]) * 1000, killSignal: "SIGKILL" });
     const line = r.stdout
@@ -196,7 +201,7 @@ async function runCase(name: string): Promise<void> {
   const device = flags.device;
   const cuda = device.startsWith("cuda");
   const { model, samples, padId, targets } = which === "7b" ? sevenB(device) : await tiny(device);
-  const batch: BatchOptions = { padId, device, packing: cuda, dtype: model.dtype };
+  const batch: BatchOptions = { padId, device, packing: cuda, dtype: model.dtype, lengthMultiple };
   const recompute = recomputePolicy({ device, gradientCheckpointing: "auto" });
   const steps = Number(flags.steps);
   const warmup = Number(flags.warmup);

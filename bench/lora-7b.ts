@@ -13,7 +13,11 @@
 // data-parallel step's time goes.
 //   node dist/bench/lora-7b.js SAMPLES.json [TARGETS] [--max-memory-gib G] [--checkpointing auto|on|off]
 //        [--no-packing] [--model-config FILE] [--layers N] [--model-dir DIR] [--save-adapter DIR] [--steps N] [--epochs E] [--gpus N]
-//        [--batch-size B] [--no-overlap] [--device cuda|cpu]
+//        [--batch-size B] [--no-overlap] [--device cuda|cpu] [--trace FILE] [--length-multiple N]
+// --length-multiple: packed rows padded to a multiple of N tokens (train/batches.ts
+// PACKED_LENGTH_MULTIPLE by default; 1: not padded).
+// --trace FILE: after the timed steps, one more step (the first batch again) under libtorch's
+// profiler, written to FILE as Chrome trace JSON (bench/trace-summary.ts reads it); not timed.
 // --device cpu (with --model-dir models/tiny-prob and token ids below its vocabulary) is a smoke
 // test of this script and its multi-process path on a machine without a GPU.
 // --batch-size is per process (default 4): the global batch is B × the number of processes.
@@ -29,6 +33,7 @@ import { knownPeakTflops, matmulWeights, mfuPercent } from "../src/train/bench.j
 import { broadcastFromMain, joinProcessGroup, shareOf } from "../src/train/data-parallel.js";
 import { launchPlan, launchWorkers } from "../src/cli/launch.js";
 import { AdamW } from "../src/train/optim.js";
+import { PACKED_LENGTH_MULTIPLE } from "../src/train/batches.js";
 import { optimizerStep, rankMicroBatch } from "../src/train/step.js";
 import type { GradientCheckpointing } from "../src/train/settings.js";
 import { recomputePolicy } from "../src/train/trainer.js";
@@ -51,8 +56,11 @@ const { values: flags, positionals } = parseArgs({
     gpus: { type: "string" },
     "no-overlap": { type: "boolean", default: false },
     device: { type: "string", default: "cuda" },
+    trace: { type: "string" },
+    "length-multiple": { type: "string" },
   },
 });
+if (flags.trace && flags.gpus !== undefined) throw new Error("--trace profiles one process: leave out --gpus");
 const plan = launchPlan(flags.gpus === undefined ? null : Number(flags.gpus));
 if (plan) {
   await launchWorkers(plan.gpus, process.argv.slice(2), { output: "main" });
@@ -69,6 +77,7 @@ const budgetGib = flags["max-memory-gib"] === undefined ? undefined : Number(fla
 const packing = !flags["no-packing"];
 const maxSteps = flags.steps === undefined ? Infinity : Number(flags.steps);
 const batch = Number(flags["batch-size"]);
+const lengthMultiple = flags["length-multiple"] === undefined ? undefined : Number(flags["length-multiple"]);
 
 const t0 = performance.now();
 torch.manualSeed(0);
@@ -123,7 +132,7 @@ outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
     const cpu0 = process.cpuUsage();
     const global = encoded.slice(i, i + batch * dp.worldSize);
     const mine = shareOf(global, dp, (s) => s.ids.length).reduce((n, s) => n + s.ids.length, 0);
-    const micro = rankMicroBatch(global, 1, dp, { padId: 151643, device: dp.device, packing, dtype: model.dtype });
+    const micro = rankMicroBatch(global, 1, dp, { padId: 151643, device: dp.device, packing, dtype: model.dtype, lengthMultiple });
     const r = optimizerStep(model, optimizer, [micro], { recompute, lr: 2e-4, dataParallel: dp, overlap: !flags["no-overlap"] });
     const cpu = process.cpuUsage(cpu0);
     rows.push([
@@ -146,6 +155,19 @@ outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
   }
 synchronize();
 const seconds = (performance.now() - start) / 1000;
+if (flags.trace) {
+  const micro = rankMicroBatch(encoded.slice(0, batch * dp.worldSize), 1, dp, {
+    padId: 151643,
+    device: dp.device,
+    packing,
+    dtype: model.dtype,
+    lengthMultiple,
+  });
+  torch.profile(flags.trace, { cuda }, () => {
+    optimizerStep(model, optimizer, [micro], { recompute, lr: 2e-4, dataParallel: dp });
+    synchronize();
+  });
+}
 // Every rank's rows, to rank 0: each fills its own slot of one all-reduce (after the timing).
 const perRank = gatherRows(rows);
 if (!dp.isMain) process.exit(0);
@@ -161,6 +183,7 @@ console.log(
     budget_gib: budgetGib ?? null,
     checkpointing: flags.checkpointing,
     packing,
+    length_multiple: packing ? (lengthMultiple ?? PACKED_LENGTH_MULTIPLE) : null,
     overlap: dp.worldSize > 1 ? !flags["no-overlap"] : null,
     timed_steps: timed,
     seconds: Number(seconds.toFixed(2)),

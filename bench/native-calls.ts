@@ -7,7 +7,7 @@
 // only; each call is charged to the innermost named function outside src/torch/ that made it (a
 // tidy scope's disposals to the function that opened the scope).
 //
-//   node dist/bench/native-calls.js [--device cpu|cuda] [--arms 1,8] [--steps 2] [--max-grad-norm 1]
+//   node dist/bench/native-calls.js [--device cpu|cuda] [--arms 1,8] [--steps 2] [--max-grad-norm 1] [--trace PREFIX]
 //
 // prints, per addon function and per calling site, the calls of one step (the mean of --steps
 // steps after --warmup) alone and with each K, and what each arm adds: the difference between the
@@ -16,7 +16,9 @@
 // Calls made inside the addon (autograd's backward, a fused op's kernels) are not counted. The
 // step's branches depend on the device (on CUDA: batched adapters, packed flash attention, one
 // loss head for all arms, fused AdamW), so counts taken on the CPU say what the CPU step does;
-// run it with --device cuda for the GPU's.
+// run it with --device cuda for the GPU's. --trace PREFIX: one more step of each column, after its
+// counted ones, under libtorch's profiler, written to PREFIX-alone.json, PREFIX-K8.json, … (Chrome
+// trace JSON, read by bench/trace-summary.ts); it needs a libtorch with Kineto (PyTorch's own).
 import { parseArgs } from "node:util";
 import { addLora, loraParameters } from "../src/model/lora.js";
 import * as torch from "../src/torch/index.js";
@@ -36,6 +38,7 @@ const { values: flags } = parseArgs({
     steps: { type: "string", default: "2" },
     warmup: { type: "string", default: "2" },
     "max-grad-norm": { type: "string", default: "1" },
+    trace: { type: "string" },
   },
 });
 const device = flags.device;
@@ -126,14 +129,19 @@ const microOf = (k: number, i: number) => {
   );
 };
 
-/** Runs warmup steps, then counts `steps` steps; returns the calls of one step (their mean). */
-function countSteps(step: (i: number) => void): { byFunction: Counts; bySite: Counts } {
+/** Runs warmup steps, then counts `steps` steps (and traces one more, with --trace); returns the calls of one step (their mean). */
+function countSteps(label: string, step: (i: number) => void): { byFunction: Counts; bySite: Counts } {
   for (let i = 0; i < warmup; i++) step(i);
   if (cuda) torch.cuda.synchronize();
   counting = { byFunction: new Map(), bySite: new Map() };
   for (let i = warmup; i < warmup + steps; i++) step(i);
   const counted = counting;
   counting = null;
+  if (flags.trace)
+    torch.profile(`${flags.trace}-${label}.json`, { cuda }, () => {
+      step(warmup + steps);
+      if (cuda) torch.cuda.synchronize();
+    });
   for (const m of [counted.byFunction, counted.bySite]) for (const [k, v] of m) m.set(k, v / steps);
   return counted;
 }
@@ -143,7 +151,7 @@ function alone(): { byFunction: Counts; bySite: Counts } {
   const loras = addLora(model, lora, "random");
   const optimizer = new AdamW(loraParameters(loras), { lr: 2e-4, weightDecay: 0.01 });
   try {
-    return countSteps((i) => optimizerSteps(model, [{ optimizer, micro: [microOf(0, i)], lr: 2e-4, maxGradNorm }], { recompute }));
+    return countSteps("alone", (i) => optimizerSteps(model, [{ optimizer, micro: [microOf(0, i)], lr: 2e-4, maxGradNorm }], { recompute }));
   } finally {
     optimizer.dispose();
     for (const l of model.linears().values()) l.lora = null;
@@ -154,7 +162,7 @@ function alone(): { byFunction: Counts; bySite: Counts } {
 function concurrent(arms: number): { byFunction: Counts; bySite: Counts } {
   const { optimizers, detach } = attachRandomArms(model, lora, arms, device);
   try {
-    return countSteps((i) =>
+    return countSteps(`K${arms}`, (i) =>
       optimizerSteps(
         model,
         optimizers.map((optimizer, k): RunStep => ({ optimizer, micro: [microOf(k, i)], lr: 2e-4, maxGradNorm, arm: k })),
