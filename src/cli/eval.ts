@@ -57,38 +57,46 @@ export function registerEval(program: Command, cli: Cli): void {
     const samples = loadDataset(o.data).slice(0, o.limit);
     const systemPrompt = o.systemPrompt ?? undefined;
     const model = loadCausalLM(baseModel, { device: o.device, dtype: defaultDtype(o.device) });
-    if (o.adapter) {
-      const { config, weights } = loadAdapter(o.adapter);
-      loadLora(model, config, weights, false);
-      torch.dispose([...weights.values()]);
-    }
-    const { encoded, stats } = formatSamples(samples, tokenizer, { systemPrompt, maxLength: o.maxLength });
-    if (encoded.length === 0)
-      throw new Error(`${o.data}: no sample has answer tokens left after formatting (is --max-length ${o.maxLength} too small?)`);
-    const padId = tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
-    const loss = evaluateLoss(model, encoded, { batchSize: o.batchSize, padId, device: o.device, packing: o.device.startsWith("cuda") });
-    println(
-      cli.io.stdout,
-      `held-out loss ${loss.toFixed(4)} over ${encoded.length} samples (${stats.lossTokens} answer tokens)${truncation(stats, o.maxLength)}`,
-    );
+    // The model is freed whatever happens (a refused adapter, an empty data set), not left to the garbage collector.
+    let loss: number;
     let accuracy = null;
-    if (o.generate) {
-      const progress = new TrainingProgress({ totalSteps: samples.length, label: "generate", quiet: o.quiet, stream: cli.io.stderr });
-      accuracy = evaluateAccuracy(model, tokenizer, samples, {
-        systemPrompt,
-        maxLength: o.maxLength,
-        maxNewTokens: o.maxNewTokens,
-        onProgress: (done) => progress.update({ step: done }),
-      });
-      progress.stop();
-      const pct = accuracy.total ? ((100 * accuracy.correct) / accuracy.total).toFixed(1) : "n/a";
+    try {
+      if (o.adapter) {
+        const { config, weights } = loadAdapter(o.adapter);
+        try {
+          loadLora(model, config, weights, false);
+        } finally {
+          torch.dispose([...weights.values()]);
+        }
+      }
+      const { encoded, stats } = formatSamples(samples, tokenizer, { systemPrompt, maxLength: o.maxLength });
+      if (encoded.length === 0)
+        throw new Error(`${o.data}: no sample has answer tokens left after formatting (is --max-length ${o.maxLength} too small?)`);
+      const padId = tokenizer.pad?.id ?? tokenizer.eos?.id ?? 0;
+      loss = evaluateLoss(model, encoded, { batchSize: o.batchSize, padId, device: o.device, packing: o.device.startsWith("cuda") });
       println(
         cli.io.stdout,
-        `accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}${accuracy.tooLong ? ` (${accuracy.tooLong} prompts longer than --max-length could hold were left out)` : ""}`,
+        `held-out loss ${loss.toFixed(4)} over ${encoded.length} samples (${stats.lossTokens} answer tokens)${truncation(stats, o.maxLength)}`,
       );
+      if (o.generate) {
+        const progress = new TrainingProgress({ totalSteps: samples.length, label: "generate", quiet: o.quiet, stream: cli.io.stderr });
+        accuracy = evaluateAccuracy(model, tokenizer, samples, {
+          systemPrompt,
+          maxLength: o.maxLength,
+          maxNewTokens: o.maxNewTokens,
+          onProgress: (done) => progress.update({ step: done }),
+        });
+        progress.stop();
+        const pct = accuracy.total ? ((100 * accuracy.correct) / accuracy.total).toFixed(1) : "n/a";
+        println(
+          cli.io.stdout,
+          `accuracy  ${accuracy.correct}/${accuracy.total} = ${pct} %${accuracy.skipped ? ` (${accuracy.skipped} samples had no boxed answer to check)` : ""}${accuracy.tooLong ? ` (${accuracy.tooLong} prompts longer than --max-length could hold were left out)` : ""}`,
+        );
+      }
+    } finally {
+      detachLora(model);
+      torch.dispose([...model.namedWeights().values()]);
     }
-    detachLora(model);
-    torch.dispose([...model.namedWeights().values()]);
     if (o.output) {
       const results = { baseModel, adapter: o.adapter ?? null, data: o.data, samples: samples.length, loss, accuracy };
       const name = path.basename(o.output);

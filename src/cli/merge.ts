@@ -43,22 +43,30 @@ export function registerMerge(program: Command, cli: Cli): void {
       assertReplaceable(outputDir);
       // Merge in float32, then save in the requested dtype.
       const model = loadCausalLM(base, { dtype: "float32" });
-      const { config, weights } = loadAdapter(o.adapter!);
-      const loras = loadLora(model, config, weights, false);
-      torch.dispose([...weights.values()]);
-      const merged = mergeLora(model);
-      for (const l of loras.values()) l.dispose(); // folded into the weights
-      const dtype = o.dtype ?? model.config.torchDtype ?? "float32";
-      replaceDirectoryAtomic(
-        outputDir,
-        (dir) => {
-          saveCausalLM(model, dir, dtype);
-          copyTokenizerFiles(base, dir);
-        },
-        "merged model",
-      );
-      torch.dispose([...model.namedWeights().values()]);
-      println(cli.io.stdout, `merged ${merged} LoRA modules into ${outputDir} (${dtype})`);
+      try {
+        const { config, weights } = loadAdapter(o.adapter!);
+        let loras: ReturnType<typeof loadLora>;
+        try {
+          loras = loadLora(model, config, weights, false);
+        } finally {
+          torch.dispose([...weights.values()]);
+        }
+        const merged = mergeLora(model);
+        for (const l of loras.values()) l.dispose(); // folded into the weights
+        const dtype = o.dtype ?? model.config.torchDtype ?? "float32";
+        replaceDirectoryAtomic(
+          outputDir,
+          (dir) => {
+            saveCausalLM(model, dir, dtype);
+            copyTokenizerFiles(base, dir);
+          },
+          "merged model",
+        );
+        println(cli.io.stdout, `merged ${merged} LoRA modules into ${outputDir} (${dtype})`);
+      } finally {
+        // Freed whatever happens (a refused adapter, a failed write), not left to the garbage collector.
+        torch.dispose([...model.namedWeights().values()]);
+      }
     } finally {
       lock.release();
     }
