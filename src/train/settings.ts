@@ -217,7 +217,7 @@ export const TRAINING = {
   }),
   packing: setting({
     kind: bool(),
-    help: "pack each batch into one row, no padding, attention kept inside samples (default on cuda)",
+    help: "pack each batch into one row, attention kept inside samples (default on cuda, where the row is filled to a multiple of 64 tokens that count in nothing)",
     identity: "training",
   }),
   gradientCheckpointing: setting({
