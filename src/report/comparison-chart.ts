@@ -3,7 +3,9 @@
 // Held-out loss is measured on the same full eval set at every point, so its first and last
 // points compare like with like; the training loss is one batch per step, so it is drawn raw
 // (faint) and smoothed (solid, on top), and its y-axis tops out at the smoothed curves: single-batch
-// spikes run off the top instead of squashing the curves.
+// spikes run off the top instead of squashing the curves. Where an arm has several runs (seeds),
+// each run is a thin line (its smoothed loss only) and the arm's mean over its runs a thick one,
+// so that a study of dozens of runs stays readable.
 // The same spec is the PNG (static) and the report's interactive chart: click a legend entry to
 // show one arm (shift-click for more), drag or scroll to pan and zoom, hover for the values.
 import type { TopLevelSpec } from "vega-lite";
@@ -87,16 +89,25 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
       .filter((p) => isPlottable(p.step) && isPlottable(p.loss))
       .map((p) => ({ run: r.run, arm: r.arm, step: p.step, loss: p.loss })),
   );
+  // Several runs per arm: each arm's mean over its runs at every step where any has a value.
+  const trainMeans = several ? armMeans(train, (p) => p.smoothed).map(({ mean, ...m }) => ({ ...m, smoothed: mean })) : [];
+  const heldOutMeans = several ? armMeans(heldOut, (p) => p.loss).map(({ mean, ...m }) => ({ ...m, loss: mean })) : [];
   const yTrain = {
     field: "smoothed",
     type: "quantitative",
     title: "training loss (nats / token)",
     scale: {
       zero: false,
-      domain: lossAxisDomain(
-        train.map((p) => p.raw),
-        train.map((p) => p.smoothed),
-      ),
+      // tops out at the thick curves: the raw losses', or with several runs per arm, single runs' early peaks run off the top
+      domain: several
+        ? lossAxisDomain(
+            train.map((p) => p.smoothed),
+            trainMeans.map((p) => p.smoothed),
+          )
+        : lossAxisDomain(
+            train.map((p) => p.raw),
+            train.map((p) => p.smoothed),
+          ),
     },
   } as const;
   const runsWithTrain = input.runs.filter((r) => train.some((p) => p.run === r.run));
@@ -105,7 +116,9 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
     title: {
       text: "Training loss per step",
       // two short lines: headless Vega has no font metrics and reserves room for long ones
-      subtitle: [`faint: raw, one batch · solid: EMA, β = ${smoothing}`, "raw spikes above the EMA curves are cut off"],
+      subtitle: several
+        ? [`EMA, β = ${smoothing}: thin, each run; thick, the arm's mean over`, "its runs (raw one-batch losses not drawn; peaks cut off)"]
+        : [`faint: raw, one batch · solid: EMA, β = ${smoothing}`, "raw spikes above the EMA curves are cut off"],
       fontSize: 14,
       anchor: "start",
     },
@@ -120,19 +133,37 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
           { name: "zoomTrain", select: "interval", bind: "scales" },
         ],
         mark: { type: "line", strokeWidth: 1, clip: true },
-        encoding: { x, y: { ...yTrain, field: "raw" }, color, detail: { field: "run" }, opacity: picked(0.22, 0.04) },
+        encoding: several
+          ? { x, y: yTrain, color, ...dash, detail: { field: "run" }, opacity: picked(0.3, 0.05) }
+          : { x, y: { ...yTrain, field: "raw" }, color, detail: { field: "run" }, opacity: picked(0.22, 0.04) },
       },
       {
+        ...(several ? { data: { values: trainMeans } } : {}),
         mark: { type: "line", strokeWidth: 2.5, clip: true },
-        encoding: { x, y: yTrain, color, ...dash, detail: { field: "run" }, opacity: picked(1, 0.12) },
+        encoding: { x, y: yTrain, color, ...dash, detail: { field: several ? "arm" : "run" }, opacity: picked(1, 0.12) },
       },
-      ...(runsWithTrain.length === 0 ? [] : [hoverRule(runsWithTrain.map((r) => r.run))]),
+      ...(runsWithTrain.length === 0
+        ? []
+        : [
+            several
+              ? hoverRule(trainMeans, "arm", arms, "mean EMA")
+              : hoverRule(
+                  train,
+                  "run",
+                  runsWithTrain.map((r) => r.run),
+                  "EMA",
+                ),
+          ]),
     ],
   };
+  const xHeldOut = { ...x, axis: { ...x.axis, tickCount: 6 } }; // a narrow panel: fewer step labels, or they collide
+  const yHeldOut = { field: "loss", type: "quantitative", title: "held-out loss (nats / token)", scale: { zero: false } } as const;
   const heldOutPanel = {
     title: {
       text: "Held-out loss at each evaluation",
-      subtitle: "the whole held-out test set every time; step 0: before training",
+      subtitle: several
+        ? ["the whole held-out test set every time; step 0: before training", "thin: each run · thick: the arm's mean over its runs"]
+        : "the whole held-out test set every time; step 0: before training",
       fontSize: 14,
       anchor: "start",
     },
@@ -142,14 +173,16 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
     layer: [
       {
         params: [{ name: "zoomHeldOut", select: "interval", bind: "scales" }],
-        mark: { type: "line", strokeWidth: 2.5, clip: true, point: { size: 50, filled: true } },
+        mark: several
+          ? { type: "line", strokeWidth: 1, clip: true, point: { size: 12, filled: true } }
+          : { type: "line", strokeWidth: 2.5, clip: true, point: { size: 50, filled: true } },
         encoding: {
-          x: { ...x, axis: { ...x.axis, tickCount: 6 } }, // a narrow panel: fewer step labels, or they collide
-          y: { field: "loss", type: "quantitative", title: "held-out loss (nats / token)", scale: { zero: false } },
+          x: xHeldOut,
+          y: yHeldOut,
           color,
           ...dash,
           detail: { field: "run" },
-          opacity: picked(1, 0.12),
+          opacity: several ? picked(0.35, 0.05) : picked(1, 0.12),
           tooltip: [
             { field: "run", type: "nominal" },
             { field: "step", type: "quantitative" },
@@ -157,10 +190,37 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
           ],
         },
       },
+      ...(several
+        ? [
+            {
+              data: { values: heldOutMeans },
+              mark: { type: "line", strokeWidth: 2.5, clip: true, point: { size: 50, filled: true } },
+              encoding: {
+                x: xHeldOut,
+                y: yHeldOut,
+                color,
+                ...dash,
+                detail: { field: "arm" },
+                opacity: picked(1, 0.12),
+                tooltip: [
+                  { field: "arm", type: "nominal", title: "init" },
+                  { field: "step", type: "quantitative" },
+                  { field: "loss", type: "quantitative", title: "mean held-out loss", format: ".4f" },
+                  { field: "runs", type: "quantitative", title: "runs" },
+                ],
+              },
+            },
+          ]
+        : []),
       ...(input.heldOutTarget === undefined ? [] : [targetLayer(Number(input.heldOutTarget.toPrecision(4)))]),
     ],
   };
-  const subtitle = [input.subtitle, several ? "one line per run" : undefined].filter((s): s is string => s !== undefined);
+  const counts = arms.map((a) => input.runs.filter((r) => r.arm === a).length);
+  const perArm =
+    Math.min(...counts) === Math.max(...counts)
+      ? `${counts[0]} runs per arm`
+      : `${Math.min(...counts)}–${Math.max(...counts)} runs per arm`;
+  const subtitle = [input.subtitle, several ? perArm : undefined].filter((s): s is string => s !== undefined);
 
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
@@ -173,10 +233,27 @@ export function comparisonChart(input: ComparisonChartInput): TopLevelSpec {
   } as TopLevelSpec;
 }
 
-/** A vertical rule at the step nearest the pointer, whose tooltip lists every run's EMA loss there. */
-function hoverRule(runs: string[]) {
+/**
+ * Each arm's mean of `value` over its runs, at every step where at least one of them has a point,
+ * with how many runs it averages.
+ */
+function armMeans<P extends { arm: string; step: number }>(points: P[], value: (p: P) => number) {
+  const sums = new Map<string, { arm: string; step: number; sum: number; runs: number }>();
+  for (const p of points) {
+    const key = `${p.arm}\u0000${p.step}`;
+    const s = sums.get(key) ?? { arm: p.arm, step: p.step, sum: 0, runs: 0 };
+    s.sum += value(p);
+    s.runs++;
+    sums.set(key, s);
+  }
+  return [...sums.values()].map((s) => ({ arm: s.arm, step: s.step, mean: s.sum / s.runs, runs: s.runs }));
+}
+
+/** A vertical rule at the step nearest the pointer, whose tooltip lists every series' smoothed loss there (a run's, or an arm's mean). */
+function hoverRule(points: object[], by: "run" | "arm", series: string[], what: string) {
   return {
-    transform: [{ pivot: "run", value: "smoothed", groupby: ["step"] }],
+    data: { values: points },
+    transform: [{ pivot: by, value: "smoothed", groupby: ["step"] }],
     params: [{ name: "hoverStep", select: { type: "point", fields: ["step"], nearest: true, on: "pointerover", clear: "pointerout" } }],
     mark: { type: "rule", color: ROLE_COLORS.reference, strokeWidth: 1 },
     encoding: {
@@ -184,7 +261,7 @@ function hoverRule(runs: string[]) {
       opacity: { condition: { param: "hoverStep", empty: false, value: 0.6 }, value: 0 },
       tooltip: [
         { field: "step", type: "quantitative" },
-        ...runs.map((run) => ({ field: fieldRef(run), type: "quantitative", title: `${run} (EMA)`, format: ".4f" })),
+        ...series.map((name) => ({ field: fieldRef(name), type: "quantitative", title: `${name} (${what})`, format: ".4f" })),
       ],
     },
   };

@@ -182,12 +182,41 @@ describe("comparisonChart", () => {
     assert.equal(few.hconcat[0].layer[1].encoding.strokeDash, undefined, "ten arms or fewer: colour alone");
   });
 
+  it("with several runs per arm, draws each run's EMA thin and the arm's mean over its runs thick, without the raw losses", () => {
+    const runs = sampleRuns(["random", "svd"], 3);
+    const spec = comparisonChart({ runs }) as any;
+    const [thin, thick] = spec.hconcat[0].layer;
+    assert.equal(thin.encoding.y.field, "smoothed", "no raw one-batch lines");
+    assert.equal(thin.encoding.detail.field, "run");
+    assert.equal(thick.encoding.detail.field, "arm");
+    // The svd mean at step 10 is the mean of its three runs' EMA there.
+    const ema = (r: (typeof runs)[number]) =>
+      emaSmooth(
+        r.train.map((p) => p.loss),
+        0.9,
+      )[9];
+    const svdRuns = runs.filter((r) => r.arm === "svd");
+    const mean = thick.data.values.find((p: any) => p.arm === "svd" && p.step === 10);
+    assert.equal(mean.runs, 3);
+    assert.ok(Math.abs(mean.smoothed - svdRuns.reduce((a, r) => a + ema(r), 0) / 3) < 1e-12);
+    // The held-out panel: runs thin, the arm's mean on top.
+    assert.deepEqual(spec.hconcat[1].title.subtitle[1], "thin: each run · thick: the arm's mean over its runs");
+    const heldOut = spec.hconcat[1].layer;
+    const held = heldOut[1].data.values.find((p: any) => p.arm === "random" && p.step === 21);
+    const want = runs.filter((r) => r.arm === "random").map((r) => r.heldOut.find((p) => p.step === 21)!.loss);
+    assert.ok(Math.abs(held.loss - want.reduce((a, b) => a + b) / want.length) < 1e-12);
+    // The axis tops out at the means, so one run's early peak does not set it.
+    const top = spec.hconcat[0].layer[1].encoding.y.scale.domain[1];
+    const means = thick.data.values.map((p: any) => p.smoothed);
+    assert.ok(top >= Math.max(...means) && top < Math.max(...means) * 1.1);
+  });
+
   it("takes more arms and several seeds per arm, and leaves out the held-out panel when nothing was evaluated", async () => {
     const { svg } = await render(
       "comparison_three_arms",
       comparisonChart({ runs: sampleRuns(["random", "svd", "pissa"], 2), title: "Three inits" }),
     );
-    assertHasText(svg, "Three inits", "pissa", "one line per run");
+    assertHasText(svg, "Three inits", "pissa", "2 runs per arm");
     const trainOnly = sampleRuns().map((r) => ({ ...r, heldOut: [] }));
     const chart = await render("comparison_train_only", comparisonChart({ runs: trainOnly }));
     assert.doesNotMatch(chart.svg, /Held-out loss/);
