@@ -14,7 +14,7 @@ export function registerBench(program: Command, cli: Cli): void {
   const cmd = program
     .command("bench")
     .description(
-      "measure LoRA training on this machine (real tokens/s, peak memory, MFU) on a synthetic workload, beside PEFT when Python has it",
+      "measure LoRA training on this machine (real tokens/s, peak memory, MFU) on a synthetic workload or your data, beside PEFT when Python has it",
     )
     .option("--json", "print the result as JSON");
   addSettingFlags(cmd, BENCH).action(async () => {
@@ -43,6 +43,7 @@ export function renderBench(r: BenchResult): string {
   const lines = [
     `svdlora bench: ${model} (${r.model.layers} layers) on ${r.deviceName === "cpu" ? "cpu" : `${r.device} (${r.deviceName})`}, ${r.dtype}; ` +
       `LoRA r = ${r.lora.rank} on ${r.lora.targets.join(",")}; batch ${r.batchSize}, ${r.steps} steps timed after ${r.warmupSteps} warm-up steps`,
+    `samples: ${r.trainData === null ? "synthetic, 150–600 random tokens" : path.relative(process.cwd(), r.trainData) || r.trainData} (${Math.round(r.meanSampleTokens)} tokens on average)`,
   ];
   const rows: [string, SideResult][] = [[`svdlora (checkpointing ${r.svdlora.gradientCheckpointing})`, r.svdlora]];
   if (r.peft && "realTokensPerSecond" in r.peft) rows.push([`PEFT (checkpointing ${r.peft.gradientCheckpointing ? "on" : "off"})`, r.peft]);

@@ -1,13 +1,17 @@
 // `svdlora bench`: how fast LoRA training runs on this machine with these settings, and beside
 // the PEFT reference. A synthetic workload (train/bench.ts: random token ids, samples of 150–600
-// tokens) sized for the steps asked; svdlora's training step timed on it in this process; then,
+// tokens), or a data set's samples formatted as `svdlora train` formats them, sized for the steps
+// asked; svdlora's training step timed on it in this process; then,
 // when the chosen Python can import peft, scripts/bench_peft.py on the same samples file, cut into
 // the same steps, in a child process (after this process has given its GPU memory back).
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { loadDataset } from "../data/dataset.js";
+import { formatSamples } from "../data/format.js";
 import { targetNames } from "../hf/projections.js";
+import { loadTokenizer } from "../hf/tokenizer.js";
 import { loadCausalLM } from "../model/loader.js";
 import { addLora, loraParameters } from "../model/lora.js";
 import { PACKAGE_ROOT } from "../paths.js";
@@ -56,6 +60,10 @@ export interface BenchResult {
   deviceName: string;
   dtype: string;
   lora: { rank: number; alpha: number; targets: string[] };
+  /** The data set the samples came from; null: the synthetic workload. */
+  trainData: string | null;
+  /** Mean real tokens per sample of the workload. */
+  meanSampleTokens: number;
   batchSize: number;
   warmupSteps: number;
   steps: number;
@@ -94,6 +102,10 @@ function resolveBench(given: Partial<BenchSettings>): BenchSettings {
     throw new Error(
       `\`maxMemory\` decides how many layers \`gradientCheckpointing\` auto recomputes: with ${s.gradientCheckpointing} it has no effect; drop one of them`,
     );
+  if (s.trainData === undefined)
+    for (const key of ["maxLength", "systemPrompt"] as const)
+      if (given[key] !== undefined)
+        throw new Error(`\`${key}\` formats the samples of \`trainData\`, which is not given: give it, or drop \`${key}\``);
   if (!s.peft)
     for (const key of ["peftCheckpointing", "python"] as const)
       if (given[key] !== undefined) throw new Error(`\`${key}\` sets up the PEFT reference, which is turned off: drop one of them`);
@@ -112,11 +124,13 @@ export async function benchRun(given: Partial<BenchSettings>, o: BenchOptions = 
   const count = samplesFor(s.steps, s.batchSize);
   const steps = benchSteps(count, s.batchSize);
 
+  // The data set's samples are formatted (and any problem with them reported) before the model loads.
+  const data = s.trainData === undefined ? null : await dataSamples(s, count);
   o.events?.phase?.("loading", s.baseModel);
   torch.manualSeed(s.seed);
   const model = loadCausalLM(s.baseModel, { dtype, device: s.device });
   const N = matmulWeights(model);
-  const samples = benchSamples(count, model.config.vocabSize, { seed: s.seed, maxLength: model.config.maxPositionEmbeddings });
+  const samples = data ?? benchSamples(count, model.config.vocabSize, { seed: s.seed, maxLength: model.config.maxPositionEmbeddings });
   let measured: Measurement;
   try {
     const loras = addLora(model, { rank: s.loraRank, alpha: s.loraAlpha, targets }, "random");
@@ -157,6 +171,8 @@ export async function benchRun(given: Partial<BenchSettings>, o: BenchOptions = 
     deviceName,
     dtype,
     lora: { rank: s.loraRank, alpha: s.loraAlpha, targets },
+    trainData: s.trainData ?? null,
+    meanSampleTokens: samples.reduce((n, ids) => n + ids.length, 0) / samples.length,
     batchSize: s.batchSize,
     warmupSteps: WARMUP_STEPS,
     steps: s.steps,
@@ -167,6 +183,15 @@ export async function benchRun(given: Partial<BenchSettings>, o: BenchOptions = 
     peft,
     ratio: peft && "realTokensPerSecond" in peft ? svdlora.realTokensPerSecond / peft.realTokensPerSecond : null,
   };
+}
+
+/** `count` samples of the data set as `svdlora train` formats them (its tokenizer, system prompt and maximum length), repeated in file order. */
+async function dataSamples(s: BenchSettings, count: number): Promise<number[][]> {
+  const file = s.trainData!;
+  const tokenizer = await loadTokenizer(s.baseModel);
+  const { encoded } = formatSamples(loadDataset(file), tokenizer, { systemPrompt: s.systemPrompt ?? undefined, maxLength: s.maxLength });
+  if (encoded.length === 0) throw new Error(`${file}: no sample left after formatting (is \`maxLength\` ${s.maxLength} too small?)`);
+  return Array.from({ length: count }, (_, i) => encoded[i % encoded.length].ids);
 }
 
 function sideResult(

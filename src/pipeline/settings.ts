@@ -170,6 +170,12 @@ export const BENCH = {
   ...pick(TRAINING, ["baseModel", "device", "dtype", "gradientCheckpointing", "maxMemory", "quiet"]),
   batchSize: { ...TRAINING.batchSize, help: "samples per step" },
   seed: { ...TRAINING.seed, help: "random seed (the synthetic samples, the LoRA init)" },
+  trainData: {
+    ...TRAINING.trainData,
+    default: undefined,
+    help: "time on this data set's samples, formatted as `svdlora train` formats them, in file order (repeated to fill the steps), every token a target on both sides; default: synthetic samples of 150–600 random tokens",
+  },
+  ...pick(TRAINING, ["maxLength", "systemPrompt"]),
   ...pick(LORA, ["loraRank", "loraAlpha", "targetModules"]),
   steps: { kind: int({ min: 1 }), help: "optimizer steps timed, after 3 warm-up steps", default: 20 },
   peakTflops: {

@@ -9,7 +9,12 @@ import path from "node:path";
 import { test } from "node:test";
 import type { BenchResult } from "../../src/pipeline/bench.js";
 import { benchSteps, mfuPercent, samplesFor } from "../../src/train/bench.js";
-import { runCli, tempDir } from "../helpers.js";
+import { loadDataset } from "../../src/data/dataset.js";
+import { formatSamples } from "../../src/data/format.js";
+import { loadTokenizer } from "../../src/hf/tokenizer.js";
+import { EMBEDDED_MODEL, EMBEDDED_TRAIN } from "../../src/paths.js";
+import { TRAINING } from "../../src/train/settings.js";
+import { dataSubset, runCli, tempDir } from "../helpers.js";
 import { smallModel } from "../small-model.js";
 
 const dir = tempDir("bench");
@@ -28,6 +33,7 @@ function standIn(name: string, line: string, exitCode = 0): string {
     `#!/bin/sh
 [ "$1" = "-c" ] && exit 0
 python3 "$@" --plan > "${file}.plan" || exit 3
+prev=""; for a in "$@"; do [ "$prev" = "--samples" ] && cp "$a" "${file}.samples"; prev="$a"; done
 echo "stand-in: loading" >&2
 echo 'not json'
 echo '${line}'
@@ -47,8 +53,9 @@ test("the result: what was measured, svdlora's row, and the PEFT reference skipp
     lines[0],
     /^svdlora bench: .*tiny-prob \(4 layers\) on cpu, float32; LoRA r = 16 on q_proj,v_proj; batch 1, 1 steps timed after 3 warm-up steps$/,
   );
-  assert.match(lines[1], /real tok\/s\s+peak memory\s+MFU \(4N\)$/);
-  assert.match(lines[2], /^svdlora \(checkpointing auto\)\s+[\d,]+\s+\d+\.\d\d GiB \(host RSS\)\s+n\/a$/);
+  assert.match(lines[1], /^samples: synthetic, 150–600 random tokens \(\d+ tokens on average\)$/);
+  assert.match(lines[2], /real tok\/s\s+peak memory\s+MFU \(4N\)$/);
+  assert.match(lines[3], /^svdlora \(checkpointing auto\)\s+[\d,]+\s+\d+\.\d\d GiB \(host RSS\)\s+n\/a$/);
   assert.match(
     r.stdout,
     hasPython
@@ -99,6 +106,42 @@ test("the PEFT reference's line read back: its row and the ratio; the same steps
   assert.match(text.stdout, /^svdlora \/ PEFT: \d+\.\d\d× the real tokens per second$/m);
 });
 
+test("--train-data: the data set's samples as `svdlora train` formats them, cycled to fill the steps, and the same token ids for PEFT", async (t) => {
+  if (!hasPython) return t.skip("python3 is not installed: the stand-in checks its arguments with it");
+  const python = standIn(
+    "peft-data",
+    '{"side":"peft","grad_ckpt":true,"timed_steps":1,"seconds":2,"real_tokens_per_s":100,"padded_tokens_per_s":100,"tokens_per_step":200,"peak_mem_gib":1.5,"memory_kind":"host resident","versions":{}}',
+  );
+  const data = dataSubset(EMBEDDED_TRAIN, 5, dir, "five.json"); // 5 samples for 8 (4 steps of 2): the first three again
+  const r = await runCli(
+    "bench",
+    "--steps",
+    "1",
+    "--batch-size",
+    "2",
+    "--quiet",
+    "--json",
+    "--python",
+    python,
+    "--train-data",
+    data,
+    "--max-length",
+    "96",
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as BenchResult;
+  const tokenizer = await loadTokenizer(EMBEDDED_MODEL);
+  const { encoded } = formatSamples(loadDataset(data), tokenizer, {
+    systemPrompt: TRAINING.systemPrompt.default ?? undefined,
+    maxLength: 96,
+  });
+  const want = Array.from({ length: samplesFor(1, 2) }, (_, i) => encoded[i % 5].ids);
+  assert.deepEqual(JSON.parse(fs.readFileSync(`${python}.samples`, "utf8")), want);
+  assert.ok(want.every((ids) => ids.length <= 96) && want.some((ids) => ids.length === 96), "--max-length applies");
+  assert.equal(j.trainData, data);
+  assert.equal(j.meanSampleTokens, want.reduce((n, ids) => n + ids.length, 0) / want.length);
+});
+
 test("a PEFT reference that runs out of memory or fails is a line of the result, not an error", async (t) => {
   if (!hasPython) return t.skip("python3 is not installed: the stand-in checks its arguments with it");
   const oom = standIn(
@@ -125,6 +168,11 @@ test("bad input: one line naming the flag, nothing measured", async () => {
     [["--peak-tflops", "0"], /--peak-tflops <TFLOP\/s>' argument '0' is invalid\. expected a number > 0/],
     [["--peft-checkpointing", "maybe"], /expected one of on, off, got "maybe"/],
     [["--target-modules", "nothing_here", "--no-peft"], /^svdlora: error: no module matches the LoRA targets \["nothing_here"\]/],
+    [
+      ["--max-length", "64"],
+      /^svdlora: error: --max-length formats the samples of --train-data, which is not given: give it, or drop --max-length$/,
+    ],
+    [["--train-data", path.join(dir, "none.json")], /^svdlora: error: .*none\.json/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli("bench", "--quiet", ...args);
