@@ -2,7 +2,11 @@
 // otherwise lets make rebuild only what changed. First checks that the addon's TypeScript
 // declaration matches its C++ registrations (scripts/check-native-api.mjs). Runs as the
 // package's install script.
+// build/libtorch.json records what the build was configured for (libtorch, Node, Gloo's headers)
+// and the addon it made: its sha256 and what its buildInfo() reports, less what depends on the
+// machine it runs on, so that `svdlora info` need not load libtorch (src/torch/build-record.ts).
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,8 +40,9 @@ export function buildNative({ quiet = false } = {}) {
   }
   const stamp = join(root, "build/libtorch.json");
   // Gloo's headers decide whether the CPU data-parallel backend is compiled in (scripts/c10d.mjs).
-  const fingerprint = JSON.stringify({ torch, node: process.version, glooHeaders: existsSync("/usr/include/gloo/config.h") });
-  const configured = existsSync(join(root, "build/Makefile")) && existsSync(stamp) && readFileSync(stamp, "utf8") === fingerprint;
+  const configuration = { torch, node: process.version, glooHeaders: existsSync("/usr/include/gloo/config.h") };
+  const { addon: recorded, ...configuredFor } = readJson(stamp) ?? {};
+  const configured = existsSync(join(root, "build/Makefile")) && JSON.stringify(configuredFor) === JSON.stringify(configuration);
   const j = String(Math.max(1, Math.min(4, jobs())));
   const args = configured ? ["build", "-j", j] : ["rebuild", "-j", j];
   if (!quiet || !configured)
@@ -53,8 +58,33 @@ export function buildNative({ quiet = false } = {}) {
     return false;
   }
   mkdirSync(join(root, "build"), { recursive: true });
-  writeFileSync(stamp, fingerprint);
+  const addonFile = join(root, "build/Release/svdlora.node");
+  const sha256 = createHash("sha256").update(readFileSync(addonFile)).digest("hex");
+  const addon = configured && recorded?.sha256 === sha256 ? recorded : describeAddon(addonFile, sha256);
+  writeFileSync(stamp, JSON.stringify({ ...configuration, ...(addon && { addon }) }));
   return true;
+}
+
+/** What a freshly built addon reports of itself (in a process of its own: loading libtorch there
+ * takes about half a second), less what depends on the machine it runs on; null if it does not load. */
+function describeAddon(file, sha256) {
+  const script = `const b = require(${JSON.stringify(file)}).buildInfo();
+delete b.cudaAvailable; delete b.parallelInfo;
+process.stdout.write(JSON.stringify(b));`;
+  const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8" });
+  if (r.status !== 0) {
+    console.error(`svdlora: warning: the new addon does not load: ${r.stderr.trim().split("\n")[0]}`);
+    return null;
+  }
+  return { sha256, buildInfo: JSON.parse(r.stdout) };
+}
+
+function readJson(file) {
+  try {
+    return JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    return null;
+  }
 }
 
 function jobs() {
