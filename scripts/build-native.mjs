@@ -3,11 +3,13 @@
 // declaration matches its C++ registrations (scripts/check-native-api.mjs). Runs as the
 // package's install script.
 // build/libtorch.json records what the build was configured for (libtorch, Node, Gloo's headers)
-// and the addon it made: its sha256 and what its buildInfo() reports, less what depends on the
-// machine it runs on, so that `svdlora info` need not load libtorch (src/torch/build-record.ts).
+// and the addon it made: its sha256, what its buildInfo() reports (less what depends on the
+// machine it runs on) and libtorch's default thread count here, so that `svdlora info` need not
+// load libtorch (src/torch/build-record.ts).
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkRepository } from "./check-native-api.mjs";
@@ -60,23 +62,43 @@ export function buildNative({ quiet = false } = {}) {
   mkdirSync(join(root, "build"), { recursive: true });
   const addonFile = join(root, "build/Release/svdlora.node");
   const sha256 = createHash("sha256").update(readFileSync(addonFile)).digest("hex");
-  const addon = configured && recorded?.sha256 === sha256 ? recorded : describeAddon(addonFile, sha256);
+  const current =
+    configured && recorded?.sha256 === sha256 && JSON.stringify(recorded.defaultThreads?.machine) === JSON.stringify(machine());
+  const addon = current ? recorded : describeAddon(addonFile, sha256);
   writeFileSync(stamp, JSON.stringify({ ...configuration, ...(addon && { addon }) }));
   return true;
 }
 
-/** What a freshly built addon reports of itself (in a process of its own: loading libtorch there
- * takes about half a second), less what depends on the machine it runs on; null if it does not load. */
+/**
+ * What a freshly built addon reports of itself, less what depends on the machine it runs on, and
+ * libtorch's default intra-op thread count (OMP_NUM_THREADS and MKL_NUM_THREADS unset) with what
+ * that depends on: its rule changed between versions (half the logical CPUs on x86-64, then all
+ * of them, then the physical cores, then those within the affinity mask), so it is seen here, not
+ * computed. In a process of its own (loading libtorch takes about half a second); null if the
+ * addon does not load.
+ */
 function describeAddon(file, sha256) {
-  const script = `const b = require(${JSON.stringify(file)}).buildInfo();
-delete b.cudaAvailable; delete b.parallelInfo;
-process.stdout.write(JSON.stringify(b));`;
-  const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8" });
+  const script = `const os = require("node:os");
+const addon = require(${JSON.stringify(file)});
+const buildInfo = addon.buildInfo();
+delete buildInfo.cudaAvailable;
+delete buildInfo.parallelInfo;
+process.stdout.write(JSON.stringify({ buildInfo, defaultThreads: { count: addon.getNumThreads(), machine: (${machine})() } }));`;
+  const env = { ...process.env };
+  delete env.OMP_NUM_THREADS;
+  delete env.MKL_NUM_THREADS;
+  const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", env });
   if (r.status !== 0) {
     console.error(`svdlora: warning: the new addon does not load: ${r.stderr.trim().split("\n")[0]}`);
     return null;
   }
-  return { sha256, buildInfo: JSON.parse(r.stdout) };
+  return { sha256, ...JSON.parse(r.stdout) };
+}
+
+/** What libtorch's default thread count depends on: the CPUs, those this process may run on, their
+ * model. As machine() in src/torch/build-record.ts, which compares it with the record. */
+function machine() {
+  return { cpus: os.cpus().length, available: os.availableParallelism(), model: os.cpus()[0]?.model ?? "" };
 }
 
 function readJson(file) {

@@ -3,7 +3,6 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { physicalCores } from "../util/cpus.js";
 import type { NativeAddon } from "./native-api.js";
 
 export type { Handle } from "./native-api.js";
@@ -28,25 +27,8 @@ function load(): NativeAddon {
   if (!existsSync(path)) throw new Error(`svdlora: the native addon is not built (${path} is missing): run \`npm run setup\``);
   const loaded: NativeAddon = createRequire(import.meta.url)(path);
   if (tuneWhenLoaded) loaded.tuneHostAllocator();
-  loaded.setNumThreads(torchThreads());
   addon = loaded;
   return loaded;
-}
-
-/**
- * The intra-op threads libtorch gets when the addon loads (setNumThreads changes them later):
- * MKL_NUM_THREADS, else OMP_NUM_THREADS, where set to a positive number (as libtorch reads them),
- * else one per physical core this process may run on (physicalCores). svdlora sets them itself
- * rather than leaving libtorch's default, which depends on its version and build (1.13 takes half
- * the logical CPUs of an x86-64 machine, 2.x asks MKL or the CPU topology): so the count is known
- * without loading libtorch (`svdlora info`), and the same on every libtorch.
- */
-export function torchThreads(env: NodeJS.ProcessEnv = process.env): number {
-  for (const name of ["MKL_NUM_THREADS", "OMP_NUM_THREADS"]) {
-    const n = Number.parseInt(env[name] ?? "", 10);
-    if (n > 0) return n;
-  }
-  return physicalCores();
 }
 
 /**

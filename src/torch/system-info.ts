@@ -2,30 +2,26 @@
 // (`svdlora info` prints it; report.html records it).
 import os from "node:os";
 import { packageVersion } from "../version.js";
-import { buildRecord } from "./build-record.js";
+import { buildRecord, recordedThreads } from "./build-record.js";
 import { buildInfo } from "./dtype.js";
-import { addonLoaded, native, torchThreads } from "./native.js";
+import { addonLoaded, native } from "./native.js";
 
 /**
  * What this installation runs on. Asks the addon (loading libtorch) unless the build's record
- * answers it all: the addon is not loaded yet, the record describes it, and its libtorch has no
- * CUDA (devices need the addon); then the CPU threads are those the addon will set (torchThreads).
+ * answers it all: the addon is not loaded yet, the record describes it, its libtorch has no CUDA
+ * (devices need the addon), and the record tells libtorch's thread count here (recordedThreads).
  * `fromAddon` asks the addon whatever the record says.
  */
 export function systemInfo({ fromAddon = false } = {}) {
   const record = fromAddon || addonLoaded() ? undefined : buildRecord();
-  const fromRecord = record !== undefined && !record.torch.cuda;
-  const b = fromRecord ? { ...record.addon.buildInfo, cudaAvailable: false } : buildInfo();
+  const threads = record && !record.torch.cuda ? recordedThreads(record) : undefined;
+  const b = record && threads !== undefined ? { ...record.addon.buildInfo, cudaAvailable: false } : buildInfo();
   return {
     svdlora: packageVersion(),
     node: process.version,
     libtorch: b.torchVersion,
     build: { cuda: b.builtWithCuda, cxx11Abi: b.cxx11Abi, mkl: b.mkl, lapack: b.lapack },
-    cpu: {
-      model: os.cpus()[0]?.model ?? "unknown",
-      cores: os.cpus().length,
-      torchThreads: fromRecord ? torchThreads() : native().getNumThreads(),
-    },
+    cpu: { model: os.cpus()[0]?.model ?? "unknown", cores: os.cpus().length, torchThreads: threads ?? native().getNumThreads() },
     cuda: { available: b.cudaAvailable, devices: b.builtWithCuda && b.cudaAvailable ? native().devices() : [] },
   };
 }

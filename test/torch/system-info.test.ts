@@ -1,18 +1,15 @@
 // systemInfo() without libtorch: the build's record (build/libtorch.json) against what the loaded
-// addon reports, the CPU threads svdlora sets when the addon loads against libtorch's count, and
-// a record that does not describe the addon being ignored. The fresh-process checks run in
-// processes of their own: this one may have loaded the addon for another test file.
+// addon reports, the thread count the record tells against libtorch's own, and a record that does
+// not describe the addon, or a machine the build did not see, being ignored. The fresh-process
+// checks run in processes of their own: this one may have loaded the addon for another test file.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { buildRecord } from "../../src/torch/build-record.js";
+import { type BuildRecord, buildRecord, machine, recordedThreads } from "../../src/torch/build-record.js";
 import { buildInfo } from "../../src/torch/dtype.js";
-import { torchThreads } from "../../src/torch/native.js";
-import { cpuList, physicalCores } from "../../src/util/cpus.js";
 import { tempDir } from "../helpers.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -46,20 +43,24 @@ test("a record that does not describe the addon is not used: none, an older one,
   assert.equal(buildRecord(write("other.json", { ...real, addon: { ...addon, sha256: "0".repeat(64) } })), undefined);
 });
 
-test("torchThreads: MKL_NUM_THREADS, else OMP_NUM_THREADS, where a positive number, else the physical cores", () => {
-  const cores = physicalCores();
-  assert.equal(torchThreads({ MKL_NUM_THREADS: "3", OMP_NUM_THREADS: "1" }), 3);
-  assert.equal(torchThreads({ MKL_NUM_THREADS: "x", OMP_NUM_THREADS: "5" }), 5);
-  assert.equal(torchThreads({ OMP_NUM_THREADS: "4,2" }), 4, "a nested OpenMP list: its first level, as libtorch reads it");
-  assert.equal(torchThreads({ OMP_NUM_THREADS: "0" }), cores);
-  assert.equal(torchThreads({ OMP_NUM_THREADS: "many" }), cores);
-  assert.equal(torchThreads({}), cores);
-  assert.ok(cores >= 1 && cores <= os.availableParallelism(), `${cores} physical cores of ${os.availableParallelism()} CPUs`);
-});
-
-test("cpuList reads Linux's CPU lists", () => {
-  assert.deepEqual(cpuList("0"), [0]);
-  assert.deepEqual(cpuList("0-3,8,10-11"), [0, 1, 2, 3, 8, 10, 11]);
+test("recordedThreads: MKL_NUM_THREADS, else OMP_NUM_THREADS, where a positive number, else the default the build saw on this machine", () => {
+  const record = buildRecord();
+  assert.ok(record, `${recordFile} does not describe the addon: ${REBUILD}`);
+  assert.deepEqual(record.addon.defaultThreads.machine, machine(), "the build saw this machine as build-record.ts sees it");
+  const seen = record.addon.defaultThreads.count;
+  assert.equal(recordedThreads(record, { MKL_NUM_THREADS: "3", OMP_NUM_THREADS: "1" }), 3);
+  assert.equal(recordedThreads(record, { MKL_NUM_THREADS: "x", OMP_NUM_THREADS: "5" }), 5);
+  assert.equal(recordedThreads(record, { OMP_NUM_THREADS: "4,2" }), 4, "a nested OpenMP list: its first level, as libtorch reads it");
+  assert.equal(recordedThreads(record, { OMP_NUM_THREADS: "0" }), seen);
+  assert.equal(recordedThreads(record, { OMP_NUM_THREADS: "many" }), seen);
+  assert.equal(recordedThreads(record, {}), seen);
+  // Seen on another machine: only the environment tells.
+  const elsewhere: BuildRecord = {
+    ...record,
+    addon: { ...record.addon, defaultThreads: { count: seen, machine: { ...machine(), cpus: machine().cpus + 1 } } },
+  };
+  assert.equal(recordedThreads(elsewhere, {}), undefined);
+  assert.equal(recordedThreads(elsewhere, { OMP_NUM_THREADS: "2" }), 2);
 });
 
 // A fresh process: systemInfo() first (from the record where it can), whether libtorch is loaded
@@ -87,11 +88,11 @@ test("without CUDA, systemInfo() answers from the record without loading libtorc
   assert.ok(record, `${recordFile} does not describe the addon: ${REBUILD}`);
   if (record.torch.cuda) return t.skip("this libtorch has CUDA: systemInfo() loads the addon for the devices");
   if (!fs.existsSync("/proc/self/maps")) return t.skip("needs /proc/self/maps to see libtorch loaded");
-  // The default threads (the physical cores), a count of OMP_NUM_THREADS other than that, and MKL's over OMP's.
-  const cores = physicalCores();
-  const other = cores === 1 ? 2 : 1;
+  // libtorch's default threads, a count of OMP_NUM_THREADS other than that, and MKL's over OMP's.
+  const seen = record.addon.defaultThreads.count;
+  const other = seen === 1 ? 2 : 1;
   const cases: [NodeJS.ProcessEnv, number][] = [
-    [{}, cores],
+    [{}, seen],
     [{ OMP_NUM_THREADS: String(other) }, other],
     [{ OMP_NUM_THREADS: "1", MKL_NUM_THREADS: "3" }, 3],
   ];
