@@ -2,8 +2,14 @@
 // otherwise lets make rebuild only what changed. First checks that the addon's TypeScript
 // declaration matches its C++ registrations (scripts/check-native-api.mjs). Runs as the
 // package's install script.
+// build/libtorch.json records what the build was configured for (libtorch, Node, Gloo's headers)
+// and the addon it made: its sha256, what its buildInfo() reports (less what depends on the
+// machine it runs on) and libtorch's default thread count here, so that `svdlora info` need not
+// load libtorch (src/torch/build-record.ts).
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkRepository } from "./check-native-api.mjs";
@@ -36,8 +42,9 @@ export function buildNative({ quiet = false } = {}) {
   }
   const stamp = join(root, "build/libtorch.json");
   // Gloo's headers decide whether the CPU data-parallel backend is compiled in (scripts/c10d.mjs).
-  const fingerprint = JSON.stringify({ torch, node: process.version, glooHeaders: existsSync("/usr/include/gloo/config.h") });
-  const configured = existsSync(join(root, "build/Makefile")) && existsSync(stamp) && readFileSync(stamp, "utf8") === fingerprint;
+  const configuration = { torch, node: process.version, glooHeaders: existsSync("/usr/include/gloo/config.h") };
+  const { addon: recorded, ...configuredFor } = readJson(stamp) ?? {};
+  const configured = existsSync(join(root, "build/Makefile")) && JSON.stringify(configuredFor) === JSON.stringify(configuration);
   const j = String(Math.max(1, Math.min(4, jobs())));
   const args = configured ? ["build", "-j", j] : ["rebuild", "-j", j];
   if (!quiet || !configured)
@@ -53,8 +60,53 @@ export function buildNative({ quiet = false } = {}) {
     return false;
   }
   mkdirSync(join(root, "build"), { recursive: true });
-  writeFileSync(stamp, fingerprint);
+  const addonFile = join(root, "build/Release/svdlora.node");
+  const sha256 = createHash("sha256").update(readFileSync(addonFile)).digest("hex");
+  const current =
+    configured && recorded?.sha256 === sha256 && JSON.stringify(recorded.defaultThreads?.machine) === JSON.stringify(machine());
+  const addon = current ? recorded : describeAddon(addonFile, sha256);
+  writeFileSync(stamp, JSON.stringify({ ...configuration, ...(addon && { addon }) }));
   return true;
+}
+
+/**
+ * What a freshly built addon reports of itself, less what depends on the machine it runs on, and
+ * libtorch's default intra-op thread count (OMP_NUM_THREADS and MKL_NUM_THREADS unset) with what
+ * that depends on: its rule changed between versions (half the logical CPUs on x86-64, then all
+ * of them, then the physical cores, then those within the affinity mask), so it is seen here, not
+ * computed. In a process of its own (loading libtorch takes about half a second); null if the
+ * addon does not load.
+ */
+function describeAddon(file, sha256) {
+  const script = `const os = require("node:os");
+const addon = require(${JSON.stringify(file)});
+const buildInfo = addon.buildInfo();
+delete buildInfo.cudaAvailable;
+delete buildInfo.parallelInfo;
+process.stdout.write(JSON.stringify({ buildInfo, defaultThreads: { count: addon.getNumThreads(), machine: (${machine})() } }));`;
+  const env = { ...process.env };
+  delete env.OMP_NUM_THREADS;
+  delete env.MKL_NUM_THREADS;
+  const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", env });
+  if (r.status !== 0) {
+    console.error(`svdlora: warning: the new addon does not load: ${r.stderr.trim().split("\n")[0]}`);
+    return null;
+  }
+  return { sha256, ...JSON.parse(r.stdout) };
+}
+
+/** What libtorch's default thread count depends on: the CPUs, those this process may run on, their
+ * model. As machine() in src/torch/build-record.ts, which compares it with the record. */
+function machine() {
+  return { cpus: os.cpus().length, available: os.availableParallelism(), model: os.cpus()[0]?.model ?? "" };
+}
+
+function readJson(file) {
+  try {
+    return JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    return null;
+  }
 }
 
 function jobs() {

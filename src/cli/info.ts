@@ -11,7 +11,7 @@ export function registerInfo(program: Command, cli: Cli): void {
     .description("versions, build flags, CPU threads and CUDA devices")
     .option("--json", "print as JSON")
     .action(async (opts: { json?: boolean }) => {
-      // libtorch answers all of it (its version, build flags, threads, devices): loaded here, not at start-up.
+      // Imported here, not at start-up; it loads libtorch only where the build's record cannot answer (CUDA).
       const { systemInfo } = await import("../torch/system-info.js");
       const i = systemInfo();
       if (opts.json) {

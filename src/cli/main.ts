@@ -4,7 +4,8 @@
 // in its own terms, and here they become one line that names the flag to change.
 // Start-up stays light: the command files import only settings schemas and small helpers at the
 // top, and an action imports what it runs (`await import`), so `--help` and flag errors load
-// neither libtorch nor the pipeline (test/cli/startup.test.ts checks it).
+// neither libtorch nor the pipeline, nor does `info` where its libtorch has no CUDA
+// (test/cli/startup.test.ts checks it).
 import { Command, CommanderError } from "commander";
 import { InterruptedError } from "../train/events.js";
 import { SettingError } from "../util/settings.js";

@@ -15,8 +15,15 @@ export function native(): NativeAddon {
   return addon ?? load();
 }
 
+/** Whether this process has loaded the addon (and libtorch with it). */
+export const addonLoaded = (): boolean => addon !== undefined;
+
+/** The addon's file: SVDLORA_ADDON, or the one the build made. */
+export const addonPath = (): string =>
+  process.env.SVDLORA_ADDON ?? fileURLToPath(new URL("../../../build/Release/svdlora.node", import.meta.url));
+
 function load(): NativeAddon {
-  const path = process.env.SVDLORA_ADDON ?? fileURLToPath(new URL("../../../build/Release/svdlora.node", import.meta.url));
+  const path = addonPath();
   if (!existsSync(path)) throw new Error(`svdlora: the native addon is not built (${path} is missing): run \`npm run setup\``);
   const loaded: NativeAddon = createRequire(import.meta.url)(path);
   if (tuneWhenLoaded) loaded.tuneHostAllocator();

@@ -1,15 +1,18 @@
 // Commands that need no tensors start light: `--help` of every command and flag errors load no
 // native addon (libtorch's, resvg's), none of the large packages (vega, the tokenizers, yaml) and
-// none of the modules that compute (torch, model, report, lowrank, stats, the pipeline). Each
-// command line runs in its own process with hooks that record every module it loads: ESM loads
-// (a module.register hook), CommonJS loads (require.cache at exit) and addons (process.dlopen).
-// The time itself is measured, not tested here (bench/README.md).
+// none of the modules that compute (torch, model, report, lowrank, stats, the pipeline); `info`
+// loads libtorch only where its libtorch has CUDA (for the devices) or the build's record does not
+// describe the addon. Each command line runs in its own process with hooks that record every
+// module it loads: ESM loads (a module.register hook), CommonJS loads (require.cache at exit) and
+// addons (process.dlopen). The time itself is measured, not tested here (bench/README.md).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { buildProgram } from "../../src/cli/main.js";
+import { buildRecord } from "../../src/torch/build-record.js";
+import { addonPath } from "../../src/torch/native.js";
 import { tempDir } from "../helpers.js";
 
 const bin = new URL("../../../bin/svdlora.js", import.meta.url).pathname;
@@ -42,11 +45,11 @@ process.on("exit", () => log(Object.keys(cache).map((f) => "require " + f).join(
 );
 
 /** Runs one command line with the hooks; returns its exit code, output and every module it loaded. */
-function loads(args: string[]): { code: number | null; stdout: string; stderr: string; loaded: string[] } {
-  const logFile = path.join(dir, `${args.join("_").replace(/[^\w-]/g, "")}.log`);
+function loads(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string; loaded: string[] } {
+  const logFile = path.join(dir, `${[...args, ...Object.values(env)].join("_").replace(/[^\w-]/g, "")}.log`);
   const r = spawnSync(process.execPath, ["--import", preload, bin, ...args], {
     encoding: "utf8",
-    env: { ...process.env, SVDLORA_LOAD_LOG: logFile },
+    env: { ...process.env, ...env, SVDLORA_LOAD_LOG: logFile },
   });
   const loaded = fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").split("\n").filter(Boolean) : [];
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, loaded };
@@ -85,12 +88,30 @@ test("flag errors load nothing heavy", () => {
   assertLight(["trian"], 1, /unknown command 'trian'/);
 });
 
-test("the check sees an addon and the modules that compute when a command loads them", () => {
-  const r = loads(["info", "--json"]);
-  assert.equal(r.code, 0, r.stderr);
-  assert.ok(
-    r.loaded.some((l) => /^dlopen .*svdlora\.node$/.test(l)),
-    r.loaded.join("\n"),
-  );
-  assert.ok(r.loaded.some((l) => l.includes("dist/src/torch/system-info.js")));
+const ranInfo = (r: { loaded: string[] }) => r.loaded.some((l) => l.endsWith("dist/src/torch/system-info.js"));
+const addons = (r: { loaded: string[] }) => r.loaded.filter((l) => l.startsWith("dlopen "));
+
+test("info on a libtorch without CUDA loads no addon: the build's record answers", (t) => {
+  const record = buildRecord();
+  assert.ok(record, "build/libtorch.json does not describe the addon: run `node scripts/build-native.mjs`");
+  if (record.torch.cuda) return t.skip("this libtorch has CUDA: info loads the addon for the devices");
+  for (const args of [["info", "--json"], ["info"]]) {
+    const r = loads(args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(ranInfo(r), `the hooks saw info's own module:\n${r.loaded.join("\n")}`);
+    assert.deepEqual(addons(r), [], `svdlora ${args.join(" ")}`);
+    assert.ok(r.stdout.includes(record.addon.buildInfo.torchVersion), r.stdout);
+  }
+});
+
+test("where the build's record does not describe the addon, info loads it (the hooks see it) and prints the same", () => {
+  // The same addon with a byte more: it loads as before, but its sha256 is not the recorded one.
+  const other = path.join(dir, "other.node");
+  fs.writeFileSync(other, Buffer.concat([fs.readFileSync(addonPath()), Buffer.from([0])]));
+  const usual = loads(["info", "--json"]);
+  const loaded = loads(["info", "--json"], { SVDLORA_ADDON: other });
+  assert.equal(loaded.code, 0, loaded.stderr);
+  assert.deepEqual(addons(loaded), [`dlopen ${other}`]);
+  assert.ok(ranInfo(loaded));
+  assert.deepEqual(JSON.parse(loaded.stdout), JSON.parse(usual.stdout));
 });
