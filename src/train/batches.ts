@@ -106,11 +106,12 @@ function padToMultiple(row: PackedRow, multiple: number, padId: number): PackedR
   };
 }
 
-/** Samples packed into one row, padded for flash attention (see PACKED_LENGTH_MULTIPLE) unless `multiple` is 1. */
-function packedRow(samples: Encoded[], flash: boolean, padId: number, multiple: number): PackedRow {
+/** Samples packed into one row, for flash attention padded to a multiple of `o.lengthMultiple` (default PACKED_LENGTH_MULTIPLE). */
+function packedRow(samples: Encoded[], flash: boolean, o: { padId: number; lengthMultiple?: number }): PackedRow {
   const [p] = packBatches(samples, Number.MAX_SAFE_INTEGER);
   const row = { ids: p.inputIds[0], labels: p.labels[0], positions: p.positionIds[0], cuSeqlens: p.cuSeqlens, maxSeqlen: p.maxSeqlen };
-  return flash && multiple > 1 ? padToMultiple(row, multiple, padId) : row;
+  const multiple = o.lengthMultiple ?? PACKED_LENGTH_MULTIPLE;
+  return flash && multiple > 1 ? padToMultiple(row, multiple, o.padId) : row;
 }
 
 /**
@@ -124,7 +125,7 @@ export function packedBatch(
   flash = false,
   o: { padId: number; lengthMultiple?: number } = { padId: 0 },
 ): Batch {
-  const p = packedRow(samples, flash, o.padId, o.lengthMultiple ?? PACKED_LENGTH_MULTIPLE);
+  const p = packedRow(samples, flash, o);
   const T = p.ids.length;
   const positionIds = torch.tensor([p.positions], { dtype: "int64", device });
   return {
@@ -187,7 +188,7 @@ export function armsBatch(parts: { arm: number; samples: Encoded[] }[], o: Batch
     let rows: { ids: number[]; labels: number[]; positions: number[] }[];
     let mask: torch.Tensor | undefined;
     if (o.packing) {
-      const p = packedRow(samples, flash, o.padId, o.lengthMultiple ?? PACKED_LENGTH_MULTIPLE);
+      const p = packedRow(samples, flash, o);
       rows = [p];
       for (const end of p.cuSeqlens.slice(1)) cuSeqlens.push(start + end);
       maxSeqlen = Math.max(maxSeqlen, p.maxSeqlen);
