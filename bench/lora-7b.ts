@@ -33,7 +33,7 @@ import { knownPeakTflops, matmulWeights, mfuPercent } from "../src/train/bench.j
 import { broadcastFromMain, joinProcessGroup, shareOf } from "../src/train/data-parallel.js";
 import { launchPlan, launchWorkers } from "../src/cli/launch.js";
 import { AdamW } from "../src/train/optim.js";
-import { PACKED_LENGTH_MULTIPLE } from "../src/train/batches.js";
+import { PACKED_LENGTH_MULTIPLE, usesFlashPacking } from "../src/train/batches.js";
 import { optimizerStep, rankMicroBatch } from "../src/train/step.js";
 import type { GradientCheckpointing } from "../src/train/settings.js";
 import { recomputePolicy } from "../src/train/trainer.js";
@@ -103,6 +103,7 @@ const recompute = recomputePolicy({
   maxMemory: budgetGib,
 });
 const encoded = samples.map((ids) => ({ ids, lossMask: ids.map(() => true), truncated: false }));
+const batchOptions = { padId: 151643, device: dp.device, packing, dtype: model.dtype, lengthMultiple };
 
 if (cuda) torch.cuda.resetPeakMemory();
 let steps = 0,
@@ -132,7 +133,7 @@ outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
     const cpu0 = process.cpuUsage();
     const global = encoded.slice(i, i + batch * dp.worldSize);
     const mine = shareOf(global, dp, (s) => s.ids.length).reduce((n, s) => n + s.ids.length, 0);
-    const micro = rankMicroBatch(global, 1, dp, { padId: 151643, device: dp.device, packing, dtype: model.dtype, lengthMultiple });
+    const micro = rankMicroBatch(global, 1, dp, batchOptions);
     const r = optimizerStep(model, optimizer, [micro], { recompute, lr: 2e-4, dataParallel: dp, overlap: !flags["no-overlap"] });
     const cpu = process.cpuUsage(cpu0);
     rows.push([
@@ -156,13 +157,7 @@ outer: for (let epoch = 0; epoch < Number(flags.epochs); epoch++)
 synchronize();
 const seconds = (performance.now() - start) / 1000;
 if (flags.trace) {
-  const micro = rankMicroBatch(encoded.slice(0, batch * dp.worldSize), 1, dp, {
-    padId: 151643,
-    device: dp.device,
-    packing,
-    dtype: model.dtype,
-    lengthMultiple,
-  });
+  const micro = rankMicroBatch(encoded.slice(0, batch * dp.worldSize), 1, dp, batchOptions);
   torch.profile(flags.trace, { cuda }, () => {
     optimizerStep(model, optimizer, [micro], { recompute, lr: 2e-4, dataParallel: dp });
     synchronize();
@@ -183,7 +178,8 @@ console.log(
     budget_gib: budgetGib ?? null,
     checkpointing: flags.checkpointing,
     packing,
-    length_multiple: packing ? (lengthMultiple ?? PACKED_LENGTH_MULTIPLE) : null,
+    // packed rows are padded only for flash attention (CUDA, 16-bit)
+    length_multiple: packing && usesFlashPacking(dp.device, model.dtype) ? (lengthMultiple ?? PACKED_LENGTH_MULTIPLE) : null,
     overlap: dp.worldSize > 1 ? !flags["no-overlap"] : null,
     timed_steps: timed,
     seconds: Number(seconds.toFixed(2)),

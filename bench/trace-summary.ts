@@ -61,14 +61,24 @@ function enclosing(tops: Event[], e: Event): Event | null {
   return found && end(found) >= e.ts ? found : null;
 }
 
+/** The events of each thread, by start (the longer first where two start together). */
+function byThread(es: Event[]): Map<string, Event[]> {
+  const threads = new Map<string, Event[]>();
+  for (const e of es) {
+    const list = threads.get(String(e.tid));
+    if (list) list.push(e);
+    else threads.set(String(e.tid), [e]);
+  }
+  for (const list of threads.values()) list.sort((a, b) => a.ts - b.ts || (b.dur ?? 0) - (a.dur ?? 0));
+  return threads;
+}
+
 /** Ops not inside another op of the same thread. */
 function topLevel(es: Event[]): Event[] {
   const out: Event[] = [];
-  const byThread = new Map<string, Event[]>();
-  for (const e of es) byThread.set(String(e.tid), [...(byThread.get(String(e.tid)) ?? []), e]);
-  for (const list of byThread.values()) {
+  for (const list of byThread(es).values()) {
     let reach = -Infinity;
-    for (const e of list.sort((a, b) => a.ts - b.ts || (b.dur ?? 0) - (a.dur ?? 0)))
+    for (const e of list)
       if (e.ts >= reach) {
         out.push(e);
         reach = end(e);
@@ -109,8 +119,7 @@ for (const [tid, v] of byName(tops, (e) => String(e.tid))) say(`  thread ${tid}:
 if (gpu.length > 0) {
   // A kernel's launch (a runtime call with the same correlation id) happened inside some top-level op.
   const launches = new Map(runtime.map((r) => [r.args?.correlation, r]));
-  const topsByThread = new Map<string, Event[]>();
-  for (const o of [...tops].sort((a, b) => a.ts - b.ts)) topsByThread.set(String(o.tid), [...(topsByThread.get(String(o.tid)) ?? []), o]);
+  const topsByThread = byThread(tops);
   const queuedBy = (k: Event) => {
     const launch = launches.get(k.args?.correlation);
     if (!launch) return "(launch not recorded)";
